@@ -1,1 +1,14 @@
-//! Placeholder.
+//! Sallyport's state database: users, targets, networks, pinned host keys and audit events.
+//!
+//! One SQLite file (WAL) on the data partition, schema migrated by `PRAGMA user_version`. The API is
+//! synchronous and quick; the one slow call, password verification (argon2id), is meant to be run on a
+//! blocking thread by async callers. This crate never talks to the network and never stores a target
+//! credential: target passwords and keys pass through the gateway without touching this database.
+
+mod audit;
+mod db;
+mod users;
+
+pub use audit::{AuditEvent, AuditRecord};
+pub use db::{HostKeyPin, NetworkRecord, StateDb, StateError, TargetRecord, TargetSpec};
+pub use users::{LoginOutcome, UserRecord};
