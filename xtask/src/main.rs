@@ -1,2 +1,64 @@
-//! Placeholder.
-fn main() {}
+//! `cargo xtask`: Sallyport's task runner.
+//!
+//! - `setup`: installs what the project needs on a Debian machine and skips what is there.
+//! - `demo`: the gateway with a demo network of real OpenSSH targets (needs root).
+//! - `ci`: formatting, lints, tidy checks, and every test including the end-to-end ones (needs root).
+//! - `bench ssh`: the SSH relay benchmarks (throughput ratio, echo latency, memory per session).
+
+mod ci;
+mod demo;
+mod setup;
+mod tidy;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+use anyhow::{Context, bail};
+
+fn main() -> std::process::ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let result = match args.first().map(String::as_str) {
+        Some("setup") => setup::run(),
+        Some("ci") => ci::run(),
+        Some("demo") => demo::run(&args[1..]),
+        Some("bench") => ci::bench(&args[1..]),
+        Some("tidy") => tidy::run(),
+        _ => {
+            eprintln!("usage: cargo xtask <setup | demo [--listen ADDR] [--keep-state] | ci | bench ssh | tidy>");
+            return std::process::ExitCode::from(2);
+        }
+    };
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("xtask: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+}
+
+/// Runs a command in the workspace root, failing with its name when it fails.
+pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
+    let shown = format!("{cmd:?}");
+    eprintln!("xtask: $ {shown}");
+    let status = cmd.current_dir(root()).status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+/// `cargo` with the workspace's toolchain.
+pub fn cargo() -> Command {
+    Command::new(std::env::var("CARGO").unwrap_or_else(|_| "cargo".into()))
+}
+
+/// True when running as root.
+pub fn is_root() -> bool {
+    Command::new("id").arg("-u").output().map(|o| o.stdout.trim_ascii() == b"0").unwrap_or(false)
+}

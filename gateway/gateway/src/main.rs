@@ -1,2 +1,208 @@
-//! Placeholder.
-fn main() {}
+//! The Sallyport gateway daemon: reads the configuration, opens the state and recordings databases,
+//! seals what a crash left unfinished, and serves the portal until SIGINT or SIGTERM.
+//!
+//! This binary only wires the crates together (state, recorder, SSH connector, broker, portal); the
+//! logic lives in them. It prints the one-time admin password on first start, once, and nothing secret
+//! after that.
+
+mod config;
+mod keys;
+mod logging;
+mod tls;
+
+use std::net::IpAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use sallyport_core::egress::EgressPolicy;
+use sallyport_core::policy::{Protocol, Role};
+use sallyport_portal::{Portal, PortalConfig};
+use sallyport_recordings::{Limits, Recorder, Store};
+use sallyport_relay::{Broker, BrokerConfig, now_ms};
+use sallyport_state::{NetworkRecord, StateDb, TargetSpec};
+use tracing::{info, warn};
+
+use crate::config::Config;
+
+/// Command-line options.
+#[derive(Parser, Debug)]
+#[command(name = "sallyport-gateway", version, about = "The Sallyport bastion gateway")]
+struct Cli {
+    /// Configuration file (TOML). Without it, the embedded defaults apply.
+    #[arg(long, short)]
+    config: Option<PathBuf>,
+    /// Overrides `state_dir` from the configuration.
+    #[arg(long)]
+    state_dir: Option<PathBuf>,
+    /// Overrides `portal.listen` from the configuration.
+    #[arg(long)]
+    listen: Option<std::net::SocketAddr>,
+    /// Checks the configuration and exits.
+    #[arg(long)]
+    check_config: bool,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    match run(cli) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("sallyport-gateway: error: {error:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<()> {
+    let mut config = match &cli.config {
+        Some(path) => Config::load(path)?,
+        None => Config::default(),
+    };
+    if let Some(dir) = cli.state_dir {
+        config.state_dir = dir;
+    }
+    if let Some(listen) = cli.listen {
+        config.portal.listen = listen;
+    }
+    if cli.check_config {
+        println!("configuration is valid");
+        return Ok(());
+    }
+    logging::init(&config.log);
+    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    runtime.block_on(serve(config))
+}
+
+async fn serve(config: Config) -> anyhow::Result<()> {
+    std::fs::create_dir_all(&config.state_dir).with_context(|| format!("creating {}", config.state_dir.display()))?;
+    let state = StateDb::open(&config.state_dir.join("state.db")).context("opening the state database")?;
+    sync_configuration(&state, &config)?;
+    bootstrap_admin(&state)?;
+
+    let signing_key = keys::load_or_create_signing_key(&config.state_dir)?;
+    let recordings_path = config.state_dir.join("recordings.db");
+    let recovered = Store::open(&recordings_path)
+        .and_then(|store| store.recover_unfinished(&signing_key))
+        .context("recovering unfinished recordings")?;
+    for id in &recovered {
+        warn!(target: "audit", kind = "recording_recovered", session_id = %id, "a session left unfinished by a crash was marked incomplete and sealed");
+    }
+    let limits = Limits {
+        chunk_max_bytes: config.recording.chunk_max_kib * 1024,
+        chunk_max_age: Duration::from_millis(config.recording.chunk_max_age_ms),
+        ..Limits::default()
+    };
+    let recorder = Recorder::start(&recordings_path, signing_key, limits).context("starting the recorder")?;
+
+    let tls = tls::load_or_create(&config.portal, &config.state_dir)?;
+    let listener = tokio::net::TcpListener::bind(config.portal.listen)
+        .await
+        .with_context(|| format!("listening on {}", config.portal.listen))?;
+    let local = listener.local_addr()?;
+
+    let networks = config.networks.iter().map(|n| n.cidr).collect();
+    let egress = EgressPolicy::new(networks, own_addresses(local.ip()));
+    let broker = Arc::new(Broker::new(
+        state.clone(),
+        recorder.clone(),
+        egress,
+        Arc::new(sallyport_ssh::SshConnector::default()),
+        BrokerConfig::default(),
+    ));
+    let portal_config = PortalConfig {
+        session_idle_timeout: Duration::from_secs(config.portal.session_idle_minutes * 60),
+        session_max_age: Duration::from_secs(config.portal.session_max_hours * 3600),
+        ..PortalConfig::default()
+    };
+    let portal = Portal::new(broker, portal_config);
+
+    let url_host = if local.ip().is_unspecified() { "localhost".to_owned() } else { url_host(local.ip()) };
+    info!(listen = %local, fingerprint = %tls.fingerprint, generated = tls.generated, "portal listening");
+    println!("url: https://{url_host}:{}/", local.port());
+    println!("fingerprint: {}", tls.fingerprint);
+    use std::io::Write;
+    let _ = std::io::stdout().flush();
+
+    sallyport_portal::serve(listener, tls.server_config, portal, shutdown_signal()).await;
+    // Give sessions a moment to seal their recordings, then flush the recorder.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    tokio::task::spawn_blocking(move || recorder.shutdown()).await.ok();
+    info!("stopped");
+    Ok(())
+}
+
+fn url_host(ip: IpAddr) -> String {
+    match ip {
+        IpAddr::V4(v4) => v4.to_string(),
+        IpAddr::V6(v6) => format!("[{v6}]"),
+    }
+}
+
+async fn shutdown_signal() {
+    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+        Ok(term) => term,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => info!("SIGINT received, stopping"),
+        _ = term.recv() => info!("SIGTERM received, stopping"),
+    }
+}
+
+/// Writes the configuration's networks and targets into the state database.
+fn sync_configuration(state: &StateDb, config: &Config) -> anyhow::Result<()> {
+    let networks: Vec<NetworkRecord> = config.networks.iter().map(|n| NetworkRecord { name: n.name.clone(), cidr: n.cidr }).collect();
+    state.sync_config_networks(&networks)?;
+    let targets: Vec<TargetSpec> = config
+        .targets
+        .iter()
+        .map(|t| TargetSpec {
+            name: t.name.clone(),
+            host: t.address.clone(),
+            port: t.port,
+            // Validated when the configuration was read.
+            protocol: Protocol::parse(&t.protocol).unwrap_or(Protocol::Ssh),
+        })
+        .collect();
+    state.sync_config_targets(&targets)?;
+    if config.networks.is_empty() {
+        warn!("no networks are configured: no target can be reached until [[networks]] are added");
+    }
+    Ok(())
+}
+
+/// With no users at all, creates `admin` with a random one-time password and shows it once.
+fn bootstrap_admin(state: &StateDb) -> anyhow::Result<()> {
+    if state.user_count()? > 0 {
+        return Ok(());
+    }
+    let password = keys::random_password()?;
+    state.create_user("admin", &password, Role::Admin, true, now_ms())?;
+    info!(target: "audit", kind = "user_created", actor = "admin", "first start: created the admin user with a one-time password");
+    println!("first start: created user admin with a one-time password (it must be changed at first login)");
+    println!("user: admin");
+    println!("password: {password}");
+    Ok(())
+}
+
+/// The gateway's own addresses, never dialled as targets.
+fn own_addresses(listen: IpAddr) -> Vec<IpAddr> {
+    let mut own = vec![listen];
+    match nix::ifaddrs::getifaddrs() {
+        Ok(addrs) => {
+            for ifaddr in addrs {
+                let Some(address) = ifaddr.address else { continue };
+                if let Some(v4) = address.as_sockaddr_in() {
+                    own.push(IpAddr::V4(v4.ip()));
+                } else if let Some(v6) = address.as_sockaddr_in6() {
+                    own.push(IpAddr::V6(v6.ip()));
+                }
+            }
+        }
+        Err(error) => warn!(%error, "could not list this machine's addresses"),
+    }
+    own
+}

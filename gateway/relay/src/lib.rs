@@ -1,1 +1,22 @@
-//! Placeholder.
+//! The session broker: joins a transport (the portal's WebSocket, later QUIC) to a protocol (SSH, later
+//! RDP) with the recorder in between.
+//!
+//! A transport implements [`TerminalTransport`] (frames to and from the user); a protocol implements
+//! [`TerminalConnector`] (dial a target, then a [`TerminalChannel`]). [`Broker::run_terminal`] takes an
+//! [`Authorized`](sallyport_core::policy::Authorized) decision, resolves and vets the target address,
+//! opens the recording before anything is dialled (fail closed), connects, pins or checks the host key
+//! and relays both ways, recording every frame before it is forwarded.
+//!
+//! This crate never parses protocol bytes itself and never depends on a transport or protocol crate;
+//! those depend on it.
+
+mod broker;
+mod resolve;
+mod traits;
+
+pub use broker::{Broker, BrokerConfig, now_ms};
+pub use resolve::{ResolveError, resolve_target};
+pub use traits::{
+    BoxFuture, TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector, TerminalOpened,
+    TerminalTransport, TransportClosed,
+};

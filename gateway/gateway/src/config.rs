@@ -1,0 +1,208 @@
+//! The daemon's configuration: one typed TOML tree, every default in this file, unknown keys rejected.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The whole configuration file.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Where the state database, recordings, TLS material and signing key live.
+    pub state_dir: PathBuf,
+    /// The HTTPS portal.
+    pub portal: PortalSection,
+    /// Logging.
+    pub log: LogSection,
+    /// Session recording.
+    pub recording: RecordingSection,
+    /// The networks targets may live in (the virtual network and its peers).
+    pub networks: Vec<NetworkEntry>,
+    /// Named targets.
+    pub targets: Vec<TargetEntry>,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            state_dir: PathBuf::from("/var/lib/sallyport"),
+            portal: PortalSection::default(),
+            log: LogSection::default(),
+            recording: RecordingSection::default(),
+            networks: Vec::new(),
+            targets: Vec::new(),
+        }
+    }
+}
+
+/// `[portal]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PortalSection {
+    /// Address and port to serve HTTPS on.
+    pub listen: SocketAddr,
+    /// PEM certificate chain; with `tls_key`. Without both, a self-signed certificate is made once
+    /// and kept in the state directory.
+    pub tls_cert: Option<PathBuf>,
+    /// PEM private key for `tls_cert`.
+    pub tls_key: Option<PathBuf>,
+    /// Names and addresses the self-signed certificate is issued for.
+    pub hostnames: Vec<String>,
+    /// Allow TLS 1.2 besides TLS 1.3.
+    pub allow_tls12: bool,
+    /// Minutes of inactivity after which a login ends.
+    pub session_idle_minutes: u64,
+    /// Hours after which a login ends regardless.
+    pub session_max_hours: u64,
+}
+
+impl Default for PortalSection {
+    fn default() -> Self {
+        PortalSection {
+            listen: SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 0], 443)),
+            tls_cert: None,
+            tls_key: None,
+            hostnames: vec!["localhost".into(), "127.0.0.1".into()],
+            allow_tls12: false,
+            session_idle_minutes: 30,
+            session_max_hours: 12,
+        }
+    }
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogSection {
+    /// Also log to journald when it is reachable.
+    pub journald: bool,
+    /// tracing filter directive (e.g. `info`, `sallyport=debug`), overridden by `RUST_LOG`.
+    pub level: String,
+}
+
+impl Default for LogSection {
+    fn default() -> Self {
+        LogSection { journald: true, level: "info".into() }
+    }
+}
+
+/// `[recording]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RecordingSection {
+    /// Largest chunk before it is written, in KiB.
+    pub chunk_max_kib: usize,
+    /// Longest a chunk stays open before it is written, in milliseconds (what a crash can lose).
+    pub chunk_max_age_ms: u64,
+}
+
+impl Default for RecordingSection {
+    fn default() -> Self {
+        RecordingSection { chunk_max_kib: 256, chunk_max_age_ms: 1000 }
+    }
+}
+
+/// `[[networks]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NetworkEntry {
+    /// Display name.
+    pub name: String,
+    /// Address range.
+    pub cidr: IpNet,
+}
+
+/// `[[targets]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TargetEntry {
+    /// Display name, unique.
+    pub name: String,
+    /// IP literal or DNS name (checked against the networks at every connect).
+    pub address: String,
+    /// TCP port.
+    #[serde(default = "default_ssh_port")]
+    pub port: u16,
+    /// Protocol (`ssh`).
+    #[serde(default = "default_protocol")]
+    pub protocol: String,
+}
+
+fn default_ssh_port() -> u16 {
+    22
+}
+
+fn default_protocol() -> String {
+    "ssh".into()
+}
+
+impl Config {
+    /// Reads and validates a configuration file.
+    pub fn load(path: &Path) -> anyhow::Result<Config> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        Self::parse(&text).with_context(|| format!("in {}", path.display()))
+    }
+
+    /// Parses and validates configuration text.
+    pub fn parse(text: &str) -> anyhow::Result<Config> {
+        let config: Config = toml::from_str(text)?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.portal.tls_cert.is_some() != self.portal.tls_key.is_some() {
+            bail!("portal.tls_cert and portal.tls_key go together: set both or neither");
+        }
+        let mut names = std::collections::HashSet::new();
+        for target in &self.targets {
+            if !names.insert(&target.name) {
+                bail!("target {} is declared twice", target.name);
+            }
+            if sallyport_core::policy::Protocol::parse(&target.protocol).is_none() {
+                bail!("target {}: unknown protocol {:?} (known: ssh)", target.name, target.protocol);
+            }
+            if target.port == 0 {
+                bail!("target {}: port 0 is not a port", target.name);
+            }
+            sallyport_core::egress::parse_host(&target.address).with_context(|| format!("target {}", target.name))?;
+        }
+        if self.recording.chunk_max_kib == 0 || self.recording.chunk_max_age_ms == 0 {
+            bail!("recording.chunk_max_kib and recording.chunk_max_age_ms must be positive");
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn empty_file_gives_defaults() {
+        let config = Config::parse("").unwrap();
+        assert_eq!(config.portal.listen.port(), 443);
+        assert_eq!(config.recording.chunk_max_age_ms, 1000);
+    }
+
+    #[test]
+    fn broken_configs_are_refused_with_the_reason() {
+        let cases = [
+            ("[portal]\nlisten = \"127.0.0.1:8443\"\nlisen = 1\n", "unknown field"),
+            ("unknown = 1\n", "unknown field"),
+            ("[[targets]]\nname = \"a\"\naddress = \"10.0.0.1\"\nprotocol = \"telnet\"\n", "unknown protocol"),
+            ("[[targets]]\nname = \"a\"\naddress = \"256.1.1.1\"\n", "not a valid IP"),
+            ("[[targets]]\nname = \"a\"\naddress = \"10.0.0.1\"\n[[targets]]\nname = \"a\"\naddress = \"10.0.0.2\"\n", "declared twice"),
+            ("[portal]\ntls_cert = \"/x.pem\"\n", "go together"),
+            ("[[networks]]\nname = \"n\"\ncidr = \"10.0.0.0/33\"\n", "invalid"),
+        ];
+        for (text, expected) in cases {
+            let error = format!("{:#}", Config::parse(text).unwrap_err());
+            assert!(error.contains(expected), "{text:?}: {error}");
+        }
+    }
+}

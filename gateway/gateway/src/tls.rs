@@ -1,0 +1,83 @@
+//! The portal's TLS material: from configuration, or a self-signed certificate made on first start and
+//! kept in the state directory, so its fingerprint stays the same across restarts.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use anyhow::{Context, anyhow};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use sha2::{Digest, Sha256};
+
+use crate::config::PortalSection;
+
+/// The server configuration and the certificate's SHA-256 fingerprint.
+pub struct PortalTls {
+    /// For the acceptor.
+    pub server_config: Arc<rustls::ServerConfig>,
+    /// `AB:CD:...` over the end-entity certificate's DER, as browsers show it.
+    pub fingerprint: String,
+    /// Whether this start generated the certificate.
+    pub generated: bool,
+}
+
+/// Loads or creates the certificate and builds the rustls configuration.
+pub fn load_or_create(section: &PortalSection, state_dir: &Path) -> anyhow::Result<PortalTls> {
+    let (cert_path, key_path, generated) = match (&section.tls_cert, &section.tls_key) {
+        (Some(cert), Some(key)) => (cert.clone(), key.clone(), false),
+        _ => {
+            let cert = state_dir.join("tls-cert.pem");
+            let key = state_dir.join("tls-key.pem");
+            let generated = !cert.exists() || !key.exists();
+            if generated {
+                generate(&section.hostnames, &cert, &key)?;
+            }
+            (cert, key, generated)
+        }
+    };
+    let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+        .with_context(|| format!("reading {}", cert_path.display()))?
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("parsing {}", cert_path.display()))?;
+    let first = certs.first().ok_or_else(|| anyhow!("{} holds no certificate", cert_path.display()))?;
+    let fingerprint = fingerprint(first);
+    let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let versions: &[&rustls::SupportedProtocolVersion] =
+        if section.allow_tls12 { &[&rustls::version::TLS13, &rustls::version::TLS12] } else { &[&rustls::version::TLS13] };
+    let mut config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_protocol_versions(versions)?
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .context("the TLS certificate and key do not fit together")?;
+    // HTTP/1.1 only: browsers then open WebSockets with a plain upgrade.
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(PortalTls { server_config: Arc::new(config), fingerprint, generated })
+}
+
+fn generate(hostnames: &[String], cert_path: &PathBuf, key_path: &PathBuf) -> anyhow::Result<()> {
+    let certified = rcgen::generate_simple_self_signed(hostnames.to_vec()).context("generating a self-signed certificate")?;
+    write_private(key_path, certified.key_pair.serialize_pem().as_bytes())?;
+    std::fs::write(cert_path, certified.cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
+    Ok(())
+}
+
+/// Writes a file readable only by its owner.
+pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    file.write_all(contents).with_context(|| format!("writing {}", path.display()))?;
+    Ok(())
+}
+
+/// SHA-256 of a certificate, as colon-separated upper-case hex.
+pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
+    Sha256::digest(cert.as_ref()).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}

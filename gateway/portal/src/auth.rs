@@ -1,0 +1,191 @@
+//! Login sessions, the session cookie, the current-user extractor and the Origin check.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use axum::extract::FromRequestParts;
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use sallyport_core::policy::{Authenticated, Role};
+use sha2::{Digest, Sha256};
+
+use crate::Portal;
+
+/// The session cookie. The `__Host-` prefix makes browsers insist on Secure, Path=/ and no Domain, so
+/// no sibling host can set or read it.
+pub const COOKIE_NAME: &str = "__Host-sallyport";
+
+struct LoginSession {
+    user: Authenticated,
+    created: Instant,
+    last_seen: Instant,
+}
+
+/// Logged-in sessions, kept in memory (a restart logs everyone out). Keyed by the SHA-256 of the cookie
+/// token so a memory dump does not hand out live cookies.
+#[derive(Clone)]
+pub struct LoginSessions {
+    inner: Arc<Mutex<HashMap<[u8; 32], LoginSession>>>,
+    idle_timeout: Duration,
+    max_age: Duration,
+}
+
+fn token_key(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+impl LoginSessions {
+    /// An empty store with the given timeouts.
+    pub fn new(idle_timeout: Duration, max_age: Duration) -> Self {
+        LoginSessions { inner: Arc::default(), idle_timeout, max_age }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], LoginSession>> {
+        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Starts a session and returns its cookie token.
+    pub fn create(&self, user: Authenticated) -> Result<String, getrandom::Error> {
+        let mut bytes = [0u8; 32];
+        getrandom::fill(&mut bytes)?;
+        let token = hex::encode(bytes);
+        let now = Instant::now();
+        let mut sessions = self.lock();
+        sessions.retain(|_, s| now.duration_since(s.last_seen) < self.idle_timeout && now.duration_since(s.created) < self.max_age);
+        sessions.insert(token_key(&token), LoginSession { user, created: now, last_seen: now });
+        Ok(token)
+    }
+
+    /// The user of a live session, refreshing its idle timer.
+    pub fn lookup(&self, token: &str) -> Option<Authenticated> {
+        let now = Instant::now();
+        let mut sessions = self.lock();
+        let key = token_key(token);
+        let session = sessions.get_mut(&key)?;
+        if now.duration_since(session.last_seen) >= self.idle_timeout || now.duration_since(session.created) >= self.max_age {
+            sessions.remove(&key);
+            return None;
+        }
+        session.last_seen = now;
+        Some(session.user.clone())
+    }
+
+    /// Ends a session.
+    pub fn remove(&self, token: &str) {
+        self.lock().remove(&token_key(token));
+    }
+}
+
+/// The session token in the request's cookies, if any.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .flat_map(|value| value.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == COOKIE_NAME)
+        .map(|(_, value)| value.to_owned())
+}
+
+/// The `Set-Cookie` value for a new session.
+pub fn session_cookie(token: &str) -> String {
+    format!("{COOKIE_NAME}={token}; Path=/; Secure; HttpOnly; SameSite=Strict")
+}
+
+/// The `Set-Cookie` value that deletes the session cookie.
+pub fn expired_cookie() -> String {
+    format!("{COOKIE_NAME}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
+}
+
+/// True when the request's Origin is this portal (`https://` + the Host it was sent to). Browsers send
+/// Origin on WebSocket handshakes and POSTs; a page on another origin cannot make them lie about it.
+pub fn same_origin(headers: &HeaderMap) -> bool {
+    let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
+    let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
+    match (host, origin) {
+        (Some(host), Some(origin)) => origin.strip_prefix("https://").is_some_and(|rest| rest.eq_ignore_ascii_case(host)),
+        _ => false,
+    }
+}
+
+/// The logged-in user of a request. Pages that need one redirect to the login page without it, and
+/// to the password page while a one-time password is still in use.
+pub struct CurrentUser {
+    /// Who.
+    pub user: Authenticated,
+    /// Their cookie token (for logout).
+    pub token: String,
+}
+
+impl FromRequestParts<Arc<Portal>> for CurrentUser {
+    type Rejection = Response;
+
+    async fn from_request_parts(parts: &mut Parts, portal: &Arc<Portal>) -> Result<Self, Self::Rejection> {
+        let to_login = || Redirect::to("/login").into_response();
+        let token = session_token(&parts.headers).ok_or_else(to_login)?;
+        let user = portal.logins.lookup(&token).ok_or_else(to_login)?;
+        // Re-read the user so that a disabled or demoted user loses access at once.
+        let stored = match portal.broker.state().user(user.user_id) {
+            Ok(Some(stored)) if !stored.disabled => stored,
+            _ => {
+                portal.logins.remove(&token);
+                return Err(to_login());
+            }
+        };
+        let path = parts.uri.path();
+        if stored.must_change_password && path != "/password" && path != "/logout" {
+            return Err(Redirect::to("/password").into_response());
+        }
+        let user = Authenticated { user_id: stored.id, username: stored.username, role: stored.role };
+        Ok(CurrentUser { user, token })
+    }
+}
+
+impl CurrentUser {
+    /// Whether the user may administer the gateway.
+    pub fn is_admin(&self) -> bool {
+        self.user.role == Role::Admin
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
+        let mut map = HeaderMap::new();
+        for (name, value) in pairs {
+            map.append(*name, value.parse().unwrap());
+        }
+        map
+    }
+
+    #[test]
+    fn origin_must_match_host() {
+        assert!(same_origin(&headers(&[("host", "gw.example:8443"), ("origin", "https://gw.example:8443")])));
+        assert!(!same_origin(&headers(&[("host", "gw.example:8443"), ("origin", "https://evil.example")])));
+        assert!(!same_origin(&headers(&[("host", "gw.example"), ("origin", "http://gw.example")])));
+        assert!(!same_origin(&headers(&[("host", "gw.example")])));
+        assert!(!same_origin(&headers(&[("host", "gw.example"), ("origin", "null")])));
+    }
+
+    #[test]
+    fn cookie_is_found_among_others() {
+        let map = headers(&[("cookie", "a=1; __Host-sallyport=abc; b=2")]);
+        assert_eq!(session_token(&map).as_deref(), Some("abc"));
+        assert_eq!(session_token(&headers(&[("cookie", "sallyport=abc")])), None);
+    }
+
+    #[test]
+    fn sessions_expire_when_idle() {
+        let store = LoginSessions::new(Duration::from_millis(30), Duration::from_secs(60));
+        let token = store.create(Authenticated { user_id: 1, username: "a".into(), role: Role::User }).unwrap();
+        assert!(store.lookup(&token).is_some());
+        std::thread::sleep(Duration::from_millis(40));
+        assert!(store.lookup(&token).is_none());
+    }
+}

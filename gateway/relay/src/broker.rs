@@ -1,0 +1,309 @@
+//! The broker: one task per session, from the first client frame to the sealed recording.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use sallyport_core::egress::EgressPolicy;
+use sallyport_core::errors::ErrorKind;
+use sallyport_core::frames::{ClientMessage, ConnectRequest, ServerControl};
+use sallyport_core::policy::Authorized;
+use sallyport_recordings::{Event, Outcome, Recorder, SessionMeta, SessionRecorder, TryRecordError};
+use sallyport_state::{AuditEvent, HostKeyPin, StateDb};
+use tracing::{Instrument, info, info_span, warn};
+
+use crate::resolve::{ResolveError, resolve_target};
+use crate::traits::{TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector, TerminalTransport};
+
+/// Wall-clock milliseconds since the Unix epoch (for audit timestamps).
+pub fn now_ms() -> u64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+}
+
+/// Session limits and deadlines.
+#[derive(Debug, Clone)]
+pub struct BrokerConfig {
+    /// How long a new session may wait for the client's connect message.
+    pub connect_message_timeout: Duration,
+    /// Deadline for dialling, handshake and target authentication.
+    pub target_connect_timeout: Duration,
+    /// Deadline for DNS resolution of a target name.
+    pub resolve_timeout: Duration,
+}
+
+impl Default for BrokerConfig {
+    fn default() -> Self {
+        BrokerConfig {
+            connect_message_timeout: Duration::from_secs(120),
+            target_connect_timeout: Duration::from_secs(20),
+            resolve_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+/// Runs sessions. Shared by every transport.
+pub struct Broker {
+    state: StateDb,
+    recorder: Recorder,
+    egress: EgressPolicy,
+    ssh: Arc<dyn TerminalConnector>,
+    config: BrokerConfig,
+}
+
+/// How a relay loop ended.
+enum End {
+    ClientClosed,
+    TargetClosed,
+    Failed(ErrorKind, String),
+}
+
+impl Broker {
+    /// A broker over the given state, recorder, egress rules and SSH connector.
+    pub fn new(state: StateDb, recorder: Recorder, egress: EgressPolicy, ssh: Arc<dyn TerminalConnector>, config: BrokerConfig) -> Self {
+        Broker { state, recorder, egress, ssh, config }
+    }
+
+    /// The state database.
+    pub fn state(&self) -> &StateDb {
+        &self.state
+    }
+
+    /// Records an audit event in the state database and on the `audit` log target.
+    pub fn audit(&self, event: AuditEvent) {
+        info!(
+            target: "audit",
+            kind = %event.kind,
+            actor = event.actor.as_deref().unwrap_or(""),
+            client_addr = event.client_addr.as_deref().unwrap_or(""),
+            target = event.target.as_deref().unwrap_or(""),
+            session_id = event.session_id.as_deref().unwrap_or(""),
+            detail = event.detail.as_deref().unwrap_or(""),
+            "audit event"
+        );
+        if let Err(error) = self.state.audit(now_ms(), &event) {
+            warn!(%error, "could not store an audit event");
+        }
+    }
+
+    /// Runs one terminal session over `transport` for an authorized user and target, until either side
+    /// ends it. Every failure reaches the user as a plain-words error; none escapes this task.
+    pub async fn run_terminal<T: TerminalTransport>(&self, decision: Authorized, client_addr: SocketAddr, mut transport: T) {
+        let span = info_span!(
+            "session",
+            user = %decision.user().username,
+            target = %decision.target().name,
+            protocol = decision.protocol().as_str(),
+            client_addr = %client_addr,
+            session_id = tracing::field::Empty,
+        );
+        async {
+            if let Err((kind, detail)) = self.terminal_session(&decision, client_addr, &mut transport).await {
+                let _ = transport.send_control(&ServerControl::error(kind, detail.as_deref())).await;
+            }
+        }
+        .instrument(span)
+        .await
+    }
+
+    fn audit_for(&self, decision: &Authorized, client_addr: SocketAddr, kind: &str, session_id: Option<&str>, detail: Option<String>) {
+        self.audit(AuditEvent {
+            kind: kind.to_owned(),
+            actor: Some(decision.user().username.clone()),
+            client_addr: Some(client_addr.to_string()),
+            target: Some(decision.target().name.clone()),
+            session_id: session_id.map(str::to_owned),
+            detail,
+        });
+    }
+
+    async fn terminal_session<T: TerminalTransport>(
+        &self,
+        decision: &Authorized,
+        client_addr: SocketAddr,
+        transport: &mut T,
+    ) -> Result<(), (ErrorKind, Option<String>)> {
+        let request = match tokio::time::timeout(self.config.connect_message_timeout, transport.recv()).await {
+            Ok(Some(Ok(ClientMessage::Connect(request)))) => request,
+            Ok(Some(Ok(_))) => return Err((ErrorKind::BadRequest, Some("the first message must be a connect".into()))),
+            Ok(Some(Err(error))) => return Err((ErrorKind::BadRequest, Some(error.to_string()))),
+            Ok(None) | Err(_) => return Ok(()),
+        };
+        let target = decision.target();
+        let addr = match resolve_target(&self.egress, &target.host, target.port, self.config.resolve_timeout).await {
+            Ok(addr) => addr,
+            Err(error) => {
+                let kind = match error {
+                    ResolveError::Denied { .. } | ResolveError::Parse(_) => ErrorKind::NotAllowed,
+                    ResolveError::NotFound(_) | ResolveError::Timeout(_) => ErrorKind::TargetUnreachable,
+                };
+                self.audit_for(decision, client_addr, "connect_refused", None, Some(error.to_string()));
+                return Err((kind, Some(error.to_string())));
+            }
+        };
+
+        // The recording exists before anything is dialled: no recording, no session.
+        let meta = SessionMeta {
+            user: decision.user().username.clone(),
+            target: target.name.clone(),
+            target_addr: addr.to_string(),
+            protocol: decision.protocol().as_str().to_owned(),
+            client_addr: client_addr.to_string(),
+        };
+        let recording = match self.recorder.open_session(meta) {
+            Ok(recording) => recording,
+            Err(error) => {
+                warn!(%error, "recording unavailable, session refused");
+                self.audit_for(decision, client_addr, "connect_refused", None, Some(format!("recording unavailable: {error}")));
+                return Err((ErrorKind::RecordingUnavailable, None));
+            }
+        };
+        let session_id = recording.id().to_owned();
+        tracing::Span::current().record("session_id", session_id.as_str());
+
+        match self.connect_and_relay(decision, client_addr, transport, &recording, request, addr).await {
+            Ok(end) => {
+                let (outcome, detail, result) = match end {
+                    End::ClientClosed => (Outcome::Ended, "client closed".to_owned(), Ok(())),
+                    End::TargetClosed => (Outcome::Ended, "target closed".to_owned(), Ok(())),
+                    End::Failed(kind, detail) => (Outcome::Failed, detail.clone(), Err((kind, Some(detail)))),
+                };
+                let _ = recording.record(Event::Marker(format!("session ended: {detail}")));
+                if let Err(error) = recording.finish(outcome) {
+                    warn!(%error, "could not seal the recording");
+                }
+                self.audit_for(decision, client_addr, "disconnect", Some(&session_id), Some(detail));
+                result
+            }
+            Err((kind, detail)) => {
+                let _ = recording.record(Event::Marker(format!("connect failed: {kind:?}: {detail}")));
+                if let Err(error) = recording.finish(Outcome::Failed) {
+                    warn!(%error, "could not seal the recording");
+                }
+                self.audit_for(decision, client_addr, "connect_failed", Some(&session_id), Some(format!("{kind:?}: {detail}")));
+                Err((kind, None))
+            }
+        }
+    }
+
+    async fn connect_and_relay<T: TerminalTransport>(
+        &self,
+        decision: &Authorized,
+        client_addr: SocketAddr,
+        transport: &mut T,
+        recording: &SessionRecorder,
+        request: ConnectRequest,
+        addr: SocketAddr,
+    ) -> Result<End, (ErrorKind, String)> {
+        let target = decision.target();
+        let internal = |error: &dyn std::fmt::Display| (ErrorKind::Internal, error.to_string());
+        let pinned = self.state.pinned_host_key(target.id).map_err(|e| internal(&e))?;
+        record(recording, Event::Marker(format!("connecting to {addr} as {}", request.username))).await.map_err(|e| (e.kind, e.detail))?;
+        record(recording, Event::Resize { cols: request.size.cols, rows: request.size.rows }).await.map_err(|e| (e.kind, e.detail))?;
+        let connect = TerminalConnect {
+            addr,
+            username: request.username,
+            credential: request.credential,
+            pinned_host_key: pinned.as_ref().map(|pin| pin.public_key.clone()),
+            size: request.size,
+            timeout: self.config.target_connect_timeout,
+        };
+        let opened = match self.ssh.connect(connect).await {
+            Ok(opened) => opened,
+            Err(error) => {
+                if error.kind == ErrorKind::HostKeyChanged {
+                    self.audit_for(decision, client_addr, "host_key_mismatch", Some(recording.id()), Some(error.detail.clone()));
+                }
+                return Err((error.kind, error.detail));
+            }
+        };
+        let first_seen = match pinned {
+            Some(_) => false,
+            None => {
+                let pin = HostKeyPin { public_key: opened.host_key.clone(), fingerprint: opened.host_key_fingerprint.clone(), first_seen_ms: now_ms() };
+                let pinned_now = self.state.pin_host_key(target.id, &pin).map_err(|e| internal(&e))?;
+                if pinned_now {
+                    self.audit_for(decision, client_addr, "host_key_pinned", Some(recording.id()), Some(pin.fingerprint.clone()));
+                }
+                pinned_now
+            }
+        };
+        self.audit_for(decision, client_addr, "connect", Some(recording.id()), Some(addr.to_string()));
+        let connected = ServerControl::Connected {
+            session_id: recording.id().to_owned(),
+            host_key_fingerprint: opened.host_key_fingerprint.clone(),
+            host_key_first_seen: first_seen,
+        };
+        let mut channel = opened.channel;
+        let end = if transport.send_control(&connected).await.is_err() {
+            End::ClientClosed
+        } else {
+            let _ = recording.record(Event::Marker("connected".into()));
+            relay(transport, channel.as_mut(), recording).await
+        };
+        channel.close().await;
+        Ok(end)
+    }
+}
+
+/// Records an event, waiting (off the async workers) when the recorder's queue is full, so a slow disk
+/// slows the session instead of growing memory. A recorder failure ends the session (fail closed).
+async fn record(recording: &SessionRecorder, event: Event) -> Result<(), TargetError> {
+    let unavailable = |error: &dyn std::fmt::Display| TargetError { kind: ErrorKind::RecordingUnavailable, detail: error.to_string() };
+    match recording.try_record(event) {
+        Ok(()) => Ok(()),
+        Err(TryRecordError::Full(event)) => tokio::task::block_in_place(|| recording.record(event)).map_err(|e| unavailable(&e)),
+        Err(TryRecordError::Failed(error)) => Err(unavailable(&error)),
+    }
+}
+
+/// The relay loop: client frames to the target and target output to the client, each recorded before
+/// it is forwarded.
+async fn relay<T: TerminalTransport>(transport: &mut T, channel: &mut dyn TerminalChannel, recording: &SessionRecorder) -> End {
+    loop {
+        tokio::select! {
+            message = transport.recv() => match message {
+                None => return End::ClientClosed,
+                Some(Err(error)) => return End::Failed(ErrorKind::BadRequest, error.to_string()),
+                Some(Ok(ClientMessage::Input(data))) => {
+                    if let Err(error) = record(recording, Event::Input(data.clone())).await {
+                        return End::Failed(error.kind, error.detail);
+                    }
+                    if let Err(error) = channel.write(&data).await {
+                        return End::Failed(error.kind, error.detail);
+                    }
+                }
+                Some(Ok(ClientMessage::Resize(size))) => {
+                    if let Err(error) = record(recording, Event::Resize { cols: size.cols, rows: size.rows }).await {
+                        return End::Failed(error.kind, error.detail);
+                    }
+                    if let Err(error) = channel.resize(size).await {
+                        return End::Failed(error.kind, error.detail);
+                    }
+                }
+                Some(Ok(ClientMessage::Connect(_))) => {
+                    return End::Failed(ErrorKind::BadRequest, "connect sent twice".into());
+                }
+            },
+            event = channel.next_event() => match event {
+                TargetEvent::Output(data) => {
+                    if let Err(error) = record(recording, Event::Output(data.clone())).await {
+                        return End::Failed(error.kind, error.detail);
+                    }
+                    if transport.send_output(&data).await.is_err() {
+                        return End::ClientClosed;
+                    }
+                }
+                TargetEvent::Exit(status) => {
+                    let _ = record(recording, Event::Marker(format!("exit status {status}"))).await;
+                    if transport.send_control(&ServerControl::Exit { status }).await.is_err() {
+                        return End::ClientClosed;
+                    }
+                }
+                TargetEvent::ExitSignal(signal) => {
+                    let _ = record(recording, Event::Marker(format!("killed by signal {signal}"))).await;
+                }
+                TargetEvent::Closed => return End::TargetClosed,
+            },
+        }
+    }
+}

@@ -1,0 +1,40 @@
+//! `cargo xtask ci` and `cargo xtask bench`: the whole test suite, built once and run in stages.
+
+use std::process::Command;
+
+use anyhow::bail;
+
+use crate::{cargo, is_root, run_cmd};
+
+/// Setup, fmt, clippy, tidy, one build, then all tests (unit and end-to-end).
+pub fn run() -> anyhow::Result<()> {
+    let started = std::time::Instant::now();
+    crate::setup::run()?;
+    if !is_root() {
+        bail!("the end-to-end tests need root (network namespaces, a test user for sshd); run `cargo xtask ci` as root");
+    }
+    run_cmd(cargo().args(["fmt", "--all", "--check"]))?;
+    run_cmd(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
+    crate::tidy::run()?;
+    // One build of everything (binaries and test executables); the test stages below reuse it.
+    run_cmd(cargo().args(["build", "--workspace", "--all-targets", "--locked"]))?;
+    run_cmd(cargo().args(["test", "--workspace", "--locked", "--exclude", "sallyport-e2e"]))?;
+    // End-to-end tests start real sshd, the gateway and Chromium; two at a time fits two cores.
+    run_cmd(cargo().args(["test", "-p", "sallyport-e2e", "--locked", "--", "--test-threads=2"]))?;
+    eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// `cargo xtask bench ssh`: release build, then the benchmark binary of the e2e harness.
+pub fn bench(args: &[String]) -> anyhow::Result<()> {
+    let which = args.first().map(String::as_str).unwrap_or("ssh");
+    if which != "ssh" {
+        bail!("unknown benchmark {which:?}; available: ssh");
+    }
+    crate::setup::run()?;
+    if !is_root() {
+        bail!("the benchmarks run targets in network namespaces and need root");
+    }
+    run_cmd(cargo().args(["build", "--release", "--locked", "-p", "sallyport-gateway", "-p", "sallyport-e2e", "--bins"]))?;
+    run_cmd(Command::new(crate::root().join("target/release/sallyport-bench")).arg(which))
+}
