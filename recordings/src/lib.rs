@@ -1,1 +1,41 @@
-//! Placeholder.
+//! Sallyport's session recordings: the on-disk format, the SQLite store, the background writer, the reader, and the
+//! hash chain and Ed25519 seal that make recordings tamper-evident. This crate is synchronous: it never uses tokio
+//! or async, and it never touches the network; its only I/O is one SQLite database file.
+//!
+//! # Writing
+//!
+//! The gateway starts one [`Recorder`] (a background thread owning the one writing connection) after calling
+//! [`Store::recover_unfinished`] to seal sessions a crash left open. Each session gets a [`SessionRecorder`] from
+//! [`Recorder::open_session`], which fails closed: if the row cannot be written, the session must be refused.
+//! [`SessionRecorder::record`] stamps each [`Event`] and queues it (blocking when the queue is full); once a write
+//! fails, it returns errors and the session must end. [`SessionRecorder::finish`] writes the end and the seal.
+//!
+//! # Format
+//!
+//! A session is a row in `sessions` and a sequence of rows in `chunks` (seq 0, 1, 2, ...). A chunk holds at most
+//! `chunk_max_bytes` of encoded events or `chunk_max_age` of time, as one zstd frame that may use the session's
+//! previous 32 KiB of raw bytes as a dictionary (see `codec.rs`); events are compact binary records (see
+//! `event.rs`). Each chunk's SHA-256 is chained to the one before it, starting from a digest of the session row's
+//! identity; the seal signs the final hash with the end time, outcome and chunk count (see `chain.rs`).
+//!
+//! # Reading
+//!
+//! [`Store`] lists sessions, decodes their events and [verifies](Store::verify) them, read-only or read-write.
+
+mod chain;
+mod codec;
+mod error;
+mod event;
+mod recorder;
+mod schema;
+mod session;
+mod store;
+mod verify;
+mod writer;
+
+pub use error::{RecordingError, TryRecordError};
+pub use event::{Event, TimedEvent};
+pub use recorder::{Limits, Recorder, SessionRecorder};
+pub use session::{Outcome, SessionId, SessionMeta, SessionRow};
+pub use store::Store;
+pub use verify::Verification;

@@ -1,0 +1,384 @@
+//! The event format: what happens in a session, and the compact binary records that carry events inside a chunk.
+//!
+//! A chunk's raw (uncompressed) bytes are a sequence of records, each
+//! `varint time | u8 kind | varint length | payload`. The time of a chunk's first record is the event's absolute
+//! `at_ms`; every later record stores the (non-negative) delta from the record before it, which keeps the common case
+//! to one byte. Varints are unsigned LEB128 of at most ten bytes.
+//!
+//! The decoder reads bytes from disk that may have been tampered with: it never panics, bounds every length by the
+//! bytes that remain, and reports the offset of the first thing it cannot parse.
+
+use std::fmt;
+
+/// One thing that happened in a session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Event {
+    /// Bytes from the target to the user's terminal.
+    Output(Vec<u8>),
+    /// Bytes from the user to the target (keystrokes, pastes).
+    Input(Vec<u8>),
+    /// The user's terminal changed size.
+    Resize {
+        /// Columns.
+        cols: u16,
+        /// Rows.
+        rows: u16,
+    },
+    /// Free text from the gateway: "connected", "exit status 0", an error.
+    Marker(String),
+}
+
+/// An event with the time it happened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TimedEvent {
+    /// Milliseconds since the session started.
+    pub at_ms: u64,
+    /// What happened.
+    pub event: Event,
+}
+
+/// Record kind of [`Event::Output`]. Zero is not a kind, so that zeroed bytes do not decode.
+pub(crate) const KIND_OUTPUT: u8 = 1;
+/// Record kind of [`Event::Input`].
+pub(crate) const KIND_INPUT: u8 = 2;
+/// Record kind of [`Event::Resize`]; the payload is `cols u16 BE | rows u16 BE`.
+pub(crate) const KIND_RESIZE: u8 = 3;
+/// Record kind of [`Event::Marker`]; the payload is UTF-8.
+pub(crate) const KIND_MARKER: u8 = 4;
+
+/// The longest varint.
+const MAX_VARINT_LEN: usize = 10;
+/// The longest record header (time, kind, length).
+pub(crate) const MAX_RECORD_HEADER: usize = 2 * MAX_VARINT_LEN + 1;
+/// Markers are cut to this many bytes (at a character boundary) so that a runaway error message cannot fill a chunk.
+pub(crate) const MAX_MARKER_BYTES: usize = 4096;
+
+/// Appends `value` as an unsigned LEB128 varint.
+pub(crate) fn put_varint(buf: &mut Vec<u8>, mut value: u64) {
+    while value >= 0x80 {
+        // Truncation is the point: the low seven bits, with the continuation bit set.
+        buf.push((value as u8 & 0x7f) | 0x80);
+        value >>= 7;
+    }
+    buf.push(value as u8);
+}
+
+/// How many bytes [`put_varint`] writes for `value`.
+pub(crate) fn varint_len(value: u64) -> usize {
+    let bits = 64 - value.leading_zeros() as usize;
+    bits.div_ceil(7).max(1)
+}
+
+/// How many bytes a record with this time field and payload length takes.
+pub(crate) fn record_len(time_field: u64, payload_len: usize) -> usize {
+    varint_len(time_field) + 1 + varint_len(payload_len as u64) + payload_len
+}
+
+/// Appends one record.
+pub(crate) fn put_record(buf: &mut Vec<u8>, time_field: u64, kind: u8, payload: &[u8]) {
+    put_varint(buf, time_field);
+    buf.push(kind);
+    put_varint(buf, payload.len() as u64);
+    buf.extend_from_slice(payload);
+}
+
+/// The payload of a resize record.
+pub(crate) fn resize_payload(cols: u16, rows: u16) -> [u8; 4] {
+    let [c0, c1] = cols.to_be_bytes();
+    let [r0, r1] = rows.to_be_bytes();
+    [c0, c1, r0, r1]
+}
+
+/// Why a chunk's raw bytes did not decode.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct DecodeError {
+    /// Offset in the chunk's raw bytes of the record that failed.
+    pub offset: usize,
+    /// What was wrong.
+    pub what: &'static str,
+}
+
+impl fmt::Display for DecodeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{} at byte {}", self.what, self.offset)
+    }
+}
+
+/// A cursor over untrusted bytes.
+struct Reader<'a> {
+    bytes: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn byte(&mut self) -> Option<u8> {
+        let b = *self.bytes.get(self.pos)?;
+        self.pos += 1;
+        Some(b)
+    }
+
+    fn varint(&mut self) -> Option<u64> {
+        let mut value: u64 = 0;
+        for i in 0..MAX_VARINT_LEN {
+            let b = self.byte()?;
+            let bits = u64::from(b & 0x7f);
+            // The tenth byte may only hold the top bit of a u64.
+            if i == MAX_VARINT_LEN - 1 && bits > 1 {
+                return None;
+            }
+            value |= bits << (7 * i);
+            if b & 0x80 == 0 {
+                return Some(value);
+            }
+        }
+        None
+    }
+
+    fn take(&mut self, len: u64) -> Option<&'a [u8]> {
+        let remaining = self.bytes.len() - self.pos;
+        let len = usize::try_from(len).ok().filter(|&l| l <= remaining)?;
+        let out = &self.bytes[self.pos..self.pos + len];
+        self.pos += len;
+        Some(out)
+    }
+}
+
+/// Decodes all records of one chunk's raw bytes.
+pub(crate) fn decode_events(raw: &[u8]) -> Result<Vec<TimedEvent>, DecodeError> {
+    let mut reader = Reader { bytes: raw, pos: 0 };
+    let mut events = Vec::new();
+    let mut prev: Option<u64> = None;
+    while reader.pos < raw.len() {
+        let offset = reader.pos;
+        let err = |what| DecodeError { offset, what };
+        let time = reader.varint().ok_or(err("bad time varint"))?;
+        let at_ms = match prev {
+            None => time,
+            Some(p) => p.checked_add(time).ok_or(err("time overflows"))?,
+        };
+        prev = Some(at_ms);
+        let kind = reader.byte().ok_or(err("truncated record kind"))?;
+        let len = reader.varint().ok_or(err("bad length varint"))?;
+        let payload = reader
+            .take(len)
+            .ok_or(err("payload longer than the chunk"))?;
+        let event = match kind {
+            KIND_OUTPUT => Event::Output(payload.to_vec()),
+            KIND_INPUT => Event::Input(payload.to_vec()),
+            KIND_RESIZE => match payload {
+                &[c0, c1, r0, r1] => Event::Resize {
+                    cols: u16::from_be_bytes([c0, c1]),
+                    rows: u16::from_be_bytes([r0, r1]),
+                },
+                _ => return Err(err("resize payload is not 4 bytes")),
+            },
+            KIND_MARKER => {
+                if payload.len() > MAX_MARKER_BYTES {
+                    return Err(err("marker too long"));
+                }
+                let text = std::str::from_utf8(payload).map_err(|_| err("marker is not UTF-8"))?;
+                Event::Marker(text.to_owned())
+            }
+            _ => return Err(err("unknown record kind")),
+        };
+        events.push(TimedEvent { at_ms, event });
+    }
+    Ok(events)
+}
+
+/// Cuts `text` to at most `max` bytes at a character boundary.
+pub(crate) fn truncate_utf8(text: &str, max: usize) -> &str {
+    if text.len() <= max {
+        return text;
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    fn encode(events: &[TimedEvent]) -> Vec<u8> {
+        let mut buf = Vec::new();
+        let mut prev: Option<u64> = None;
+        for e in events {
+            let time = prev.map_or(e.at_ms, |p| e.at_ms - p);
+            prev = Some(e.at_ms);
+            match &e.event {
+                Event::Output(d) => put_record(&mut buf, time, KIND_OUTPUT, d),
+                Event::Input(d) => put_record(&mut buf, time, KIND_INPUT, d),
+                Event::Resize { cols, rows } => {
+                    put_record(&mut buf, time, KIND_RESIZE, &resize_payload(*cols, *rows))
+                }
+                Event::Marker(m) => put_record(&mut buf, time, KIND_MARKER, m.as_bytes()),
+            }
+        }
+        buf
+    }
+
+    #[test]
+    fn varint_lengths_match_encoding() {
+        for v in [
+            0,
+            1,
+            127,
+            128,
+            16383,
+            16384,
+            u64::from(u32::MAX),
+            u64::MAX - 1,
+            u64::MAX,
+        ] {
+            let mut buf = Vec::new();
+            put_varint(&mut buf, v);
+            assert_eq!(buf.len(), varint_len(v), "{v}");
+            let mut r = Reader {
+                bytes: &buf,
+                pos: 0,
+            };
+            assert_eq!(r.varint(), Some(v));
+        }
+    }
+
+    #[test]
+    fn overlong_varint_is_rejected() {
+        let mut r = Reader {
+            bytes: &[0xff; 11],
+            pos: 0,
+        };
+        assert_eq!(r.varint(), None);
+        // Ten bytes whose last one carries more than the top bit of a u64.
+        let mut bytes = vec![0xff; 9];
+        bytes.push(0x02);
+        let mut r = Reader {
+            bytes: &bytes,
+            pos: 0,
+        };
+        assert_eq!(r.varint(), None);
+    }
+
+    #[test]
+    fn records_round_trip() {
+        let events = vec![
+            TimedEvent {
+                at_ms: 70_000,
+                event: Event::Marker("connected".into()),
+            },
+            TimedEvent {
+                at_ms: 70_000,
+                event: Event::Resize { cols: 80, rows: 24 },
+            },
+            TimedEvent {
+                at_ms: 70_001,
+                event: Event::Input(b"l".to_vec()),
+            },
+            TimedEvent {
+                at_ms: 70_300,
+                event: Event::Output(vec![0, 255, 27, b'[']),
+            },
+            TimedEvent {
+                at_ms: 99_999_999,
+                event: Event::Output(Vec::new()),
+            },
+        ];
+        let raw = encode(&events);
+        assert_eq!(decode_events(&raw).unwrap(), events);
+    }
+
+    #[test]
+    fn bad_records_are_errors() {
+        let check = |bytes: &[u8], what: &str| {
+            let err = decode_events(bytes).unwrap_err();
+            assert_eq!(err.what, what, "{bytes:?}");
+        };
+        check(&[0x80], "bad time varint");
+        check(&[0], "truncated record kind");
+        check(&[0, KIND_OUTPUT], "bad length varint");
+        check(&[0, KIND_OUTPUT, 5, 1, 2], "payload longer than the chunk");
+        check(&[0, 9, 0], "unknown record kind");
+        check(&[0, 0, 0], "unknown record kind");
+        check(
+            &[0, KIND_RESIZE, 3, 1, 2, 3],
+            "resize payload is not 4 bytes",
+        );
+        check(&[0, KIND_MARKER, 1, 0xff], "marker is not UTF-8");
+        // u64::MAX then a delta of one.
+        let mut raw = Vec::new();
+        put_record(&mut raw, u64::MAX, KIND_INPUT, b"");
+        put_record(&mut raw, 1, KIND_INPUT, b"");
+        check(&raw, "time overflows");
+    }
+
+    /// A small deterministic generator (xorshift64*), so the garbage is the same on every run.
+    struct Prng(u64);
+    impl Prng {
+        fn next(&mut self) -> u64 {
+            self.0 ^= self.0 >> 12;
+            self.0 ^= self.0 << 25;
+            self.0 ^= self.0 >> 27;
+            self.0.wrapping_mul(0x2545_f491_4f6c_dd1d)
+        }
+    }
+
+    #[test]
+    fn garbage_never_panics() {
+        let mut rng = Prng(0x9e37_79b9_7f4a_7c15);
+        let valid = encode(&[
+            TimedEvent {
+                at_ms: 5,
+                event: Event::Output(b"hello world".to_vec()),
+            },
+            TimedEvent {
+                at_ms: 9,
+                event: Event::Resize {
+                    cols: 120,
+                    rows: 40,
+                },
+            },
+            TimedEvent {
+                at_ms: 12,
+                event: Event::Marker("exit status 0".into()),
+            },
+        ]);
+        let mut decoded_ok = 0;
+        for round in 0..20_000 {
+            let len = (rng.next() % 64) as usize;
+            let bytes: Vec<u8> = if round % 2 == 0 {
+                // Pure garbage, biased towards small bytes so that valid kinds and lengths appear.
+                (0..len)
+                    .map(|_| (rng.next() % if round % 4 == 0 { 8 } else { 256 }) as u8)
+                    .collect()
+            } else {
+                // A valid chunk with a few bytes flipped or cut.
+                let mut b = valid.clone();
+                for _ in 0..1 + rng.next() % 3 {
+                    let i = (rng.next() as usize) % b.len();
+                    b[i] ^= rng.next() as u8;
+                }
+                b.truncate((rng.next() as usize) % (b.len() + 1));
+                b
+            };
+            if let Ok(events) = decode_events(&bytes) {
+                decoded_ok += 1;
+                // Whatever decodes cannot hold more payload than there were bytes.
+                assert!(events.len() <= bytes.len());
+            }
+        }
+        assert!(
+            decoded_ok > 0,
+            "the generator should also produce some decodable input"
+        );
+    }
+
+    #[test]
+    fn truncation_keeps_characters_whole() {
+        assert_eq!(truncate_utf8("héllo", 2), "h");
+        assert_eq!(truncate_utf8("héllo", 3), "hé");
+        assert_eq!(truncate_utf8("abc", 10), "abc");
+    }
+}

@@ -1,0 +1,220 @@
+//! The read side of the recordings database, and crash recovery: list sessions, decode their events, verify them,
+//! and seal sessions that a crash left open.
+
+use std::path::Path;
+
+use ed25519_dalek::{SigningKey, VerifyingKey};
+use rusqlite::{Connection, OptionalExtension, Row, params};
+
+use crate::chain::{self, Hash};
+use crate::codec::{Decompressor, History};
+use crate::error::RecordingError;
+use crate::event::{TimedEvent, decode_events};
+use crate::session::{Outcome, SessionId, SessionRow};
+use crate::{schema, verify};
+
+/// A connection to the recordings database for reading (and for recovery at startup).
+///
+/// It may be used while a [`Recorder`](crate::Recorder) writes the same file: SQLite's WAL lets readers see every
+/// committed chunk without blocking the writer.
+pub struct Store {
+    conn: Connection,
+}
+
+/// The columns of [`SessionRow`], in the order [`session_row`] reads them.
+pub(crate) const SESSION_COLUMNS: &str = "id, user, target, target_addr, protocol, client_addr, started_at_ms, \
+     ended_at_ms, outcome, chunk_count, bytes_raw, bytes_stored, seal_sig IS NOT NULL";
+
+/// Reads a row selected with [`SESSION_COLUMNS`].
+pub(crate) fn session_row(row: &Row<'_>) -> rusqlite::Result<SessionRow> {
+    Ok(SessionRow {
+        id: row.get(0)?,
+        user: row.get(1)?,
+        target: row.get(2)?,
+        target_addr: row.get(3)?,
+        protocol: row.get(4)?,
+        client_addr: row.get(5)?,
+        started_at_ms: row.get(6)?,
+        ended_at_ms: row.get(7)?,
+        outcome: row.get(8)?,
+        chunk_count: row.get(9)?,
+        bytes_raw: row.get(10)?,
+        bytes_stored: row.get(11)?,
+        sealed: row.get(12)?,
+    })
+}
+
+/// Reads one session row.
+pub(crate) fn load_session(
+    conn: &Connection,
+    id: &str,
+) -> Result<Option<SessionRow>, RecordingError> {
+    let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions WHERE id = ?1");
+    Ok(conn.query_row(&sql, [id], session_row).optional()?)
+}
+
+impl Store {
+    /// Opens (creating if needed) the database read-write and applies migrations.
+    pub fn open(path: &Path) -> Result<Store, RecordingError> {
+        Ok(Store {
+            conn: schema::open_read_write(path)?,
+        })
+    }
+
+    /// Opens an existing database read-only (the review TUI, auditors' tools).
+    pub fn open_read_only(path: &Path) -> Result<Store, RecordingError> {
+        Ok(Store {
+            conn: schema::open_read_only(path)?,
+        })
+    }
+
+    /// All sessions, newest first.
+    pub fn sessions(&self) -> Result<Vec<SessionRow>, RecordingError> {
+        let sql = format!("SELECT {SESSION_COLUMNS} FROM sessions ORDER BY started_at_ms DESC, id");
+        let mut stmt = self.conn.prepare(&sql)?;
+        let rows = stmt.query_map([], session_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// One session, if it exists.
+    pub fn session(&self, id: &str) -> Result<Option<SessionRow>, RecordingError> {
+        load_session(&self.conn, id)
+    }
+
+    /// All events of a session, decoded chunk by chunk in order. A missing chunk or one that does not decode is an
+    /// error ([`verify`](Store::verify) says which chunk was tampered with; this only reads).
+    pub fn events(&self, id: &str) -> Result<Vec<TimedEvent>, RecordingError> {
+        if load_session(&self.conn, id)?.is_none() {
+            return Err(RecordingError::NoSuchSession(id.to_owned()));
+        }
+        let mut stmt = self
+            .conn
+            .prepare("SELECT seq, raw_len, data FROM chunks WHERE session_id = ?1 ORDER BY seq")?;
+        let mut rows = stmt.query([id])?;
+        let mut decompressor = Decompressor::new()?;
+        let mut history = History::default();
+        let mut events = Vec::new();
+        let mut expected: u64 = 0;
+        while let Some(row) = rows.next()? {
+            let seq: i64 = row.get(0)?;
+            if u64::try_from(seq).ok() != Some(expected) {
+                return Err(RecordingError::Corrupt(format!(
+                    "expected chunk {expected}, found chunk {seq}"
+                )));
+            }
+            let raw_len: i64 = row.get(1)?;
+            let raw_len = u64::try_from(raw_len).map_err(|_| {
+                RecordingError::Corrupt(format!("chunk {seq} has a negative length"))
+            })?;
+            let data = row
+                .get_ref(2)?
+                .as_blob()
+                .map_err(|e| RecordingError::Corrupt(format!("chunk {seq}: {e}")))?;
+            history.start_chunk(expected);
+            let raw = decompressor
+                .decompress(data, raw_len, history.dict())
+                .map_err(|e| RecordingError::Corrupt(format!("chunk {seq}: {e}")))?;
+            let decoded = decode_events(&raw)
+                .map_err(|e| RecordingError::Corrupt(format!("chunk {seq}: {e}")))?;
+            events.extend(decoded);
+            history.end_chunk(&raw);
+            expected += 1;
+        }
+        Ok(events)
+    }
+
+    /// Checks a session's chain and seal against the appliance's public key.
+    pub fn verify(
+        &self,
+        id: &str,
+        key: &VerifyingKey,
+    ) -> Result<verify::Verification, RecordingError> {
+        verify::verify(&self.conn, id, key)
+    }
+
+    /// Finds sessions that have no end (the gateway crashed or was killed while they ran), marks them
+    /// [`Outcome::Incomplete`], sets their end to the end of their last stored chunk (or their start), and seals
+    /// them with `key`. Returns their ids.
+    ///
+    /// Call this at startup, before [`Recorder::start`](crate::Recorder::start): a session that a running recorder
+    /// is still writing also has no end, and would be sealed under its feet.
+    ///
+    /// The seal covers what is stored: the row's chunk count and the stored hash of its last chunk. If the stored
+    /// chunks were tampered with before recovery, [`verify`](Store::verify) still reports it.
+    pub fn recover_unfinished(&self, key: &SigningKey) -> Result<Vec<SessionId>, RecordingError> {
+        let ids: Vec<String> = {
+            let mut stmt = self
+                .conn
+                .prepare("SELECT id FROM sessions WHERE ended_at_ms IS NULL ORDER BY id")?;
+            stmt.query_map([], |row| row.get(0))?
+                .collect::<Result<_, _>>()?
+        };
+        let mut recovered = Vec::with_capacity(ids.len());
+        for id in ids {
+            let tx = self.conn.unchecked_transaction()?;
+            let Some(row) = load_session(&tx, &id)? else {
+                continue;
+            };
+            let (final_hash, end_offset) = last_chunk(&tx, &row)?;
+            let ended_at_ms = row.started_at_ms.saturating_add(end_offset);
+            let seal = chain::seal(
+                key,
+                &chain::SealFields {
+                    id: &row.id,
+                    final_hash: &final_hash,
+                    chunk_count: row.chunk_count,
+                    outcome: Outcome::Incomplete,
+                    ended_at_ms,
+                },
+            );
+            let changed = tx.execute(
+                "UPDATE sessions SET ended_at_ms = ?2, outcome = ?3, seal_hash = ?4, seal_sig = ?5, seal_key = ?6
+                 WHERE id = ?1 AND ended_at_ms IS NULL",
+                params![
+                    row.id,
+                    ended_at_ms,
+                    Outcome::Incomplete,
+                    &seal.hash[..],
+                    &seal.signature[..],
+                    &seal.public_key[..]
+                ],
+            )?;
+            tx.commit()?;
+            if changed == 1 {
+                recovered.push(id);
+            }
+        }
+        Ok(recovered)
+    }
+
+    /// Runs SQLite's `PRAGMA integrity_check`; true when the file is sound.
+    pub fn integrity_check(&self) -> Result<bool, RecordingError> {
+        let mut stmt = self.conn.prepare("PRAGMA integrity_check")?;
+        let results: Vec<String> = stmt
+            .query_map([], |row| row.get(0))?
+            .collect::<Result<_, _>>()?;
+        Ok(results == ["ok"])
+    }
+}
+
+/// The chain hash and end offset (ms since start) of the row's last chunk, or genesis and zero when it has none.
+/// A missing or malformed last chunk yields a zero hash, which [`verify`](crate::Store::verify) later reports.
+fn last_chunk(conn: &Connection, row: &SessionRow) -> Result<(Hash, u64), RecordingError> {
+    let Some(last_seq) = row.chunk_count.checked_sub(1) else {
+        return Ok((chain::genesis(&row.identity()), 0));
+    };
+    let found: Option<(Vec<u8>, i64)> = conn
+        .query_row(
+            "SELECT hash, t_end_ms FROM chunks WHERE session_id = ?1 AND seq = ?2",
+            params![row.id, last_seq],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .optional()?;
+    Ok(match found {
+        Some((hash, t_end)) => (
+            Hash::try_from(hash.as_slice()).unwrap_or([0; 32]),
+            u64::try_from(t_end).unwrap_or(0),
+        ),
+        None => ([0; 32], 0),
+    })
+}
