@@ -1,1 +1,36 @@
-//! Placeholder.
+//! SSH client towards target machines: the gateway side of a terminal session.
+//!
+//! `sallyport-ssh` connects to an already-vetted socket address, checks the target's host key against a pin (or
+//! records it on first use), authenticates with a credential the user typed, opens a PTY shell and then moves
+//! bytes both ways through [`TerminalSession`]. It never resolves names and never decides which addresses are
+//! allowed (the caller passes a [`std::net::SocketAddr`] that its egress checks accepted); it never stores or logs
+//! credentials: a [`Credential`] is consumed by [`connect()`] and its `Debug` output is redacted.
+//!
+//! Map of the crate:
+//! - [`connect()`] with a [`ConnectRequest`] gives a [`Connected`]: the [`TerminalSession`] and the [`HostKey`]
+//!   the target presented (so that the caller can pin it).
+//! - [`HostKey`] is an OpenSSH public key line with its `SHA256:` fingerprint.
+//! - [`SshError`] says which side failed; [`SshError::kind`] gives a small [`ErrorKind`] for user messages.
+//! - [`SshConnector`] implements the relay's `TerminalConnector` on top of the above (the broker's entry point).
+//!
+//! Security-relevant behaviour, all inside this crate:
+//! - A host key that differs from the pin is refused inside russh's `check_server_key`, during the key
+//!   exchange, so no authentication request (and no credential) ever reaches an impostor.
+//! - Strict key exchange (the Terrapin countermeasure, `kex-strict-c-v00@openssh.com`) is offered; russh 0.65
+//!   offers it by default and this crate keeps it in its algorithm list (a unit test checks it).
+//! - Memory per session is bounded whatever the target sends: see [`session`] for how russh's buffering works
+//!   and how it is configured here.
+
+pub mod connect;
+pub mod credential;
+pub mod error;
+pub mod host_key;
+mod relay_adapter;
+pub mod session;
+
+pub use connect::{ConnectRequest, Connected, connect};
+pub use credential::Credential;
+pub use error::{ErrorKind, SshError};
+pub use host_key::HostKey;
+pub use relay_adapter::SshConnector;
+pub use session::{TerminalEvent, TerminalSession};

@@ -1,0 +1,519 @@
+//! Connecting to a target: TCP, SSH handshake with host key pinning, authentication, PTY and shell.
+
+use std::borrow::Cow;
+use std::fmt;
+use std::net::SocketAddr;
+use std::sync::{Arc, OnceLock};
+use std::time::Duration;
+
+use russh::client::{self, AuthResult, Handle, KeyboardInteractiveAuthResponse};
+use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
+use russh::{ChannelMsg, MethodKind, Preferred, Pty, SshId};
+use tokio::net::TcpStream;
+
+use crate::credential::{Credential, decode_private_key};
+use crate::error::SshError;
+use crate::host_key::HostKey;
+use crate::session::{SocketGuard, TerminalSession};
+
+/// Everything needed to open a terminal on a target. The address must already have passed the caller's egress
+/// checks; this crate connects to exactly that address.
+#[derive(Debug)]
+pub struct ConnectRequest {
+    /// The target's vetted address.
+    pub addr: SocketAddr,
+    /// The username on the target.
+    pub username: String,
+    /// The credential, used for this connect only; its `Debug` is redacted.
+    pub credential: Credential,
+    /// The host key pinned for this target, or `None` to trust on first use (the presented key is returned in
+    /// [`Connected::host_key`] for the caller to pin).
+    pub pinned_host_key: Option<HostKey>,
+    /// The terminal type, e.g. `"xterm-256color"`.
+    pub term: String,
+    /// Terminal width in character cells.
+    pub cols: u16,
+    /// Terminal height in character cells.
+    pub rows: u16,
+    /// Deadline for TCP connect, SSH handshake, authentication and opening the shell, together.
+    pub connect_timeout: Duration,
+}
+
+/// A terminal ready for use, and the host key the target presented.
+#[derive(Debug)]
+pub struct Connected {
+    /// The shell session.
+    pub session: TerminalSession,
+    /// The key the target presented (equal to the pin if there was one).
+    pub host_key: HostKey,
+}
+
+/// Interval of SSH keepalives once authenticated; after 3 unanswered ones russh ends the connection.
+const KEEPALIVE_INTERVAL: Duration = Duration::from_secs(30);
+/// Initial channel window: how much output the target may have in flight. Small enough that Ctrl-C stops a
+/// flood quickly, large enough for terminal throughput (256 KiB per round trip).
+const WINDOW_SIZE: u32 = 256 * 1024;
+/// Largest data packet we accept on the channel.
+const MAXIMUM_PACKET_SIZE: u32 = 32 * 1024;
+/// Channel messages russh queues for us before it stops reading the socket (see [`crate::session`]).
+const CHANNEL_BUFFER_SIZE: usize = 16;
+/// Keyboard-interactive rounds we answer before giving up on a target that keeps asking.
+const MAX_KEYBOARD_INTERACTIVE_ROUNDS: usize = 8;
+
+/// Host key algorithms we accept, most preferred first: russh's defaults without `ssh-rsa` (RSA with SHA-1).
+const HOST_KEY_ALGORITHMS: &[Algorithm] = &[
+    Algorithm::Ed25519,
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP256,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP384,
+    },
+    Algorithm::Ecdsa {
+        curve: EcdsaCurve::NistP521,
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha512),
+    },
+    Algorithm::Rsa {
+        hash: Some(HashAlg::Sha256),
+    },
+];
+
+/// Terminal modes for the PTY: a UTF-8 terminal with the usual control characters, and XON/XOFF off so that
+/// Ctrl-S in a browser does not freeze the session.
+const PTY_MODES: &[(Pty, u32)] = &[
+    (Pty::VINTR, 3),
+    (Pty::VQUIT, 28),
+    (Pty::VERASE, 127),
+    (Pty::VKILL, 21),
+    (Pty::VEOF, 4),
+    (Pty::VSUSP, 26),
+    (Pty::VWERASE, 23),
+    (Pty::VLNEXT, 22),
+    (Pty::ICRNL, 1),
+    (Pty::IXON, 0),
+    (Pty::IUTF8, 1),
+    (Pty::ISIG, 1),
+    (Pty::ICANON, 1),
+    (Pty::IEXTEN, 1),
+    (Pty::ECHO, 1),
+    (Pty::ECHOE, 1),
+    (Pty::ECHOK, 1),
+    (Pty::ECHOCTL, 1),
+    (Pty::ECHOKE, 1),
+    (Pty::OPOST, 1),
+    (Pty::ONLCR, 1),
+    (Pty::CS8, 1),
+    (Pty::TTY_OP_ISPEED, 38400),
+    (Pty::TTY_OP_OSPEED, 38400),
+];
+
+/// The russh client configuration used for every target.
+///
+/// - Algorithms: russh 0.65's defaults (no SHA-1 key exchange or MAC, no CBC ciphers, strict KEX offered) with
+///   `ssh-rsa` host keys removed.
+/// - Strict KEX: `kex-strict-c-v00@openssh.com` stays in the key exchange list, so against a server that offers
+///   it (OpenSSH 9.6 and later) russh enforces the strict sequence-number rules. Older servers still connect.
+/// - No inactivity timeout (terminals idle for hours); keepalives detect dead targets.
+/// - Small buffers, see [`crate::session`].
+pub(crate) fn config() -> client::Config {
+    client::Config {
+        client_id: SshId::Standard(Cow::Borrowed(concat!(
+            "SSH-2.0-Sallyport_",
+            env!("CARGO_PKG_VERSION")
+        ))),
+        window_size: WINDOW_SIZE,
+        maximum_packet_size: MAXIMUM_PACKET_SIZE,
+        channel_buffer_size: CHANNEL_BUFFER_SIZE,
+        preferred: Preferred {
+            key: Cow::Borrowed(HOST_KEY_ALGORITHMS),
+            ..Preferred::DEFAULT
+        },
+        inactivity_timeout: None,
+        keepalive_interval: Some(KEEPALIVE_INTERVAL),
+        keepalive_max: 3,
+        nodelay: true,
+        ..client::Config::default()
+    }
+}
+
+/// Connects to the target, checks its host key, authenticates, and opens a PTY shell.
+///
+/// The whole sequence runs under `req.connect_timeout`. A host key other than the pinned one is refused during
+/// the key exchange, before any authentication request is sent, and reported as [`SshError::HostKeyChanged`].
+pub async fn connect(req: ConnectRequest) -> Result<Connected, SshError> {
+    let ConnectRequest {
+        addr,
+        username,
+        credential,
+        pinned_host_key,
+        term,
+        cols,
+        rows,
+        connect_timeout,
+    } = req;
+    let presented: Arc<OnceLock<HostKey>> = Arc::new(OnceLock::new());
+    let handler = Client {
+        pinned: pinned_host_key.clone(),
+        presented: Arc::clone(&presented),
+    };
+    let shell = ShellRequest { term, cols, rows };
+    let result = tokio::time::timeout(
+        connect_timeout,
+        establish(addr, username, credential, handler, shell),
+    )
+    .await;
+    // Whatever failed, a presented key that differs from the pin is the reason: russh aborted the key exchange
+    // because our handler said no.
+    if let (Some(pinned), Some(presented)) = (pinned_host_key, presented.get())
+        && pinned != *presented
+    {
+        return Err(SshError::HostKeyChanged {
+            pinned,
+            presented: presented.clone(),
+        });
+    }
+    let session = result.map_err(|_| SshError::Timeout)??;
+    let host_key = presented.get().cloned().ok_or_else(|| {
+        SshError::Protocol("target completed the handshake without a host key".into())
+    })?;
+    Ok(Connected { session, host_key })
+}
+
+struct ShellRequest {
+    term: String,
+    cols: u16,
+    rows: u16,
+}
+
+/// The steps of [`connect`], without the deadline. Dropping this future (on timeout) drops the socket guard,
+/// which shuts the socket down and ends russh's session task.
+async fn establish(
+    addr: SocketAddr,
+    username: String,
+    credential: Credential,
+    handler: Client,
+    shell: ShellRequest,
+) -> Result<TerminalSession, SshError> {
+    // Decode a private key before touching the network: a bad key should not cost the target a failed login.
+    // Key derivation is CPU work, so it runs on a blocking thread.
+    let secret = match credential {
+        Credential::Password(password) => Secret::Password(password),
+        Credential::PrivateKey { pem, passphrase } => {
+            let key = tokio::task::spawn_blocking(move || {
+                decode_private_key(&pem, passphrase.as_deref())
+            })
+            .await
+            .map_err(|_| SshError::BadPrivateKey("decoding the key failed".into()))??;
+            Secret::Key(Arc::new(key))
+        }
+    };
+
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(SshError::Unreachable)?;
+    let std_stream = stream.into_std().map_err(SshError::Unreachable)?;
+    let guard = SocketGuard(std_stream.try_clone().map_err(SshError::Unreachable)?);
+    let stream = TcpStream::from_std(std_stream).map_err(SshError::Unreachable)?;
+    tracing::debug!(target_addr = %addr, "tcp connected to target");
+
+    let mut handle = client::connect_stream(Arc::new(config()), stream, handler)
+        .await
+        .map_err(|e| SshError::from_russh(e, "the handshake"))?;
+
+    authenticate(&mut handle, username, secret).await?;
+
+    let channel = handle
+        .channel_open_session()
+        .await
+        .map_err(|e| SshError::from_russh(e, "opening the session channel"))?;
+    let (mut reader, writer) = channel.split();
+    writer
+        .request_pty(
+            true,
+            &shell.term,
+            shell.cols.into(),
+            shell.rows.into(),
+            0,
+            0,
+            PTY_MODES,
+        )
+        .await
+        .map_err(|e| SshError::from_russh(e, "the pty request"))?;
+    await_reply(&mut reader, "pty").await?;
+    writer
+        .request_shell(true)
+        .await
+        .map_err(|e| SshError::from_russh(e, "the shell request"))?;
+    await_reply(&mut reader, "shell").await?;
+    tracing::debug!(target_addr = %addr, "shell open on target");
+    Ok(TerminalSession::new(handle, reader, writer, guard))
+}
+
+/// Waits for the target's answer to a channel request sent with `want_reply`.
+async fn await_reply(reader: &mut russh::ChannelReadHalf, what: &str) -> Result<(), SshError> {
+    loop {
+        match reader.wait().await {
+            Some(ChannelMsg::Success) => return Ok(()),
+            Some(ChannelMsg::Failure) => {
+                return Err(SshError::ChannelRefused(format!("{what} request refused")));
+            }
+            Some(ChannelMsg::Close) | None => {
+                return Err(SshError::ChannelRefused(format!(
+                    "channel closed before the {what} request was answered"
+                )));
+            }
+            // Nothing else is expected before the shell starts (window adjustments at most); ignore it.
+            Some(_) => {}
+        }
+    }
+}
+
+/// The credential in the form used for authentication.
+enum Secret {
+    Password(String),
+    Key(Arc<PrivateKey>),
+}
+
+async fn authenticate(
+    handle: &mut Handle<Client>,
+    username: String,
+    secret: Secret,
+) -> Result<(), SshError> {
+    let lost = |e| SshError::from_russh(e, "authentication");
+    match secret {
+        Secret::Key(key) => {
+            let hash = if key.algorithm().is_rsa() {
+                // `None` from best_supported_rsa_hash means the target did not list its signature algorithms
+                // (OpenSSH before 7.2); those targets only verify ssh-rsa (SHA-1), so that is what they get.
+                handle
+                    .best_supported_rsa_hash()
+                    .await
+                    .map_err(lost)?
+                    .flatten()
+            } else {
+                None
+            };
+            let result = handle
+                .authenticate_publickey(username, PrivateKeyWithHashAlg::new(key, hash))
+                .await
+                .map_err(lost)?;
+            tracing::debug!(
+                method = "publickey",
+                success = result.success(),
+                "authentication attempt"
+            );
+            if result.success() {
+                Ok(())
+            } else {
+                Err(SshError::AuthFailed)
+            }
+        }
+        Secret::Password(password) => {
+            // Ask which methods the target offers ("none" does not count as a failed attempt in OpenSSH), so that
+            // keyboard-interactive is used only when password is not offered.
+            let methods = match handle
+                .authenticate_none(username.as_str())
+                .await
+                .map_err(lost)?
+            {
+                AuthResult::Success => return Ok(()),
+                AuthResult::Failure {
+                    remaining_methods, ..
+                } => remaining_methods,
+            };
+            if !methods.contains(&MethodKind::Password)
+                && methods.contains(&MethodKind::KeyboardInteractive)
+            {
+                return keyboard_interactive(handle, username, password).await;
+            }
+            let result = handle
+                .authenticate_password(username, password)
+                .await
+                .map_err(lost)?;
+            tracing::debug!(
+                method = "password",
+                success = result.success(),
+                "authentication attempt"
+            );
+            if result.success() {
+                Ok(())
+            } else {
+                Err(SshError::AuthFailed)
+            }
+        }
+    }
+}
+
+/// Keyboard-interactive authentication answering every prompt with the password (PAM's "Password:" prompt).
+async fn keyboard_interactive(
+    handle: &mut Handle<Client>,
+    username: String,
+    password: String,
+) -> Result<(), SshError> {
+    let lost = |e| SshError::from_russh(e, "authentication");
+    let mut response = handle
+        .authenticate_keyboard_interactive_start(username, None)
+        .await
+        .map_err(lost)?;
+    for _ in 0..MAX_KEYBOARD_INTERACTIVE_ROUNDS {
+        match response {
+            KeyboardInteractiveAuthResponse::Success => {
+                tracing::debug!(
+                    method = "keyboard-interactive",
+                    success = true,
+                    "authentication attempt"
+                );
+                return Ok(());
+            }
+            KeyboardInteractiveAuthResponse::Failure { .. } => break,
+            KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
+                let answers = prompts.iter().map(|_| password.clone()).collect();
+                response = handle
+                    .authenticate_keyboard_interactive_respond(answers)
+                    .await
+                    .map_err(lost)?;
+            }
+        }
+    }
+    tracing::debug!(
+        method = "keyboard-interactive",
+        success = false,
+        "authentication attempt"
+    );
+    Err(SshError::AuthFailed)
+}
+
+/// russh's callback object for one connection: checks the host key against the pin and records what the target
+/// presented.
+pub(crate) struct Client {
+    pinned: Option<HostKey>,
+    presented: Arc<OnceLock<HostKey>>,
+}
+
+impl fmt::Debug for Client {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Client")
+            .field("pinned", &self.pinned)
+            .finish_non_exhaustive()
+    }
+}
+
+impl client::Handler for Client {
+    type Error = russh::Error;
+
+    /// Runs during the initial key exchange, after russh verified the exchange signature with this key and before
+    /// anything else (authentication included) is sent. Returning `false` makes russh abort the connection.
+    async fn check_server_key(
+        &mut self,
+        key: &russh::keys::PublicKeyOrCertificate,
+    ) -> Result<bool, Self::Error> {
+        let Ok(presented) = HostKey::from_public_key(&key.public_key()) else {
+            tracing::debug!("target presented a host key that cannot be encoded");
+            return Ok(false);
+        };
+        let accepted = self
+            .pinned
+            .as_ref()
+            .is_none_or(|pinned| *pinned == presented);
+        tracing::debug!(
+            host_key_fingerprint = %presented.fingerprint(),
+            pinned = self.pinned.is_some(),
+            accepted,
+            "target host key"
+        );
+        // Only the initial key exchange calls this, so the slot is empty here.
+        let _ = self.presented.set(presented);
+        Ok(accepted)
+    }
+
+    async fn kex_done(
+        &mut self,
+        _shared_secret: Option<&[u8]>,
+        names: &russh::Names,
+        _session: &mut client::Session,
+    ) -> Result<(), Self::Error> {
+        tracing::debug!(
+            kex = %names.kex.as_ref(),
+            cipher = %names.cipher.as_ref(),
+            strict_kex = names.strict_kex(),
+            "key exchange with target done"
+        );
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn strict_kex_is_offered() {
+        let config = config();
+        assert!(
+            config
+                .preferred
+                .kex
+                .contains(&russh::kex::EXTENSION_OPENSSH_STRICT_KEX_AS_CLIENT)
+        );
+    }
+
+    #[test]
+    fn weak_algorithms_are_not_offered() {
+        let config = config();
+        assert!(
+            !config
+                .preferred
+                .key
+                .contains(&Algorithm::Rsa { hash: None })
+        );
+        for kex in config.preferred.kex.iter() {
+            let name = kex.as_ref();
+            assert!(
+                !name.contains("sha1") && !name.ends_with("group1-sha1"),
+                "{name}"
+            );
+        }
+        for cipher in config.preferred.cipher.iter() {
+            let name = cipher.as_ref();
+            assert!(
+                !name.contains("cbc") && !name.contains("3des") && name != "none",
+                "{name}"
+            );
+        }
+        for mac in config.preferred.mac.iter() {
+            let name = mac.as_ref();
+            assert!(
+                !name.contains("sha1") && !name.contains("md5") && name != "none",
+                "{name}"
+            );
+        }
+    }
+
+    #[test]
+    fn limits() {
+        let config = config();
+        assert_eq!(config.inactivity_timeout, None);
+        assert_eq!(config.keepalive_interval, Some(KEEPALIVE_INTERVAL));
+        assert!(config.channel_buffer_size <= 16);
+        assert!(config.window_size <= 256 * 1024);
+    }
+
+    #[test]
+    fn request_debug_redacts_the_credential() {
+        let request = ConnectRequest {
+            addr: SocketAddr::from(([192, 0, 2, 1], 22)),
+            username: "alice".into(),
+            credential: Credential::Password("hunter2".into()),
+            pinned_host_key: None,
+            term: "xterm-256color".into(),
+            cols: 80,
+            rows: 24,
+            connect_timeout: Duration::from_secs(10),
+        };
+        let shown = format!("{request:?}");
+        assert!(!shown.contains("hunter2"), "{shown}");
+        assert!(shown.contains("Password(<redacted>)"), "{shown}");
+    }
+}
