@@ -8,7 +8,9 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Redirect, Response};
-use sallyport_core::policy::{Authenticated, Role};
+use sallyport_core::policy::Authenticated;
+#[cfg(test)]
+use sallyport_core::policy::Role;
 use sha2::{Digest, Sha256};
 
 use crate::Portal;
@@ -141,13 +143,6 @@ impl FromRequestParts<Arc<Portal>> for CurrentUser {
         }
         let user = Authenticated { user_id: stored.id, username: stored.username, role: stored.role };
         Ok(CurrentUser { user, token })
-    }
-}
-
-impl CurrentUser {
-    /// Whether the user may administer the gateway.
-    pub fn is_admin(&self) -> bool {
-        self.user.role == Role::Admin
     }
 }
 

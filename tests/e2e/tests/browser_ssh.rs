@@ -1,0 +1,237 @@
+//! The first end-to-end slice, as a person does it: headless Chromium logs in to the portal, opens a
+//! terminal to a real sshd in a network namespace, runs a command, resizes the window and exits; then
+//! the recording is read back, checked for the command's output and the resize, and verified.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use fantoccini::{Client as Driver, Locator};
+use sallyport_e2e::{
+    Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
+};
+use sallyport_recordings::{Event, Outcome, Store, Verification};
+use support::{ADMIN_PASSWORD, eventually, verifying_key};
+
+async fn fill(driver: &Driver, css: &str, text: &str) -> Result<()> {
+    let element = driver
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .with_context(|| format!("no {css}"))?;
+    element.clear().await.ok();
+    element
+        .send_keys(text)
+        .await
+        .with_context(|| format!("typing into {css}"))?;
+    Ok(())
+}
+
+async fn click(driver: &Driver, css: &str) -> Result<()> {
+    let element = driver
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .with_context(|| format!("no {css}"))?;
+    element
+        .click()
+        .await
+        .with_context(|| format!("clicking {css}"))?;
+    Ok(())
+}
+
+async fn text_of(driver: &Driver, css: &str) -> String {
+    match driver.find(Locator::Css(css)).await {
+        Ok(element) => element.text().await.unwrap_or_default(),
+        Err(_) => String::new(),
+    }
+}
+
+/// Waits until the text of `css` satisfies `check`, returning the text.
+async fn wait_text(
+    driver: &Driver,
+    css: &str,
+    timeout: Duration,
+    check: impl Fn(&str) -> bool,
+) -> Result<String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let text = text_of(driver, css).await;
+        if check(&text) {
+            return Ok(text);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!(
+                "timed out waiting on {css}; it shows {text:?}; status: {:?}",
+                text_of(driver, "#status").await
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_logs_in_runs_a_command_resizes_and_the_recording_verifies() -> Result<()> {
+    require_root()?;
+    let net = TargetNet::create("brw")?;
+    let user = ensure_test_user()?;
+    let _sshd = Sshd::start(&net, SshdOptions::default())?;
+    let gateway = Gateway::start(GatewayOptions::for_net(&net)).await?;
+    let browser = Browser::start().await?;
+    let driver = browser.client();
+    let result = drive(driver, &gateway, &user.name, &user.password).await;
+    if result.is_err() {
+        let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser_ssh-failure.png");
+        let _ = browser.screenshot(&shot).await;
+        eprintln!(
+            "screenshot: {}\ngateway stderr:\n{}",
+            shot.display(),
+            gateway.stderr()
+        );
+    }
+    let marker = result?;
+    browser.close().await?;
+
+    // The recording: the marker in the output, the resize, a verified chain and seal.
+    let store = Store::open_read_only(&gateway.recordings_db())?;
+    let session = eventually(Duration::from_secs(10), "the session to be sealed", || {
+        store
+            .sessions()
+            .ok()?
+            .into_iter()
+            .find(|s| s.user == "admin" && s.target == "alpha" && s.sealed)
+    })
+    .await?;
+    assert_eq!(session.outcome, Some(Outcome::Ended));
+    let events = store.events(&session.id)?;
+    let output: Vec<u8> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Output(b) => Some(b.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(
+        String::from_utf8_lossy(&output).contains(&marker),
+        "marker {marker} missing from the recorded output"
+    );
+    let sizes: Vec<(u16, u16)> = events
+        .iter()
+        .filter_map(|e| match e.event {
+            Event::Resize { cols, rows } => Some((cols, rows)),
+            _ => None,
+        })
+        .collect();
+    assert!(
+        sizes.len() >= 2,
+        "expected the initial size and a resize, got {sizes:?}"
+    );
+    assert_ne!(
+        sizes.first(),
+        sizes.last(),
+        "the window resize did not reach the recording: {sizes:?}"
+    );
+    let input: Vec<u8> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Input(b) => Some(b.clone()),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    assert!(
+        String::from_utf8_lossy(&input).contains("echo sp-"),
+        "typed input missing from the recording"
+    );
+    match store.verify(&session.id, &verifying_key(&gateway)?)? {
+        Verification::Intact { chunks } => assert!(chunks >= 1),
+        other => bail!("recording does not verify: {other:?}"),
+    }
+    Ok(())
+}
+
+/// The browser part; returns the marker the command printed.
+async fn drive(
+    driver: &Driver,
+    gateway: &Gateway,
+    target_user: &str,
+    target_password: &str,
+) -> Result<String> {
+    driver.goto(&gateway.url()).await?;
+    fill(driver, "#username", "admin").await?;
+    fill(driver, "#password", &gateway.password()).await?;
+    click(driver, "#login").await?;
+    // The one-time password must be replaced first.
+    fill(driver, "#new_password", ADMIN_PASSWORD).await?;
+    fill(driver, "#repeat", ADMIN_PASSWORD).await?;
+    click(driver, "#save-password").await?;
+    click(driver, r#"tr[data-target="alpha"] a.connect"#).await?;
+    fill(driver, "#target-username", target_user).await?;
+    fill(driver, "#target-password", target_password).await?;
+    click(driver, "#connect").await?;
+    wait_text(driver, "#status", Duration::from_secs(20), |s| {
+        s.starts_with("Connected")
+    })
+    .await?;
+
+    // The typed command differs from its output, so finding the output proves the shell ran it.
+    let nonce = std::process::id() ^ 0x5a5a;
+    let marker = format!("sp-42-{nonce}");
+    let terminal_input = driver.find(Locator::Css(".xterm-helper-textarea")).await?;
+    terminal_input
+        .send_keys(&format!("echo sp-$((40+2))-{nonce}\n"))
+        .await?;
+    wait_text(driver, ".xterm-rows", Duration::from_secs(10), |s| {
+        s.contains(&marker)
+    })
+    .await?;
+
+    // Resize the window: the page refits the terminal and tells the gateway; `stty size` inside the
+    // shell then reports the new size.
+    let before = driver
+        .execute(
+            "return [window.sallyportTerminal.cols, window.sallyportTerminal.rows]",
+            vec![],
+        )
+        .await?;
+    driver.set_window_size(900, 620).await?;
+    let after = eventually_js(driver, &before).await?;
+    let (cols, rows) = (
+        after[0].as_u64().unwrap_or(0),
+        after[1].as_u64().unwrap_or(0),
+    );
+    terminal_input.send_keys("stty size\n").await?;
+    let expected = format!("{rows} {cols}");
+    wait_text(driver, ".xterm-rows", Duration::from_secs(10), |s| {
+        s.contains(&expected)
+    })
+    .await?;
+
+    terminal_input.send_keys("exit\n").await?;
+    wait_text(driver, "#status", Duration::from_secs(10), |s| {
+        s.contains("exited with status 0")
+    })
+    .await?;
+    Ok(marker)
+}
+
+/// Waits until the terminal's size differs from `before`.
+async fn eventually_js(driver: &Driver, before: &serde_json::Value) -> Result<serde_json::Value> {
+    for _ in 0..50 {
+        let now = driver
+            .execute(
+                "return [window.sallyportTerminal.cols, window.sallyportTerminal.rows]",
+                vec![],
+            )
+            .await?;
+        if &now != before {
+            return Ok(now);
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!("the terminal did not change size after the window was resized (still {before})")
+}
