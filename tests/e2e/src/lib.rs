@@ -1,1 +1,28 @@
-//! Placeholder.
+//! End-to-end test harness for Sallyport with real peers.
+//!
+//! - [`netns`]: network namespaces joined to the root namespace by a veth pair (the target networks).
+//! - [`sshd`]: OpenSSH's sshd inside such a namespace, the `sp-e2e` test user and client keys.
+//! - [`gateway`]: the built `sallyport-gateway` binary with a generated configuration.
+//! - [`http`]: an HTTPS client pinned to the gateway's certificate, with cookies and WebSockets.
+//! - [`browser`]: headless Chromium through chromedriver and fantoccini.
+//! - [`tunnel`]: TCP between the root namespace and the browser's own namespace.
+//! - [`common`]: root and tool checks, bounded waits, free ports, processes by PID.
+//!
+//! Network rule: traffic goes only to loopback or to addresses inside namespaces the harness
+//! created, and every wait is bounded in time. Everything started is stopped by PID on drop,
+//! also when a test panics. The tests need root; without it they fail with a message saying so.
+
+pub mod browser;
+pub mod common;
+pub mod gateway;
+pub mod http;
+pub mod netns;
+pub mod sshd;
+pub mod tunnel;
+
+pub use browser::Browser;
+pub use common::{free_port, require_root, wait_until, wait_until_async};
+pub use gateway::{Gateway, GatewayOptions};
+pub use http::{Client, HandshakeError, Response};
+pub use netns::TargetNet;
+pub use sshd::{KeyPair, Sshd, SshdOptions, TestUser, ensure_test_user};

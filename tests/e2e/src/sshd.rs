@@ -1,0 +1,418 @@
+//! A real OpenSSH server inside a [`TargetNet`], the test user it logs in, and client keys.
+//!
+//! [`Sshd::start`] writes its own `sshd_config`, host key and `AuthorizedKeysFile` into a temporary
+//! directory, runs `/usr/sbin/sshd -D -e` inside the namespace (listening on every address there,
+//! port 22 by default) and waits until the SSH banner is served on [`TargetNet::ns_addr`].
+//! sshd's stderr goes to a log file, readable with [`Sshd::log`].
+
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tempfile::TempDir;
+
+use crate::common::{
+    require_root, require_tool, run_ok, run_with_timeout, signal_pid, tail, wait_or_kill,
+};
+use crate::netns::TargetNet;
+
+/// Name of the system user the tests log in as on SSH targets.
+pub const TEST_USER: &str = "sp-e2e";
+/// Password of [`TEST_USER`].
+pub const TEST_PASSWORD: &str = "sp-e2e-pass";
+
+const SSHD: &str = "/usr/sbin/sshd";
+const SSH_KEYGEN: &str = "/usr/bin/ssh-keygen";
+
+/// How an [`Sshd`] is configured beyond the fixed test defaults.
+#[derive(Debug, Clone)]
+pub struct SshdOptions {
+    /// TCP port inside the namespace (22 unless a test needs another).
+    pub port: u16,
+    /// Raw `sshd_config` lines placed before the defaults; sshd keeps the first value it reads
+    /// for a keyword, so these override the defaults. No `Match` blocks here.
+    pub extra_config: Vec<String>,
+}
+
+impl Default for SshdOptions {
+    fn default() -> Self {
+        SshdOptions {
+            port: 22,
+            extra_config: Vec::new(),
+        }
+    }
+}
+
+/// A running sshd; killed by PID (and reaped) on drop.
+#[derive(Debug)]
+pub struct Sshd {
+    dir: TempDir,
+    child: Option<Child>,
+    netns: String,
+    addr: Ipv4Addr,
+    port: u16,
+}
+
+impl Sshd {
+    /// Starts sshd inside `net` and waits (at most 10 s) until it serves its banner.
+    pub fn start(net: &TargetNet, opts: SshdOptions) -> Result<Sshd> {
+        require_root()?;
+        require_tool(SSHD)?;
+        require_tool(SSH_KEYGEN)?;
+        // The privilege separation directory Debian's sshd insists on.
+        fs::create_dir_all("/run/sshd").context("create /run/sshd")?;
+
+        let dir = tempfile::Builder::new()
+            .prefix("spe2e-sshd-")
+            .tempdir()
+            .context("sshd tempdir")?;
+        // sshd reads AuthorizedKeysFile as the logged-in user: the directory must be traversable.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o755))?;
+        let sshd = Sshd {
+            dir,
+            child: None,
+            netns: net.name().to_owned(),
+            addr: net.ns_addr(),
+            port: opts.port,
+        };
+        let keys = sshd.authorized_keys_path();
+        File::create(&keys).context("create authorized_keys")?;
+        fs::set_permissions(&keys, fs::Permissions::from_mode(0o644))?;
+        sshd.generate_host_key()?;
+
+        let mut config = String::new();
+        for line in &opts.extra_config {
+            config.push_str(line);
+            config.push('\n');
+        }
+        config.push_str(&format!(
+            "Port {port}\n\
+             ListenAddress 0.0.0.0\n\
+             HostKey {host_key}\n\
+             PidFile none\n\
+             UsePAM no\n\
+             PasswordAuthentication yes\n\
+             KbdInteractiveAuthentication no\n\
+             PubkeyAuthentication yes\n\
+             PermitRootLogin no\n\
+             StrictModes no\n\
+             MaxStartups 500:30:1000\n\
+             MaxSessions 10\n\
+             LogLevel VERBOSE\n\
+             AuthorizedKeysFile {keys}\n\
+             UseDNS no\n\
+             PrintMotd no\n\
+             Subsystem sftp internal-sftp\n",
+            port = opts.port,
+            host_key = sshd.host_key_path().display(),
+            keys = keys.display(),
+        ));
+        fs::write(sshd.config_path(), config).context("write sshd_config")?;
+
+        let mut sshd = sshd;
+        sshd.spawn()?;
+        Ok(sshd)
+    }
+
+    fn spawn(&mut self) -> Result<()> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.log_path())
+            .context("open sshd log")?;
+        let child = Command::new("ip")
+            .args(["netns", "exec", &self.netns, SSHD, "-D", "-e", "-f"])
+            .arg(self.config_path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .context("spawn sshd")?;
+        self.child = Some(child);
+        self.wait_ready()
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let target = SocketAddr::from((self.addr, self.port));
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                bail!("sshd exited early ({status}); its log:\n{}", self.log());
+            }
+            if let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_millis(500))
+            {
+                stream.set_read_timeout(Some(Duration::from_secs(2)))?;
+                let mut banner = [0u8; 4];
+                if stream.read_exact(&mut banner).is_ok() && &banner == b"SSH-" {
+                    return Ok(());
+                }
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "sshd did not serve a banner on {target} within 10 s; its log:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    fn generate_host_key(&self) -> Result<()> {
+        let key = self.host_key_path();
+        let _ = fs::remove_file(&key);
+        let _ = fs::remove_file(key.with_extension("pub"));
+        run_ok(
+            Command::new(SSH_KEYGEN)
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "spe2e-host", "-f"])
+                .arg(&key),
+        )?;
+        Ok(())
+    }
+
+    fn stop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = signal_pid(child.id(), "TERM");
+            wait_or_kill(&mut child, Duration::from_secs(5));
+        }
+    }
+
+    /// Replaces the host key with a new one and restarts sshd (for "host key changed" tests).
+    pub fn regenerate_host_key_and_restart(&mut self) -> Result<()> {
+        self.stop();
+        self.generate_host_key()?;
+        self.spawn()
+    }
+
+    /// Restarts sshd with the same configuration and host key.
+    pub fn restart(&mut self) -> Result<()> {
+        self.stop();
+        self.spawn()
+    }
+
+    /// The address sshd is reached at (the namespace end of the veth).
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// The TCP port sshd listens on.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// PID of the listening sshd, if running.
+    pub fn pid(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
+    }
+
+    /// Everything sshd has written to stderr so far (all starts).
+    pub fn log(&self) -> String {
+        fs::read_to_string(self.log_path()).unwrap_or_default()
+    }
+
+    /// The public host key line (`ssh-ed25519 AAAA... spe2e-host`).
+    pub fn host_key_pub(&self) -> Result<String> {
+        let text = fs::read_to_string(self.host_key_path().with_extension("pub"))?;
+        Ok(text.trim().to_owned())
+    }
+
+    /// The host key fingerprint as OpenSSH prints it, `SHA256:<base64>`.
+    pub fn host_key_fingerprint(&self) -> Result<String> {
+        let out = run_ok(
+            Command::new(SSH_KEYGEN)
+                .args(["-l", "-E", "sha256", "-f"])
+                .arg(self.host_key_path().with_extension("pub")),
+        )?;
+        out.split_whitespace()
+            .nth(1)
+            .map(str::to_owned)
+            .context("unexpected ssh-keygen -l output")
+    }
+
+    /// Appends one public key line to the AuthorizedKeysFile (it applies to every user).
+    pub fn authorize_key(&self, pubkey_line: &str) -> Result<()> {
+        let mut file = OpenOptions::new()
+            .append(true)
+            .open(self.authorized_keys_path())?;
+        writeln!(file, "{}", pubkey_line.trim())?;
+        Ok(())
+    }
+
+    /// Path of the AuthorizedKeysFile.
+    pub fn authorized_keys_path(&self) -> PathBuf {
+        self.dir.path().join("authorized_keys")
+    }
+
+    /// Path of the generated sshd_config.
+    pub fn config_path(&self) -> PathBuf {
+        self.dir.path().join("sshd_config")
+    }
+
+    fn host_key_path(&self) -> PathBuf {
+        self.dir.path().join("ssh_host_ed25519_key")
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.path().join("sshd.log")
+    }
+}
+
+impl Drop for Sshd {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if std::thread::panicking() {
+            eprintln!("--- sshd log (tail) ---\n{}", tail(&self.log(), 4000));
+        }
+    }
+}
+
+/// The system user tests log in as on SSH targets.
+#[derive(Debug, Clone)]
+pub struct TestUser {
+    /// Login name ([`TEST_USER`]).
+    pub name: String,
+    /// Password ([`TEST_PASSWORD`]).
+    pub password: String,
+    /// Home directory.
+    pub home: PathBuf,
+}
+
+static USER_LOCK: Mutex<bool> = Mutex::new(false);
+
+/// Creates (idempotently) the system user `sp-e2e` with a home and the password `sp-e2e-pass`.
+pub fn ensure_test_user() -> Result<TestUser> {
+    require_root()?;
+    let mut done = USER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    let user = TestUser {
+        name: TEST_USER.to_owned(),
+        password: TEST_PASSWORD.to_owned(),
+        home: PathBuf::from(format!("/home/{TEST_USER}")),
+    };
+    if *done {
+        return Ok(user);
+    }
+    let exists = || {
+        run_with_timeout(
+            Command::new("id").args(["-u", TEST_USER]),
+            Duration::from_secs(5),
+        )
+        .map(|o| o.status.success())
+        .unwrap_or(false)
+    };
+    if !exists() {
+        let out = run_with_timeout(
+            Command::new("useradd").args(["-m", "-s", "/bin/bash", TEST_USER]),
+            Duration::from_secs(30),
+        )?;
+        // Another test process may have created it at the same moment.
+        if !out.status.success() && !exists() {
+            bail!(
+                "useradd {TEST_USER} failed: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+    }
+    // chpasswd may find /etc/shadow locked by a parallel test process: retry a few times.
+    let mut last_err = String::new();
+    let mut ok = false;
+    for _ in 0..10 {
+        match chpasswd(&format!("{TEST_USER}:{TEST_PASSWORD}\n")) {
+            Ok(()) => {
+                ok = true;
+                break;
+            }
+            Err(e) => {
+                last_err = format!("{e:#}");
+                std::thread::sleep(Duration::from_millis(300));
+            }
+        }
+    }
+    if !ok {
+        bail!("setting the password of {TEST_USER} failed: {last_err}");
+    }
+    if !user.home.is_dir() {
+        bail!(
+            "{TEST_USER} has no home directory at {}",
+            user.home.display()
+        );
+    }
+    *done = true;
+    Ok(user)
+}
+
+fn chpasswd(input: &str) -> Result<()> {
+    let mut child = Command::new("chpasswd")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .context("spawn chpasswd")?;
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin.write_all(input.as_bytes())?;
+    }
+    let status = wait_or_kill(&mut child, Duration::from_secs(20)).context("wait chpasswd")?;
+    if !status.success() {
+        let mut err = String::new();
+        if let Some(mut stderr) = child.stderr.take() {
+            let _ = stderr.read_to_string(&mut err);
+        }
+        bail!("chpasswd: {status}: {}", err.trim());
+    }
+    Ok(())
+}
+
+/// An SSH client key pair in its own temporary directory.
+#[derive(Debug)]
+pub struct KeyPair {
+    dir: TempDir,
+    public_line: String,
+}
+
+impl KeyPair {
+    /// Generates an unencrypted ed25519 key with `ssh-keygen`.
+    pub fn generate_ed25519() -> Result<KeyPair> {
+        require_tool(SSH_KEYGEN)?;
+        let dir = tempfile::Builder::new().prefix("spe2e-key-").tempdir()?;
+        let path = dir.path().join("id_ed25519");
+        run_ok(
+            Command::new(SSH_KEYGEN)
+                .args(["-q", "-t", "ed25519", "-N", "", "-C", "spe2e-client", "-f"])
+                .arg(&path),
+        )?;
+        let public_line = fs::read_to_string(path.with_extension("pub"))?
+            .trim()
+            .to_owned();
+        Ok(KeyPair { dir, public_line })
+    }
+
+    /// Path of the private key file (OpenSSH format, mode 0600).
+    pub fn private_key_path(&self) -> PathBuf {
+        self.dir.path().join("id_ed25519")
+    }
+
+    /// The private key in OpenSSH PEM format.
+    pub fn private_key_pem(&self) -> Result<String> {
+        Ok(fs::read_to_string(self.private_key_path())?)
+    }
+
+    /// The `authorized_keys` line of the public key.
+    pub fn public_line(&self) -> &str {
+        &self.public_line
+    }
+
+    /// The directory holding the key files.
+    pub fn dir(&self) -> &Path {
+        self.dir.path()
+    }
+}
