@@ -19,8 +19,13 @@ fn main() {
         .status();
     match status {
         Ok(status) if status.success() && marker.exists() => {}
-        Ok(status) => fail(&format!("`npm ci` in {} exited with {status}", web.display())),
-        Err(error) => fail(&format!("could not run npm ({error}); `cargo xtask setup` installs Node.js and npm")),
+        Ok(status) => fail(&format!(
+            "`npm ci` in {} exited with {status}",
+            web.display()
+        )),
+        Err(error) => fail(&format!(
+            "could not run npm ({error}); `cargo xtask setup` installs Node.js and npm"
+        )),
     }
 }
 

@@ -11,16 +11,39 @@ pub fn run() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     crate::setup::run()?;
     if !is_root() {
-        bail!("the end-to-end tests need root (network namespaces, a test user for sshd); run `cargo xtask ci` as root");
+        bail!(
+            "the end-to-end tests need root (network namespaces, a test user for sshd); run `cargo xtask ci` as root"
+        );
     }
     run_cmd(cargo().args(["fmt", "--all", "--check"]))?;
-    run_cmd(cargo().args(["clippy", "--workspace", "--all-targets", "--locked", "--", "-D", "warnings"]))?;
+    run_cmd(cargo().args([
+        "clippy",
+        "--workspace",
+        "--all-targets",
+        "--locked",
+        "--",
+        "-D",
+        "warnings",
+    ]))?;
     crate::tidy::run()?;
     // One build of everything (binaries and test executables); the test stages below reuse it.
     run_cmd(cargo().args(["build", "--workspace", "--all-targets", "--locked"]))?;
-    run_cmd(cargo().args(["test", "--workspace", "--locked", "--exclude", "sallyport-e2e"]))?;
+    run_cmd(cargo().args([
+        "test",
+        "--workspace",
+        "--locked",
+        "--exclude",
+        "sallyport-e2e",
+    ]))?;
     // End-to-end tests start real sshd, the gateway and Chromium; two at a time fits two cores.
-    run_cmd(cargo().args(["test", "-p", "sallyport-e2e", "--locked", "--", "--test-threads=2"]))?;
+    run_cmd(cargo().args([
+        "test",
+        "-p",
+        "sallyport-e2e",
+        "--locked",
+        "--",
+        "--test-threads=2",
+    ]))?;
     eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
     Ok(())
 }
@@ -35,6 +58,39 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     if !is_root() {
         bail!("the benchmarks run targets in network namespaces and need root");
     }
-    run_cmd(cargo().args(["build", "--release", "--locked", "-p", "sallyport-gateway", "-p", "sallyport-e2e", "--bins"]))?;
+    run_cmd(cargo().args([
+        "build",
+        "--release",
+        "--locked",
+        "-p",
+        "sallyport-gateway",
+        "-p",
+        "sallyport-e2e",
+        "--bins",
+    ]))?;
     run_cmd(Command::new(crate::root().join("target/release/sallyport-bench")).arg(which))
+}
+
+/// `cargo xtask fuzz TARGET [SECONDS]`: runs one cargo-fuzz target (nightly) for a bounded time.
+pub fn fuzz(args: &[String]) -> anyhow::Result<()> {
+    let Some(target) = args.first() else {
+        bail!(
+            "usage: cargo xtask fuzz TARGET [SECONDS]; targets are listed in tests/fuzz/README.md"
+        );
+    };
+    let seconds = args.get(1).map(String::as_str).unwrap_or("60");
+    let has_fuzz = Command::new("cargo")
+        .args(["fuzz", "--version"])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if !has_fuzz {
+        run_cmd(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))?;
+    }
+    run_cmd(
+        Command::new("cargo")
+            .args(["+nightly", "fuzz", "run", target, "--"])
+            .arg(format!("-max_total_time={seconds}"))
+            .current_dir(crate::root().join("tests/fuzz")),
+    )
 }

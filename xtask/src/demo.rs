@@ -26,13 +26,20 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
         match arg.as_str() {
-            "--listen" => listen = iter.next().context("--listen needs an address such as 0.0.0.0:8443")?.clone(),
+            "--listen" => {
+                listen = iter
+                    .next()
+                    .context("--listen needs an address such as 0.0.0.0:8443")?
+                    .clone()
+            }
             "--keep-state" => keep_state = true,
             other => bail!("unknown demo option {other:?} (known: --listen ADDR, --keep-state)"),
         }
     }
     if !is_root() {
-        bail!("the demo needs root: it creates a network namespace with two OpenSSH targets; run `sudo cargo xtask demo`");
+        bail!(
+            "the demo needs root: it creates a network namespace with two OpenSSH targets; run `sudo cargo xtask demo`"
+        );
     }
     crate::setup::run()?;
     run_cmd(cargo().args(["build", "-p", "sallyport-gateway"]))?;
@@ -46,13 +53,18 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
 
     let stop = Arc::new(AtomicBool::new(false));
     let stop_flag = stop.clone();
-    ctrlc::set_handler(move || stop_flag.store(true, Ordering::SeqCst)).context("installing the Ctrl-C handler")?;
+    ctrlc::set_handler(move || stop_flag.store(true, Ordering::SeqCst))
+        .context("installing the Ctrl-C handler")?;
 
     let network = DemoNetwork::create()?;
     let password = demo_user_password()?;
     let mut children = Vec::new();
     for (index, name) in ["alpha", "beta"].iter().enumerate() {
-        children.push(start_sshd(&demo_dir, name, &format!("{SUBNET}.{}", index + 2))?);
+        children.push(start_sshd(
+            &demo_dir,
+            name,
+            &format!("{SUBNET}.{}", index + 2),
+        )?);
     }
     let config = demo_dir.join("gateway.toml");
     std::fs::write(
@@ -99,10 +111,14 @@ address = "{SUBNET}.3"
                 if line.starts_with("fingerprint:") && !banner_done {
                     banner_done = true;
                     println!();
-                    println!("Demo targets (network {SUBNET}.0/24 in namespace {NAMESPACE}): alpha {SUBNET}.2, beta {SUBNET}.3");
+                    println!(
+                        "Demo targets (network {SUBNET}.0/24 in namespace {NAMESPACE}): alpha {SUBNET}.2, beta {SUBNET}.3"
+                    );
                     println!("Target login for both: user {DEMO_USER}, password {password}");
                     println!("Recordings: {}", state_dir.join("recordings.db").display());
-                    println!("Open the URL, accept the self-signed certificate (compare the fingerprint), log in as admin.");
+                    println!(
+                        "Open the URL, accept the self-signed certificate (compare the fingerprint), log in as admin."
+                    );
                     println!("Press Ctrl-C to stop the demo and remove its namespace.");
                 }
             }
@@ -125,7 +141,9 @@ address = "{SUBNET}.3"
 
 /// Sends SIGTERM, waits up to five seconds, then kills.
 fn stop_child(child: &mut Child) {
-    let _ = Command::new("kill").args(["-TERM", &child.id().to_string()]).status();
+    let _ = Command::new("kill")
+        .args(["-TERM", &child.id().to_string()])
+        .status();
     for _ in 0..50 {
         if let Ok(Some(_)) = child.try_wait() {
             return;
@@ -142,16 +160,26 @@ struct DemoNetwork;
 impl DemoNetwork {
     fn create() -> anyhow::Result<DemoNetwork> {
         // Leftovers of a demo that was killed hard.
-        let _ = Command::new("ip").args(["netns", "del", NAMESPACE]).stderr(Stdio::null()).status();
-        let _ = Command::new("ip").args(["link", "del", HOST_IF]).stderr(Stdio::null()).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", NAMESPACE])
+            .stderr(Stdio::null())
+            .status();
+        let _ = Command::new("ip")
+            .args(["link", "del", HOST_IF])
+            .stderr(Stdio::null())
+            .status();
         let addrs = Command::new("ip").args(["-o", "addr"]).output()?;
         if String::from_utf8_lossy(&addrs.stdout).contains(&format!(" {SUBNET}.")) {
-            bail!("{SUBNET}.0/24 is already used on this machine; the demo network would collide with it");
+            bail!(
+                "{SUBNET}.0/24 is already used on this machine; the demo network would collide with it"
+            );
         }
         let network = DemoNetwork;
         let ip = |args: &[&str]| run_cmd(Command::new("ip").args(args));
         ip(&["netns", "add", NAMESPACE])?;
-        ip(&["link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF])?;
+        ip(&[
+            "link", "add", HOST_IF, "type", "veth", "peer", "name", NS_IF,
+        ])?;
         ip(&["link", "set", NS_IF, "netns", NAMESPACE])?;
         ip(&["addr", "add", &format!("{SUBNET}.1/24"), "dev", HOST_IF])?;
         ip(&["link", "set", HOST_IF, "up"])?;
@@ -164,7 +192,11 @@ impl DemoNetwork {
         .iter()
         .map(|a| a.iter().map(|s| s.to_string()).collect::<Vec<_>>())
         {
-            run_cmd(Command::new("ip").args(["netns", "exec", NAMESPACE, "ip"]).args(&args))?;
+            run_cmd(
+                Command::new("ip")
+                    .args(["netns", "exec", NAMESPACE, "ip"])
+                    .args(&args),
+            )?;
         }
         Ok(network)
     }
@@ -173,18 +205,31 @@ impl DemoNetwork {
 impl Drop for DemoNetwork {
     fn drop(&mut self) {
         let _ = Command::new("ip").args(["link", "del", HOST_IF]).status();
-        let _ = Command::new("ip").args(["netns", "del", NAMESPACE]).status();
+        let _ = Command::new("ip")
+            .args(["netns", "del", NAMESPACE])
+            .status();
     }
 }
 
 /// Makes sure the demo's target account exists and gives it a fresh random password.
 fn demo_user_password() -> anyhow::Result<String> {
-    let exists = Command::new("id").arg(DEMO_USER).stdout(Stdio::null()).stderr(Stdio::null()).status()?.success();
+    let exists = Command::new("id")
+        .arg(DEMO_USER)
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()?
+        .success();
     if !exists {
-        run_cmd(Command::new("useradd").args(["--create-home", "--shell", "/bin/bash", DEMO_USER]))?;
+        run_cmd(Command::new("useradd").args([
+            "--create-home",
+            "--shell",
+            "/bin/bash",
+            DEMO_USER,
+        ]))?;
     }
     let mut seed = [0u8; 9];
-    std::fs::File::open("/dev/urandom").and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))?;
+    std::fs::File::open("/dev/urandom")
+        .and_then(|mut f| std::io::Read::read_exact(&mut f, &mut seed))?;
     let password: String = seed.iter().map(|b| format!("{b:02x}")).collect();
     let mut chpasswd = Command::new("chpasswd").stdin(Stdio::piped()).spawn()?;
     if let Some(mut stdin) = chpasswd.stdin.take() {
@@ -202,7 +247,11 @@ fn start_sshd(demo_dir: &Path, name: &str, addr: &str) -> anyhow::Result<Child> 
     std::fs::create_dir_all(&dir)?;
     let host_key = dir.join("host_ed25519");
     if !host_key.exists() {
-        run_cmd(Command::new("ssh-keygen").args(["-q", "-t", "ed25519", "-N", "", "-f"]).arg(&host_key))?;
+        run_cmd(
+            Command::new("ssh-keygen")
+                .args(["-q", "-t", "ed25519", "-N", "", "-f"])
+                .arg(&host_key),
+        )?;
     }
     let config = dir.join("sshd_config");
     std::fs::write(
@@ -214,7 +263,15 @@ fn start_sshd(demo_dir: &Path, name: &str, addr: &str) -> anyhow::Result<Child> 
     )?;
     std::fs::create_dir_all("/run/sshd")?;
     Command::new("ip")
-        .args(["netns", "exec", NAMESPACE, "/usr/sbin/sshd", "-D", "-e", "-f"])
+        .args([
+            "netns",
+            "exec",
+            NAMESPACE,
+            "/usr/sbin/sshd",
+            "-D",
+            "-e",
+            "-f",
+        ])
         .arg(&config)
         .stderr(std::fs::File::create(dir.join("sshd.log"))?)
         .spawn()

@@ -4,6 +4,7 @@
 //! - `demo`: the gateway with a demo network of real OpenSSH targets (needs root).
 //! - `ci`: formatting, lints, tidy checks, and every test including the end-to-end ones (needs root).
 //! - `bench ssh`: the SSH relay benchmarks (throughput ratio, echo latency, memory per session).
+//! - `fuzz TARGET [SECONDS]`: one cargo-fuzz target of `tests/fuzz`, bounded in time.
 
 mod ci;
 mod demo;
@@ -23,8 +24,11 @@ fn main() -> std::process::ExitCode {
         Some("demo") => demo::run(&args[1..]),
         Some("bench") => ci::bench(&args[1..]),
         Some("tidy") => tidy::run(),
+        Some("fuzz") => ci::fuzz(&args[1..]),
         _ => {
-            eprintln!("usage: cargo xtask <setup | demo [--listen ADDR] [--keep-state] | ci | bench ssh | tidy>");
+            eprintln!(
+                "usage: cargo xtask <setup | demo [--listen ADDR] [--keep-state] | ci | bench ssh | fuzz TARGET [SECONDS] | tidy>"
+            );
             return std::process::ExitCode::from(2);
         }
     };
@@ -39,14 +43,20 @@ fn main() -> std::process::ExitCode {
 
 /// The workspace root.
 pub fn root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().map(Path::to_path_buf).unwrap_or_else(|| PathBuf::from("."))
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("."))
 }
 
-/// Runs a command in the workspace root, failing with its name when it fails.
+/// Runs a command (in the workspace root unless it has a directory), failing with its name when it fails.
 pub fn run_cmd(cmd: &mut Command) -> anyhow::Result<()> {
     let shown = format!("{cmd:?}");
     eprintln!("xtask: $ {shown}");
-    let status = cmd.current_dir(root()).status().with_context(|| format!("starting {shown}"))?;
+    if cmd.get_current_dir().is_none() {
+        cmd.current_dir(root());
+    }
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
     if !status.success() {
         bail!("{shown} failed with {status}");
     }
@@ -60,5 +70,9 @@ pub fn cargo() -> Command {
 
 /// True when running as root.
 pub fn is_root() -> bool {
-    Command::new("id").arg("-u").output().map(|o| o.stdout.trim_ascii() == b"0").unwrap_or(false)
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .map(|o| o.stdout.trim_ascii() == b"0")
+        .unwrap_or(false)
 }

@@ -12,6 +12,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("openssh-client", "/usr/bin/ssh"),
     ("iproute2", "/usr/sbin/ip"),
     ("procps", "/usr/bin/ps"),
+    ("openssl", "/usr/bin/openssl"),
+    ("passwd", "/usr/sbin/useradd"),
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
     ("nodejs", "/usr/bin/node"),
@@ -24,19 +26,28 @@ pub fn run() -> anyhow::Result<()> {
         .iter()
         .filter(|(_, path)| !std::path::Path::new(path).exists())
         .map(|(package, _)| *package)
-        .filter(|package| !(*package == "nodejs" || *package == "npm") || !on_path(if *package == "npm" { "npm" } else { "node" }))
+        .filter(|package| {
+            !(*package == "nodejs" || *package == "npm")
+                || !on_path(if *package == "npm" { "npm" } else { "node" })
+        })
         .collect();
     if !missing.is_empty() {
         if !is_root() {
-            bail!("these Debian packages are missing and installing them needs root: {}", missing.join(" "));
+            bail!(
+                "these Debian packages are missing and installing them needs root: {}",
+                missing.join(" ")
+            );
         }
         eprintln!("xtask: installing {}", missing.join(" "));
         run_cmd(Command::new("apt-get").args(["update", "-qq"]))?;
         // Keep package scripts from starting services (a system sshd on port 22) on this machine.
         let guard = std::path::Path::new("/usr/sbin/policy-rc.d");
-        let placed_guard = !guard.exists() && std::fs::write(guard, "#!/bin/sh\nexit 101\n").is_ok();
+        let placed_guard =
+            !guard.exists() && std::fs::write(guard, "#!/bin/sh\nexit 101\n").is_ok();
         if placed_guard {
-            let _ = Command::new("chmod").args(["+x", "/usr/sbin/policy-rc.d"]).status();
+            let _ = Command::new("chmod")
+                .args(["+x", "/usr/sbin/policy-rc.d"])
+                .status();
         }
         let result = run_cmd(
             Command::new("apt-get")
@@ -50,8 +61,16 @@ pub fn run() -> anyhow::Result<()> {
         result?;
     }
     for component in ["rustfmt", "clippy"] {
-        let probe = if component == "rustfmt" { ["fmt", "--version"] } else { ["clippy", "--version"] };
-        let present = crate::cargo().args(probe).output().map(|o| o.status.success()).unwrap_or(false);
+        let probe = if component == "rustfmt" {
+            ["fmt", "--version"]
+        } else {
+            ["clippy", "--version"]
+        };
+        let present = crate::cargo()
+            .args(probe)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
         if !present {
             run_cmd(Command::new("rustup").args(["component", "add", component]))?;
         }
@@ -60,5 +79,9 @@ pub fn run() -> anyhow::Result<()> {
 }
 
 fn on_path(program: &str) -> bool {
-    Command::new("sh").args(["-c", &format!("command -v {program}")]).output().map(|o| o.status.success()).unwrap_or(false)
+    Command::new("sh")
+        .args(["-c", &format!("command -v {program}")])
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false)
 }

@@ -43,7 +43,9 @@ impl ErrorKind {
                 "the target's host key has changed since it was first seen; the connection was refused \
                  before any credential was sent (ask an admin to check the target and forget the old key)"
             }
-            ErrorKind::BadPrivateKey => "the private key could not be read (wrong format or passphrase)",
+            ErrorKind::BadPrivateKey => {
+                "the private key could not be read (wrong format or passphrase)"
+            }
             ErrorKind::TargetProtocol => "the target broke the protocol or refused the terminal",
             ErrorKind::RecordingUnavailable => {
                 "the session cannot be recorded right now, so it was refused"

@@ -51,16 +51,31 @@ impl std::fmt::Debug for ClientControl {
     // Credentials never reach a log through Debug.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            ClientControl::Connect { username, private_key, cols, rows, .. } => f
+            ClientControl::Connect {
+                username,
+                private_key,
+                cols,
+                rows,
+                ..
+            } => f
                 .debug_struct("Connect")
                 .field("username", username)
-                .field("auth", &if private_key.is_some() { "private key" } else { "password" })
+                .field(
+                    "auth",
+                    &if private_key.is_some() {
+                        "private key"
+                    } else {
+                        "password"
+                    },
+                )
                 .field("cols", cols)
                 .field("rows", rows)
                 .finish_non_exhaustive(),
-            ClientControl::Resize { cols, rows } => {
-                f.debug_struct("Resize").field("cols", cols).field("rows", rows).finish()
-            }
+            ClientControl::Resize { cols, rows } => f
+                .debug_struct("Resize")
+                .field("cols", cols)
+                .field("rows", rows)
+                .finish(),
         }
     }
 }
@@ -154,14 +169,26 @@ pub fn parse_client_text(text: &str) -> Result<ClientMessage, FrameError> {
     let control: ClientControl =
         serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
     match control {
-        ClientControl::Resize { cols, rows } => Ok(ClientMessage::Resize(TerminalSize::clamped(cols, rows))),
-        ClientControl::Connect { username, password, private_key, passphrase, cols, rows } => {
-            if username.is_empty() || username.len() > 256 || username.chars().any(char::is_control) {
+        ClientControl::Resize { cols, rows } => {
+            Ok(ClientMessage::Resize(TerminalSize::clamped(cols, rows)))
+        }
+        ClientControl::Connect {
+            username,
+            password,
+            private_key,
+            passphrase,
+            cols,
+            rows,
+        } => {
+            if username.is_empty() || username.len() > 256 || username.chars().any(char::is_control)
+            {
                 return Err(FrameError::BadUsername);
             }
             let credential = match (password, private_key) {
                 (Some(password), None) => Credential::Password(password),
-                (None, Some(pem)) if !pem.trim().is_empty() => Credential::PrivateKey { pem, passphrase },
+                (None, Some(pem)) if !pem.trim().is_empty() => {
+                    Credential::PrivateKey { pem, passphrase }
+                }
                 _ => return Err(FrameError::BadCredential),
             };
             Ok(ClientMessage::Connect(ConnectRequest {
@@ -221,7 +248,9 @@ impl ServerControl {
     /// The JSON text sent over the WebSocket.
     pub fn to_json(&self) -> String {
         // Serializing these plain enums cannot fail; fall back to a fixed message rather than panic.
-        serde_json::to_string(self).unwrap_or_else(|_| r#"{"type":"error","kind":"internal","message":"internal error"}"#.to_owned())
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"error","kind":"internal","message":"internal error"}"#.to_owned()
+        })
     }
 }
 
@@ -232,8 +261,13 @@ mod tests {
 
     #[test]
     fn connect_with_password_parses_and_redacts() {
-        let msg = parse_client_text(r#"{"type":"connect","username":"alice","password":"s3cret","cols":80,"rows":24}"#).unwrap();
-        let ClientMessage::Connect(req) = &msg else { panic!("not a connect: {msg:?}") };
+        let msg = parse_client_text(
+            r#"{"type":"connect","username":"alice","password":"s3cret","cols":80,"rows":24}"#,
+        )
+        .unwrap();
+        let ClientMessage::Connect(req) = &msg else {
+            panic!("not a connect: {msg:?}")
+        };
         assert_eq!(req.credential, Credential::Password("s3cret".into()));
         assert_eq!(req.size, TerminalSize { cols: 80, rows: 24 });
         assert!(!format!("{msg:?}").contains("s3cret"));
@@ -254,18 +288,30 @@ mod tests {
         for case in cases {
             assert!(parse_client_text(case).is_err(), "{case}");
         }
-        assert_eq!(parse_client_text(&"x".repeat(MAX_CONTROL_LEN + 1)), Err(FrameError::TooLarge(MAX_CONTROL_LEN + 1)));
+        assert_eq!(
+            parse_client_text(&"x".repeat(MAX_CONTROL_LEN + 1)),
+            Err(FrameError::TooLarge(MAX_CONTROL_LEN + 1))
+        );
         assert!(parse_client_binary(&vec![0; MAX_INPUT_LEN + 1]).is_err());
     }
 
     #[test]
     fn sizes_are_clamped() {
-        assert_eq!(parse_client_text(r#"{"type":"resize","cols":0,"rows":65535}"#).unwrap(), ClientMessage::Resize(TerminalSize { cols: 1, rows: MAX_TERMINAL_DIMENSION }));
+        assert_eq!(
+            parse_client_text(r#"{"type":"resize","cols":0,"rows":65535}"#).unwrap(),
+            ClientMessage::Resize(TerminalSize {
+                cols: 1,
+                rows: MAX_TERMINAL_DIMENSION
+            })
+        );
     }
 
     #[test]
     fn server_errors_carry_plain_words() {
         let json = ServerControl::error(ErrorKind::HostKeyChanged, None).to_json();
-        assert!(json.contains(r#""kind":"host_key_changed""#) && json.contains("host key has changed"), "{json}");
+        assert!(
+            json.contains(r#""kind":"host_key_changed""#) && json.contains("host key has changed"),
+            "{json}"
+        );
     }
 }

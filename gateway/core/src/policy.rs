@@ -127,14 +127,22 @@ pub enum PolicyDenied {
 
 /// The policy decision. Until per-target policies exist, admins and users may reach every registered
 /// target over its own protocol, and auditors may reach none.
-pub fn authorize(user: &Authenticated, target: &TargetRef, protocol: Protocol) -> Result<Authorized, PolicyDenied> {
+pub fn authorize(
+    user: &Authenticated,
+    target: &TargetRef,
+    protocol: Protocol,
+) -> Result<Authorized, PolicyDenied> {
     if user.role == Role::Auditor {
         return Err(PolicyDenied::RoleMayNotConnect(user.role.as_str()));
     }
     if target.protocol != protocol {
         return Err(PolicyDenied::WrongProtocol(protocol.as_str()));
     }
-    Ok(Authorized { user: user.clone(), target: target.clone(), protocol })
+    Ok(Authorized {
+        user: user.clone(),
+        target: target.clone(),
+        protocol,
+    })
 }
 
 #[cfg(test)]
@@ -143,17 +151,30 @@ mod tests {
     use super::*;
 
     fn user(role: Role) -> Authenticated {
-        Authenticated { user_id: 1, username: "u".into(), role }
+        Authenticated {
+            user_id: 1,
+            username: "u".into(),
+            role,
+        }
     }
     fn target() -> TargetRef {
-        TargetRef { id: 7, name: "web".into(), host: "10.0.0.5".into(), port: 22, protocol: Protocol::Ssh }
+        TargetRef {
+            id: 7,
+            name: "web".into(),
+            host: "10.0.0.5".into(),
+            port: 22,
+            protocol: Protocol::Ssh,
+        }
     }
 
     #[test]
     fn roles_decide() {
         assert!(authorize(&user(Role::User), &target(), Protocol::Ssh).is_ok());
         assert!(authorize(&user(Role::Admin), &target(), Protocol::Ssh).is_ok());
-        assert_eq!(authorize(&user(Role::Auditor), &target(), Protocol::Ssh).unwrap_err(), PolicyDenied::RoleMayNotConnect("auditor"));
+        assert_eq!(
+            authorize(&user(Role::Auditor), &target(), Protocol::Ssh).unwrap_err(),
+            PolicyDenied::RoleMayNotConnect("auditor")
+        );
         let decision = authorize(&user(Role::User), &target(), Protocol::Ssh).unwrap();
         assert_eq!(decision.target().id, 7);
     }

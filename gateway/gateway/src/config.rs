@@ -85,7 +85,10 @@ pub struct LogSection {
 
 impl Default for LogSection {
     fn default() -> Self {
-        LogSection { journald: true, level: "info".into() }
+        LogSection {
+            journald: true,
+            level: "info".into(),
+        }
     }
 }
 
@@ -101,7 +104,10 @@ pub struct RecordingSection {
 
 impl Default for RecordingSection {
     fn default() -> Self {
-        RecordingSection { chunk_max_kib: 256, chunk_max_age_ms: 1000 }
+        RecordingSection {
+            chunk_max_kib: 256,
+            chunk_max_age_ms: 1000,
+        }
     }
 }
 
@@ -142,7 +148,8 @@ fn default_protocol() -> String {
 impl Config {
     /// Reads and validates a configuration file.
     pub fn load(path: &Path) -> anyhow::Result<Config> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+        let text =
+            std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
         Self::parse(&text).with_context(|| format!("in {}", path.display()))
     }
 
@@ -163,12 +170,17 @@ impl Config {
                 bail!("target {} is declared twice", target.name);
             }
             if sallyport_core::policy::Protocol::parse(&target.protocol).is_none() {
-                bail!("target {}: unknown protocol {:?} (known: ssh)", target.name, target.protocol);
+                bail!(
+                    "target {}: unknown protocol {:?} (known: ssh)",
+                    target.name,
+                    target.protocol
+                );
             }
             if target.port == 0 {
                 bail!("target {}: port 0 is not a port", target.name);
             }
-            sallyport_core::egress::parse_host(&target.address).with_context(|| format!("target {}", target.name))?;
+            sallyport_core::egress::parse_host(&target.address)
+                .with_context(|| format!("target {}", target.name))?;
         }
         if self.recording.chunk_max_kib == 0 || self.recording.chunk_max_age_ms == 0 {
             bail!("recording.chunk_max_kib and recording.chunk_max_age_ms must be positive");
@@ -192,13 +204,28 @@ mod tests {
     #[test]
     fn broken_configs_are_refused_with_the_reason() {
         let cases = [
-            ("[portal]\nlisten = \"127.0.0.1:8443\"\nlisen = 1\n", "unknown field"),
+            (
+                "[portal]\nlisten = \"127.0.0.1:8443\"\nlisen = 1\n",
+                "unknown field",
+            ),
             ("unknown = 1\n", "unknown field"),
-            ("[[targets]]\nname = \"a\"\naddress = \"10.0.0.1\"\nprotocol = \"telnet\"\n", "unknown protocol"),
-            ("[[targets]]\nname = \"a\"\naddress = \"256.1.1.1\"\n", "not a valid IP"),
-            ("[[targets]]\nname = \"a\"\naddress = \"10.0.0.1\"\n[[targets]]\nname = \"a\"\naddress = \"10.0.0.2\"\n", "declared twice"),
+            (
+                "[[targets]]\nname = \"a\"\naddress = \"10.0.0.1\"\nprotocol = \"telnet\"\n",
+                "unknown protocol",
+            ),
+            (
+                "[[targets]]\nname = \"a\"\naddress = \"256.1.1.1\"\n",
+                "not a valid IP",
+            ),
+            (
+                "[[targets]]\nname = \"a\"\naddress = \"10.0.0.1\"\n[[targets]]\nname = \"a\"\naddress = \"10.0.0.2\"\n",
+                "declared twice",
+            ),
             ("[portal]\ntls_cert = \"/x.pem\"\n", "go together"),
-            ("[[networks]]\nname = \"n\"\ncidr = \"10.0.0.0/33\"\n", "invalid"),
+            (
+                "[[networks]]\nname = \"n\"\ncidr = \"10.0.0.0/33\"\n",
+                "invalid",
+            ),
         ];
         for (text, expected) in cases {
             let error = format!("{:#}", Config::parse(text).unwrap_err());

@@ -22,7 +22,11 @@ pub fn load_or_create_signing_key(state_dir: &Path) -> anyhow::Result<SigningKey
         SigningKey::from_bytes(&seed)
     };
     let public = hex::encode(key.verifying_key().to_bytes());
-    std::fs::write(state_dir.join("recording-signing.pub"), format!("{public}\n")).context("writing the public signing key")?;
+    std::fs::write(
+        state_dir.join("recording-signing.pub"),
+        format!("{public}\n"),
+    )
+    .context("writing the public signing key")?;
     Ok(key)
 }
 
@@ -32,5 +36,8 @@ pub fn random_password() -> anyhow::Result<String> {
     let mut bytes = [0u8; 20];
     getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
     // 256 is not a multiple of 57; the bias (under 2%) does not matter at this length.
-    Ok(bytes.iter().map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char).collect())
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
 }

@@ -29,7 +29,11 @@ use crate::config::Config;
 
 /// Command-line options.
 #[derive(Parser, Debug)]
-#[command(name = "sallyport-gateway", version, about = "The Sallyport bastion gateway")]
+#[command(
+    name = "sallyport-gateway",
+    version,
+    about = "The Sallyport bastion gateway"
+)]
 struct Cli {
     /// Configuration file (TOML). Without it, the embedded defaults apply.
     #[arg(long, short)]
@@ -72,13 +76,18 @@ fn run(cli: Cli) -> anyhow::Result<()> {
         return Ok(());
     }
     logging::init(&config.log);
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().context("starting the async runtime")?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
     runtime.block_on(serve(config))
 }
 
 async fn serve(config: Config) -> anyhow::Result<()> {
-    std::fs::create_dir_all(&config.state_dir).with_context(|| format!("creating {}", config.state_dir.display()))?;
-    let state = StateDb::open(&config.state_dir.join("state.db")).context("opening the state database")?;
+    std::fs::create_dir_all(&config.state_dir)
+        .with_context(|| format!("creating {}", config.state_dir.display()))?;
+    let state =
+        StateDb::open(&config.state_dir.join("state.db")).context("opening the state database")?;
     sync_configuration(&state, &config)?;
     bootstrap_admin(&state)?;
 
@@ -95,7 +104,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         chunk_max_age: Duration::from_millis(config.recording.chunk_max_age_ms),
         ..Limits::default()
     };
-    let recorder = Recorder::start(&recordings_path, signing_key, limits).context("starting the recorder")?;
+    let recorder =
+        Recorder::start(&recordings_path, signing_key, limits).context("starting the recorder")?;
 
     let tls = tls::load_or_create(&config.portal, &config.state_dir)?;
     let listener = tokio::net::TcpListener::bind(config.portal.listen)
@@ -119,7 +129,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     };
     let portal = Portal::new(broker, portal_config);
 
-    let url_host = if local.ip().is_unspecified() { "localhost".to_owned() } else { url_host(local.ip()) };
+    let url_host = if local.ip().is_unspecified() {
+        "localhost".to_owned()
+    } else {
+        url_host(local.ip())
+    };
     info!(listen = %local, fingerprint = %tls.fingerprint, generated = tls.generated, "portal listening");
     println!("url: https://{url_host}:{}/", local.port());
     println!("fingerprint: {}", tls.fingerprint);
@@ -129,7 +143,9 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     sallyport_portal::serve(listener, tls.server_config, portal, shutdown_signal()).await;
     // Give sessions a moment to seal their recordings, then flush the recorder.
     tokio::time::sleep(Duration::from_millis(200)).await;
-    tokio::task::spawn_blocking(move || recorder.shutdown()).await.ok();
+    tokio::task::spawn_blocking(move || recorder.shutdown())
+        .await
+        .ok();
     info!("stopped");
     Ok(())
 }
@@ -154,7 +170,14 @@ async fn shutdown_signal() {
 
 /// Writes the configuration's networks and targets into the state database.
 fn sync_configuration(state: &StateDb, config: &Config) -> anyhow::Result<()> {
-    let networks: Vec<NetworkRecord> = config.networks.iter().map(|n| NetworkRecord { name: n.name.clone(), cidr: n.cidr }).collect();
+    let networks: Vec<NetworkRecord> = config
+        .networks
+        .iter()
+        .map(|n| NetworkRecord {
+            name: n.name.clone(),
+            cidr: n.cidr,
+        })
+        .collect();
     state.sync_config_networks(&networks)?;
     let targets: Vec<TargetSpec> = config
         .targets
@@ -182,7 +205,9 @@ fn bootstrap_admin(state: &StateDb) -> anyhow::Result<()> {
     let password = keys::random_password()?;
     state.create_user("admin", &password, Role::Admin, true, now_ms())?;
     info!(target: "audit", kind = "user_created", actor = "admin", "first start: created the admin user with a one-time password");
-    println!("first start: created user admin with a one-time password (it must be changed at first login)");
+    println!(
+        "first start: created user admin with a one-time password (it must be changed at first login)"
+    );
     println!("user: admin");
     println!("password: {password}");
     Ok(())
@@ -194,7 +219,9 @@ fn own_addresses(listen: IpAddr) -> Vec<IpAddr> {
     match nix::ifaddrs::getifaddrs() {
         Ok(addrs) => {
             for ifaddr in addrs {
-                let Some(address) = ifaddr.address else { continue };
+                let Some(address) = ifaddr.address else {
+                    continue;
+                };
                 if let Some(v4) = address.as_sockaddr_in() {
                     own.push(IpAddr::V4(v4.ip()));
                 } else if let Some(v6) = address.as_sockaddr_in6() {

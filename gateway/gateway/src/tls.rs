@@ -39,12 +39,18 @@ pub fn load_or_create(section: &PortalSection, state_dir: &Path) -> anyhow::Resu
         .with_context(|| format!("reading {}", cert_path.display()))?
         .collect::<Result<_, _>>()
         .with_context(|| format!("parsing {}", cert_path.display()))?;
-    let first = certs.first().ok_or_else(|| anyhow!("{} holds no certificate", cert_path.display()))?;
+    let first = certs
+        .first()
+        .ok_or_else(|| anyhow!("{} holds no certificate", cert_path.display()))?;
     let fingerprint = fingerprint(first);
-    let key = PrivateKeyDer::from_pem_file(&key_path).with_context(|| format!("reading {}", key_path.display()))?;
+    let key = PrivateKeyDer::from_pem_file(&key_path)
+        .with_context(|| format!("reading {}", key_path.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let versions: &[&rustls::SupportedProtocolVersion] =
-        if section.allow_tls12 { &[&rustls::version::TLS13, &rustls::version::TLS12] } else { &[&rustls::version::TLS13] };
+    let versions: &[&rustls::SupportedProtocolVersion] = if section.allow_tls12 {
+        &[&rustls::version::TLS13, &rustls::version::TLS12]
+    } else {
+        &[&rustls::version::TLS13]
+    };
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)?
         .with_no_client_auth()
@@ -52,13 +58,19 @@ pub fn load_or_create(section: &PortalSection, state_dir: &Path) -> anyhow::Resu
         .context("the TLS certificate and key do not fit together")?;
     // HTTP/1.1 only: browsers then open WebSockets with a plain upgrade.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
-    Ok(PortalTls { server_config: Arc::new(config), fingerprint, generated })
+    Ok(PortalTls {
+        server_config: Arc::new(config),
+        fingerprint,
+        generated,
+    })
 }
 
 fn generate(hostnames: &[String], cert_path: &PathBuf, key_path: &PathBuf) -> anyhow::Result<()> {
-    let certified = rcgen::generate_simple_self_signed(hostnames.to_vec()).context("generating a self-signed certificate")?;
+    let certified = rcgen::generate_simple_self_signed(hostnames.to_vec())
+        .context("generating a self-signed certificate")?;
     write_private(key_path, certified.key_pair.serialize_pem().as_bytes())?;
-    std::fs::write(cert_path, certified.cert.pem()).with_context(|| format!("writing {}", cert_path.display()))?;
+    std::fs::write(cert_path, certified.cert.pem())
+        .with_context(|| format!("writing {}", cert_path.display()))?;
     Ok(())
 }
 
@@ -73,11 +85,16 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
         .mode(0o600)
         .open(path)
         .with_context(|| format!("creating {}", path.display()))?;
-    file.write_all(contents).with_context(|| format!("writing {}", path.display()))?;
+    file.write_all(contents)
+        .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
 }
 
 /// SHA-256 of a certificate, as colon-separated upper-case hex.
 pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    Sha256::digest(cert.as_ref()).iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    Sha256::digest(cert.as_ref())
+        .iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }

@@ -11,9 +11,21 @@ macro_rules! web {
 }
 
 const ASSETS: &[(&str, &str, &[u8])] = &[
-    ("xterm.js", "text/javascript", web!("node_modules/@xterm/xterm/lib/xterm.js")),
-    ("xterm.css", "text/css", web!("node_modules/@xterm/xterm/css/xterm.css")),
-    ("addon-fit.js", "text/javascript", web!("node_modules/@xterm/addon-fit/lib/addon-fit.js")),
+    (
+        "xterm.js",
+        "text/javascript",
+        web!("node_modules/@xterm/xterm/lib/xterm.js"),
+    ),
+    (
+        "xterm.css",
+        "text/css",
+        web!("node_modules/@xterm/xterm/css/xterm.css"),
+    ),
+    (
+        "addon-fit.js",
+        "text/javascript",
+        web!("node_modules/@xterm/addon-fit/lib/addon-fit.js"),
+    ),
     ("terminal.js", "text/javascript", web!("src/terminal.js")),
     ("style.css", "text/css", web!("src/style.css")),
 ];
@@ -22,7 +34,10 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
 pub async fn serve_asset(Path(name): Path<String>) -> Response {
     match ASSETS.iter().find(|(asset, _, _)| *asset == name) {
         Some((_, content_type, body)) => (
-            [(header::CONTENT_TYPE, *content_type), (header::CACHE_CONTROL, "public, max-age=3600")],
+            [
+                (header::CONTENT_TYPE, *content_type),
+                (header::CACHE_CONTROL, "public, max-age=3600"),
+            ],
             *body,
         )
             .into_response(),

@@ -41,11 +41,17 @@ fn token_key(token: &str) -> [u8; 32] {
 impl LoginSessions {
     /// An empty store with the given timeouts.
     pub fn new(idle_timeout: Duration, max_age: Duration) -> Self {
-        LoginSessions { inner: Arc::default(), idle_timeout, max_age }
+        LoginSessions {
+            inner: Arc::default(),
+            idle_timeout,
+            max_age,
+        }
     }
 
     fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<[u8; 32], LoginSession>> {
-        self.inner.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Starts a session and returns its cookie token.
@@ -55,8 +61,18 @@ impl LoginSessions {
         let token = hex::encode(bytes);
         let now = Instant::now();
         let mut sessions = self.lock();
-        sessions.retain(|_, s| now.duration_since(s.last_seen) < self.idle_timeout && now.duration_since(s.created) < self.max_age);
-        sessions.insert(token_key(&token), LoginSession { user, created: now, last_seen: now });
+        sessions.retain(|_, s| {
+            now.duration_since(s.last_seen) < self.idle_timeout
+                && now.duration_since(s.created) < self.max_age
+        });
+        sessions.insert(
+            token_key(&token),
+            LoginSession {
+                user,
+                created: now,
+                last_seen: now,
+            },
+        );
         Ok(token)
     }
 
@@ -66,7 +82,9 @@ impl LoginSessions {
         let mut sessions = self.lock();
         let key = token_key(token);
         let session = sessions.get_mut(&key)?;
-        if now.duration_since(session.last_seen) >= self.idle_timeout || now.duration_since(session.created) >= self.max_age {
+        if now.duration_since(session.last_seen) >= self.idle_timeout
+            || now.duration_since(session.created) >= self.max_age
+        {
             sessions.remove(&key);
             return None;
         }
@@ -108,7 +126,9 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     let host = headers.get(header::HOST).and_then(|v| v.to_str().ok());
     let origin = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok());
     match (host, origin) {
-        (Some(host), Some(origin)) => origin.strip_prefix("https://").is_some_and(|rest| rest.eq_ignore_ascii_case(host)),
+        (Some(host), Some(origin)) => origin
+            .strip_prefix("https://")
+            .is_some_and(|rest| rest.eq_ignore_ascii_case(host)),
         _ => false,
     }
 }
@@ -125,7 +145,10 @@ pub struct CurrentUser {
 impl FromRequestParts<Arc<Portal>> for CurrentUser {
     type Rejection = Response;
 
-    async fn from_request_parts(parts: &mut Parts, portal: &Arc<Portal>) -> Result<Self, Self::Rejection> {
+    async fn from_request_parts(
+        parts: &mut Parts,
+        portal: &Arc<Portal>,
+    ) -> Result<Self, Self::Rejection> {
         let to_login = || Redirect::to("/login").into_response();
         let token = session_token(&parts.headers).ok_or_else(to_login)?;
         let user = portal.logins.lookup(&token).ok_or_else(to_login)?;
@@ -141,7 +164,11 @@ impl FromRequestParts<Arc<Portal>> for CurrentUser {
         if stored.must_change_password && path != "/password" && path != "/logout" {
             return Err(Redirect::to("/password").into_response());
         }
-        let user = Authenticated { user_id: stored.id, username: stored.username, role: stored.role };
+        let user = Authenticated {
+            user_id: stored.id,
+            username: stored.username,
+            role: stored.role,
+        };
         Ok(CurrentUser { user, token })
     }
 }
@@ -161,24 +188,45 @@ mod tests {
 
     #[test]
     fn origin_must_match_host() {
-        assert!(same_origin(&headers(&[("host", "gw.example:8443"), ("origin", "https://gw.example:8443")])));
-        assert!(!same_origin(&headers(&[("host", "gw.example:8443"), ("origin", "https://evil.example")])));
-        assert!(!same_origin(&headers(&[("host", "gw.example"), ("origin", "http://gw.example")])));
+        assert!(same_origin(&headers(&[
+            ("host", "gw.example:8443"),
+            ("origin", "https://gw.example:8443")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "gw.example:8443"),
+            ("origin", "https://evil.example")
+        ])));
+        assert!(!same_origin(&headers(&[
+            ("host", "gw.example"),
+            ("origin", "http://gw.example")
+        ])));
         assert!(!same_origin(&headers(&[("host", "gw.example")])));
-        assert!(!same_origin(&headers(&[("host", "gw.example"), ("origin", "null")])));
+        assert!(!same_origin(&headers(&[
+            ("host", "gw.example"),
+            ("origin", "null")
+        ])));
     }
 
     #[test]
     fn cookie_is_found_among_others() {
         let map = headers(&[("cookie", "a=1; __Host-sallyport=abc; b=2")]);
         assert_eq!(session_token(&map).as_deref(), Some("abc"));
-        assert_eq!(session_token(&headers(&[("cookie", "sallyport=abc")])), None);
+        assert_eq!(
+            session_token(&headers(&[("cookie", "sallyport=abc")])),
+            None
+        );
     }
 
     #[test]
     fn sessions_expire_when_idle() {
         let store = LoginSessions::new(Duration::from_millis(30), Duration::from_secs(60));
-        let token = store.create(Authenticated { user_id: 1, username: "a".into(), role: Role::User }).unwrap();
+        let token = store
+            .create(Authenticated {
+                user_id: 1,
+                username: "a".into(),
+                role: Role::User,
+            })
+            .unwrap();
         assert!(store.lookup(&token).is_some());
         std::thread::sleep(Duration::from_millis(40));
         assert!(store.lookup(&token).is_none());

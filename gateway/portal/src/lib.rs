@@ -60,7 +60,11 @@ impl Portal {
     /// A portal over the given broker.
     pub fn new(broker: Arc<Broker>, config: PortalConfig) -> Arc<Portal> {
         let logins = LoginSessions::new(config.session_idle_timeout, config.session_max_age);
-        Arc::new(Portal { broker, logins, config })
+        Arc::new(Portal {
+            broker,
+            logins,
+            config,
+        })
     }
 
     /// The portal's routes.
@@ -69,13 +73,18 @@ impl Portal {
             .route("/", get(pages::home))
             .route("/login", get(pages::login_form).post(pages::login))
             .route("/logout", post(pages::logout))
-            .route("/password", get(pages::password_form).post(pages::change_password))
+            .route(
+                "/password",
+                get(pages::password_form).post(pages::change_password),
+            )
             .route("/targets", get(pages::targets))
             .route("/connect/{target_id}", get(pages::connect_page))
             .route("/ws/terminal/{target_id}", get(ws::terminal))
             .route("/assets/{name}", get(assets::serve_asset))
             .fallback(pages::not_found)
-            .layer(axum::extract::DefaultBodyLimit::max(self.config.max_body_bytes))
+            .layer(axum::extract::DefaultBodyLimit::max(
+                self.config.max_body_bytes,
+            ))
             .layer(axum::middleware::map_response(pages::security_headers))
             .with_state(self.clone())
     }

@@ -33,7 +33,13 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-fn layout(title: &str, user: Option<&Authenticated>, body: &str, body_attrs: &str, head: &str) -> Html<String> {
+fn layout(
+    title: &str,
+    user: Option<&Authenticated>,
+    body: &str,
+    body_attrs: &str,
+    head: &str,
+) -> Html<String> {
     let who = match user {
         Some(user) => format!(
             r#"<span class="who">{} ({})</span><form method="post" action="/logout"><button type="submit" id="logout">Log out</button></form>"#,
@@ -59,7 +65,11 @@ pub async fn security_headers(mut response: Response) -> Response {
         headers.insert(name, HeaderValue::from_static(value));
     };
     // xterm.js injects <style> elements for its theme, hence 'unsafe-inline' for styles only.
-    set(headers, "content-security-policy", "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'");
+    set(
+        headers,
+        "content-security-policy",
+        "default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; connect-src 'self'; img-src 'self' data:; frame-ancestors 'none'; base-uri 'none'; form-action 'self'",
+    );
     set(headers, "x-frame-options", "DENY");
     set(headers, "x-content-type-options", "nosniff");
     // `same-origin`, not `no-referrer`: under `no-referrer` browsers send `Origin: null` on form posts,
@@ -73,7 +83,11 @@ pub async fn security_headers(mut response: Response) -> Response {
 }
 
 fn forbidden_origin() -> Response {
-    (StatusCode::FORBIDDEN, "request refused: it did not come from this portal's own pages").into_response()
+    (
+        StatusCode::FORBIDDEN,
+        "request refused: it did not come from this portal's own pages",
+    )
+        .into_response()
 }
 
 /// `GET /`.
@@ -85,7 +99,9 @@ pub async fn home(headers: HeaderMap, State(portal): State<Arc<Portal>>) -> Redi
 }
 
 fn login_page(error: Option<&str>) -> Html<String> {
-    let error = error.map(|e| format!(r#"<p class="error" id="error">{}</p>"#, escape(e))).unwrap_or_default();
+    let error = error
+        .map(|e| format!(r#"<p class="error" id="error">{}</p>"#, escape(e)))
+        .unwrap_or_default();
     layout(
         "Log in",
         None,
@@ -125,7 +141,9 @@ pub async fn login(
     }
     let state = portal.broker.state().clone();
     let username = form.username.clone();
-    let outcome = tokio::task::spawn_blocking(move || state.verify_login(&form.username, &form.password)).await;
+    let outcome =
+        tokio::task::spawn_blocking(move || state.verify_login(&form.username, &form.password))
+            .await;
     let audit = |kind: &str, detail: Option<String>| {
         portal.broker.audit(AuditEvent {
             kind: kind.into(),
@@ -137,31 +155,61 @@ pub async fn login(
     };
     match outcome {
         Ok(Ok(LoginOutcome::Success(user))) => {
-            let authenticated = Authenticated { user_id: user.id, username: user.username.clone(), role: user.role };
+            let authenticated = Authenticated {
+                user_id: user.id,
+                username: user.username.clone(),
+                role: user.role,
+            };
             let Ok(token) = portal.logins.create(authenticated) else {
-                return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness available").into_response();
+                return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness available")
+                    .into_response();
             };
             audit("login", None);
-            let next = if user.must_change_password { "/password" } else { "/targets" };
-            ([(header::SET_COOKIE, session_cookie(&token))], Redirect::to(next)).into_response()
+            let next = if user.must_change_password {
+                "/password"
+            } else {
+                "/targets"
+            };
+            (
+                [(header::SET_COOKIE, session_cookie(&token))],
+                Redirect::to(next),
+            )
+                .into_response()
         }
         Ok(Ok(LoginOutcome::Failure)) => {
             audit("login_failed", None);
-            (StatusCode::UNAUTHORIZED, login_page(Some("Wrong username or password."))).into_response()
+            (
+                StatusCode::UNAUTHORIZED,
+                login_page(Some("Wrong username or password.")),
+            )
+                .into_response()
         }
         Ok(Err(error)) => {
             warn!(%error, "login check failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, login_page(Some("The login could not be checked; try again."))).into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                login_page(Some("The login could not be checked; try again.")),
+            )
+                .into_response()
         }
         Err(error) => {
             warn!(%error, "login task failed");
-            (StatusCode::INTERNAL_SERVER_ERROR, login_page(Some("The login could not be checked; try again."))).into_response()
+            (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                login_page(Some("The login could not be checked; try again.")),
+            )
+                .into_response()
         }
     }
 }
 
 /// `POST /logout`.
-pub async fn logout(State(portal): State<Arc<Portal>>, ConnectInfo(client): ConnectInfo<SocketAddr>, headers: HeaderMap, user: CurrentUser) -> Response {
+pub async fn logout(
+    State(portal): State<Arc<Portal>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    user: CurrentUser,
+) -> Response {
     if !same_origin(&headers) {
         return forbidden_origin();
     }
@@ -172,11 +220,17 @@ pub async fn logout(State(portal): State<Arc<Portal>>, ConnectInfo(client): Conn
         client_addr: Some(client.to_string()),
         ..AuditEvent::default()
     });
-    ([(header::SET_COOKIE, expired_cookie())], Redirect::to("/login")).into_response()
+    (
+        [(header::SET_COOKIE, expired_cookie())],
+        Redirect::to("/login"),
+    )
+        .into_response()
 }
 
 fn password_page(user: &Authenticated, error: Option<&str>) -> Html<String> {
-    let error = error.map(|e| format!(r#"<p class="error" id="error">{}</p>"#, escape(e))).unwrap_or_default();
+    let error = error
+        .map(|e| format!(r#"<p class="error" id="error">{}</p>"#, escape(e)))
+        .unwrap_or_default();
     layout(
         "Choose a password",
         Some(user),
@@ -217,10 +271,18 @@ pub async fn change_password(
         return forbidden_origin();
     }
     if form.new_password != form.repeat {
-        return (StatusCode::BAD_REQUEST, password_page(&user.user, Some("The two passwords differ."))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            password_page(&user.user, Some("The two passwords differ.")),
+        )
+            .into_response();
     }
     if form.new_password.chars().count() < 12 {
-        return (StatusCode::BAD_REQUEST, password_page(&user.user, Some("Use at least 12 characters."))).into_response();
+        return (
+            StatusCode::BAD_REQUEST,
+            password_page(&user.user, Some("Use at least 12 characters.")),
+        )
+            .into_response();
     }
     let state = portal.broker.state().clone();
     let id = user.user.user_id;
@@ -234,7 +296,11 @@ pub async fn change_password(
             });
             Redirect::to("/targets").into_response()
         }
-        _ => (StatusCode::INTERNAL_SERVER_ERROR, password_page(&user.user, Some("The password could not be saved."))).into_response(),
+        _ => (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            password_page(&user.user, Some("The password could not be saved.")),
+        )
+            .into_response(),
     }
 }
 
@@ -244,7 +310,11 @@ pub async fn targets(State(portal): State<Arc<Portal>>, user: CurrentUser) -> Re
         Ok(targets) => targets,
         Err(error) => {
             warn!(%error, "could not list targets");
-            return (StatusCode::INTERNAL_SERVER_ERROR, "the target list is unavailable").into_response();
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the target list is unavailable",
+            )
+                .into_response();
         }
     };
     let rows: String = targets
@@ -263,13 +333,19 @@ pub async fn targets(State(portal): State<Arc<Portal>>, user: CurrentUser) -> Re
     let body = if targets.is_empty() {
         "<h1>Targets</h1><p>No targets are registered yet.</p>".to_owned()
     } else {
-        format!(r#"<h1>Targets</h1><table id="targets"><thead><tr><th>Name</th><th>Address</th><th>Protocol</th><th></th></tr></thead><tbody>{rows}</tbody></table>"#)
+        format!(
+            r#"<h1>Targets</h1><table id="targets"><thead><tr><th>Name</th><th>Address</th><th>Protocol</th><th></th></tr></thead><tbody>{rows}</tbody></table>"#
+        )
     };
     layout("Targets", Some(&user.user), &body, "", "").into_response()
 }
 
 /// `GET /connect/{target_id}`: the connect form and the terminal.
-pub async fn connect_page(State(portal): State<Arc<Portal>>, Path(target_id): Path<i64>, user: CurrentUser) -> Response {
+pub async fn connect_page(
+    State(portal): State<Arc<Portal>>,
+    Path(target_id): Path<i64>,
+    user: CurrentUser,
+) -> Response {
     let target = match portal.broker.state().target(target_id) {
         Ok(Some(target)) => target,
         _ => return not_found().await.into_response(),
@@ -290,10 +366,20 @@ pub async fn connect_page(State(portal): State<Arc<Portal>>, Path(target_id): Pa
         port = target.port
     );
     let head = r#"<link rel="stylesheet" href="/assets/xterm.css"><script src="/assets/xterm.js" defer></script><script src="/assets/addon-fit.js" defer></script><script src="/assets/terminal.js" defer></script>"#;
-    layout(&target.name, Some(&user.user), &body, &format!(r#" data-ws-path="/ws/terminal/{}""#, target.id), head).into_response()
+    layout(
+        &target.name,
+        Some(&user.user),
+        &body,
+        &format!(r#" data-ws-path="/ws/terminal/{}""#, target.id),
+        head,
+    )
+    .into_response()
 }
 
 /// Anything else.
 pub async fn not_found() -> (StatusCode, Html<String>) {
-    (StatusCode::NOT_FOUND, layout("Not found", None, "<h1>Not found</h1>", "", ""))
+    (
+        StatusCode::NOT_FOUND,
+        layout("Not found", None, "<h1>Not found</h1>", "", ""),
+    )
 }

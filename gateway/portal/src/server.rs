@@ -18,7 +18,12 @@ use tracing::{debug, info, warn};
 use crate::Portal;
 
 /// Serves the portal on `listener` with `tls` until `shutdown` completes.
-pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, portal: Arc<Portal>, shutdown: impl Future<Output = ()>) {
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    portal: Arc<Portal>,
+    shutdown: impl Future<Output = ()>,
+) {
     let acceptor = TlsAcceptor::from(tls);
     let router = portal.router();
     let handshake_timeout = portal.config.tls_handshake_timeout;
@@ -47,12 +52,23 @@ pub async fn serve(listener: TcpListener, tls: Arc<rustls::ServerConfig>, portal
                 Err(_) => return debug!(%client, "tls handshake timed out"),
             };
             let service = router.map_request(move |mut request: axum::http::Request<Incoming>| {
-                request.extensions_mut().insert(ConnectInfo::<SocketAddr>(client));
+                request
+                    .extensions_mut()
+                    .insert(ConnectInfo::<SocketAddr>(client));
                 request
             });
             let mut builder = auto::Builder::new(TokioExecutor::new());
-            builder.http1().timer(TokioTimer::new()).header_read_timeout(header_timeout);
-            if let Err(error) = builder.serve_connection_with_upgrades(TokioIo::new(tls), TowerToHyperService::new(service)).await {
+            builder
+                .http1()
+                .timer(TokioTimer::new())
+                .header_read_timeout(header_timeout);
+            if let Err(error) = builder
+                .serve_connection_with_upgrades(
+                    TokioIo::new(tls),
+                    TowerToHyperService::new(service),
+                )
+                .await
+            {
                 debug!(%client, %error, "connection ended with an error");
             }
         });

@@ -8,7 +8,10 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use sallyport_core::frames::{ClientMessage, FrameError, MAX_CONTROL_LEN, MAX_INPUT_LEN, ServerControl, parse_client_binary, parse_client_text};
+use sallyport_core::frames::{
+    ClientMessage, FrameError, MAX_CONTROL_LEN, MAX_INPUT_LEN, ServerControl, parse_client_binary,
+    parse_client_text,
+};
 use sallyport_core::policy::{Protocol, authorize};
 use sallyport_relay::{TerminalTransport, TransportClosed};
 use sallyport_state::AuditEvent;
@@ -36,7 +39,10 @@ pub async fn terminal(
         (status, detail.to_owned()).into_response()
     };
     if !same_origin(&headers) {
-        return refuse(StatusCode::FORBIDDEN, "websocket refused: foreign or missing Origin");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            "websocket refused: foreign or missing Origin",
+        );
     }
     let target = match portal.broker.state().target(target_id) {
         Ok(Some(target)) => target,
@@ -49,7 +55,11 @@ pub async fn terminal(
     let broker = portal.broker.clone();
     upgrade
         .max_message_size(MAX_CONTROL_LEN.max(MAX_INPUT_LEN) + 1024)
-        .on_upgrade(move |socket| async move { broker.run_terminal(decision, client, WsTransport { socket }).await })
+        .on_upgrade(move |socket| async move {
+            broker
+                .run_terminal(decision, client, WsTransport { socket })
+                .await
+        })
 }
 
 /// A browser WebSocket as the broker's transport.
@@ -70,10 +80,16 @@ impl TerminalTransport for WsTransport {
     }
 
     async fn send_output(&mut self, data: &[u8]) -> Result<(), TransportClosed> {
-        self.socket.send(Message::Binary(data.to_vec().into())).await.map_err(|_| TransportClosed)
+        self.socket
+            .send(Message::Binary(data.to_vec().into()))
+            .await
+            .map_err(|_| TransportClosed)
     }
 
     async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
-        self.socket.send(Message::Text(msg.to_json().into())).await.map_err(|_| TransportClosed)
+        self.socket
+            .send(Message::Text(msg.to_json().into()))
+            .await
+            .map_err(|_| TransportClosed)
     }
 }

@@ -8,16 +8,24 @@ use sallyport_core::egress::EgressPolicy;
 use sallyport_core::errors::ErrorKind;
 use sallyport_core::frames::{ClientMessage, ConnectRequest, ServerControl};
 use sallyport_core::policy::Authorized;
-use sallyport_recordings::{Event, Outcome, Recorder, SessionMeta, SessionRecorder, TryRecordError};
+use sallyport_recordings::{
+    Event, Outcome, Recorder, SessionMeta, SessionRecorder, TryRecordError,
+};
 use sallyport_state::{AuditEvent, HostKeyPin, StateDb};
 use tracing::{Instrument, info, info_span, warn};
 
 use crate::resolve::{ResolveError, resolve_target};
-use crate::traits::{TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector, TerminalTransport};
+use crate::traits::{
+    TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector,
+    TerminalTransport,
+};
 
 /// Wall-clock milliseconds since the Unix epoch (for audit timestamps).
 pub fn now_ms() -> u64 {
-    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| d.as_millis() as u64).unwrap_or(0)
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
 }
 
 /// Session limits and deadlines.
@@ -59,8 +67,20 @@ enum End {
 
 impl Broker {
     /// A broker over the given state, recorder, egress rules and SSH connector.
-    pub fn new(state: StateDb, recorder: Recorder, egress: EgressPolicy, ssh: Arc<dyn TerminalConnector>, config: BrokerConfig) -> Self {
-        Broker { state, recorder, egress, ssh, config }
+    pub fn new(
+        state: StateDb,
+        recorder: Recorder,
+        egress: EgressPolicy,
+        ssh: Arc<dyn TerminalConnector>,
+        config: BrokerConfig,
+    ) -> Self {
+        Broker {
+            state,
+            recorder,
+            egress,
+            ssh,
+            config,
+        }
     }
 
     /// The state database.
@@ -87,7 +107,12 @@ impl Broker {
 
     /// Runs one terminal session over `transport` for an authorized user and target, until either side
     /// ends it. Every failure reaches the user as a plain-words error; none escapes this task.
-    pub async fn run_terminal<T: TerminalTransport>(&self, decision: Authorized, client_addr: SocketAddr, mut transport: T) {
+    pub async fn run_terminal<T: TerminalTransport>(
+        &self,
+        decision: Authorized,
+        client_addr: SocketAddr,
+        mut transport: T,
+    ) {
         let span = info_span!(
             "session",
             user = %decision.user().username,
@@ -97,15 +122,27 @@ impl Broker {
             session_id = tracing::field::Empty,
         );
         async {
-            if let Err((kind, detail)) = self.terminal_session(&decision, client_addr, &mut transport).await {
-                let _ = transport.send_control(&ServerControl::error(kind, detail.as_deref())).await;
+            if let Err((kind, detail)) = self
+                .terminal_session(&decision, client_addr, &mut transport)
+                .await
+            {
+                let _ = transport
+                    .send_control(&ServerControl::error(kind, detail.as_deref()))
+                    .await;
             }
         }
         .instrument(span)
         .await
     }
 
-    fn audit_for(&self, decision: &Authorized, client_addr: SocketAddr, kind: &str, session_id: Option<&str>, detail: Option<String>) {
+    fn audit_for(
+        &self,
+        decision: &Authorized,
+        client_addr: SocketAddr,
+        kind: &str,
+        session_id: Option<&str>,
+        detail: Option<String>,
+    ) {
         self.audit(AuditEvent {
             kind: kind.to_owned(),
             actor: Some(decision.user().username.clone()),
@@ -122,21 +159,45 @@ impl Broker {
         client_addr: SocketAddr,
         transport: &mut T,
     ) -> Result<(), (ErrorKind, Option<String>)> {
-        let request = match tokio::time::timeout(self.config.connect_message_timeout, transport.recv()).await {
-            Ok(Some(Ok(ClientMessage::Connect(request)))) => request,
-            Ok(Some(Ok(_))) => return Err((ErrorKind::BadRequest, Some("the first message must be a connect".into()))),
-            Ok(Some(Err(error))) => return Err((ErrorKind::BadRequest, Some(error.to_string()))),
-            Ok(None) | Err(_) => return Ok(()),
-        };
+        let request =
+            match tokio::time::timeout(self.config.connect_message_timeout, transport.recv()).await
+            {
+                Ok(Some(Ok(ClientMessage::Connect(request)))) => request,
+                Ok(Some(Ok(_))) => {
+                    return Err((
+                        ErrorKind::BadRequest,
+                        Some("the first message must be a connect".into()),
+                    ));
+                }
+                Ok(Some(Err(error))) => {
+                    return Err((ErrorKind::BadRequest, Some(error.to_string())));
+                }
+                Ok(None) | Err(_) => return Ok(()),
+            };
         let target = decision.target();
-        let addr = match resolve_target(&self.egress, &target.host, target.port, self.config.resolve_timeout).await {
+        let addr = match resolve_target(
+            &self.egress,
+            &target.host,
+            target.port,
+            self.config.resolve_timeout,
+        )
+        .await
+        {
             Ok(addr) => addr,
             Err(error) => {
                 let kind = match error {
                     ResolveError::Denied { .. } | ResolveError::Parse(_) => ErrorKind::NotAllowed,
-                    ResolveError::NotFound(_) | ResolveError::Timeout(_) => ErrorKind::TargetUnreachable,
+                    ResolveError::NotFound(_) | ResolveError::Timeout(_) => {
+                        ErrorKind::TargetUnreachable
+                    }
                 };
-                self.audit_for(decision, client_addr, "connect_refused", None, Some(error.to_string()));
+                self.audit_for(
+                    decision,
+                    client_addr,
+                    "connect_refused",
+                    None,
+                    Some(error.to_string()),
+                );
                 return Err((kind, Some(error.to_string())));
             }
         };
@@ -153,34 +214,59 @@ impl Broker {
             Ok(recording) => recording,
             Err(error) => {
                 warn!(%error, "recording unavailable, session refused");
-                self.audit_for(decision, client_addr, "connect_refused", None, Some(format!("recording unavailable: {error}")));
+                self.audit_for(
+                    decision,
+                    client_addr,
+                    "connect_refused",
+                    None,
+                    Some(format!("recording unavailable: {error}")),
+                );
                 return Err((ErrorKind::RecordingUnavailable, None));
             }
         };
         let session_id = recording.id().to_owned();
         tracing::Span::current().record("session_id", session_id.as_str());
 
-        match self.connect_and_relay(decision, client_addr, transport, &recording, request, addr).await {
+        match self
+            .connect_and_relay(decision, client_addr, transport, &recording, request, addr)
+            .await
+        {
             Ok(end) => {
                 let (outcome, detail, result) = match end {
                     End::ClientClosed => (Outcome::Ended, "client closed".to_owned(), Ok(())),
                     End::TargetClosed => (Outcome::Ended, "target closed".to_owned(), Ok(())),
-                    End::Failed(kind, detail) => (Outcome::Failed, detail.clone(), Err((kind, Some(detail)))),
+                    End::Failed(kind, detail) => {
+                        (Outcome::Failed, detail.clone(), Err((kind, Some(detail))))
+                    }
                 };
                 let _ = recording.record(Event::Marker(format!("session ended: {detail}")));
                 if let Err(error) = recording.finish(outcome) {
                     warn!(%error, "could not seal the recording");
                 }
-                self.audit_for(decision, client_addr, "disconnect", Some(&session_id), Some(detail));
+                self.audit_for(
+                    decision,
+                    client_addr,
+                    "disconnect",
+                    Some(&session_id),
+                    Some(detail),
+                );
                 result
             }
             Err((kind, detail)) => {
-                let _ = recording.record(Event::Marker(format!("connect failed: {kind:?}: {detail}")));
+                let _ =
+                    recording.record(Event::Marker(format!("connect failed: {kind:?}: {detail}")));
                 if let Err(error) = recording.finish(Outcome::Failed) {
                     warn!(%error, "could not seal the recording");
                 }
-                self.audit_for(decision, client_addr, "connect_failed", Some(&session_id), Some(format!("{kind:?}: {detail}")));
-                Err((kind, None))
+                self.audit_for(
+                    decision,
+                    client_addr,
+                    "connect_failed",
+                    Some(&session_id),
+                    Some(format!("{kind:?}: {detail}")),
+                );
+                // Target-side details help the user ("connection refused"); internal ones stay in the log.
+                Err((kind, (kind != ErrorKind::Internal).then_some(detail)))
             }
         }
     }
@@ -196,9 +282,25 @@ impl Broker {
     ) -> Result<End, (ErrorKind, String)> {
         let target = decision.target();
         let internal = |error: &dyn std::fmt::Display| (ErrorKind::Internal, error.to_string());
-        let pinned = self.state.pinned_host_key(target.id).map_err(|e| internal(&e))?;
-        record(recording, Event::Marker(format!("connecting to {addr} as {}", request.username))).await.map_err(|e| (e.kind, e.detail))?;
-        record(recording, Event::Resize { cols: request.size.cols, rows: request.size.rows }).await.map_err(|e| (e.kind, e.detail))?;
+        let pinned = self
+            .state
+            .pinned_host_key(target.id)
+            .map_err(|e| internal(&e))?;
+        record(
+            recording,
+            Event::Marker(format!("connecting to {addr} as {}", request.username)),
+        )
+        .await
+        .map_err(|e| (e.kind, e.detail))?;
+        record(
+            recording,
+            Event::Resize {
+                cols: request.size.cols,
+                rows: request.size.rows,
+            },
+        )
+        .await
+        .map_err(|e| (e.kind, e.detail))?;
         let connect = TerminalConnect {
             addr,
             username: request.username,
@@ -211,7 +313,13 @@ impl Broker {
             Ok(opened) => opened,
             Err(error) => {
                 if error.kind == ErrorKind::HostKeyChanged {
-                    self.audit_for(decision, client_addr, "host_key_mismatch", Some(recording.id()), Some(error.detail.clone()));
+                    self.audit_for(
+                        decision,
+                        client_addr,
+                        "host_key_mismatch",
+                        Some(recording.id()),
+                        Some(error.detail.clone()),
+                    );
                 }
                 return Err((error.kind, error.detail));
             }
@@ -219,15 +327,34 @@ impl Broker {
         let first_seen = match pinned {
             Some(_) => false,
             None => {
-                let pin = HostKeyPin { public_key: opened.host_key.clone(), fingerprint: opened.host_key_fingerprint.clone(), first_seen_ms: now_ms() };
-                let pinned_now = self.state.pin_host_key(target.id, &pin).map_err(|e| internal(&e))?;
+                let pin = HostKeyPin {
+                    public_key: opened.host_key.clone(),
+                    fingerprint: opened.host_key_fingerprint.clone(),
+                    first_seen_ms: now_ms(),
+                };
+                let pinned_now = self
+                    .state
+                    .pin_host_key(target.id, &pin)
+                    .map_err(|e| internal(&e))?;
                 if pinned_now {
-                    self.audit_for(decision, client_addr, "host_key_pinned", Some(recording.id()), Some(pin.fingerprint.clone()));
+                    self.audit_for(
+                        decision,
+                        client_addr,
+                        "host_key_pinned",
+                        Some(recording.id()),
+                        Some(pin.fingerprint.clone()),
+                    );
                 }
                 pinned_now
             }
         };
-        self.audit_for(decision, client_addr, "connect", Some(recording.id()), Some(addr.to_string()));
+        self.audit_for(
+            decision,
+            client_addr,
+            "connect",
+            Some(recording.id()),
+            Some(addr.to_string()),
+        );
         let connected = ServerControl::Connected {
             session_id: recording.id().to_owned(),
             host_key_fingerprint: opened.host_key_fingerprint.clone(),
@@ -248,17 +375,26 @@ impl Broker {
 /// Records an event, waiting (off the async workers) when the recorder's queue is full, so a slow disk
 /// slows the session instead of growing memory. A recorder failure ends the session (fail closed).
 async fn record(recording: &SessionRecorder, event: Event) -> Result<(), TargetError> {
-    let unavailable = |error: &dyn std::fmt::Display| TargetError { kind: ErrorKind::RecordingUnavailable, detail: error.to_string() };
+    let unavailable = |error: &dyn std::fmt::Display| TargetError {
+        kind: ErrorKind::RecordingUnavailable,
+        detail: error.to_string(),
+    };
     match recording.try_record(event) {
         Ok(()) => Ok(()),
-        Err(TryRecordError::Full(event)) => tokio::task::block_in_place(|| recording.record(event)).map_err(|e| unavailable(&e)),
+        Err(TryRecordError::Full(event)) => {
+            tokio::task::block_in_place(|| recording.record(event)).map_err(|e| unavailable(&e))
+        }
         Err(TryRecordError::Failed(error)) => Err(unavailable(&error)),
     }
 }
 
 /// The relay loop: client frames to the target and target output to the client, each recorded before
 /// it is forwarded.
-async fn relay<T: TerminalTransport>(transport: &mut T, channel: &mut dyn TerminalChannel, recording: &SessionRecorder) -> End {
+async fn relay<T: TerminalTransport>(
+    transport: &mut T,
+    channel: &mut dyn TerminalChannel,
+    recording: &SessionRecorder,
+) -> End {
     loop {
         tokio::select! {
             message = transport.recv() => match message {

@@ -17,6 +17,6 @@ mod traits;
 pub use broker::{Broker, BrokerConfig, now_ms};
 pub use resolve::{ResolveError, resolve_target};
 pub use traits::{
-    BoxFuture, TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector, TerminalOpened,
-    TerminalTransport, TransportClosed,
+    BoxFuture, TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector,
+    TerminalOpened, TerminalTransport, TransportClosed,
 };

@@ -30,7 +30,12 @@ pub enum ResolveError {
 /// Resolves `host` (if it is a name) and vets every address with `policy`. If any address a name
 /// resolves to is refused, the whole name is refused: a name that points at both a target and the
 /// metadata service is an attack, not a choice. Returns the address to dial.
-pub async fn resolve_target(policy: &EgressPolicy, host: &str, port: u16, timeout: Duration) -> Result<SocketAddr, ResolveError> {
+pub async fn resolve_target(
+    policy: &EgressPolicy,
+    host: &str,
+    port: u16,
+    timeout: Duration,
+) -> Result<SocketAddr, ResolveError> {
     let candidates: Vec<IpAddr> = match parse_host(host)? {
         Host::Ip(ip) => vec![ip],
         Host::Name(name) => {
@@ -49,9 +54,19 @@ pub async fn resolve_target(policy: &EgressPolicy, host: &str, port: u16, timeou
     };
     let mut vetted = Vec::with_capacity(candidates.len());
     for ip in candidates {
-        vetted.push(policy.check(ip).map_err(|reason| ResolveError::Denied { addr: ip, reason })?);
+        vetted.push(
+            policy
+                .check(ip)
+                .map_err(|reason| ResolveError::Denied { addr: ip, reason })?,
+        );
     }
     // Prefer IPv4 when a name has both, as OpenSSH's default AddressFamily any would try first.
-    let chosen = vetted.iter().find(|ip| ip.is_ipv4()).or(vetted.first()).copied();
-    chosen.map(|ip| SocketAddr::new(ip, port)).ok_or_else(|| ResolveError::NotFound(host.to_owned()))
+    let chosen = vetted
+        .iter()
+        .find(|ip| ip.is_ipv4())
+        .or(vetted.first())
+        .copied();
+    chosen
+        .map(|ip| SocketAddr::new(ip, port))
+        .ok_or_else(|| ResolveError::NotFound(host.to_owned()))
 }

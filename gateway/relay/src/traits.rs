@@ -21,9 +21,15 @@ pub trait TerminalTransport: Send {
     /// The next client message; `None` when the client is gone. Must be cancel-safe.
     fn recv(&mut self) -> impl Future<Output = Option<Result<ClientMessage, FrameError>>> + Send;
     /// Sends terminal output.
-    fn send_output(&mut self, data: &[u8]) -> impl Future<Output = Result<(), TransportClosed>> + Send;
+    fn send_output(
+        &mut self,
+        data: &[u8],
+    ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
     /// Sends a control message.
-    fn send_control(&mut self, msg: &ServerControl) -> impl Future<Output = Result<(), TransportClosed>> + Send;
+    fn send_control(
+        &mut self,
+        msg: &ServerControl,
+    ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
 }
 
 /// What a protocol needs to open a terminal on a target. The address is already vetted by the egress
@@ -80,7 +86,10 @@ pub enum TargetEvent {
 /// A protocol that can open terminals on targets.
 pub trait TerminalConnector: Send + Sync {
     /// Dials, checks the host key against the pin, authenticates and opens a PTY shell.
-    fn connect(&self, request: TerminalConnect) -> BoxFuture<'_, Result<TerminalOpened, TargetError>>;
+    fn connect(
+        &self,
+        request: TerminalConnect,
+    ) -> BoxFuture<'_, Result<TerminalOpened, TargetError>>;
 }
 
 /// An open terminal on a target.

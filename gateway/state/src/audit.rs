@@ -40,7 +40,15 @@ impl StateDb {
         self.lock().execute(
             "INSERT INTO audit_events (at_ms, kind, actor, client_addr, target, session_id, detail)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![at_ms, event.kind, event.actor, event.client_addr, event.target, event.session_id, event.detail],
+            params![
+                at_ms,
+                event.kind,
+                event.actor,
+                event.client_addr,
+                event.target,
+                event.session_id,
+                event.detail
+            ],
         )?;
         Ok(())
     }

@@ -95,7 +95,13 @@ pub struct TargetRecord {
 impl TargetRecord {
     /// The view of this target the policy decides on.
     pub fn to_ref(&self) -> TargetRef {
-        TargetRef { id: self.id, name: self.name.clone(), host: self.host.clone(), port: self.port, protocol: self.protocol }
+        TargetRef {
+            id: self.id,
+            name: self.name.clone(),
+            host: self.host.clone(),
+            port: self.port,
+            protocol: self.protocol,
+        }
     }
 }
 
@@ -160,13 +166,17 @@ impl StateDb {
             tx.pragma_update(None, "user_version", index as i64 + 1)?;
             tx.commit()?;
         }
-        Ok(StateDb { conn: Arc::new(Mutex::new(conn)) })
+        Ok(StateDb {
+            conn: Arc::new(Mutex::new(conn)),
+        })
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, Connection> {
         // A panic while holding the lock cannot leave SQLite inconsistent (transactions roll back), so
         // a poisoned lock is still usable.
-        self.conn.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.conn
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Replaces the networks that came from configuration with `networks`.
@@ -189,11 +199,15 @@ impl StateDb {
     pub fn networks(&self) -> Result<Vec<NetworkRecord>, StateError> {
         let conn = self.lock();
         let mut stmt = conn.prepare("SELECT name, cidr FROM networks ORDER BY id")?;
-        let rows = stmt.query_map([], |row| Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?)))?;
+        let rows = stmt.query_map([], |row| {
+            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+        })?;
         let mut out = Vec::new();
         for row in rows {
             let (name, cidr) = row?;
-            let cidr = cidr.parse().map_err(|_| StateError::Invalid(format!("network cidr {cidr}")))?;
+            let cidr = cidr
+                .parse()
+                .map_err(|_| StateError::Invalid(format!("network cidr {cidr}")))?;
             out.push(NetworkRecord { name, cidr });
         }
         Ok(out)
@@ -206,7 +220,8 @@ impl StateDb {
         let mut conn = self.lock();
         let tx = conn.transaction()?;
         let existing: Vec<(i64, String, String, u16)> = {
-            let mut stmt = tx.prepare("SELECT id, name, host, port FROM targets WHERE source = 'config'")?;
+            let mut stmt =
+                tx.prepare("SELECT id, name, host, port FROM targets WHERE source = 'config'")?;
             let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
             rows.collect::<Result<_, _>>()?
         };
@@ -236,7 +251,8 @@ impl StateDb {
     /// All targets, by name.
     pub fn targets(&self) -> Result<Vec<TargetRecord>, StateError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare("SELECT id, name, host, port, protocol FROM targets ORDER BY name")?;
+        let mut stmt =
+            conn.prepare("SELECT id, name, host, port, protocol FROM targets ORDER BY name")?;
         let rows = stmt.query_map([], target_from_row)?;
         let mut out = Vec::new();
         for row in rows {
@@ -249,7 +265,11 @@ impl StateDb {
     pub fn target(&self, id: i64) -> Result<Option<TargetRecord>, StateError> {
         let conn = self.lock();
         let found = conn
-            .query_row("SELECT id, name, host, port, protocol FROM targets WHERE id = ?1", [id], target_from_row)
+            .query_row(
+                "SELECT id, name, host, port, protocol FROM targets WHERE id = ?1",
+                [id],
+                target_from_row,
+            )
             .optional()?;
         found.transpose()
     }
@@ -261,7 +281,13 @@ impl StateDb {
             .query_row(
                 "SELECT public_key, fingerprint, first_seen_ms FROM host_keys WHERE target_id = ?1",
                 [target_id],
-                |r| Ok(HostKeyPin { public_key: r.get(0)?, fingerprint: r.get(1)?, first_seen_ms: r.get(2)? }),
+                |r| {
+                    Ok(HostKeyPin {
+                        public_key: r.get(0)?,
+                        fingerprint: r.get(1)?,
+                        first_seen_ms: r.get(2)?,
+                    })
+                },
             )
             .optional()?)
     }
@@ -279,13 +305,16 @@ impl StateDb {
 
     /// Forgets a target's pinned host key.
     pub fn forget_host_key(&self, target_id: i64) -> Result<(), StateError> {
-        self.lock().execute("DELETE FROM host_keys WHERE target_id = ?1", [target_id])?;
+        self.lock()
+            .execute("DELETE FROM host_keys WHERE target_id = ?1", [target_id])?;
         Ok(())
     }
 
     /// Runs `PRAGMA integrity_check`; true when SQLite answers "ok".
     pub fn integrity_check(&self) -> Result<bool, StateError> {
-        let answer: String = self.lock().query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
+        let answer: String = self
+            .lock()
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))?;
         Ok(answer == "ok")
     }
 }
@@ -293,7 +322,13 @@ impl StateDb {
 fn target_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<TargetRecord, StateError>> {
     let protocol: String = row.get(4)?;
     Ok(match Protocol::parse(&protocol) {
-        Some(protocol) => Ok(TargetRecord { id: row.get(0)?, name: row.get(1)?, host: row.get(2)?, port: row.get(3)?, protocol }),
+        Some(protocol) => Ok(TargetRecord {
+            id: row.get(0)?,
+            name: row.get(1)?,
+            host: row.get(2)?,
+            port: row.get(3)?,
+            protocol,
+        }),
         None => Err(StateError::Invalid(format!("target protocol {protocol}"))),
     })
 }

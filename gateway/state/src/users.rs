@@ -49,7 +49,9 @@ fn dummy_hash() -> &'static str {
 
 fn password_matches(password: &str, stored: &str) -> bool {
     match PasswordHash::new(stored) {
-        Ok(parsed) => Argon2::default().verify_password(password.as_bytes(), &parsed).is_ok(),
+        Ok(parsed) => Argon2::default()
+            .verify_password(password.as_bytes(), &parsed)
+            .is_ok(),
         Err(_) => false,
     }
 }
@@ -57,11 +59,20 @@ fn password_matches(password: &str, stored: &str) -> bool {
 impl StateDb {
     /// Number of users.
     pub fn user_count(&self) -> Result<u64, StateError> {
-        Ok(self.lock().query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
+        Ok(self
+            .lock()
+            .query_row("SELECT COUNT(*) FROM users", [], |r| r.get(0))?)
     }
 
     /// Creates a user with an argon2id hash of `password`.
-    pub fn create_user(&self, username: &str, password: &str, role: Role, must_change_password: bool, now_ms: u64) -> Result<UserRecord, StateError> {
+    pub fn create_user(
+        &self,
+        username: &str,
+        password: &str,
+        role: Role,
+        must_change_password: bool,
+        now_ms: u64,
+    ) -> Result<UserRecord, StateError> {
         let hash = hash_password(password)?;
         let conn = self.lock();
         let inserted = conn.execute(
@@ -72,7 +83,13 @@ impl StateDb {
         if inserted == 0 {
             return Err(StateError::Exists(format!("user {username}")));
         }
-        Ok(UserRecord { id: conn.last_insert_rowid(), username: username.to_owned(), role, disabled: false, must_change_password })
+        Ok(UserRecord {
+            id: conn.last_insert_rowid(),
+            username: username.to_owned(),
+            role,
+            disabled: false,
+            must_change_password,
+        })
     }
 
     /// Checks a login. Slow on purpose (argon2id): call it from a blocking thread in async code.
@@ -148,15 +165,38 @@ mod tests {
     #[test]
     fn login_checks_password_and_hides_unknown_users() {
         let db = StateDb::open_in_memory().unwrap();
-        let alice = db.create_user("alice", "correct horse", Role::User, false, 1).unwrap();
-        assert_eq!(db.verify_login("alice", "correct horse").unwrap(), LoginOutcome::Success(alice.clone()));
-        assert_eq!(db.verify_login("alice", "wrong").unwrap(), LoginOutcome::Failure);
-        assert_eq!(db.verify_login("mallory", "correct horse").unwrap(), LoginOutcome::Failure);
-        assert!(matches!(db.create_user("alice", "x", Role::User, false, 2), Err(StateError::Exists(_))));
+        let alice = db
+            .create_user("alice", "correct horse", Role::User, false, 1)
+            .unwrap();
+        assert_eq!(
+            db.verify_login("alice", "correct horse").unwrap(),
+            LoginOutcome::Success(alice.clone())
+        );
+        assert_eq!(
+            db.verify_login("alice", "wrong").unwrap(),
+            LoginOutcome::Failure
+        );
+        assert_eq!(
+            db.verify_login("mallory", "correct horse").unwrap(),
+            LoginOutcome::Failure
+        );
+        assert!(matches!(
+            db.create_user("alice", "x", Role::User, false, 2),
+            Err(StateError::Exists(_))
+        ));
         db.set_password(alice.id, "new one").unwrap();
-        assert_eq!(db.verify_login("alice", "correct horse").unwrap(), LoginOutcome::Failure);
-        assert!(matches!(db.verify_login("alice", "new one").unwrap(), LoginOutcome::Success(_)));
-        let stored: String = db.lock().query_row("SELECT password_hash FROM users", [], |r| r.get(0)).unwrap();
+        assert_eq!(
+            db.verify_login("alice", "correct horse").unwrap(),
+            LoginOutcome::Failure
+        );
+        assert!(matches!(
+            db.verify_login("alice", "new one").unwrap(),
+            LoginOutcome::Success(_)
+        ));
+        let stored: String = db
+            .lock()
+            .query_row("SELECT password_hash FROM users", [], |r| r.get(0))
+            .unwrap();
         assert!(stored.starts_with("$argon2id$"), "{stored}");
     }
 }

@@ -17,6 +17,7 @@ pub mod common;
 pub mod gateway;
 pub mod http;
 pub mod netns;
+pub mod portal;
 pub mod sshd;
 pub mod tunnel;
 

@@ -84,7 +84,8 @@ async fn browser_logs_in_runs_a_command_resizes_and_the_recording_verifies() -> 
     let driver = browser.client();
     let result = drive(driver, &gateway, &user.name, &user.password).await;
     if result.is_err() {
-        let shot = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser_ssh-failure.png");
+        let shot =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser_ssh-failure.png");
         let _ = browser.screenshot(&shot).await;
         eprintln!(
             "screenshot: {}\ngateway stderr:\n{}",

@@ -8,8 +8,8 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use sallyport_e2e::{
-    Gateway, GatewayOptions, HandshakeError, Sshd, SshdOptions, TargetNet, ensure_test_user,
-    require_root,
+    Gateway, GatewayOptions, HandshakeError, KeyPair, Sshd, SshdOptions, TargetNet,
+    ensure_test_user, require_root,
 };
 use support::{Terminal, login_admin, target_id};
 
@@ -52,6 +52,7 @@ async fn every_refusal_is_clear_and_the_gateway_keeps_serving() -> Result<()> {
     let mut sshd = Sshd::start(&net, SshdOptions::default())?;
     let mut options = GatewayOptions::for_net(&net)
         .target("beta", &net.ns_addr().to_string(), 22)
+        .target("gamma", &net.ns_addr().to_string(), 22)
         .target("closed-port", &net.ns_addr().to_string(), 2222);
     for (index, address) in FORBIDDEN.iter().enumerate() {
         let address = match *address {
@@ -135,6 +136,24 @@ async fn every_refusal_is_clear_and_the_gateway_keeps_serving() -> Result<()> {
         message.contains("refused the username or password"),
         "{message}"
     );
+
+    // Private keys: an authorized key logs in; a key that is not a key is refused in plain words.
+    let key = KeyPair::generate_ed25519()?;
+    sshd.authorize_key(key.public_line())?;
+    let gamma = target_id(&client, "gamma").await?;
+    let mut terminal =
+        Terminal::open_with_key(&client, gamma, &user.name, &key.private_key_pem()?).await?;
+    terminal.expect_connected().await?;
+    terminal.close().await;
+    let mut terminal = Terminal::open_with_key(
+        &client,
+        gamma,
+        &user.name,
+        "-----BEGIN OPENSSH PRIVATE KEY-----\nnot a key\n-----END OPENSSH PRIVATE KEY-----\n",
+    )
+    .await?;
+    let (kind, message) = terminal.expect_error().await?;
+    assert_eq!(kind, "bad_private_key", "{message}");
 
     // Unreachable target (nothing listens on that port).
     let closed = target_id(&client, "closed-port").await?;
@@ -246,7 +265,9 @@ fn gateway_audit_kinds(gateway: &Gateway) -> Result<Vec<String>> {
 
 /// This machine's host name.
 fn machine_hostname() -> Result<String> {
-    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?.trim().to_owned();
+    let name = std::fs::read_to_string("/proc/sys/kernel/hostname")?
+        .trim()
+        .to_owned();
     if name.is_empty() {
         bail!("this machine has no host name");
     }

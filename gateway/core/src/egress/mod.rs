@@ -72,7 +72,8 @@ pub fn parse_host(text: &str) -> Result<Host, HostParseError> {
 fn looks_numeric(text: &str) -> bool {
     let last = text.trim_end_matches('.').rsplit('.').next().unwrap_or("");
     let is_hex = |s: &str| {
-        (s.starts_with("0x") || s.starts_with("0X")) && s[2..].chars().all(|c| c.is_ascii_hexdigit())
+        (s.starts_with("0x") || s.starts_with("0X"))
+            && s[2..].chars().all(|c| c.is_ascii_hexdigit())
     };
     !last.is_empty() && (last.chars().all(|c| c.is_ascii_digit()) || is_hex(last))
 }
@@ -130,7 +131,9 @@ fn parse_dns_name(text: &str) -> Result<String, HostParseError> {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            && label
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
         if !valid {
             return Err(bad());
         }
@@ -178,7 +181,7 @@ impl fmt::Display for Denied {
 const METADATA: &[IpAddr] = &[
     IpAddr::V4(Ipv4Addr::new(169, 254, 169, 254)), // AWS, GCP, Azure IMDS, OpenStack
     IpAddr::V4(Ipv4Addr::new(169, 254, 170, 2)),   // AWS ECS task metadata
-    IpAddr::V4(Ipv4Addr::new(168, 63, 129, 16)),  // Azure wireserver
+    IpAddr::V4(Ipv4Addr::new(168, 63, 129, 16)),   // Azure wireserver
     IpAddr::V4(Ipv4Addr::new(100, 100, 100, 200)), // Alibaba Cloud
     IpAddr::V6(Ipv6Addr::new(0xfd00, 0x0ec2, 0, 0, 0, 0, 0, 0x0254)), // AWS IMDS over IPv6
 ];
@@ -194,7 +197,10 @@ impl EgressPolicy {
     /// A policy allowing the given networks, never the given own addresses.
     pub fn new(networks: Vec<IpNet>, own_addresses: Vec<IpAddr>) -> Self {
         let own_addresses = own_addresses.into_iter().map(canonical).collect();
-        EgressPolicy { networks, own_addresses }
+        EgressPolicy {
+            networks,
+            own_addresses,
+        }
     }
 
     /// The configured networks.
@@ -213,7 +219,9 @@ impl EgressPolicy {
             IpAddr::V4(v4) => always_denied_v4(v4)?,
             IpAddr::V6(v6) => always_denied_v6(v6)?,
         }
-        if METADATA.contains(&addr) || embedded_ipv4(addr).is_some_and(|v4| METADATA.contains(&IpAddr::V4(v4))) {
+        if METADATA.contains(&addr)
+            || embedded_ipv4(addr).is_some_and(|v4| METADATA.contains(&IpAddr::V4(v4)))
+        {
             return Err(Denied::Metadata);
         }
         if self.own_addresses.contains(&addr) {
@@ -253,7 +261,8 @@ fn canonical(addr: IpAddr) -> IpAddr {
 fn embedded_ipv4(addr: IpAddr) -> Option<Ipv4Addr> {
     let IpAddr::V6(v6) = addr else { return None };
     let seg = v6.segments();
-    let from = |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
+    let from =
+        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
     if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6].iter().all(|s| *s == 0) {
         return Some(from(seg[6], seg[7]));
     }

@@ -4,7 +4,12 @@ use super::*;
 
 fn policy() -> EgressPolicy {
     EgressPolicy::new(
-        vec!["10.0.0.0/8".parse().unwrap(), "fd12:3456::/32".parse().unwrap(), "64:ff9b::/96".parse().unwrap(), "2002::/16".parse().unwrap()],
+        vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "fd12:3456::/32".parse().unwrap(),
+            "64:ff9b::/96".parse().unwrap(),
+            "2002::/16".parse().unwrap(),
+        ],
         vec!["10.0.0.1".parse().unwrap()],
     )
 }
@@ -80,14 +85,39 @@ fn allowed_addresses_come_back_canonical() {
 
 #[test]
 fn malformed_hosts_are_refused_not_resolved() {
-    for text in ["", "256.0.0.1", "1.2.3.4.5", "0x1g.0.0.1", "08.0.0.1", "1.2.3.256", "1.2.65536", "99999999999", "fe80::1%eth0", "[::1", "a..b", "-a.example", "a.1", "host.0x10"] {
-        assert!(matches!(parse_host(text), Err(_)), "{text:?} should be refused, got {:?}", parse_host(text));
+    for text in [
+        "",
+        "256.0.0.1",
+        "1.2.3.4.5",
+        "0x1g.0.0.1",
+        "08.0.0.1",
+        "1.2.3.256",
+        "1.2.65536",
+        "99999999999",
+        "fe80::1%eth0",
+        "[::1",
+        "a..b",
+        "-a.example",
+        "a.1",
+        "host.0x10",
+    ] {
+        assert!(
+            matches!(parse_host(text), Err(_)),
+            "{text:?} should be refused, got {:?}",
+            parse_host(text)
+        );
     }
 }
 
 #[test]
 fn names_stay_names() {
-    assert_eq!(parse_host("Web-1.Example.COM."), Ok(Host::Name("web-1.example.com".into())));
+    assert_eq!(
+        parse_host("Web-1.Example.COM."),
+        Ok(Host::Name("web-1.example.com".into()))
+    );
     assert_eq!(parse_host("localhost"), Ok(Host::Name("localhost".into())));
-    assert_eq!(parse_host("1a.example"), Ok(Host::Name("1a.example".into())));
+    assert_eq!(
+        parse_host("1a.example"),
+        Ok(Host::Name("1a.example".into()))
+    );
 }

@@ -1,0 +1,291 @@
+//! Portal steps shared by the end-to-end tests and the benchmarks: logging in over HTTPS and driving a
+//! terminal WebSocket like the browser page does.
+
+use std::time::{Duration, Instant};
+
+use crate::{Client, Gateway};
+use anyhow::{Context, Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::Value;
+use tokio_tungstenite::tungstenite::Message;
+
+/// The password tests set in place of the one-time admin password.
+pub const ADMIN_PASSWORD: &str = "e2e-admin-password-1";
+
+/// Logs in as admin with the one-time password, replaces it as the portal demands, and returns a
+/// client holding the session cookie.
+pub async fn login_admin(gateway: &Gateway) -> Result<Client> {
+    let client = gateway.client()?;
+    let origin = client.origin();
+    let response = client
+        .post_form(
+            "/login",
+            &[("username", "admin"), ("password", &gateway.password())],
+            Some(&origin),
+        )
+        .await?;
+    if response.status != 303 || response.location() != Some("/password") {
+        bail!(
+            "first login should redirect to /password, got {} {:?}: {}",
+            response.status,
+            response.location(),
+            response.text()
+        );
+    }
+    let response = client
+        .post_form(
+            "/password",
+            &[("new_password", ADMIN_PASSWORD), ("repeat", ADMIN_PASSWORD)],
+            Some(&origin),
+        )
+        .await?;
+    if response.status != 303 || response.location() != Some("/targets") {
+        bail!(
+            "password change should redirect to /targets, got {} {:?}: {}",
+            response.status,
+            response.location(),
+            response.text()
+        );
+    }
+    Ok(client)
+}
+
+/// The id of the target called `name`, read from the target list page.
+pub async fn target_id(client: &Client, name: &str) -> Result<i64> {
+    let page = client.get("/targets").await?.text();
+    let marker = format!(r#"<tr data-target="{name}">"#);
+    let row = page
+        .split(&marker)
+        .nth(1)
+        .with_context(|| format!("target {name} is not listed:\n{page}"))?;
+    let id = row
+        .split("/connect/")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .context("no connect link")?;
+    Ok(id.parse()?)
+}
+
+/// What a terminal session has received so far.
+#[derive(Debug, Default)]
+pub struct Received {
+    /// Terminal output, lossily decoded.
+    pub output: String,
+    /// Control messages, in order.
+    pub controls: Vec<Value>,
+}
+
+impl Received {
+    /// The first control message of type `kind`.
+    pub fn control(&self, kind: &str) -> Option<&Value> {
+        self.controls.iter().find(|c| c["type"] == kind)
+    }
+}
+
+/// A terminal WebSocket session.
+pub struct Terminal {
+    ws: crate::http::Ws,
+    /// Everything received.
+    pub received: Received,
+}
+
+impl Terminal {
+    /// Opens the WebSocket for `target_id` and sends the connect message with a password.
+    pub async fn open(
+        client: &Client,
+        target_id: i64,
+        username: &str,
+        password: &str,
+    ) -> Result<Terminal> {
+        let connect = serde_json::json!({"type": "connect", "username": username, "password": password, "cols": 100, "rows": 30});
+        Self::open_with(client, target_id, connect).await
+    }
+
+    /// Opens the WebSocket for `target_id` and sends the connect message with a private key.
+    pub async fn open_with_key(
+        client: &Client,
+        target_id: i64,
+        username: &str,
+        pem: &str,
+    ) -> Result<Terminal> {
+        let connect = serde_json::json!({"type": "connect", "username": username, "private_key": pem, "cols": 100, "rows": 30});
+        Self::open_with(client, target_id, connect).await
+    }
+
+    /// Opens the WebSocket for `target_id` and sends `connect` as the first message.
+    pub async fn open_with(client: &Client, target_id: i64, connect: Value) -> Result<Terminal> {
+        let ws = client
+            .ws_connect_same_origin(&format!("/ws/terminal/{target_id}"))
+            .await?;
+        let mut terminal = Terminal {
+            ws,
+            received: Received::default(),
+        };
+        terminal
+            .ws
+            .send(Message::Text(connect.to_string().into()))
+            .await?;
+        Ok(terminal)
+    }
+
+    /// Sends keystrokes.
+    pub async fn type_text(&mut self, text: &str) -> Result<()> {
+        self.ws
+            .send(Message::Binary(text.as_bytes().to_vec().into()))
+            .await?;
+        Ok(())
+    }
+
+    /// Sends a resize.
+    pub async fn resize(&mut self, cols: u16, rows: u16) -> Result<()> {
+        let msg = serde_json::json!({"type": "resize", "cols": cols, "rows": rows});
+        self.ws.send(Message::Text(msg.to_string().into())).await?;
+        Ok(())
+    }
+
+    /// Reads until `done(received)` holds, the socket closes, or `timeout` passes. Returns whether
+    /// `done` held.
+    pub async fn read_until(
+        &mut self,
+        timeout: Duration,
+        mut done: impl FnMut(&Received) -> bool,
+    ) -> Result<bool> {
+        let deadline = Instant::now() + timeout;
+        while !done(&self.received) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(false);
+            }
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Err(_) => return Ok(false),
+                Ok(None) => return Ok(done(&self.received)),
+                Ok(Some(message)) => match message {
+                    Ok(Message::Binary(bytes)) => self
+                        .received
+                        .output
+                        .push_str(&String::from_utf8_lossy(&bytes)),
+                    Ok(Message::Text(text)) => self
+                        .received
+                        .controls
+                        .push(serde_json::from_str(text.as_str())?),
+                    Ok(Message::Close(_)) | Err(_) => return Ok(done(&self.received)),
+                    Ok(_) => {}
+                },
+            }
+        }
+        Ok(true)
+    }
+
+    /// Reads output without keeping it until `marker` appears; returns how many bytes arrived. For bulk
+    /// transfers, where keeping everything would measure the test instead of the gateway.
+    pub async fn read_bulk_until(&mut self, marker: &str, timeout: Duration) -> Result<u64> {
+        let deadline = Instant::now() + timeout;
+        let mut total = 0u64;
+        let mut tail: Vec<u8> = Vec::new();
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = match tokio::time::timeout(left, self.ws.next()).await {
+                Err(_) => {
+                    bail!("{marker:?} did not arrive within {timeout:?} ({total} bytes read)")
+                }
+                Ok(None) => bail!("the session closed before {marker:?} arrived"),
+                Ok(Some(message)) => message?,
+            };
+            match message {
+                Message::Binary(bytes) => {
+                    total += bytes.len() as u64;
+                    tail.extend_from_slice(&bytes);
+                    if tail.windows(marker.len()).any(|w| w == marker.as_bytes()) {
+                        return Ok(total);
+                    }
+                    let keep = marker.len().min(tail.len());
+                    tail.drain(..tail.len() - keep);
+                }
+                Message::Text(text) => self
+                    .received
+                    .controls
+                    .push(serde_json::from_str(text.as_str())?),
+                Message::Close(_) => bail!("the session closed before {marker:?} arrived"),
+                _ => {}
+            }
+        }
+    }
+
+    /// Waits for the next output message and returns its bytes.
+    pub async fn next_output(&mut self, timeout: Duration) -> Result<Vec<u8>> {
+        loop {
+            match tokio::time::timeout(timeout, self.ws.next()).await {
+                Err(_) => bail!("no output within {timeout:?}"),
+                Ok(None) => bail!("the session closed"),
+                Ok(Some(message)) => match message? {
+                    Message::Binary(bytes) => return Ok(bytes.to_vec()),
+                    Message::Text(text) => self
+                        .received
+                        .controls
+                        .push(serde_json::from_str(text.as_str())?),
+                    Message::Close(_) => bail!("the session closed"),
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    /// Waits for the `connected` control message, failing with what arrived instead.
+    pub async fn expect_connected(&mut self) -> Result<()> {
+        let ok = self
+            .read_until(Duration::from_secs(20), |r| {
+                r.control("connected").is_some() || r.control("error").is_some()
+            })
+            .await?;
+        match self.received.control("connected") {
+            Some(_) if ok => Ok(()),
+            _ => bail!("session did not connect: {:?}", self.received.controls),
+        }
+    }
+
+    /// Waits for an `error` control message and returns its kind and message.
+    pub async fn expect_error(&mut self) -> Result<(String, String)> {
+        self.read_until(Duration::from_secs(30), |r| r.control("error").is_some())
+            .await?;
+        let error = self
+            .received
+            .control("error")
+            .with_context(|| format!("no error arrived: {:?}", self.received.controls))?;
+        Ok((
+            error["kind"].as_str().unwrap_or("").to_owned(),
+            error["message"].as_str().unwrap_or("").to_owned(),
+        ))
+    }
+
+    /// Closes the WebSocket.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}
+
+/// Polls `check` every 100 ms until it returns `Some`, or fails after `timeout`.
+pub async fn eventually<T>(
+    timeout: Duration,
+    what: &str,
+    mut check: impl FnMut() -> Option<T>,
+) -> Result<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(value) = check() {
+            return Ok(value);
+        }
+        if Instant::now() > deadline {
+            bail!("timed out after {timeout:?} waiting for {what}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// The gateway's recording verification key (hex file written beside the signing key).
+pub fn verifying_key(gateway: &Gateway) -> Result<ed25519_dalek::VerifyingKey> {
+    let hex_text = std::fs::read_to_string(gateway.state_dir().join("recording-signing.pub"))?;
+    let bytes: [u8; 32] = hex::decode(hex_text.trim())?
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("public key is not 32 bytes"))?;
+    Ok(ed25519_dalek::VerifyingKey::from_bytes(&bytes)?)
+}
