@@ -1,7 +1,7 @@
 //! The portal's TLS material: from configuration, or a self-signed certificate made on first start and
 //! kept in the state directory, so its fingerprint stays the same across restarts.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, anyhow};
@@ -65,7 +65,7 @@ pub fn load_or_create(section: &PortalSection, state_dir: &Path) -> anyhow::Resu
     })
 }
 
-fn generate(hostnames: &[String], cert_path: &PathBuf, key_path: &PathBuf) -> anyhow::Result<()> {
+fn generate(hostnames: &[String], cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {
     let certified = rcgen::generate_simple_self_signed(hostnames.to_vec())
         .context("generating a self-signed certificate")?;
     write_private(key_path, certified.key_pair.serialize_pem().as_bytes())?;

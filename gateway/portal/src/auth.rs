@@ -174,7 +174,7 @@ impl FromRequestParts<Arc<Portal>> for CurrentUser {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 

@@ -157,7 +157,7 @@ fn bad(message: &str) -> SshError {
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
     use crate::ErrorKind;

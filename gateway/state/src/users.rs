@@ -158,7 +158,7 @@ fn user_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<UserRecord,
 }
 
 #[cfg(test)]
-#[allow(clippy::unwrap_used)]
+#[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
 
