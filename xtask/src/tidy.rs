@@ -1,4 +1,4 @@
-//! `cargo xtask tidy`: the project's rules that tools check: module docs, no `#[should_panic]`, and the
+//! `cargo xtask tidy`: the project's rules that tools check: module docs, no should_panic tests, and the
 //! dependency edges ARCHITECTURE.md forbids.
 
 use std::path::Path;
