@@ -4,7 +4,7 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
+use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -91,5 +91,15 @@ impl TerminalTransport for WsTransport {
             .send(Message::Text(msg.to_json().into()))
             .await
             .map_err(|_| TransportClosed)
+    }
+
+    async fn close(&mut self) {
+        let frame = CloseFrame {
+            code: close_code::NORMAL,
+            reason: "session ended".into(),
+        };
+        let send = self.socket.send(Message::Close(Some(frame)));
+        // A client that stopped reading must not hold the session task.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), send).await;
     }
 }

@@ -130,6 +130,7 @@ impl Broker {
                     .send_control(&ServerControl::error(kind, detail.as_deref()))
                     .await;
             }
+            transport.close().await;
         }
         .instrument(span)
         .await

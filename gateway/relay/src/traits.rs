@@ -30,6 +30,8 @@ pub trait TerminalTransport: Send {
         &mut self,
         msg: &ServerControl,
     ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
+    /// Ends the transport politely (a WebSocket close frame), once the session is over.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
 /// What a protocol needs to open a terminal on a target. The address is already vetted by the egress

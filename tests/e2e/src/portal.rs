@@ -73,6 +73,8 @@ pub struct Received {
     pub output: String,
     /// Control messages, in order.
     pub controls: Vec<Value>,
+    /// The server ended the WebSocket with a close frame (not by dropping the connection).
+    pub close_frame: bool,
 }
 
 impl Received {
@@ -168,7 +170,11 @@ impl Terminal {
                         .received
                         .controls
                         .push(serde_json::from_str(text.as_str())?),
-                    Ok(Message::Close(_)) | Err(_) => return Ok(done(&self.received)),
+                    Ok(Message::Close(_)) => {
+                        self.received.close_frame = true;
+                        return Ok(done(&self.received));
+                    }
+                    Err(_) => return Ok(done(&self.received)),
                     Ok(_) => {}
                 },
             }

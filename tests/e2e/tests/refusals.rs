@@ -136,6 +136,14 @@ async fn every_refusal_is_clear_and_the_gateway_keeps_serving() -> Result<()> {
         message.contains("refused the username or password"),
         "{message}"
     );
+    // The session ends with a WebSocket close frame, not a dropped connection.
+    terminal
+        .read_until(Duration::from_secs(5), |r| r.close_frame)
+        .await?;
+    assert!(
+        terminal.received.close_frame,
+        "no close frame after the error"
+    );
 
     // Private keys: an authorized key logs in; a key that is not a key is refused in plain words.
     let key = KeyPair::generate_ed25519()?;
