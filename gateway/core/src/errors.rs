@@ -25,6 +25,8 @@ pub enum ErrorKind {
     TargetProtocol,
     /// The recorder cannot write, so the session is refused or ended (fail closed).
     RecordingUnavailable,
+    /// An administrator, or a revocation (logout, password change, disabled user), ended the session.
+    Terminated,
     /// The browser or client sent something malformed.
     BadRequest,
     /// Something failed inside the gateway.
@@ -50,6 +52,7 @@ impl ErrorKind {
             ErrorKind::RecordingUnavailable => {
                 "the session cannot be recorded right now, so it was refused"
             }
+            ErrorKind::Terminated => "the session was ended by the gateway",
             ErrorKind::BadRequest => "the request was malformed",
             ErrorKind::Internal => "an internal error ended the session",
         }

@@ -13,6 +13,7 @@ pub mod egress;
 pub mod errors;
 pub mod frames;
 pub mod policy;
+pub mod throttle;
 
 #[cfg(test)]
 mod garbage_tests {

@@ -89,6 +89,125 @@ pub struct TargetRef {
     pub port: u16,
     /// Protocol the target speaks.
     pub protocol: Protocol,
+    /// Labels policies can select targets by.
+    pub tags: Vec<String>,
+}
+
+/// Who a policy grants access to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Subject {
+    /// One user, by login name.
+    User(String),
+    /// Every member of a group.
+    Group(String),
+    /// Everyone with a role.
+    Role(Role),
+}
+
+/// Which targets a policy grants.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TargetSelector {
+    /// One target, by name.
+    Name(String),
+    /// Every target carrying a tag.
+    Tag(String),
+    /// Every target.
+    Any,
+}
+
+/// One access rule: these subjects may reach these targets over these protocols.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Policy {
+    /// Display name.
+    pub name: String,
+    /// Who.
+    pub subjects: Vec<Subject>,
+    /// What.
+    pub targets: Vec<TargetSelector>,
+    /// How.
+    pub protocols: Vec<Protocol>,
+}
+
+impl Subject {
+    /// Parses `user:NAME`, `group:NAME` or `role:ROLE`.
+    pub fn parse(text: &str) -> Option<Subject> {
+        let (kind, value) = text.trim().split_once(':')?;
+        let value = value.trim();
+        if value.is_empty() {
+            return None;
+        }
+        match kind.trim() {
+            "user" => Some(Subject::User(value.to_owned())),
+            "group" => Some(Subject::Group(value.to_owned())),
+            "role" => Role::parse(value).map(Subject::Role),
+            _ => None,
+        }
+    }
+
+    /// The text form [`Subject::parse`] reads.
+    pub fn to_text(&self) -> String {
+        match self {
+            Subject::User(name) => format!("user:{name}"),
+            Subject::Group(name) => format!("group:{name}"),
+            Subject::Role(role) => format!("role:{}", role.as_str()),
+        }
+    }
+}
+
+impl TargetSelector {
+    /// Parses `name:NAME`, `tag:TAG` or `*`.
+    pub fn parse(text: &str) -> Option<TargetSelector> {
+        let text = text.trim();
+        if text == "*" {
+            return Some(TargetSelector::Any);
+        }
+        let (kind, value) = text.split_once(':')?;
+        let value = value.trim();
+        if value.is_empty() {
+            return None;
+        }
+        match kind.trim() {
+            "name" => Some(TargetSelector::Name(value.to_owned())),
+            "tag" => Some(TargetSelector::Tag(value.to_owned())),
+            _ => None,
+        }
+    }
+
+    /// The text form [`TargetSelector::parse`] reads.
+    pub fn to_text(&self) -> String {
+        match self {
+            TargetSelector::Name(name) => format!("name:{name}"),
+            TargetSelector::Tag(tag) => format!("tag:{tag}"),
+            TargetSelector::Any => "*".to_owned(),
+        }
+    }
+
+    fn matches(&self, target: &TargetRef) -> bool {
+        match self {
+            TargetSelector::Name(name) => &target.name == name,
+            TargetSelector::Tag(tag) => target.tags.iter().any(|t| t == tag),
+            TargetSelector::Any => true,
+        }
+    }
+}
+
+impl Policy {
+    fn grants(
+        &self,
+        user: &Authenticated,
+        groups: &[String],
+        target: &TargetRef,
+        protocol: Protocol,
+    ) -> bool {
+        let subject = self.subjects.iter().any(|s| match s {
+            Subject::User(name) => name == &user.username,
+            Subject::Group(group) => groups.contains(group),
+            Subject::Role(role) => *role == user.role,
+        });
+        subject
+            && self.protocols.contains(&protocol)
+            && self.targets.iter().any(|t| t.matches(target))
+    }
 }
 
 /// Proof that `user` may open `protocol` to `target`. Only [`authorize`] makes one.
@@ -123,14 +242,19 @@ pub enum PolicyDenied {
     /// The target does not speak the requested protocol.
     #[error("the target does not offer {0}")]
     WrongProtocol(&'static str),
+    /// No policy grants this user this target.
+    #[error("no policy allows you to reach this target")]
+    NoPolicy,
 }
 
-/// The policy decision. Until per-target policies exist, admins and users may reach every registered
-/// target over its own protocol, and auditors may reach none.
+/// The policy decision. Auditors never open sessions; admins may reach every target (they manage them
+/// all anyway); users reach what a policy grants them, directly, through a group or through their role.
 pub fn authorize(
     user: &Authenticated,
+    groups: &[String],
     target: &TargetRef,
     protocol: Protocol,
+    policies: &[Policy],
 ) -> Result<Authorized, PolicyDenied> {
     if user.role == Role::Auditor {
         return Err(PolicyDenied::RoleMayNotConnect(user.role.as_str()));
@@ -138,11 +262,28 @@ pub fn authorize(
     if target.protocol != protocol {
         return Err(PolicyDenied::WrongProtocol(protocol.as_str()));
     }
+    let allowed = user.role == Role::Admin
+        || policies
+            .iter()
+            .any(|p| p.grants(user, groups, target, protocol));
+    if !allowed {
+        return Err(PolicyDenied::NoPolicy);
+    }
     Ok(Authorized {
         user: user.clone(),
         target: target.clone(),
         protocol,
     })
+}
+
+/// Whether `user` may see `target` in their list (the same rule as [`authorize`], without a proof).
+pub fn may_reach(
+    user: &Authenticated,
+    groups: &[String],
+    target: &TargetRef,
+    policies: &[Policy],
+) -> bool {
+    authorize(user, groups, target, target.protocol, policies).is_ok()
 }
 
 #[cfg(test)]
@@ -164,18 +305,92 @@ mod tests {
             host: "10.0.0.5".into(),
             port: 22,
             protocol: Protocol::Ssh,
+            tags: vec!["prod".into()],
+        }
+    }
+
+    fn policy(subjects: &[&str], targets: &[&str]) -> Policy {
+        Policy {
+            name: "p".into(),
+            subjects: subjects
+                .iter()
+                .map(|s| Subject::parse(s).unwrap())
+                .collect(),
+            targets: targets
+                .iter()
+                .map(|t| TargetSelector::parse(t).unwrap())
+                .collect(),
+            protocols: vec![Protocol::Ssh],
         }
     }
 
     #[test]
-    fn roles_decide() {
-        assert!(authorize(&user(Role::User), &target(), Protocol::Ssh).is_ok());
-        assert!(authorize(&user(Role::Admin), &target(), Protocol::Ssh).is_ok());
+    fn roles_and_policies_decide() {
+        let web = target();
+        let none: Vec<Policy> = vec![];
+        assert!(authorize(&user(Role::Admin), &[], &web, Protocol::Ssh, &none).is_ok());
         assert_eq!(
-            authorize(&user(Role::Auditor), &target(), Protocol::Ssh).unwrap_err(),
+            authorize(&user(Role::User), &[], &web, Protocol::Ssh, &none).unwrap_err(),
+            PolicyDenied::NoPolicy
+        );
+        assert_eq!(
+            authorize(
+                &user(Role::Auditor),
+                &[],
+                &web,
+                Protocol::Ssh,
+                &[policy(&["role:auditor"], &["*"])]
+            )
+            .unwrap_err(),
             PolicyDenied::RoleMayNotConnect("auditor")
         );
-        let decision = authorize(&user(Role::User), &target(), Protocol::Ssh).unwrap();
+        let cases: &[(&[&str], &[&str], &[&str], bool)] = &[
+            (&["user:u"], &["name:web"], &[], true),
+            (&["user:someone-else"], &["name:web"], &[], false),
+            (&["group:ops"], &["tag:prod"], &["ops"], true),
+            (&["group:ops"], &["tag:prod"], &["dev"], false),
+            (&["group:ops"], &["tag:staging"], &["ops"], false),
+            (&["role:user"], &["*"], &[], true),
+            (&["role:admin"], &["*"], &[], false),
+            (&["user:u"], &["name:db"], &[], false),
+        ];
+        for (subjects, targets, groups, expected) in cases {
+            let groups: Vec<String> = groups.iter().map(|g| g.to_string()).collect();
+            let decision = authorize(
+                &user(Role::User),
+                &groups,
+                &web,
+                Protocol::Ssh,
+                &[policy(subjects, targets)],
+            );
+            assert_eq!(
+                decision.is_ok(),
+                *expected,
+                "{subjects:?} {targets:?} {groups:?}"
+            );
+        }
+        let decision = authorize(
+            &user(Role::User),
+            &[],
+            &web,
+            Protocol::Ssh,
+            &[policy(&["user:u"], &["name:web"])],
+        )
+        .unwrap();
         assert_eq!(decision.target().id, 7);
+    }
+
+    #[test]
+    fn selectors_parse_and_print() {
+        for text in ["user:alice", "group:ops", "role:auditor"] {
+            assert_eq!(Subject::parse(text).unwrap().to_text(), text);
+        }
+        for text in ["name:web-1", "tag:prod", "*"] {
+            assert_eq!(TargetSelector::parse(text).unwrap().to_text(), text);
+        }
+        for bad in ["alice", "user:", "role:root", "team:x"] {
+            assert_eq!(Subject::parse(bad), None, "{bad}");
+        }
+        assert_eq!(TargetSelector::parse("host:x"), None);
     }
 }

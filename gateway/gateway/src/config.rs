@@ -135,6 +135,9 @@ pub struct TargetEntry {
     /// Protocol (`ssh`).
     #[serde(default = "default_protocol")]
     pub protocol: String,
+    /// Labels policies can select the target by.
+    #[serde(default)]
+    pub tags: Vec<String>,
 }
 
 fn default_ssh_port() -> u16 {

@@ -1,4 +1,4 @@
-//! The appliance's recording signing key (Ed25519) and random one-time passwords.
+//! The appliance's recording signing key (Ed25519).
 
 use std::path::Path;
 
@@ -28,16 +28,4 @@ pub fn load_or_create_signing_key(state_dir: &Path) -> anyhow::Result<SigningKey
     )
     .context("writing the public signing key")?;
     Ok(key)
-}
-
-/// A random password of 20 characters from an alphabet without look-alikes (about 100 bits).
-pub fn random_password() -> anyhow::Result<String> {
-    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
-    let mut bytes = [0u8; 20];
-    getrandom::fill(&mut bytes).map_err(|e| anyhow::anyhow!("no randomness: {e}"))?;
-    // 256 is not a multiple of 57; the bias (under 2%) does not matter at this length.
-    Ok(bytes
-        .iter()
-        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
-        .collect())
 }

@@ -17,7 +17,6 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use sallyport_core::egress::EgressPolicy;
 use sallyport_core::policy::{Protocol, Role};
 use sallyport_portal::{Portal, PortalConfig};
 use sallyport_recordings::{Limits, Recorder, Store};
@@ -113,12 +112,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", config.portal.listen))?;
     let local = listener.local_addr()?;
 
-    let networks = config.networks.iter().map(|n| n.cidr).collect();
-    let egress = EgressPolicy::new(networks, own_addresses(local.ip()));
     let broker = Arc::new(Broker::new(
         state.clone(),
         recorder.clone(),
-        egress,
+        own_addresses(local.ip()),
         Arc::new(sallyport_ssh::SshConnector::default()),
         BrokerConfig::default(),
     ));
@@ -188,6 +185,7 @@ fn sync_configuration(state: &StateDb, config: &Config) -> anyhow::Result<()> {
             port: t.port,
             // Validated when the configuration was read.
             protocol: Protocol::parse(&t.protocol).unwrap_or(Protocol::Ssh),
+            tags: t.tags.clone(),
         })
         .collect();
     state.sync_config_targets(&targets)?;
@@ -202,7 +200,7 @@ fn bootstrap_admin(state: &StateDb) -> anyhow::Result<()> {
     if state.user_count()? > 0 {
         return Ok(());
     }
-    let password = keys::random_password()?;
+    let password = sallyport_state::random_password()?;
     state.create_user("admin", &password, Role::Admin, true, now_ms())?;
     info!(target: "audit", kind = "user_created", actor = "admin", "first start: created the admin user with a one-time password");
     println!(

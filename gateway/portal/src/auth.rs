@@ -96,6 +96,12 @@ impl LoginSessions {
     pub fn remove(&self, token: &str) {
         self.lock().remove(&token_key(token));
     }
+
+    /// Ends every login session of a user.
+    pub fn remove_user(&self, user_id: i64) {
+        self.lock()
+            .retain(|_, session| session.user.user_id != user_id);
+    }
 }
 
 /// The session token in the request's cookies, if any.
@@ -138,8 +144,6 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
 pub struct CurrentUser {
     /// Who.
     pub user: Authenticated,
-    /// Their cookie token (for logout).
-    pub token: String,
 }
 
 impl FromRequestParts<Arc<Portal>> for CurrentUser {
@@ -169,7 +173,7 @@ impl FromRequestParts<Arc<Portal>> for CurrentUser {
             username: stored.username,
             role: stored.role,
         };
-        Ok(CurrentUser { user, token })
+        Ok(CurrentUser { user })
     }
 }
 

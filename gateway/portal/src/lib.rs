@@ -6,23 +6,28 @@
 //! the Origin of every WebSocket and state-changing request, and hands the session to the relay's
 //! broker. It never talks to a target itself and never sees a recording.
 
+mod access;
+mod admin;
 mod assets;
 mod auth;
 mod pages;
 mod server;
+mod watch;
 mod ws;
 
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
 
 use axum::Router;
 use axum::routing::{get, post};
+use sallyport_core::throttle::{LoginThrottle, ThrottleConfig};
 use sallyport_relay::Broker;
 
 pub use auth::LoginSessions;
 pub use server::serve;
 
-/// Portal settings (defaults live in the daemon's configuration).
+/// Portal settings. The defaults are [`PortalConfig::default`], which the daemon's configuration
+/// starts from.
 #[derive(Debug, Clone)]
 pub struct PortalConfig {
     /// A login session ends after this long without a request.
@@ -31,8 +36,20 @@ pub struct PortalConfig {
     pub session_max_age: Duration,
     /// Deadline for the TLS handshake of a new connection.
     pub tls_handshake_timeout: Duration,
-    /// Deadline for a request's headers (slowloris).
+    /// Deadline for a request's headers (slowloris), counted from when the server starts waiting for
+    /// them: it is also how long an idle keep-alive connection stays open between requests.
     pub header_read_timeout: Duration,
+    /// Deadline for a request's body and its answer (slow bodies); a WebSocket is not affected once
+    /// upgraded.
+    pub request_timeout: Duration,
+    /// Most connections open at once from one source (an IPv4 address or an IPv6 /64), counted from
+    /// accept until the connection closes or becomes a WebSocket. Connections over it are closed at
+    /// once, before any TLS work.
+    pub max_connections_per_source: usize,
+    /// Most connections open at once in all, counted the same way.
+    pub max_connections: usize,
+    /// Login brute-force defence.
+    pub login_throttle: ThrottleConfig,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
 }
@@ -44,6 +61,10 @@ impl Default for PortalConfig {
             session_max_age: Duration::from_secs(12 * 3600),
             tls_handshake_timeout: Duration::from_secs(10),
             header_read_timeout: Duration::from_secs(10),
+            request_timeout: Duration::from_secs(30),
+            max_connections_per_source: 32,
+            max_connections: 4096,
+            login_throttle: ThrottleConfig::default(),
             max_body_bytes: 64 * 1024,
         }
     }
@@ -54,6 +75,9 @@ pub struct Portal {
     broker: Arc<Broker>,
     logins: LoginSessions,
     config: PortalConfig,
+    /// Login failures by source and username; `now` for it is the time since `started`.
+    throttle: Mutex<LoginThrottle>,
+    started: Instant,
 }
 
 impl Portal {
@@ -63,8 +87,17 @@ impl Portal {
         Arc::new(Portal {
             broker,
             logins,
+            throttle: Mutex::new(LoginThrottle::new(config.login_throttle.clone())),
+            started: Instant::now(),
             config,
         })
+    }
+
+    /// Ends everything a user has open: login sessions and live terminal sessions (logout, password
+    /// change, disable, delete, role change). Live sessions see the termination within milliseconds.
+    pub fn revoke_user(&self, user_id: i64, reason: &str) {
+        self.logins.remove_user(user_id);
+        self.broker.live().terminate_user(user_id, reason);
     }
 
     /// The portal's routes.
@@ -81,6 +114,35 @@ impl Portal {
             .route("/connect/{target_id}", get(pages::connect_page))
             .route("/ws/terminal/{target_id}", get(ws::terminal))
             .route("/assets/{name}", get(assets::serve_asset))
+            .route("/admin", get(admin::index))
+            .route("/admin/users", get(admin::users).post(admin::create_user))
+            .route("/admin/users/{id}/update", post(admin::update_user))
+            .route("/admin/users/{id}/{action}", post(admin::user_action))
+            .route(
+                "/admin/targets",
+                get(admin::targets).post(admin::save_target),
+            )
+            .route("/admin/targets/{id}/delete", post(admin::delete_target))
+            .route(
+                "/admin/networks",
+                get(admin::networks).post(admin::add_network),
+            )
+            .route("/admin/networks/delete", post(admin::delete_network))
+            .route(
+                "/admin/policies",
+                get(admin::policies).post(admin::add_policy),
+            )
+            .route("/admin/policies/{id}/delete", post(admin::delete_policy))
+            .route("/admin/hostkeys", get(admin::host_keys))
+            .route(
+                "/admin/hostkeys/{target_id}/forget",
+                post(admin::forget_host_key),
+            )
+            .route("/admin/audit", get(admin::audit_log))
+            .route("/admin/sessions", get(watch::sessions))
+            .route("/admin/sessions/{id}/terminate", post(watch::terminate))
+            .route("/admin/sessions/{id}/watch", get(watch::watch_page))
+            .route("/ws/watch/{id}", get(watch::watch_socket))
             .fallback(pages::not_found)
             .layer(axum::extract::DefaultBodyLimit::max(
                 self.config.max_body_bytes,

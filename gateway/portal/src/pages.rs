@@ -9,12 +9,13 @@ use axum::Form;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use sallyport_core::policy::Authenticated;
+use sallyport_core::policy::{Authenticated, Role};
 use sallyport_state::{AuditEvent, LoginOutcome};
 use serde::Deserialize;
 use tracing::warn;
 
 use crate::Portal;
+use crate::access::{AccessError, decide, visible_targets};
 use crate::auth::{CurrentUser, expired_cookie, same_origin, session_cookie, session_token};
 
 /// Escapes text for HTML element content and attribute values.
@@ -33,7 +34,7 @@ pub fn escape(text: &str) -> String {
     out
 }
 
-fn layout(
+pub fn layout(
     title: &str,
     user: Option<&Authenticated>,
     body: &str,
@@ -42,9 +43,14 @@ fn layout(
 ) -> Html<String> {
     let who = match user {
         Some(user) => format!(
-            r#"<span class="who">{} ({})</span><form method="post" action="/logout"><button type="submit" id="logout">Log out</button></form>"#,
+            r#"{nav}<span class="who">{} ({})</span><form method="post" action="/logout"><button type="submit" id="logout">Log out</button></form>"#,
             escape(&user.username),
-            user.role.as_str()
+            user.role.as_str(),
+            nav = match user.role {
+                Role::Admin => r#"<a href="/admin" style="color:inherit">Admin</a>"#,
+                Role::Auditor => r#"<a href="/admin/audit" style="color:inherit">Audit log</a>"#,
+                Role::User => "",
+            }
         ),
         None => String::new(),
     };
@@ -213,7 +219,8 @@ pub async fn logout(
     if !same_origin(&headers) {
         return forbidden_origin();
     }
-    portal.logins.remove(&user.token);
+    // Logging out ends everything this user has open, on every device.
+    portal.revoke_user(user.user.user_id, "you logged out");
     portal.broker.audit(AuditEvent {
         kind: "logout".into(),
         actor: Some(user.user.username.clone()),
@@ -288,13 +295,24 @@ pub async fn change_password(
     let id = user.user.user_id;
     match tokio::task::spawn_blocking(move || state.set_password(id, &form.new_password)).await {
         Ok(Ok(())) => {
+            // A new password ends every other login and every live session of this user; this browser
+            // gets a fresh login session.
+            portal.revoke_user(user.user.user_id, "your password was changed");
+            let Ok(token) = portal.logins.create(user.user.clone()) else {
+                return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness available")
+                    .into_response();
+            };
             portal.broker.audit(AuditEvent {
                 kind: "password_changed".into(),
                 actor: Some(user.user.username.clone()),
                 client_addr: Some(client.to_string()),
                 ..AuditEvent::default()
             });
-            Redirect::to("/targets").into_response()
+            (
+                [(header::SET_COOKIE, session_cookie(&token))],
+                Redirect::to("/targets"),
+            )
+                .into_response()
         }
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
@@ -306,7 +324,7 @@ pub async fn change_password(
 
 /// `GET /targets`.
 pub async fn targets(State(portal): State<Arc<Portal>>, user: CurrentUser) -> Response {
-    let targets = match portal.broker.state().targets() {
+    let targets = match visible_targets(&portal, &user.user) {
         Ok(targets) => targets,
         Err(error) => {
             warn!(%error, "could not list targets");
@@ -350,6 +368,29 @@ pub async fn connect_page(
         Ok(Some(target)) => target,
         _ => return not_found().await.into_response(),
     };
+    // The page is shown only to users the policy lets through; the WebSocket checks again.
+    match decide(&portal, &user.user, &target) {
+        Ok(_) => {}
+        Err(AccessError::Denied(denied)) => {
+            let body = format!(
+                r#"<h1>Not allowed</h1><p id="error" class="error">{}</p>"#,
+                escape(&denied.to_string())
+            );
+            return (
+                StatusCode::FORBIDDEN,
+                layout("Not allowed", Some(&user.user), &body, "", ""),
+            )
+                .into_response();
+        }
+        Err(AccessError::State(error)) => {
+            warn!(%error, "could not decide access");
+            return (
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "the access decision is unavailable",
+            )
+                .into_response();
+        }
+    }
     let body = format!(
         r#"<h1>{name} <small>{host}:{port}</small></h1>
 <form class="card" id="connect-form" autocomplete="off">

@@ -12,11 +12,11 @@ use sallyport_core::frames::{
     ClientMessage, FrameError, MAX_CONTROL_LEN, MAX_INPUT_LEN, ServerControl, parse_client_binary,
     parse_client_text,
 };
-use sallyport_core::policy::{Protocol, authorize};
 use sallyport_relay::{TerminalTransport, TransportClosed};
 use sallyport_state::AuditEvent;
 
 use crate::Portal;
+use crate::access::{AccessError, decide};
 use crate::auth::{CurrentUser, same_origin};
 
 /// `GET /ws/terminal/{target_id}`.
@@ -48,9 +48,17 @@ pub async fn terminal(
         Ok(Some(target)) => target,
         _ => return refuse(StatusCode::NOT_FOUND, "no such target"),
     };
-    let decision = match authorize(&user.user, &target.to_ref(), Protocol::Ssh) {
+    let decision = match decide(&portal, &user.user, &target) {
         Ok(decision) => decision,
-        Err(denied) => return refuse(StatusCode::FORBIDDEN, &format!("not allowed: {denied}")),
+        Err(AccessError::Denied(denied)) => {
+            return refuse(StatusCode::FORBIDDEN, &format!("not allowed: {denied}"));
+        }
+        Err(AccessError::State(error)) => {
+            return refuse(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                &format!("state database: {error}"),
+            );
+        }
     };
     let broker = portal.broker.clone();
     upgrade

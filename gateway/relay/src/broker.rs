@@ -4,6 +4,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use std::net::IpAddr;
+
 use sallyport_core::egress::EgressPolicy;
 use sallyport_core::errors::ErrorKind;
 use sallyport_core::frames::{ClientMessage, ConnectRequest, ServerControl};
@@ -14,6 +16,7 @@ use sallyport_recordings::{
 use sallyport_state::{AuditEvent, HostKeyPin, StateDb};
 use tracing::{Instrument, info, info_span, warn};
 
+use crate::live::{LiveHandle, LiveInfo, LiveSessions};
 use crate::resolve::{ResolveError, resolve_target};
 use crate::traits::{
     TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector,
@@ -53,34 +56,44 @@ impl Default for BrokerConfig {
 pub struct Broker {
     state: StateDb,
     recorder: Recorder,
-    egress: EgressPolicy,
+    own_addresses: Vec<IpAddr>,
     ssh: Arc<dyn TerminalConnector>,
     config: BrokerConfig,
+    live: LiveSessions,
 }
 
 /// How a relay loop ended.
 enum End {
     ClientClosed,
     TargetClosed,
+    Terminated(String),
     Failed(ErrorKind, String),
 }
 
 impl Broker {
-    /// A broker over the given state, recorder, egress rules and SSH connector.
+    /// A broker over the given state, recorder and SSH connector. `own_addresses` are never dialled;
+    /// the networks targets may live in are read from the state database at every connect, so an
+    /// admin's change applies to the next session.
     pub fn new(
         state: StateDb,
         recorder: Recorder,
-        egress: EgressPolicy,
+        own_addresses: Vec<IpAddr>,
         ssh: Arc<dyn TerminalConnector>,
         config: BrokerConfig,
     ) -> Self {
         Broker {
             state,
             recorder,
-            egress,
+            own_addresses,
             ssh,
             config,
+            live: LiveSessions::default(),
         }
+    }
+
+    /// The live sessions.
+    pub fn live(&self) -> &LiveSessions {
+        &self.live
     }
 
     /// The state database.
@@ -176,8 +189,13 @@ impl Broker {
                 Ok(None) | Err(_) => return Ok(()),
             };
         let target = decision.target();
+        let networks = match self.state.networks() {
+            Ok(networks) => networks.into_iter().map(|n| n.cidr).collect(),
+            Err(error) => return Err((ErrorKind::Internal, Some(error.to_string()))),
+        };
+        let egress = EgressPolicy::new(networks, self.own_addresses.clone());
         let addr = match resolve_target(
-            &self.egress,
+            &egress,
             &target.host,
             target.port,
             self.config.resolve_timeout,
@@ -236,6 +254,11 @@ impl Broker {
                 let (outcome, detail, result) = match end {
                     End::ClientClosed => (Outcome::Ended, "client closed".to_owned(), Ok(())),
                     End::TargetClosed => (Outcome::Ended, "target closed".to_owned(), Ok(())),
+                    End::Terminated(reason) => (
+                        Outcome::Terminated,
+                        format!("terminated: {reason}"),
+                        Err((ErrorKind::Terminated, Some(reason))),
+                    ),
                     End::Failed(kind, detail) => {
                         (Outcome::Failed, detail.clone(), Err((kind, Some(detail))))
                     }
@@ -366,7 +389,17 @@ impl Broker {
             End::ClientClosed
         } else {
             let _ = recording.record(Event::Marker("connected".into()));
-            relay(transport, channel.as_mut(), recording).await
+            let mut live = self.live.register(LiveInfo {
+                session_id: recording.id().to_owned(),
+                user_id: decision.user().user_id,
+                username: decision.user().username.clone(),
+                target: target.name.clone(),
+                client_addr,
+                started_at_ms: recording.started_at_ms(),
+                bytes_up: 0,
+                bytes_down: 0,
+            });
+            relay(transport, channel.as_mut(), recording, &mut live).await
         };
         channel.close().await;
         Ok(end)
@@ -395,9 +428,22 @@ async fn relay<T: TerminalTransport>(
     transport: &mut T,
     channel: &mut dyn TerminalChannel,
     recording: &SessionRecorder,
+    live: &mut LiveHandle,
 ) -> End {
     loop {
         tokio::select! {
+            changed = live.terminated.changed() => {
+                let reason = live.terminated.borrow().clone();
+                // The sender lives in the registry entry our handle removes, so `changed` fails only if
+                // the registry itself is gone; end the session rather than spin.
+                let reason = match (changed, reason) {
+                    (Ok(()), None) => continue,
+                    (Ok(()), Some(reason)) => reason,
+                    (Err(_), _) => "the gateway is shutting down".to_owned(),
+                };
+                let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
+                return End::Terminated(reason);
+            }
             message = transport.recv() => match message {
                 None => return End::ClientClosed,
                 Some(Err(error)) => return End::Failed(ErrorKind::BadRequest, error.to_string()),
@@ -408,6 +454,7 @@ async fn relay<T: TerminalTransport>(
                     if let Err(error) = channel.write(&data).await {
                         return End::Failed(error.kind, error.detail);
                     }
+                    live.counters.add_up(data.len());
                 }
                 Some(Ok(ClientMessage::Resize(size))) => {
                     if let Err(error) = record(recording, Event::Resize { cols: size.cols, rows: size.rows }).await {
@@ -429,6 +476,8 @@ async fn relay<T: TerminalTransport>(
                     if transport.send_output(&data).await.is_err() {
                         return End::ClientClosed;
                     }
+                    live.counters.add_down(data.len());
+                    live.publish(&data);
                 }
                 TargetEvent::Exit(status) => {
                     let _ = record(recording, Event::Marker(format!("exit status {status}"))).await;

@@ -11,10 +11,12 @@
 //! those depend on it.
 
 mod broker;
+mod live;
 mod resolve;
 mod traits;
 
 pub use broker::{Broker, BrokerConfig, now_ms};
+pub use live::{Counters, LiveHandle, LiveInfo, LiveSessions};
 pub use resolve::{ResolveError, resolve_target};
 pub use traits::{
     BoxFuture, TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector,

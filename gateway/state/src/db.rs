@@ -28,7 +28,8 @@ pub enum StateError {
 }
 
 /// Schema migrations, applied in order; `user_version` counts how many ran.
-const MIGRATIONS: &[&str] = &[r#"
+const MIGRATIONS: &[&str] = &[
+    r#"
     CREATE TABLE users (
         id INTEGER PRIMARY KEY,
         username TEXT NOT NULL UNIQUE,
@@ -69,7 +70,23 @@ const MIGRATIONS: &[&str] = &[r#"
         detail TEXT
     );
     CREATE INDEX audit_events_at ON audit_events(at_ms);
-"#];
+"#,
+    r#"
+    ALTER TABLE targets ADD COLUMN tags TEXT NOT NULL DEFAULT '';
+    CREATE TABLE user_groups (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        group_name TEXT NOT NULL,
+        PRIMARY KEY (user_id, group_name)
+    );
+    CREATE TABLE policies (
+        id INTEGER PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        subjects TEXT NOT NULL,
+        targets TEXT NOT NULL,
+        protocols TEXT NOT NULL
+    );
+"#,
+];
 
 /// A handle to the state database, cheap to clone and shareable between threads.
 #[derive(Clone)]
@@ -90,6 +107,8 @@ pub struct TargetRecord {
     pub port: u16,
     /// Protocol.
     pub protocol: Protocol,
+    /// Labels for policies.
+    pub tags: Vec<String>,
 }
 
 impl TargetRecord {
@@ -101,11 +120,12 @@ impl TargetRecord {
             host: self.host.clone(),
             port: self.port,
             protocol: self.protocol,
+            tags: self.tags.clone(),
         }
     }
 }
 
-/// A target declared in configuration.
+/// A target as declared in configuration or by an admin.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct TargetSpec {
     /// Display name, unique.
@@ -116,6 +136,25 @@ pub struct TargetSpec {
     pub port: u16,
     /// Protocol.
     pub protocol: Protocol,
+    /// Labels for policies.
+    pub tags: Vec<String>,
+}
+
+/// Tags are stored as one comma-separated column.
+pub(crate) fn join_tags(tags: &[String]) -> String {
+    tags.iter()
+        .map(|t| t.trim())
+        .filter(|t| !t.is_empty())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+pub(crate) fn split_tags(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// A network targets may live in.
@@ -238,10 +277,10 @@ impl StateDb {
         }
         for spec in targets {
             tx.execute(
-                "INSERT INTO targets (name, host, port, protocol, source) VALUES (?1, ?2, ?3, ?4, 'config')
+                "INSERT INTO targets (name, host, port, protocol, tags, source) VALUES (?1, ?2, ?3, ?4, ?5, 'config')
                  ON CONFLICT(name) DO UPDATE SET host = excluded.host, port = excluded.port,
-                    protocol = excluded.protocol, source = 'config'",
-                params![spec.name, spec.host, spec.port, spec.protocol.as_str()],
+                    protocol = excluded.protocol, tags = excluded.tags, source = 'config'",
+                params![spec.name, spec.host, spec.port, spec.protocol.as_str(), join_tags(&spec.tags)],
             )?;
         }
         tx.commit()?;
@@ -252,7 +291,7 @@ impl StateDb {
     pub fn targets(&self) -> Result<Vec<TargetRecord>, StateError> {
         let conn = self.lock();
         let mut stmt =
-            conn.prepare("SELECT id, name, host, port, protocol FROM targets ORDER BY name")?;
+            conn.prepare("SELECT id, name, host, port, protocol, tags FROM targets ORDER BY name")?;
         let rows = stmt.query_map([], target_from_row)?;
         let mut out = Vec::new();
         for row in rows {
@@ -266,7 +305,7 @@ impl StateDb {
         let conn = self.lock();
         let found = conn
             .query_row(
-                "SELECT id, name, host, port, protocol FROM targets WHERE id = ?1",
+                "SELECT id, name, host, port, protocol, tags FROM targets WHERE id = ?1",
                 [id],
                 target_from_row,
             )
@@ -328,6 +367,7 @@ fn target_from_row(row: &rusqlite::Row<'_>) -> rusqlite::Result<Result<TargetRec
             host: row.get(2)?,
             port: row.get(3)?,
             protocol,
+            tags: split_tags(&row.get::<_, String>(5)?),
         }),
         None => Err(StateError::Invalid(format!("target protocol {protocol}"))),
     })

@@ -5,10 +5,12 @@
 //! blocking thread by async callers. This crate never talks to the network and never stores a target
 //! credential: target passwords and keys pass through the gateway without touching this database.
 
+mod admin;
 mod audit;
 mod db;
 mod users;
 
+pub use admin::{AuditFilter, PinnedKey, PolicyRecord};
 pub use audit::{AuditEvent, AuditRecord};
 pub use db::{HostKeyPin, NetworkRecord, StateDb, StateError, TargetRecord, TargetSpec};
-pub use users::{LoginOutcome, UserRecord};
+pub use users::{LoginOutcome, UserRecord, random_password};

@@ -33,6 +33,19 @@ pub enum LoginOutcome {
     Failure,
 }
 
+/// A random password of 20 characters from an alphabet without look-alikes (about 116 bits), for
+/// one-time passwords that are shown once.
+pub fn random_password() -> Result<String, StateError> {
+    const ALPHABET: &[u8] = b"abcdefghijkmnopqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789";
+    let mut bytes = [0u8; 20];
+    getrandom::fill(&mut bytes).map_err(|e| StateError::Hash(format!("no randomness: {e}")))?;
+    // 256 is not a multiple of 57; the bias (under 2%) does not matter at this length.
+    Ok(bytes
+        .iter()
+        .map(|b| ALPHABET[*b as usize % ALPHABET.len()] as char)
+        .collect())
+}
+
 fn hash_password(password: &str) -> Result<String, StateError> {
     Argon2::default()
         .hash_password(password.as_bytes())
