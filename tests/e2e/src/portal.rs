@@ -50,6 +50,102 @@ pub async fn login_admin(gateway: &Gateway) -> Result<Client> {
     Ok(client)
 }
 
+/// Creates a portal user through the admin pages and returns the one-time password shown once.
+pub async fn create_user(
+    admin: &Client,
+    username: &str,
+    role: &str,
+    groups: &str,
+) -> Result<String> {
+    let origin = admin.origin();
+    let response = admin
+        .post_form(
+            "/admin/users",
+            &[("username", username), ("role", role), ("groups", groups)],
+            Some(&origin),
+        )
+        .await?;
+    let page = response.text();
+    if response.status != 200 {
+        bail!(
+            "creating {username} failed with {}: {page}",
+            response.status
+        );
+    }
+    let password = page
+        .split(r#"<code id="one-time-password">"#)
+        .nth(1)
+        .and_then(|rest| rest.split("</code>").next())
+        .with_context(|| format!("no one-time password on the page: {page}"))?;
+    Ok(password.to_owned())
+}
+
+/// Logs a user in with their one-time password and sets `new_password`, returning their client.
+pub async fn first_login(
+    gateway: &Gateway,
+    username: &str,
+    one_time: &str,
+    new_password: &str,
+) -> Result<Client> {
+    let client = gateway.client()?;
+    let origin = client.origin();
+    let response = client
+        .post_form(
+            "/login",
+            &[("username", username), ("password", one_time)],
+            Some(&origin),
+        )
+        .await?;
+    if response.status != 303 || response.location() != Some("/password") {
+        bail!(
+            "first login of {username} should go to /password, got {} {:?}: {}",
+            response.status,
+            response.location(),
+            response.text()
+        );
+    }
+    let response = client
+        .post_form(
+            "/password",
+            &[("new_password", new_password), ("repeat", new_password)],
+            Some(&origin),
+        )
+        .await?;
+    if response.status != 303 {
+        bail!(
+            "password change of {username} failed: {} {}",
+            response.status,
+            response.text()
+        );
+    }
+    Ok(client)
+}
+
+/// Adds a policy through the admin pages.
+pub async fn add_policy(admin: &Client, name: &str, subjects: &str, targets: &str) -> Result<()> {
+    let origin = admin.origin();
+    let response = admin
+        .post_form(
+            "/admin/policies",
+            &[
+                ("name", name),
+                ("subjects", subjects),
+                ("targets", targets),
+                ("protocols", "ssh"),
+            ],
+            Some(&origin),
+        )
+        .await?;
+    if response.status != 303 {
+        bail!(
+            "adding policy {name} failed: {} {}",
+            response.status,
+            response.text()
+        );
+    }
+    Ok(())
+}
+
 /// The id of the target called `name`, read from the target list page.
 pub async fn target_id(client: &Client, name: &str) -> Result<i64> {
     let page = client.get("/targets").await?.text();

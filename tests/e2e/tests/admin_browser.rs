@@ -1,0 +1,194 @@
+//! An admin in headless Chromium creates a user, a target and a policy; that user logs in and connects;
+//! the admin watches the session live, terminates it, and finds every step in the audit log.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use fantoccini::{Client as Driver, Locator};
+use sallyport_e2e::{
+    Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
+};
+use support::{ADMIN_PASSWORD, Terminal, first_login, target_id};
+
+async fn fill(driver: &Driver, css: &str, text: &str) -> Result<()> {
+    let element = driver
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .with_context(|| format!("no {css}"))?;
+    element.clear().await.ok();
+    element
+        .send_keys(text)
+        .await
+        .with_context(|| format!("typing into {css}"))?;
+    Ok(())
+}
+
+async fn click(driver: &Driver, css: &str) -> Result<()> {
+    let element = driver
+        .wait()
+        .at_most(Duration::from_secs(10))
+        .for_element(Locator::Css(css))
+        .await
+        .with_context(|| format!("no {css}"))?;
+    element
+        .click()
+        .await
+        .with_context(|| format!("clicking {css}"))?;
+    Ok(())
+}
+
+async fn wait_text(
+    driver: &Driver,
+    css: &str,
+    timeout: Duration,
+    check: impl Fn(&str) -> bool,
+) -> Result<String> {
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let text = match driver.find(Locator::Css(css)).await {
+            Ok(element) => element.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        };
+        if check(&text) {
+            return Ok(text);
+        }
+        if std::time::Instant::now() > deadline {
+            bail!("timed out waiting on {css}; it shows {text:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(150)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn admin_creates_user_target_policy_then_watches_and_terminates() -> Result<()> {
+    require_root()?;
+    let net = TargetNet::create("adm")?;
+    let account = ensure_test_user()?;
+    let _sshd = Sshd::start(&net, SshdOptions::default())?;
+    let gateway = Gateway::start(GatewayOptions::for_net(&net)).await?;
+    let browser = Browser::start().await?;
+    let driver = browser.client();
+    let result = scenario(driver, &gateway, &net, &account.name, &account.password).await;
+    if result.is_err() {
+        let shot =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin_browser-failure.png");
+        let _ = browser.screenshot(&shot).await;
+        eprintln!(
+            "screenshot: {}\ngateway stderr:\n{}",
+            shot.display(),
+            gateway.stderr()
+        );
+    }
+    result?;
+    browser.close().await?;
+    Ok(())
+}
+
+async fn scenario(
+    driver: &Driver,
+    gateway: &Gateway,
+    net: &TargetNet,
+    account: &str,
+    account_password: &str,
+) -> Result<()> {
+    let base = gateway.url();
+    let base = base.trim_end_matches('/');
+    driver.goto(base).await?;
+    fill(driver, "#username", "admin").await?;
+    fill(driver, "#password", &gateway.password()).await?;
+    click(driver, "#login").await?;
+    fill(driver, "#new_password", ADMIN_PASSWORD).await?;
+    fill(driver, "#repeat", ADMIN_PASSWORD).await?;
+    click(driver, "#save-password").await?;
+
+    // A user.
+    driver.goto(&format!("{base}/admin/users")).await?;
+    fill(driver, "#new-username", "dave").await?;
+    click(driver, "#create-user").await?;
+    let one_time = wait_text(driver, "#one-time-password", Duration::from_secs(10), |t| {
+        t.len() >= 12
+    })
+    .await?;
+
+    // A target with a tag, and a policy granting the tag to the user.
+    driver.goto(&format!("{base}/admin/targets")).await?;
+    fill(driver, "#target-name", "web").await?;
+    fill(driver, "#target-address", &net.ns_addr().to_string()).await?;
+    fill(driver, "#target-tags", "prod").await?;
+    click(driver, "#save-target").await?;
+    wait_text(driver, "#targets", Duration::from_secs(10), |t| {
+        t.contains("web")
+    })
+    .await?;
+    driver.goto(&format!("{base}/admin/policies")).await?;
+    fill(driver, "#policy-name", "dave-prod").await?;
+    fill(driver, "#policy-subjects", "user:dave").await?;
+    fill(driver, "#policy-targets", "tag:prod").await?;
+    click(driver, "#save-policy").await?;
+    wait_text(driver, "#policies", Duration::from_secs(10), |t| {
+        t.contains("dave-prod")
+    })
+    .await?;
+
+    // The user logs in and connects (from another client).
+    let dave = first_login(gateway, "dave", &one_time, "dave-password-1").await?;
+    let web = target_id(&dave, "web").await?;
+    let mut terminal = Terminal::open(&dave, web, account, account_password).await?;
+    terminal.expect_connected().await?;
+
+    // The admin sees the session live and watches it.
+    driver.goto(&format!("{base}/admin/sessions")).await?;
+    wait_text(driver, "#sessions", Duration::from_secs(10), |t| {
+        t.contains("dave")
+    })
+    .await?;
+    click(driver, r#"tr[data-user="dave"] a.watch"#).await?;
+    wait_text(driver, "#status", Duration::from_secs(10), |t| {
+        t.contains("Watching")
+    })
+    .await?;
+    terminal.type_text("echo watched-$((6*7))\r").await?;
+    wait_text(driver, ".xterm-rows", Duration::from_secs(10), |t| {
+        t.contains("watched-42")
+    })
+    .await?;
+
+    // And terminates it: the user is told why.
+    driver.goto(&format!("{base}/admin/sessions")).await?;
+    click(driver, r#"tr[data-user="dave"] button.terminate"#).await?;
+    let (kind, message) = terminal.expect_error().await?;
+    assert_eq!(kind, "terminated", "{message}");
+    assert!(
+        message.contains("terminated by administrator admin"),
+        "{message}"
+    );
+
+    // Every step is in the audit log.
+    driver.goto(&format!("{base}/admin/audit")).await?;
+    let log = wait_text(driver, "#audit", Duration::from_secs(10), |t| {
+        t.contains("terminate")
+    })
+    .await?;
+    for kind in [
+        "user_created",
+        "target_saved",
+        "policy_added",
+        "login",
+        "password_changed",
+        "connect",
+        "watch",
+        "terminate",
+        "disconnect",
+    ] {
+        assert!(log.contains(kind), "the audit log lacks {kind}:\n{log}");
+    }
+    assert!(
+        log.contains("dave"),
+        "the audit log does not name the user:\n{log}"
+    );
+    Ok(())
+}
