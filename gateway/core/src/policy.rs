@@ -344,7 +344,9 @@ mod tests {
             .unwrap_err(),
             PolicyDenied::RoleMayNotConnect("auditor")
         );
-        let cases: &[(&[&str], &[&str], &[&str], bool)] = &[
+        /// Subjects, target selectors, the user's groups, and whether access follows.
+        type Case<'a> = (&'a [&'a str], &'a [&'a str], &'a [&'a str], bool);
+        let cases: &[Case] = &[
             (&["user:u"], &["name:web"], &[], true),
             (&["user:someone-else"], &["name:web"], &[], false),
             (&["group:ops"], &["tag:prod"], &["ops"], true),

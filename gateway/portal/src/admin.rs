@@ -48,17 +48,15 @@ fn state_error(user: &CurrentUser, error: StateError) -> Response {
     error_page(user, status, &error.to_string())
 }
 
-/// Refuses state changes that did not come from the portal's own pages.
-pub(crate) fn check_origin(headers: &HeaderMap) -> Result<(), Response> {
-    if same_origin(headers) {
-        Ok(())
-    } else {
-        Err((
+/// The refusal for a state change that did not come from the portal's own pages, if it did not.
+pub(crate) fn refuse_foreign_origin(headers: &HeaderMap) -> Option<Response> {
+    (!same_origin(headers)).then(|| {
+        (
             StatusCode::FORBIDDEN,
             "request refused: it did not come from this portal's own pages",
         )
-            .into_response())
-    }
+            .into_response()
+    })
 }
 
 pub(crate) fn audit(
@@ -179,7 +177,7 @@ pub async fn create_user(
     AdminUser(admin): AdminUser,
     Form(form): Form<NewUser>,
 ) -> Response {
-    if let Err(refused) = check_origin(&headers) {
+    if let Some(refused) = refuse_foreign_origin(&headers) {
         return refused;
     }
     let Some(role) = Role::parse(&form.role) else {
@@ -256,7 +254,7 @@ pub async fn update_user(
     AdminUser(admin): AdminUser,
     Form(form): Form<UserUpdate>,
 ) -> Response {
-    if let Err(refused) = check_origin(&headers) {
+    if let Some(refused) = refuse_foreign_origin(&headers) {
         return refused;
     }
     let state = portal.broker.state();
@@ -309,7 +307,7 @@ pub async fn user_action(
     headers: HeaderMap,
     AdminUser(admin): AdminUser,
 ) -> Response {
-    if let Err(refused) = check_origin(&headers) {
+    if let Some(refused) = refuse_foreign_origin(&headers) {
         return refused;
     }
     let state = portal.broker.state();
@@ -443,7 +441,7 @@ pub async fn save_target(
     AdminUser(admin): AdminUser,
     Form(form): Form<TargetForm>,
 ) -> Response {
-    if let Err(refused) = check_origin(&headers) {
+    if let Some(refused) = refuse_foreign_origin(&headers) {
         return refused;
     }
     let name = form.name.trim();
@@ -492,7 +490,7 @@ pub async fn delete_target(
     headers: HeaderMap,
     AdminUser(admin): AdminUser,
 ) -> Response {
-    if let Err(refused) = check_origin(&headers) {
+    if let Some(refused) = refuse_foreign_origin(&headers) {
         return refused;
     }
     let state = portal.broker.state();
@@ -590,7 +588,7 @@ async fn change_network(
     form: &NetworkForm,
     action: &str,
 ) -> Response {
-    if let Err(refused) = check_origin(headers) {
+    if let Some(refused) = refuse_foreign_origin(headers) {
         return refused;
     }
     let Ok(cidr) = form.cidr.trim().parse::<ipnet::IpNet>() else {
@@ -714,7 +712,7 @@ pub async fn add_policy(
     AdminUser(admin): AdminUser,
     Form(form): Form<PolicyForm>,
 ) -> Response {
-    if let Err(refused) = check_origin(&headers) {
+    if let Some(refused) = refuse_foreign_origin(&headers) {
         return refused;
     }
     let policy = match parse_policy(&form) {
@@ -743,7 +741,7 @@ pub async fn delete_policy(
     headers: HeaderMap,
     AdminUser(admin): AdminUser,
 ) -> Response {
-    if let Err(refused) = check_origin(&headers) {
+    if let Some(refused) = refuse_foreign_origin(&headers) {
         return refused;
     }
     if let Err(error) = portal.broker.state().delete_policy(id) {
@@ -795,7 +793,7 @@ pub async fn forget_host_key(
     headers: HeaderMap,
     AdminUser(admin): AdminUser,
 ) -> Response {
-    if let Err(refused) = check_origin(&headers) {
+    if let Some(refused) = refuse_foreign_origin(&headers) {
         return refused;
     }
     let state = portal.broker.state();

@@ -12,7 +12,7 @@ use tokio::sync::broadcast::error::RecvError;
 
 use crate::Portal;
 use crate::access::AdminUser;
-use crate::admin::{audit, check_origin, page};
+use crate::admin::{audit, page, refuse_foreign_origin};
 use crate::pages::{escape, layout};
 
 /// `GET /admin/sessions`.
@@ -51,7 +51,7 @@ pub async fn terminate(
     headers: HeaderMap,
     AdminUser(admin): AdminUser,
 ) -> Response {
-    if let Err(refused) = check_origin(&headers) {
+    if let Some(refused) = refuse_foreign_origin(&headers) {
         return refused;
     }
     let reason = format!("terminated by administrator {}", admin.user.username);
@@ -103,7 +103,7 @@ pub async fn watch_socket(
     AdminUser(admin): AdminUser,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if let Err(refused) = check_origin(&headers) {
+    if let Some(refused) = refuse_foreign_origin(&headers) {
         return refused;
     }
     let Some((info, output)) = portal.broker.live().watch(&session_id) else {
