@@ -8,10 +8,12 @@
 //! - [`policy`]: the [`policy::Authenticated`] → [`policy::Authorized`] proof values a connect requires.
 //! - [`frames`]: the browser ↔ gateway terminal WebSocket protocol.
 //! - [`errors`]: the plain-words errors a user sees.
+//! - [`mfa`]: TOTP codes and recovery codes.
 
 pub mod egress;
 pub mod errors;
 pub mod frames;
+pub mod mfa;
 pub mod policy;
 pub mod throttle;
 

@@ -86,6 +86,12 @@ const MIGRATIONS: &[&str] = &[
         protocols TEXT NOT NULL
     );
 "#,
+    r#"
+    ALTER TABLE users ADD COLUMN totp_secret BLOB;
+    ALTER TABLE users ADD COLUMN totp_last_step INTEGER;
+    ALTER TABLE users ADD COLUMN recovery_codes TEXT NOT NULL DEFAULT '';
+    CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+"#,
 ];
 
 /// A handle to the state database, cheap to clone and shareable between threads.

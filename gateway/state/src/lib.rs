@@ -8,9 +8,11 @@
 mod admin;
 mod audit;
 mod db;
+mod mfa;
 mod users;
 
 pub use admin::{AuditFilter, PinnedKey, PolicyRecord};
 pub use audit::{AuditEvent, AuditRecord};
 pub use db::{HostKeyPin, NetworkRecord, StateDb, StateError, TargetRecord, TargetSpec};
+pub use mfa::TotpState;
 pub use users::{LoginOutcome, UserRecord, random_password};
