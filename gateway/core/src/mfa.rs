@@ -35,6 +35,13 @@ pub fn secret_base32(secret: &[u8]) -> String {
     Secret::from(secret).to_base32()
 }
 
+/// Decodes a base32 secret as [`secret_base32`] writes it (and as apps export it).
+pub fn secret_from_base32(text: &str) -> Option<Vec<u8>> {
+    Secret::try_from_base32(text.trim())
+        .ok()
+        .map(|secret| secret.as_ref().to_vec())
+}
+
 /// The code for the step containing `unix_seconds`.
 pub fn code_at(secret: &[u8], unix_seconds: u64) -> Option<String> {
     totp(secret, "code").map(|t| t.generate(unix_seconds).to_string())
@@ -132,6 +139,11 @@ mod tests {
             "{url}"
         );
         assert_eq!(secret_base32(SECRET), "GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ");
+        assert_eq!(
+            secret_from_base32("GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ").as_deref(),
+            Some(&SECRET[..])
+        );
+        assert_eq!(secret_from_base32("not base32!"), None);
         let code = recovery_code(&[0xff; 10]);
         assert_eq!(code.len(), 16 + 3);
         assert_eq!(

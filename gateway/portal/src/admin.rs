@@ -19,7 +19,7 @@ use crate::access::{AdminUser, ReviewerUser};
 use crate::auth::{CurrentUser, same_origin};
 use crate::pages::{escape, layout};
 
-const NAV: &str = r#"<nav class="admin-nav"><a href="/admin/users">Users</a> · <a href="/admin/targets">Targets</a> · <a href="/admin/networks">Networks</a> · <a href="/admin/policies">Policies</a> · <a href="/admin/hostkeys">Host keys</a> · <a href="/admin/sessions">Live sessions</a> · <a href="/admin/audit">Audit log</a></nav>"#;
+const NAV: &str = r#"<nav class="admin-nav"><a href="/admin/users">Users</a> · <a href="/admin/targets">Targets</a> · <a href="/admin/networks">Networks</a> · <a href="/admin/policies">Policies</a> · <a href="/admin/hostkeys">Host keys</a> · <a href="/admin/mfa">MFA</a> · <a href="/admin/sessions">Live sessions</a> · <a href="/admin/audit">Audit log</a></nav>"#;
 
 pub(crate) fn page(title: &str, user: &CurrentUser, body: &str) -> Response {
     layout(
@@ -106,6 +106,11 @@ pub async fn users(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUse
     let mut rows = String::new();
     for user in &users {
         let groups = state.user_groups(user.id).unwrap_or_default().join(", ");
+        let mfa = if matches!(state.totp(user.id), Ok(Some(_))) {
+            "on"
+        } else {
+            "off"
+        };
         let status = match (user.disabled, user.must_change_password) {
             (true, _) => "disabled",
             (false, true) => "one-time password",
@@ -118,7 +123,7 @@ pub async fn users(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUse
             )
         };
         rows.push_str(&format!(
-            r#"<tr data-user="{name}"><td>{name}</td><td>{role}</td><td>{groups}</td><td class="status">{status}</td><td>{toggle}{reset}{delete}
+            r#"<tr data-user="{name}"><td>{name}</td><td>{role}</td><td>{groups}</td><td class="status">{status}</td><td class="mfa">{mfa}</td><td>{toggle}{reset}{reset_mfa}{delete}
 <form method="post" action="/admin/users/{id}/update" class="inline"><select name="role">{options}</select><input name="groups" value="{groups}" placeholder="groups" size="12"><button type="submit" data-action="update">Save</button></form></td></tr>"#,
             name = escape(&user.username),
             role = user.role.as_str(),
@@ -126,12 +131,13 @@ pub async fn users(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUse
             id = user.id,
             toggle = if user.disabled { action("enable", "Enable") } else { action("disable", "Disable") },
             reset = action("reset-password", "Reset password"),
+            reset_mfa = action("reset-mfa", "Reset MFA"),
             delete = action("delete", "Delete"),
             options = role_options(user.role),
         ));
     }
     let body = format!(
-        r#"<table id="users"><thead><tr><th>User</th><th>Role</th><th>Groups</th><th>Status</th><th>Actions</th></tr></thead><tbody>{rows}</tbody></table>
+        r#"<table id="users"><thead><tr><th>User</th><th>Role</th><th>Groups</th><th>Status</th><th>MFA</th><th>Actions</th></tr></thead><tbody>{rows}</tbody></table>
 <h2>Add a user</h2><form class="card" method="post" action="/admin/users" id="add-user">
 <label>Username <input name="username" id="new-username" required pattern="[A-Za-z0-9._-]{{1,64}}"></label>
 <label>Role <select name="role" id="new-role">{options}</select></label>
@@ -329,6 +335,13 @@ pub async fn user_action(
             None
         }),
         "enable" => state.set_disabled(id, false).map(|()| None),
+        "reset-mfa" => state.reset_totp(id).map(|()| {
+            portal.revoke_user(
+                id,
+                "your two-factor authentication was reset by an administrator",
+            );
+            None
+        }),
         "delete" => state.delete_user(id).map(|()| {
             portal.revoke_user(id, "your account was deleted by an administrator");
             None
@@ -889,4 +902,79 @@ pub async fn audit_log(
         )
         .into_response()
     }
+}
+
+// ---- MFA requirement ------------------------------------------------------------------------------
+
+/// `GET /admin/mfa`: which roles must use two-factor authentication.
+pub async fn mfa_settings(
+    State(portal): State<Arc<Portal>>,
+    AdminUser(admin): AdminUser,
+) -> Response {
+    let required = match portal.broker.state().mfa_required_roles() {
+        Ok(roles) => roles,
+        Err(error) => return state_error(&admin, error),
+    };
+    let boxes: String = [Role::Admin, Role::Auditor, Role::User]
+        .iter()
+        .map(|role| {
+            let checked = if required.contains(role) { " checked" } else { "" };
+            format!(r#"<label><input type="checkbox" name="{0}" value="on" id="require-{0}"{checked}> {0}</label>"#, role.as_str())
+        })
+        .collect();
+    let body = format!(
+        r#"<p>Users of the checked roles must set up an authenticator app before they can do anything else.</p>
+<form class="card" method="post" action="/admin/mfa">{boxes}<button type="submit" id="save-mfa">Save</button></form>"#
+    );
+    page("Two-factor authentication", &admin, &body)
+}
+
+/// The MFA settings form: a checkbox per role.
+#[derive(Deserialize, Default)]
+pub struct MfaForm {
+    #[serde(default)]
+    admin: Option<String>,
+    #[serde(default)]
+    auditor: Option<String>,
+    #[serde(default)]
+    user: Option<String>,
+}
+
+/// `POST /admin/mfa`.
+pub async fn save_mfa_settings(
+    State(portal): State<Arc<Portal>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    AdminUser(admin): AdminUser,
+    Form(form): Form<MfaForm>,
+) -> Response {
+    if let Some(refused) = refuse_foreign_origin(&headers) {
+        return refused;
+    }
+    let roles: Vec<Role> = [
+        (Role::Admin, &form.admin),
+        (Role::Auditor, &form.auditor),
+        (Role::User, &form.user),
+    ]
+    .into_iter()
+    .filter(|(_, on)| on.is_some())
+    .map(|(role, _)| role)
+    .collect();
+    if let Err(error) = portal.broker.state().set_mfa_required_roles(&roles) {
+        return state_error(&admin, error);
+    }
+    let names = roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",");
+    audit(
+        &portal,
+        &admin,
+        client,
+        "mfa_requirement_changed",
+        None,
+        format!("required for: {names}"),
+    );
+    Redirect::to("/admin/mfa").into_response()
 }

@@ -168,6 +168,17 @@ impl FromRequestParts<Arc<Portal>> for CurrentUser {
         if stored.must_change_password && path != "/password" && path != "/logout" {
             return Err(Redirect::to("/password").into_response());
         }
+        // Roles that must use MFA reach nothing but enrollment (and logout) until they have it.
+        if !matches!(path, "/password" | "/logout" | "/account/mfa") {
+            let state = portal.broker.state();
+            let required = state
+                .mfa_required_roles()
+                .map(|roles| roles.contains(&stored.role))
+                .unwrap_or(true);
+            if required && !matches!(state.totp(stored.id), Ok(Some(_))) {
+                return Err(Redirect::to("/account/mfa").into_response());
+            }
+        }
         let user = Authenticated {
             user_id: stored.id,
             username: stored.username,

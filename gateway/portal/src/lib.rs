@@ -10,6 +10,7 @@ mod access;
 mod admin;
 mod assets;
 mod auth;
+mod mfa;
 mod pages;
 mod server;
 mod watch;
@@ -78,6 +79,8 @@ pub struct Portal {
     /// Login failures by source and username; `now` for it is the time since `started`.
     throttle: Mutex<LoginThrottle>,
     started: Instant,
+    /// Logins between their two factors, and enrollments in progress.
+    mfa: mfa::MfaState,
 }
 
 impl Portal {
@@ -89,8 +92,20 @@ impl Portal {
             logins,
             throttle: Mutex::new(LoginThrottle::new(config.login_throttle.clone())),
             started: Instant::now(),
+            mfa: mfa::MfaState::default(),
             config,
         })
+    }
+
+    /// Counts a failed second factor like a failed password, so codes cannot be guessed faster than
+    /// passwords.
+    pub(crate) fn record_login_failure(&self, client: std::net::SocketAddr, username: &str) {
+        let now = self.started.elapsed();
+        let mut throttle = self
+            .throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let _ = throttle.record_failure(client.ip(), username, now);
     }
 
     /// Ends everything a user has open: login sessions and live terminal sessions (logout, password
@@ -106,6 +121,12 @@ impl Portal {
             .route("/", get(pages::home))
             .route("/login", get(pages::login_form).post(pages::login))
             .route("/logout", post(pages::logout))
+            .route("/login/mfa", get(mfa::code_form).post(mfa::verify_code))
+            .route("/account/mfa", get(mfa::account_page).post(mfa::enroll))
+            .route(
+                "/admin/mfa",
+                get(admin::mfa_settings).post(admin::save_mfa_settings),
+            )
             .route(
                 "/password",
                 get(pages::password_form).post(pages::change_password),

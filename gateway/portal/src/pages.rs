@@ -10,9 +10,10 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use sallyport_core::policy::{Authenticated, Role};
+use sallyport_core::throttle::{LockEvent, Verdict};
 use sallyport_state::{AuditEvent, LoginOutcome};
 use serde::Deserialize;
-use tracing::warn;
+use tracing::{debug, warn};
 
 use crate::Portal;
 use crate::access::{AccessError, decide, visible_targets};
@@ -43,7 +44,7 @@ pub fn layout(
 ) -> Html<String> {
     let who = match user {
         Some(user) => format!(
-            r#"{nav}<span class="who">{} ({})</span><form method="post" action="/logout"><button type="submit" id="logout">Log out</button></form>"#,
+            r#"{nav}<a href="/account/mfa" style="color:inherit">Security</a><span class="who">{} ({})</span><form method="post" action="/logout"><button type="submit" id="logout">Log out</button></form>"#,
             escape(&user.username),
             user.role.as_str(),
             nav = match user.role {
@@ -136,6 +137,11 @@ pub struct LoginForm {
 }
 
 /// `POST /login`.
+///
+/// The login throttle is asked first: a source that is backing off, or a username that is locked,
+/// gets 429 with `Retry-After` before the password is looked at. A locked username that does not exist
+/// gets the very same answer as one that does (the throttle tracks both alike), so neither the answer
+/// nor its timing tells which users exist.
 pub async fn login(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
@@ -144,6 +150,36 @@ pub async fn login(
 ) -> Response {
     if !same_origin(&headers) {
         return forbidden_origin();
+    }
+    let throttle = || {
+        portal
+            .throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    };
+    let now = portal.started.elapsed();
+    let wait = match throttle().check(client.ip(), &form.username, now) {
+        Verdict::Allow => None,
+        Verdict::Wait { retry_after } => Some(retry_after),
+        Verdict::UserLocked { until } => Some(until.saturating_sub(now)),
+    };
+    if let Some(wait) = wait {
+        // Whole seconds, rounded up, so that a client honouring Retry-After is not refused again.
+        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        let when = if seconds < 120 {
+            format!("{seconds} seconds")
+        } else {
+            format!("{} minutes", seconds.div_ceil(60))
+        };
+        debug!(client_addr = %client, retry_after = seconds, "login refused: too many failures");
+        return (
+            StatusCode::TOO_MANY_REQUESTS,
+            [(header::RETRY_AFTER, seconds.to_string())],
+            login_page(Some(&format!(
+                "Too many failed logins. Try again in {when}."
+            ))),
+        )
+            .into_response();
     }
     let state = portal.broker.state().clone();
     let username = form.username.clone();
@@ -161,29 +197,26 @@ pub async fn login(
     };
     match outcome {
         Ok(Ok(LoginOutcome::Success(user))) => {
-            let authenticated = Authenticated {
-                user_id: user.id,
-                username: user.username.clone(),
-                role: user.role,
-            };
-            let Ok(token) = portal.logins.create(authenticated) else {
-                return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness available")
-                    .into_response();
-            };
-            audit("login", None);
-            let next = if user.must_change_password {
-                "/password"
-            } else {
-                "/targets"
-            };
-            (
-                [(header::SET_COOKIE, session_cookie(&token))],
-                Redirect::to(next),
-            )
-                .into_response()
+            throttle().record_success(client.ip(), &username, portal.started.elapsed());
+            crate::mfa::password_accepted(&portal, user, client)
         }
         Ok(Ok(LoginOutcome::Failure)) => {
             audit("login_failed", None);
+            let failed_at = portal.started.elapsed();
+            let lockouts = throttle().record_failure(client.ip(), &username, failed_at);
+            for lockout in lockouts {
+                let detail = match lockout {
+                    LockEvent::Source { source, wait, .. } => format!(
+                        "source {source} must wait {} s after repeated failed logins",
+                        wait.as_secs_f64()
+                    ),
+                    LockEvent::User { until, .. } => format!(
+                        "username locked for {} s after repeated failed logins",
+                        until.saturating_sub(failed_at).as_secs()
+                    ),
+                };
+                audit("lockout", Some(detail));
+            }
             (
                 StatusCode::UNAUTHORIZED,
                 login_page(Some("Wrong username or password.")),

@@ -207,21 +207,22 @@ pub async fn serve(
                 Ok(Err(error)) => return debug!(%client, %error, "tls handshake failed"),
                 Err(_) => return debug!(%client, "tls handshake timed out"),
             };
-            let service = hyper::service::service_fn(move |mut request| {
-                request
-                    .extensions_mut()
-                    .insert(ConnectInfo::<SocketAddr>(client));
-                let answer = router.clone().oneshot::<hyper::Request<Incoming>>(request);
-                async move {
-                    match tokio::time::timeout(request_timeout, answer).await {
-                        Ok(answer) => answer,
-                        Err(_) => {
-                            debug!(%client, "request timed out");
-                            Ok(request_timed_out())
+            let service =
+                hyper::service::service_fn(move |mut request: hyper::Request<Incoming>| {
+                    request
+                        .extensions_mut()
+                        .insert(ConnectInfo::<SocketAddr>(client));
+                    let answer = router.clone().oneshot(request);
+                    async move {
+                        match tokio::time::timeout(request_timeout, answer).await {
+                            Ok(answer) => answer,
+                            Err(_) => {
+                                debug!(%client, "request timed out");
+                                Ok(request_timed_out())
+                            }
                         }
                     }
-                }
-            });
+                });
             if let Err(error) = http
                 .serve_connection(TokioIo::new(tls), service)
                 .with_upgrades()
@@ -274,7 +275,7 @@ mod tests {
         drop(b1);
         let _d1 = limits.try_acquire(ip("192.0.2.4")).unwrap();
         drop(a2);
-        assert_eq!(limits.counts(ip("192.0.2.1")), (1, 5));
+        assert_eq!(limits.counts(ip("192.0.2.1")), (1, 4));
     }
 
     #[test]

@@ -1,0 +1,400 @@
+//! Multi-factor login: the second step after a correct password for users with TOTP, enrollment with a
+//! QR code and recovery codes, and the per-role requirement that sends users to enroll.
+//!
+//! Between the two steps the browser holds only a short-lived, single-purpose cookie; the login session
+//! exists only once both factors passed. Wrong codes count as failed logins for the throttle.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use axum::Form;
+use axum::extract::{ConnectInfo, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use sallyport_core::mfa;
+use sallyport_core::policy::Authenticated;
+use sallyport_state::{AuditEvent, UserRecord};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use tracing::warn;
+
+use crate::Portal;
+use crate::auth::{CurrentUser, same_origin, session_cookie};
+use crate::pages::{escape, layout};
+
+/// The cookie that carries a login between its password and its code.
+const PENDING_COOKIE: &str = "__Host-sallyport-mfa";
+/// How long the second step may take.
+const PENDING_TTL: Duration = Duration::from_secs(300);
+/// Codes one pending login may try.
+const PENDING_ATTEMPTS: u8 = 5;
+/// Bound on pending logins and enrollments kept at once.
+const MAX_PENDING: usize = 10_000;
+
+struct Pending {
+    user: Authenticated,
+    must_change_password: bool,
+    created: Instant,
+    attempts: u8,
+}
+
+/// Logins waiting for their second factor, and enrollments waiting for their first code.
+#[derive(Default)]
+pub struct MfaState {
+    pending: Mutex<HashMap<[u8; 32], Pending>>,
+    enrollments: Mutex<HashMap<i64, ([u8; mfa::SECRET_LEN], Instant)>>,
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+fn key(token: &str) -> [u8; 32] {
+    Sha256::digest(token.as_bytes()).into()
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn random<const N: usize>() -> Option<[u8; N]> {
+    let mut bytes = [0u8; N];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(bytes)
+}
+
+fn pending_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == PENDING_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+fn audit(portal: &Portal, kind: &str, username: &str, client: SocketAddr, detail: Option<String>) {
+    portal.broker.audit(AuditEvent {
+        kind: kind.into(),
+        actor: Some(username.to_owned()),
+        client_addr: Some(client.to_string()),
+        detail,
+        ..AuditEvent::default()
+    });
+}
+
+fn internal(message: &str) -> Response {
+    (StatusCode::INTERNAL_SERVER_ERROR, message.to_owned()).into_response()
+}
+
+/// Starts the login session (both factors done) and sends the user on.
+fn start_session(
+    portal: &Portal,
+    user: Authenticated,
+    must_change_password: bool,
+    client: SocketAddr,
+    detail: Option<String>,
+) -> Response {
+    let username = user.username.clone();
+    let Ok(token) = portal.logins.create(user) else {
+        return internal("no randomness available");
+    };
+    audit(portal, "login", &username, client, detail);
+    let next = if must_change_password {
+        "/password"
+    } else {
+        "/targets"
+    };
+    (
+        [(header::SET_COOKIE, session_cookie(&token))],
+        Redirect::to(next),
+    )
+        .into_response()
+}
+
+/// Called when the password was right: straight in, or on to the code for users with TOTP.
+pub fn password_accepted(portal: &Portal, user: UserRecord, client: SocketAddr) -> Response {
+    let authenticated = Authenticated {
+        user_id: user.id,
+        username: user.username.clone(),
+        role: user.role,
+    };
+    match portal.broker.state().totp(user.id) {
+        Ok(None) => start_session(
+            portal,
+            authenticated,
+            user.must_change_password,
+            client,
+            None,
+        ),
+        Ok(Some(_)) => {
+            let Some(bytes) = random::<32>() else {
+                return internal("no randomness available");
+            };
+            let token = hex::encode(bytes);
+            let mut pending = lock(&portal.mfa.pending);
+            pending.retain(|_, p| p.created.elapsed() < PENDING_TTL);
+            if pending.len() >= MAX_PENDING {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "too many logins in progress; try again shortly",
+                )
+                    .into_response();
+            }
+            pending.insert(
+                key(&token),
+                Pending {
+                    user: authenticated,
+                    must_change_password: user.must_change_password,
+                    created: Instant::now(),
+                    attempts: 0,
+                },
+            );
+            drop(pending);
+            audit(
+                portal,
+                "login_password_ok",
+                &user.username,
+                client,
+                Some("waiting for the second factor".into()),
+            );
+            let cookie = format!(
+                "{PENDING_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+                PENDING_TTL.as_secs()
+            );
+            ([(header::SET_COOKIE, cookie)], Redirect::to("/login/mfa")).into_response()
+        }
+        Err(error) => {
+            warn!(%error, "could not read the user's MFA state");
+            internal("the login could not be checked; try again")
+        }
+    }
+}
+
+fn code_page(error: Option<&str>) -> axum::response::Html<String> {
+    let error = error
+        .map(|e| format!(r#"<p class="error" id="error">{}</p>"#, escape(e)))
+        .unwrap_or_default();
+    layout(
+        "Second factor",
+        None,
+        &format!(
+            r#"<h1>Enter your code</h1>{error}
+<form class="card" method="post" action="/login/mfa">
+<label>The 6-digit code from your authenticator app, or a recovery code <input name="code" id="mfa-code" autocomplete="one-time-code" required autofocus></label>
+<button type="submit" id="verify-code">Continue</button></form>"#
+        ),
+        "",
+        "",
+    )
+}
+
+/// `GET /login/mfa`.
+pub async fn code_form() -> axum::response::Html<String> {
+    code_page(None)
+}
+
+/// The code form.
+#[derive(Deserialize)]
+pub struct CodeForm {
+    code: String,
+}
+
+/// `POST /login/mfa`.
+pub async fn verify_code(
+    State(portal): State<Arc<Portal>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "request refused: it did not come from this portal's own pages",
+        )
+            .into_response();
+    }
+    let expired = || (StatusCode::UNAUTHORIZED, Redirect::to("/login")).into_response();
+    let Some(token) = pending_token(&headers) else {
+        return expired();
+    };
+    let (user, must_change) = {
+        let mut pending = lock(&portal.mfa.pending);
+        let Some(entry) = pending.get_mut(&key(&token)) else {
+            return expired();
+        };
+        if entry.created.elapsed() >= PENDING_TTL || entry.attempts >= PENDING_ATTEMPTS {
+            pending.remove(&key(&token));
+            return expired();
+        }
+        entry.attempts += 1;
+        (entry.user.clone(), entry.must_change_password)
+    };
+    let state = portal.broker.state();
+    let accepted = match state.totp(user.user_id) {
+        Ok(Some(totp)) => {
+            match mfa::verify(&totp.secret, &form.code, unix_seconds(), totp.last_step) {
+                Some(step) => state
+                    .accept_totp_step(user.user_id, step)
+                    .unwrap_or(false)
+                    .then_some("totp"),
+                None => state
+                    .use_recovery_code(user.user_id, &mfa::normalize_recovery_code(&form.code))
+                    .unwrap_or(false)
+                    .then_some("recovery code"),
+            }
+        }
+        _ => None,
+    };
+    match accepted {
+        Some(method) => {
+            lock(&portal.mfa.pending).remove(&key(&token));
+            if method == "recovery code" {
+                audit(&portal, "recovery_code_used", &user.username, client, None);
+            }
+            let mut response = start_session(
+                &portal,
+                user,
+                must_change,
+                client,
+                Some(format!("second factor: {method}")),
+            );
+            if let Ok(expire) =
+                format!("{PENDING_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
+                    .parse()
+            {
+                response.headers_mut().append(header::SET_COOKIE, expire);
+            }
+            response
+        }
+        None => {
+            audit(&portal, "mfa_failed", &user.username, client, None);
+            portal.record_login_failure(client, &user.username);
+            (
+                StatusCode::UNAUTHORIZED,
+                code_page(Some("That code is not valid.")),
+            )
+                .into_response()
+        }
+    }
+}
+
+/// `GET /account/mfa`: enrollment (QR code and secret) or the current state.
+pub async fn account_page(State(portal): State<Arc<Portal>>, user: CurrentUser) -> Response {
+    let enrolled = match portal.broker.state().totp(user.user.user_id) {
+        Ok(totp) => totp.is_some(),
+        Err(_) => return internal("the MFA state is unavailable"),
+    };
+    if enrolled {
+        let body = r#"<h1>Two-factor authentication</h1><p id="mfa-status">Your account uses an authenticator app. If you lose it, use a recovery code or ask an administrator to reset your MFA.</p>"#;
+        return layout("Two-factor authentication", Some(&user.user), body, "", "").into_response();
+    }
+    let Some(secret) = random::<{ mfa::SECRET_LEN }>() else {
+        return internal("no randomness available");
+    };
+    {
+        let mut enrollments = lock(&portal.mfa.enrollments);
+        enrollments.retain(|_, (_, created)| created.elapsed() < PENDING_TTL);
+        if enrollments.len() >= MAX_PENDING {
+            return (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "too many enrollments in progress; try again shortly",
+            )
+                .into_response();
+        }
+        enrollments.insert(user.user.user_id, (secret, Instant::now()));
+    }
+    let Some(url) = mfa::enrollment_url(&secret, &user.user.username) else {
+        return internal("could not make the enrollment link");
+    };
+    let qr = match qrcode::QrCode::new(url.as_bytes()) {
+        Ok(code) => code
+            .render::<qrcode::render::svg::Color<'_>>()
+            .min_dimensions(220, 220)
+            .build(),
+        Err(_) => return internal("could not draw the QR code"),
+    };
+    let qr = qr
+        .split_once("?>")
+        .map(|(_, svg)| svg.to_owned())
+        .unwrap_or(qr);
+    let body = format!(
+        r#"<h1>Set up two-factor authentication</h1>
+<p>Scan this code with an authenticator app (or type the secret), then enter the 6-digit code it shows.</p>
+<div id="qr">{qr}</div><p>Secret: <code id="totp-secret">{secret}</code></p>
+<form class="card" method="post" action="/account/mfa"><label>Code <input name="code" id="totp-code" autocomplete="one-time-code" required></label>
+<button type="submit" id="enable-mfa">Turn on</button></form>"#,
+        secret = mfa::secret_base32(&secret)
+    );
+    layout("Two-factor authentication", Some(&user.user), &body, "", "").into_response()
+}
+
+/// `POST /account/mfa`: confirms enrollment with a first code and shows the recovery codes once.
+pub async fn enroll(
+    State(portal): State<Arc<Portal>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    user: CurrentUser,
+    Form(form): Form<CodeForm>,
+) -> Response {
+    if !same_origin(&headers) {
+        return (
+            StatusCode::FORBIDDEN,
+            "request refused: it did not come from this portal's own pages",
+        )
+            .into_response();
+    }
+    let Some((secret, _)) = lock(&portal.mfa.enrollments)
+        .get(&user.user.user_id)
+        .copied()
+    else {
+        return Redirect::to("/account/mfa").into_response();
+    };
+    let Some(step) = mfa::verify(&secret, &form.code, unix_seconds(), None) else {
+        let body = r#"<h1>Not turned on</h1><p class="error" id="error">That code does not match. Scan the QR code again and use the newest code.</p><p><a href="/account/mfa">Try again</a></p>"#;
+        return (
+            StatusCode::BAD_REQUEST,
+            layout("Two-factor authentication", Some(&user.user), body, "", ""),
+        )
+            .into_response();
+    };
+    let mut codes = Vec::with_capacity(10);
+    for _ in 0..10 {
+        let Some(bytes) = random::<10>() else {
+            return internal("no randomness available");
+        };
+        codes.push(mfa::recovery_code(&bytes));
+    }
+    let normalized: Vec<String> = codes
+        .iter()
+        .map(|c| mfa::normalize_recovery_code(c))
+        .collect();
+    if let Err(error) =
+        portal
+            .broker
+            .state()
+            .enable_totp(user.user.user_id, &secret, step, &normalized)
+    {
+        warn!(%error, "could not store the TOTP secret");
+        return internal("two-factor authentication could not be turned on");
+    }
+    lock(&portal.mfa.enrollments).remove(&user.user.user_id);
+    audit(&portal, "mfa_enrolled", &user.user.username, client, None);
+    let list: String = codes
+        .iter()
+        .map(|c| format!("<li><code>{c}</code></li>"))
+        .collect();
+    let body = format!(
+        r#"<h1>Two-factor authentication is on</h1><p>Keep these recovery codes somewhere safe. Each works once, instead of a code, if you lose your authenticator. They are shown only now.</p>
+<ol id="recovery-codes">{list}</ol><p><a href="/targets" id="continue">Continue</a></p>"#
+    );
+    layout("Two-factor authentication", Some(&user.user), &body, "", "").into_response()
+}
