@@ -3,16 +3,20 @@
 use std::borrow::Cow;
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
-use russh::client::{self, AuthResult, Handle, KeyboardInteractiveAuthResponse};
+use russh::client::{
+    self, AuthResult, ChannelOpenHandle, DisconnectReason, Handle, KeyboardInteractiveAuthResponse,
+    Msg, Session,
+};
 use russh::keys::{Algorithm, EcdsaCurve, HashAlg, PrivateKey, PrivateKeyWithHashAlg};
-use russh::{ChannelMsg, MethodKind, Preferred, Pty, SshId};
+use russh::{Channel, ChannelMsg, ChannelOpenFailure, MethodKind, Preferred, Pty, SshId};
 use tokio::net::TcpStream;
 
 use crate::credential::{Credential, decode_private_key};
-use crate::error::SshError;
+use crate::error::{SshError, seconds};
 use crate::host_key::HostKey;
 use crate::session::{SocketGuard, TerminalSession};
 
@@ -59,6 +63,8 @@ const MAXIMUM_PACKET_SIZE: u32 = 32 * 1024;
 const CHANNEL_BUFFER_SIZE: usize = 16;
 /// Keyboard-interactive rounds we answer before giving up on a target that keeps asking.
 const MAX_KEYBOARD_INTERACTIVE_ROUNDS: usize = 8;
+/// Most prompts in one keyboard-interactive round we answer (each answer is the password): PAM asks one or two.
+const MAX_KEYBOARD_INTERACTIVE_PROMPTS: usize = 8;
 
 /// Host key algorithms we accept, most preferred first: russh's defaults without `ssh-rsa` (RSA with SHA-1).
 const HOST_KEY_ALGORITHMS: &[Algorithm] = &[
@@ -157,11 +163,13 @@ pub async fn connect(req: ConnectRequest) -> Result<Connected, SshError> {
     let handler = Client {
         pinned: pinned_host_key.clone(),
         presented: Arc::clone(&presented),
+        failure: Arc::new(OnceLock::new()),
     };
     let shell = ShellRequest { term, cols, rows };
+    let stage = AtomicU8::new(Stage::Connecting as u8);
     let result = tokio::time::timeout(
         connect_timeout,
-        establish(addr, username, credential, handler, shell),
+        establish(addr, username, credential, handler, shell, &stage),
     )
     .await;
     // Whatever failed, a presented key that differs from the pin is the reason: russh aborted the key exchange
@@ -174,7 +182,13 @@ pub async fn connect(req: ConnectRequest) -> Result<Connected, SshError> {
             presented: presented.clone(),
         });
     }
-    let session = result.map_err(|_| SshError::Timeout)??;
+    let session = result.map_err(|_| {
+        SshError::Timeout(format!(
+            "{} within {}",
+            Stage::from_u8(stage.load(Ordering::Relaxed)).unfinished(),
+            seconds(connect_timeout)
+        ))
+    })??;
     let host_key = presented.get().cloned().ok_or_else(|| {
         SshError::Protocol("target completed the handshake without a host key".into())
     })?;
@@ -187,6 +201,37 @@ struct ShellRequest {
     rows: u16,
 }
 
+/// How far [`establish`] got, so that a timeout can say what the target did not finish.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[repr(u8)]
+enum Stage {
+    Connecting = 0,
+    Handshake = 1,
+    Authenticating = 2,
+    OpeningShell = 3,
+}
+
+impl Stage {
+    fn from_u8(value: u8) -> Stage {
+        match value {
+            0 => Stage::Connecting,
+            1 => Stage::Handshake,
+            2 => Stage::Authenticating,
+            _ => Stage::OpeningShell,
+        }
+    }
+
+    /// What the target did not do, for [`SshError::Timeout`] ("target did not ... within 20 s").
+    fn unfinished(self) -> &'static str {
+        match self {
+            Stage::Connecting => "accept the TCP connection",
+            Stage::Handshake => "finish the SSH handshake",
+            Stage::Authenticating => "finish authentication",
+            Stage::OpeningShell => "open the shell",
+        }
+    }
+}
+
 /// The steps of [`connect`], without the deadline. Dropping this future (on timeout) drops the socket guard,
 /// which shuts the socket down and ends russh's session task.
 async fn establish(
@@ -195,7 +240,9 @@ async fn establish(
     credential: Credential,
     handler: Client,
     shell: ShellRequest,
+    stage: &AtomicU8,
 ) -> Result<TerminalSession, SshError> {
+    let enter = |next: Stage| stage.store(next as u8, Ordering::Relaxed);
     // Decode a private key before touching the network: a bad key should not cost the target a failed login.
     // Key derivation is CPU work, so it runs on a blocking thread.
     let secret = match credential {
@@ -218,16 +265,20 @@ async fn establish(
     let stream = TcpStream::from_std(std_stream).map_err(SshError::Unreachable)?;
     tracing::debug!(target_addr = %addr, "tcp connected to target");
 
+    enter(Stage::Handshake);
+    let failure = Arc::clone(&handler.failure);
     let mut handle = client::connect_stream(Arc::new(config()), stream, handler)
         .await
-        .map_err(|e| SshError::from_russh(e, "the handshake"))?;
+        .map_err(|e| SshError::from_russh(&e, "the handshake"))?;
 
+    enter(Stage::Authenticating);
     authenticate(&mut handle, username, secret).await?;
 
+    enter(Stage::OpeningShell);
     let channel = handle
         .channel_open_session()
         .await
-        .map_err(|e| SshError::from_russh(e, "opening the session channel"))?;
+        .map_err(|e| SshError::from_russh(&e, "opening the session channel"))?;
     let (mut reader, writer) = channel.split();
     writer
         .request_pty(
@@ -240,15 +291,15 @@ async fn establish(
             PTY_MODES,
         )
         .await
-        .map_err(|e| SshError::from_russh(e, "the pty request"))?;
+        .map_err(|e| SshError::from_russh(&e, "the pty request"))?;
     await_reply(&mut reader, "pty").await?;
     writer
         .request_shell(true)
         .await
-        .map_err(|e| SshError::from_russh(e, "the shell request"))?;
+        .map_err(|e| SshError::from_russh(&e, "the shell request"))?;
     await_reply(&mut reader, "shell").await?;
     tracing::debug!(target_addr = %addr, "shell open on target");
-    Ok(TerminalSession::new(handle, reader, writer, guard))
+    Ok(TerminalSession::new(handle, reader, writer, guard, failure))
 }
 
 /// Waits for the target's answer to a channel request sent with `want_reply`.
@@ -281,7 +332,7 @@ async fn authenticate(
     username: String,
     secret: Secret,
 ) -> Result<(), SshError> {
-    let lost = |e| SshError::from_russh(e, "authentication");
+    let lost = |e: russh::Error| SshError::from_russh(&e, "authentication");
     match secret {
         Secret::Key(key) => {
             let hash = if key.algorithm().is_rsa() {
@@ -352,7 +403,7 @@ async fn keyboard_interactive(
     username: String,
     password: String,
 ) -> Result<(), SshError> {
-    let lost = |e| SshError::from_russh(e, "authentication");
+    let lost = |e: russh::Error| SshError::from_russh(&e, "authentication");
     let mut response = handle
         .authenticate_keyboard_interactive_start(username, None)
         .await
@@ -369,6 +420,12 @@ async fn keyboard_interactive(
             }
             KeyboardInteractiveAuthResponse::Failure { .. } => break,
             KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
+                if prompts.len() > MAX_KEYBOARD_INTERACTIVE_PROMPTS {
+                    return Err(SshError::Protocol(format!(
+                        "target asked {} keyboard-interactive questions at once",
+                        prompts.len()
+                    )));
+                }
                 let answers = prompts.iter().map(|_| password.clone()).collect();
                 response = handle
                     .authenticate_keyboard_interactive_respond(answers)
@@ -385,11 +442,29 @@ async fn keyboard_interactive(
     Err(SshError::AuthFailed)
 }
 
-/// russh's callback object for one connection: checks the host key against the pin and records what the target
-/// presented.
+/// russh's callback object for one connection: checks the host key against the pin, records what the target
+/// presented, refuses every channel the target tries to open towards the gateway, and keeps the reason the
+/// connection failed once it is established.
 pub(crate) struct Client {
     pinned: Option<HostKey>,
     presented: Arc<OnceLock<HostKey>>,
+    /// Why russh's session task ended, if it ended with an error or a disconnect from the target.
+    failure: Arc<OnceLock<SshError>>,
+}
+
+/// The answer to every channel a target opens towards the gateway.
+const REFUSED: ChannelOpenFailure = ChannelOpenFailure::AdministrativelyProhibited;
+
+/// Refuses a channel the target opened. A terminal session never needs one: no agent or X11 forwarding is
+/// requested and no port is forwarded. russh's default handler *accepts* them, and each accepted channel stays in
+/// russh's tables until the target closes it, so a target could grow the gateway's memory without bound.
+async fn refuse_channel(kind: &str, channel: Channel<Msg>, reply: ChannelOpenHandle) {
+    tracing::debug!(
+        channel_type = kind,
+        "target tried to open a channel towards the gateway; refused"
+    );
+    drop(channel);
+    reply.reject(REFUSED).await;
 }
 
 impl fmt::Debug for Client {
@@ -428,6 +503,125 @@ impl client::Handler for Client {
         Ok(accepted)
     }
 
+    async fn disconnected(
+        &mut self,
+        reason: DisconnectReason<Self::Error>,
+    ) -> Result<(), Self::Error> {
+        match reason {
+            DisconnectReason::ReceivedDisconnect(info) => {
+                let _ = self.failure.set(SshError::Protocol(format!(
+                    "target disconnected ({:?}): {}",
+                    info.reason_code,
+                    // The target's words go to logs: no control characters (escape sequences), bounded.
+                    info.message
+                        .chars()
+                        .take(200)
+                        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+                        .collect::<String>()
+                )));
+                Ok(())
+            }
+            DisconnectReason::Error(error) => {
+                let _ = self
+                    .failure
+                    .set(SshError::from_russh(&error, "the session"));
+                Err(error)
+            }
+        }
+    }
+
+    async fn server_channel_open_session(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        refuse_channel("session", channel, reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        _host_to_connect: &str,
+        _port_to_connect: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        refuse_channel("direct-tcpip", channel, reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_direct_streamlocal(
+        &mut self,
+        channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        refuse_channel("direct-streamlocal", channel, reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_tcpip(
+        &mut self,
+        channel: Channel<Msg>,
+        _connected_address: &str,
+        _connected_port: u32,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        refuse_channel("forwarded-tcpip", channel, reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_forwarded_streamlocal(
+        &mut self,
+        channel: Channel<Msg>,
+        _socket_path: &str,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        refuse_channel("forwarded-streamlocal", channel, reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_agent_forward(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        refuse_channel("auth-agent", channel, reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_x11(
+        &mut self,
+        channel: Channel<Msg>,
+        _originator_address: &str,
+        _originator_port: u32,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        refuse_channel("x11", channel, reply).await;
+        Ok(())
+    }
+
+    async fn server_channel_open_unknown(
+        &mut self,
+        channel: Channel<Msg>,
+        reply: ChannelOpenHandle,
+        _session: &mut Session,
+    ) -> Result<(), Self::Error> {
+        refuse_channel("unknown", channel, reply).await;
+        Ok(())
+    }
+
     async fn kex_done(
         &mut self,
         _shared_secret: Option<&[u8]>,
@@ -445,6 +639,7 @@ impl client::Handler for Client {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 
@@ -498,6 +693,39 @@ mod tests {
         assert_eq!(config.keepalive_interval, Some(KEEPALIVE_INTERVAL));
         assert!(config.channel_buffer_size <= 16);
         assert!(config.window_size <= 256 * 1024);
+    }
+
+    /// A target on loopback that accepts and then says nothing: the deadline names the unfinished stage.
+    #[tokio::test]
+    async fn a_silent_target_times_out_in_the_handshake() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let server = tokio::spawn(async move {
+            let (socket, _) = listener.accept().await.unwrap();
+            // Hold the connection open, silently, until the client gives up.
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            drop(socket);
+        });
+        let started = std::time::Instant::now();
+        let error = connect(ConnectRequest {
+            addr,
+            username: "alice".into(),
+            credential: Credential::Password("x".into()),
+            pinned_host_key: None,
+            term: "xterm-256color".into(),
+            cols: 80,
+            rows: 24,
+            connect_timeout: Duration::from_millis(500),
+        })
+        .await
+        .unwrap_err();
+        assert!(started.elapsed() < Duration::from_secs(3));
+        assert_eq!(error.kind(), crate::ErrorKind::Timeout);
+        assert_eq!(
+            error.to_string(),
+            "target did not finish the SSH handshake within 0.5 s"
+        );
+        server.abort();
     }
 
     #[test]

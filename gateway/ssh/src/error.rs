@@ -11,9 +11,11 @@ pub enum SshError {
     /// The TCP connection to the target could not be made (refused, no route, reset).
     #[error("target unreachable: {0}")]
     Unreachable(std::io::Error),
-    /// TCP connect, SSH handshake, authentication and opening the shell did not finish before the deadline.
-    #[error("target did not finish connecting and authenticating in time")]
-    Timeout,
+    /// The target did not do something in time; the text says what, e.g. "finish the SSH handshake within 20 s"
+    /// when TCP connect, handshake, authentication and opening the shell together passed their deadline during
+    /// the handshake.
+    #[error("target did not {0}")]
+    Timeout(String),
     /// The target presented a host key other than the pinned one; nothing was sent to authenticate.
     #[error(
         "target host key changed: pinned {}, presented {}",
@@ -42,12 +44,25 @@ pub enum SshError {
     /// buffers; the session is ended rather than growing memory or deadlocking.
     #[error("target stopped reading input while its output kept coming")]
     Stalled,
+    /// A write made no progress for this long: the target stopped opening its SSH window (it reads no input,
+    /// or it stopped reading the connection). The session is ended rather than left hanging.
+    #[error("target accepted no input for {}", seconds(*.0))]
+    InputStalled(std::time::Duration),
     /// The session is already closed (the target closed the channel or the connection ended).
     #[error("target connection is closed")]
     Closed,
     /// A host key line (for example a stored pin) could not be parsed.
     #[error("host key unusable: {0}")]
     BadHostKey(String),
+}
+
+/// A duration as people read it in messages: "20 s", "0.5 s".
+pub(crate) fn seconds(duration: std::time::Duration) -> String {
+    if duration.subsec_millis() == 0 {
+        format!("{} s", duration.as_secs())
+    } else {
+        format!("{:.1} s", duration.as_secs_f64())
+    }
 }
 
 /// The kind of an [`SshError`], for mapping to user-facing messages and metrics.
@@ -67,7 +82,7 @@ pub enum ErrorKind {
     ChannelRefused,
     /// See [`SshError::Protocol`].
     Protocol,
-    /// See [`SshError::Stalled`].
+    /// See [`SshError::Stalled`] and [`SshError::InputStalled`]: the target stopped taking input.
     Stalled,
     /// See [`SshError::Closed`].
     Closed,
@@ -80,24 +95,43 @@ impl SshError {
     pub fn kind(&self) -> ErrorKind {
         match self {
             SshError::Unreachable(_) => ErrorKind::Unreachable,
-            SshError::Timeout => ErrorKind::Timeout,
+            SshError::Timeout(_) => ErrorKind::Timeout,
             SshError::HostKeyChanged { .. } => ErrorKind::HostKeyChanged,
             SshError::AuthFailed => ErrorKind::AuthFailed,
             SshError::BadPrivateKey(_) => ErrorKind::BadPrivateKey,
             SshError::ChannelRefused(_) => ErrorKind::ChannelRefused,
             SshError::Protocol(_) => ErrorKind::Protocol,
-            SshError::Stalled => ErrorKind::Stalled,
+            SshError::Stalled | SshError::InputStalled(_) => ErrorKind::Stalled,
             SshError::Closed => ErrorKind::Closed,
             SshError::BadHostKey(_) => ErrorKind::BadHostKey,
         }
     }
 
     /// Maps an error from russh during the handshake or a later stage (`stage`, e.g. "authentication") to
-    /// [`SshError`]. Host key mismatches are detected by the caller before this is used.
-    pub(crate) fn from_russh(error: russh::Error, stage: &str) -> SshError {
+    /// [`SshError`], in words that say what the target did. Host key mismatches are detected by the caller before
+    /// this is used.
+    pub(crate) fn from_russh(error: &russh::Error, stage: &str) -> SshError {
+        use std::io::ErrorKind as Io;
         match error {
-            russh::Error::IO(e) => {
-                SshError::Protocol(format!("connection to target lost during {stage}: {e}"))
+            russh::Error::IO(e) => match e.kind() {
+                Io::UnexpectedEof => {
+                    SshError::Protocol(format!("target closed the connection during {stage}"))
+                }
+                Io::ConnectionReset => {
+                    SshError::Protocol(format!("target reset the connection during {stage}"))
+                }
+                _ => SshError::Protocol(format!("connection to target lost during {stage}: {e}")),
+            },
+            russh::Error::Version => SshError::Protocol(
+                "target sent no valid SSH identification line (at most 20 lines of up to 255 bytes may \
+                 come first)"
+                    .into(),
+            ),
+            russh::Error::PacketSize(size) => SshError::Protocol(format!(
+                "target sent a packet of {size} bytes during {stage}, more than the 256 KiB allowed"
+            )),
+            russh::Error::SshEncoding(e) => {
+                SshError::Protocol(format!("target sent a malformed message during {stage}: {e}"))
             }
             russh::Error::NoCommonAlgo { kind, .. } => {
                 SshError::Protocol(format!("target offers no {kind:?} algorithm we accept"))
@@ -108,11 +142,13 @@ impl SshError {
             russh::Error::Disconnect
             | russh::Error::HUP
             | russh::Error::SendError
-            | russh::Error::RecvError
-            | russh::Error::KeepaliveTimeout => {
+            | russh::Error::RecvError => {
                 SshError::Protocol(format!("target closed the connection during {stage}"))
             }
-            russh::Error::ConnectionTimeout | russh::Error::InactivityTimeout => SshError::Timeout,
+            russh::Error::KeepaliveTimeout => SshError::Timeout("answer keepalives".into()),
+            russh::Error::ConnectionTimeout | russh::Error::InactivityTimeout => {
+                SshError::Timeout(format!("answer in time during {stage}"))
+            }
             other => SshError::Protocol(format!("{stage} failed: {other}")),
         }
     }
@@ -144,9 +180,9 @@ mod tests {
             "target unreachable: connection refused",
         );
         check(
-            SshError::Timeout,
+            SshError::Timeout("finish the SSH handshake within 20 s".into()),
             ErrorKind::Timeout,
-            "target did not finish connecting and authenticating in time",
+            "target did not finish the SSH handshake within 20 s",
         );
         check(
             SshError::HostKeyChanged {
@@ -186,6 +222,11 @@ mod tests {
             "target stopped reading input while its output kept coming",
         );
         check(
+            SshError::InputStalled(std::time::Duration::from_secs(30)),
+            ErrorKind::Stalled,
+            "target accepted no input for 30 s",
+        );
+        check(
             SshError::Closed,
             ErrorKind::Closed,
             "target connection is closed",
@@ -199,24 +240,63 @@ mod tests {
 
     #[test]
     fn russh_errors_say_the_target_failed() {
-        let e = SshError::from_russh(russh::Error::Disconnect, "authentication");
+        let e = SshError::from_russh(&russh::Error::Disconnect, "authentication");
         assert_eq!(e.kind(), ErrorKind::Protocol);
         assert_eq!(
             e.to_string(),
             "target protocol error: target closed the connection during authentication"
         );
+        let e = SshError::from_russh(&russh::Error::KeepaliveTimeout, "the session");
+        assert_eq!(e.kind(), ErrorKind::Timeout);
+        assert_eq!(e.to_string(), "target did not answer keepalives");
         assert_eq!(
-            SshError::from_russh(russh::Error::KeepaliveTimeout, "session").kind(),
-            ErrorKind::Protocol
-        );
-        assert_eq!(
-            SshError::from_russh(russh::Error::InactivityTimeout, "session").kind(),
+            SshError::from_russh(&russh::Error::InactivityTimeout, "session").kind(),
             ErrorKind::Timeout
         );
         let refused = SshError::from_russh(
-            russh::Error::ChannelOpenFailure(russh::ChannelOpenFailure::AdministrativelyProhibited),
+            &russh::Error::ChannelOpenFailure(
+                russh::ChannelOpenFailure::AdministrativelyProhibited,
+            ),
             "channel open",
         );
         assert_eq!(refused.kind(), ErrorKind::ChannelRefused);
+    }
+
+    /// What the hostile targets of the end-to-end tests provoke, in the words the user gets.
+    #[test]
+    fn hostile_handshakes_are_described() {
+        let protocol = |error: russh::Error| {
+            let e = SshError::from_russh(&error, "the handshake");
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+            e.to_string()
+        };
+        assert_eq!(
+            protocol(russh::Error::Version),
+            "target protocol error: target sent no valid SSH identification line (at most 20 lines of up to \
+             255 bytes may come first)"
+        );
+        assert_eq!(
+            protocol(russh::Error::PacketSize(0xFFFF_FFF0)),
+            "target protocol error: target sent a packet of 4294967280 bytes during the handshake, more than \
+             the 256 KiB allowed"
+        );
+        assert_eq!(
+            protocol(russh::Error::IO(std::io::ErrorKind::UnexpectedEof.into())),
+            "target protocol error: target closed the connection during the handshake"
+        );
+        assert_eq!(
+            protocol(russh::Error::IO(std::io::ErrorKind::ConnectionReset.into())),
+            "target protocol error: target reset the connection during the handshake"
+        );
+        assert!(
+            protocol(russh::Error::SshEncoding(ssh_length_error())).starts_with(
+                "target protocol error: target sent a malformed message during the handshake"
+            )
+        );
+    }
+
+    /// An encoding error as russh reports a name-list over its limit.
+    fn ssh_length_error() -> russh::keys::ssh_encoding::Error {
+        russh::keys::ssh_encoding::Error::Length
     }
 }

@@ -19,12 +19,18 @@
 //! - Strict key exchange (the Terrapin countermeasure, `kex-strict-c-v00@openssh.com`) is offered; russh 0.65
 //!   offers it by default and this crate keeps it in its algorithm list (a unit test checks it).
 //! - Memory per session is bounded whatever the target sends: see [`session`] for how russh's buffering works
-//!   and how it is configured here.
+//!   and how it is configured here, and what hostile targets were checked.
+//! - Targets are untrusted: every breakage of the protocol ends only its own connection, with an [`SshError`]
+//!   saying what the target did; the connect deadline covers everything before the shell, and a write that the
+//!   target never lets through fails after [`session::INPUT_STALL_TIMEOUT`]. Channels a target opens towards
+//!   the gateway (agent, X11, forwarded ports, sessions) are refused.
 
 pub mod connect;
 pub mod credential;
 pub mod error;
 pub mod host_key;
+#[cfg(test)]
+mod hostile_tests;
 mod relay_adapter;
 pub mod session;
 

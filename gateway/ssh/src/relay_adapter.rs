@@ -99,7 +99,19 @@ impl TerminalChannel for SshChannel {
                 Some(TerminalEvent::Output(data)) => TargetEvent::Output(data),
                 Some(TerminalEvent::ExitStatus(status)) => TargetEvent::Exit(status),
                 Some(TerminalEvent::ExitSignal(signal)) => TargetEvent::ExitSignal(signal),
-                Some(TerminalEvent::Closed) | None => TargetEvent::Closed,
+                Some(TerminalEvent::Closed) | None => {
+                    // The relay's events have no error yet, so a connection that failed after the shell opened
+                    // (protocol violation, reset, unanswered keepalives) reaches the user as a closed session;
+                    // the reason goes to the log.
+                    if let Some(error) = self.session.failure() {
+                        tracing::warn!(
+                            error = %error,
+                            error_kind = ?error.kind(),
+                            "target connection failed during the session"
+                        );
+                    }
+                    TargetEvent::Closed
+                }
             }
         })
     }

@@ -20,14 +20,30 @@
 //!   output and will not read input) the write fails with [`SshError::Stalled`] instead of growing memory
 //!   without bound or hanging. Writes up to the target's window (2 MiB for OpenSSH) finish as soon as russh
 //!   has sent them, so in practice only huge pastes into a target that stopped reading can hit this.
+//! - A target that stops opening its window and sends nothing (its program never reads input, or it stopped
+//!   reading the connection) would make a write wait forever, and with it the caller's whole session task (the
+//!   relay stops reading the user's side while a write is pending, so even the user's close went unnoticed;
+//!   the hostile-target end-to-end test found this). So `write` sends in pieces of at most [`INPUT_CHUNK`]
+//!   bytes and fails with [`SshError::InputStalled`] when one piece makes no progress for [`INPUT_STALL_TIMEOUT`].
+//!   `resize` has the same deadline.
 //!
 //! The configuration in `connect` therefore uses a small `channel_buffer_size` (bounded memory), a modest
 //! `window_size` (less data in flight after the user presses Ctrl-C) and 32 KiB packets.
+//!
+//! # What a target can and cannot make the gateway hold
+//!
+//! Checked against hostile targets (`tests/e2e/tests/hostile_targets.rs`, and the russh-server tests in this
+//! crate): before the shell is open, everything runs under the connect deadline, and russh bounds what it
+//! reads (an identification line of 255 bytes after at most 20 other lines, packets of 256 KiB, name-lists of
+//! 16 KiB). Afterwards, output is bounded as above, window overruns change nothing (russh forwards the extra data
+//! into the same bounded queue), channels the target opens towards the gateway are refused, and a connection
+//! that fails keeps its reason for [`TerminalSession::failure`].
 
 use std::collections::VecDeque;
 use std::fmt;
 use std::future::Future;
 use std::net::Shutdown;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use russh::client::{Handle, Msg};
@@ -40,6 +56,16 @@ use crate::error::SshError;
 /// [`TerminalSession::write`] in addition to twice the size of the data being written; past this the call fails
 /// with [`SshError::Stalled`].
 pub const MAX_QUEUED_OUTPUT: usize = 1024 * 1024;
+
+/// Largest piece of input handed to russh at once; each piece must make progress within
+/// [`INPUT_STALL_TIMEOUT`]. One maximum-size SSH data packet.
+pub const INPUT_CHUNK: usize = 32 * 1024;
+
+/// How long a piece of input may wait for the target's SSH window before the write fails with
+/// [`SshError::InputStalled`]. OpenSSH's 2 MiB window absorbs keystrokes typed into a busy program, so honest
+/// targets only make a write wait when megabytes of input are outstanding; 30 s without taking a single
+/// 32 KiB piece means the target no longer reads.
+pub const INPUT_STALL_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long [`TerminalSession::close`] waits for the target to acknowledge the disconnect.
 const CLOSE_GRACE: Duration = Duration::from_secs(2);
@@ -64,6 +90,9 @@ pub struct TerminalSession {
     handle: Handle<Client>,
     writer: ChannelWriteHalf<Msg>,
     inbox: Inbox,
+    /// Set by russh's session task when the connection ends with an error or a disconnect from the target.
+    failure: Arc<OnceLock<SshError>>,
+    input_timeout: Duration,
     // Declared last so that it is dropped last: shutting the socket down ends russh's session task even when the
     // target stalls, so no task or socket outlives this value.
     _socket: SocketGuard,
@@ -85,12 +114,34 @@ impl TerminalSession {
         reader: ChannelReadHalf,
         writer: ChannelWriteHalf<Msg>,
         socket: SocketGuard,
+        failure: Arc<OnceLock<SshError>>,
     ) -> TerminalSession {
         TerminalSession {
             handle,
             writer,
             inbox: Inbox::new(reader),
+            failure,
+            input_timeout: INPUT_STALL_TIMEOUT,
             _socket: socket,
+        }
+    }
+
+    /// Shortens [`INPUT_STALL_TIMEOUT`] for tests.
+    #[cfg(test)]
+    pub(crate) fn set_input_timeout(&mut self, timeout: Duration) {
+        self.input_timeout = timeout;
+    }
+
+    /// Why the connection ended, once [`TerminalEvent::Closed`] came without the target closing the channel
+    /// first: a protocol violation, a lost connection, unanswered keepalives, or a disconnect message from the
+    /// target. `None` while the connection is up and after an orderly channel close.
+    pub fn failure(&self) -> Option<&SshError> {
+        // After an orderly channel close the connection may still fail while it winds down; that is no failure
+        // of the session.
+        if self.inbox.lost {
+            self.failure.get()
+        } else {
+            None
         }
     }
 
@@ -116,20 +167,22 @@ impl TerminalSession {
     ///
     /// Waits while the target's SSH window is full (backpressure). Not cancel-safe: if the future is dropped, a
     /// prefix of `data` may have been sent. Fails with [`SshError::Stalled`] if the target floods output while
-    /// not reading input, and with [`SshError::Closed`] once the session has ended.
+    /// not reading input, with [`SshError::InputStalled`] if a piece of [`INPUT_CHUNK`] bytes waits longer than
+    /// [`INPUT_STALL_TIMEOUT`] for the target's window, and with [`SshError::Closed`] once the session has ended.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), SshError> {
-        if data.is_empty() {
-            return Ok(());
-        }
         // A large paste into an echoing PTY legitimately produces about as much output as it sends (CRLF and
         // ECHOCTL double some bytes), so the queue may grow with the size of this write.
         let limit = MAX_QUEUED_OUTPUT.saturating_add(data.len().saturating_mul(2));
-        drive(
-            self.writer.data_bytes(data.to_vec()),
-            &mut self.inbox,
-            limit,
-        )
-        .await
+        for piece in data.chunks(INPUT_CHUNK) {
+            drive(
+                self.writer.data_bytes(piece.to_vec()),
+                &mut self.inbox,
+                limit,
+                self.input_timeout,
+            )
+            .await?;
+        }
+        Ok(())
     }
 
     /// Tells the target the terminal's new size in character cells.
@@ -138,6 +191,7 @@ impl TerminalSession {
             self.writer.window_change(cols.into(), rows.into(), 0, 0),
             &mut self.inbox,
             MAX_QUEUED_OUTPUT,
+            self.input_timeout,
         )
         .await
     }
@@ -149,6 +203,7 @@ impl TerminalSession {
             writer,
             inbox,
             _socket,
+            ..
         } = self;
         // Dropping the reader first unblocks russh's session task if it is waiting for us to read output.
         drop(inbox);
@@ -171,25 +226,30 @@ impl TerminalSession {
 
 /// Runs a send on the channel while draining incoming messages, so that russh's session task never waits for us
 /// while we wait for it (see the module documentation).
-/// `limit` is the most output bytes queued before giving up with [`SshError::Stalled`].
+/// `limit` is the most output bytes queued before giving up with [`SshError::Stalled`]; `deadline` is how long
+/// the send may wait before giving up with [`SshError::InputStalled`].
 async fn drive(
     send: impl Future<Output = Result<(), russh::Error>>,
     inbox: &mut Inbox,
     limit: usize,
+    deadline: Duration,
 ) -> Result<(), SshError> {
     if inbox.ended {
         return Err(SshError::Closed);
     }
     tokio::pin!(send);
+    let expired = tokio::time::sleep(deadline);
+    tokio::pin!(expired);
     loop {
         tokio::select! {
             biased;
             result = &mut send => {
                 return result.map_err(|e| match e {
                     russh::Error::SendError | russh::Error::Disconnect => SshError::Closed,
-                    other => SshError::from_russh(other, "sending to the target"),
+                    other => SshError::from_russh(&other, "sending to the target"),
                 });
             }
+            () = &mut expired => return Err(SshError::InputStalled(deadline)),
             msg = inbox.reader.wait() => {
                 if let Some(event) = inbox.map(msg) {
                     inbox.push(event);
@@ -213,6 +273,8 @@ struct Inbox {
     queued_bytes: usize,
     /// Set once `Closed` has been produced (queued or returned); nothing is read after it.
     ended: bool,
+    /// Set when the connection ended without the target closing the channel first.
+    lost: bool,
 }
 
 impl Inbox {
@@ -222,6 +284,7 @@ impl Inbox {
             queued: VecDeque::new(),
             queued_bytes: 0,
             ended: false,
+            lost: false,
         }
     }
 
@@ -255,8 +318,13 @@ impl Inbox {
             }
             // OpenSSH sends EOF before exit-status and close, so EOF is not the end of events.
             Some(ChannelMsg::Eof) => None,
-            Some(ChannelMsg::Close) | None => {
+            Some(ChannelMsg::Close) => {
                 self.ended = true;
+                Some(TerminalEvent::Closed)
+            }
+            None => {
+                self.ended = true;
+                self.lost = true;
                 Some(TerminalEvent::Closed)
             }
             Some(_) => None,
