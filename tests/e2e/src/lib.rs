@@ -15,6 +15,7 @@
 pub mod browser;
 pub mod common;
 pub mod gateway;
+pub mod hostile;
 pub mod http;
 pub mod netns;
 pub mod portal;
