@@ -2,9 +2,12 @@
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ipnet::IpNet;
+use sallyport_core::throttle::ThrottleConfig;
+use sallyport_portal::PortalConfig;
 use serde::Deserialize;
 
 /// The whole configuration file.
@@ -57,10 +60,39 @@ pub struct PortalSection {
     pub session_idle_minutes: u64,
     /// Hours after which a login ends regardless.
     pub session_max_hours: u64,
+    /// Seconds a new connection has to finish its TLS handshake.
+    pub tls_handshake_timeout_secs: u64,
+    /// Seconds a client has to send a request's headers; also how long an idle keep-alive connection
+    /// stays open.
+    pub header_read_timeout_secs: u64,
+    /// Seconds a request's body and its answer may take.
+    pub request_timeout_secs: u64,
+    /// Most connections open at once from one source address (IPv6: one /64).
+    pub max_connections_per_source: usize,
+    /// Most connections open at once in all.
+    pub max_connections: usize,
+    /// Failed logins from one source within `login_source_window_secs` before it must wait.
+    pub login_source_max_failures: u32,
+    /// Window for counting a source's failed logins, in seconds.
+    pub login_source_window_secs: u64,
+    /// A source's first wait, in seconds; each further failure doubles it.
+    pub login_backoff_initial_secs: u64,
+    /// A source's longest wait, in seconds.
+    pub login_backoff_max_secs: u64,
+    /// Failed logins for one username, from any source, within `login_user_window_secs` before it is
+    /// locked.
+    pub login_user_max_failures: u32,
+    /// Window for counting a username's failed logins, in seconds.
+    pub login_user_window_secs: u64,
+    /// How long a username stays locked, in seconds.
+    pub login_user_lock_secs: u64,
 }
 
 impl Default for PortalSection {
     fn default() -> Self {
+        // The connection and login limits default to the portal's own defaults, kept in one place.
+        let portal = PortalConfig::default();
+        let login = &portal.login_throttle;
         PortalSection {
             listen: SocketAddr::from(([0, 0, 0, 0, 0, 0, 0, 0], 443)),
             tls_cert: None,
@@ -69,7 +101,89 @@ impl Default for PortalSection {
             allow_tls12: false,
             session_idle_minutes: 30,
             session_max_hours: 12,
+            tls_handshake_timeout_secs: portal.tls_handshake_timeout.as_secs(),
+            header_read_timeout_secs: portal.header_read_timeout.as_secs(),
+            request_timeout_secs: portal.request_timeout.as_secs(),
+            max_connections_per_source: portal.max_connections_per_source,
+            max_connections: portal.max_connections,
+            login_source_max_failures: login.source_max_failures,
+            login_source_window_secs: login.source_window.as_secs(),
+            login_backoff_initial_secs: login.backoff_initial.as_secs(),
+            login_backoff_max_secs: login.backoff_max.as_secs(),
+            login_user_max_failures: login.user_max_failures,
+            login_user_window_secs: login.user_window.as_secs(),
+            login_user_lock_secs: login.user_lock.as_secs(),
         }
+    }
+}
+
+impl PortalSection {
+    /// The portal's settings from this section.
+    pub fn portal_config(&self) -> PortalConfig {
+        let secs = Duration::from_secs;
+        let defaults = PortalConfig::default();
+        PortalConfig {
+            session_idle_timeout: secs(self.session_idle_minutes * 60),
+            session_max_age: secs(self.session_max_hours * 3600),
+            tls_handshake_timeout: secs(self.tls_handshake_timeout_secs),
+            header_read_timeout: secs(self.header_read_timeout_secs),
+            request_timeout: secs(self.request_timeout_secs),
+            max_connections_per_source: self.max_connections_per_source,
+            max_connections: self.max_connections,
+            login_throttle: ThrottleConfig {
+                source_max_failures: self.login_source_max_failures,
+                source_window: secs(self.login_source_window_secs),
+                backoff_initial: secs(self.login_backoff_initial_secs),
+                backoff_max: secs(self.login_backoff_max_secs),
+                user_max_failures: self.login_user_max_failures,
+                user_window: secs(self.login_user_window_secs),
+                user_lock: secs(self.login_user_lock_secs),
+                ..defaults.login_throttle
+            },
+            ..defaults
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        let positive = [
+            (
+                "tls_handshake_timeout_secs",
+                self.tls_handshake_timeout_secs,
+            ),
+            ("header_read_timeout_secs", self.header_read_timeout_secs),
+            ("request_timeout_secs", self.request_timeout_secs),
+            (
+                "max_connections_per_source",
+                self.max_connections_per_source as u64,
+            ),
+            ("max_connections", self.max_connections as u64),
+            (
+                "login_source_max_failures",
+                self.login_source_max_failures.into(),
+            ),
+            ("login_source_window_secs", self.login_source_window_secs),
+            (
+                "login_backoff_initial_secs",
+                self.login_backoff_initial_secs,
+            ),
+            (
+                "login_user_max_failures",
+                self.login_user_max_failures.into(),
+            ),
+            ("login_user_window_secs", self.login_user_window_secs),
+            ("login_user_lock_secs", self.login_user_lock_secs),
+        ];
+        for (key, value) in positive {
+            if value == 0 {
+                bail!("portal.{key} must be positive");
+            }
+        }
+        if self.login_backoff_max_secs < self.login_backoff_initial_secs {
+            bail!(
+                "portal.login_backoff_max_secs must be at least portal.login_backoff_initial_secs"
+            );
+        }
+        Ok(())
     }
 }
 
@@ -167,6 +281,7 @@ impl Config {
         if self.portal.tls_cert.is_some() != self.portal.tls_key.is_some() {
             bail!("portal.tls_cert and portal.tls_key go together: set both or neither");
         }
+        self.portal.validate()?;
         let mut names = std::collections::HashSet::new();
         for target in &self.targets {
             if !names.insert(&target.name) {
@@ -202,6 +317,30 @@ mod tests {
         let config = Config::parse("").unwrap();
         assert_eq!(config.portal.listen.port(), 443);
         assert_eq!(config.recording.chunk_max_age_ms, 1000);
+        // The portal's limits come from its own defaults, unchanged by the round trip.
+        let portal = config.portal.portal_config();
+        let defaults = PortalConfig::default();
+        assert_eq!(portal.tls_handshake_timeout, defaults.tls_handshake_timeout);
+        assert_eq!(portal.header_read_timeout, defaults.header_read_timeout);
+        assert_eq!(portal.request_timeout, defaults.request_timeout);
+        assert_eq!(portal.max_connections_per_source, 32);
+        assert_eq!(portal.max_connections, defaults.max_connections);
+        assert_eq!(portal.login_throttle, defaults.login_throttle);
+        assert_eq!(portal.session_idle_timeout, defaults.session_idle_timeout);
+        assert_eq!(portal.session_max_age, defaults.session_max_age);
+    }
+
+    #[test]
+    fn portal_limits_are_read() {
+        let config = Config::parse(
+            "[portal]\nheader_read_timeout_secs = 2\nmax_connections_per_source = 4\nlogin_user_lock_secs = 3\n",
+        )
+        .unwrap();
+        let portal = config.portal.portal_config();
+        assert_eq!(portal.header_read_timeout, Duration::from_secs(2));
+        assert_eq!(portal.max_connections_per_source, 4);
+        assert_eq!(portal.login_throttle.user_lock, Duration::from_secs(3));
+        assert_eq!(portal.login_throttle.source_max_failures, 5);
     }
 
     #[test]
@@ -225,6 +364,18 @@ mod tests {
                 "declared twice",
             ),
             ("[portal]\ntls_cert = \"/x.pem\"\n", "go together"),
+            (
+                "[portal]\nheader_read_timeout_secs = 0\n",
+                "must be positive",
+            ),
+            (
+                "[portal]\nmax_connections_per_source = 0\n",
+                "must be positive",
+            ),
+            (
+                "[portal]\nlogin_backoff_initial_secs = 10\nlogin_backoff_max_secs = 5\n",
+                "at least",
+            ),
             (
                 "[[networks]]\nname = \"n\"\ncidr = \"10.0.0.0/33\"\n",
                 "invalid",

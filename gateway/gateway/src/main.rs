@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use sallyport_core::policy::{Protocol, Role};
-use sallyport_portal::{Portal, PortalConfig};
+use sallyport_portal::Portal;
 use sallyport_recordings::{Limits, Recorder, Store};
 use sallyport_relay::{Broker, BrokerConfig, now_ms};
 use sallyport_state::{NetworkRecord, StateDb, TargetSpec};
@@ -119,12 +119,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(sallyport_ssh::SshConnector::default()),
         BrokerConfig::default(),
     ));
-    let portal_config = PortalConfig {
-        session_idle_timeout: Duration::from_secs(config.portal.session_idle_minutes * 60),
-        session_max_age: Duration::from_secs(config.portal.session_max_hours * 3600),
-        ..PortalConfig::default()
-    };
-    let portal = Portal::new(broker, portal_config);
+    let portal = Portal::new(broker, config.portal.portal_config());
 
     let url_host = if local.ip().is_unspecified() {
         "localhost".to_owned()
