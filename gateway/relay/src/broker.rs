@@ -489,6 +489,7 @@ async fn relay<T: TerminalTransport>(
                     let _ = record(recording, Event::Marker(format!("killed by signal {signal}"))).await;
                 }
                 TargetEvent::Closed => return End::TargetClosed,
+                TargetEvent::Failed(error) => return End::Failed(error.kind, error.detail),
             },
         }
     }

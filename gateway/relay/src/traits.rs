@@ -81,8 +81,10 @@ pub enum TargetEvent {
     Exit(u32),
     /// The shell was killed by this signal.
     ExitSignal(String),
-    /// The channel or connection closed.
+    /// The channel or connection closed in order.
     Closed,
+    /// The target connection failed mid-session (protocol violation, reset, lost keepalives).
+    Failed(TargetError),
 }
 
 /// A protocol that can open terminals on targets.

@@ -30,7 +30,8 @@ impl Default for SshConnector {
 }
 
 /// Maps an SSH failure to what the user is told, keeping the detail for logs.
-fn target_error(error: SshError) -> TargetError {
+fn target_error(error: impl std::borrow::Borrow<SshError>) -> TargetError {
+    let error = error.borrow();
     let kind = match error.kind() {
         ErrorKind::Unreachable => UserErrorKind::TargetUnreachable,
         ErrorKind::Timeout | ErrorKind::Stalled => UserErrorKind::TargetTimeout,
@@ -100,17 +101,19 @@ impl TerminalChannel for SshChannel {
                 Some(TerminalEvent::ExitStatus(status)) => TargetEvent::Exit(status),
                 Some(TerminalEvent::ExitSignal(signal)) => TargetEvent::ExitSignal(signal),
                 Some(TerminalEvent::Closed) | None => {
-                    // The relay's events have no error yet, so a connection that failed after the shell opened
-                    // (protocol violation, reset, unanswered keepalives) reaches the user as a closed session;
-                    // the reason goes to the log.
-                    if let Some(error) = self.session.failure() {
-                        tracing::warn!(
-                            error = %error,
-                            error_kind = ?error.kind(),
-                            "target connection failed during the session"
-                        );
+                    // A connection that failed after the shell opened (protocol violation, reset, unanswered
+                    // keepalives) ends the session with its reason; an orderly close is just a close.
+                    match self.session.failure() {
+                        Some(error) => {
+                            tracing::warn!(
+                                error = %error,
+                                error_kind = ?error.kind(),
+                                "target connection failed during the session"
+                            );
+                            TargetEvent::Failed(target_error(error))
+                        }
+                        None => TargetEvent::Closed,
                     }
-                    TargetEvent::Closed
                 }
             }
         })
