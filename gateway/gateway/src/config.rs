@@ -22,6 +22,8 @@ pub struct Config {
     pub log: LogSection,
     /// Session recording.
     pub recording: RecordingSection,
+    /// Limits on terminal sessions.
+    pub sessions: SessionsSection,
     /// The networks targets may live in (the virtual network and its peers).
     pub networks: Vec<NetworkEntry>,
     /// Named targets.
@@ -35,6 +37,7 @@ impl Default for Config {
             portal: PortalSection::default(),
             log: LogSection::default(),
             recording: RecordingSection::default(),
+            sessions: SessionsSection::default(),
             networks: Vec::new(),
             targets: Vec::new(),
         }
@@ -206,6 +209,47 @@ impl Default for LogSection {
     }
 }
 
+/// `[sessions]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionsSection {
+    /// End a session after this many seconds without input from the user; 0 turns it off.
+    pub idle_timeout_secs: u64,
+    /// End a session this many seconds after it started; 0 turns it off.
+    pub max_duration_secs: u64,
+    /// Most sessions open at once on the gateway.
+    pub max_sessions: usize,
+    /// Most sessions one user may have open at once.
+    pub max_sessions_per_user: usize,
+}
+
+impl Default for SessionsSection {
+    fn default() -> Self {
+        let broker = sallyport_relay::BrokerConfig::default();
+        let secs = |d: Option<std::time::Duration>| d.map(|d| d.as_secs()).unwrap_or(0);
+        SessionsSection {
+            idle_timeout_secs: secs(broker.idle_timeout),
+            max_duration_secs: secs(broker.max_duration),
+            max_sessions: broker.max_sessions,
+            max_sessions_per_user: broker.max_sessions_per_user,
+        }
+    }
+}
+
+impl SessionsSection {
+    /// The broker's settings with these limits.
+    pub fn broker_config(&self) -> sallyport_relay::BrokerConfig {
+        let optional = |secs: u64| (secs > 0).then(|| std::time::Duration::from_secs(secs));
+        sallyport_relay::BrokerConfig {
+            idle_timeout: optional(self.idle_timeout_secs),
+            max_duration: optional(self.max_duration_secs),
+            max_sessions: self.max_sessions,
+            max_sessions_per_user: self.max_sessions_per_user,
+            ..sallyport_relay::BrokerConfig::default()
+        }
+    }
+}
+
 /// `[recording]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -278,6 +322,9 @@ impl Config {
     }
 
     fn validate(&self) -> anyhow::Result<()> {
+        if self.sessions.max_sessions == 0 || self.sessions.max_sessions_per_user == 0 {
+            bail!("sessions.max_sessions and sessions.max_sessions_per_user must be at least 1");
+        }
         if self.portal.tls_cert.is_some() != self.portal.tls_key.is_some() {
             bail!("portal.tls_cert and portal.tls_key go together: set both or neither");
         }
@@ -364,6 +411,8 @@ mod tests {
                 "declared twice",
             ),
             ("[portal]\ntls_cert = \"/x.pem\"\n", "go together"),
+            ("[sessions]\nmax_sessions_per_user = 0\n", "at least 1"),
+            ("[sessions]\nidle_minutes = 5\n", "unknown field"),
             (
                 "[portal]\nheader_read_timeout_secs = 0\n",
                 "must be positive",

@@ -20,7 +20,7 @@ use clap::Parser;
 use sallyport_core::policy::{Protocol, Role};
 use sallyport_portal::Portal;
 use sallyport_recordings::{Limits, Recorder, Store};
-use sallyport_relay::{Broker, BrokerConfig, now_ms};
+use sallyport_relay::{Broker, now_ms};
 use sallyport_state::{NetworkRecord, StateDb, TargetSpec};
 use tracing::{info, warn};
 
@@ -117,7 +117,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         recorder.clone(),
         own_addresses(local.ip()),
         Arc::new(sallyport_ssh::SshConnector::default()),
-        BrokerConfig::default(),
+        config.sessions.broker_config(),
     ));
     let portal = Portal::new(broker, config.portal.portal_config());
 

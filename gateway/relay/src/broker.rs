@@ -40,6 +40,14 @@ pub struct BrokerConfig {
     pub target_connect_timeout: Duration,
     /// Deadline for DNS resolution of a target name.
     pub resolve_timeout: Duration,
+    /// A session with no input from the user for this long is ended (`None`: never).
+    pub idle_timeout: Option<Duration>,
+    /// A session is ended this long after it started (`None`: never).
+    pub max_duration: Option<Duration>,
+    /// Most sessions open at once on the gateway.
+    pub max_sessions: usize,
+    /// Most sessions one user may have open at once.
+    pub max_sessions_per_user: usize,
 }
 
 impl Default for BrokerConfig {
@@ -48,6 +56,11 @@ impl Default for BrokerConfig {
             connect_message_timeout: Duration::from_secs(120),
             target_connect_timeout: Duration::from_secs(20),
             resolve_timeout: Duration::from_secs(5),
+            idle_timeout: Some(Duration::from_secs(30 * 60)),
+            max_duration: Some(Duration::from_secs(12 * 3600)),
+            // The design's target is over 1000 concurrent sessions on the appliance.
+            max_sessions: 5000,
+            max_sessions_per_user: 50,
         }
     }
 }
@@ -229,6 +242,24 @@ impl Broker {
             protocol: decision.protocol().as_str().to_owned(),
             client_addr: client_addr.to_string(),
         };
+        // A slot is held from here until the session ends, connecting included.
+        let _slot = match self.live.claim_slot(
+            decision.user().user_id,
+            self.config.max_sessions,
+            self.config.max_sessions_per_user,
+        ) {
+            Ok(slot) => slot,
+            Err(limit) => {
+                self.audit_for(
+                    decision,
+                    client_addr,
+                    "connect_refused",
+                    None,
+                    Some(limit.to_string()),
+                );
+                return Err((ErrorKind::NotAllowed, Some(limit.to_string())));
+            }
+        };
         let recording = match self.recorder.open_session(meta) {
             Ok(recording) => recording,
             Err(error) => {
@@ -399,7 +430,14 @@ impl Broker {
                 bytes_up: 0,
                 bytes_down: 0,
             });
-            relay(transport, channel.as_mut(), recording, &mut live).await
+            relay(
+                transport,
+                channel.as_mut(),
+                recording,
+                &mut live,
+                &self.config,
+            )
+            .await
         };
         channel.close().await;
         Ok(end)
@@ -429,9 +467,26 @@ async fn relay<T: TerminalTransport>(
     channel: &mut dyn TerminalChannel,
     recording: &SessionRecorder,
     live: &mut LiveHandle,
+    limits: &BrokerConfig,
 ) -> End {
+    // Deadlines that are off sleep "forever" (a year) and are disabled in the select below.
+    let far = Duration::from_secs(365 * 24 * 3600);
+    let idle_after = limits.idle_timeout.unwrap_or(far);
+    let idle = tokio::time::sleep(idle_after);
+    let max = tokio::time::sleep(limits.max_duration.unwrap_or(far));
+    tokio::pin!(idle, max);
     loop {
         tokio::select! {
+            () = &mut idle, if limits.idle_timeout.is_some() => {
+                let reason = format!("no input for {} s (idle timeout)", idle_after.as_secs());
+                let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
+                return End::Terminated(reason);
+            }
+            () = &mut max, if limits.max_duration.is_some() => {
+                let reason = format!("the maximum session duration of {} s was reached", limits.max_duration.unwrap_or(far).as_secs());
+                let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
+                return End::Terminated(reason);
+            }
             changed = live.terminated.changed() => {
                 let reason = live.terminated.borrow().clone();
                 // The sender lives in the registry entry our handle removes, so `changed` fails only if
@@ -448,6 +503,7 @@ async fn relay<T: TerminalTransport>(
                 None => return End::ClientClosed,
                 Some(Err(error)) => return End::Failed(ErrorKind::BadRequest, error.to_string()),
                 Some(Ok(ClientMessage::Input(data))) => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_after);
                     if let Err(error) = record(recording, Event::Input(data.clone())).await {
                         return End::Failed(error.kind, error.detail);
                     }

@@ -16,7 +16,7 @@ mod resolve;
 mod traits;
 
 pub use broker::{Broker, BrokerConfig, now_ms};
-pub use live::{Counters, LiveHandle, LiveInfo, LiveSessions};
+pub use live::{Counters, LimitHit, LiveHandle, LiveInfo, LiveSessions, SessionSlot};
 pub use resolve::{ResolveError, resolve_target};
 pub use traits::{
     BoxFuture, TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector,

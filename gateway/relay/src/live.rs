@@ -64,6 +64,47 @@ impl Counters {
 #[derive(Clone, Default)]
 pub struct LiveSessions {
     inner: Arc<Mutex<HashMap<String, Entry>>>,
+    slots: Arc<Mutex<Slots>>,
+}
+
+/// Sessions held open (connecting or live), in total and per user.
+#[derive(Default)]
+struct Slots {
+    total: usize,
+    per_user: HashMap<i64, usize>,
+}
+
+/// A concurrent-session limit that was reached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum LimitHit {
+    /// The gateway's total.
+    #[error("the gateway already has its maximum of {0} sessions open")]
+    Total(usize),
+    /// The user's own limit.
+    #[error("you already have your maximum of {0} sessions open")]
+    PerUser(usize),
+}
+
+/// A claimed session slot; released when dropped.
+pub struct SessionSlot {
+    slots: Arc<Mutex<Slots>>,
+    user_id: i64,
+}
+
+impl Drop for SessionSlot {
+    fn drop(&mut self) {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        slots.total = slots.total.saturating_sub(1);
+        if let Some(count) = slots.per_user.get_mut(&self.user_id) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                slots.per_user.remove(&self.user_id);
+            }
+        }
+    }
 }
 
 /// A session's side of its registry entry; removes the entry when dropped.
@@ -97,6 +138,32 @@ impl LiveSessions {
         self.inner
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Claims a slot for a new session of `user_id`, or says which limit is reached.
+    pub fn claim_slot(
+        &self,
+        user_id: i64,
+        max_total: usize,
+        max_per_user: usize,
+    ) -> Result<SessionSlot, LimitHit> {
+        let mut slots = self
+            .slots
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        if slots.total >= max_total {
+            return Err(LimitHit::Total(max_total));
+        }
+        let mine = slots.per_user.get(&user_id).copied().unwrap_or(0);
+        if mine >= max_per_user {
+            return Err(LimitHit::PerUser(max_per_user));
+        }
+        slots.total += 1;
+        slots.per_user.insert(user_id, mine + 1);
+        Ok(SessionSlot {
+            slots: self.slots.clone(),
+            user_id,
+        })
     }
 
     /// Registers a session; it stays listed until the handle is dropped.
@@ -206,6 +273,18 @@ mod tests {
         drop((a, b, c));
         assert!(live.list().is_empty());
         assert!(!live.terminate("c", "admin"));
+    }
+
+    #[test]
+    fn slots_are_capped_in_total_and_per_user_and_released() {
+        let live = LiveSessions::default();
+        let a1 = live.claim_slot(1, 3, 2).unwrap();
+        let _a2 = live.claim_slot(1, 3, 2).unwrap();
+        assert_eq!(live.claim_slot(1, 3, 2).err(), Some(LimitHit::PerUser(2)));
+        let _b1 = live.claim_slot(2, 3, 2).unwrap();
+        assert_eq!(live.claim_slot(3, 3, 2).err(), Some(LimitHit::Total(3)));
+        drop(a1);
+        assert!(live.claim_slot(1, 3, 2).is_ok());
     }
 
     #[test]

@@ -56,7 +56,9 @@ async fn ssh() -> Result<()> {
     let key = KeyPair::generate_ed25519()?;
     let sshd = Sshd::start(&net, SshdOptions::default())?;
     sshd.authorize_key(key.public_line())?;
-    let mut options = GatewayOptions::for_net(&net);
+    // The benchmark opens 200 idle sessions as one user.
+    let mut options =
+        GatewayOptions::for_net(&net).extra_toml("[sessions]\nmax_sessions_per_user = 1000");
     // Per-session log lines are not what is measured.
     options.env.push(("RUST_LOG".into(), "warn".into()));
     let gateway = Gateway::start(options).await?;
