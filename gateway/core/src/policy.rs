@@ -91,6 +91,9 @@ pub struct TargetRef {
     pub protocol: Protocol,
     /// Labels policies can select targets by.
     pub tags: Vec<String>,
+    /// Names of the configured networks the target's address lies in (filled by the caller, which
+    /// knows the networks; empty for DNS names).
+    pub networks: Vec<String>,
 }
 
 /// Who a policy grants access to.
@@ -111,6 +114,8 @@ pub enum TargetSelector {
     Name(String),
     /// Every target carrying a tag.
     Tag(String),
+    /// Every target whose address lies in the named network (named or typed by IP).
+    Network(String),
     /// Every target.
     Any,
 }
@@ -169,6 +174,7 @@ impl TargetSelector {
         match kind.trim() {
             "name" => Some(TargetSelector::Name(value.to_owned())),
             "tag" => Some(TargetSelector::Tag(value.to_owned())),
+            "network" => Some(TargetSelector::Network(value.to_owned())),
             _ => None,
         }
     }
@@ -178,6 +184,7 @@ impl TargetSelector {
         match self {
             TargetSelector::Name(name) => format!("name:{name}"),
             TargetSelector::Tag(tag) => format!("tag:{tag}"),
+            TargetSelector::Network(name) => format!("network:{name}"),
             TargetSelector::Any => "*".to_owned(),
         }
     }
@@ -186,6 +193,7 @@ impl TargetSelector {
         match self {
             TargetSelector::Name(name) => &target.name == name,
             TargetSelector::Tag(tag) => target.tags.iter().any(|t| t == tag),
+            TargetSelector::Network(name) => target.networks.iter().any(|n| n == name),
             TargetSelector::Any => true,
         }
     }
@@ -306,6 +314,7 @@ mod tests {
             port: 22,
             protocol: Protocol::Ssh,
             tags: vec!["prod".into()],
+            networks: vec!["vnet".into()],
         }
     }
 
@@ -353,6 +362,8 @@ mod tests {
             (&["group:ops"], &["tag:prod"], &["dev"], false),
             (&["group:ops"], &["tag:staging"], &["ops"], false),
             (&["role:user"], &["*"], &[], true),
+            (&["role:user"], &["network:vnet"], &[], true),
+            (&["role:user"], &["network:other"], &[], false),
             (&["role:admin"], &["*"], &[], false),
             (&["user:u"], &["name:db"], &[], false),
         ];
@@ -387,7 +398,7 @@ mod tests {
         for text in ["user:alice", "group:ops", "role:auditor"] {
             assert_eq!(Subject::parse(text).unwrap().to_text(), text);
         }
-        for text in ["name:web-1", "tag:prod", "*"] {
+        for text in ["name:web-1", "tag:prod", "network:vnet", "*"] {
             assert_eq!(TargetSelector::parse(text).unwrap().to_text(), text);
         }
         for bad in ["alice", "user:", "role:root", "team:x"] {

@@ -277,6 +277,9 @@ pub struct NetworkEntry {
     pub name: String,
     /// Address range.
     pub cidr: IpNet,
+    /// Users may type an address inside this network instead of picking a named target.
+    #[serde(default)]
+    pub connect_by_ip: bool,
 }
 
 /// `[[targets]]`.

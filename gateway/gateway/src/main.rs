@@ -168,6 +168,7 @@ fn sync_configuration(state: &StateDb, config: &Config) -> anyhow::Result<()> {
         .map(|n| NetworkRecord {
             name: n.name.clone(),
             cidr: n.cidr,
+            connect_by_ip: n.connect_by_ip,
         })
         .collect();
     state.sync_config_networks(&networks)?;

@@ -7,23 +7,45 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
+use sallyport_core::egress::{Host, parse_host};
+use sallyport_core::policy::TargetRef;
 use sallyport_core::policy::{
     Authenticated, Authorized, Policy, PolicyDenied, Role, authorize, may_reach,
 };
-use sallyport_state::{StateError, TargetRecord};
+use sallyport_state::{NetworkRecord, StateError, TargetRecord};
 
 use crate::Portal;
 use crate::auth::CurrentUser;
 
 /// The user's groups and every policy, read fresh so an admin's change applies at once.
-fn context(
-    portal: &Portal,
-    user: &Authenticated,
-) -> Result<(Vec<String>, Vec<Policy>), StateError> {
+/// What a decision needs besides the user: their groups, every policy and every network, read fresh so
+/// an admin's change applies at once.
+struct Context {
+    groups: Vec<String>,
+    policies: Vec<Policy>,
+    networks: Vec<NetworkRecord>,
+}
+
+fn context(portal: &Portal, user: &Authenticated) -> Result<Context, StateError> {
     let state = portal.broker.state();
-    let groups = state.user_groups(user.user_id)?;
-    let policies = state.policies()?.into_iter().map(|p| p.policy).collect();
-    Ok((groups, policies))
+    Ok(Context {
+        groups: state.user_groups(user.user_id)?,
+        policies: state.policies()?.into_iter().map(|p| p.policy).collect(),
+        networks: state.networks()?,
+    })
+}
+
+/// The policy's view of a target, with the networks its address lies in (for `network:` selectors).
+fn target_ref(target: &TargetRecord, networks: &[NetworkRecord]) -> TargetRef {
+    let mut view = target.to_ref();
+    if let Ok(Host::Ip(ip)) = parse_host(&target.host) {
+        view.networks = networks
+            .iter()
+            .filter(|n| n.cidr.contains(&ip))
+            .map(|n| n.name.clone())
+            .collect();
+    }
+    view
 }
 
 /// Why a connect was refused before the WebSocket opened.
@@ -40,9 +62,15 @@ pub fn decide(
     user: &Authenticated,
     target: &TargetRecord,
 ) -> Result<Authorized, AccessError> {
-    let (groups, policies) = context(portal, user).map_err(AccessError::State)?;
-    authorize(user, &groups, &target.to_ref(), target.protocol, &policies)
-        .map_err(AccessError::Denied)
+    let context = context(portal, user).map_err(AccessError::State)?;
+    authorize(
+        user,
+        &context.groups,
+        &target_ref(target, &context.networks),
+        target.protocol,
+        &context.policies,
+    )
+    .map_err(AccessError::Denied)
 }
 
 /// The targets `user` may reach.
@@ -50,11 +78,18 @@ pub fn visible_targets(
     portal: &Portal,
     user: &Authenticated,
 ) -> Result<Vec<TargetRecord>, StateError> {
-    let (groups, policies) = context(portal, user)?;
+    let context = context(portal, user)?;
     let targets = portal.broker.state().targets()?;
     Ok(targets
         .into_iter()
-        .filter(|t| may_reach(user, &groups, &t.to_ref(), &policies))
+        .filter(|t| {
+            may_reach(
+                user,
+                &context.groups,
+                &target_ref(t, &context.networks),
+                &context.policies,
+            )
+        })
         .collect())
 }
 

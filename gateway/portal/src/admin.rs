@@ -546,21 +546,73 @@ pub async fn networks(State(portal): State<Arc<Portal>>, AdminUser(admin): Admin
         .iter()
         .map(|n| {
             format!(
-                r#"<tr><td>{}</td><td>{}</td><td><form method="post" action="/admin/networks/delete" class="inline"><input type="hidden" name="cidr" value="{}"><button type="submit">Delete</button></form></td></tr>"#,
-                escape(&n.name),
-                n.cidr,
-                n.cidr
+                r#"<tr data-network="{name}"><td>{name}</td><td>{cidr}</td><td class="by-ip">{state}</td><td><form method="post" action="/admin/networks/connect-by-ip" class="inline"><input type="hidden" name="cidr" value="{cidr}"><input type="hidden" name="on" value="{toggle}"><button type="submit">{label}</button></form> <form method="post" action="/admin/networks/delete" class="inline"><input type="hidden" name="cidr" value="{cidr}"><button type="submit">Delete</button></form></td></tr>"#,
+                name = escape(&n.name),
+                cidr = n.cidr,
+                state = if n.connect_by_ip { "on" } else { "off" },
+                toggle = if n.connect_by_ip { "false" } else { "true" },
+                label = if n.connect_by_ip { "Turn connect by IP off" } else { "Turn connect by IP on" },
             )
         })
         .collect();
     let body = format!(
         r#"<p>Targets are dialled only inside these networks (never loopback, link-local, metadata services or the gateway itself).</p>
-<table id="networks"><thead><tr><th>Name</th><th>CIDR</th><th></th></tr></thead><tbody>{rows}</tbody></table>
+<p>With "connect by IP" on, users may type an address in the network; policies grant such addresses with <code>network:NAME</code>.</p>
+<table id="networks"><thead><tr><th>Name</th><th>CIDR</th><th>Connect by IP</th><th></th></tr></thead><tbody>{rows}</tbody></table>
 <h2>Add a network</h2><form class="card" method="post" action="/admin/networks" id="add-network">
 <label>Name <input name="name" required></label><label>CIDR <input name="cidr" placeholder="10.0.0.0/16" required></label>
 <button type="submit">Add network</button></form>"#
     );
     page("Networks", &admin, &body)
+}
+
+/// The connect-by-IP toggle.
+#[derive(Deserialize)]
+pub struct ConnectByIpForm {
+    cidr: String,
+    on: bool,
+}
+
+/// `POST /admin/networks/connect-by-ip`.
+pub async fn toggle_connect_by_ip(
+    State(portal): State<Arc<Portal>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    AdminUser(admin): AdminUser,
+    Form(form): Form<ConnectByIpForm>,
+) -> Response {
+    if let Some(refused) = refuse_foreign_origin(&headers) {
+        return refused;
+    }
+    let Ok(cidr) = form.cidr.trim().parse::<ipnet::IpNet>() else {
+        return error_page(
+            &admin,
+            StatusCode::BAD_REQUEST,
+            "that is not a CIDR such as 10.0.0.0/16",
+        );
+    };
+    match portal
+        .broker
+        .state()
+        .set_connect_by_ip(cidr.trunc(), form.on)
+    {
+        Ok(true) => {
+            audit(
+                &portal,
+                &admin,
+                client,
+                "network_connect_by_ip",
+                None,
+                format!(
+                    "{cidr} connect by IP {}",
+                    if form.on { "on" } else { "off" }
+                ),
+            );
+            Redirect::to("/admin/networks").into_response()
+        }
+        Ok(false) => error_page(&admin, StatusCode::NOT_FOUND, "no such network"),
+        Err(error) => state_error(&admin, error),
+    }
 }
 
 /// The network form.

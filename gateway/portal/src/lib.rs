@@ -10,6 +10,7 @@ mod access;
 mod admin;
 mod assets;
 mod auth;
+mod connect_ip;
 mod mfa;
 mod pages;
 mod server;
@@ -132,6 +133,14 @@ impl Portal {
                 get(pages::password_form).post(pages::change_password),
             )
             .route("/targets", get(pages::targets))
+            .route(
+                "/connect-ip",
+                get(connect_ip::form).post(connect_ip::submit),
+            )
+            .route(
+                "/admin/networks/connect-by-ip",
+                post(admin::toggle_connect_by_ip),
+            )
             .route("/connect/{target_id}", get(pages::connect_page))
             .route("/ws/terminal/{target_id}", get(ws::terminal))
             .route("/assets/{name}", get(assets::serve_asset))

@@ -382,10 +382,10 @@ pub async fn targets(State(portal): State<Arc<Portal>>, user: CurrentUser) -> Re
         })
         .collect();
     let body = if targets.is_empty() {
-        "<h1>Targets</h1><p>No targets are registered yet.</p>".to_owned()
+        "<h1>Targets</h1><p>No targets are registered yet.</p><p><a href=\"/connect-ip\" id=\"connect-ip\">Connect by IP address</a></p>".to_owned()
     } else {
         format!(
-            r#"<h1>Targets</h1><table id="targets"><thead><tr><th>Name</th><th>Address</th><th>Protocol</th><th></th></tr></thead><tbody>{rows}</tbody></table>"#
+            r#"<h1>Targets</h1><p><a href="/connect-ip" id="connect-ip">Connect by IP address</a></p><table id="targets"><thead><tr><th>Name</th><th>Address</th><th>Protocol</th><th></th></tr></thead><tbody>{rows}</tbody></table>"#
         )
     };
     layout("Targets", Some(&user.user), &body, "", "").into_response()

@@ -104,6 +104,21 @@ impl Broker {
         }
     }
 
+    /// Judges an address a user typed ("connect by IP") with the same egress rules a connect uses,
+    /// so a refusal comes before any target row is made.
+    pub fn check_address(&self, ip: IpAddr) -> Result<IpAddr, String> {
+        let networks = self
+            .state
+            .networks()
+            .map_err(|e| e.to_string())?
+            .into_iter()
+            .map(|n| n.cidr)
+            .collect();
+        EgressPolicy::new(networks, self.own_addresses.clone())
+            .check(ip)
+            .map_err(|denied| format!("{ip} is refused because {denied}"))
+    }
+
     /// The live sessions.
     pub fn live(&self) -> &LiveSessions {
         &self.live

@@ -212,7 +212,7 @@ impl StateDb {
     /// Deletes an admin-made target.
     pub fn delete_target(&self, id: i64) -> Result<bool, StateError> {
         Ok(self.lock().execute(
-            "DELETE FROM targets WHERE id = ?1 AND source = 'admin'",
+            "DELETE FROM targets WHERE id = ?1 AND source IN ('admin', 'adhoc')",
             [id],
         )? == 1)
     }
@@ -227,6 +227,41 @@ impl StateDb {
             return Err(StateError::Exists(format!("network {cidr}")));
         }
         Ok(())
+    }
+
+    /// Turns "connect by IP" on or off for a network (configuration networks too: the flag is an
+    /// admin decision, though the file's value applies again at the next start).
+    pub fn set_connect_by_ip(&self, cidr: IpNet, on: bool) -> Result<bool, StateError> {
+        Ok(self.lock().execute(
+            "UPDATE networks SET connect_by_ip = ?1 WHERE cidr = ?2",
+            params![on, cidr.to_string()],
+        )? == 1)
+    }
+
+    /// The target row for an address typed by a user ("connect by IP"), made on first use so that host
+    /// key pinning, audit and recordings treat it like any target. Its name is `ADDRESS:PORT`.
+    pub fn adhoc_target(
+        &self,
+        ip: std::net::IpAddr,
+        port: u16,
+    ) -> Result<crate::TargetRecord, StateError> {
+        let name = match ip {
+            std::net::IpAddr::V4(v4) => format!("{v4}:{port}"),
+            std::net::IpAddr::V6(v6) => format!("[{v6}]:{port}"),
+        };
+        let id: i64 = {
+            let conn = self.lock();
+            conn.execute(
+                "INSERT INTO targets (name, host, port, protocol, tags, source) VALUES (?1, ?2, ?3, 'ssh', '', 'adhoc')
+                 ON CONFLICT(name) DO NOTHING",
+                params![name, ip.to_string(), port],
+            )?;
+            conn.query_row("SELECT id FROM targets WHERE name = ?1", [&name], |r| {
+                r.get(0)
+            })?
+        };
+        self.target(id)?
+            .ok_or_else(|| StateError::Invalid(format!("target {name} vanished")))
     }
 
     /// Deletes an admin-made network.

@@ -92,6 +92,9 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE users ADD COLUMN recovery_codes TEXT NOT NULL DEFAULT '';
     CREATE TABLE settings (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 "#,
+    r#"
+    ALTER TABLE networks ADD COLUMN connect_by_ip INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// A handle to the state database, cheap to clone and shareable between threads.
@@ -127,6 +130,7 @@ impl TargetRecord {
             port: self.port,
             protocol: self.protocol,
             tags: self.tags.clone(),
+            networks: Vec::new(),
         }
     }
 }
@@ -170,6 +174,8 @@ pub struct NetworkRecord {
     pub name: String,
     /// The address range.
     pub cidr: IpNet,
+    /// Users may type an address inside this network instead of picking a named target.
+    pub connect_by_ip: bool,
 }
 
 /// A pinned SSH host key.
@@ -231,9 +237,9 @@ impl StateDb {
         tx.execute("DELETE FROM networks WHERE source = 'config'", [])?;
         for net in networks {
             tx.execute(
-                "INSERT INTO networks (name, cidr, source) VALUES (?1, ?2, 'config')
-                 ON CONFLICT(cidr) DO UPDATE SET name = excluded.name",
-                params![net.name, net.cidr.to_string()],
+                "INSERT INTO networks (name, cidr, connect_by_ip, source) VALUES (?1, ?2, ?3, 'config')
+                 ON CONFLICT(cidr) DO UPDATE SET name = excluded.name, connect_by_ip = excluded.connect_by_ip",
+                params![net.name, net.cidr.to_string(), net.connect_by_ip],
             )?;
         }
         tx.commit()?;
@@ -243,17 +249,26 @@ impl StateDb {
     /// All networks.
     pub fn networks(&self) -> Result<Vec<NetworkRecord>, StateError> {
         let conn = self.lock();
-        let mut stmt = conn.prepare("SELECT name, cidr FROM networks ORDER BY id")?;
+        let mut stmt =
+            conn.prepare("SELECT name, cidr, connect_by_ip FROM networks ORDER BY id")?;
         let rows = stmt.query_map([], |row| {
-            Ok((row.get::<_, String>(0)?, row.get::<_, String>(1)?))
+            Ok((
+                row.get::<_, String>(0)?,
+                row.get::<_, String>(1)?,
+                row.get::<_, bool>(2)?,
+            ))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (name, cidr) = row?;
+            let (name, cidr, connect_by_ip) = row?;
             let cidr = cidr
                 .parse()
                 .map_err(|_| StateError::Invalid(format!("network cidr {cidr}")))?;
-            out.push(NetworkRecord { name, cidr });
+            out.push(NetworkRecord {
+                name,
+                cidr,
+                connect_by_ip,
+            });
         }
         Ok(out)
     }

@@ -33,6 +33,8 @@ const SPEC: &[(&str, &str, [u16; 5])] = &[
     ("GET", "/password", [303, 200, 200, 200, 200]),
     ("POST", "/password", [303, 422, 422, 422, 422]),
     ("GET", "/targets", [303, 200, 200, 200, 200]),
+    ("GET", "/connect-ip", [303, 200, 200, 200, 200]),
+    ("POST", "/connect-ip", [303, 422, 422, 422, 422]),
     ("GET", "/connect/{alpha}", [303, 200, 403, 403, 200]),
     ("GET", "/connect/999999", [303, 404, 404, 404, 404]),
     ("WS", "/ws/terminal/{alpha}", [303, 101, 403, 403, 101]),
@@ -82,6 +84,11 @@ const SPEC: &[(&str, &str, [u16; 5])] = &[
     ("GET", "/admin/networks", [303, 403, 403, 403, 200]),
     ("POST", "/admin/networks", [303, 403, 403, 403, 422]),
     ("POST", "/admin/networks/delete", [303, 403, 403, 403, 422]),
+    (
+        "POST",
+        "/admin/networks/connect-by-ip",
+        [303, 403, 403, 403, 422],
+    ),
     ("GET", "/admin/policies", [303, 403, 403, 403, 200]),
     ("POST", "/admin/policies", [303, 403, 403, 403, 422]),
     (
