@@ -217,3 +217,77 @@ impl Drop for Browser {
         self.kill_all();
     }
 }
+
+/// Steps of a person at the page, shared by the browser tests.
+pub mod steps {
+    use std::time::{Duration, Instant};
+
+    use anyhow::{Context, Result, bail};
+    use fantoccini::{Client, Locator};
+
+    /// Waits up to 10 s for `css`.
+    async fn element(driver: &Client, css: &str) -> Result<fantoccini::elements::Element> {
+        driver
+            .wait()
+            .at_most(Duration::from_secs(10))
+            .for_element(Locator::Css(css))
+            .await
+            .with_context(|| format!("no {css} on the page"))
+    }
+
+    /// Clears the field `css` and types `text` into it.
+    pub async fn fill(driver: &Client, css: &str, text: &str) -> Result<()> {
+        let field = element(driver, css).await?;
+        field.clear().await.ok();
+        field
+            .send_keys(text)
+            .await
+            .with_context(|| format!("typing into {css}"))
+    }
+
+    /// Clicks `css`.
+    pub async fn click(driver: &Client, css: &str) -> Result<()> {
+        element(driver, css)
+            .await?
+            .click()
+            .await
+            .with_context(|| format!("clicking {css}"))
+    }
+
+    /// The text of `css` (waiting up to 10 s for it to exist).
+    pub async fn text(driver: &Client, css: &str) -> Result<String> {
+        Ok(element(driver, css).await?.text().await?)
+    }
+
+    /// The text of `css` now, or empty when it is not on the page.
+    async fn text_now(driver: &Client, css: &str) -> String {
+        match driver.find(Locator::Css(css)).await {
+            Ok(found) => found.text().await.unwrap_or_default(),
+            Err(_) => String::new(),
+        }
+    }
+
+    /// Waits until the text of `css` satisfies `check` and returns it; the failure names what the page
+    /// showed, including its `#status` line.
+    pub async fn wait_text(
+        driver: &Client,
+        css: &str,
+        timeout: Duration,
+        check: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let shown = text_now(driver, css).await;
+            if check(&shown) {
+                return Ok(shown);
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "timed out waiting on {css}; it shows {shown:?}; status: {:?}",
+                    text_now(driver, "#status").await
+                );
+            }
+            tokio::time::sleep(Duration::from_millis(150)).await;
+        }
+    }
+}

@@ -109,6 +109,25 @@ impl ServerCertVerifier for PinVerifier {
     }
 }
 
+/// A rustls client configuration (ring, HTTP/1.1) that accepts exactly the certificate whose SHA-256
+/// is `pin` (hex, with or without colons), or any certificate without a pin. For tests that need their
+/// own sockets (a chosen source address, a half-finished request).
+pub fn pinned_client_config(pin: Option<&str>) -> Result<Arc<ClientConfig>> {
+    let pin = pin.map(normalize_fingerprint).transpose()?;
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let verifier = PinVerifier {
+        pin,
+        provider: provider.clone(),
+    };
+    let mut config = ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_no_client_auth();
+    config.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Ok(Arc::new(config))
+}
+
 /// A response: status, headers (names lowercased, in order) and the whole body.
 #[derive(Debug, Clone)]
 pub struct Response {
@@ -233,23 +252,11 @@ impl Client {
             Ok(ip) => ServerName::IpAddress(ip.into()),
             Err(_) => ServerName::try_from(host.clone())?,
         };
-        let pin = pin.map(normalize_fingerprint).transpose()?;
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = PinVerifier {
-            pin,
-            provider: provider.clone(),
-        };
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
         Ok(Client {
             host,
             port,
             server_name,
-            connector: TlsConnector::from(Arc::new(config)),
+            connector: TlsConnector::from(pinned_client_config(pin)?),
             jar: Arc::new(Mutex::new(BTreeMap::new())),
             timeout: Duration::from_secs(30),
         })

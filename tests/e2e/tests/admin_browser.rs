@@ -5,63 +5,13 @@ mod support;
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
-use fantoccini::{Client as Driver, Locator};
+use anyhow::Result;
+use fantoccini::Client as Driver;
+use sallyport_e2e::browser::steps::{click, fill, wait_text};
 use sallyport_e2e::{
     Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use support::{ADMIN_PASSWORD, Terminal, first_login, target_id};
-
-async fn fill(driver: &Driver, css: &str, text: &str) -> Result<()> {
-    let element = driver
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .with_context(|| format!("no {css}"))?;
-    element.clear().await.ok();
-    element
-        .send_keys(text)
-        .await
-        .with_context(|| format!("typing into {css}"))?;
-    Ok(())
-}
-
-async fn click(driver: &Driver, css: &str) -> Result<()> {
-    let element = driver
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .with_context(|| format!("no {css}"))?;
-    element
-        .click()
-        .await
-        .with_context(|| format!("clicking {css}"))?;
-    Ok(())
-}
-
-async fn wait_text(
-    driver: &Driver,
-    css: &str,
-    timeout: Duration,
-    check: impl Fn(&str) -> bool,
-) -> Result<String> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let text = match driver.find(Locator::Css(css)).await {
-            Ok(element) => element.text().await.unwrap_or_default(),
-            Err(_) => String::new(),
-        };
-        if check(&text) {
-            return Ok(text);
-        }
-        if std::time::Instant::now() > deadline {
-            bail!("timed out waiting on {css}; it shows {text:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_creates_user_target_policy_then_watches_and_terminates() -> Result<()> {

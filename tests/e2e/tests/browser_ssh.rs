@@ -6,72 +6,16 @@ mod support;
 
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use fantoccini::{Client as Driver, Locator};
+use sallyport_e2e::browser::steps::{click, fill, wait_text};
 use sallyport_e2e::{
     Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::{Event, Outcome, Store, Verification};
 use support::{ADMIN_PASSWORD, eventually, verifying_key};
 
-async fn fill(driver: &Driver, css: &str, text: &str) -> Result<()> {
-    let element = driver
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .with_context(|| format!("no {css}"))?;
-    element.clear().await.ok();
-    element
-        .send_keys(text)
-        .await
-        .with_context(|| format!("typing into {css}"))?;
-    Ok(())
-}
-
-async fn click(driver: &Driver, css: &str) -> Result<()> {
-    let element = driver
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .with_context(|| format!("no {css}"))?;
-    element
-        .click()
-        .await
-        .with_context(|| format!("clicking {css}"))?;
-    Ok(())
-}
-
-async fn text_of(driver: &Driver, css: &str) -> String {
-    match driver.find(Locator::Css(css)).await {
-        Ok(element) => element.text().await.unwrap_or_default(),
-        Err(_) => String::new(),
-    }
-}
-
 /// Waits until the text of `css` satisfies `check`, returning the text.
-async fn wait_text(
-    driver: &Driver,
-    css: &str,
-    timeout: Duration,
-    check: impl Fn(&str) -> bool,
-) -> Result<String> {
-    let deadline = std::time::Instant::now() + timeout;
-    loop {
-        let text = text_of(driver, css).await;
-        if check(&text) {
-            return Ok(text);
-        }
-        if std::time::Instant::now() > deadline {
-            bail!(
-                "timed out waiting on {css}; it shows {text:?}; status: {:?}",
-                text_of(driver, "#status").await
-            );
-        }
-        tokio::time::sleep(Duration::from_millis(150)).await;
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_logs_in_runs_a_command_resizes_and_the_recording_verifies() -> Result<()> {

@@ -12,11 +12,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-use sallyport_e2e::http::{der_fingerprint, form_encode};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
+use sallyport_e2e::http::form_encode;
 use sallyport_e2e::portal::{ADMIN_PASSWORD, login_admin};
 use sallyport_e2e::{Gateway, GatewayOptions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
@@ -29,64 +27,6 @@ use tokio_rustls::client::TlsStream;
 const USER_MAX_FAILURES: usize = 8;
 const USER_LOCK_SECS: u64 = 4;
 
-/// Accepts exactly the gateway's certificate (by SHA-256), checking handshake signatures with ring.
-#[derive(Debug)]
-struct Pinned {
-    fingerprint: String,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if der_fingerprint(end_entity) == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("certificate pin mismatch".into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// Connections to the gateway from chosen loopback source addresses.
 #[derive(Clone)]
 struct Dialer {
@@ -96,20 +36,11 @@ struct Dialer {
 
 impl Dialer {
     fn new(gateway: &Gateway) -> Result<Dialer> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Pinned {
-            fingerprint: gateway.fingerprint().context("no fingerprint printed")?,
-            provider: provider.clone(),
-        };
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let fingerprint = gateway.fingerprint().context("no fingerprint printed")?;
+        let config = sallyport_e2e::http::pinned_client_config(Some(&fingerprint))?;
         Ok(Dialer {
             port: gateway.port(),
-            config: Arc::new(config),
+            config,
         })
     }
 

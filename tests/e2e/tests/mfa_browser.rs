@@ -9,6 +9,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result, bail};
 use fantoccini::{Client as Driver, Locator};
 use sallyport_core::mfa;
+use sallyport_e2e::browser::steps::{click, fill, text};
 use sallyport_e2e::{
     Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
@@ -19,45 +20,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-async fn fill(driver: &Driver, css: &str, text: &str) -> Result<()> {
-    let element = driver
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .with_context(|| format!("no {css}"))?;
-    element.clear().await.ok();
-    element
-        .send_keys(text)
-        .await
-        .with_context(|| format!("typing into {css}"))?;
-    Ok(())
-}
-
-async fn click(driver: &Driver, css: &str) -> Result<()> {
-    let element = driver
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .with_context(|| format!("no {css}"))?;
-    element
-        .click()
-        .await
-        .with_context(|| format!("clicking {css}"))?;
-    Ok(())
-}
-
-async fn text(driver: &Driver, css: &str) -> Result<String> {
-    let element = driver
-        .wait()
-        .at_most(Duration::from_secs(10))
-        .for_element(Locator::Css(css))
-        .await
-        .with_context(|| format!("no {css}"))?;
-    Ok(element.text().await?)
 }
 
 async fn path(driver: &Driver) -> Result<String> {

@@ -11,11 +11,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
-use sallyport_e2e::http::der_fingerprint;
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use sallyport_e2e::portal::login_admin;
 use sallyport_e2e::{Gateway, GatewayOptions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -35,64 +32,6 @@ const LATE: Duration = Duration::from_secs(8);
 /// the server's).
 const EARLY: Duration = Duration::from_millis(500);
 
-/// Accepts exactly the gateway's certificate (by SHA-256), checking handshake signatures with ring.
-#[derive(Debug)]
-struct Pinned {
-    fingerprint: String,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for Pinned {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if der_fingerprint(end_entity) == self.fingerprint {
-            Ok(ServerCertVerified::assertion())
-        } else {
-            Err(rustls::Error::General("certificate pin mismatch".into()))
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// Connections to the gateway from chosen loopback source addresses.
 #[derive(Clone)]
 struct Dialer {
@@ -102,20 +41,11 @@ struct Dialer {
 
 impl Dialer {
     fn new(gateway: &Gateway) -> Result<Dialer> {
-        let provider = Arc::new(rustls::crypto::ring::default_provider());
-        let verifier = Pinned {
-            fingerprint: gateway.fingerprint().context("no fingerprint printed")?,
-            provider: provider.clone(),
-        };
-        let mut config = ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()?
-            .dangerous()
-            .with_custom_certificate_verifier(Arc::new(verifier))
-            .with_no_client_auth();
-        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        let fingerprint = gateway.fingerprint().context("no fingerprint printed")?;
+        let config = sallyport_e2e::http::pinned_client_config(Some(&fingerprint))?;
         Ok(Dialer {
             port: gateway.port(),
-            config: Arc::new(config),
+            config,
         })
     }
 
