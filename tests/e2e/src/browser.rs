@@ -254,9 +254,20 @@ pub mod steps {
             .with_context(|| format!("clicking {css}"))
     }
 
-    /// The text of `css` (waiting up to 10 s for it to exist).
+    /// The text of `css`, waiting up to 10 s for it to exist. A page that is being replaced (the element
+    /// went stale between finding and reading it) is waited out rather than reported.
     pub async fn text(driver: &Client, css: &str) -> Result<String> {
-        Ok(element(driver, css).await?.text().await?)
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let attempt = async { driver.find(Locator::Css(css)).await?.text().await };
+            match attempt.await {
+                Ok(text) => return Ok(text),
+                Err(error) if Instant::now() > deadline => {
+                    return Err(error).with_context(|| format!("reading {css}"));
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+            }
+        }
     }
 
     /// The text of `css` now, or empty when it is not on the page.

@@ -185,6 +185,12 @@ async fn scenario(
     login(driver, base, "erin", "erin-password-1").await?;
     wait_path(driver, "/account/mfa").await?;
     let audit = admin.get("/admin/audit").await?.text();
+    // Two bad codes and the reused recovery code: exactly three refusals.
+    assert_eq!(
+        audit.matches(r#"data-kind="mfa_failed""#).count(),
+        3,
+        "the audit log should show three refused codes"
+    );
     for kind in [
         "mfa_enrolled",
         "login_password_ok",
