@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 use std::fmt;
-use std::net::IpAddr;
+use std::net::{IpAddr, Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -15,7 +15,7 @@ use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
 use tokio_rustls::client::TlsStream;
 use tokio_tungstenite::WebSocketStream;
@@ -126,6 +126,67 @@ pub fn pinned_client_config(pin: Option<&str>) -> Result<Arc<ClientConfig>> {
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))
+}
+
+/// Opens connections to the gateway on 127.0.0.1 from a chosen loopback source address (to act as
+/// many clients), with TLS pinned to the gateway's certificate.
+#[derive(Clone)]
+pub struct SourceDialer {
+    port: u16,
+    config: Arc<ClientConfig>,
+}
+
+impl SourceDialer {
+    /// The gateway's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// A dialer for `gateway`.
+    pub fn new(gateway: &crate::Gateway) -> Result<SourceDialer> {
+        let fingerprint = gateway.fingerprint().context("no fingerprint printed")?;
+        let config = pinned_client_config(Some(&fingerprint))?;
+        Ok(SourceDialer {
+            port: gateway.port(),
+            config,
+        })
+    }
+
+    /// The name TLS connections present (the gateway's loopback address).
+    pub fn server_name() -> ServerName<'static> {
+        ServerName::IpAddress(Ipv4Addr::LOCALHOST.into())
+    }
+
+    /// A TCP connection from `source`.
+    pub async fn tcp(&self, source: Ipv4Addr) -> Result<TcpStream> {
+        let socket = TcpSocket::new_v4()?;
+        socket.bind(SocketAddr::from((source, 0)))?;
+        let stream = socket
+            .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)))
+            .await
+            .with_context(|| format!("connect from {source}"))?;
+        stream.set_nodelay(true)?;
+        Ok(stream)
+    }
+
+    /// A TLS connection from `source` (20 s handshake deadline).
+    pub async fn tls(&self, source: Ipv4Addr) -> Result<TlsStream<TcpStream>> {
+        let tcp = self.tcp(source).await?;
+        let connect = TlsConnector::from(self.config.clone()).connect(Self::server_name(), tcp);
+        tokio::time::timeout(Duration::from_secs(20), connect)
+            .await
+            .with_context(|| format!("TLS handshake from {source} timed out"))?
+            .with_context(|| format!("TLS handshake from {source}"))
+    }
+
+    /// The bytes of a real ClientHello for this gateway.
+    pub fn client_hello(&self) -> Result<Vec<u8>> {
+        let mut connection =
+            rustls::ClientConnection::new(self.config.clone(), Self::server_name())?;
+        let mut hello = Vec::new();
+        connection.write_tls(&mut hello)?;
+        Ok(hello)
+    }
 }
 
 /// A response: status, headers (names lowercased, in order) and the whole body.

@@ -15,39 +15,7 @@ pub const ADMIN_PASSWORD: &str = "e2e-admin-password-1";
 /// Logs in as admin with the one-time password, replaces it as the portal demands, and returns a
 /// client holding the session cookie.
 pub async fn login_admin(gateway: &Gateway) -> Result<Client> {
-    let client = gateway.client()?;
-    let origin = client.origin();
-    let response = client
-        .post_form(
-            "/login",
-            &[("username", "admin"), ("password", &gateway.password())],
-            Some(&origin),
-        )
-        .await?;
-    if response.status != 303 || response.location() != Some("/password") {
-        bail!(
-            "first login should redirect to /password, got {} {:?}: {}",
-            response.status,
-            response.location(),
-            response.text()
-        );
-    }
-    let response = client
-        .post_form(
-            "/password",
-            &[("new_password", ADMIN_PASSWORD), ("repeat", ADMIN_PASSWORD)],
-            Some(&origin),
-        )
-        .await?;
-    if response.status != 303 || response.location() != Some("/targets") {
-        bail!(
-            "password change should redirect to /targets, got {} {:?}: {}",
-            response.status,
-            response.location(),
-            response.text()
-        );
-    }
-    Ok(client)
+    first_login(gateway, "admin", &gateway.password(), ADMIN_PASSWORD).await
 }
 
 /// Creates a portal user through the admin pages and returns the one-time password shown once.
@@ -111,10 +79,11 @@ pub async fn first_login(
             Some(&origin),
         )
         .await?;
-    if response.status != 303 {
+    if response.status != 303 || response.location() != Some("/targets") {
         bail!(
-            "password change of {username} failed: {} {}",
+            "password change of {username} should redirect to /targets, got {} {:?}: {}",
             response.status,
+            response.location(),
             response.text()
         );
     }

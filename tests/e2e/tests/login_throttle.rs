@@ -7,67 +7,20 @@
 //! Attempts come from chosen loopback source addresses (127.0.0.11 and up), so one test plays several
 //! clients.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rustls::ClientConfig;
-use rustls::pki_types::ServerName;
+use sallyport_e2e::http::SourceDialer;
 use sallyport_e2e::http::form_encode;
 use sallyport_e2e::portal::{ADMIN_PASSWORD, login_admin};
 use sallyport_e2e::{Gateway, GatewayOptions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 /// The test gateway's limits: the default five failures per source and 1 s first wait, a username
 /// locked after eight failures for a short while.
 const USER_MAX_FAILURES: usize = 8;
 const USER_LOCK_SECS: u64 = 4;
-
-/// Connections to the gateway from chosen loopback source addresses.
-#[derive(Clone)]
-struct Dialer {
-    port: u16,
-    config: Arc<ClientConfig>,
-}
-
-impl Dialer {
-    fn new(gateway: &Gateway) -> Result<Dialer> {
-        let fingerprint = gateway.fingerprint().context("no fingerprint printed")?;
-        let config = sallyport_e2e::http::pinned_client_config(Some(&fingerprint))?;
-        Ok(Dialer {
-            port: gateway.port(),
-            config,
-        })
-    }
-
-    fn server_name() -> ServerName<'static> {
-        ServerName::IpAddress(Ipv4Addr::LOCALHOST.into())
-    }
-
-    async fn tcp(&self, source: Ipv4Addr) -> Result<TcpStream> {
-        let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::from((source, 0)))?;
-        let stream = socket
-            .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)))
-            .await
-            .with_context(|| format!("connect from {source}"))?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    }
-
-    async fn tls(&self, source: Ipv4Addr) -> Result<TlsStream<TcpStream>> {
-        let tcp = self.tcp(source).await?;
-        let connect = TlsConnector::from(self.config.clone()).connect(Self::server_name(), tcp);
-        tokio::time::timeout(Duration::from_secs(20), connect)
-            .await
-            .with_context(|| format!("TLS handshake from {source} timed out"))?
-            .with_context(|| format!("TLS handshake from {source}"))
-    }
-}
 
 /// Reads one whole HTTP/1.1 response (with Content-Length) and returns its head and body.
 async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(String, Vec<u8>)> {
@@ -122,12 +75,12 @@ impl Answer {
 
 /// Posts the login form from `source`, as the login page would.
 async fn login(
-    dialer: &Dialer,
+    dialer: &SourceDialer,
     source: Ipv4Addr,
     username: &str,
     password: &str,
 ) -> Result<Answer> {
-    let host = format!("127.0.0.1:{}", dialer.port);
+    let host = format!("127.0.0.1:{}", dialer.port());
     let body = form_encode(&[("username", username), ("password", password)]);
     let mut tls = dialer.tls(source).await?;
     tls.write_all(
@@ -168,7 +121,12 @@ struct Tally {
 
 impl Tally {
     /// A wrong password, expected to be refused with 401 (not 429).
-    async fn wrong(&mut self, dialer: &Dialer, source: Ipv4Addr, username: &str) -> Result<()> {
+    async fn wrong(
+        &mut self,
+        dialer: &SourceDialer,
+        source: Ipv4Addr,
+        username: &str,
+    ) -> Result<()> {
         let answer = login(dialer, source, username, "not-the-password").await?;
         if answer.status != 401 || !answer.body.contains("Wrong username or password") {
             bail!("wrong password for {username} from {source}: expected 401, got {answer:?}");
@@ -226,7 +184,7 @@ async fn repeated_failures_are_throttled_per_source_and_per_user() -> Result<()>
     let gateway = Gateway::start(options).await?;
     // Replaces the one-time password, so "admin" has ADMIN_PASSWORD from here on.
     login_admin(&gateway).await?;
-    let dialer = Dialer::new(&gateway)?;
+    let dialer = SourceDialer::new(&gateway)?;
     let mut tally = Tally::default();
     let source = |last: u8| Ipv4Addr::new(127, 0, 0, last);
     let guesser = source(11);

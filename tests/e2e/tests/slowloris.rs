@@ -6,19 +6,14 @@
 //! Every slow connection comes from its own loopback source address (127.0.0.10 and up, a few per
 //! address) so the per-source cap does not hide the deadlines; the normal login comes from 127.0.0.1.
 
-use std::net::{Ipv4Addr, SocketAddr};
-use std::sync::Arc;
+use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use rustls::ClientConfig;
-use rustls::pki_types::ServerName;
+use sallyport_e2e::http::SourceDialer;
 use sallyport_e2e::portal::login_admin;
 use sallyport_e2e::{Gateway, GatewayOptions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::{TcpSocket, TcpStream};
-use tokio_rustls::TlsConnector;
-use tokio_rustls::client::TlsStream;
 
 /// The deadlines the test gateway runs with, in seconds (distinct, so a cut tells which one fired).
 const HANDSHAKE_SECS: u64 = 2;
@@ -31,57 +26,6 @@ const LATE: Duration = Duration::from_secs(8);
 /// How much earlier than its deadline the client may see the cut (its clock starts a little before
 /// the server's).
 const EARLY: Duration = Duration::from_millis(500);
-
-/// Connections to the gateway from chosen loopback source addresses.
-#[derive(Clone)]
-struct Dialer {
-    port: u16,
-    config: Arc<ClientConfig>,
-}
-
-impl Dialer {
-    fn new(gateway: &Gateway) -> Result<Dialer> {
-        let fingerprint = gateway.fingerprint().context("no fingerprint printed")?;
-        let config = sallyport_e2e::http::pinned_client_config(Some(&fingerprint))?;
-        Ok(Dialer {
-            port: gateway.port(),
-            config,
-        })
-    }
-
-    fn server_name() -> ServerName<'static> {
-        ServerName::IpAddress(Ipv4Addr::LOCALHOST.into())
-    }
-
-    async fn tcp(&self, source: Ipv4Addr) -> Result<TcpStream> {
-        let socket = TcpSocket::new_v4()?;
-        socket.bind(SocketAddr::from((source, 0)))?;
-        let stream = socket
-            .connect(SocketAddr::from((Ipv4Addr::LOCALHOST, self.port)))
-            .await
-            .with_context(|| format!("connect from {source}"))?;
-        stream.set_nodelay(true)?;
-        Ok(stream)
-    }
-
-    async fn tls(&self, source: Ipv4Addr) -> Result<TlsStream<TcpStream>> {
-        let tcp = self.tcp(source).await?;
-        let connect = TlsConnector::from(self.config.clone()).connect(Self::server_name(), tcp);
-        tokio::time::timeout(Duration::from_secs(20), connect)
-            .await
-            .with_context(|| format!("TLS handshake from {source} timed out"))?
-            .with_context(|| format!("TLS handshake from {source}"))
-    }
-
-    /// The bytes of a real ClientHello for this gateway.
-    fn client_hello(&self) -> Result<Vec<u8>> {
-        let mut connection =
-            rustls::ClientConnection::new(self.config.clone(), Self::server_name())?;
-        let mut hello = Vec::new();
-        connection.write_tls(&mut hello)?;
-        Ok(hello)
-    }
-}
 
 /// How a connection ended.
 #[derive(Debug)]
@@ -190,14 +134,14 @@ impl Stall {
 /// Opens one stalled connection from `source`, reports on `ready` once it is stalling, and returns
 /// how the server cut it.
 async fn stall(
-    dialer: Dialer,
+    dialer: SourceDialer,
     source: Ipv4Addr,
     kind: Stall,
     ready: tokio::sync::mpsc::Sender<()>,
 ) -> Result<Cut> {
     let second = Duration::from_secs(1);
     let limit = kind.deadline() + LATE;
-    let host = format!("127.0.0.1:{}", dialer.port);
+    let host = format!("127.0.0.1:{}", dialer.port());
     match kind {
         Stall::SilentTcp | Stall::PartialHello | Stall::TrickledHello => {
             let mut tcp = dialer.tcp(source).await?;
@@ -268,7 +212,7 @@ async fn slow_connections_are_cut_at_their_deadlines_while_logins_work() -> Resu
         ..GatewayOptions::default()
     };
     let gateway = Gateway::start(options).await?;
-    let dialer = Dialer::new(&gateway)?;
+    let dialer = SourceDialer::new(&gateway)?;
 
     // A hundred stalled connections, four per source address.
     let plan = [
@@ -354,7 +298,7 @@ async fn the_per_source_cap_closes_the_next_connection_before_tls() -> Result<()
         ..GatewayOptions::default()
     };
     let gateway = Gateway::start(options).await?;
-    let dialer = Dialer::new(&gateway)?;
+    let dialer = SourceDialer::new(&gateway)?;
     let hello = dialer.client_hello()?;
     let greedy = Ipv4Addr::new(127, 0, 0, 200);
     let other = Ipv4Addr::new(127, 0, 0, 201);
