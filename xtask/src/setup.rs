@@ -18,7 +18,18 @@ const PACKAGES: &[(&str, &str)] = &[
     ("chromium-driver", "/usr/bin/chromedriver"),
     ("nodejs", "/usr/bin/node"),
     ("npm", "/usr/bin/npm"),
+    ("nmap", "/usr/bin/nmap"),
+    ("iputils-ping", "/usr/bin/ping"),
+    ("nftables", "/usr/sbin/nft"),
 ];
+
+/// What bpf-linker is built against: LLVM of the same major version as the nightly rustc's own LLVM.
+const LLVM_PACKAGES: &[(&str, &str)] = &[
+    ("llvm-22-dev", "/usr/lib/llvm-22/bin/llvm-config"),
+    ("libpolly-22-dev", "/usr/lib/llvm-22/lib/libPolly.a"),
+];
+const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
+const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Installs what is missing.
 pub fn run() -> anyhow::Result<()> {
@@ -31,6 +42,69 @@ pub fn run() -> anyhow::Result<()> {
                 || !on_path(if *package == "npm" { "npm" } else { "node" })
         })
         .collect();
+    apt_install(&missing)?;
+    for component in ["rustfmt", "clippy"] {
+        let probe = if component == "rustfmt" {
+            ["fmt", "--version"]
+        } else {
+            ["clippy", "--version"]
+        };
+        let present = crate::cargo()
+            .args(probe)
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        if !present {
+            run_cmd(Command::new("rustup").args(["component", "add", component]))?;
+        }
+    }
+    ebpf_toolchain()
+}
+
+/// The eBPF program's toolchain: nightly with rust-src (for `-Z build-std=core`) and bpf-linker, built
+/// against Debian's LLVM 22 (about five minutes on two cores, once).
+fn ebpf_toolchain() -> anyhow::Result<()> {
+    let nightly_src = Command::new("rustup")
+        .args(["+nightly", "component", "list", "--installed"])
+        .output()
+        .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("rust-src"))
+        .unwrap_or(false);
+    if !nightly_src {
+        run_cmd(Command::new("rustup").args([
+            "toolchain",
+            "install",
+            "nightly",
+            "--profile",
+            "minimal",
+            "--component",
+            "rust-src",
+        ]))?;
+    }
+    let has_linker = Command::new("bpf-linker")
+        .arg("--version")
+        .output()
+        .map(|o| o.status.success())
+        .unwrap_or(false);
+    if has_linker {
+        return Ok(());
+    }
+    let missing: Vec<&str> = LLVM_PACKAGES
+        .iter()
+        .filter(|(_, path)| !std::path::Path::new(path).exists())
+        .map(|(package, _)| *package)
+        .collect();
+    apt_install(&missing)?;
+    let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
+    run_cmd(
+        Command::new("cargo")
+            .env("PATH", path)
+            .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
+            .args(["--no-default-features", "--features", "llvm-22"]),
+    )
+}
+
+/// Installs Debian packages (none: nothing to do), keeping package scripts from starting services.
+fn apt_install(missing: &[&str]) -> anyhow::Result<()> {
     if !missing.is_empty() {
         if !is_root() {
             bail!(
@@ -53,27 +127,12 @@ pub fn run() -> anyhow::Result<()> {
             Command::new("apt-get")
                 .env("DEBIAN_FRONTEND", "noninteractive")
                 .args(["install", "-y", "-qq", "--no-install-recommends"])
-                .args(&missing),
+                .args(missing),
         );
         if placed_guard {
             let _ = std::fs::remove_file(guard);
         }
         result?;
-    }
-    for component in ["rustfmt", "clippy"] {
-        let probe = if component == "rustfmt" {
-            ["fmt", "--version"]
-        } else {
-            ["clippy", "--version"]
-        };
-        let present = crate::cargo()
-            .args(probe)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !present {
-            run_cmd(Command::new("rustup").args(["component", "add", component]))?;
-        }
     }
     Ok(())
 }

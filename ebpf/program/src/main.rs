@@ -38,8 +38,7 @@ static CONFIG: Array<EdgeConfig> = Array::with_max_entries(1, 0);
 static INTERFACES: HashMap<u32, u32> = HashMap::with_max_entries(INTERFACE_CAPACITY, 0);
 
 #[map(name = "OWN_ADDRESSES")]
-static OWN_ADDRESSES: HashMap<[u8; 16], u32> =
-    HashMap::with_max_entries(OWN_ADDRESS_CAPACITY, 0);
+static OWN_ADDRESSES: HashMap<[u8; 16], u32> = HashMap::with_max_entries(OWN_ADDRESS_CAPACITY, 0);
 
 #[map(name = "BLOCKLIST")]
 static BLOCKLIST: LpmTrie<[u8; 16], BlockEntry> = LpmTrie::with_max_entries(BLOCKLIST_CAPACITY, 0);
@@ -87,7 +86,7 @@ fn ingress_reason(ctx: &XdpContext) -> Reason {
     };
     let ifindex = ctx.ingress_ifindex() as u32;
     // SAFETY: a plain lookup in a map of u32 values; the reference does not outlive this statement.
-    let role = match unsafe { INTERFACES.get(&ifindex) } {
+    let role = match unsafe { INTERFACES.get(ifindex) } {
         Some(role) => *role,
         None => return Reason::UnknownInterface,
     };
@@ -129,7 +128,7 @@ fn transport_reason(
     };
     if destination_port == config.portal_port_be && public {
         // SAFETY: a plain lookup; only presence matters.
-        if unsafe { OWN_ADDRESSES.get(&ip.dst) }.is_none() {
+        if unsafe { OWN_ADDRESSES.get(ip.dst) }.is_none() {
             return Reason::NotOwnAddress;
         }
         let new_flow = if protocol == PROTO_TCP {
@@ -222,7 +221,7 @@ fn related(quoted: &parse::Quoted, config: &EdgeConfig, public: bool) -> bool {
         return false;
     }
     // SAFETY: a plain lookup; only presence matters.
-    let ours = unsafe { OWN_ADDRESSES.get(&quoted.src) }.is_some();
+    let ours = unsafe { OWN_ADDRESSES.get(quoted.src) }.is_some();
     if public && ours && quoted.source_port_be == config.portal_port_be {
         return true;
     }
@@ -269,7 +268,7 @@ fn rate_allows(source: &[u8; 16], v6: bool, config: &EdgeConfig) -> bool {
     }
     let now = now_ns();
     let capacity = config.rate_burst.max(1) as u64 * 1000;
-    match RATE.get_ptr_mut(&key) {
+    match RATE.get_ptr_mut(key) {
         Some(state) => {
             // SAFETY: the pointer comes from a successful lookup and is only used within this call; concurrent
             // updates from another CPU can only make the count approximate, never unsafe.
@@ -292,7 +291,7 @@ fn rate_allows(source: &[u8; 16], v6: bool, config: &EdgeConfig) -> bool {
                 last_ns: now,
             };
             // A full map evicts the least recently used source; failing to insert still lets this flow in.
-            let _ = RATE.insert(&key, &state, 0);
+            let _ = RATE.insert(key, state, 0);
             true
         }
     }
@@ -328,11 +327,11 @@ fn remember_flow(bytes: &Bytes) {
         remote: ip.dst,
     };
     let now = now_ns();
-    match FLOWS.get_ptr_mut(&key) {
+    match FLOWS.get_ptr_mut(key) {
         // SAFETY: the pointer comes from a successful lookup; a u64 store.
         Some(last_seen) => unsafe { *last_seen = now },
         None => {
-            let _ = FLOWS.insert(&key, &now, 0);
+            let _ = FLOWS.insert(key, now, 0);
         }
     }
 }

@@ -24,6 +24,8 @@ pub struct Config {
     pub recording: RecordingSection,
     /// Limits on terminal sessions.
     pub sessions: SessionsSection,
+    /// The XDP edge.
+    pub edge: EdgeSection,
     /// The networks targets may live in (the virtual network and its peers).
     pub networks: Vec<NetworkEntry>,
     /// Named targets.
@@ -38,6 +40,7 @@ impl Default for Config {
             log: LogSection::default(),
             recording: RecordingSection::default(),
             sessions: SessionsSection::default(),
+            edge: EdgeSection::default(),
             networks: Vec::new(),
             targets: Vec::new(),
         }
@@ -269,6 +272,91 @@ impl Default for RecordingSection {
     }
 }
 
+/// `[edge]`: the XDP filter that leaves only the portal port reachable. Without interfaces it is not
+/// loaded, and the gateway says so at start.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct EdgeSection {
+    /// Refuse to start unless the edge is attached to every listed interface (the appliance sets this).
+    pub required: bool,
+    /// Interfaces to attach to, each with its role.
+    pub interfaces: Vec<EdgeInterfaceEntry>,
+    /// Put a source locked out after failed logins into the edge's blocklist for its lockout period.
+    pub block_locked_out_sources: bool,
+    /// New portal connections per second allowed per source (IPv6: per /64); 0 turns the limit off.
+    pub new_flows_per_second: u32,
+    /// Burst of new connections allowed above that rate.
+    pub new_flow_burst: u32,
+    /// Seconds after its last outbound packet that a TCP connection the gateway opened still accepts
+    /// replies.
+    pub tcp_flow_timeout_secs: u64,
+    /// The same for UDP (DNS, NTP).
+    pub udp_flow_timeout_secs: u64,
+}
+
+impl Default for EdgeSection {
+    fn default() -> Self {
+        EdgeSection {
+            required: false,
+            interfaces: Vec::new(),
+            block_locked_out_sources: true,
+            new_flows_per_second: 0,
+            new_flow_burst: 20,
+            tcp_flow_timeout_secs: 5 * 24 * 3600,
+            udp_flow_timeout_secs: 180,
+        }
+    }
+}
+
+/// `[[edge.interfaces]]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EdgeInterfaceEntry {
+    /// Interface name (`eth0`).
+    pub name: String,
+    /// `public`: users reach the portal here; `internal`: targets live here, no portal.
+    pub role: EdgeRole,
+}
+
+/// What an edge interface is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum EdgeRole {
+    /// The portal port is open.
+    Public,
+    /// Only replies of the gateway's own connections come in.
+    Internal,
+}
+
+impl EdgeSection {
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.required && self.interfaces.is_empty() {
+            bail!("edge.required needs at least one [[edge.interfaces]] entry");
+        }
+        let mut names = std::collections::HashSet::new();
+        for interface in &self.interfaces {
+            if interface.name.is_empty() || interface.name.len() > 15 {
+                bail!(
+                    "edge interface name {:?} is not a Linux interface name",
+                    interface.name
+                );
+            }
+            if !names.insert(&interface.name) {
+                bail!("edge interface {} is listed twice", interface.name);
+            }
+        }
+        if !self.interfaces.is_empty()
+            && !self.interfaces.iter().any(|i| i.role == EdgeRole::Public)
+        {
+            bail!("no edge interface is public: users could not reach the portal");
+        }
+        if self.tcp_flow_timeout_secs == 0 || self.udp_flow_timeout_secs == 0 {
+            bail!("edge.tcp_flow_timeout_secs and edge.udp_flow_timeout_secs must be positive");
+        }
+        Ok(())
+    }
+}
+
 /// `[[networks]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -332,6 +420,7 @@ impl Config {
             bail!("portal.tls_cert and portal.tls_key go together: set both or neither");
         }
         self.portal.validate()?;
+        self.edge.validate()?;
         let mut names = std::collections::HashSet::new();
         for target in &self.targets {
             if !names.insert(&target.name) {
@@ -378,6 +467,20 @@ mod tests {
         assert_eq!(portal.login_throttle, defaults.login_throttle);
         assert_eq!(portal.session_idle_timeout, defaults.session_idle_timeout);
         assert_eq!(portal.session_max_age, defaults.session_max_age);
+    }
+
+    #[test]
+    fn edge_section_is_read() {
+        let config = Config::parse(
+            "[edge]\nrequired = true\nnew_flows_per_second = 5\n[[edge.interfaces]]\nname = \"eth0\"\nrole = \"public\"\n[[edge.interfaces]]\nname = \"eth1\"\nrole = \"internal\"\n",
+        )
+        .unwrap();
+        assert!(config.edge.required);
+        assert_eq!(config.edge.new_flows_per_second, 5);
+        assert_eq!(config.edge.interfaces.len(), 2);
+        assert_eq!(config.edge.interfaces[1].role, EdgeRole::Internal);
+        assert!(config.edge.block_locked_out_sources);
+        assert!(Config::parse("").unwrap().edge.interfaces.is_empty());
     }
 
     #[test]
@@ -431,6 +534,19 @@ mod tests {
             (
                 "[[networks]]\nname = \"n\"\ncidr = \"10.0.0.0/33\"\n",
                 "invalid",
+            ),
+            ("[edge]\nrequired = true\n", "at least one"),
+            (
+                "[[edge.interfaces]]\nname = \"eth0\"\nrole = \"dmz\"\n",
+                "unknown variant",
+            ),
+            (
+                "[[edge.interfaces]]\nname = \"eth1\"\nrole = \"internal\"\n",
+                "no edge interface is public",
+            ),
+            (
+                "[[edge.interfaces]]\nname = \"eth0\"\nrole = \"public\"\n[[edge.interfaces]]\nname = \"eth0\"\nrole = \"public\"\n",
+                "listed twice",
             ),
         ];
         for (text, expected) in cases {

@@ -1,11 +1,12 @@
 //! The Sallyport gateway daemon: reads the configuration, opens the state and recordings databases,
 //! seals what a crash left unfinished, and serves the portal until SIGINT or SIGTERM.
 //!
-//! This binary only wires the crates together (state, recorder, SSH connector, broker, portal); the
+//! This binary only wires the crates together (edge, state, recorder, SSH connector, broker, portal); the
 //! logic lives in them. It prints the one-time admin password on first start, once, and nothing secret
 //! after that.
 
 mod config;
+mod edge;
 mod keys;
 mod logging;
 mod tls;
@@ -106,6 +107,10 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let recorder =
         Recorder::start(&recordings_path, signing_key, limits).context("starting the recorder")?;
 
+    // The edge goes on before the portal listens, so the portal is never reachable unfiltered.
+    let edge = edge::EdgeHandle::start(&config.edge, config.portal.listen.port())?;
+    edge.spawn_maintenance();
+
     let tls = tls::load_or_create(&config.portal, &config.state_dir)?;
     let listener = tokio::net::TcpListener::bind(config.portal.listen)
         .await
@@ -119,7 +124,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Arc::new(sallyport_ssh::SshConnector::default()),
         config.sessions.broker_config(),
     ));
-    let portal = Portal::new(broker, config.portal.portal_config());
+    let portal = Portal::with_edge(
+        broker,
+        config.portal.portal_config(),
+        Some(edge.clone() as Arc<dyn sallyport_portal::EdgeControl>),
+    );
 
     let url_host = if local.ip().is_unspecified() {
         "localhost".to_owned()
@@ -138,6 +147,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     tokio::task::spawn_blocking(move || recorder.shutdown())
         .await
         .ok();
+    // Detaches the edge (its links close with the last reference).
+    drop(edge);
     info!("stopped");
     Ok(())
 }

@@ -19,7 +19,7 @@ use crate::access::{AdminUser, ReviewerUser};
 use crate::auth::{CurrentUser, same_origin};
 use crate::pages::{escape, layout};
 
-const NAV: &str = r#"<nav class="admin-nav"><a href="/admin/users">Users</a> · <a href="/admin/targets">Targets</a> · <a href="/admin/networks">Networks</a> · <a href="/admin/policies">Policies</a> · <a href="/admin/hostkeys">Host keys</a> · <a href="/admin/mfa">MFA</a> · <a href="/admin/sessions">Live sessions</a> · <a href="/admin/audit">Audit log</a></nav>"#;
+const NAV: &str = r#"<nav class="admin-nav"><a href="/admin/users">Users</a> · <a href="/admin/targets">Targets</a> · <a href="/admin/networks">Networks</a> · <a href="/admin/policies">Policies</a> · <a href="/admin/hostkeys">Host keys</a> · <a href="/admin/mfa">MFA</a> · <a href="/admin/sessions">Live sessions</a> · <a href="/admin/audit">Audit log</a> · <a href="/admin/edge">Edge</a></nav>"#;
 
 pub(crate) fn page(title: &str, user: &CurrentUser, body: &str) -> Response {
     layout(

@@ -11,6 +11,7 @@ mod admin;
 mod assets;
 mod auth;
 mod connect_ip;
+mod edge;
 mod mfa;
 mod pages;
 mod server;
@@ -26,6 +27,7 @@ use sallyport_core::throttle::{LoginThrottle, ThrottleConfig};
 use sallyport_relay::Broker;
 
 pub use auth::LoginSessions;
+pub use edge::{EdgeControl, EdgeCounter, EdgeInterface, EdgeStatus};
 pub use server::serve;
 
 /// Portal settings. The defaults are [`PortalConfig::default`], which the daemon's configuration
@@ -82,11 +84,23 @@ pub struct Portal {
     started: Instant,
     /// Logins between their two factors, and enrollments in progress.
     mfa: mfa::MfaState,
+    /// The network edge, when the daemon attached one.
+    edge: Option<Arc<dyn EdgeControl>>,
 }
 
 impl Portal {
-    /// A portal over the given broker.
+    /// A portal over the given broker, without a network edge.
     pub fn new(broker: Arc<Broker>, config: PortalConfig) -> Arc<Portal> {
+        Self::with_edge(broker, config, None)
+    }
+
+    /// A portal over the given broker that puts locked-out sources into `edge`'s blocklist and shows
+    /// its counters to admins.
+    pub fn with_edge(
+        broker: Arc<Broker>,
+        config: PortalConfig,
+        edge: Option<Arc<dyn EdgeControl>>,
+    ) -> Arc<Portal> {
         let logins = LoginSessions::new(config.session_idle_timeout, config.session_max_age);
         Arc::new(Portal {
             broker,
@@ -95,6 +109,7 @@ impl Portal {
             started: Instant::now(),
             mfa: mfa::MfaState::default(),
             config,
+            edge,
         })
     }
 
@@ -106,7 +121,24 @@ impl Portal {
             .throttle
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let _ = throttle.record_failure(client.ip(), username, now);
+        let lockouts = throttle.record_failure(client.ip(), username, now);
+        drop(throttle);
+        self.block_locked_out_sources(&lockouts);
+    }
+
+    /// Hands each source lockout to the edge, which drops the source's packets for the lockout period.
+    pub(crate) fn block_locked_out_sources(
+        &self,
+        lockouts: &[sallyport_core::throttle::LockEvent],
+    ) {
+        let Some(edge) = &self.edge else {
+            return;
+        };
+        for lockout in lockouts {
+            if let sallyport_core::throttle::LockEvent::Source { source, wait, .. } = lockout {
+                edge.block_source(*source, *wait);
+            }
+        }
     }
 
     /// Ends everything a user has open: login sessions and live terminal sessions (logout, password
@@ -169,6 +201,8 @@ impl Portal {
                 post(admin::forget_host_key),
             )
             .route("/admin/audit", get(admin::audit_log))
+            .route("/admin/edge", get(edge::edge_page))
+            .route("/admin/metrics", get(edge::metrics))
             .route("/admin/sessions", get(watch::sessions))
             .route("/admin/sessions/{id}/terminate", post(watch::terminate))
             .route("/admin/sessions/{id}/watch", get(watch::watch_page))

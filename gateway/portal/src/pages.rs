@@ -204,6 +204,7 @@ pub async fn login(
             audit("login_failed", None);
             let failed_at = portal.started.elapsed();
             let lockouts = throttle().record_failure(client.ip(), &username, failed_at);
+            portal.block_locked_out_sources(&lockouts);
             for lockout in lockouts {
                 let detail = match lockout {
                     LockEvent::Source { source, wait, .. } => format!(

@@ -62,6 +62,8 @@ pub struct GatewayOptions {
     pub env: Vec<(String, String)>,
     /// The program to run instead of [`gateway_bin`] (the harness self-test uses a stand-in).
     pub bin: Option<PathBuf>,
+    /// Where the portal listens; unset means 127.0.0.1 on a free port.
+    pub listen: Option<std::net::SocketAddr>,
 }
 
 impl GatewayOptions {
@@ -92,6 +94,12 @@ impl GatewayOptions {
         self
     }
 
+    /// Makes the portal listen on `addr` instead of 127.0.0.1 on a free port.
+    pub fn listen(mut self, addr: std::net::SocketAddr) -> GatewayOptions {
+        self.listen = Some(addr);
+        self
+    }
+
     /// Appends raw TOML lines at the end of the file.
     pub fn extra_toml(mut self, line: &str) -> GatewayOptions {
         self.extra_toml.push(line.to_owned());
@@ -116,6 +124,9 @@ fn toml_str(s: &str) -> String {
 
 /// The configuration file text for `opts` (exposed so tests can check what the gateway gets).
 pub fn render_config(state_dir: &Path, port: u16, opts: &GatewayOptions) -> String {
+    let listen = opts
+        .listen
+        .unwrap_or_else(|| std::net::SocketAddr::from(([127, 0, 0, 1], port)));
     let mut t = format!(
         "state_dir = {}\n",
         toml_str(&state_dir.display().to_string())
@@ -125,7 +136,7 @@ pub fn render_config(state_dir: &Path, port: u16, opts: &GatewayOptions) -> Stri
     }
     t.push_str(&format!(
         "\n[portal]\nlisten = {}\n",
-        toml_str(&format!("127.0.0.1:{port}"))
+        toml_str(&listen.to_string())
     ));
     for line in &opts.extra_portal {
         t.push_str(&format!("{line}\n"));
@@ -195,6 +206,7 @@ struct Stdout {
 pub struct Gateway {
     dir: TempDir,
     bin: PathBuf,
+    host: std::net::IpAddr,
     port: u16,
     env: Vec<(String, String)>,
     child: Option<Child>,
@@ -215,7 +227,14 @@ impl Gateway {
             .context("gateway tempdir")?;
         let state_dir = dir.path().join("state");
         fs::create_dir(&state_dir)?;
-        let port = free_port()?;
+        let port = match opts.listen {
+            Some(listen) => listen.port(),
+            None => free_port()?,
+        };
+        let host = opts
+            .listen
+            .map(|listen| listen.ip())
+            .unwrap_or(std::net::IpAddr::from([127, 0, 0, 1]));
         fs::write(
             dir.path().join("config.toml"),
             render_config(&state_dir, port, &opts),
@@ -223,6 +242,7 @@ impl Gateway {
         let mut gw = Gateway {
             dir,
             bin,
+            host,
             port,
             env: opts.env,
             child: None,
@@ -278,8 +298,7 @@ impl Gateway {
     }
 
     async fn wait_ready(&mut self, need_password: bool) -> Result<()> {
-        let probe = Client::new(&format!("https://127.0.0.1:{}/", self.port), None)?
-            .with_timeout(Duration::from_secs(2));
+        let probe = Client::new(&self.base_url(), None)?.with_timeout(Duration::from_secs(2));
         let deadline = Instant::now() + READY_TIMEOUT;
         loop {
             if let Some(child) = self.child.as_mut()
@@ -298,7 +317,8 @@ impl Gateway {
             }
             if Instant::now() >= deadline {
                 bail!(
-                    "the gateway did not become ready within {READY_TIMEOUT:?} (HTTPS on 127.0.0.1:{}{})\n--- stderr ---\n{}\n--- stdout ---\n{}",
+                    "the gateway did not become ready within {READY_TIMEOUT:?} (HTTPS on {}:{}{})\n--- stderr ---\n{}\n--- stdout ---\n{}",
+                    self.host,
                     self.port,
                     if has_password {
                         ""
@@ -396,18 +416,23 @@ impl Gateway {
             .unwrap_or_else(|e| e.into_inner())
             .url
             .clone()
-            .unwrap_or_else(|| format!("https://127.0.0.1:{}/", self.port))
+            .unwrap_or_else(|| self.base_url())
     }
 
     /// An HTTPS client for the portal, pinned to the printed fingerprint when there is one.
     pub fn client(&self) -> Result<Client> {
-        Client::new(
-            &format!("https://127.0.0.1:{}/", self.port),
-            self.fingerprint().as_deref(),
+        Client::new(&self.base_url(), self.fingerprint().as_deref())
+    }
+
+    /// `https://HOST:PORT/` of the listening address (127.0.0.1 unless [`GatewayOptions::listen`]).
+    pub fn base_url(&self) -> String {
+        format!(
+            "https://{}/",
+            std::net::SocketAddr::new(self.host, self.port)
         )
     }
 
-    /// The portal's TCP port on 127.0.0.1.
+    /// The portal's TCP port.
     pub fn port(&self) -> u16 {
         self.port
     }

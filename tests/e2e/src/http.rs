@@ -277,6 +277,8 @@ pub struct Client {
     connector: TlsConnector,
     jar: Arc<Mutex<BTreeMap<String, String>>>,
     timeout: Duration,
+    /// Connections are made inside this network namespace instead of the test's own.
+    dialer: Option<Arc<crate::tunnel::NsSockets>>,
 }
 
 impl fmt::Debug for Client {
@@ -320,7 +322,33 @@ impl Client {
             connector: TlsConnector::from(pinned_client_config(pin)?),
             jar: Arc::new(Mutex::new(BTreeMap::new())),
             timeout: Duration::from_secs(30),
+            dialer: None,
         })
+    }
+
+    /// Makes every connection from inside the namespace `sockets` lives in (a client elsewhere in the
+    /// network); the cookie jar stays shared with clones.
+    pub fn dial_from(mut self, sockets: Arc<crate::tunnel::NsSockets>) -> Client {
+        self.dialer = Some(sockets);
+        self
+    }
+
+    async fn connect_tcp(&self) -> Result<TcpStream> {
+        let Some(sockets) = self.dialer.clone() else {
+            return TcpStream::connect((self.host.as_str(), self.port))
+                .await
+                .with_context(|| format!("connect {}:{}", self.host, self.port));
+        };
+        let ip: IpAddr = self.host.parse().with_context(|| {
+            format!(
+                "dialing from a namespace needs an IP literal, not {}",
+                self.host
+            )
+        })?;
+        let address = SocketAddr::new(ip, self.port);
+        let stream = tokio::task::spawn_blocking(move || sockets.connect(address)).await??;
+        stream.set_nonblocking(true)?;
+        Ok(TcpStream::from_std(stream)?)
     }
 
     /// Sets the time limit of each request (30 s unless changed).
@@ -345,9 +373,7 @@ impl Client {
     /// Opens a TCP connection and completes the TLS handshake (pin checked).
     pub async fn connect_tls(&self) -> Result<Tls> {
         let fut = async {
-            let tcp = TcpStream::connect((self.host.as_str(), self.port))
-                .await
-                .with_context(|| format!("connect {}:{}", self.host, self.port))?;
+            let tcp = self.connect_tcp().await?;
             tcp.set_nodelay(true)?;
             let tls = self
                 .connector

@@ -1,0 +1,187 @@
+//! The portal's view of the network edge: the [`EdgeControl`] trait the daemon implements over
+//! sallyport-edge (the portal never loads eBPF itself), the admin page `/admin/edge` and the admin
+//! metrics endpoint `/admin/metrics` (Prometheus text format).
+//!
+//! A login lockout hands the offending source to [`EdgeControl::block_source`], so that for the lockout
+//! period its packets are dropped before the kernel allocates anything for them.
+
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+use axum::extract::State;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use ipnet::IpNet;
+
+use crate::Portal;
+use crate::access::AdminUser;
+use crate::admin::page;
+use crate::pages::escape;
+
+/// What the portal asks of the edge. Implementations must not block for long: they are called from
+/// request handlers.
+pub trait EdgeControl: Send + Sync {
+    /// Drops every packet from `source` for `duration` (a login lockout).
+    fn block_source(&self, source: IpNet, duration: Duration);
+    /// The edge as it is now.
+    fn status(&self) -> EdgeStatus;
+}
+
+/// A snapshot of the edge for admins.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct EdgeStatus {
+    /// Why the edge is not attached, when it is not (the page says so plainly).
+    pub not_attached: Option<String>,
+    /// Interfaces: name, role, XDP mode.
+    pub interfaces: Vec<EdgeInterface>,
+    /// Packets per verdict reason since the edge was loaded.
+    pub counters: Vec<EdgeCounter>,
+    /// Sources in the blocklist and the time they have left.
+    pub blocked: Vec<(IpNet, Duration)>,
+    /// Flows the appliance opened that the edge tracks for their replies.
+    pub tracked_flows: usize,
+}
+
+/// One attached interface.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeInterface {
+    /// Interface name.
+    pub name: String,
+    /// "public" or "internal".
+    pub role: String,
+    /// "native" or "generic".
+    pub mode: String,
+}
+
+/// One counter.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EdgeCounter {
+    /// Stable snake_case reason.
+    pub reason: String,
+    /// True for a pass verdict.
+    pub passes: bool,
+    /// Packets.
+    pub packets: u64,
+}
+
+fn status(portal: &Portal) -> EdgeStatus {
+    match &portal.edge {
+        Some(edge) => edge.status(),
+        None => EdgeStatus {
+            not_attached: Some("this gateway runs without the edge".into()),
+            ..EdgeStatus::default()
+        },
+    }
+}
+
+/// `GET /admin/edge`: attachments, counters and the blocklist.
+pub async fn edge_page(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUser) -> Response {
+    let status = status(&portal);
+    let mut body = String::new();
+    match &status.not_attached {
+        Some(reason) => {
+            let _ = write!(
+                body,
+                r#"<p class="error" id="edge-state">Not attached: {}. Every port this machine listens on is reachable as far as its own firewall allows.</p>"#,
+                escape(reason)
+            );
+        }
+        None => body.push_str(
+            r#"<p id="edge-state">Attached: only the portal port and replies of the gateway's own connections come in.</p>"#,
+        ),
+    }
+    let interfaces: String = status
+        .interfaces
+        .iter()
+        .map(|i| {
+            format!(
+                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
+                escape(&i.name),
+                escape(&i.role),
+                escape(&i.mode)
+            )
+        })
+        .collect();
+    let counters: String = status
+        .counters
+        .iter()
+        .map(|c| {
+            format!(
+                r#"<tr data-reason="{reason}"><td>{reason}</td><td>{verdict}</td><td class="num">{packets}</td></tr>"#,
+                reason = escape(&c.reason),
+                verdict = if c.passes { "pass" } else { "drop" },
+                packets = c.packets
+            )
+        })
+        .collect();
+    let blocked: String = status
+        .blocked
+        .iter()
+        .map(|(net, left)| {
+            format!(
+                r#"<tr data-source="{net}"><td>{net}</td><td class="num">{secs}</td></tr>"#,
+                secs = left.as_secs()
+            )
+        })
+        .collect();
+    let _ = write!(
+        body,
+        r#"<h2>Interfaces</h2><table id="edge-interfaces"><thead><tr><th>Interface</th><th>Role</th><th>XDP mode</th></tr></thead><tbody>{interfaces}</tbody></table>
+<h2>Packets by verdict</h2><table id="edge-counters"><thead><tr><th>Reason</th><th>Verdict</th><th>Packets</th></tr></thead><tbody>{counters}</tbody></table>
+<h2>Blocked sources</h2><p>Sources locked out after repeated failed logins are dropped by the edge until their wait ends.</p><table id="edge-blocklist"><thead><tr><th>Source</th><th>Seconds left</th></tr></thead><tbody>{blocked}</tbody></table>
+<p>Tracked outbound flows: <span id="edge-flows">{flows}</span>. The same figures for monitoring: <a href="/admin/metrics">/admin/metrics</a>.</p>"#,
+        flows = status.tracked_flows
+    );
+    page("Edge", &admin, &body)
+}
+
+/// `GET /admin/metrics`: the edge counters (and whether it is attached) in Prometheus text format.
+pub async fn metrics(State(portal): State<Arc<Portal>>, AdminUser(_admin): AdminUser) -> Response {
+    let status = status(&portal);
+    let mut text = String::new();
+    text.push_str("# HELP sallyport_edge_attached 1 when the XDP edge is attached.\n");
+    text.push_str("# TYPE sallyport_edge_attached gauge\n");
+    let _ = writeln!(
+        text,
+        "sallyport_edge_attached {}",
+        u8::from(status.not_attached.is_none())
+    );
+    text.push_str(
+        "# HELP sallyport_edge_packets_total Packets seen by the edge, by verdict and reason.\n",
+    );
+    text.push_str("# TYPE sallyport_edge_packets_total counter\n");
+    for counter in &status.counters {
+        let _ = writeln!(
+            text,
+            "sallyport_edge_packets_total{{verdict=\"{}\",reason=\"{}\"}} {}",
+            if counter.passes { "pass" } else { "drop" },
+            counter.reason,
+            counter.packets
+        );
+    }
+    text.push_str("# HELP sallyport_edge_blocked_sources Sources in the edge blocklist.\n");
+    text.push_str("# TYPE sallyport_edge_blocked_sources gauge\n");
+    let _ = writeln!(
+        text,
+        "sallyport_edge_blocked_sources {}",
+        status.blocked.len()
+    );
+    text.push_str(
+        "# HELP sallyport_edge_tracked_flows Outbound flows tracked for their replies.\n",
+    );
+    text.push_str("# TYPE sallyport_edge_tracked_flows gauge\n");
+    let _ = writeln!(
+        text,
+        "sallyport_edge_tracked_flows {}",
+        status.tracked_flows
+    );
+    (
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
+        text,
+    )
+        .into_response()
+}
