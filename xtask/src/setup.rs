@@ -70,15 +70,32 @@ fn ebpf_toolchain() -> anyhow::Result<()> {
         .map(|o| o.status.success() && String::from_utf8_lossy(&o.stdout).contains("rust-src"))
         .unwrap_or(false);
     if !nightly_src {
-        run_cmd(Command::new("rustup").args([
-            "toolchain",
-            "install",
-            "nightly",
-            "--profile",
-            "minimal",
-            "--component",
-            "rust-src",
-        ]))?;
+        let has_nightly = Command::new("rustup")
+            .args(["run", "nightly", "rustc", "--version"])
+            .output()
+            .map(|o| o.status.success())
+            .unwrap_or(false);
+        // An existing nightly is kept as it is: updating it could move rustc to an LLVM that the
+        // bpf-linker below was not built for.
+        if has_nightly {
+            run_cmd(Command::new("rustup").args([
+                "component",
+                "add",
+                "rust-src",
+                "--toolchain",
+                "nightly",
+            ]))?;
+        } else {
+            run_cmd(Command::new("rustup").args([
+                "toolchain",
+                "install",
+                "nightly",
+                "--profile",
+                "minimal",
+                "--component",
+                "rust-src",
+            ]))?;
+        }
     }
     let has_linker = Command::new("bpf-linker")
         .arg("--version")
