@@ -21,21 +21,35 @@
 //! # Reading
 //!
 //! [`Store`] lists sessions, decodes their events and [verifies](Store::verify) them, read-only or read-write.
+//!
+//! # Reviewing
+//!
+//! [`SearchIndex`] is a full-text index (SQLite FTS5) of the recorded terminal text, kept in its own file and
+//! updated incrementally by the reader; [`find_moments`] finds where a text occurs in a session's events.
+//! [`Store::export_evidence`] writes one session as a self-contained evidence file that [`check_evidence`] verifies
+//! offline.
 
 mod chain;
 mod codec;
 mod error;
 mod event;
+mod evidence;
 mod recorder;
 mod schema;
+mod search;
 mod session;
 mod store;
+pub mod text;
 mod verify;
 mod writer;
 
 pub use error::{RecordingError, TryRecordError};
 pub use event::{Event, TimedEvent};
+pub use evidence::{EvidenceCheck, check_evidence};
 pub use recorder::{Limits, Recorder, SessionRecorder};
+pub use search::{
+    IndexProgress, Moment, OVERLAP, SearchIndex, SessionHits, find_moments, searchable,
+};
 pub use session::{Outcome, SessionId, SessionMeta, SessionRow};
-pub use store::Store;
+pub use store::{DecodedChunk, Store};
 pub use verify::Verification;

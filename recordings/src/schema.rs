@@ -69,6 +69,13 @@ pub(crate) fn open_read_write(path: &Path) -> Result<Connection, RecordingError>
     Ok(conn)
 }
 
+/// A fresh, fully migrated database in memory (evidence files are checked in one).
+pub(crate) fn open_in_memory() -> Result<Connection, RecordingError> {
+    let mut conn = Connection::open_in_memory()?;
+    migrate(&mut conn)?;
+    Ok(conn)
+}
+
 /// Opens an existing, fully migrated database for reading only.
 pub(crate) fn open_read_only(path: &Path) -> Result<Connection, RecordingError> {
     let conn = Connection::open_with_flags(

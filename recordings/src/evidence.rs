@@ -1,0 +1,271 @@
+//! Evidence files: one session, its stored chunks, its chain hashes and its seal, in a self-contained file that can
+//! be checked offline on another machine.
+//!
+//! The file is canonical JSON (`sallyport-evidence-v1`, fields in a fixed order, binary fields as lowercase hex, one
+//! trailing newline). Checking it loads it into an in-memory recordings database and runs the same verification as
+//! [`Store::verify`], so every field is covered: the identity fields by the chain's start, the chunks by the chain,
+//! the end, outcome and chunk count by the seal, and the byte totals by recomputing them. A file that is not byte for
+//! byte the canonical form of what it says is refused, so no byte of it can change without the check failing.
+
+use ed25519_dalek::VerifyingKey;
+use rusqlite::{Connection, params};
+use serde::{Deserialize, Serialize};
+
+use crate::error::RecordingError;
+use crate::session::{Outcome, SessionRow};
+use crate::store::{Store, load_session};
+use crate::verify::{self, Verification};
+
+/// The format's name, the file's first field.
+const FORMAT: &str = "sallyport-evidence-v1";
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct File {
+    format: String,
+    session: SessionFields,
+    seal: Option<SealFields>,
+    chunks: Vec<ChunkFields>,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SessionFields {
+    id: String,
+    user: String,
+    target: String,
+    target_addr: String,
+    protocol: String,
+    client_addr: String,
+    started_at_ms: u64,
+    ended_at_ms: Option<u64>,
+    outcome: Option<Outcome>,
+    chunk_count: u64,
+    bytes_raw: u64,
+    bytes_stored: u64,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SealFields {
+    hash: String,
+    signature: String,
+    public_key: String,
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChunkFields {
+    seq: u64,
+    t_start_ms: u64,
+    t_end_ms: u64,
+    raw_len: u64,
+    data: String,
+    hash: String,
+}
+
+/// What [`check_evidence`] found.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EvidenceCheck {
+    /// The session as the file describes it.
+    pub session: SessionRow,
+    /// The key the seal was checked against (the expected key, or the file's own when none was given).
+    pub key: [u8; 32],
+    /// The result of the chain and seal check.
+    pub verification: Verification,
+}
+
+impl Store {
+    /// Exports a session as an evidence file (see the module documentation).
+    pub fn export_evidence(&self, id: &str) -> Result<Vec<u8>, RecordingError> {
+        let conn = self.connection();
+        let Some(row) = load_session(conn, id)? else {
+            return Err(RecordingError::NoSuchSession(id.to_owned()));
+        };
+        type Seal = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
+        let seal: Seal = conn.query_row(
+            "SELECT seal_hash, seal_sig, seal_key FROM sessions WHERE id = ?1",
+            [id],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+        )?;
+        let seal = match seal {
+            (Some(h), Some(s), Some(k)) => Some(SealFields {
+                hash: hex::encode(h),
+                signature: hex::encode(s),
+                public_key: hex::encode(k),
+            }),
+            _ => None,
+        };
+        let mut stmt = conn.prepare(
+            "SELECT seq, t_start_ms, t_end_ms, raw_len, data, hash FROM chunks WHERE session_id = ?1 ORDER BY seq",
+        )?;
+        let chunks = stmt
+            .query_map([id], |r| {
+                Ok(ChunkFields {
+                    seq: r.get(0)?,
+                    t_start_ms: r.get(1)?,
+                    t_end_ms: r.get(2)?,
+                    raw_len: r.get(3)?,
+                    data: hex::encode(r.get::<_, Vec<u8>>(4)?),
+                    hash: hex::encode(r.get::<_, Vec<u8>>(5)?),
+                })
+            })?
+            .collect::<Result<Vec<_>, _>>()?;
+        let file = File {
+            format: FORMAT.to_owned(),
+            session: SessionFields {
+                id: row.id,
+                user: row.user,
+                target: row.target,
+                target_addr: row.target_addr,
+                protocol: row.protocol,
+                client_addr: row.client_addr,
+                started_at_ms: row.started_at_ms,
+                ended_at_ms: row.ended_at_ms,
+                outcome: row.outcome,
+                chunk_count: row.chunk_count,
+                bytes_raw: row.bytes_raw,
+                bytes_stored: row.bytes_stored,
+            },
+            seal,
+            chunks,
+        };
+        canonical(&file)
+    }
+
+    /// Opens an evidence file as a read-only store in memory (to replay it), with the session's id. The file is
+    /// parsed but not checked: call [`check_evidence`] for that.
+    pub fn from_evidence(bytes: &[u8]) -> Result<(Store, String), RecordingError> {
+        let file = parse(bytes)?;
+        let conn = load(&file)?;
+        Ok((Store::from_connection(conn), file.session.id))
+    }
+}
+
+fn canonical(file: &File) -> Result<Vec<u8>, RecordingError> {
+    let mut bytes = serde_json::to_vec_pretty(file)
+        .map_err(|e| RecordingError::Corrupt(format!("cannot encode the evidence: {e}")))?;
+    bytes.push(b'\n');
+    Ok(bytes)
+}
+
+fn parse(bytes: &[u8]) -> Result<File, RecordingError> {
+    let file: File = serde_json::from_slice(bytes)
+        .map_err(|e| RecordingError::Corrupt(format!("not an evidence file: {e}")))?;
+    if file.format != FORMAT {
+        return Err(RecordingError::Corrupt(format!(
+            "unknown evidence format {:?}",
+            file.format
+        )));
+    }
+    Ok(file)
+}
+
+fn unhex(text: &str, what: &str) -> Result<Vec<u8>, RecordingError> {
+    hex::decode(text).map_err(|e| RecordingError::Corrupt(format!("{what} is not hex: {e}")))
+}
+
+/// Loads a parsed file into a fresh in-memory recordings database.
+fn load(file: &File) -> Result<Connection, RecordingError> {
+    let conn = crate::schema::open_in_memory()?;
+    let s = &file.session;
+    let (seal_hash, seal_sig, seal_key) = match &file.seal {
+        Some(seal) => (
+            Some(unhex(&seal.hash, "the seal hash")?),
+            Some(unhex(&seal.signature, "the seal signature")?),
+            Some(unhex(&seal.public_key, "the seal key")?),
+        ),
+        None => (None, None, None),
+    };
+    conn.execute(
+        "INSERT INTO sessions (id, user, target, target_addr, protocol, client_addr, started_at_ms, ended_at_ms,
+             outcome, chunk_count, bytes_raw, bytes_stored, seal_hash, seal_sig, seal_key)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)",
+        params![
+            s.id,
+            s.user,
+            s.target,
+            s.target_addr,
+            s.protocol,
+            s.client_addr,
+            s.started_at_ms,
+            s.ended_at_ms,
+            s.outcome,
+            s.chunk_count,
+            s.bytes_raw,
+            s.bytes_stored,
+            seal_hash,
+            seal_sig,
+            seal_key
+        ],
+    )?;
+    for c in &file.chunks {
+        conn.execute(
+            "INSERT INTO chunks (session_id, seq, t_start_ms, t_end_ms, raw_len, data, hash)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            params![
+                s.id,
+                c.seq,
+                c.t_start_ms,
+                c.t_end_ms,
+                c.raw_len,
+                unhex(&c.data, "chunk data")?,
+                unhex(&c.hash, "a chunk hash")?
+            ],
+        )?;
+    }
+    Ok(conn)
+}
+
+/// Checks an evidence file offline: its form, its byte totals, its chain, and its seal against `expected_key` (or,
+/// without one, against the key in the file, which proves only that the file is whole: compare the returned key
+/// with the appliance's). Structural problems (not an evidence file, not canonical) are errors; a broken chain or
+/// seal is a [`Verification`] that is not intact.
+pub fn check_evidence(
+    bytes: &[u8],
+    expected_key: Option<&VerifyingKey>,
+) -> Result<EvidenceCheck, RecordingError> {
+    let file = parse(bytes)?;
+    if canonical(&file)? != bytes {
+        return Err(RecordingError::Corrupt(
+            "the evidence file is not in its canonical form: it was edited after export".into(),
+        ));
+    }
+    let s = &file.session;
+    let mut raw_total: u64 = 0;
+    let mut stored_total: u64 = 0;
+    for c in &file.chunks {
+        raw_total = raw_total.saturating_add(c.raw_len);
+        stored_total = stored_total.saturating_add((c.data.len() / 2) as u64);
+    }
+    let conn = load(&file)?;
+    let key = match expected_key {
+        Some(key) => *key,
+        None => {
+            let text = file.seal.as_ref().map(|seal| seal.public_key.as_str());
+            let bytes = unhex(text.unwrap_or(""), "the seal key")?;
+            let bytes = <[u8; 32]>::try_from(bytes.as_slice()).unwrap_or([0; 32]);
+            VerifyingKey::from_bytes(&bytes).map_err(|_| {
+                RecordingError::Corrupt("the file has no valid seal key to check against".into())
+            })?
+        }
+    };
+    let mut verification = verify::verify(&conn, &s.id, &key)?;
+    if verification.is_intact() && (raw_total != s.bytes_raw || stored_total != s.bytes_stored) {
+        verification = Verification::BadSeal {
+            reason: format!(
+                "the byte totals ({} raw, {} stored) do not match the chunks ({raw_total} raw, {stored_total} \
+                 stored)",
+                s.bytes_raw, s.bytes_stored
+            ),
+        };
+    }
+    let Some(session) = load_session(&conn, &s.id)? else {
+        return Err(RecordingError::NoSuchSession(s.id.clone()));
+    };
+    Ok(EvidenceCheck {
+        session,
+        key: key.to_bytes(),
+        verification,
+    })
+}
