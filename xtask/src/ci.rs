@@ -1,4 +1,5 @@
-//! `cargo xtask ci` and `cargo xtask bench`: the whole test suite, built once and run in stages.
+//! `cargo xtask ci` and `cargo xtask bench`: the whole test suite, built once and run in stages; the
+//! benchmarks (`ssh`, `edge`) in a release build.
 
 use std::process::Command;
 
@@ -48,26 +49,27 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench ssh`: release build, then the benchmark binary of the e2e harness.
+/// `cargo xtask bench ssh|edge`: release build, then the benchmark binary of the e2e harness.
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let which = args.first().map(String::as_str).unwrap_or("ssh");
-    if which != "ssh" {
-        bail!("unknown benchmark {which:?}; available: ssh");
-    }
+    // What each benchmark needs built besides the benchmark binary itself.
+    let packages: &[&str] = match which {
+        "ssh" => &["sallyport-gateway", "sallyport-e2e"],
+        "edge" => &["sallyport-e2e"],
+        _ => bail!("unknown benchmark {which:?}; available: ssh, edge"),
+    };
     crate::setup::run()?;
     if !is_root() {
-        bail!("the benchmarks run targets in network namespaces and need root");
+        bail!(
+            "the benchmarks use network namespaces (and, for edge, eBPF and nftables) and need root"
+        );
     }
-    run_cmd(cargo().args([
-        "build",
-        "--release",
-        "--locked",
-        "-p",
-        "sallyport-gateway",
-        "-p",
-        "sallyport-e2e",
-        "--bins",
-    ]))?;
+    let mut build = cargo();
+    build.args(["build", "--release", "--locked"]);
+    for package in packages {
+        build.args(["-p", package]);
+    }
+    run_cmd(build.arg("--bins"))?;
     run_cmd(Command::new(crate::root().join("target/release/sallyport-bench")).arg(which))
 }
 

@@ -4,6 +4,8 @@
 //! - `demo`: the gateway with a demo network of real OpenSSH targets (needs root).
 //! - `ci`: formatting, lints, tidy checks, and every test including the end-to-end ones (needs root).
 //! - `bench ssh`: the SSH relay benchmarks (throughput ratio, echo latency, memory per session).
+//! - `bench edge`: the eBPF edge benchmarks (XDP drop rate against an nftables rule, bulk TCP attached against
+//!   detached).
 //! - `fuzz TARGET [SECONDS]`: one cargo-fuzz target of `tests/fuzz`, bounded in time.
 
 mod ci;
@@ -27,7 +29,7 @@ fn main() -> std::process::ExitCode {
         Some("fuzz") => ci::fuzz(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup | demo [--listen ADDR] [--keep-state] | ci | bench ssh | fuzz TARGET [SECONDS] | tidy>"
+                "usage: cargo xtask <setup | demo [--listen ADDR] [--keep-state] | ci | bench <ssh | edge> | fuzz TARGET [SECONDS] | tidy>"
             );
             return std::process::ExitCode::from(2);
         }

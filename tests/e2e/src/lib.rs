@@ -7,11 +7,14 @@
 //! - [`browser`]: headless Chromium through chromedriver and fantoccini.
 //! - [`tunnel`]: TCP between the root namespace and the browser's own namespace.
 //! - [`common`]: root and tool checks, bounded waits, free ports, processes by PID.
+//! - [`bench_edge`]: the eBPF edge benchmark of `sallyport-bench edge` (XDP against nftables, TCP with and
+//!   without the edge).
 //!
 //! Network rule: traffic goes only to loopback or to addresses inside namespaces the harness
 //! created, and every wait is bounded in time. Everything started is stopped by PID on drop,
 //! also when a test panics. The tests need root; without it they fail with a message saying so.
 
+pub mod bench_edge;
 pub mod browser;
 pub mod common;
 pub mod gateway;

@@ -1,5 +1,8 @@
-//! `sallyport-bench ssh` (run by `cargo xtask bench ssh`): the SSH relay measured against direct SSH on
-//! the same machine, in one run, with real sshd in a network namespace.
+//! `sallyport-bench ssh|edge` (run by `cargo xtask bench ssh|edge`).
+//!
+//! `edge` measures the eBPF edge's XDP drop rate against an nftables ingress rule and bulk TCP with the edge
+//! attached against detached (see `sallyport_e2e::bench_edge`). `ssh` measures the SSH relay against direct
+//! SSH on the same machine, in one run, with real sshd in a network namespace:
 //!
 //! - Bulk output: the same PTY command through the gateway (TLS + WebSocket) and through OpenSSH's own
 //!   client; the ratio of medians.
@@ -26,11 +29,17 @@ const IDLE_SESSIONS: usize = 200;
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> ExitCode {
     let which = std::env::args().nth(1).unwrap_or_else(|| "ssh".into());
-    if which != "ssh" {
-        eprintln!("usage: sallyport-bench ssh");
-        return ExitCode::from(2);
-    }
-    match ssh().await {
+    let result = match which.as_str() {
+        "ssh" => ssh().await,
+        "edge" => tokio::task::spawn_blocking(sallyport_e2e::bench_edge::run)
+            .await
+            .unwrap_or_else(|error| Err(anyhow::anyhow!("the edge benchmark panicked: {error}"))),
+        _ => {
+            eprintln!("usage: sallyport-bench <ssh | edge>");
+            return ExitCode::from(2);
+        }
+    };
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(error) => {
             eprintln!("sallyport-bench: error: {error:#}");
