@@ -221,9 +221,19 @@ impl Edge {
                 XdpAttachMode::Generic
             }
         };
-        self.tc()?
-            .attach(interface, TcAttachType::Egress)
-            .map_err(program_error(sallyport_edge_common::TC_PROGRAM))?;
+        // Kernels before 6.6 have no TCX: aya attaches through netlink, which needs a clsact qdisc and
+        // leaves the filter behind if a previous gateway died; remove such a leftover first.
+        let _ = aya::programs::tc::qdisc_detach_program(
+            interface,
+            TcAttachType::Egress,
+            sallyport_edge_common::TC_PROGRAM,
+        );
+        if self.tc()?.attach(interface, TcAttachType::Egress).is_err() {
+            let _ = aya::programs::tc::qdisc_add_clsact(interface);
+            self.tc()?
+                .attach(interface, TcAttachType::Egress)
+                .map_err(program_error(sallyport_edge_common::TC_PROGRAM))?;
+        }
         tracing::info!(interface, ifindex, role = ?role, mode = mode.label(), "edge attached");
         self.attachments.push(Attachment {
             interface: interface.to_string(),

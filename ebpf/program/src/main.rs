@@ -58,8 +58,9 @@ const PROTO_UDP: u8 = 17;
 const PROTO_ICMPV6: u8 = 58;
 const NANOS_PER_SECOND: u64 = 1_000_000_000;
 
-/// The XDP ingress filter.
-#[xdp]
+/// The XDP ingress filter. It declares multi-buffer support (`frags`): it reads only headers, which are in
+/// the first buffer, and without it veth and some drivers turn off large receive offloads for the device.
+#[xdp(frags)]
 pub fn sallyport_ingress(ctx: XdpContext) -> u32 {
     let reason = ingress_reason(&ctx);
     count(reason);
