@@ -1,0 +1,185 @@
+//! `sallyport-review`: find, replay, verify and export session recordings, in a terminal UI or from scripts.
+//! It reads recordings only through `sallyport-recordings` and never writes to the recordings database.
+
+mod app;
+mod asciicast;
+mod cli;
+mod format;
+mod help;
+mod list;
+mod loader;
+mod model;
+mod player;
+mod replay;
+mod results;
+mod run;
+mod screen_view;
+
+#[cfg(test)]
+mod tests;
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{SystemTime, UNIX_EPOCH};
+
+use anyhow::Context;
+use clap::{Parser, Subcommand};
+use ed25519_dalek::VerifyingKey;
+
+/// Where the gateway keeps its recordings by default.
+const DEFAULT_DB: &str = "/var/lib/sallyport/recordings.db";
+
+#[derive(Parser)]
+#[command(
+    name = "sallyport-review",
+    about = "Review Sallyport session recordings: list, search, replay, verify, export",
+    args_conflicts_with_subcommands = true
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+    #[command(flatten)]
+    open: OpenArgs,
+    /// Verify every session's chain and seal (or only --session) and exit: non-zero when one is broken.
+    #[arg(long)]
+    verify: bool,
+    /// With --verify: only this session.
+    #[arg(long, requires = "verify")]
+    session: Option<String>,
+}
+
+#[derive(clap::Args)]
+struct OpenArgs {
+    /// The recordings database.
+    #[arg(default_value = DEFAULT_DB)]
+    db: PathBuf,
+    /// The appliance's public signing key (hex, or a file holding it); default: recording-signing.pub beside the
+    /// database.
+    #[arg(long)]
+    key: Option<String>,
+    /// The search index file; default: DB.search beside the database when writable, else in ~/.cache.
+    #[arg(long)]
+    index: Option<PathBuf>,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Check an evidence file offline; non-zero when it does not verify.
+    Verify {
+        /// The evidence file.
+        file: PathBuf,
+        /// The appliance's public key (hex or file); without it the file's own key is used and printed.
+        #[arg(long)]
+        key: Option<String>,
+    },
+    /// Export a session.
+    Export {
+        /// The session's id.
+        #[arg(long)]
+        session: String,
+        /// Write asciicast v2 here.
+        #[arg(long)]
+        asciicast: Option<PathBuf>,
+        /// Write an evidence file here.
+        #[arg(long)]
+        evidence: Option<PathBuf>,
+        #[command(flatten)]
+        open: OpenArgs,
+    },
+    /// Search the output and input of all sessions.
+    Search {
+        /// The text.
+        text: String,
+        #[command(flatten)]
+        open: OpenArgs,
+    },
+}
+
+impl OpenArgs {
+    fn key(&self) -> anyhow::Result<Option<VerifyingKey>> {
+        match &self.key {
+            Some(k) => Ok(Some(loader::read_key(k)?)),
+            None => {
+                let beside = self
+                    .db
+                    .parent()
+                    .unwrap_or(Path::new("."))
+                    .join("recording-signing.pub");
+                if beside.exists() {
+                    Ok(Some(loader::read_key(&beside.to_string_lossy())?))
+                } else {
+                    Ok(None)
+                }
+            }
+        }
+    }
+
+    fn source(&self) -> anyhow::Result<loader::Source> {
+        let index = self
+            .index
+            .clone()
+            .unwrap_or_else(|| loader::default_index_path(&self.db));
+        if let Some(dir) = index.parent() {
+            let _ = std::fs::create_dir_all(dir);
+        }
+        loader::Source::open(&self.db, Some(&index), self.key()?)
+    }
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(0))
+}
+
+fn main() -> ExitCode {
+    match run(Cli::parse()) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("sallyport-review: {e:#}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    match cli.command {
+        Some(Command::Verify { file, key }) => {
+            let key = key.as_deref().map(loader::read_key).transpose()?;
+            cli::verify_file(&file, key)
+        }
+        Some(Command::Export {
+            session,
+            asciicast,
+            evidence,
+            open,
+        }) => {
+            if asciicast.is_none() && evidence.is_none() {
+                anyhow::bail!("say what to write: --asciicast FILE and/or --evidence FILE");
+            }
+            let source = loader::Source::open(&open.db, None, None)?;
+            if let Some(path) = asciicast {
+                let mut file = std::io::BufWriter::new(
+                    std::fs::File::create(&path)
+                        .with_context(|| format!("creating {}", path.display()))?,
+                );
+                source.export_asciicast(&session, &mut file)?;
+                std::io::Write::flush(&mut file)?;
+            }
+            if let Some(path) = evidence {
+                std::fs::write(&path, source.store().export_evidence(&session)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Some(Command::Search { text, open }) => cli::search(&mut open.source()?, &text),
+        None if cli.verify => cli::verify_db(&cli.open.db, cli.open.key()?, cli.session.as_deref()),
+        None => {
+            let source = cli.open.source()?;
+            let (requests, loaded) = loader::spawn(source)?;
+            let app = app::App::new(cli.open.db.display().to_string(), now_ms());
+            run::run(app, &requests, &loaded)?;
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
