@@ -7,9 +7,12 @@
 //! - `bench edge`: the eBPF edge benchmarks (XDP drop rate against an nftables rule, bulk TCP attached against
 //!   detached).
 //! - `fuzz TARGET [SECONDS]`: one cargo-fuzz target of `tests/fuzz`, bounded in time.
+//! - `build-image [--print-plan]`: the appliance image from `image/appliance.toml` (needs root).
+//! - `run-vm [--port N] [--kvm] [--config FILE]`: boots the built image under QEMU.
 
 mod ci;
 mod demo;
+mod image;
 mod setup;
 mod tidy;
 
@@ -27,9 +30,11 @@ fn main() -> std::process::ExitCode {
         Some("bench") => ci::bench(&args[1..]),
         Some("tidy") => tidy::run(),
         Some("fuzz") => ci::fuzz(&args[1..]),
+        Some("build-image") => image::build(&args[1..]),
+        Some("run-vm") => image::vm::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup | demo [--listen ADDR] [--keep-state] | ci | bench <ssh | edge> | fuzz TARGET [SECONDS] | tidy>"
+                "usage: cargo xtask <setup | demo [--listen ADDR] [--keep-state] | ci | bench <ssh | edge> | fuzz TARGET [SECONDS] | tidy | build-image [--print-plan] | run-vm [--port N] [--kvm] [--config FILE]>"
             );
             return std::process::ExitCode::from(2);
         }

@@ -121,7 +121,7 @@ fn ebpf_toolchain() -> anyhow::Result<()> {
 }
 
 /// Installs Debian packages (none: nothing to do), keeping package scripts from starting services.
-fn apt_install(missing: &[&str]) -> anyhow::Result<()> {
+pub fn apt_install(missing: &[&str]) -> anyhow::Result<()> {
     if !missing.is_empty() {
         if !is_root() {
             bail!(
