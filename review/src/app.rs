@@ -344,6 +344,7 @@ impl App {
             KeyCode::Esc if self.screen == Screen::List && !self.list.filter.text.is_empty() => {
                 self.list.filter = Filter::default();
                 self.refresh_list();
+                self.status = format!("{} sessions", self.sessions.len());
             }
             _ => {}
         }
@@ -517,7 +518,17 @@ fn draw_integrity(frame: &mut Frame<'_>, area: Rect, ctx: &Ctx<'_>, id: &str) {
     frame.render_widget(
         Paragraph::new(vec![
             Line::from(Span::styled(
-                format!("session {}", clean(id)),
+                ctx.session(id).map_or_else(
+                    || format!("session {}", clean(id)),
+                    |s| {
+                        format!(
+                            "{}@{}, {} UTC",
+                            clean(&s.user),
+                            clean(&s.target),
+                            crate::format::datetime(s.started_at_ms)
+                        )
+                    },
+                ),
                 Style::default().fg(Color::DarkGray),
             )),
             Line::raw(""),

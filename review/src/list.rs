@@ -412,8 +412,8 @@ mod tests {
         check("user:ali", [true, false]);
         check("target:WEB", [false, true]);
         check("proto:ssh user:bob", [false, true]);
-        check("from:2024-10-04", [false, true]);
-        check("to:2024-10-03", [true, false]);
+        check("from:2024-10-05", [false, true]);
+        check("to:2024-10-04", [true, false]);
         check("bob", [false, true]);
         check("10.0.0.1", [true, true]);
         assert!(Filter::parse("from:soon").is_err());

@@ -97,11 +97,6 @@ impl Source {
         })
     }
 
-    /// Sets where exports are written.
-    pub fn set_export_dir(&mut self, dir: PathBuf) {
-        self.export_dir = dir;
-    }
-
     /// The recordings store.
     pub fn store(&self) -> &Store {
         &self.store

@@ -124,8 +124,25 @@ impl Player {
         };
         self.moment = Some(i);
         self.playing = false;
-        self.replay().seek_to_event(m.event + 1);
-        self.clock_ms = m.at_ms as f64;
+        // Typed text shows on the screen when the target echoes it: include the next output within a second.
+        let mut applied = m.event + 1;
+        if m.input {
+            let events = self.replay_ref().events();
+            if let Some(echo) = events[applied.min(events.len())..]
+                .iter()
+                .take_while(|e| e.at_ms <= m.at_ms.saturating_add(1000))
+                .position(|e| matches!(e.event, sallyport_recordings::Event::Output(_)))
+            {
+                applied += echo + 1;
+            }
+        }
+        self.replay().seek_to_event(applied);
+        let at = self
+            .replay_ref()
+            .events()
+            .get(applied.saturating_sub(1))
+            .map_or(m.at_ms, |e| e.at_ms);
+        self.clock_ms = at as f64;
     }
 
     fn step_event(&mut self, forward: bool) {

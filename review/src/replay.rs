@@ -182,7 +182,7 @@ mod tests {
 
     #[test]
     fn seeking_back_and_forth_gives_the_same_screens() {
-        let mut events = vec![ev(0, Event::Resize { cols: 40, rows: 5 })];
+        let mut events = vec![ev(0, Event::Resize { cols: 40, rows: 10 })];
         for i in 0..2000u64 {
             // About 300 bytes each, so checkpoints are taken along the way.
             events.push(out(
@@ -191,7 +191,7 @@ mod tests {
             ));
         }
         let mut r = TerminalReplay::new(events);
-        assert_eq!(r.size(), (40, 5));
+        assert_eq!(r.size(), (40, 10));
         r.seek_ms(19_990);
         assert!(r.checkpoints.len() > 1);
         assert!(first_line(&r).starts_with("step 1999"));
