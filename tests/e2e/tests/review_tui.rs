@@ -1,0 +1,293 @@
+//! The review TUI against a real recording: an SSH session through the real gateway prints a marker, then the built
+//! `sallyport-review` runs in tmux on the gateway's recordings database, searches for the marker, opens the hit,
+//! and the replayed screen (tmux capture-pane) shows the marker at that moment and not what came later. Then the
+//! recording is tampered with: the list shows it failed, `--verify` exits non-zero naming the chunk; the
+//! asciicast export is valid and holds the marker.
+
+mod support;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail, ensure};
+use sallyport_e2e::{
+    Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
+};
+use sallyport_recordings::Store;
+use support::{Terminal, eventually, login_admin, target_id};
+
+/// The review binary beside the test's own target directory (build it first: `cargo build -p sallyport-review`).
+fn review_bin() -> Result<PathBuf> {
+    let exe = std::env::current_exe().context("current_exe")?;
+    let mut dir = exe.parent().context("test executable has no directory")?;
+    if dir.file_name().is_some_and(|n| n == "deps") {
+        dir = dir.parent().context("deps has no parent")?;
+    }
+    let bin = dir.join("sallyport-review");
+    if !bin.is_file() {
+        bail!(
+            "{} is missing; build it first: cargo build -p sallyport-review",
+            bin.display()
+        );
+    }
+    Ok(bin)
+}
+
+/// A tmux server of our own (its own socket), killed on drop.
+struct Tmux {
+    socket: String,
+}
+
+impl Tmux {
+    fn start(socket: &str, command: &str) -> Result<Tmux> {
+        let tmux = Tmux {
+            socket: socket.to_owned(),
+        };
+        let status = Command::new("tmux")
+            .args([
+                "-L",
+                socket,
+                "-f",
+                "/dev/null",
+                "new-session",
+                "-d",
+                "-s",
+                "review",
+            ])
+            .args(["-x", "140", "-y", "40", command])
+            .env("TERM", "xterm-256color")
+            .status()
+            .context("running tmux (cargo xtask setup installs it)")?;
+        ensure!(status.success(), "tmux new-session failed");
+        Ok(tmux)
+    }
+
+    fn keys(&self, keys: &[&str]) -> Result<()> {
+        let status = Command::new("tmux")
+            .args(["-L", &self.socket, "send-keys", "-t", "review"])
+            .args(keys)
+            .status()?;
+        ensure!(status.success(), "tmux send-keys failed");
+        Ok(())
+    }
+
+    /// Types text literally.
+    fn type_text(&self, text: &str) -> Result<()> {
+        self.keys(&["-l", text])
+    }
+
+    fn capture(&self) -> Result<String> {
+        let out = Command::new("tmux")
+            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "review"])
+            .output()?;
+        ensure!(out.status.success(), "tmux capture-pane failed");
+        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+    }
+
+    /// Waits until the pane shows what `done` accepts; the last capture is in the error.
+    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> Result<String> {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let screen = self.capture()?;
+            if done(&screen) {
+                return Ok(screen);
+            }
+            if Instant::now() > deadline {
+                bail!("timed out waiting for {what}; the pane shows:\n{screen}");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+}
+
+impl Drop for Tmux {
+    fn drop(&mut self) {
+        let _ = Command::new("tmux")
+            .args(["-L", &self.socket, "kill-server"])
+            .stderr(std::process::Stdio::null())
+            .status();
+    }
+}
+
+fn review(args: &[&str]) -> Result<Output> {
+    Ok(Command::new(review_bin()?).args(args).output()?)
+}
+
+fn output_text(o: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    )
+}
+
+fn flip_byte(db: &Path, id: &str, seq: u64) -> Result<()> {
+    let conn = rusqlite::Connection::open(db)?;
+    let mut data: Vec<u8> = conn.query_row(
+        "SELECT data FROM chunks WHERE session_id = ?1 AND seq = ?2",
+        rusqlite::params![id, seq],
+        |r| r.get(0),
+    )?;
+    let middle = data.len() / 2;
+    data[middle] ^= 0x01;
+    conn.execute(
+        "UPDATE chunks SET data = ?3 WHERE session_id = ?1 AND seq = ?2",
+        rusqlite::params![id, seq, data],
+    )?;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_session_is_found_replayed_verified_and_exported() -> Result<()> {
+    require_root()?;
+    let bin = review_bin()?;
+    let net = TargetNet::create("review")?;
+    let user = ensure_test_user()?;
+    let _sshd = Sshd::start(&net, SshdOptions::default())?;
+    let gateway = Gateway::start(GatewayOptions::for_net(&net)).await?;
+    let client = login_admin(&gateway).await?;
+    let alpha = target_id(&client, "alpha").await?;
+    let mut terminal = Terminal::open(&client, alpha, &user.name, &user.password).await?;
+    terminal.expect_connected().await?;
+    // The marker only appears in the output (the typed command says $((6*7))), so the hit is the target's answer.
+    terminal.type_text("echo REVIEW-$((6*7))-MARKER\r").await?;
+    ensure!(
+        terminal
+            .read_until(Duration::from_secs(10), |r| r
+                .output
+                .contains("REVIEW-42-MARKER"))
+            .await?,
+        "the marker was not echoed"
+    );
+    // Something that happens later, which the replay must not show yet at the hit. The idle gap also shows
+    // that the player's time follows the recording.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    terminal.type_text("echo LATER-$((1+1))-LINE\r").await?;
+    ensure!(
+        terminal
+            .read_until(Duration::from_secs(10), |r| r
+                .output
+                .contains("LATER-2-LINE"))
+            .await?,
+        "the later line was not echoed"
+    );
+    terminal.type_text("exit\r").await?;
+    let db = gateway.recordings_db();
+    let store = Store::open_read_only(&db)?;
+    let session = eventually(Duration::from_secs(15), "the session to be sealed", || {
+        store
+            .sessions()
+            .ok()?
+            .into_iter()
+            .find(|s| s.target == "alpha" && s.sealed)
+    })
+    .await?;
+    drop(store);
+
+    let index_dir = tempfile::tempdir()?;
+    let index = index_dir.path().join("review.search");
+    let db_arg = db.to_str().context("path")?;
+    // The gateway writes recording-signing.pub beside the database; the reviewer finds the key there.
+    let command = format!("{} --index {} {db_arg}", bin.display(), index.display());
+    let tmux = Tmux::start("sallyport-review-e2e", &command)?;
+    tmux.wait_for("the session listed and verified", |s| {
+        s.lines()
+            .any(|l| l.contains("alpha") && l.trim_end().ends_with(" ok"))
+    })?;
+    tmux.wait_for("the index", |s| s.contains("search index up to date"))?;
+    tmux.keys(&["/"])?;
+    tmux.type_text("REVIEW-42-MARKER")?;
+    tmux.keys(&["Enter"])?;
+    tmux.wait_for("one search result", |s| {
+        s.contains("“REVIEW-42-MARKER”: 1 sessions")
+    })?;
+    tmux.keys(&["Enter"])?;
+    let at_hit = tmux.wait_for("the player at the hit", |s| {
+        s.contains("event ") && s.contains("1/1")
+    })?;
+    println!("the player at the hit:\n{at_hit}");
+    // The marker is on the replayed screen (inside the frame of the recorded 100×30 terminal), and the later line
+    // is not there yet.
+    let replayed: Vec<&str> = at_hit.lines().filter(|l| l.starts_with('│')).collect();
+    ensure!(
+        replayed
+            .iter()
+            .any(|l| l.contains("REVIEW-42-MARKER") && !l.contains("echo")),
+        "the marker is not on the replayed screen:\n{at_hit}"
+    );
+    ensure!(
+        !at_hit.contains("LATER-2-LINE"),
+        "the replay shows what came after the hit:\n{at_hit}"
+    );
+    // At the end, the later line is there.
+    tmux.keys(&["End"])?;
+    tmux.wait_for("the end of the session", |s| s.contains("LATER-2-LINE"))?;
+    tmux.keys(&["q"])?;
+    tmux.keys(&["q"])?;
+    drop(tmux);
+
+    // Untouched: --verify passes.
+    let ok = review(&["--verify", db_arg])?;
+    ensure!(
+        ok.status.success(),
+        "--verify failed on an untouched database:\n{}",
+        output_text(&ok)
+    );
+
+    // asciicast: valid v2, with the marker in the output events.
+    let cast = index_dir.path().join("s.cast");
+    let export = review(&[
+        "export",
+        "--session",
+        &session.id,
+        "--asciicast",
+        cast.to_str().context("path")?,
+        db_arg,
+    ])?;
+    ensure!(
+        export.status.success(),
+        "export failed:\n{}",
+        output_text(&export)
+    );
+    let text = std::fs::read_to_string(&cast)?;
+    let mut lines = text.lines();
+    let header: serde_json::Value = serde_json::from_str(lines.next().context("empty cast")?)?;
+    ensure!(
+        header["version"] == 2 && header["width"] == 100 && header["height"] == 30,
+        "header {header}"
+    );
+    let mut output = String::new();
+    for line in lines {
+        let event: Vec<serde_json::Value> = serde_json::from_str(line)?;
+        ensure!(event.len() == 3 && event[0].is_f64(), "bad event {line}");
+        if event[1] == "o" {
+            output.push_str(event[2].as_str().context("data")?);
+        }
+    }
+    ensure!(
+        output.contains("REVIEW-42-MARKER"),
+        "the cast lacks the marker"
+    );
+
+    // Tampered: a flipped byte in chunk 0 fails --verify, naming the chunk, and shows as failed in the list.
+    flip_byte(&db, &session.id, 0)?;
+    let bad = review(&["--verify", db_arg])?;
+    let said = output_text(&bad);
+    ensure!(
+        bad.status.code() == Some(1),
+        "--verify exited {:?}:\n{said}",
+        bad.status.code()
+    );
+    ensure!(
+        said.lines()
+            .any(|l| l.starts_with(&session.id) && l.contains("FAILED: chunk 0")),
+        "--verify does not name the chunk:\n{said}"
+    );
+    let tmux = Tmux::start("sallyport-review-e2e-2", &command)?;
+    tmux.wait_for("the failed session in the list", |s| {
+        s.contains("FAILED chunk 0")
+    })?;
+    tmux.keys(&["q"])?;
+    Ok(())
+}
