@@ -21,6 +21,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("nmap", "/usr/bin/nmap"),
     ("iputils-ping", "/usr/bin/ping"),
     ("nftables", "/usr/sbin/nft"),
+    ("tmux", "/usr/bin/tmux"),
 ];
 
 /// What bpf-linker is built against: LLVM of the same major version as the nightly rustc's own LLVM.

@@ -34,6 +34,18 @@ const FORBIDDEN_EDGES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "sallyport-review",
+        &[
+            "tokio",
+            "sallyport-core",
+            "sallyport-state",
+            "sallyport-relay",
+            "sallyport-ssh",
+            "sallyport-portal",
+            "sallyport-gateway",
+        ],
+    ),
+    (
         "sallyport-state",
         &["tokio", "mio", "sallyport-relay", "sallyport-recordings"],
     ),
