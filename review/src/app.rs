@@ -194,11 +194,13 @@ impl App {
     }
 
     /// The status line's text.
+    #[cfg(test)]
     pub fn status(&self) -> &str {
         &self.status
     }
 
     /// How many sessions the list shows.
+    #[cfg(test)]
     pub fn visible_sessions(&self) -> usize {
         self.list.len()
     }

@@ -105,7 +105,8 @@ impl Player {
         self.playing
     }
 
-    /// The emulated screen's text, row by row (for tests and the tmux check).
+    /// The emulated screen's text, row by row (for tests).
+    #[cfg(test)]
     pub fn screen_text(&self) -> String {
         self.replay_ref().screen().contents()
     }

@@ -36,7 +36,7 @@ impl SearchResults {
         ctx: &Ctx<'_>,
     ) {
         let start = |id: &str| ctx.session(id).map_or(0, |s| s.started_at_ms);
-        hits.sort_by(|a, b| start(&b.session_id).cmp(&start(&a.session_id)));
+        hits.sort_by_key(|h| std::cmp::Reverse(start(&h.session_id)));
         self.query = query;
         self.hits = hits;
         self.elapsed = elapsed;
