@@ -226,7 +226,7 @@ fn keep_modules(prefixes: &[String], rootfs: &Path) -> anyhow::Result<()> {
         prune(&kernel_dir, &kernel_dir, prefixes)?;
     }
     for version in versions {
-        run_cmd(Command::new("depmod").args(["-b"]).arg(rootfs).arg(&version))?;
+        in_root(&["depmod".to_owned(), version], rootfs)?;
     }
     Ok(())
 }

@@ -350,6 +350,7 @@ pub fn plan(definition: &Definition) -> Plan {
             "the read-only root: erofs, lz4hc",
             Action::Run(argv(&[
                 "mkfs.erofs",
+                "--quiet",
                 "-zlz4hc",
                 "-T0",
                 "--all-root",
