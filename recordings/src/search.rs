@@ -234,41 +234,92 @@ impl SearchIndex {
                 },
             ));
         }
-        let mut snippet = self.conn.prepare(
-            "SELECT snippet(text, 0, char(2), char(3), '…', 10) FROM text WHERE text MATCH ?1 AND rowid = ?2",
-        )?;
+        // FTS5's snippet() would evaluate the whole query again for every session (a MATCH restricted by rowid
+        // is not a rowid lookup), which is minutes for a common word over a thousand sessions; the excerpt is cut
+        // here from the row's text instead.
+        let needle: Vec<Vec<u8>> = words(text.as_bytes()).into_iter().map(|w| w.0).collect();
+        let mut body = self
+            .conn
+            .prepare("SELECT body FROM text WHERE rowid = ?1")?;
         let mut out = Vec::with_capacity(hits.len());
         for (rowid, mut hit) in hits {
-            let text: String = snippet.query_row(params![query, rowid], |r| r.get(0))?;
-            hit.snippet = split_snippet(&text);
+            let text: String = body.query_row([rowid], |r| r.get(0))?;
+            hit.snippet = excerpt(&text, &needle);
             out.push(hit);
         }
         Ok(out)
     }
 }
 
-/// Splits a snippet marked with STX/ETX into `(text, is_match)` pieces, newlines shown as spaces.
-fn split_snippet(text: &str) -> Vec<(String, bool)> {
-    let mut pieces = Vec::new();
-    let mut current = String::new();
-    let mut matching = false;
-    for c in text.chars() {
-        match c {
-            '\u{2}' | '\u{3}' => {
-                if !current.is_empty() {
-                    pieces.push((std::mem::take(&mut current), matching));
+/// How many bytes of context an excerpt shows on each side of the match.
+const EXCERPT_CONTEXT: usize = 40;
+
+/// The first place in `text` where the `needle` words follow each other, with some context: `(text, is_match)`
+/// pieces, newlines shown as spaces.
+fn excerpt(text: &str, needle: &[Vec<u8>]) -> Vec<(String, bool)> {
+    let bytes = text.as_bytes();
+    // Word spans (start, end) found so far, only as many as the needle has.
+    let mut window: std::collections::VecDeque<(usize, usize)> = std::collections::VecDeque::new();
+    let mut start = None;
+    let mut found = None;
+    for i in 0..=bytes.len() {
+        let in_word = bytes
+            .get(i)
+            .is_some_and(|&b| b.is_ascii_alphanumeric() || b >= 0x80);
+        match (in_word, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                start = None;
+                window.push_back((s, i));
+                if window.len() > needle.len() {
+                    window.pop_front();
                 }
-                matching = c == '\u{2}';
+                if window.len() == needle.len()
+                    && window
+                        .iter()
+                        .zip(needle)
+                        .all(|(&(a, b), n)| bytes[a..b].eq_ignore_ascii_case(n))
+                {
+                    found = window.front().map(|f| f.0).zip(window.back().map(|l| l.1));
+                    break;
+                }
             }
-            '\n' => current.push(' '),
-            c if c.is_control() => {}
-            c => current.push(c),
+            _ => {}
         }
     }
-    if !current.is_empty() {
-        pieces.push((current, matching));
-    }
+    let Some((from, to)) = found else {
+        return vec![(flatten(&text[..floor(text, EXCERPT_CONTEXT * 2)]), false)];
+    };
+    let before = floor(text, from.saturating_sub(EXCERPT_CONTEXT));
+    let after = floor(text, (to + EXCERPT_CONTEXT).min(text.len()));
+    let mut pieces = Vec::new();
+    let lead = if before > 0 { "…" } else { "" };
+    pieces.push((format!("{lead}{}", flatten(&text[before..from])), false));
+    pieces.push((flatten(&text[from..to]), true));
+    let tail = if after < text.len() { "…" } else { "" };
+    pieces.push((format!("{}{tail}", flatten(&text[to..after])), false));
+    pieces.retain(|(t, _)| !t.is_empty());
     pieces
+}
+
+/// The largest character boundary at or below `at`.
+fn floor(text: &str, at: usize) -> usize {
+    let mut at = at.min(text.len());
+    while !text.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
+}
+
+/// Newlines as spaces, other control characters dropped.
+fn flatten(text: &str) -> String {
+    text.chars()
+        .filter_map(|c| match c {
+            '\n' => Some(' '),
+            c if c.is_control() => None,
+            c => Some(c),
+        })
+        .collect()
 }
 
 /// A place in a session where a searched text occurs.
@@ -393,14 +444,23 @@ mod tests {
     }
 
     #[test]
-    fn snippets_split_on_markers() {
+    fn excerpts_mark_the_first_match() {
+        let needle: Vec<Vec<u8>> = vec![b"rm".to_vec(), b"rf".to_vec()];
         assert_eq!(
-            split_snippet("a \u{2}rm\u{3} b\nc"),
+            excerpt("a\nsudo RM -rf /x\nb", &needle),
             vec![
-                ("a ".to_owned(), false),
-                ("rm".to_owned(), true),
-                (" b c".to_owned(), false)
+                ("a sudo ".to_owned(), false),
+                ("RM -rf".to_owned(), true),
+                (" /x b".to_owned(), false)
             ]
+        );
+        let long = format!("{} rm rf {}", "é".repeat(40), "z".repeat(100));
+        let e = excerpt(&long, &needle);
+        assert!(e[0].0.starts_with('…') && e[2].0.ends_with('…'), "{e:?}");
+        assert_eq!(e[1], ("rm rf".to_owned(), true));
+        assert_eq!(
+            excerpt("no match", &needle),
+            vec![("no match".to_owned(), false)]
         );
     }
 

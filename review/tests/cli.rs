@@ -240,17 +240,19 @@ fn search_over_a_thousand_sessions_of_100_kb() {
         "file512",
         "absent words",
         "s999 l1249",
-    ]
-    .iter()
-    .cycle()
-    .take(30)
-    {
-        let t = Instant::now();
-        let hits = index.search(query, 1000).unwrap();
-        times.push(t.elapsed());
-        if *query == "rm -rf" {
-            assert_eq!(hits.len(), 10);
+    ] {
+        let mut these = Vec::new();
+        for _ in 0..5 {
+            let t = Instant::now();
+            let hits = index.search(query, 1000).unwrap();
+            these.push(t.elapsed());
+            if query == "rm -rf" {
+                assert_eq!(hits.len(), 10);
+            }
         }
+        these.sort();
+        println!("search {query:?}: median {:?}", these[2]);
+        times.extend(these);
     }
     times.sort();
     let median = times[times.len() / 2];
