@@ -257,36 +257,7 @@ const EXCERPT_CONTEXT: usize = 40;
 /// The first place in `text` where the `needle` words follow each other, with some context: `(text, is_match)`
 /// pieces, newlines shown as spaces.
 fn excerpt(text: &str, needle: &[Vec<u8>]) -> Vec<(String, bool)> {
-    let bytes = text.as_bytes();
-    // Word spans (start, end) found so far, only as many as the needle has.
-    let mut window: std::collections::VecDeque<(usize, usize)> = std::collections::VecDeque::new();
-    let mut start = None;
-    let mut found = None;
-    for i in 0..=bytes.len() {
-        let in_word = bytes
-            .get(i)
-            .is_some_and(|&b| b.is_ascii_alphanumeric() || b >= 0x80);
-        match (in_word, start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                start = None;
-                window.push_back((s, i));
-                if window.len() > needle.len() {
-                    window.pop_front();
-                }
-                if window.len() == needle.len()
-                    && window
-                        .iter()
-                        .zip(needle)
-                        .all(|(&(a, b), n)| bytes[a..b].eq_ignore_ascii_case(n))
-                {
-                    found = window.front().map(|f| f.0).zip(window.back().map(|l| l.1));
-                    break;
-                }
-            }
-            _ => {}
-        }
-    }
+    let found = find_phrase(text, needle);
     let Some((from, to)) = found else {
         return vec![(flatten(&text[..floor(text, EXCERPT_CONTEXT * 2)]), false)];
     };
@@ -300,6 +271,51 @@ fn excerpt(text: &str, needle: &[Vec<u8>]) -> Vec<(String, bool)> {
     pieces.push((format!("{}{tail}", flatten(&text[to..after])), false));
     pieces.retain(|(t, _)| !t.is_empty());
     pieces
+}
+
+/// Whether a byte is part of a word (see [`words`]).
+fn word_byte(b: u8) -> bool {
+    b.is_ascii_alphanumeric() || b >= 0x80
+}
+
+/// The byte range of the first place where the `needle` words follow each other in `text`. Candidates are found
+/// with a substring search for the first word (fast even in long rows), then checked word by word.
+fn find_phrase(text: &str, needle: &[Vec<u8>]) -> Option<(usize, usize)> {
+    let first = std::str::from_utf8(needle.first()?).ok()?;
+    let lower = text.to_ascii_lowercase();
+    let bytes = lower.as_bytes();
+    let mut from = 0;
+    while let Some(found) = lower.get(from..)?.find(first) {
+        let start = from + found;
+        from = start + 1;
+        while !lower.is_char_boundary(from) {
+            from += 1;
+        }
+        if start > 0 && word_byte(bytes[start - 1]) {
+            continue;
+        }
+        let mut at = start;
+        let mut end = start;
+        let mut all = true;
+        for word in needle {
+            while at < bytes.len() && !word_byte(bytes[at]) {
+                at += 1;
+            }
+            let word_end = (at..bytes.len())
+                .find(|&i| !word_byte(bytes[i]))
+                .unwrap_or(bytes.len());
+            if &bytes[at..word_end] != word.as_slice() {
+                all = false;
+                break;
+            }
+            end = word_end;
+            at = word_end;
+        }
+        if all {
+            return Some((start, end));
+        }
+    }
+    None
 }
 
 /// The largest character boundary at or below `at`.

@@ -599,3 +599,71 @@ fn asciicast_is_valid_v2_and_replays_to_the_same_screen() {
         assert!(String::from_utf8_lossy(&output.stdout).contains("logout"));
     }
 }
+
+/// Figures for the benchmark list: time to list 10,000 sessions (from the database to the drawn list)
+/// and to seek to the middle of a one-hour session. Run with `--ignored --nocapture`.
+#[test]
+#[ignore = "a benchmark"]
+fn list_of_ten_thousand_and_seek_in_an_hour() {
+    use std::time::Instant;
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("recordings.db");
+    let recorder = Recorder::start(&path, key(), Limits::default()).unwrap();
+    for i in 0..10_000 {
+        let s = recorder
+            .open_session(SessionMeta {
+                user: format!("user{}", i % 50),
+                target: format!("host{}", i % 200),
+                target_addr: "10.0.0.5:22".into(),
+                protocol: "ssh".into(),
+                client_addr: "192.0.2.7:50000".into(),
+            })
+            .unwrap();
+        s.record(Event::Output(format!("session {i}\r\n").into_bytes()))
+            .unwrap();
+        s.finish(Outcome::Ended).unwrap();
+    }
+    recorder.shutdown().unwrap();
+    let started = Instant::now();
+    let source = Source::open(&path, None, Some(key().verifying_key())).unwrap();
+    let rows = source.sessions().unwrap();
+    let mut app = App::new("recordings.db".into(), T0);
+    app.update(Input::Loaded(Loaded::Sessions(rows)));
+    render(&mut app, 120, 40);
+    let listed = started.elapsed();
+    assert_eq!(app.visible_sessions(), 10_000);
+
+    // One hour: a screenful of `top`-like output every second, and typing in between (about 7 MB of output).
+    let mut events = vec![ev(
+        0,
+        Event::Resize {
+            cols: 120,
+            rows: 40,
+        },
+    )];
+    for second in 0..3600u64 {
+        let mut frame = String::from("\x1b[H\x1b[2J");
+        for row in 0..38 {
+            frame.push_str(&format!(
+                "\x1b[{};1H{second:>6} {row:>3} \x1b[32mproc{}\x1b[0m {}",
+                row + 1,
+                row * second % 977,
+                "x".repeat(80)
+            ));
+        }
+        events.push(out(second * 1000, &frame));
+        events.push(input(second * 1000 + 500, "j"));
+    }
+    let started = Instant::now();
+    let mut replay = TerminalReplay::new(events);
+    replay.seek_ms(1_800_000);
+    let cold = started.elapsed();
+    replay.seek_ms(3_599_000);
+    let started = Instant::now();
+    replay.seek_ms(1_800_000);
+    let warm = started.elapsed();
+    assert!(replay.screen().contents().contains("1800"));
+    println!(
+        "10,000 sessions listed and drawn in {listed:?}; seek to the middle of one hour: {cold:?} cold, {warm:?} back from the end"
+    );
+}
