@@ -14,6 +14,7 @@
 //! created, and every wait is bounded in time. Everything started is stopped by PID on drop,
 //! also when a test panics. The tests need root; without it they fail with a message saying so.
 
+pub mod appliance;
 pub mod bench_edge;
 pub mod browser;
 pub mod common;

@@ -195,6 +195,20 @@ pub fn spawn_forward(ns: Arc<NsSockets>, target_port: u16) -> Result<Acceptor> {
     })
 }
 
+/// Forwards connections to `127.0.0.1:<returned port>` in the root namespace to `target`, dialled from
+/// inside the namespace of `ns` (a client elsewhere on a test network).
+pub fn spawn_forward_to(ns: Arc<NsSockets>, target: SocketAddr) -> Result<Acceptor> {
+    let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?;
+    spawn_accept_loop(listener, move |client| {
+        let ns = ns.clone();
+        std::thread::spawn(move || {
+            if let Ok(upstream) = ns.connect(target) {
+                pipe(client, upstream);
+            }
+        });
+    })
+}
+
 /// An HTTP `CONNECT` proxy listening on `127.0.0.1:port` inside the namespace of `ns`, tunnelling
 /// to loopback ports of the root namespace only; anything else is answered with 403.
 pub fn spawn_connect_proxy(ns: &NsSockets, port: u16) -> Result<Acceptor> {

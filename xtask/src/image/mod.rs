@@ -25,7 +25,10 @@ const BUILD_PACKAGES: &[(&str, &str)] = &[
     ("debootstrap", "/usr/sbin/debootstrap"),
     ("erofs-utils", "/usr/bin/mkfs.erofs"),
     ("cryptsetup-bin", "/usr/sbin/veritysetup"),
-    ("systemd-boot-efi", "/usr/lib/systemd/boot/efi/linuxx64.efi.stub"),
+    (
+        "systemd-boot-efi",
+        "/usr/lib/systemd/boot/efi/linuxx64.efi.stub",
+    ),
     ("dosfstools", "/usr/sbin/mkfs.vfat"),
     ("mtools", "/usr/bin/mcopy"),
     ("fdisk", "/usr/sbin/sfdisk"),
@@ -61,7 +64,9 @@ pub fn build(args: &[String]) -> anyhow::Result<()> {
         return Ok(());
     }
     if !is_root() {
-        bail!("building the image needs root (debootstrap and chroot); run `cargo xtask build-image` as root");
+        bail!(
+            "building the image needs root (debootstrap and chroot); run `cargo xtask build-image` as root"
+        );
     }
     crate::setup::run()?;
     crate::setup::apt_install(&missing(BUILD_PACKAGES))?;
@@ -109,10 +114,7 @@ fn resolve(text: &str, build: &Path, rootfs: &Path) -> String {
     text.replace("$ROOT", &rootfs.display().to_string())
         .replace("$BUILD", &build.display().to_string())
         .replace("$PROJECT", &root().display().to_string())
-        .replace(
-            "$CARGO",
-            &crate::cargo().get_program().to_string_lossy(),
-        )
+        .replace("$CARGO", &crate::cargo().get_program().to_string_lossy())
 }
 
 fn command(argv: &[String], build: &Path, rootfs: &Path) -> anyhow::Result<Command> {
@@ -128,7 +130,8 @@ fn run_action(action: &Action, build: &Path, rootfs: &Path) -> anyhow::Result<()
         Action::Clean => {
             unmount_under(build)?;
             if build.exists() {
-                fs::remove_dir_all(build).with_context(|| format!("removing {}", build.display()))?;
+                fs::remove_dir_all(build)
+                    .with_context(|| format!("removing {}", build.display()))?;
             }
             fs::create_dir_all(build)?;
             Ok(())
@@ -170,7 +173,10 @@ fn run_action(action: &Action, build: &Path, rootfs: &Path) -> anyhow::Result<()
             if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
                 bail!("unexpected root hash {hash:?}");
             }
-            fs::write(build.join("cmdline"), format!("{base} roothash={hash}"))?;
+            fs::write(
+                build.join("cmdline"),
+                format!("{base} sallyport.roothash={hash}"),
+            )?;
             Ok(())
         }
         Action::Assemble { labels, free_mib } => assemble(build, labels, *free_mib),
@@ -182,8 +188,16 @@ fn run_action(action: &Action, build: &Path, rootfs: &Path) -> anyhow::Result<()
 fn in_root(argv: &[String], rootfs: &Path) -> anyhow::Result<()> {
     let proc_dir = rootfs.join("proc");
     let sys_dir = rootfs.join("sys");
-    run_cmd(Command::new("mount").args(["-t", "proc", "proc"]).arg(&proc_dir))?;
-    let sys = run_cmd(Command::new("mount").args(["-t", "sysfs", "sysfs"]).arg(&sys_dir));
+    run_cmd(
+        Command::new("mount")
+            .args(["-t", "proc", "proc"])
+            .arg(&proc_dir),
+    )?;
+    let sys = run_cmd(
+        Command::new("mount")
+            .args(["-t", "sysfs", "sysfs"])
+            .arg(&sys_dir),
+    );
     let result = sys.and_then(|()| {
         run_cmd(
             Command::new("chroot")
@@ -265,8 +279,8 @@ fn assemble(build: &Path, labels: &[String; 2], free_mib: u64) -> anyhow::Result
     let esp = build.join("esp.img");
     let root_fs = build.join("root.erofs");
     let verity = build.join("root.verity");
-    let sizes = [&esp, &root_fs, &verity]
-        .map(|p| fs::metadata(p).map(|m| mib_ceil(m.len())).unwrap_or(0));
+    let sizes =
+        [&esp, &root_fs, &verity].map(|p| fs::metadata(p).map(|m| mib_ceil(m.len())).unwrap_or(0));
     if sizes.contains(&0) {
         bail!("a part of the disk is missing or empty: {sizes:?} MiB");
     }

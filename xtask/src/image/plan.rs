@@ -127,9 +127,16 @@ impl fmt::Display for Action {
             Action::CopyTree { from, to } => write!(f, "copy tree {from} -> {to}"),
             Action::Remove(globs) => write!(f, "remove from $ROOT: {}", globs.join(" ")),
             Action::KeepModules(prefixes) => {
-                write!(f, "keep kernel modules under: {}; depmod", prefixes.join(" "))
+                write!(
+                    f,
+                    "keep kernel modules under: {}; depmod",
+                    prefixes.join(" ")
+                )
             }
-            Action::Cmdline(base) => write!(f, "kernel command line: {base} roothash=$ROOTHASH"),
+            Action::Cmdline(base) => write!(
+                f,
+                "kernel command line: {base} sallyport.roothash=$ROOTHASH"
+            ),
             Action::Assemble { labels, free_mib } => write!(
                 f,
                 "assemble GPT $BUILD/sallyport.raw: esp ($BUILD/esp.img), {} ($BUILD/root.erofs), {} ($BUILD/root.verity), {free_mib} MiB free for the data partition",
@@ -218,7 +225,10 @@ pub fn plan(definition: &Definition) -> Plan {
                 content: "#!/bin/sh\nexit 101\n".into(),
             },
         ),
-        step("refresh the package lists", Action::InRoot(argv(&["apt-get", "update", "-qq"]))),
+        step(
+            "refresh the package lists",
+            Action::InRoot(argv(&["apt-get", "update", "-qq"])),
+        ),
         step(
             "upgrade to the current point release",
             Action::InRoot(argv(&["apt-get", "-y", "-qq", "upgrade"])),
@@ -247,15 +257,12 @@ pub fn plan(definition: &Definition) -> Plan {
             },
         ),
     ];
-    let mut install = argv(&[
-        "apt-get",
-        "-y",
-        "-qq",
-        "install",
-        "--no-install-recommends",
-    ]);
+    let mut install = argv(&["apt-get", "-y", "-qq", "install", "--no-install-recommends"]);
     install.extend(base.packages.iter().cloned());
-    steps.push(step("install the kernel and the appliance's packages", Action::InRoot(install)));
+    steps.push(step(
+        "install the kernel and the appliance's packages",
+        Action::InRoot(install),
+    ));
     steps.extend([
         step(
             "add the appliance's units, scripts and default configuration",
@@ -461,13 +468,22 @@ mod tests {
         let definition: Definition =
             toml::from_str(&std::fs::read_to_string(root.join("image/appliance.toml")).unwrap())
                 .unwrap();
-        for forbidden in ["openssh-server", "gcc", "apt", "dropbear", "build-essential"] {
+        for forbidden in [
+            "openssh-server",
+            "gcc",
+            "apt",
+            "dropbear",
+            "build-essential",
+        ] {
             assert!(
                 !definition.base.packages.iter().any(|p| p == forbidden),
                 "{forbidden} must not be in the appliance"
             );
         }
         let printed = plan(&definition).to_string();
-        assert!(printed.contains("usr/bin/apt*"), "the package manager must be removed");
+        assert!(
+            printed.contains("usr/bin/apt*"),
+            "the package manager must be removed"
+        );
     }
 }

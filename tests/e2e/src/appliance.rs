@@ -1,0 +1,401 @@
+//! The built appliance image under QEMU, on a test LAN: a namespace holding a bridge, QEMU's tap device, and
+//! the moved host ends of two [`TargetNet`] veths (a client namespace and a target namespace), so the guest,
+//! the client and the target share one layer-2 segment that reaches nothing else.
+//!
+//! The guest is configured through a config drive (FAT, label SALLYPORT) holding `gateway.toml` and a
+//! static `.network` file, exactly as an operator would. KVM is used when it really boots a guest (the
+//! kernel prints within a deadline), software emulation otherwise; [`Appliance::accel`] says which.
+
+use std::fs;
+use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+use crate::TargetNet;
+use crate::common::{require_tool, run_ok};
+
+/// The image `cargo xtask build-image` writes.
+pub fn image_path() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/image/sallyport.raw")
+}
+
+/// A layer-2 segment in its own namespace: bridge `br0`, QEMU's `tap0`, and the veths of the client and
+/// target networks, addressed in the target network's /24.
+pub struct Lan {
+    name: String,
+    /// The guest's address.
+    pub guest: Ipv4Addr,
+    /// The client namespace's address on the LAN.
+    pub client: Ipv4Addr,
+}
+
+impl Lan {
+    /// Builds the LAN from a client and a target network (their host ends move into it).
+    pub fn create(client: &TargetNet, target: &TargetNet) -> Result<Lan> {
+        let name = format!("spe2e-lan-{}", std::process::id());
+        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        run_ok(Command::new("ip").args(["netns", "add", &name]))?;
+        let ns =
+            |args: &[&str]| run_ok(Command::new("ip").args(["-n", &name]).args(args)).map(|_| ());
+        ns(&["link", "set", "lo", "up"])?;
+        ns(&["link", "add", "br0", "type", "bridge"])?;
+        ns(&["link", "set", "br0", "up"])?;
+        ns(&["tuntap", "add", "dev", "tap0", "mode", "tap"])?;
+        ns(&["link", "set", "tap0", "master", "br0", "up"])?;
+        for net in [client, target] {
+            run_ok(Command::new("ip").args(["link", "set", net.host_if(), "netns", &name]))?;
+            ns(&["link", "set", net.host_if(), "master", "br0", "up"])?;
+        }
+        let octets = target.ns_addr().octets();
+        let guest = Ipv4Addr::new(octets[0], octets[1], octets[2], 10);
+        let client_addr = Ipv4Addr::new(octets[0], octets[1], octets[2], 20);
+        run_ok(Command::new("ip").args([
+            "-n",
+            client.name(),
+            "addr",
+            "add",
+            &format!("{client_addr}/24"),
+            "dev",
+            client.ns_if(),
+        ]))?;
+        Ok(Lan {
+            name,
+            guest,
+            client: client_addr,
+        })
+    }
+
+    /// The namespace name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+}
+
+impl Drop for Lan {
+    fn drop(&mut self) {
+        let _ = Command::new("ip")
+            .args(["netns", "del", &self.name])
+            .status();
+    }
+}
+
+/// Which accelerator booted the guest.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Accel {
+    /// Hardware virtualisation.
+    Kvm,
+    /// Software emulation (TCG).
+    Tcg,
+}
+
+/// A booted appliance.
+pub struct Appliance {
+    dir: PathBuf,
+    disk: PathBuf,
+    lan_ns: String,
+    child: Option<Child>,
+    accel: Accel,
+    started: Instant,
+}
+
+impl Appliance {
+    /// Copies the image to `dir/disk.raw` (grown to 2 GiB for the data partition) and writes a config
+    /// drive with `gateway_toml` and a static address for eth0.
+    pub fn prepare(dir: &Path, lan: &Lan, gateway_toml: &str) -> Result<PathBuf> {
+        for tool in [
+            "/usr/bin/qemu-system-x86_64",
+            "/usr/sbin/mkfs.vfat",
+            "/usr/bin/mcopy",
+            "/usr/sbin/debugfs",
+        ] {
+            require_tool(tool)?;
+        }
+        let image = image_path();
+        if !image.exists() {
+            bail!(
+                "no appliance image at {}; `cargo xtask build-image` builds it (cargo xtask ci does)",
+                image.display()
+            );
+        }
+        fs::create_dir_all(dir)?;
+        let disk = dir.join("disk.raw");
+        run_ok(
+            Command::new("cp")
+                .args(["--sparse=always"])
+                .arg(&image)
+                .arg(&disk),
+        )?;
+        run_ok(Command::new("truncate").args(["-s", "2G"]).arg(&disk))?;
+        let files = dir.join("config");
+        fs::create_dir_all(&files)?;
+        fs::write(files.join("gateway.toml"), gateway_toml)?;
+        fs::write(
+            files.join("10-lan.network"),
+            format!(
+                "[Match]\nName=eth0\n\n[Network]\nAddress={}/24\nLinkLocalAddressing=no\nIPv6AcceptRA=no\n",
+                lan.guest
+            ),
+        )?;
+        let drive = dir.join("config.img");
+        let _ = fs::remove_file(&drive);
+        run_ok(
+            Command::new("mkfs.vfat")
+                .args(["-n", "SALLYPORT", "-C"])
+                .arg(&drive)
+                .arg("8192"),
+        )?;
+        for name in ["gateway.toml", "10-lan.network"] {
+            run_ok(
+                Command::new("mcopy")
+                    .arg("-i")
+                    .arg(&drive)
+                    .arg(files.join(name))
+                    .arg(format!("::/{name}")),
+            )?;
+        }
+        Ok(disk)
+    }
+
+    /// Boots `dir/disk.raw` (see [`Appliance::prepare`]) on the LAN: KVM if it gets the kernel going within
+    /// 20 s, else software emulation.
+    pub fn boot(dir: &Path, lan: &Lan) -> Result<Appliance> {
+        let kvm_usable = Path::new("/dev/kvm").exists();
+        if kvm_usable {
+            let mut appliance = Self::start(dir, lan, Accel::Kvm)?;
+            if appliance
+                .wait_serial(Duration::from_secs(20), |log| log.contains("Linux version"))
+                .is_ok()
+            {
+                return Ok(appliance);
+            }
+            appliance.kill();
+        }
+        Self::start(dir, lan, Accel::Tcg)
+    }
+
+    fn start(dir: &Path, lan: &Lan, accel: Accel) -> Result<Appliance> {
+        let disk = dir.join("disk.raw");
+        let vars = dir.join("OVMF_VARS.fd");
+        fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)?;
+        let serial = dir.join("serial.log");
+        let _ = fs::remove_file(&serial);
+        let qmp = dir.join("qmp.sock");
+        let _ = fs::remove_file(&qmp);
+        let mut qemu = Command::new("ip");
+        qemu.args(["netns", "exec", &lan.name, "qemu-system-x86_64"])
+            .args([
+                "-machine", "q35", "-m", "1024", "-smp", "2", "-display", "none",
+            ])
+            .args(["-no-reboot", "-no-user-config", "-nodefaults"])
+            .args([
+                "-drive",
+                "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
+            ])
+            .arg("-drive")
+            .arg(format!("if=pflash,format=raw,file={}", vars.display()))
+            .arg("-drive")
+            .arg(format!("if=virtio,format=raw,file={}", disk.display()))
+            .arg("-drive")
+            .arg(format!(
+                "if=virtio,format=raw,readonly=on,file={}",
+                dir.join("config.img").display()
+            ))
+            .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
+            .args(["-device", "virtio-net-pci,netdev=n0"])
+            .arg("-serial")
+            .arg(format!("file:{}", serial.display()))
+            .arg("-qmp")
+            .arg(format!("unix:{},server=on,wait=off", qmp.display()));
+        match accel {
+            Accel::Kvm => qemu.args(["-accel", "kvm", "-cpu", "host"]),
+            Accel::Tcg => qemu.args(["-accel", "tcg", "-cpu", "max"]),
+        };
+        let child = qemu
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(fs::File::create(dir.join("qemu.stderr"))?)
+            .spawn()
+            .context("starting qemu")?;
+        Ok(Appliance {
+            dir: dir.to_path_buf(),
+            disk,
+            lan_ns: lan.name.clone(),
+            child: Some(child),
+            accel,
+            started: Instant::now(),
+        })
+    }
+
+    /// The accelerator in use.
+    pub fn accel(&self) -> Accel {
+        self.accel
+    }
+
+    /// Time since QEMU started.
+    pub fn uptime(&self) -> Duration {
+        self.started.elapsed()
+    }
+
+    /// What the guest printed on its serial console so far.
+    pub fn serial(&self) -> String {
+        fs::read(self.dir.join("serial.log"))
+            .map(|b| String::from_utf8_lossy(&b).into_owned())
+            .unwrap_or_default()
+    }
+
+    /// Waits until the serial log satisfies `done`; fails early if QEMU exits.
+    pub fn wait_serial(
+        &mut self,
+        timeout: Duration,
+        done: impl Fn(&str) -> bool,
+    ) -> Result<String> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            let log = self.serial();
+            if done(&log) {
+                return Ok(log);
+            }
+            if let Some(child) = self.child.as_mut()
+                && let Some(status) = child.try_wait()?
+            {
+                self.child = None;
+                bail!("qemu exited ({status}); serial console:\n{}", tail(&log));
+            }
+            if Instant::now() > deadline {
+                bail!(
+                    "the guest did not get there within {timeout:?}; serial console:\n{}",
+                    tail(&log)
+                );
+            }
+            std::thread::sleep(Duration::from_millis(250));
+        }
+    }
+
+    /// The value after `key: ` on the last serial line that has it (the gateway prints `password: …`).
+    pub fn printed(&self, key: &str) -> Option<String> {
+        let needle = format!("{key}: ");
+        self.serial()
+            .lines()
+            .filter_map(|line| line.split_once(&needle).map(|(_, v)| v.trim().to_owned()))
+            .next_back()
+    }
+
+    /// Shuts the guest down cleanly (Ctrl-Alt-Del; `-no-reboot` makes QEMU exit) within 90 s, else kills it.
+    pub fn shutdown(&mut self) -> Result<()> {
+        let qmp = self.dir.join("qmp.sock");
+        let sent = (|| -> Result<()> {
+            let mut stream = UnixStream::connect(&qmp)?;
+            stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+            let mut reader = BufReader::new(stream.try_clone()?);
+            let mut line = String::new();
+            reader.read_line(&mut line)?;
+            stream.write_all(b"{\"execute\":\"qmp_capabilities\"}\n")?;
+            line.clear();
+            reader.read_line(&mut line)?;
+            stream.write_all(b"{\"execute\":\"send-key\",\"arguments\":{\"keys\":[{\"type\":\"qcode\",\"data\":\"ctrl\"},{\"type\":\"qcode\",\"data\":\"alt\"},{\"type\":\"qcode\",\"data\":\"delete\"}]}}\n")?;
+            Ok(())
+        })();
+        let deadline = Instant::now() + Duration::from_secs(90);
+        while let Some(child) = self.child.as_mut() {
+            if child.try_wait()?.is_some() {
+                self.child = None;
+                return sent;
+            }
+            if Instant::now() > deadline {
+                self.kill();
+                bail!("the guest did not power off within 90 s");
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        }
+        sent
+    }
+
+    /// Stops QEMU at once.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    /// True while QEMU runs.
+    pub fn is_running(&mut self) -> bool {
+        match self.child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    /// The disk file.
+    pub fn disk(&self) -> &Path {
+        &self.disk
+    }
+
+    /// The LAN namespace QEMU runs in.
+    pub fn lan_ns(&self) -> &str {
+        &self.lan_ns
+    }
+}
+
+impl Drop for Appliance {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+fn tail(text: &str) -> String {
+    let start = text.len().saturating_sub(6000);
+    let start = (start..text.len())
+        .find(|i| text.is_char_boundary(*i))
+        .unwrap_or(0);
+    text[start..].to_owned()
+}
+
+/// Partition `number` (1-based) of a GPT disk image: (offset, size) in bytes, from `sfdisk -J`.
+pub fn partition(disk: &Path, number: usize) -> Result<(u64, u64)> {
+    let json = run_ok(Command::new("sfdisk").arg("-J").arg(disk))?;
+    let value: serde_json::Value = serde_json::from_str(&json)?;
+    let table = &value["partitiontable"];
+    let sector = table["sectorsize"].as_u64().unwrap_or(512);
+    let part = table["partitions"]
+        .get(number - 1)
+        .with_context(|| format!("no partition {number} in {}: {json}", disk.display()))?;
+    let start = part["start"].as_u64().context("partition start")?;
+    let size = part["size"].as_u64().context("partition size")?;
+    Ok((start * sector, size * sector))
+}
+
+/// Copies a file out of the ext4 data partition (partition 4) of a stopped appliance's disk, offline.
+pub fn read_data_file(disk: &Path, path_in_var: &str, out: &Path) -> Result<()> {
+    let (offset, size) = partition(disk, 4)?;
+    let part = out.with_extension("part");
+    run_ok(
+        Command::new("dd")
+            .arg(format!("if={}", disk.display()))
+            .arg(format!("of={}", part.display()))
+            .args([
+                "bs=1M",
+                "conv=sparse",
+                "status=none",
+                "iflag=skip_bytes,count_bytes",
+            ])
+            .arg(format!("skip={offset}"))
+            .arg(format!("count={size}")),
+    )?;
+    run_ok(
+        Command::new("debugfs")
+            .arg("-R")
+            .arg(format!("dump {path_in_var} {}", out.display()))
+            .arg(&part),
+    )?;
+    let _ = fs::remove_file(&part);
+    if !out.exists() {
+        bail!("{path_in_var} is not on the data partition");
+    }
+    Ok(())
+}
