@@ -7,7 +7,10 @@ use anyhow::bail;
 
 use crate::{cargo, is_root, run_cmd};
 
-/// Setup, fmt, clippy, tidy, one build, then all tests (unit and end-to-end).
+/// The end-to-end test that boots the appliance image.
+const APPLIANCE_TEST: &str = "the_appliance_boots_serves_records_and_refuses_a_modified_root";
+
+/// Setup, fmt, clippy, tidy, one build, then all tests (unit and end-to-end, the appliance's last).
 pub fn run() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     crate::setup::run()?;
@@ -27,6 +30,18 @@ pub fn run() -> anyhow::Result<()> {
         "warnings",
     ]))?;
     crate::tidy::run()?;
+    // The eBPF program is its own workspace (BPF target, nightly): formatted and linted on its own.
+    let program = crate::root().join("ebpf/program");
+    run_cmd(cargo().args(["fmt", "--check"]).current_dir(&program))?;
+    run_cmd(
+        Command::new("rustup")
+            .args(["run", "nightly", "cargo", "clippy", "--release", "--locked"])
+            .args(["-Z", "build-std=core", "--target", "bpfel-unknown-none"])
+            .args(["--target-dir", "../../target/bpf", "--", "-D", "warnings"])
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("CARGO")
+            .current_dir(&program),
+    )?;
     // One build of everything (binaries and test executables); the test stages below reuse it.
     run_cmd(cargo().args(["build", "--workspace", "--all-targets", "--locked"]))?;
     run_cmd(cargo().args([
@@ -36,7 +51,8 @@ pub fn run() -> anyhow::Result<()> {
         "--exclude",
         "sallyport-e2e",
     ]))?;
-    // End-to-end tests start real sshd, the gateway and Chromium; two at a time fits two cores.
+    // End-to-end tests start real sshd, the gateway and Chromium; two at a time fits two cores. The
+    // appliance test boots a VM, which needs both cores: it runs alone, after the image is built.
     run_cmd(cargo().args([
         "test",
         "-p",
@@ -44,6 +60,19 @@ pub fn run() -> anyhow::Result<()> {
         "--locked",
         "--",
         "--test-threads=2",
+        "--skip",
+        APPLIANCE_TEST,
+    ]))?;
+    crate::image::build(&[])?;
+    run_cmd(cargo().args([
+        "test",
+        "-p",
+        "sallyport-e2e",
+        "--locked",
+        "--test",
+        "appliance_image",
+        "--",
+        "--test-threads=1",
     ]))?;
     eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
     Ok(())

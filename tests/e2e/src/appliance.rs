@@ -285,7 +285,8 @@ impl Appliance {
             .next_back()
     }
 
-    /// Shuts the guest down cleanly (Ctrl-Alt-Del; `-no-reboot` makes QEMU exit) within 90 s, else kills it.
+    /// Shuts the guest down cleanly (Ctrl-Alt-Del; `-no-reboot` makes QEMU exit) within 180 s (emulation is
+    /// slow), else kills it.
     pub fn shutdown(&mut self) -> Result<()> {
         let qmp = self.dir.join("qmp.sock");
         let sent = (|| -> Result<()> {
@@ -298,9 +299,14 @@ impl Appliance {
             line.clear();
             reader.read_line(&mut line)?;
             stream.write_all(b"{\"execute\":\"send-key\",\"arguments\":{\"keys\":[{\"type\":\"qcode\",\"data\":\"ctrl\"},{\"type\":\"qcode\",\"data\":\"alt\"},{\"type\":\"qcode\",\"data\":\"delete\"}]}}\n")?;
+            line.clear();
+            reader.read_line(&mut line)?;
+            if !line.contains("return") {
+                bail!("qemu refused the key press: {line}");
+            }
             Ok(())
         })();
-        let deadline = Instant::now() + Duration::from_secs(90);
+        let deadline = Instant::now() + Duration::from_secs(180);
         while let Some(child) = self.child.as_mut() {
             if child.try_wait()?.is_some() {
                 self.child = None;
@@ -308,7 +314,10 @@ impl Appliance {
             }
             if Instant::now() > deadline {
                 self.kill();
-                bail!("the guest did not power off within 90 s");
+                bail!(
+                    "the guest did not power off within 180 s ({sent:?}); serial console:\n{}",
+                    tail(&self.serial())
+                );
             }
             std::thread::sleep(Duration::from_millis(200));
         }
