@@ -38,7 +38,11 @@ impl Lan {
     /// Builds the LAN from a client and a target network (their host ends move into it).
     pub fn create(client: &TargetNet, target: &TargetNet) -> Result<Lan> {
         let name = format!("spe2e-lan-{}", std::process::id());
-        let _ = Command::new("ip").args(["netns", "del", &name]).status();
+        // A namespace a killed earlier run left behind (usually there is none).
+        let _ = Command::new("ip")
+            .args(["netns", "del", &name])
+            .stderr(Stdio::null())
+            .status();
         run_ok(Command::new("ip").args(["netns", "add", &name]))?;
         let ns =
             |args: &[&str]| run_ok(Command::new("ip").args(["-n", &name]).args(args)).map(|_| ());
