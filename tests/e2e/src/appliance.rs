@@ -383,10 +383,9 @@ pub fn partition(disk: &Path, number: usize) -> Result<(u64, u64)> {
     Ok((start * sector, size * sector))
 }
 
-/// Copies a file out of the ext4 data partition (partition 4) of a stopped appliance's disk, offline.
-pub fn read_data_file(disk: &Path, path_in_var: &str, out: &Path) -> Result<()> {
+/// Copies the ext4 data partition (partition 4) of a stopped appliance's disk into its own file.
+fn extract_data_partition(disk: &Path, part: &Path) -> Result<()> {
     let (offset, size) = partition(disk, 4)?;
-    let part = out.with_extension("part");
     run_ok(
         Command::new("dd")
             .arg(format!("if={}", disk.display()))
@@ -400,15 +399,33 @@ pub fn read_data_file(disk: &Path, path_in_var: &str, out: &Path) -> Result<()> 
             .arg(format!("skip={offset}"))
             .arg(format!("count={size}")),
     )?;
-    run_ok(
-        Command::new("debugfs")
-            .arg("-R")
-            .arg(format!("dump {path_in_var} {}", out.display()))
-            .arg(&part),
-    )?;
+    Ok(())
+}
+
+/// Copies a file (`dump`) or a directory tree (`rdump`, into `out`) from the data partition, offline.
+fn debugfs_copy(disk: &Path, request: &str, out: &Path) -> Result<()> {
+    let part = out.with_extension("part");
+    extract_data_partition(disk, &part)?;
+    let result = run_ok(Command::new("debugfs").arg("-R").arg(request).arg(&part));
     let _ = fs::remove_file(&part);
+    result.map(|_| ())
+}
+
+/// Copies a file out of the data partition (`path_in_var` is relative to /var) of a stopped appliance.
+pub fn read_data_file(disk: &Path, path_in_var: &str, out: &Path) -> Result<()> {
+    debugfs_copy(disk, &format!("dump {path_in_var} {}", out.display()), out)?;
     if !out.exists() {
         bail!("{path_in_var} is not on the data partition");
     }
     Ok(())
+}
+
+/// Copies a directory of the data partition into `out_dir` (which receives a directory of the same name).
+pub fn read_data_dir(disk: &Path, path_in_var: &str, out_dir: &Path) -> Result<()> {
+    fs::create_dir_all(out_dir)?;
+    debugfs_copy(
+        disk,
+        &format!("rdump {path_in_var} {}", out_dir.display()),
+        out_dir,
+    )
 }

@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use fantoccini::Locator;
-use sallyport_e2e::appliance::{Appliance, Lan, partition, read_data_file};
+use sallyport_e2e::appliance::{Appliance, Lan, partition, read_data_dir, read_data_file};
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
 use sallyport_e2e::common::run_with_timeout;
 use sallyport_e2e::tunnel::{NsSockets, spawn_forward_to};
@@ -220,30 +220,7 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
         "the recording on the data partition lacks the marker"
     );
     let journal = dir.path().join("journal");
-    let (offset, size) = partition(&disk, 4)?;
-    let part = dir.path().join("data.part");
-    run_with_timeout(
-        Command::new("dd")
-            .arg(format!("if={}", disk.display()))
-            .arg(format!("of={}", part.display()))
-            .args([
-                "bs=1M",
-                "conv=sparse",
-                "status=none",
-                "iflag=skip_bytes,count_bytes",
-            ])
-            .arg(format!("skip={offset}"))
-            .arg(format!("count={size}")),
-        Duration::from_secs(120),
-    )?;
-    std::fs::create_dir_all(&journal)?;
-    run_with_timeout(
-        Command::new("debugfs")
-            .arg("-R")
-            .arg(format!("rdump /log/journal {}", journal.display()))
-            .arg(&part),
-        Duration::from_secs(120),
-    )?;
+    read_data_dir(&disk, "/log/journal", &journal)?;
     let logs = run_with_timeout(
         Command::new("journalctl")
             .arg("-D")
