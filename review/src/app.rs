@@ -200,7 +200,7 @@ impl App {
     }
 
     /// How many sessions the list shows.
-    #[cfg(test)]
+    #[cfg(any(test, feature = "bench"))]
     pub fn visible_sessions(&self) -> usize {
         self.list.len()
     }

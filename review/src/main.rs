@@ -3,6 +3,8 @@
 
 mod app;
 mod asciicast;
+#[cfg(feature = "bench")]
+mod bench;
 mod cli;
 mod format;
 mod help;
@@ -133,6 +135,16 @@ fn now_ms() -> u64 {
 }
 
 fn main() -> ExitCode {
+    #[cfg(feature = "bench")]
+    if std::env::args().nth(1).as_deref() == Some("bench") {
+        return match bench::run() {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("sallyport-review bench: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     match run(Cli::parse()) {
         Ok(code) => code,
         Err(e) => {

@@ -78,14 +78,29 @@ pub fn run() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench ssh|edge`: release build, then the benchmark binary of the e2e harness.
+/// `cargo xtask bench ssh|edge|review`: release build, then the benchmark binary of the e2e harness (the
+/// review benchmarks are the reviewer's own, in its `bench` feature: they need its internals).
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let which = args.first().map(String::as_str).unwrap_or("ssh");
+    if which == "review" {
+        run_cmd(cargo().args([
+            "build",
+            "--release",
+            "--locked",
+            "-p",
+            "sallyport-review",
+            "--features",
+            "bench",
+        ]))?;
+        return run_cmd(
+            Command::new(crate::root().join("target/release/sallyport-review")).arg("bench"),
+        );
+    }
     // What each benchmark needs built besides the benchmark binary itself.
     let packages: &[&str] = match which {
         "ssh" => &["sallyport-gateway", "sallyport-e2e"],
         "edge" => &["sallyport-e2e"],
-        _ => bail!("unknown benchmark {which:?}; available: ssh, edge"),
+        _ => bail!("unknown benchmark {which:?}; available: ssh, edge, review"),
     };
     crate::setup::run()?;
     if !is_root() {
