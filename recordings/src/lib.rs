@@ -39,6 +39,8 @@ mod schema;
 mod search;
 mod session;
 mod store;
+#[cfg(feature = "danger-tamper")]
+mod tamper;
 pub mod text;
 mod verify;
 mod writer;
@@ -52,4 +54,6 @@ pub use search::{
 };
 pub use session::{Outcome, SessionId, SessionMeta, SessionRow};
 pub use store::{DecodedChunk, Store};
+#[cfg(feature = "danger-tamper")]
+pub use tamper::danger_flip_chunk_byte;
 pub use verify::Verification;

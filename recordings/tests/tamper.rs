@@ -36,22 +36,7 @@ fn bad_chunk_seq(v: &Verification) -> u64 {
 #[test]
 fn a_flipped_byte_names_exactly_that_chunk() {
     let (_dir, path, id) = recorded();
-    let conn = raw(&path);
-    let data: Vec<u8> = conn
-        .query_row(
-            "SELECT data FROM chunks WHERE session_id = ?1 AND seq = 2",
-            [&id],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let mut changed = data.clone();
-    let middle = changed.len() / 2;
-    changed[middle] ^= 0x01;
-    conn.execute(
-        "UPDATE chunks SET data = ?2 WHERE session_id = ?1 AND seq = 2",
-        params![id, changed],
-    )
-    .unwrap();
+    sallyport_recordings::danger_flip_chunk_byte(&path, &id, 2).unwrap();
     assert_eq!(bad_chunk_seq(&verify(&path, &id)), 2);
 }
 

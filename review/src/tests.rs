@@ -352,30 +352,11 @@ fn search_results_from_a_real_index() {
     assert!(press(&mut app, KeyCode::Enter).is_empty());
 }
 
-/// Flips one bit in the middle of a stored chunk, behind the store's back.
-pub fn flip_byte(db: &Path, id: &str, seq: u64) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut data: Vec<u8> = conn
-        .query_row(
-            "SELECT data FROM chunks WHERE session_id = ?1 AND seq = ?2",
-            rusqlite::params![id, seq],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let middle = data.len() / 2;
-    data[middle] ^= 0x01;
-    conn.execute(
-        "UPDATE chunks SET data = ?3 WHERE session_id = ?1 AND seq = ?2",
-        rusqlite::params![id, seq, data],
-    )
-    .unwrap();
-}
-
 #[test]
 fn verify_failure_is_shown_in_the_list_and_in_detail() {
     let dir = tempfile::tempdir().unwrap();
     let (db, ids) = recorded_db(dir.path());
-    flip_byte(&db, &ids[0], 1);
+    sallyport_recordings::danger_flip_chunk_byte(&db, &ids[0], 1).unwrap();
     let source = Source::open(&db, None, Some(key().verifying_key())).unwrap();
     let mut app = App::new("recordings.db".into(), T0 + 3_600_000);
     app.update(Input::Loaded(Loaded::Sessions(fixed_rows(&source))));

@@ -73,24 +73,6 @@ fn database(dir: &Path, n: usize, lines: usize, needle: &str) -> (PathBuf, Vec<S
     (path, ids)
 }
 
-fn flip_byte(db: &Path, id: &str, seq: u64) {
-    let conn = rusqlite::Connection::open(db).unwrap();
-    let mut data: Vec<u8> = conn
-        .query_row(
-            "SELECT data FROM chunks WHERE session_id = ?1 AND seq = ?2",
-            rusqlite::params![id, seq],
-            |r| r.get(0),
-        )
-        .unwrap();
-    let middle = data.len() / 2;
-    data[middle] ^= 0x01;
-    conn.execute(
-        "UPDATE chunks SET data = ?3 WHERE session_id = ?1 AND seq = ?2",
-        rusqlite::params![id, seq, data],
-    )
-    .unwrap();
-}
-
 #[test]
 fn verify_passes_untouched_and_names_a_tampered_chunk() {
     let dir = tempfile::tempdir().unwrap();
@@ -104,7 +86,7 @@ fn verify_passes_untouched_and_names_a_tampered_chunk() {
         text(&ok)
     );
 
-    flip_byte(&db, &ids[1], 2);
+    sallyport_recordings::danger_flip_chunk_byte(&db, &ids[1], 2).unwrap();
     let bad = review(&["--verify", db_arg]);
     assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
     let out = text(&bad);

@@ -6,7 +6,7 @@
 
 mod support;
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -120,22 +120,6 @@ fn output_text(o: &Output) -> String {
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
     )
-}
-
-fn flip_byte(db: &Path, id: &str, seq: u64) -> Result<()> {
-    let conn = rusqlite::Connection::open(db)?;
-    let mut data: Vec<u8> = conn.query_row(
-        "SELECT data FROM chunks WHERE session_id = ?1 AND seq = ?2",
-        rusqlite::params![id, seq],
-        |r| r.get(0),
-    )?;
-    let middle = data.len() / 2;
-    data[middle] ^= 0x01;
-    conn.execute(
-        "UPDATE chunks SET data = ?3 WHERE session_id = ?1 AND seq = ?2",
-        rusqlite::params![id, seq, data],
-    )?;
-    Ok(())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -271,7 +255,7 @@ async fn a_recorded_session_is_found_replayed_verified_and_exported() -> Result<
     );
 
     // Tampered: a flipped byte in chunk 0 fails --verify, naming the chunk, and shows as failed in the list.
-    flip_byte(&db, &session.id, 0)?;
+    sallyport_recordings::danger_flip_chunk_byte(&db, &session.id, 0)?;
     let bad = review(&["--verify", db_arg])?;
     let said = output_text(&bad);
     ensure!(
