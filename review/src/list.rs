@@ -202,10 +202,7 @@ impl SessionList {
     }
 
     fn select_by(&mut self, delta: isize) {
-        let last = self.visible.len().saturating_sub(1);
-        let current = self.state.selected().unwrap_or(0);
-        let next = current.saturating_add_signed(delta).min(last);
-        self.state.select(Some(next));
+        crate::table::select_by(&mut self.state, self.visible.len(), delta);
     }
 }
 
@@ -357,11 +354,9 @@ impl Component for SessionList {
                 MouseEventKind::ScrollDown => self.select_by(3),
                 MouseEventKind::ScrollUp => self.select_by(-3),
                 MouseEventKind::Down(MouseButton::Left) => {
-                    let area = self.rows_area;
-                    if mouse.row < area.y || mouse.row >= area.y + area.height {
+                    let Some(row) = crate::table::row_at(&self.state, self.rows_area, mouse) else {
                         return Handled::Ignored;
-                    }
-                    let row = self.state.offset() + usize::from(mouse.row - area.y);
+                    };
                     if row < self.visible.len() {
                         if self.state.selected() == Some(row) {
                             // A second click on the selected row opens it.

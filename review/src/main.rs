@@ -16,6 +16,7 @@ mod replay;
 mod results;
 mod run;
 mod screen_view;
+mod table;
 
 #[cfg(test)]
 mod tests;

@@ -49,14 +49,7 @@ impl SearchResults {
     }
 
     fn select_by(&mut self, delta: isize) {
-        let last = self.hits.len().saturating_sub(1);
-        let next = self
-            .state
-            .selected()
-            .unwrap_or(0)
-            .saturating_add_signed(delta)
-            .min(last);
-        self.state.select(Some(next));
+        crate::table::select_by(&mut self.state, self.hits.len(), delta);
     }
 }
 
@@ -164,11 +157,9 @@ impl Component for SearchResults {
                 MouseEventKind::ScrollDown => self.select_by(3),
                 MouseEventKind::ScrollUp => self.select_by(-3),
                 MouseEventKind::Down(MouseButton::Left) => {
-                    let area = self.rows_area;
-                    if mouse.row < area.y || mouse.row >= area.y + area.height {
+                    let Some(row) = crate::table::row_at(&self.state, self.rows_area, mouse) else {
                         return Handled::Ignored;
-                    }
-                    let row = self.state.offset() + usize::from(mouse.row - area.y);
+                    };
                     if row < self.hits.len() {
                         self.state.select(Some(row));
                     }
