@@ -54,6 +54,16 @@ pub enum Role {
     Internal = 2,
 }
 
+impl Role {
+    /// "public" or "internal", as the configuration spells it.
+    pub const fn label(self) -> &'static str {
+        match self {
+            Role::Public => "public",
+            Role::Internal => "internal",
+        }
+    }
+}
+
 /// Global settings of the data path.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

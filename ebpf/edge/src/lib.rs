@@ -487,17 +487,25 @@ fn network_of(key: Key<[u8; 16]>) -> IpNet {
 }
 
 fn interface_addresses(interface: &str) -> Result<Vec<IpAddr>, EdgeError> {
+    Ok(local_addresses()?
+        .into_iter()
+        .filter(|(name, _)| name == interface)
+        .map(|(_, address)| address)
+        .collect())
+}
+
+/// Every IP address of this machine, with the interface that holds it.
+pub fn local_addresses() -> Result<Vec<(String, IpAddr)>, EdgeError> {
     let addresses = nix::ifaddrs::getifaddrs()
         .map_err(|error| EdgeError::System(format!("reading interface addresses: {error}")))?;
     Ok(addresses
-        .filter(|a| a.interface_name == interface)
-        .filter_map(|a| a.address)
-        .filter_map(|storage| {
-            if let Some(v4) = storage.as_sockaddr_in() {
-                Some(IpAddr::V4(v4.ip()))
-            } else {
-                storage.as_sockaddr_in6().map(|v6| IpAddr::V6(v6.ip()))
-            }
+        .filter_map(|entry| {
+            let storage = entry.address?;
+            let address = match storage.as_sockaddr_in() {
+                Some(v4) => IpAddr::V4(v4.ip()),
+                None => IpAddr::V6(storage.as_sockaddr_in6()?.ip()),
+            };
+            Some((entry.interface_name, address))
         })
         .collect())
 }

@@ -114,7 +114,7 @@ fn attach(section: &EdgeSection, portal_port: u16) -> anyhow::Result<Edge> {
             .with_context(|| format!("attaching the edge to {}", interface.name))?;
         info!(
             interface = %attachment.interface,
-            role = role_label(role),
+            role = role.label(),
             mode = attachment.mode.label(),
             portal_port,
             "edge attached: only the portal port and replies of the gateway's own connections pass"
@@ -124,13 +124,6 @@ fn attach(section: &EdgeSection, portal_port: u16) -> anyhow::Result<Edge> {
         bail!("the edge attached to no interface");
     }
     Ok(edge)
-}
-
-fn role_label(role: Role) -> &'static str {
-    match role {
-        Role::Public => "public",
-        Role::Internal => "internal",
-    }
 }
 
 impl EdgeControl for EdgeHandle {
@@ -161,7 +154,7 @@ impl EdgeControl for EdgeHandle {
             .iter()
             .map(|a| EdgeInterface {
                 name: a.interface.clone(),
-                role: role_label(a.role).into(),
+                role: a.role.label().into(),
                 mode: a.mode.label().into(),
             })
             .collect();

@@ -221,19 +221,8 @@ fn bootstrap_admin(state: &StateDb) -> anyhow::Result<()> {
 /// The gateway's own addresses, never dialled as targets.
 fn own_addresses(listen: IpAddr) -> Vec<IpAddr> {
     let mut own = vec![listen];
-    match nix::ifaddrs::getifaddrs() {
-        Ok(addrs) => {
-            for ifaddr in addrs {
-                let Some(address) = ifaddr.address else {
-                    continue;
-                };
-                if let Some(v4) = address.as_sockaddr_in() {
-                    own.push(IpAddr::V4(v4.ip()));
-                } else if let Some(v6) = address.as_sockaddr_in6() {
-                    own.push(IpAddr::V6(v6.ip()));
-                }
-            }
-        }
+    match sallyport_edge::local_addresses() {
+        Ok(addresses) => own.extend(addresses.into_iter().map(|(_, address)| address)),
         Err(error) => warn!(%error, "could not list this machine's addresses"),
     }
     own

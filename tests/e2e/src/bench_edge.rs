@@ -109,17 +109,22 @@ impl DropRun {
     }
 }
 
+/// Which of the two setups goes first in run `run` (true = the edge's): they alternate, so that drift on a
+/// shared machine hits both alike.
+fn alternating(run: usize) -> [bool; 2] {
+    if run.is_multiple_of(2) {
+        [true, false]
+    } else {
+        [false, true]
+    }
+}
+
 fn drop_rates(net: &TargetNet, target: SocketAddrV4) -> Result<()> {
     let mut xdp = Vec::with_capacity(FLOOD_RUNS);
     let mut nft = Vec::with_capacity(FLOOD_RUNS);
     let mut mode = "";
     for run in 0..FLOOD_RUNS {
-        // Alternate which goes first so that drift on a shared machine hits both alike.
-        for xdp_turn in if run % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        } {
+        for xdp_turn in alternating(run) {
             if xdp_turn {
                 let mut edge = Edge::load(&EdgeSettings::default())
                     .context("loading the eBPF edge (needs root)")?;
@@ -414,11 +419,7 @@ fn bulk_tcp(net: &TargetNet) -> Result<()> {
     let mut detached = Vec::with_capacity(BULK_RUNS);
     let mut mode = "";
     for run in 0..BULK_RUNS {
-        for attach in if run % 2 == 0 {
-            [true, false]
-        } else {
-            [false, true]
-        } {
+        for attach in alternating(run) {
             let edge = if attach {
                 let mut edge = Edge::load(&EdgeSettings::default())
                     .context("loading the eBPF edge (needs root)")?;
