@@ -34,10 +34,8 @@ const BPF_LINKER_VERSION: &str = "0.13.0";
 
 /// Installs what is missing.
 pub fn run() -> anyhow::Result<()> {
-    let missing: Vec<&str> = PACKAGES
-        .iter()
-        .filter(|(_, path)| !std::path::Path::new(path).exists())
-        .map(|(package, _)| *package)
+    let missing: Vec<&str> = missing(PACKAGES)
+        .into_iter()
         .filter(|package| {
             !(*package == "nodejs" || *package == "npm")
                 || !on_path(if *package == "npm" { "npm" } else { "node" })
@@ -106,12 +104,7 @@ fn ebpf_toolchain() -> anyhow::Result<()> {
     if has_linker {
         return Ok(());
     }
-    let missing: Vec<&str> = LLVM_PACKAGES
-        .iter()
-        .filter(|(_, path)| !std::path::Path::new(path).exists())
-        .map(|(package, _)| *package)
-        .collect();
-    apt_install(&missing)?;
+    apt_install(&missing(LLVM_PACKAGES))?;
     let path = format!("{LLVM_BIN}:{}", std::env::var("PATH").unwrap_or_default());
     run_cmd(
         Command::new("cargo")
@@ -119,6 +112,14 @@ fn ebpf_toolchain() -> anyhow::Result<()> {
             .args(["install", "bpf-linker", "--version", BPF_LINKER_VERSION])
             .args(["--no-default-features", "--features", "llvm-22"]),
     )
+}
+
+/// The packages of `list` (package, a file that proves it is installed) whose file is absent.
+pub fn missing(list: &[(&'static str, &str)]) -> Vec<&'static str> {
+    list.iter()
+        .filter(|(_, path)| !std::path::Path::new(path).exists())
+        .map(|(package, _)| *package)
+        .collect()
 }
 
 /// Installs Debian packages (none: nothing to do), keeping package scripts from starting services.

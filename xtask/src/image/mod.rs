@@ -69,7 +69,7 @@ pub fn build(args: &[String]) -> anyhow::Result<()> {
         );
     }
     crate::setup::run()?;
-    crate::setup::apt_install(&missing(BUILD_PACKAGES))?;
+    crate::setup::apt_install(&crate::setup::missing(BUILD_PACKAGES))?;
     let started = Instant::now();
     fs::create_dir_all(root().join("target/image-cache"))?;
     execute(&plan)?;
@@ -85,14 +85,6 @@ pub fn build(args: &[String]) -> anyhow::Result<()> {
         size(&compressed) as f64 / (1u64 << 20) as f64
     );
     Ok(())
-}
-
-/// The packages of `list` whose proof file is absent.
-pub fn missing(list: &[(&'static str, &str)]) -> Vec<&'static str> {
-    list.iter()
-        .filter(|(_, path)| !Path::new(path).exists())
-        .map(|(package, _)| *package)
-        .collect()
 }
 
 /// Runs every step of `plan`, in order, saying what it does and how long it took.
