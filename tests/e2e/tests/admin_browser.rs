@@ -54,6 +54,9 @@ async fn scenario(
     fill(driver, "#new_password", ADMIN_PASSWORD).await?;
     fill(driver, "#repeat", ADMIN_PASSWORD).await?;
     click(driver, "#save-password").await?;
+    // The password form's redirect must land before the next navigation, or it can overtake it (seen in
+    // a loaded CI run: the users page never appeared).
+    wait_text(driver, "h1", Duration::from_secs(20), |t| t == "Targets").await?;
 
     // A user.
     driver.goto(&format!("{base}/admin/users")).await?;
