@@ -5,7 +5,18 @@ use std::process::Command;
 
 use anyhow::bail;
 
-use crate::{cargo, is_root, run_cmd};
+use crate::{is_root, run_cmd};
+
+/// Disk the suite needs free before it starts: a fresh target directory (debug and release builds,
+/// the eBPF program, the image and its package cache) measured at about this much, plus headroom.
+const DISK_NEEDED_GIB: u64 = 25;
+
+/// Cargo for the suite: one clean build, so no incremental caches (they doubled the target directory).
+fn cargo() -> Command {
+    let mut cargo = crate::cargo();
+    cargo.env("CARGO_INCREMENTAL", "0");
+    cargo
+}
 
 /// The end-to-end test that boots the appliance image.
 const APPLIANCE_TEST: &str = "the_appliance_boots_serves_records_and_refuses_a_modified_root";
@@ -13,6 +24,7 @@ const APPLIANCE_TEST: &str = "the_appliance_boots_serves_records_and_refuses_a_m
 /// Setup, fmt, clippy, tidy, one build, then all tests (unit and end-to-end, the appliance's last).
 pub fn run() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
+    check_free_disk()?;
     crate::setup::run()?;
     if !is_root() {
         bail!(
@@ -75,6 +87,31 @@ pub fn run() -> anyhow::Result<()> {
         "--test-threads=1",
     ]))?;
     eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
+    Ok(())
+}
+
+/// Fails early, with the figures, when the target directory's disk cannot hold a full build: running
+/// out mid-link shows up as a linker crash (SIGBUS), which names neither the cause nor the cure.
+fn check_free_disk() -> anyhow::Result<()> {
+    let target = crate::root().join("target");
+    std::fs::create_dir_all(&target)?;
+    let output = Command::new("df")
+        .args(["--output=avail", "-B1"])
+        .arg(&target)
+        .output()?;
+    let text = String::from_utf8_lossy(&output.stdout);
+    let Some(available) = text.lines().nth(1).and_then(|l| l.trim().parse::<u64>().ok()) else {
+        bail!("could not read the free disk space from `df` (it printed {text:?})");
+    };
+    let available_gib = available >> 30;
+    if available_gib < DISK_NEEDED_GIB {
+        bail!(
+            "only {available_gib} GiB free under {}; the suite needs about {DISK_NEEDED_GIB} GiB \
+             (debug and release builds, the eBPF program, the appliance image): free some space first",
+            target.display()
+        );
+    }
+    eprintln!("xtask: {available_gib} GiB free under {}", target.display());
     Ok(())
 }
 
