@@ -100,7 +100,11 @@ fn check_free_disk() -> anyhow::Result<()> {
         .arg(&target)
         .output()?;
     let text = String::from_utf8_lossy(&output.stdout);
-    let Some(available) = text.lines().nth(1).and_then(|l| l.trim().parse::<u64>().ok()) else {
+    let Some(available) = text
+        .lines()
+        .nth(1)
+        .and_then(|l| l.trim().parse::<u64>().ok())
+    else {
         bail!("could not read the free disk space from `df` (it printed {text:?})");
     };
     let available_gib = available >> 30;
