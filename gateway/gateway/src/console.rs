@@ -248,13 +248,25 @@ mod tests {
     #[test]
     fn only_auditors_and_admins_with_their_own_password_and_required_factor_get_in() {
         let state = StateDb::open_in_memory().unwrap();
-        state.create_user("ada", "pw", Role::Admin, false, 0).unwrap();
-        state.create_user("aud", "pw", Role::Auditor, false, 0).unwrap();
-        state.create_user("usr", "pw", Role::User, false, 0).unwrap();
-        state.create_user("new", "pw", Role::Auditor, true, 0).unwrap();
-        state.create_user("two", "pw", Role::Auditor, false, 0).unwrap();
+        state
+            .create_user("ada", "pw", Role::Admin, false, 0)
+            .unwrap();
+        state
+            .create_user("aud", "pw", Role::Auditor, false, 0)
+            .unwrap();
+        state
+            .create_user("usr", "pw", Role::User, false, 0)
+            .unwrap();
+        state
+            .create_user("new", "pw", Role::Auditor, true, 0)
+            .unwrap();
+        state
+            .create_user("two", "pw", Role::Auditor, false, 0)
+            .unwrap();
         let two = state.user_by_name("two").unwrap().unwrap();
-        state.enable_totp(two.id, b"0123456789abcdef0123", 1, &[]).unwrap();
+        state
+            .enable_totp(two.id, b"0123456789abcdef0123", 1, &[])
+            .unwrap();
 
         assert_eq!(admission(&state, "ada"), "admitted");
         assert_eq!(admission(&state, "aud"), "admitted");
@@ -263,7 +275,11 @@ mod tests {
         assert_eq!(admission(&state, "two"), "second factor");
 
         state.set_mfa_required_roles(&[Role::Auditor]).unwrap();
-        assert_eq!(admission(&state, "aud"), "refused", "required but not enrolled");
+        assert_eq!(
+            admission(&state, "aud"),
+            "refused",
+            "required but not enrolled"
+        );
         assert_eq!(admission(&state, "two"), "second factor");
         assert_eq!(admission(&state, "ada"), "admitted");
 

@@ -18,9 +18,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 
-use crate::appliance::{
-    Accel, Appliance, Lan, gateway_toml, image_path, partition, read_data_dir,
-};
+use crate::appliance::{Accel, Appliance, Lan, gateway_toml, image_path, partition, read_data_dir};
 use crate::common::{require_root, run_with_timeout};
 use crate::netns::TargetNet;
 use crate::tunnel::{NsSockets, spawn_forward_to};
@@ -110,7 +108,8 @@ pub async fn run() -> Result<()> {
         "sallyport-bench boot: {} ({}), {ROUNDS} rounds, medians",
         match accel {
             Accel::Kvm => "KVM",
-            Accel::Tcg => "software emulation (TCG): /dev/kvm is missing or does not boot a guest here",
+            Accel::Tcg =>
+                "software emulation (TCG): /dev/kvm is missing or does not boot a guest here",
         },
         std::env::consts::ARCH
     );
@@ -178,7 +177,10 @@ async fn wait_answer(vm: &mut Appliance, url: &str) -> Result<(Duration, Duratio
             return Ok((answered, banner.unwrap_or(answered)));
         }
         if !vm.is_running() {
-            bail!("qemu stopped before the portal answered; serial console:\n{}", vm.serial());
+            bail!(
+                "qemu stopped before the portal answered; serial console:\n{}",
+                vm.serial()
+            );
         }
         if vm.uptime() > BOOT_DEADLINE {
             bail!(
@@ -235,7 +237,8 @@ fn parse_timeline(journal: &str) -> Timeline {
         let Ok(seconds) = stamp.trim().parse::<f64>() else {
             continue;
         };
-        if text.contains("Started sallyport-gateway.service") && timeline.gateway_started.is_none() {
+        if text.contains("Started sallyport-gateway.service") && timeline.gateway_started.is_none()
+        {
             timeline.gateway_started = Some(seconds);
         }
         if text.contains("portal listening") && timeline.gateway_listening.is_none() {

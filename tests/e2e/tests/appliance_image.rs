@@ -17,12 +17,13 @@ mod support;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use fantoccini::Locator;
 use sallyport_e2e::appliance::{
-    Appliance, Lan, data_fs_bytes, gateway_toml, partition, read_data_dir, read_data_file, wait_portal,
+    Appliance, Lan, data_fs_bytes, gateway_toml, partition, read_data_dir, read_data_file,
+    wait_portal,
 };
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
 use sallyport_e2e::common::run_with_timeout;
@@ -116,7 +117,8 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
 
     // The serial console: no shell, a login for auditors and admins with their portal account, which opens
     // the review tool on the recordings; a wrong password is refused.
-    let console_log = |vm: &Appliance, from: usize| vm.serial().get(from..).unwrap_or("").to_owned();
+    let console_log =
+        |vm: &Appliance, from: usize| vm.serial().get(from..).unwrap_or("").to_owned();
     vm.wait_serial(Duration::from_secs(120), |log| {
         log.contains("Sallyport appliance console") && log.trim_end().ends_with("login:")
     })?;
@@ -127,8 +129,9 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
     })?;
     vm.type_serial("not-the-password\n")?;
     vm.wait_serial(Duration::from_secs(60), |log| {
-        log.get(mark..)
-            .is_some_and(|l| l.contains("Wrong username or password.") && l.trim_end().ends_with("login:"))
+        log.get(mark..).is_some_and(|l| {
+            l.contains("Wrong username or password.") && l.trim_end().ends_with("login:")
+        })
     })
     .with_context(|| format!("a wrong console password:\n{}", console_log(&vm, mark)))?;
     let mark = vm.serial().len();
@@ -142,13 +145,24 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
         log.get(mark..)
             .is_some_and(|l| l.contains("Target") && l.contains("Integrity") && l.contains("alpha"))
     })
-    .with_context(|| format!("the review tool on the console:\n{}", console_log(&vm, mark)))?;
+    .with_context(|| {
+        format!(
+            "the review tool on the console:\n{}",
+            console_log(&vm, mark)
+        )
+    })?;
     let mark = vm.serial().len();
     vm.type_serial("q")?;
     vm.wait_serial(Duration::from_secs(60), |log| {
-        log.get(mark..).is_some_and(|l| l.trim_end().ends_with("login:"))
+        log.get(mark..)
+            .is_some_and(|l| l.trim_end().ends_with("login:"))
     })
-    .with_context(|| format!("back to the login after quitting:\n{}", console_log(&vm, mark)))?;
+    .with_context(|| {
+        format!(
+            "back to the login after quitting:\n{}",
+            console_log(&vm, mark)
+        )
+    })?;
 
     // 2. What the network sees.
     let out = run_with_timeout(
