@@ -207,7 +207,11 @@ fn terminal_name() -> String {
 
 /// A serial port reports a size of 0×0, which full-screen programs cannot draw into: assume 80×24 there.
 fn ensure_terminal_size() {
-    let size = Command::new("stty").arg("size").output();
+    // `output()` would give stty /dev/null as its input; it must see the terminal.
+    let size = Command::new("stty")
+        .arg("size")
+        .stdin(std::process::Stdio::inherit())
+        .output();
     if let Ok(output) = size
         && String::from_utf8_lossy(&output.stdout).trim() == "0 0"
     {

@@ -274,9 +274,10 @@ pub fn plan(definition: &Definition) -> Plan {
             },
         ),
         step(
-            "add the gateway",
+            "add the gateway (stripped: the line tables are for development builds)",
             Action::Run(argv(&[
                 "install",
+                "--strip",
                 "-m",
                 "0755",
                 "$PROJECT/target/release/sallyport-gateway",
@@ -287,6 +288,7 @@ pub fn plan(definition: &Definition) -> Plan {
             "add the review tool (the consoles run it for auditors)",
             Action::Run(argv(&[
                 "install",
+                "--strip",
                 "-m",
                 "0755",
                 "$PROJECT/target/release/sallyport-review",
