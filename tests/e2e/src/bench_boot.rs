@@ -6,9 +6,9 @@
 //! warm second boot of the same disk, which is what an appliance does every day. "Answering" is the first
 //! HTTPS `GET /login` from the client namespace that gets a 200; the configuration requires the edge, so the
 //! gateway only listens once XDP is attached. The guest's own journal (read off the data partition after a
-//! clean shutdown) splits each warm boot into firmware + kernel + initrd (verity) + userspace until the
-//! gateway starts + the gateway's own start-up, so the report says where the time goes, and gives the
-//! gateway's share of the whole as the ratio against the operating system's own boot in the same run.
+//! clean shutdown) splits each boot into firmware and loader (wall clock minus the guest's clock) + the OS
+//! until it starts the gateway + the gateway's own start-up, names the slowest units, and gives the gateway's
+//! share of the guest's boot as the ratio against the operating system's own boot in the same run.
 //!
 //! Every boot is bounded by a deadline; the VM, the namespaces and the temporary disks are removed at the end.
 
@@ -23,7 +23,7 @@ use crate::common::{require_root, run_with_timeout};
 use crate::netns::TargetNet;
 use crate::tunnel::{NsSockets, spawn_forward_to};
 
-/// Cold + warm boots per run; the report gives medians.
+/// Cold + warm boots per run (`SALLYPORT_BENCH_ROUNDS` overrides, 1 to 9); the report gives medians.
 const ROUNDS: usize = 3;
 /// One boot's deadline (software emulation answered in about 50 s here).
 const BOOT_DEADLINE: Duration = Duration::from_secs(300);
@@ -32,13 +32,13 @@ const BOOT_DEADLINE: Duration = Duration::from_secs(300);
 struct Boot {
     /// QEMU started → the portal answered HTTPS.
     answered: Duration,
-    /// QEMU started → the kernel printed its banner on the serial console (firmware and boot loader).
-    kernel_banner: Duration,
     /// Guest monotonic clock: when systemd started the gateway unit and when it said the portal listens.
     gateway_started: Option<f64>,
     gateway_listening: Option<f64>,
     /// systemd's own "Startup finished in …" line.
     startup_line: Option<String>,
+    /// The units that took longest to start, slowest first.
+    slowest: Vec<(String, f64)>,
 }
 
 /// Runs the benchmark and prints the report.
@@ -62,10 +62,15 @@ pub async fn run() -> Result<()> {
     let url = format!("https://127.0.0.1:{}/", forward.port());
     let toml = gateway_toml(&target.cidr(), None);
 
+    let rounds = std::env::var("SALLYPORT_BENCH_ROUNDS")
+        .ok()
+        .and_then(|r| r.parse::<usize>().ok())
+        .unwrap_or(ROUNDS)
+        .clamp(1, 9);
     let mut accel = None;
     let mut cold = Vec::new();
     let mut warm = Vec::new();
-    for round in 1..=ROUNDS {
+    for round in 1..=rounds {
         let dir = tempfile::Builder::new().prefix("spbench-boot-").tempdir()?;
         let disk = Appliance::prepare(dir.path(), &lan, &toml)?;
         for (kind, boots) in [("cold", &mut cold), ("warm", &mut warm)] {
@@ -73,7 +78,7 @@ pub async fn run() -> Result<()> {
             if *accel.get_or_insert(vm.accel()) != vm.accel() {
                 bail!("the accelerator changed between boots; the figures would not compare");
             }
-            let (answered, kernel_banner) = wait_answer(&mut vm, &url)
+            let answered = wait_answer(&mut vm, &url)
                 .await
                 .with_context(|| format!("round {round}, {kind} boot"))?;
             vm.shutdown()?;
@@ -81,15 +86,14 @@ pub async fn run() -> Result<()> {
             let timeline = guest_timeline(&disk, &journal).unwrap_or_default();
             let boot = Boot {
                 answered,
-                kernel_banner,
                 gateway_started: timeline.gateway_started,
                 gateway_listening: timeline.gateway_listening,
                 startup_line: timeline.startup_line,
+                slowest: timeline.slowest,
             };
             println!(
-                "round {round} {kind}: 443 answered after {:.1} s (kernel banner at {:.1} s){}",
+                "round {round} {kind}: 443 answered after {:.1} s{}",
                 boot.answered.as_secs_f64(),
-                boot.kernel_banner.as_secs_f64(),
                 match (boot.gateway_started, boot.gateway_listening) {
                     (Some(start), Some(listen)) => format!(
                         "; guest clock: gateway started at {start:.1} s, listening at {listen:.1} s"
@@ -105,7 +109,7 @@ pub async fn run() -> Result<()> {
     let accel = accel.context("no boot happened")?;
     println!();
     println!(
-        "sallyport-bench boot: {} ({}), {ROUNDS} rounds, medians",
+        "sallyport-bench boot: {} ({}), {rounds} rounds, medians",
         match accel {
             Accel::Kvm => "KVM",
             Accel::Tcg =>
@@ -121,10 +125,7 @@ pub async fn run() -> Result<()> {
     );
     for (kind, boots) in [("cold (first boot)", &cold), ("warm", &warm)] {
         let answered = median(boots.iter().map(|b| b.answered.as_secs_f64()));
-        let banner = median(boots.iter().map(|b| b.kernel_banner.as_secs_f64()));
-        println!(
-            "  {kind}: power-on → 443 answering {answered:.1} s (firmware and loader {banner:.1} s)"
-        );
+        println!("  {kind}: power-on → 443 answering {answered:.1} s");
         let starts: Vec<f64> = boots.iter().filter_map(|b| b.gateway_started).collect();
         let listens: Vec<f64> = boots.iter().filter_map(|b| b.gateway_listening).collect();
         let own: Vec<f64> = boots
@@ -135,9 +136,12 @@ pub async fn run() -> Result<()> {
             let start = median(starts.iter().copied());
             let listen = median(listens.iter().copied());
             let own = median(own.iter().copied());
+            // The guest's clock starts with its kernel: what comes before is firmware and boot loader.
             println!(
-                "    guest clock: the OS had the gateway started at {start:.1} s, the portal listened at {listen:.1} s; \
-                 the gateway's own start-up (edge attach included) {own:.2} s = {:.3} of the guest's boot to 443",
+                "    firmware and loader {:.1} s; guest clock: the OS started the gateway at {start:.1} s, the portal \
+                 listened at {listen:.1} s; the gateway's own start-up (edge attach included) {own:.2} s = {:.3} of \
+                 the guest's boot to 443",
+                (answered - listen).max(0.0),
                 own / listen
             );
         } else {
@@ -145,6 +149,16 @@ pub async fn run() -> Result<()> {
         }
         if let Some(line) = boots.iter().rev().find_map(|b| b.startup_line.as_deref()) {
             println!("    systemd: {line}");
+        }
+        if let Some(last) = boots.last()
+            && !last.slowest.is_empty()
+        {
+            let units: Vec<String> = last
+                .slowest
+                .iter()
+                .map(|(unit, seconds)| format!("{unit} {seconds:.1} s"))
+                .collect();
+            println!("    slowest units (last {kind} boot): {}", units.join(", "));
         }
     }
     Ok(())
@@ -160,21 +174,15 @@ fn median(values: impl Iterator<Item = f64>) -> f64 {
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
 }
 
-/// Polls the portal (HTTPS `GET /login`, 200 expected) and the serial console until the portal answers;
-/// returns when it answered and when the kernel's banner showed, both since QEMU started (to within the
-/// 200 ms poll interval plus one probe).
-async fn wait_answer(vm: &mut Appliance, url: &str) -> Result<(Duration, Duration)> {
+/// Polls the portal (HTTPS `GET /login`, 200 expected) until it answers; returns when, since QEMU started (to
+/// within the 200 ms poll interval plus one probe).
+async fn wait_answer(vm: &mut Appliance, url: &str) -> Result<Duration> {
     let probe = crate::Client::new(url, None)?.with_timeout(Duration::from_secs(2));
-    let mut banner = None;
     loop {
-        if banner.is_none() && vm.serial().contains("Linux version") {
-            banner = Some(vm.uptime());
-        }
         if let Ok(response) = probe.get("/login").await
             && response.status == 200
         {
-            let answered = vm.uptime();
-            return Ok((answered, banner.unwrap_or(answered)));
+            return Ok(vm.uptime());
         }
         if !vm.is_running() {
             bail!(
@@ -209,6 +217,7 @@ struct Timeline {
     gateway_started: Option<f64>,
     gateway_listening: Option<f64>,
     startup_line: Option<String>,
+    slowest: Vec<(String, f64)>,
 }
 
 /// Reads the journal off the stopped appliance's data partition and finds the last boot's milestones.
@@ -227,6 +236,7 @@ fn guest_timeline(disk: &std::path::Path, out: &std::path::Path) -> Result<Timel
 /// Finds the milestones in `journalctl -o short-monotonic` output (`[  12.345678] host unit[pid]: text`).
 fn parse_timeline(journal: &str) -> Timeline {
     let mut timeline = Timeline::default();
+    let mut starting: Vec<(String, f64)> = Vec::new();
     for line in journal.lines() {
         let Some(rest) = line.trim_start().strip_prefix('[') else {
             continue;
@@ -247,7 +257,23 @@ fn parse_timeline(journal: &str) -> Timeline {
         if let Some(at) = text.find("Startup finished in ") {
             timeline.startup_line = Some(text[at..].trim().to_owned());
         }
+        // systemd's own lines: "Starting UNIT - Description..." then "Started UNIT" or "Finished UNIT".
+        if let Some((_, message)) = text.split_once("systemd[1]: ") {
+            let unit_of = |rest: &str| rest.split_whitespace().next().map(str::to_owned);
+            if let Some(unit) = message.strip_prefix("Starting ").and_then(unit_of) {
+                starting.push((unit, seconds));
+            } else if let Some(unit) = message
+                .strip_prefix("Started ")
+                .or_else(|| message.strip_prefix("Finished "))
+                .and_then(unit_of)
+                && let Some(begun) = starting.iter().find(|(u, _)| *u == unit).map(|(_, t)| *t)
+            {
+                timeline.slowest.push((unit, seconds - begun));
+            }
+        }
     }
+    timeline.slowest.sort_by(|a, b| b.1.total_cmp(&a.1));
+    timeline.slowest.truncate(5);
     timeline
 }
 
@@ -259,6 +285,9 @@ mod tests {
     fn the_timeline_is_read_from_monotonic_journal_lines() {
         let journal = "\
 [    0.000000] sallyport kernel: Linux version 6.1.0
+[   12.000000] sallyport systemd[1]: Starting systemd-networkd-wait-online.service - Wait for Network to be Configured...
+[   19.500000] sallyport systemd[1]: Finished systemd-networkd-wait-online.service - Wait for Network to be Configured.
+[   21.000000] sallyport systemd[1]: Starting sallyport-gateway.service - Sallyport gateway...
 [   21.503112] sallyport systemd[1]: Started sallyport-gateway.service - Sallyport gateway (portal, edge, recorder).
 [   22.904411] sallyport sallyport-gateway[311]: portal listening on [::]:443
 [   23.100000] sallyport systemd[1]: Startup finished in 3.1s (kernel) + 4.2s (initrd) + 15.8s (userspace) = 23.1s.
@@ -269,6 +298,18 @@ mod tests {
         assert_eq!(
             timeline.startup_line.as_deref(),
             Some("Startup finished in 3.1s (kernel) + 4.2s (initrd) + 15.8s (userspace) = 23.1s.")
+        );
+        let slowest: Vec<(&str, u32)> = timeline
+            .slowest
+            .iter()
+            .map(|(unit, seconds)| (unit.as_str(), (seconds * 10.0).round() as u32))
+            .collect();
+        assert_eq!(
+            slowest,
+            [
+                ("systemd-networkd-wait-online.service", 75),
+                ("sallyport-gateway.service", 5)
+            ]
         );
     }
 }

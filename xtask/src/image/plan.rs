@@ -321,6 +321,15 @@ pub fn plan(definition: &Definition) -> Plan {
             ])),
         ),
         step(
+            "no e2fsprogs housekeeping at boot (e2scrub needs LVM snapshots; the data partition has none)",
+            Action::InRoot(argv(&[
+                "systemctl",
+                "mask",
+                "e2scrub_reap.service",
+                "e2scrub_all.timer",
+            ])),
+        ),
+        step(
             "name resolution through resolved (the root is read-only)",
             Action::Run(argv(&[
                 "ln",
