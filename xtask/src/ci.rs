@@ -179,9 +179,10 @@ pub fn fuzz(args: &[String]) -> anyhow::Result<()> {
         run_cmd(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))?;
     }
     run_cmd(
+        // cargo-fuzz looks for `fuzz/` under the current package unless told where the fuzz crate is.
         Command::new("cargo")
-            .args(["+nightly", "fuzz", "run", target, "--"])
+            .args(["+nightly", "fuzz", "run", "--fuzz-dir", "tests/fuzz", target, "--"])
             .arg(format!("-max_total_time={seconds}"))
-            .current_dir(crate::root().join("tests/fuzz")),
+            .current_dir(crate::root()),
     )
 }
