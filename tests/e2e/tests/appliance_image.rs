@@ -6,7 +6,7 @@
 //!    the target and runs a marker command.
 //!    The serial console refuses a wrong password and opens the review tool for the admin, showing the
 //!    recorded session.
-//! 2. From the client namespace nmap finds only 443/tcp open; pings go unanswered.
+//! 2. From the client namespace nmap finds only 443/tcp open and only 443/udp answered; pings go unanswered.
 //! 3. After a clean shutdown the data partition holds the recording with the marker and the journal with
 //!    the gateway's logs; a second boot, on a disk grown by 1 GiB, keeps both (no new password, the old one
 //!    works) and grows the data partition into the new space.
@@ -203,6 +203,40 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
         Duration::from_secs(15),
     )?;
     assert!(!ping.status.success(), "the appliance answered a ping");
+    // UDP: only the portal port reaches the appliance's stack (answered: "open" with a listener, "closed" by
+    // the kernel's port-unreachable without one); the edge drops probes to every other port unanswered.
+    let out = run_with_timeout(
+        client
+            .exec("nmap")
+            .args([
+                "-Pn",
+                "-n",
+                "-sU",
+                "-p",
+                "53,123,161,443,500,4433,8443",
+                "--max-retries",
+                "1",
+            ])
+            .args(["-oG", "-"])
+            .arg(lan.guest.to_string()),
+        Duration::from_secs(120),
+    )?;
+    let scan = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ports = scan
+        .lines()
+        .find_map(|l| l.split("Ports: ").nth(1))
+        .with_context(|| format!("no ports in nmap's UDP output:\n{scan}"))?;
+    for port in ports.split(", ") {
+        let answered = port.contains("/open/") || port.contains("/closed/");
+        if port.starts_with("443/") {
+            assert!(answered, "443/udp did not reach the appliance: {ports}");
+        } else {
+            assert!(
+                port.contains("/open|filtered/"),
+                "a UDP port other than 443 got an answer: {ports}"
+            );
+        }
+    }
 
     // 3. Clean shutdown; the data partition has the recording and the journal.
     vm.shutdown()?;
