@@ -175,13 +175,30 @@ pub fn fuzz(args: &[String]) -> anyhow::Result<()> {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
+    // The working corpus lives in target/; committed seeds (tests/fuzz/seeds/TARGET) are read, never written.
+    let mut corpus = Vec::new();
+    let seeds = crate::root().join("tests/fuzz/seeds").join(target);
+    if seeds.is_dir() {
+        let work = crate::root().join("target/fuzz-corpus").join(target);
+        std::fs::create_dir_all(&work)?;
+        corpus = vec![work, seeds];
+    }
     if !has_fuzz {
         run_cmd(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))?;
     }
     run_cmd(
         // cargo-fuzz looks for `fuzz/` under the current package unless told where the fuzz crate is.
         Command::new("cargo")
-            .args(["+nightly", "fuzz", "run", "--fuzz-dir", "tests/fuzz", target, "--"])
+            .args([
+                "+nightly",
+                "fuzz",
+                "run",
+                "--fuzz-dir",
+                "tests/fuzz",
+                target,
+            ])
+            .args(&corpus)
+            .args(["--"])
             .arg(format!("-max_total_time={seconds}"))
             .current_dir(crate::root()),
     )
