@@ -37,6 +37,31 @@ use support::ADMIN_PASSWORD;
 /// Boot deadline: software emulation answered in 29–42 s here; a cold first boot also makes the data partition.
 const BOOT: Duration = Duration::from_secs(300);
 
+/// Runs nmap (`-Pn -n --max-retries 1`, grepable output) from `client`; returns the whole output and its
+/// `Ports:` field.
+fn nmap(
+    client: &TargetNet,
+    args: &[&str],
+    host: &str,
+    timeout: Duration,
+) -> Result<(String, String)> {
+    let out = run_with_timeout(
+        client
+            .exec("nmap")
+            .args(["-Pn", "-n", "--max-retries", "1", "-oG", "-"])
+            .args(args)
+            .arg(host),
+        timeout,
+    )?;
+    let scan = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ports = scan
+        .lines()
+        .find_map(|l| l.split("Ports: ").nth(1))
+        .with_context(|| format!("no ports in nmap's output:\n{scan}"))?
+        .to_owned();
+    Ok((scan, ports))
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Result<()> {
     require_root()?;
@@ -165,29 +190,12 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
     })?;
 
     // 2. What the network sees.
-    let out = run_with_timeout(
-        client
-            .exec("nmap")
-            .args([
-                "-Pn",
-                "-n",
-                "-sS",
-                "-p-",
-                "--min-rate",
-                "5000",
-                "--max-retries",
-                "1",
-                "-oG",
-                "-",
-            ])
-            .arg(lan.guest.to_string()),
+    let (scan, ports) = nmap(
+        &client,
+        &["-sS", "-p-", "--min-rate", "5000"],
+        &lan.guest.to_string(),
         Duration::from_secs(600),
     )?;
-    let scan = String::from_utf8_lossy(&out.stdout).into_owned();
-    let ports = scan
-        .lines()
-        .find_map(|l| l.split("Ports: ").nth(1))
-        .with_context(|| format!("no ports in nmap's output:\n{scan}"))?;
     let open: Vec<&str> = ports.split(", ").filter(|p| p.contains("/open/")).collect();
     assert_eq!(open.len(), 1, "open ports: {ports}");
     assert!(open[0].starts_with("443/open/tcp"), "open ports: {ports}");
@@ -205,27 +213,12 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
     assert!(!ping.status.success(), "the appliance answered a ping");
     // UDP: only the portal port reaches the appliance's stack (answered: "open" with a listener, "closed" by
     // the kernel's port-unreachable without one); the edge drops probes to every other port unanswered.
-    let out = run_with_timeout(
-        client
-            .exec("nmap")
-            .args([
-                "-Pn",
-                "-n",
-                "-sU",
-                "-p",
-                "53,123,161,443,500,4433,8443",
-                "--max-retries",
-                "1",
-            ])
-            .args(["-oG", "-"])
-            .arg(lan.guest.to_string()),
+    let (_, ports) = nmap(
+        &client,
+        &["-sU", "-p", "53,123,161,443,500,4433,8443"],
+        &lan.guest.to_string(),
         Duration::from_secs(120),
     )?;
-    let scan = String::from_utf8_lossy(&out.stdout).into_owned();
-    let ports = scan
-        .lines()
-        .find_map(|l| l.split("Ports: ").nth(1))
-        .with_context(|| format!("no ports in nmap's UDP output:\n{scan}"))?;
     for port in ports.split(", ") {
         let answered = port.contains("/open/") || port.contains("/closed/");
         if port.starts_with("443/") {
