@@ -428,7 +428,7 @@ impl Config {
             }
             if sallyport_core::policy::Protocol::parse(&target.protocol).is_none() {
                 bail!(
-                    "target {}: unknown protocol {:?} (known: ssh)",
+                    "target {}: unknown protocol {:?} (known: ssh, rdp)",
                     target.name,
                     target.protocol
                 );

@@ -2,6 +2,7 @@
 //!
 //! - [`netns`]: network namespaces joined to the root namespace by a veth pair (the target networks).
 //! - [`sshd`]: OpenSSH's sshd inside such a namespace, the `sp-e2e` test user and client keys.
+//! - [`rdp`]: xrdp (and FreeRDP's shadow server) inside such a namespace, with a known desktop.
 //! - [`gateway`]: the built `sallyport-gateway` binary with a generated configuration.
 //! - [`http`]: an HTTPS client pinned to the gateway's certificate, with cookies and WebSockets.
 //! - [`browser`]: headless Chromium through chromedriver and fantoccini.
@@ -23,6 +24,7 @@ pub mod hostile;
 pub mod http;
 pub mod netns;
 pub mod portal;
+pub mod rdp;
 pub mod sshd;
 pub mod tunnel;
 

@@ -1,0 +1,298 @@
+//! Real RDP servers inside a [`TargetNet`]: xrdp with xorgxrdp ([`Xrdp`]) and FreeRDP's shadow server on
+//! Xvfb with NLA ([`Shadow`]).
+//!
+//! [`Xrdp`] runs `xrdp-sesman -n` and `xrdp -n` with private copies of Debian's `sesman.ini` and
+//! `xrdp.ini` (TLS only, a self-signed certificate, automatic login with the client's credentials, logs
+//! in the test's directory). The session it starts for the test user runs `~/startwm.sh`
+//! ([`STARTWM`]): a solid [`BACKGROUND`], an xterm with a shell at a known place, an `xmessage` button
+//! whose click writes a file, and the screen size written to a file every half second. Those files land
+//! in [`Xrdp::out_dir`] (the session gets its path as `SPE2E_DIR` through sesman's `[SessionVariables]`),
+//! so a test checks on the target side what typing, clicking and resizing did.
+
+use std::fs::{self, OpenOptions};
+use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+use tempfile::TempDir;
+
+use crate::common::{require_root, require_tool, run_ok, signal_pid, tail, wait_or_kill};
+use crate::netns::TargetNet;
+use crate::sshd::{TestUser, ensure_test_user};
+
+/// The desktop background the test session paints, as RGB.
+pub const BACKGROUND: [u8; 3] = [0xcc, 0x00, 0x00];
+/// Where the session's xterm sits (top-left pixel, from `-geometry +X+Y`) and its background (white).
+pub const XTERM_AT: (u16, u16) = (40, 40);
+/// Where the session's click target (an xmessage button box) sits.
+pub const CLICK_TARGET_AT: (u16, u16) = (500, 300);
+
+/// The test user's `~/startwm.sh`, run by sesman for every xrdp session of that user.
+pub const STARTWM: &str = r#"#!/bin/sh
+# Sallyport e2e desktop: a known background, an xterm with a shell, a click target, the screen size.
+out="${SPE2E_DIR:-/tmp}"
+echo "$DISPLAY" > "$out/display"
+xsetroot -solid '#cc0000'
+xterm -geometry 60x8+40+40 -bg white -fg black -e /bin/bash --norc --noprofile &
+( xmessage -geometry +500+300 -buttons "   click here   ":0 "sallyport click target" && touch "$out/clicked" ) &
+i=0
+while [ $i -lt 7200 ]; do
+  xdpyinfo 2>/dev/null | awk '/dimensions:/ {print $2}' > "$out/size.tmp" && mv "$out/size.tmp" "$out/size"
+  sleep 0.5
+  i=$((i+1))
+done
+"#;
+
+const XRDP: &str = "/usr/sbin/xrdp";
+const SESMAN: &str = "/usr/sbin/xrdp-sesman";
+const XORGXRDP: &str = "/usr/lib/xorg/modules/drivers/xrdpdev_drv.so";
+
+/// Makes a self-signed RSA certificate and key (PEM) in `dir`.
+pub fn self_signed_cert(dir: &Path) -> Result<(PathBuf, PathBuf)> {
+    require_tool("/usr/bin/openssl")?;
+    let cert = dir.join("cert.pem");
+    let key = dir.join("key.pem");
+    run_ok(
+        Command::new("/usr/bin/openssl")
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "rsa:2048",
+                "-nodes",
+                "-days",
+                "2",
+                "-subj",
+                "/CN=spe2e-rdp",
+                "-keyout",
+            ])
+            .arg(&key)
+            .arg("-out")
+            .arg(&cert),
+    )?;
+    Ok((cert, key))
+}
+
+/// Copies an ini file, replacing `key=value` lines of the given sections and appending lines to sections.
+fn edit_ini(
+    source: &str,
+    changes: &[(&str, &str, &str)],
+    append: &[(&str, String)],
+) -> Result<String> {
+    let text = fs::read_to_string(source).with_context(|| format!("read {source}"))?;
+    let mut out = String::new();
+    let mut section = String::new();
+    let flush_appends = |section: &str, out: &mut String| {
+        for (s, line) in append {
+            if *s == section {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+    };
+    for line in text.lines() {
+        let trimmed = line.trim();
+        if trimmed.starts_with('[') && trimmed.ends_with(']') {
+            flush_appends(&section, &mut out);
+            section = trimmed[1..trimmed.len() - 1].to_owned();
+        }
+        let key = trimmed.split('=').next().unwrap_or("").trim();
+        let replacement = (!trimmed.starts_with(['#', ';']) && trimmed.contains('='))
+            .then(|| {
+                changes
+                    .iter()
+                    .find(|(s, k, _)| *s == section && *k == key)
+                    .map(|(_, k, v)| format!("{k}={v}"))
+            })
+            .flatten();
+        out.push_str(&replacement.unwrap_or_else(|| line.to_owned()));
+        out.push('\n');
+    }
+    flush_appends(&section, &mut out);
+    Ok(out)
+}
+
+/// A running xrdp (sesman and xrdp); both killed by PID and reaped on drop.
+#[derive(Debug)]
+pub struct Xrdp {
+    dir: TempDir,
+    sesman: Option<Child>,
+    xrdp: Option<Child>,
+    addr: Ipv4Addr,
+    port: u16,
+    user: TestUser,
+}
+
+impl Xrdp {
+    /// Starts xrdp inside `net` for the test user and waits (at most 15 s) until it accepts connections.
+    pub fn start(net: &TargetNet) -> Result<Xrdp> {
+        require_root()?;
+        for tool in [
+            XRDP,
+            SESMAN,
+            XORGXRDP,
+            "/usr/bin/xterm",
+            "/usr/bin/xsetroot",
+            "/usr/bin/xmessage",
+            "/usr/bin/xdpyinfo",
+        ] {
+            require_tool(tool)?;
+        }
+        let user = ensure_test_user()?;
+        let startwm = user.home.join("startwm.sh");
+        fs::write(&startwm, STARTWM).context("write ~/startwm.sh")?;
+        fs::set_permissions(&startwm, fs::Permissions::from_mode(0o755))?;
+
+        let dir = tempfile::Builder::new()
+            .prefix("spe2e-xrdp-")
+            .tempdir()
+            .context("xrdp tempdir")?;
+        // The session (running as the test user) writes its files here.
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777))?;
+        let (cert, key) = self_signed_cert(dir.path())?;
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let xrdp_ini = edit_ini(
+            "/etc/xrdp/xrdp.ini",
+            &[
+                ("Globals", "fork", "false"),
+                ("Globals", "port", "3389"),
+                ("Globals", "security_layer", "tls"),
+                ("Globals", "certificate", &cert.display().to_string()),
+                ("Globals", "key_file", &key.display().to_string()),
+                ("Globals", "autorun", "Xorg"),
+                ("Logging", "LogFile", &path("xrdp.log")),
+                ("Logging", "EnableSyslog", "false"),
+            ],
+            &[],
+        )?;
+        let sesman_ini = edit_ini(
+            "/etc/xrdp/sesman.ini",
+            &[
+                ("Sessions", "KillDisconnected", "true"),
+                ("Sessions", "DisconnectedTimeLimit", "5"),
+                ("Logging", "LogFile", &path("sesman.log")),
+                ("Logging", "EnableSyslog", "false"),
+                ("ChansrvLogging", "EnableSyslog", "false"),
+            ],
+            &[(
+                "SessionVariables",
+                format!("SPE2E_DIR={}", dir.path().join("out").display()),
+            )],
+        )?;
+        fs::write(dir.path().join("xrdp.ini"), xrdp_ini)?;
+        fs::write(dir.path().join("sesman.ini"), sesman_ini)?;
+        let out = dir.path().join("out");
+        fs::create_dir(&out)?;
+        fs::set_permissions(&out, fs::Permissions::from_mode(0o777))?;
+
+        let mut server = Xrdp {
+            dir,
+            sesman: None,
+            xrdp: None,
+            addr: net.ns_addr(),
+            port: 3389,
+            user,
+        };
+        server.sesman = Some(server.spawn(net, SESMAN, "sesman.ini", "sesman.out")?);
+        server.xrdp = Some(server.spawn(net, XRDP, "xrdp.ini", "xrdp.out")?);
+        server.wait_ready()?;
+        Ok(server)
+    }
+
+    fn spawn(&self, net: &TargetNet, program: &str, ini: &str, out: &str) -> Result<Child> {
+        let log = OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.dir.path().join(out))?;
+        net.exec(program)
+            .args(["-n", "-c"])
+            .arg(self.dir.path().join(ini))
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(log.try_clone()?))
+            .stderr(Stdio::from(log))
+            .spawn()
+            .with_context(|| format!("spawn {program}"))
+    }
+
+    fn wait_ready(&mut self) -> Result<()> {
+        let target = SocketAddr::from((self.addr, self.port));
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            let mut exited = None;
+            for child in [&mut self.sesman, &mut self.xrdp].into_iter().flatten() {
+                if let Some(status) = child.try_wait()? {
+                    exited = Some(status);
+                }
+            }
+            if let Some(status) = exited {
+                bail!("xrdp exited early ({status}); logs:\n{}", self.log());
+            }
+            if TcpStream::connect_timeout(&target, Duration::from_millis(500)).is_ok() {
+                return Ok(());
+            }
+            if Instant::now() >= deadline {
+                bail!(
+                    "xrdp did not listen on {target} within 15 s; logs:\n{}",
+                    self.log()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+    }
+
+    /// The address xrdp is reached at.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The user the session logs in as.
+    pub fn user(&self) -> &TestUser {
+        &self.user
+    }
+
+    /// Where the session writes `display`, `size`, `clicked` and whatever the test types into its shell.
+    pub fn out_dir(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// The session's screen size as `WIDTHxHEIGHT`, once the session wrote it.
+    pub fn screen_size(&self) -> Option<String> {
+        fs::read_to_string(self.out_dir().join("size"))
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The logs of xrdp and sesman (and of the session's Xorg, when there is one).
+    pub fn log(&self) -> String {
+        let mut out = String::new();
+        for name in ["xrdp.out", "xrdp.log", "sesman.out", "sesman.log"] {
+            let text = fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+            out.push_str(&format!("--- {name} ---\n{}\n", tail(&text, 12000)));
+        }
+        out
+    }
+}
+
+impl Drop for Xrdp {
+    fn drop(&mut self) {
+        // sesman's children (Xorg, the session script, chansrv) live in the namespace, which the
+        // TargetNet kills on its drop; the daemons themselves are ours to stop.
+        for child in [self.xrdp.take(), self.sesman.take()].into_iter().flatten() {
+            let mut child = child;
+            let _ = signal_pid(child.id(), "TERM");
+            wait_or_kill(&mut child, Duration::from_secs(3));
+        }
+        if std::thread::panicking() {
+            eprintln!("--- xrdp logs ---\n{}", self.log());
+        }
+    }
+}
