@@ -46,7 +46,7 @@ mod verify;
 mod writer;
 
 pub use error::{RecordingError, TryRecordError};
-pub use event::{Event, TimedEvent};
+pub use event::{DesktopEvent, Event, TimedEvent};
 pub use evidence::{EvidenceCheck, check_evidence};
 pub use recorder::{Limits, Recorder, SessionRecorder};
 pub use search::{
