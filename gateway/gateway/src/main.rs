@@ -126,7 +126,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             config.sessions.broker_config(),
         )
         .with_desktop(
-            Arc::new(sallyport_rdp::RdpConnector::default()),
+            Arc::new(sallyport_rdp::RdpConnector {
+                keyframe_interval: std::time::Duration::from_millis(
+                    config.recording.desktop_keyframe_interval_ms.max(100),
+                ),
+            }),
             sallyport_relay::DesktopConfig::default(),
         ),
     );

@@ -2,7 +2,8 @@
 //! real xrdp in a network namespace, sees the session's known background and xterm on the canvas (by
 //! pixels), types a command into the xterm (the file it makes is checked on the target), clicks on the
 //! background (the target's `xev` logs the press where it landed), resizes the browser window (the
-//! target's screen follows); then the recording is read back and verified.
+//! target's screen follows); then the recording is read back, verified, replayed to the canvas's final
+//! picture, and sought to its middle through a keyframe.
 
 mod support;
 
@@ -11,6 +12,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use fantoccini::{Client as Driver, Locator};
+use sallyport_desktop_replay::DesktopReplay;
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
 use sallyport_e2e::rdp::{BACKGROUND, XTERM_AT, Xrdp};
 use sallyport_e2e::{Browser, Gateway, GatewayOptions, TargetNet, require_root, wait_until_async};
@@ -25,7 +27,10 @@ async fn browser_opens_an_xrdp_desktop_types_clicks_resizes_and_it_is_recorded()
     let gateway = Gateway::start(
         GatewayOptions::default()
             .network("e2e", &net.cidr())
-            .rdp_target("desk", &xrdp.addr().to_string(), xrdp.port()),
+            .rdp_target("desk", &xrdp.addr().to_string(), xrdp.port())
+            // Keyframes every second, so that this short session has some to seek to.
+            .extra_toml("[recording]")
+            .extra_toml("desktop_keyframe_interval_ms = 1000"),
     )
     .await?;
     let browser = Browser::start().await?;
@@ -41,7 +46,7 @@ async fn browser_opens_an_xrdp_desktop_types_clicks_resizes_and_it_is_recorded()
             xrdp.log()
         );
     }
-    result?;
+    let live = result?;
     browser.close().await?;
 
     // The recording: sealed, verified, and carrying the server's PDUs, the input and the resize.
@@ -74,7 +79,57 @@ async fn browser_opens_an_xrdp_desktop_types_clicks_resizes_and_it_is_recorded()
         Verification::Intact { chunks } => assert!(chunks >= 1),
         other => bail!("recording does not verify: {other:?}"),
     }
+
+    // Replayed through sallyport-desktop-replay, the recording ends on the picture the browser showed.
+    let replay = DesktopReplay::new(&events);
+    let last = replay.final_frame()?;
+    assert_eq!((last.width, last.height), (live.0, live.1));
+    let differing = differing_pixels(&last.rgba, &live.2);
+    assert!(
+        differing * 100 < usize::from(last.width) * usize::from(last.height),
+        "{differing} of {}x{} pixels differ between the replay and the browser's canvas",
+        last.width,
+        last.height
+    );
+    // Seeking to the middle starts from a keyframe and gives what decoding everything up to there gives.
+    let keyframes = replay.keyframes();
+    assert!(!keyframes.is_empty(), "no keyframe was recorded");
+    let middle = replay.duration_ms() / 2;
+    let sought = replay.frame_at(middle.max(keyframes[0]))?;
+    assert!(
+        sought.from_keyframe_ms.is_some(),
+        "seeking did not use a keyframe"
+    );
+    let without_keyframes: Vec<_> = events
+        .iter()
+        .filter(|e| !matches!(e.event, Event::Desktop(DesktopEvent::Keyframe { .. })))
+        .cloned()
+        .collect();
+    let decoded = DesktopReplay::new(&without_keyframes).frame_at(middle.max(keyframes[0]))?;
+    assert!(decoded.from_keyframe_ms.is_none());
+    assert!(decoded.pdus_decoded >= sought.pdus_decoded);
+    assert_eq!(
+        (sought.width, sought.height),
+        (decoded.width, decoded.height)
+    );
+    assert_eq!(differing_pixels(&sought.rgba, &decoded.rgba), 0);
     Ok(())
+}
+
+/// How many RGBA pixels differ by more than a small tolerance in any channel.
+fn differing_pixels(a: &[u8], b: &[u8]) -> usize {
+    if a.len() != b.len() {
+        return a.len().max(b.len()) / 4;
+    }
+    a.chunks_exact(4)
+        .zip(b.chunks_exact(4))
+        .filter(|(p, q)| {
+            p.iter()
+                .zip(q.iter())
+                .take(3)
+                .any(|(x, y)| x.abs_diff(*y) > 8)
+        })
+        .count()
 }
 
 /// `[canvas width, canvas height, r, g, b]` of one desktop pixel.
@@ -131,7 +186,8 @@ async fn pointer(driver: &Driver, x: u16, y: u16, press: bool) -> Result<()> {
     Ok(())
 }
 
-async fn drive(driver: &Driver, gateway: &Gateway, xrdp: &Xrdp) -> Result<()> {
+/// The browser part; returns the canvas at the end (width, height, RGBA).
+async fn drive(driver: &Driver, gateway: &Gateway, xrdp: &Xrdp) -> Result<(u16, u16, Vec<u8>)> {
     driver.set_window_size(1200, 900).await?;
     driver.goto(&gateway.url()).await?;
     fill(driver, "#username", "admin").await?;
@@ -231,5 +287,35 @@ async fn drive(driver: &Driver, gateway: &Gateway, xrdp: &Xrdp) -> Result<()> {
         "the target's screen stayed {before:?} (now {:?}) after the window was resized",
         xrdp.screen_size()
     );
-    Ok(())
+
+    // The picture once it stopped changing: no new frame for a second (at most 20 s).
+    let mut frames = String::new();
+    for _ in 0..20 {
+        let now = driver
+            .execute("return String(window.sallyportDesktop.frames())", vec![])
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if now == frames {
+            break;
+        }
+        frames = now;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let canvas = driver
+        .execute(
+            "const c = document.getElementById('desktop');
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+             const hex = new Array(d.length);
+             for (let i = 0; i < d.length; i++) hex[i] = (d[i] < 16 ? '0' : '') + d[i].toString(16);
+             return [c.width, c.height, hex.join('')];",
+            vec![],
+        )
+        .await?;
+    let parts = canvas.as_array().context("canvas snapshot")?;
+    let width = u16::try_from(parts[0].as_u64().unwrap_or(0))?;
+    let height = u16::try_from(parts[1].as_u64().unwrap_or(0))?;
+    let rgba = hex::decode(parts[2].as_str().unwrap_or_default())?;
+    Ok((width, height, rgba))
 }
