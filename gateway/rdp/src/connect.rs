@@ -156,6 +156,25 @@ pub(crate) fn connector_error(error: &ConnectorError) -> RdpError {
     }
 }
 
+/// Classifies a failure of the connection sequence after TLS. A server that refuses NLA credentials may
+/// just close the socket in the middle of CredSSP (FreeRDP's does), which ironrdp reports as a short read
+/// in its CredSSP loop: that is a refused login, not a protocol error.
+fn finalize_error(error: &ConnectorError, nla: bool) -> RdpError {
+    let report = error.report().to_string();
+    match connector_error(error) {
+        RdpError::Protocol(_) | RdpError::Closed(_)
+            if nla && report.contains("read frame by hint") && report.contains("connector.rs") =>
+        {
+            RdpError::AuthFailed(
+                "the target closed the connection during NLA, which is how it refuses a wrong \
+                 username or password"
+                    .into(),
+            )
+        }
+        other => other,
+    }
+}
+
 /// Dials the target and runs the whole connection sequence, within `request.timeout`.
 pub async fn connect(request: ConnectRequest) -> Result<Connected, RdpError> {
     let timeout = request.timeout;
@@ -183,6 +202,7 @@ async fn connect_inner(request: ConnectRequest) -> Result<Connected, RdpError> {
     let (tls, key) = tls::upgrade(tcp, request.pinned_key.as_deref()).await?;
     let upgraded = ironrdp_tokio::mark_as_upgraded(should_upgrade, &mut connector);
     let mut framed = TokioFramed::new_with_leftover(tls, leftover);
+    let nla = connector.should_perform_credssp();
     let outcome = ironrdp_tokio::connect_finalize(
         upgraded,
         connector,
@@ -193,7 +213,7 @@ async fn connect_inner(request: ConnectRequest) -> Result<Connected, RdpError> {
         None,
     )
     .await
-    .map_err(|e| connector_error(&e))?;
+    .map_err(|e| finalize_error(&e, nla))?;
     let result = match outcome {
         ConnectionOutcome::Connected(result) => result,
         ConnectionOutcome::Redirected(_) => {

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use ironrdp_connector::ConnectionResult;
+use ironrdp_connector::Sequence as _;
 use ironrdp_connector::connection_activation::{
     ConnectionActivationFactory, ConnectionActivationState,
 };
@@ -364,7 +365,13 @@ where
 {
     async fn run(mut self, mut commands: mpsc::Receiver<Command>) -> SessionEnd {
         loop {
+            // A change is captured in a keyframe one interval after the last one, even when the target
+            // goes quiet right after it.
+            let keyframe_due =
+                tokio::time::Instant::from_std(self.last_keyframe + self.keyframe_interval);
+            let want_keyframe = self.observer.is_some() && self.dirty_since_keyframe;
             let step = tokio::select! {
+                () = tokio::time::sleep_until(keyframe_due), if want_keyframe => self.maybe_keyframe(),
                 pdu = self.framed.read_pdu() => match pdu {
                     Ok((action, payload)) => self.on_pdu(action, &payload).await,
                     Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -485,13 +492,40 @@ where
         let mut sequence = self.activation_factory.create();
         let mut buf = WriteBuf::new();
         let deadline = tokio::time::Instant::now() + REACTIVATION_TIMEOUT;
-        for _ in 0..MAX_REACTIVATION_STEPS {
-            let step =
-                ironrdp_tokio::single_sequence_step_read(&mut self.framed, &mut sequence, &mut buf);
-            let written = tokio::time::timeout_at(deadline, step)
-                .await
-                .map_err(|_| fail(RdpError::Timeout("reactivation")))?
-                .map_err(|e| fail(connector_error(&e)))?;
+        let mut skipped = 0usize;
+        for _ in 0..MAX_REACTIVATION_STEPS * 2 {
+            buf.clear();
+            let written = match sequence.next_pdu_hint() {
+                Some(hint) => {
+                    let pdu = tokio::time::timeout_at(deadline, self.framed.read_by_hint(hint))
+                        .await
+                        .map_err(|_| fail(RdpError::Timeout("reactivation")))?
+                        .map_err(|e| {
+                            fail(RdpError::Protocol(format!("reading the reactivation: {e}")))
+                        })?;
+                    // A step consumes the state even when it refuses a PDU, so keep a copy to go on from.
+                    let before = sequence.clone();
+                    match sequence.step(&pdu, self.framed.last_read_at(), &mut buf) {
+                        Ok(written) => written,
+                        // Servers keep sending updates while the client finalizes (xrdp does); the
+                        // sequence refuses them, and the full redraw after the reactivation repaints
+                        // what they carried.
+                        Err(e)
+                            if skipped < MAX_REACTIVATION_STEPS
+                                && e.report().to_string().contains("unexpected server message") =>
+                        {
+                            skipped += 1;
+                            sequence = before;
+                            debug!("pdu skipped during reactivation");
+                            continue;
+                        }
+                        Err(e) => return Err(fail(connector_error(&e))),
+                    }
+                }
+                None => sequence
+                    .step_no_input(&mut buf)
+                    .map_err(|e| fail(connector_error(&e)))?,
+            };
             if let Some(len) = written.size() {
                 let reply = buf.filled().get(..len).unwrap_or_default().to_vec();
                 self.write(&reply).await?;

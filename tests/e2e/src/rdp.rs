@@ -265,38 +265,9 @@ impl Xrdp {
 
     /// Button presses on the background so far, as `(button, x, y)` (from `xev`).
     pub fn button_presses(&self) -> Vec<(u32, u32, u32)> {
-        let log = fs::read_to_string(self.out_dir().join("buttons")).unwrap_or_default();
-        let mut presses = Vec::new();
-        let mut in_press = false;
-        let mut at = None;
-        for line in log.lines() {
-            if line.starts_with("ButtonPress") {
-                in_press = true;
-                at = None;
-            } else if line.starts_with(|c: char| !c.is_whitespace()) {
-                in_press = false;
-            }
-            if !in_press {
-                continue;
-            }
-            if let Some(pos) = line
-                .split("root:(")
-                .nth(1)
-                .and_then(|r| r.split(')').next())
-            {
-                let mut xy = pos.split(',').filter_map(|v| v.trim().parse::<u32>().ok());
-                at = xy.next().zip(xy.next());
-            }
-            let button = line
-                .split("button ")
-                .nth(1)
-                .and_then(|r| r.split(',').next())
-                .and_then(|b| b.trim().parse::<u32>().ok());
-            if let (Some(button), Some((x, y))) = (button, at) {
-                presses.push((button, x, y));
-            }
-        }
-        presses
+        parse_button_presses(
+            &fs::read_to_string(self.out_dir().join("buttons")).unwrap_or_default(),
+        )
     }
 
     /// The session's screen size as `WIDTHxHEIGHT`, once the session wrote it.
@@ -331,4 +302,244 @@ impl Drop for Xrdp {
             eprintln!("--- xrdp logs ---\n{}", self.log());
         }
     }
+}
+
+/// The session script of the shadow server's Xvfb display: the same picture as [`STARTWM`] (it only
+/// differs in who runs it: root, inside the namespace, with `DISPLAY` and `SPE2E_DIR` set).
+pub const SHADOW_SESSION: &str = STARTWM;
+
+/// Which security the shadow server offers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShadowSecurity {
+    /// CredSSP/NLA with an NTLM SAM file (the test user and password).
+    Nla,
+    /// Standard RDP security only (RC4): the gateway must refuse it.
+    StandardOnly,
+}
+
+/// FreeRDP's shadow server mirroring an Xvfb display, inside a namespace; everything killed by PID on drop.
+#[derive(Debug)]
+pub struct Shadow {
+    dir: TempDir,
+    children: Vec<Child>,
+    addr: Ipv4Addr,
+    port: u16,
+    username: String,
+    password: String,
+}
+
+const SHADOW: &str = "/usr/bin/freerdp-shadow-cli";
+const XVFB: &str = "/usr/bin/Xvfb";
+const WINPR_HASH: &str = "/usr/bin/winpr-hash";
+
+impl Shadow {
+    /// Starts Xvfb (1024x768), the session script and the shadow server inside `net`, and waits (at most
+    /// 20 s) until the server accepts connections.
+    pub fn start(net: &TargetNet, security: ShadowSecurity) -> Result<Shadow> {
+        require_root()?;
+        for tool in [SHADOW, XVFB, WINPR_HASH, "/usr/bin/xterm", "/usr/bin/xev"] {
+            require_tool(tool)?;
+        }
+        let dir = tempfile::Builder::new()
+            .prefix("spe2e-shadow-")
+            .tempdir()
+            .context("shadow tempdir")?;
+        let out = dir.path().join("out");
+        fs::create_dir(&out)?;
+        let mut shadow = Shadow {
+            dir,
+            children: Vec::new(),
+            addr: net.ns_addr(),
+            port: 3389,
+            username: crate::sshd::TEST_USER.to_owned(),
+            password: crate::sshd::TEST_PASSWORD.to_owned(),
+        };
+        // Display numbers are per machine (lock files in /tmp): derive one from the namespace's address.
+        let display = format!(":{}", 200 + u32::from(net.ns_addr().octets()[2]));
+        let log = |name: &str| -> Result<Stdio> {
+            Ok(Stdio::from(
+                OpenOptions::new()
+                    .create(true)
+                    .append(true)
+                    .open(shadow.dir.path().join(name))?,
+            ))
+        };
+        shadow.children.push(
+            net.exec(XVFB)
+                .args([
+                    &display,
+                    "-screen",
+                    "0",
+                    "1024x768x24",
+                    "-noreset",
+                    "-nolisten",
+                    "tcp",
+                ])
+                .stdin(Stdio::null())
+                .stdout(log("xvfb.log")?)
+                .stderr(log("xvfb.log")?)
+                .spawn()
+                .context("spawn Xvfb")?,
+        );
+        let socket = PathBuf::from(format!("/tmp/.X11-unix/X{}", &display[1..]));
+        if !crate::common::wait_until(Duration::from_secs(10), || socket.exists()) {
+            bail!("Xvfb did not start; its log:\n{}", shadow.log());
+        }
+        let script = shadow.dir.path().join("session.sh");
+        fs::write(&script, SHADOW_SESSION)?;
+        shadow.children.push(
+            net.exec("/bin/sh")
+                .arg(&script)
+                .env("DISPLAY", &display)
+                .env("SPE2E_DIR", &out)
+                .stdin(Stdio::null())
+                .stdout(log("session.log")?)
+                .stderr(log("session.log")?)
+                .spawn()
+                .context("spawn the session script")?,
+        );
+        let mut args = vec!["/port:3389".to_owned()];
+        match security {
+            ShadowSecurity::Nla => {
+                let sam = run_ok(Command::new(WINPR_HASH).args([
+                    "-u",
+                    &shadow.username,
+                    "-p",
+                    &shadow.password,
+                    "-f",
+                    "sam",
+                ]))?;
+                let sam_file = shadow.dir.path().join("sam");
+                fs::write(&sam_file, sam)?;
+                args.extend([
+                    "+auth".to_owned(),
+                    "/sec:nla".to_owned(),
+                    format!("/sam-file:{}", sam_file.display()),
+                ]);
+            }
+            ShadowSecurity::StandardOnly => {
+                args.extend(["-auth".to_owned(), "/sec:rdp".to_owned()]);
+            }
+        }
+        shadow.children.push(
+            net.exec(SHADOW)
+                .args(&args)
+                .env("DISPLAY", &display)
+                // The server keeps its generated certificate under HOME.
+                .env("HOME", shadow.dir.path())
+                .stdin(Stdio::null())
+                .stdout(log("shadow.log")?)
+                .stderr(log("shadow.log")?)
+                .spawn()
+                .context("spawn freerdp-shadow-cli")?,
+        );
+        let target = SocketAddr::from((shadow.addr, shadow.port));
+        let ready = crate::common::wait_until(Duration::from_secs(20), || {
+            TcpStream::connect_timeout(&target, Duration::from_millis(300)).is_ok()
+        });
+        if !ready {
+            bail!(
+                "the shadow server did not listen on {target}; logs:\n{}",
+                shadow.log()
+            );
+        }
+        Ok(shadow)
+    }
+
+    /// The address the server is reached at.
+    pub fn addr(&self) -> Ipv4Addr {
+        self.addr
+    }
+
+    /// The TCP port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// The NLA account.
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// Its password.
+    pub fn password(&self) -> &str {
+        &self.password
+    }
+
+    /// Where the session script writes its files (the xterm's shell runs here).
+    pub fn out_dir(&self) -> PathBuf {
+        self.dir.path().join("out")
+    }
+
+    /// Button presses on the background so far, as `(button, x, y)`.
+    pub fn button_presses(&self) -> Vec<(u32, u32, u32)> {
+        parse_button_presses(
+            &fs::read_to_string(self.out_dir().join("buttons")).unwrap_or_default(),
+        )
+    }
+
+    /// The Xvfb screen's size as `WIDTHxHEIGHT`, once the session wrote it.
+    pub fn screen_size(&self) -> Option<String> {
+        fs::read_to_string(self.out_dir().join("size"))
+            .ok()
+            .map(|s| s.trim().to_owned())
+            .filter(|s| !s.is_empty())
+    }
+
+    /// The logs of Xvfb, the session and the server.
+    pub fn log(&self) -> String {
+        let mut out = String::new();
+        for name in ["xvfb.log", "session.log", "shadow.log"] {
+            let text = fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
+            out.push_str(&format!("--- {name} ---\n{}\n", tail(&text, 6000)));
+        }
+        out
+    }
+}
+
+impl Drop for Shadow {
+    fn drop(&mut self) {
+        for mut child in self.children.drain(..).rev() {
+            let _ = signal_pid(child.id(), "TERM");
+            wait_or_kill(&mut child, Duration::from_secs(3));
+        }
+        if std::thread::panicking() {
+            eprintln!("--- shadow logs ---\n{}", self.log());
+        }
+    }
+}
+
+/// Reads `xev`'s log of ButtonPress events into `(button, x, y)`.
+fn parse_button_presses(log: &str) -> Vec<(u32, u32, u32)> {
+    let mut presses = Vec::new();
+    let mut in_press = false;
+    let mut at = None;
+    for line in log.lines() {
+        if line.starts_with("ButtonPress") {
+            in_press = true;
+            at = None;
+        } else if line.starts_with(|c: char| !c.is_whitespace()) {
+            in_press = false;
+        }
+        if !in_press {
+            continue;
+        }
+        if let Some(pos) = line
+            .split("root:(")
+            .nth(1)
+            .and_then(|r| r.split(')').next())
+        {
+            let mut xy = pos.split(',').filter_map(|v| v.trim().parse::<u32>().ok());
+            at = xy.next().zip(xy.next());
+        }
+        let button = line
+            .split("button ")
+            .nth(1)
+            .and_then(|r| r.split(',').next())
+            .and_then(|b| b.trim().parse::<u32>().ok());
+        if let (Some(button), Some((x, y))) = (button, at) {
+            presses.push((button, x, y));
+        }
+    }
+    presses
 }

@@ -1,5 +1,5 @@
 //! RDP in the browser, as a person does it: headless Chromium logs in to the portal, opens the desktop of a
-//! real xrdp in a network namespace, sees the session's known background and xterm on the canvas (by
+//! real xrdp (TLS) or FreeRDP shadow server (NLA) in a network namespace, sees the session's known background and xterm on the canvas (by
 //! pixels), types a command into the xterm (the file it makes is checked on the target), clicks on the
 //! background (the target's `xev` logs the press where it landed), resizes the browser window (the
 //! target's screen follows); then the recording is read back, verified, replayed to the canvas's final
@@ -7,6 +7,7 @@
 
 mod support;
 
+use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -14,27 +15,93 @@ use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerA
 use fantoccini::{Client as Driver, Locator};
 use sallyport_desktop_replay::DesktopReplay;
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
-use sallyport_e2e::rdp::{BACKGROUND, XTERM_AT, Xrdp};
+use sallyport_e2e::rdp::{BACKGROUND, Shadow, ShadowSecurity, XTERM_AT, Xrdp};
 use sallyport_e2e::{Browser, Gateway, GatewayOptions, TargetNet, require_root, wait_until_async};
 use sallyport_recordings::{DesktopEvent, Event, Outcome, Store, Verification};
 use support::{ADMIN_PASSWORD, eventually, verifying_key};
+
+/// What the scenario needs of an RDP server in a namespace.
+trait Desk {
+    fn credentials(&self) -> (String, String);
+    fn out_dir(&self) -> std::path::PathBuf;
+    fn button_presses(&self) -> Vec<(u32, u32, u32)>;
+    fn screen_size(&self) -> Option<String>;
+    fn log(&self) -> String;
+    /// Whether the server follows the client's size (display control); a shadow server mirrors a fixed
+    /// screen.
+    fn resizes(&self) -> bool;
+}
+
+impl Desk for Xrdp {
+    fn credentials(&self) -> (String, String) {
+        (self.user().name.clone(), self.user().password.clone())
+    }
+    fn out_dir(&self) -> std::path::PathBuf {
+        Xrdp::out_dir(self)
+    }
+    fn button_presses(&self) -> Vec<(u32, u32, u32)> {
+        Xrdp::button_presses(self)
+    }
+    fn screen_size(&self) -> Option<String> {
+        Xrdp::screen_size(self)
+    }
+    fn log(&self) -> String {
+        Xrdp::log(self)
+    }
+    fn resizes(&self) -> bool {
+        true
+    }
+}
+
+impl Desk for Shadow {
+    fn credentials(&self) -> (String, String) {
+        (self.username().to_owned(), self.password().to_owned())
+    }
+    fn out_dir(&self) -> std::path::PathBuf {
+        Shadow::out_dir(self)
+    }
+    fn button_presses(&self) -> Vec<(u32, u32, u32)> {
+        Shadow::button_presses(self)
+    }
+    fn screen_size(&self) -> Option<String> {
+        Shadow::screen_size(self)
+    }
+    fn log(&self) -> String {
+        Shadow::log(self)
+    }
+    fn resizes(&self) -> bool {
+        false
+    }
+}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn browser_opens_an_xrdp_desktop_types_clicks_resizes_and_it_is_recorded() -> Result<()> {
     require_root()?;
     let net = TargetNet::create("brdp")?;
     let xrdp = Xrdp::start(&net)?;
+    scenario(&net, &xrdp, xrdp.addr(), xrdp.port()).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_opens_a_freerdp_shadow_desktop_over_nla_and_it_is_recorded() -> Result<()> {
+    require_root()?;
+    let net = TargetNet::create("bnla")?;
+    let shadow = Shadow::start(&net, ShadowSecurity::Nla)?;
+    scenario(&net, &shadow, shadow.addr(), shadow.port()).await
+}
+
+async fn scenario(net: &TargetNet, desk: &dyn Desk, addr: Ipv4Addr, port: u16) -> Result<()> {
     let gateway = Gateway::start(
         GatewayOptions::default()
             .network("e2e", &net.cidr())
-            .rdp_target("desk", &xrdp.addr().to_string(), xrdp.port())
+            .rdp_target("desk", &addr.to_string(), port)
             // Keyframes every second, so that this short session has some to seek to.
             .extra_toml("[recording]")
             .extra_toml("desktop_keyframe_interval_ms = 1000"),
     )
     .await?;
     let browser = Browser::start().await?;
-    let result = drive(browser.client(), &gateway, &xrdp).await;
+    let result = drive(browser.client(), &gateway, desk).await;
     if result.is_err() {
         let shot =
             std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser_rdp-failure.png");
@@ -43,7 +110,7 @@ async fn browser_opens_an_xrdp_desktop_types_clicks_resizes_and_it_is_recorded()
             "screenshot: {}\ngateway stderr:\n{}\n{}",
             shot.display(),
             gateway.stderr(),
-            xrdp.log()
+            desk.log()
         );
     }
     let live = result?;
@@ -60,21 +127,32 @@ async fn browser_opens_an_xrdp_desktop_types_clicks_resizes_and_it_is_recorded()
     })
     .await?;
     assert_eq!(session.protocol, "rdp");
-    assert_eq!(session.outcome, Some(Outcome::Ended));
     let events = store.events(&session.id)?;
+    let markers: Vec<&str> = events
+        .iter()
+        .filter_map(|e| match &e.event {
+            Event::Marker(m) => Some(m.as_str()),
+            _ => None,
+        })
+        .collect();
+    assert_eq!(session.outcome, Some(Outcome::Ended), "{markers:?}");
     let count = |f: &dyn Fn(&DesktopEvent) -> bool| {
         events
             .iter()
             .filter(|e| matches!(&e.event, Event::Desktop(d) if f(d)))
             .count()
     };
+    let activations = if desk.resizes() { 2 } else { 1 };
     assert!(
-        count(&|d| matches!(d, DesktopEvent::Activation { .. })) >= 2,
-        "the start and the resize's reactivation"
+        count(&|d| matches!(d, DesktopEvent::Activation { .. })) >= activations,
+        "the start (and the resize's reactivation)"
     );
     assert!(count(&|d| matches!(d, DesktopEvent::ServerPdu { .. })) > 10);
     assert!(count(&|d| matches!(d, DesktopEvent::Input(_))) > 10);
-    assert!(count(&|d| matches!(d, DesktopEvent::Resize { .. })) >= 2);
+    assert!(
+        count(&|d| matches!(d, DesktopEvent::Resize { .. })) >= 2,
+        "the initial size and the window's resize"
+    );
     match store.verify(&session.id, &verifying_key(&gateway)?)? {
         Verification::Intact { chunks } => assert!(chunks >= 1),
         other => bail!("recording does not verify: {other:?}"),
@@ -154,8 +232,7 @@ async fn pixel(driver: &Driver, x: u16, y: u16) -> Result<Vec<u64>> {
 async fn viewport_point(driver: &Driver, x: u16, y: u16) -> Result<(f64, f64)> {
     let value = driver
         .execute(
-            "const c = document.getElementById('desktop'); const r = c.getBoundingClientRect();
-             return [r.left + (arguments[0] + 0.5) * r.width / c.width, r.top + (arguments[1] + 0.5) * r.height / c.height];",
+            "return window.sallyportDesktop.toViewport(arguments[0], arguments[1]);",
             vec![x.into(), y.into()],
         )
         .await?;
@@ -187,7 +264,7 @@ async fn pointer(driver: &Driver, x: u16, y: u16, press: bool) -> Result<()> {
 }
 
 /// The browser part; returns the canvas at the end (width, height, RGBA).
-async fn drive(driver: &Driver, gateway: &Gateway, xrdp: &Xrdp) -> Result<(u16, u16, Vec<u8>)> {
+async fn drive(driver: &Driver, gateway: &Gateway, desk: &dyn Desk) -> Result<(u16, u16, Vec<u8>)> {
     driver.set_window_size(1200, 900).await?;
     driver.goto(&gateway.url()).await?;
     fill(driver, "#username", "admin").await?;
@@ -197,8 +274,9 @@ async fn drive(driver: &Driver, gateway: &Gateway, xrdp: &Xrdp) -> Result<(u16, 
     fill(driver, "#repeat", ADMIN_PASSWORD).await?;
     click(driver, "#save-password").await?;
     click(driver, r#"tr[data-target="desk"] a.connect"#).await?;
-    fill(driver, "#target-username", &xrdp.user().name).await?;
-    fill(driver, "#target-password", &xrdp.user().password).await?;
+    let (username, password) = desk.credentials();
+    fill(driver, "#target-username", &username).await?;
+    fill(driver, "#target-password", &password).await?;
     click(driver, "#connect").await?;
     wait_text(driver, "#status", Duration::from_secs(30), |s| {
         s.starts_with("Connected")
@@ -236,7 +314,7 @@ async fn drive(driver: &Driver, gateway: &Gateway, xrdp: &Xrdp) -> Result<(u16, 
     let canvas = driver.find(Locator::Id("desktop")).await?;
     let marker = format!("rdpmark{}", std::process::id());
     canvas.send_keys(&format!("touch {marker}\n")).await?;
-    let made = xrdp.out_dir().join(&marker);
+    let made = desk.out_dir().join(&marker);
     let typed = wait_until_async(Duration::from_secs(15), || {
         let made = made.clone();
         async move { made.exists() }
@@ -258,35 +336,44 @@ async fn drive(driver: &Driver, gateway: &Gateway, xrdp: &Xrdp) -> Result<(u16, 
     );
     pointer(driver, cx, cy, true).await?;
     let landed = wait_until_async(Duration::from_secs(10), || async {
-        xrdp.button_presses().iter().any(|&(button, x, y)| {
+        desk.button_presses().iter().any(|&(button, x, y)| {
             button == 1 && x.abs_diff(u32::from(cx)) <= 2 && y.abs_diff(u32::from(cy)) <= 2
         })
     })
     .await;
-    assert!(
-        landed,
-        "no press near ({cx},{cy}) on the target: {:?}\n{}",
-        xrdp.button_presses(),
-        std::fs::read_to_string(xrdp.out_dir().join("buttons")).unwrap_or_default()
-    );
+    if !landed {
+        bail!(
+            "no press near ({cx},{cy}) on the target: {:?}\n{}",
+            desk.button_presses(),
+            desk.log()
+        );
+    }
 
-    // Resizing the browser window changes the remote desktop's size (checked on the target).
-    let before = xrdp.screen_size();
+    // Resizing the browser window changes the remote desktop's size (checked on the target); a shadow
+    // server keeps its screen and the canvas keeps showing it.
+    let before = desk.screen_size();
     driver.set_window_size(900, 700).await?;
-    let resized = wait_until_async(Duration::from_secs(30), || async {
-        let now = xrdp.screen_size();
-        let canvas = pixel(driver, 0, 0).await.unwrap_or_default();
-        now.is_some()
-            && now != before
-            && canvas.len() == 5
-            && now == Some(format!("{}x{}", canvas[0], canvas[1]))
-    })
-    .await;
-    assert!(
-        resized,
-        "the target's screen stayed {before:?} (now {:?}) after the window was resized",
-        xrdp.screen_size()
-    );
+    if desk.resizes() {
+        let resized = wait_until_async(Duration::from_secs(30), || async {
+            let now = desk.screen_size();
+            let canvas = pixel(driver, 0, 0).await.unwrap_or_default();
+            now.is_some()
+                && now != before
+                && canvas.len() == 5
+                && now == Some(format!("{}x{}", canvas[0], canvas[1]))
+        })
+        .await;
+        assert!(
+            resized,
+            "the target's screen stayed {before:?} (now {:?}) after the window was resized",
+            desk.screen_size()
+        );
+    } else {
+        tokio::time::sleep(Duration::from_secs(1)).await;
+        assert_eq!(desk.screen_size(), before);
+        let canvas = pixel(driver, 0, 0).await?;
+        assert_eq!(before, Some(format!("{}x{}", canvas[0], canvas[1])));
+    }
 
     // The picture once it stopped changing: no new frame for a second (at most 20 s).
     let mut frames = String::new();

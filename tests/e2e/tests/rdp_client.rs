@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use sallyport_core::display::{DesktopSize, InputEvent};
-use sallyport_e2e::rdp::{BACKGROUND, XTERM_AT, Xrdp};
+use sallyport_e2e::rdp::{BACKGROUND, Shadow, ShadowSecurity, XTERM_AT, Xrdp};
 use sallyport_e2e::{TargetNet, require_root, wait_until_async};
 use sallyport_rdp::{ConnectRequest, RdpError, RdpSession, SessionEvent, connect};
 
@@ -211,5 +211,111 @@ async fn xrdp_desktop_is_decoded_typed_into_resized_and_pinned() -> Result<()> {
     // And with its own key pinned it connects.
     let again = connect(request(&xrdp, Some(pin), size)).await?;
     again.session.close().await;
+    Ok(())
+}
+
+fn shadow_request(shadow: &Shadow, password: &str) -> ConnectRequest {
+    ConnectRequest {
+        addr: SocketAddr::from((shadow.addr(), shadow.port())),
+        username: shadow.username().to_owned(),
+        password: password.to_owned(),
+        domain: None,
+        pinned_key: None,
+        size: DesktopSize::clamped(1024, 768),
+        timeout: Duration::from_secs(30),
+        observer: None,
+        keyframe_interval: Duration::from_secs(10),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn shadow_server_with_nla_is_decoded_and_a_wrong_password_is_refused() -> Result<()> {
+    require_root()?;
+    let net = TargetNet::create("rdpn")?;
+    let shadow = Shadow::start(&net, ShadowSecurity::Nla)?;
+    match connect(shadow_request(&shadow, "not-the-password")).await {
+        Err(RdpError::AuthFailed(_)) => {}
+        Err(other) => bail!("a wrong NLA password gave {other}"),
+        Ok(_) => bail!("a wrong NLA password was accepted"),
+    }
+    let connected = connect(shadow_request(&shadow, shadow.password()))
+        .await
+        .with_context(|| shadow.log())?;
+    let mut session = connected.session;
+    let (xterm_x, xterm_y) = (XTERM_AT.0 + 30, XTERM_AT.1 + 30);
+    until_frame(
+        &mut session,
+        Duration::from_secs(30),
+        "background and xterm",
+        |s| pixel(s, 900, 700) == Some(BACKGROUND) && pixel(s, xterm_x, xterm_y) == Some([0xff; 3]),
+    )
+    .await
+    .with_context(|| shadow.log())?;
+    // A click on the background reaches the mirrored display.
+    session
+        .input(vec![
+            InputEvent::MouseMove {
+                x: xterm_x,
+                y: xterm_y,
+            },
+            InputEvent::MouseButton {
+                button: 0,
+                down: true,
+                x: xterm_x,
+                y: xterm_y,
+            },
+            InputEvent::MouseButton {
+                button: 0,
+                down: false,
+                x: xterm_x,
+                y: xterm_y,
+            },
+            InputEvent::MouseMove { x: 700, y: 500 },
+            InputEvent::MouseButton {
+                button: 0,
+                down: true,
+                x: 700,
+                y: 500,
+            },
+            InputEvent::MouseButton {
+                button: 0,
+                down: false,
+                x: 700,
+                y: 500,
+            },
+        ])
+        .await?;
+    let clicked = wait_until_async(Duration::from_secs(10), || async {
+        shadow.button_presses().contains(&(1, 700, 500))
+    })
+    .await;
+    assert!(
+        clicked,
+        "presses seen: {:?}\n{}",
+        shadow.button_presses(),
+        shadow.log()
+    );
+    session.close().await;
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn standard_rdp_security_is_refused_with_a_reason() -> Result<()> {
+    require_root()?;
+    let net = TargetNet::create("rdps")?;
+    let shadow = Shadow::start(&net, ShadowSecurity::StandardOnly)?;
+    match connect(shadow_request(&shadow, shadow.password())).await {
+        Err(RdpError::StandardSecurity) => {}
+        Err(other) => bail!(
+            "expected the standard security refusal, got {other}\n{}",
+            shadow.log()
+        ),
+        Ok(_) => bail!("a target with only standard RDP security was accepted"),
+    }
+    assert!(
+        RdpError::StandardSecurity
+            .to_string()
+            .contains("standard RDP security")
+    );
     Ok(())
 }

@@ -137,12 +137,24 @@
       if (!ended) setStatus("closed", "The connection closed.");
     });
 
-    // Pointer: canvas pixels are desktop pixels; the canvas is scaled by CSS to fit the page.
-    const at = (event) => {
+    // Pointer: canvas pixels are desktop pixels; CSS scales the picture to fit the area, keeping its
+    // aspect (object-fit: contain), so the picture is a centred box inside the element.
+    const picture = () => {
       const r = canvas.getBoundingClientRect();
-      const x = Math.floor(((event.clientX - r.left) / r.width) * canvas.width);
-      const y = Math.floor(((event.clientY - r.top) / r.height) * canvas.height);
+      const scale = Math.min(r.width / canvas.width, r.height / canvas.height);
+      const w = canvas.width * scale, h = canvas.height * scale;
+      return { left: r.left + (r.width - w) / 2, top: r.top + (r.height - h) / 2, scale };
+    };
+    const at = (event) => {
+      const p = picture();
+      const x = Math.floor((event.clientX - p.left) / p.scale);
+      const y = Math.floor((event.clientY - p.top) / p.scale);
       return [Math.min(Math.max(x, 0), canvas.width - 1), Math.min(Math.max(y, 0), canvas.height - 1)];
+    };
+    // Where a desktop pixel is on the page (for tests and tools).
+    window.sallyportDesktop.toViewport = (x, y) => {
+      const p = picture();
+      return [p.left + (x + 0.5) * p.scale, p.top + (y + 0.5) * p.scale];
     };
     canvas.addEventListener("mousemove", (event) => send(input.move(...at(event))));
     canvas.addEventListener("mousedown", (event) => {
