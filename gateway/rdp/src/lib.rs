@@ -9,12 +9,16 @@
 //! control channel. An [`Observer`] sees every server PDU before it is decoded, which is how sessions are
 //! recorded, plus periodic keyframes of the framebuffer.
 //!
+//! Every fast-path frame is checked by the gateway's own strict rules before ironrdp (which skips
+//! malformed updates) decodes it: a malformed or out-of-range update ends the session with an error.
+//!
 //! [`RdpConnector`] plugs this into the relay's broker.
 
 mod connect;
 mod error;
 mod relay_adapter;
 mod session;
+mod strict;
 pub mod tls;
 
 pub use connect::{ConnectRequest, Connected, connect};

@@ -32,6 +32,7 @@ use tracing::{debug, warn};
 
 use crate::connect::connector_error;
 use crate::error::RdpError;
+use crate::strict::Strict;
 
 /// Most pixels a target may make the gateway hold for one desktop (64 MiB of RGBA, e.g. two 4K screens).
 pub const MAX_PIXELS: u32 = 16 * 1024 * 1024;
@@ -204,6 +205,7 @@ impl RdpSession {
             last_keyframe: Instant::now(),
             dirty_since_keyframe: false,
             drdynvc_channel_id,
+            strict: Strict::default(),
         };
         let task = tokio::spawn(async move {
             let end = task.run(command_rx).await;
@@ -357,6 +359,7 @@ struct Task<S> {
     dirty_since_keyframe: bool,
     /// Static channels keep their ids across a reactivation.
     drdynvc_channel_id: Option<u16>,
+    strict: Strict,
 }
 
 impl<S> Task<S>
@@ -412,6 +415,17 @@ where
                 .server_pdu(action == Action::FastPath, payload)
                 .map_err(|e| SessionEnd::Failed(RdpError::Recording(e)))?;
         }
+        if action == Action::FastPath {
+            let (width, height) = {
+                let frame = self.shared.frame();
+                (frame.image.width(), frame.image.height())
+            };
+            self.strict
+                .check_fast_path(payload, width, height)
+                .map_err(|why| {
+                    SessionEnd::Failed(RdpError::Protocol(format!("the target sent {why}")))
+                })?;
+        }
         let outputs = {
             let mut frame = self.shared.frame();
             let stage = &mut self.stage;
@@ -427,6 +441,11 @@ where
             })?
             .map_err(|e| SessionEnd::Failed(RdpError::Protocol(e.report().to_string())))?
         };
+        if self.stage.take_bitmap_recovery_request() {
+            return Err(SessionEnd::Failed(RdpError::Protocol(
+                "the target sent a malformed bitmap".into(),
+            )));
+        }
         let mut damaged = false;
         for output in outputs {
             match output {

@@ -2,6 +2,7 @@
 //!
 //! - [`netns`]: network namespaces joined to the root namespace by a veth pair (the target networks).
 //! - [`sshd`]: OpenSSH's sshd inside such a namespace, the `sp-e2e` test user and client keys.
+//! - [`hostile_rdp`]: an RDP server of ours that breaks the protocol on purpose, one way per CVE class.
 //! - [`rdp`]: xrdp (and FreeRDP's shadow server) inside such a namespace, with a known desktop.
 //! - [`gateway`]: the built `sallyport-gateway` binary with a generated configuration.
 //! - [`http`]: an HTTPS client pinned to the gateway's certificate, with cookies and WebSockets.
@@ -21,6 +22,7 @@ pub mod browser;
 pub mod common;
 pub mod gateway;
 pub mod hostile;
+pub mod hostile_rdp;
 pub mod http;
 pub mod netns;
 pub mod portal;
