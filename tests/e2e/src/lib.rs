@@ -9,6 +9,7 @@
 //! - [`browser`]: headless Chromium through chromedriver and fantoccini.
 //! - [`tunnel`]: TCP between the root namespace and the browser's own namespace.
 //! - [`common`]: root and tool checks, bounded waits, free ports, processes by PID.
+//! - [`bench_rdp`]: the RDP benchmark of `sallyport-bench rdp` (fps, CPU, bytes ratio, memory, concurrency).
 //! - [`bench_edge`]: the eBPF edge benchmark of `sallyport-bench edge` (XDP against nftables, TCP with and
 //!   without the edge).
 //!
@@ -18,6 +19,7 @@
 
 pub mod appliance;
 pub mod bench_edge;
+pub mod bench_rdp;
 pub mod browser;
 pub mod common;
 pub mod gateway;

@@ -336,6 +336,15 @@ impl Shadow {
     /// Starts Xvfb (1024x768), the session script and the shadow server inside `net`, and waits (at most
     /// 20 s) until the server accepts connections.
     pub fn start(net: &TargetNet, security: ShadowSecurity) -> Result<Shadow> {
+        Shadow::start_sized(net, security, (1024, 768))
+    }
+
+    /// [`start`](Self::start) with another screen size.
+    pub fn start_sized(
+        net: &TargetNet,
+        security: ShadowSecurity,
+        (width, height): (u16, u16),
+    ) -> Result<Shadow> {
         require_root()?;
         for tool in [SHADOW, XVFB, WINPR_HASH, "/usr/bin/xterm", "/usr/bin/xev"] {
             require_tool(tool)?;
@@ -370,7 +379,7 @@ impl Shadow {
                     &display,
                     "-screen",
                     "0",
-                    "1024x768x24",
+                    &format!("{width}x{height}x24"),
                     "-noreset",
                     "-nolisten",
                     "tcp",

@@ -1,4 +1,5 @@
-//! `sallyport-bench ssh|edge` (run by `cargo xtask bench ssh|edge`).
+//! `sallyport-bench ssh|edge|rdp` (run by `cargo xtask bench ssh|edge|rdp`). `rdp` is
+//! `sallyport_e2e::bench_rdp`.
 //!
 //! `edge` measures the eBPF edge's XDP drop rate against an nftables ingress rule and bulk TCP with the edge
 //! attached against detached (see `sallyport_e2e::bench_edge`). `ssh` measures the SSH relay against direct
@@ -31,11 +32,12 @@ async fn main() -> ExitCode {
     let which = std::env::args().nth(1).unwrap_or_else(|| "ssh".into());
     let result = match which.as_str() {
         "ssh" => ssh().await,
+        "rdp" => sallyport_e2e::bench_rdp::run().await,
         "edge" => tokio::task::spawn_blocking(sallyport_e2e::bench_edge::run)
             .await
             .unwrap_or_else(|error| Err(anyhow::anyhow!("the edge benchmark panicked: {error}"))),
         _ => {
-            eprintln!("usage: sallyport-bench <ssh | edge>");
+            eprintln!("usage: sallyport-bench <ssh | edge | rdp>");
             return ExitCode::from(2);
         }
     };
