@@ -26,6 +26,55 @@ pub enum Event {
     },
     /// Free text from the gateway: "connected", "exit status 0", an error.
     Marker(String),
+    /// Something of a desktop (RDP) session.
+    Desktop(DesktopEvent),
+}
+
+/// What a desktop (RDP) session records: the decrypted server→client PDU stream, enough to replay it into
+/// a fresh decoder, plus keyframes of the gateway's framebuffer for seeking, and the user's input.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DesktopEvent {
+    /// The RDP stage was (re)activated: a black framebuffer of this size, and the identifiers a decoder
+    /// needs to follow the PDUs after this point.
+    Activation {
+        /// Desktop width.
+        width: u16,
+        /// Desktop height.
+        height: u16,
+        /// MCS I/O channel.
+        io_channel_id: u16,
+        /// MCS user channel.
+        user_channel_id: u16,
+        /// Share id.
+        share_id: u32,
+        /// The dynamic virtual channel's static channel id, if joined.
+        drdynvc_channel_id: Option<u16>,
+    },
+    /// One server PDU, as it was decoded.
+    ServerPdu {
+        /// Fast-path (true) or X.224 framing.
+        fast_path: bool,
+        /// The PDU bytes.
+        data: Vec<u8>,
+    },
+    /// The whole framebuffer as a PNG, after every PDU before it was decoded.
+    Keyframe {
+        /// Width.
+        width: u16,
+        /// Height.
+        height: u16,
+        /// The PNG.
+        png: Vec<u8>,
+    },
+    /// Input from the user, in the desktop stream's encoding (`sallyport_core::display::encode_input`).
+    Input(Vec<u8>),
+    /// The user's window asked for this desktop size.
+    Resize {
+        /// Width.
+        width: u16,
+        /// Height.
+        height: u16,
+    },
 }
 
 /// An event with the time it happened.
@@ -45,6 +94,101 @@ pub(crate) const KIND_INPUT: u8 = 2;
 pub(crate) const KIND_RESIZE: u8 = 3;
 /// Record kind of [`Event::Marker`]; the payload is UTF-8.
 pub(crate) const KIND_MARKER: u8 = 4;
+
+/// Record kind of [`DesktopEvent::Activation`]: `w, h, io, user u16 BE | share u32 BE | has_dvc u8 | dvc u16 BE`.
+pub(crate) const KIND_DESKTOP_ACTIVATION: u8 = 5;
+/// Record kind of [`DesktopEvent::ServerPdu`]: `fast_path u8 | bytes`.
+pub(crate) const KIND_DESKTOP_PDU: u8 = 6;
+/// Record kind of [`DesktopEvent::Keyframe`]: `w u16 BE | h u16 BE | png`.
+pub(crate) const KIND_DESKTOP_KEYFRAME: u8 = 7;
+/// Record kind of [`DesktopEvent::Input`].
+pub(crate) const KIND_DESKTOP_INPUT: u8 = 8;
+/// Record kind of [`DesktopEvent::Resize`]: `w u16 BE | h u16 BE`.
+pub(crate) const KIND_DESKTOP_RESIZE: u8 = 9;
+
+/// The record kind and payload of a desktop event.
+pub(crate) fn desktop_record(event: &DesktopEvent) -> (u8, Vec<u8>) {
+    match event {
+        DesktopEvent::Activation {
+            width,
+            height,
+            io_channel_id,
+            user_channel_id,
+            share_id,
+            drdynvc_channel_id,
+        } => {
+            let mut p = Vec::with_capacity(15);
+            for v in [*width, *height, *io_channel_id, *user_channel_id] {
+                p.extend_from_slice(&v.to_be_bytes());
+            }
+            p.extend_from_slice(&share_id.to_be_bytes());
+            p.push(u8::from(drdynvc_channel_id.is_some()));
+            p.extend_from_slice(&drdynvc_channel_id.unwrap_or(0).to_be_bytes());
+            (KIND_DESKTOP_ACTIVATION, p)
+        }
+        DesktopEvent::ServerPdu { fast_path, data } => {
+            let mut p = Vec::with_capacity(data.len() + 1);
+            p.push(u8::from(*fast_path));
+            p.extend_from_slice(data);
+            (KIND_DESKTOP_PDU, p)
+        }
+        DesktopEvent::Keyframe { width, height, png } => {
+            let mut p = Vec::with_capacity(png.len() + 4);
+            p.extend_from_slice(&resize_payload(*width, *height));
+            p.extend_from_slice(png);
+            (KIND_DESKTOP_KEYFRAME, p)
+        }
+        DesktopEvent::Input(data) => (KIND_DESKTOP_INPUT, data.clone()),
+        DesktopEvent::Resize { width, height } => (
+            KIND_DESKTOP_RESIZE,
+            resize_payload(*width, *height).to_vec(),
+        ),
+    }
+}
+
+fn be16(p: &[u8], at: usize) -> u16 {
+    u16::from_be_bytes([p[at], p[at + 1]])
+}
+
+/// Reads a desktop record's payload; `None` when it is malformed.
+fn desktop_event(kind: u8, p: &[u8]) -> Option<DesktopEvent> {
+    Some(match kind {
+        KIND_DESKTOP_ACTIVATION if p.len() == 15 => DesktopEvent::Activation {
+            width: be16(p, 0),
+            height: be16(p, 2),
+            io_channel_id: be16(p, 4),
+            user_channel_id: be16(p, 6),
+            share_id: u32::from_be_bytes([p[8], p[9], p[10], p[11]]),
+            drdynvc_channel_id: match p[12] {
+                0 => None,
+                1 => Some(be16(p, 13)),
+                _ => return None,
+            },
+        },
+        KIND_DESKTOP_PDU => match p.split_first() {
+            Some((0, data)) => DesktopEvent::ServerPdu {
+                fast_path: false,
+                data: data.to_vec(),
+            },
+            Some((1, data)) => DesktopEvent::ServerPdu {
+                fast_path: true,
+                data: data.to_vec(),
+            },
+            _ => return None,
+        },
+        KIND_DESKTOP_KEYFRAME if p.len() >= 4 => DesktopEvent::Keyframe {
+            width: be16(p, 0),
+            height: be16(p, 2),
+            png: p[4..].to_vec(),
+        },
+        KIND_DESKTOP_INPUT => DesktopEvent::Input(p.to_vec()),
+        KIND_DESKTOP_RESIZE if p.len() == 4 => DesktopEvent::Resize {
+            width: be16(p, 0),
+            height: be16(p, 2),
+        },
+        _ => return None,
+    })
+}
 
 /// The longest varint.
 const MAX_VARINT_LEN: usize = 10;
@@ -179,6 +323,9 @@ pub(crate) fn decode_events(raw: &[u8]) -> Result<Vec<TimedEvent>, DecodeError> 
                 let text = std::str::from_utf8(payload).map_err(|_| err("marker is not UTF-8"))?;
                 Event::Marker(text.to_owned())
             }
+            KIND_DESKTOP_ACTIVATION..=KIND_DESKTOP_RESIZE => {
+                Event::Desktop(desktop_event(kind, payload).ok_or(err("malformed desktop record"))?)
+            }
             _ => return Err(err("unknown record kind")),
         };
         events.push(TimedEvent { at_ms, event });
@@ -216,9 +363,65 @@ mod tests {
                     put_record(&mut buf, time, KIND_RESIZE, &resize_payload(*cols, *rows))
                 }
                 Event::Marker(m) => put_record(&mut buf, time, KIND_MARKER, m.as_bytes()),
+                Event::Desktop(d) => {
+                    let (kind, payload) = desktop_record(d);
+                    put_record(&mut buf, time, kind, &payload)
+                }
             }
         }
         buf
+    }
+
+    #[test]
+    fn desktop_events_round_trip_and_malformed_ones_fail() {
+        let desktop = [
+            DesktopEvent::Activation {
+                width: 1024,
+                height: 768,
+                io_channel_id: 1003,
+                user_channel_id: 1007,
+                share_id: 0x1_0203,
+                drdynvc_channel_id: Some(1004),
+            },
+            DesktopEvent::ServerPdu {
+                fast_path: true,
+                data: vec![0, 1, 2],
+            },
+            DesktopEvent::ServerPdu {
+                fast_path: false,
+                data: vec![3],
+            },
+            DesktopEvent::Keyframe {
+                width: 2,
+                height: 3,
+                png: vec![0x89, b'P'],
+            },
+            DesktopEvent::Input(vec![6]),
+            DesktopEvent::Resize {
+                width: 800,
+                height: 600,
+            },
+        ];
+        let events: Vec<TimedEvent> = desktop
+            .iter()
+            .enumerate()
+            .map(|(i, d)| TimedEvent {
+                at_ms: i as u64,
+                event: Event::Desktop(d.clone()),
+            })
+            .collect();
+        assert_eq!(decode_events(&encode(&events)).unwrap(), events);
+        for (kind, payload) in [
+            (KIND_DESKTOP_ACTIVATION, &[0u8; 14][..]),
+            (KIND_DESKTOP_PDU, &[2, 0][..]),
+            (KIND_DESKTOP_PDU, &[][..]),
+            (KIND_DESKTOP_KEYFRAME, &[0, 1, 0][..]),
+            (KIND_DESKTOP_RESIZE, &[0, 1, 0][..]),
+        ] {
+            let mut raw = Vec::new();
+            put_record(&mut raw, 0, kind, payload);
+            assert!(decode_events(&raw).is_err(), "{kind} {payload:?}");
+        }
     }
 
     #[test]
@@ -300,7 +503,7 @@ mod tests {
         check(&[0], "truncated record kind");
         check(&[0, KIND_OUTPUT], "bad length varint");
         check(&[0, KIND_OUTPUT, 5, 1, 2], "payload longer than the chunk");
-        check(&[0, 9, 0], "unknown record kind");
+        check(&[0, 10, 0], "unknown record kind");
         check(&[0, 0, 0], "unknown record kind");
         check(
             &[0, KIND_RESIZE, 3, 1, 2, 3],

@@ -19,7 +19,7 @@ use crate::codec::{Compressor, History};
 use crate::error::RecordingError;
 use crate::event::{
     Event, KIND_INPUT, KIND_MARKER, KIND_OUTPUT, KIND_RESIZE, MAX_MARKER_BYTES, MAX_RECORD_HEADER,
-    put_record, record_len, resize_payload, truncate_utf8,
+    desktop_record, put_record, record_len, resize_payload, truncate_utf8,
 };
 use crate::recorder::Limits;
 use crate::session::{Identity, Outcome, SessionMeta, unix_now_ms};
@@ -133,6 +133,12 @@ impl Live {
             Event::Marker(text) => {
                 let text = truncate_utf8(&text, MAX_MARKER_BYTES);
                 self.push_record(sink, limits, at_ms, KIND_MARKER, text.as_bytes());
+            }
+            // Desktop records are never split: a reader needs each PDU and keyframe whole. The gateway
+            // bounds them (a PDU is at most 64 KiB, a keyframe at most 4 MiB), below a chunk's raw limit.
+            Event::Desktop(desktop) => {
+                let (kind, payload) = desktop_record(&desktop);
+                self.push_record(sink, limits, at_ms, kind, &payload);
             }
         }
     }

@@ -58,6 +58,7 @@ pub fn write(out: &mut impl Write, session: &SessionRow, events: &[TimedEvent]) 
             Event::Input(bytes) => ("i", input.push(bytes)),
             Event::Resize { cols, rows } => ("r", format!("{cols}x{rows}")),
             Event::Marker(text) => ("m", text.clone()),
+            Event::Desktop(_) => continue,
         };
         if data.is_empty() && code != "m" {
             continue;

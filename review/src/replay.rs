@@ -120,7 +120,7 @@ impl TerminalReplay {
                 self.parser.set_size(rows, cols);
             }
             Event::Marker(text) => self.marker = Some(text.clone()),
-            Event::Input(_) => {}
+            Event::Input(_) | Event::Desktop(_) => {}
         }
         self.next += 1;
         if self.bytes_since_checkpoint >= CHECKPOINT_BYTES

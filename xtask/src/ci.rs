@@ -119,7 +119,7 @@ fn check_free_disk() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench ssh|edge|boot|review`: release build, then the benchmark binary of the e2e harness (the
+/// `cargo xtask bench ssh|edge|rdp|boot|review`: release build, then the benchmark binary of the e2e harness (the
 /// review benchmarks are the reviewer's own, in its `bench` feature: they need its internals).
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let which = args.first().map(String::as_str).unwrap_or("ssh");
@@ -140,8 +140,8 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     // What each benchmark needs built besides the benchmark binary itself.
     let packages: &[&str] = match which {
         "ssh" => &["sallyport-gateway", "sallyport-e2e"],
-        "edge" | "boot" => &["sallyport-e2e"],
-        _ => bail!("unknown benchmark {which:?}; available: ssh, edge, boot, review"),
+        "edge" | "rdp" | "boot" => &["sallyport-e2e"],
+        _ => bail!("unknown benchmark {which:?}; available: ssh, edge, rdp, boot, review"),
     };
     crate::setup::run()?;
     if !is_root() {

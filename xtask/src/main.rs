@@ -36,7 +36,7 @@ fn main() -> std::process::ExitCode {
         Some("run-vm") => image::vm::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup | demo [--listen ADDR] [--keep-state] | ci | bench <ssh | edge | boot | review> | fuzz TARGET [SECONDS] | tidy | build-image [--print-plan] | run-vm [--port N] [--kvm] [--config FILE]>"
+                "usage: cargo xtask <setup | demo [--listen ADDR] [--keep-state] | ci | bench <ssh | edge | rdp | boot | review> | fuzz TARGET [SECONDS] | tidy | build-image [--print-plan] | run-vm [--port N] [--kvm] [--config FILE]>"
             );
             return std::process::ExitCode::from(2);
         }

@@ -22,6 +22,17 @@ const PACKAGES: &[(&str, &str)] = &[
     ("iputils-ping", "/usr/bin/ping"),
     ("nftables", "/usr/sbin/nft"),
     ("tmux", "/usr/bin/tmux"),
+    // RDP targets for the desktop tests: xrdp with its Xorg backend, and FreeRDP's shadow server on Xvfb.
+    ("xrdp", "/usr/sbin/xrdp"),
+    ("xorgxrdp", "/usr/lib/xorg/modules/drivers/xrdpdev_drv.so"),
+    ("xserver-xorg-core", "/usr/lib/xorg/Xorg"),
+    ("xterm", "/usr/bin/xterm"),
+    ("x11-xserver-utils", "/usr/bin/xsetroot"),
+    ("xdotool", "/usr/bin/xdotool"),
+    ("x11-utils", "/usr/bin/xev"),
+    ("freerdp2-shadow-x11", "/usr/bin/freerdp-shadow-cli"),
+    ("xvfb", "/usr/bin/Xvfb"),
+    ("winpr-utils", "/usr/bin/winpr-hash"),
 ];
 
 /// What bpf-linker is built against: LLVM of the same major version as the nightly rustc's own LLVM.

@@ -46,15 +46,43 @@ const FORBIDDEN_EDGES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "sallyport-desktop-replay",
+        &[
+            "tokio",
+            "mio",
+            "sallyport-core",
+            "sallyport-state",
+            "sallyport-relay",
+            "sallyport-rdp",
+        ],
+    ),
+    (
         "sallyport-state",
         &["tokio", "mio", "sallyport-relay", "sallyport-recordings"],
     ),
     (
         "sallyport-relay",
-        &["sallyport-ssh", "sallyport-portal", "russh", "axum"],
+        &[
+            "sallyport-ssh",
+            "sallyport-rdp",
+            "sallyport-portal",
+            "russh",
+            "axum",
+            "ironrdp-session",
+        ],
     ),
-    ("sallyport-ssh", &["sallyport-portal", "axum"]),
-    ("sallyport-portal", &["sallyport-ssh", "russh"]),
+    (
+        "sallyport-ssh",
+        &["sallyport-portal", "sallyport-rdp", "axum"],
+    ),
+    (
+        "sallyport-rdp",
+        &["sallyport-portal", "sallyport-ssh", "axum", "russh"],
+    ),
+    (
+        "sallyport-portal",
+        &["sallyport-ssh", "sallyport-rdp", "russh", "ironrdp-session"],
+    ),
 ];
 
 /// Runs every check and reports all failures at once.

@@ -7,9 +7,11 @@
 //! - [`egress`]: which target addresses may be dialled (SSRF rules), and parsing of every address encoding.
 //! - [`policy`]: the [`policy::Authenticated`] → [`policy::Authorized`] proof values a connect requires.
 //! - [`frames`]: the browser ↔ gateway terminal WebSocket protocol.
+//! - [`display`]: the browser ↔ gateway desktop (RDP) stream: input events, display updates, damage.
 //! - [`errors`]: the plain-words errors a user sees.
 //! - [`mfa`]: TOTP codes and recovery codes.
 
+pub mod display;
 pub mod egress;
 pub mod errors;
 pub mod frames;
@@ -46,6 +48,11 @@ mod garbage_tests {
             if crate::frames::parse_client_text(&text).is_ok() {
                 parsed += 1;
             }
+            if crate::display::parse_control(&text).is_ok() {
+                parsed += 1;
+            }
+            let _ = crate::display::parse_input(&bytes);
+            let _ = crate::display::parse_update(&bytes);
             if let Ok(crate::egress::Host::Ip(ip)) = crate::egress::parse_host(&text) {
                 let _ = policy.check(ip);
             }

@@ -46,6 +46,8 @@ impl Role {
 pub enum Protocol {
     /// An SSH terminal.
     Ssh,
+    /// An RDP desktop.
+    Rdp,
 }
 
 impl Protocol {
@@ -53,6 +55,7 @@ impl Protocol {
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Ssh => "ssh",
+            Protocol::Rdp => "rdp",
         }
     }
 
@@ -60,6 +63,7 @@ impl Protocol {
     pub fn parse(text: &str) -> Option<Protocol> {
         match text {
             "ssh" => Some(Protocol::Ssh),
+            "rdp" => Some(Protocol::Rdp),
             _ => None,
         }
     }

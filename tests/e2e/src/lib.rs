@@ -2,11 +2,14 @@
 //!
 //! - [`netns`]: network namespaces joined to the root namespace by a veth pair (the target networks).
 //! - [`sshd`]: OpenSSH's sshd inside such a namespace, the `sp-e2e` test user and client keys.
+//! - [`hostile_rdp`]: an RDP server of ours that breaks the protocol on purpose, one way per CVE class.
+//! - [`rdp`]: xrdp (and FreeRDP's shadow server) inside such a namespace, with a known desktop.
 //! - [`gateway`]: the built `sallyport-gateway` binary with a generated configuration.
 //! - [`http`]: an HTTPS client pinned to the gateway's certificate, with cookies and WebSockets.
 //! - [`browser`]: headless Chromium through chromedriver and fantoccini.
 //! - [`tunnel`]: TCP between the root namespace and the browser's own namespace.
 //! - [`common`]: root and tool checks, bounded waits, free ports, processes by PID.
+//! - [`bench_rdp`]: the RDP benchmark of `sallyport-bench rdp` (fps, CPU, bytes ratio, memory, concurrency).
 //! - [`bench_edge`]: the eBPF edge benchmark of `sallyport-bench edge` (XDP against nftables, TCP with and
 //!   without the edge).
 //!
@@ -17,13 +20,16 @@
 pub mod appliance;
 pub mod bench_boot;
 pub mod bench_edge;
+pub mod bench_rdp;
 pub mod browser;
 pub mod common;
 pub mod gateway;
 pub mod hostile;
+pub mod hostile_rdp;
 pub mod http;
 pub mod netns;
 pub mod portal;
+pub mod rdp;
 pub mod sshd;
 pub mod tunnel;
 

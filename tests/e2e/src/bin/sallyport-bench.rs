@@ -1,4 +1,5 @@
-//! `sallyport-bench ssh|edge|boot` (run by `cargo xtask bench ssh|edge|boot`).
+//! `sallyport-bench ssh|edge|rdp|boot` (run by `cargo xtask bench ssh|edge|rdp|boot`).
+//! `rdp` is `sallyport_e2e::bench_rdp`.
 //!
 //! `boot` measures the appliance image's boot to "443 answering" (see `sallyport_e2e::bench_boot`).
 //! `edge` measures the eBPF edge's XDP drop rate against an nftables ingress rule and bulk TCP with the edge
@@ -32,12 +33,13 @@ async fn main() -> ExitCode {
     let which = std::env::args().nth(1).unwrap_or_else(|| "ssh".into());
     let result = match which.as_str() {
         "ssh" => ssh().await,
+        "rdp" => sallyport_e2e::bench_rdp::run().await,
         "edge" => tokio::task::spawn_blocking(sallyport_e2e::bench_edge::run)
             .await
             .unwrap_or_else(|error| Err(anyhow::anyhow!("the edge benchmark panicked: {error}"))),
         "boot" => sallyport_e2e::bench_boot::run().await,
         _ => {
-            eprintln!("usage: sallyport-bench <ssh | edge | boot>");
+            eprintln!("usage: sallyport-bench <ssh | edge | rdp | boot>");
             return ExitCode::from(2);
         }
     };
