@@ -53,8 +53,34 @@ const FORBIDDEN_EDGES: &[(&str, &[&str])] = &[
         "sallyport-relay",
         &["sallyport-ssh", "sallyport-portal", "russh", "axum"],
     ),
-    ("sallyport-ssh", &["sallyport-portal", "axum"]),
-    ("sallyport-portal", &["sallyport-ssh", "russh"]),
+    (
+        "sallyport-ssh",
+        &["sallyport-portal", "sallyport-quic", "axum", "quinn"],
+    ),
+    (
+        "sallyport-portal",
+        &["sallyport-ssh", "sallyport-quic", "russh", "quinn"],
+    ),
+    (
+        "sallyport-quic",
+        &[
+            "sallyport-portal",
+            "sallyport-ssh",
+            "russh",
+            "axum",
+            "hyper",
+        ],
+    ),
+    (
+        "sallyport",
+        &[
+            "sallyport-state",
+            "sallyport-relay",
+            "sallyport-recordings",
+            "rusqlite",
+            "axum",
+        ],
+    ),
 ];
 
 /// Runs every check and reports all failures at once.

@@ -24,6 +24,10 @@ pub const MAX_ARGUMENT_LEN: usize = 255;
 pub const MAX_PREAMBLE_LEN: usize = 6 + MAX_ARGUMENT_LEN;
 /// Bytes of a frame header (type and length).
 pub const FRAME_HEADER_LEN: usize = 5;
+/// QUIC application close code: the gateway refused the connection (the reason says why in words).
+pub const CLOSE_REFUSED: u32 = 1;
+/// QUIC application close code: the client is done (logout, or the command finished).
+pub const CLOSE_DONE: u32 = 0;
 
 /// What a stream is for, with its argument.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -10,6 +10,7 @@
 //! This crate never parses protocol bytes itself and never depends on a transport or protocol crate;
 //! those depend on it.
 
+pub mod access;
 mod broker;
 mod live;
 mod resolve;
