@@ -5,6 +5,7 @@
 //! - [`gateway`]: the built `sallyport-gateway` binary with a generated configuration.
 //! - [`http`]: an HTTPS client pinned to the gateway's certificate, with cookies and WebSockets.
 //! - [`browser`]: headless Chromium through chromedriver and fantoccini.
+//! - [`cli`]: the built `sallyport` CLI with its own config directory, driven through a pseudo-terminal.
 //! - [`tunnel`]: TCP between the root namespace and the browser's own namespace.
 //! - [`common`]: root and tool checks, bounded waits, free ports, processes by PID.
 //! - [`bench_edge`]: the eBPF edge benchmark of `sallyport-bench edge` (XDP against nftables, TCP with and
@@ -17,6 +18,7 @@
 pub mod appliance;
 pub mod bench_edge;
 pub mod browser;
+pub mod cli;
 pub mod common;
 pub mod gateway;
 pub mod hostile;
