@@ -50,17 +50,18 @@ pub fn identify(state: &StateDb, chain: &[CertificateDer<'_>]) -> Result<Identit
         .client_cert(&fingerprint)
         .map_err(|_| Refusal::Internal)?
         .ok_or(Refusal::Unknown)?;
+    // A disabled account is said first: disabling also revokes its certificates.
+    let user = match state.user(record.user_id) {
+        Ok(Some(user)) if !user.disabled => user,
+        Ok(_) => return Err(Refusal::Disabled),
+        Err(_) => return Err(Refusal::Internal),
+    };
     if record.revoked_at_ms.is_some() {
         return Err(Refusal::Revoked);
     }
     if now_ms() >= record.expires_at_ms {
         return Err(Refusal::Expired);
     }
-    let user = match state.user(record.user_id) {
-        Ok(Some(user)) if !user.disabled => user,
-        Ok(_) => return Err(Refusal::Disabled),
-        Err(_) => return Err(Refusal::Internal),
-    };
     Ok(Identity {
         user: Authenticated {
             user_id: user.id,
