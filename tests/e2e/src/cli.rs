@@ -186,14 +186,13 @@ impl rustls::client::danger::ServerCertVerifier for AnyServer {
     }
 }
 
-/// A raw QUIC connection to the gateway (ALPN `sallyport/1`) with the given client certificate and
-/// key (PEM), for probing refusals the CLI would never provoke. The endpoint must outlive the
-/// connection.
-pub async fn quic_connect(
-    addr: std::net::SocketAddr,
+/// A quinn client configuration with the given client certificate and key (PEM), trusting any gateway
+/// certificate, with TLS session resumption kept in `resumption` when given (else none).
+pub fn quic_client_config(
     cert_pem: &str,
     key_pem: &str,
-) -> Result<(quinn::Endpoint, quinn::Connection)> {
+    resumption: Option<Arc<dyn rustls::client::ClientSessionStore>>,
+) -> Result<quinn::ClientConfig> {
     use rustls::pki_types::pem::PemObject;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let certs =
@@ -205,14 +204,36 @@ pub async fn quic_connect(
         .with_custom_certificate_verifier(Arc::new(AnyServer(provider)))
         .with_client_auth_cert(certs, key)?;
     tls.alpn_protocols = vec![b"sallyport/1".to_vec()];
+    tls.resumption = match resumption {
+        Some(store) => rustls::client::Resumption::store(store),
+        None => rustls::client::Resumption::disabled(),
+    };
     let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
-    let mut endpoint = quinn::Endpoint::client(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
-    endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(crypto)));
-    let conn = tokio::time::timeout(
-        Duration::from_secs(10),
-        endpoint.connect(addr, "localhost")?,
-    )
-    .await
-    .context("the QUIC handshake timed out")??;
+    Ok(quinn::ClientConfig::new(Arc::new(crypto)))
+}
+
+/// Connects `endpoint` to the gateway at `addr` with `config` (handshake bounded to 10 s).
+pub async fn quic_connect_with(
+    endpoint: &quinn::Endpoint,
+    config: quinn::ClientConfig,
+    addr: std::net::SocketAddr,
+) -> Result<quinn::Connection> {
+    let connecting = endpoint.connect_with(config, addr, "localhost")?;
+    Ok(tokio::time::timeout(Duration::from_secs(10), connecting)
+        .await
+        .context("the QUIC handshake timed out")??)
+}
+
+/// A raw QUIC connection to the gateway (ALPN `sallyport/1`) with the given client certificate and
+/// key (PEM), for probing refusals the CLI would never provoke. The endpoint must outlive the
+/// connection.
+pub async fn quic_connect(
+    addr: std::net::SocketAddr,
+    cert_pem: &str,
+    key_pem: &str,
+) -> Result<(quinn::Endpoint, quinn::Connection)> {
+    let endpoint = quinn::Endpoint::client(std::net::SocketAddr::from(([127, 0, 0, 1], 0)))?;
+    let config = quic_client_config(cert_pem, key_pem, None)?;
+    let conn = quic_connect_with(&endpoint, config, addr).await?;
     Ok((endpoint, conn))
 }

@@ -10,6 +10,8 @@
 //! - [`common`]: root and tool checks, bounded waits, free ports, processes by PID.
 //! - [`bench_edge`]: the eBPF edge benchmark of `sallyport-bench edge` (XDP against nftables, TCP with and
 //!   without the edge).
+//! - [`bench_quic`]: the QUIC benchmark of `sallyport-bench quic` (bulk and CPU per GB against the WebSocket
+//!   path, set-up time cold and resumed).
 //!
 //! Network rule: traffic goes only to loopback or to addresses inside namespaces the harness
 //! created, and every wait is bounded in time. Everything started is stopped by PID on drop,
@@ -17,6 +19,7 @@
 
 pub mod appliance;
 pub mod bench_edge;
+pub mod bench_quic;
 pub mod browser;
 pub mod cli;
 pub mod common;

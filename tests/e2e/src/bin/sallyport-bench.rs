@@ -1,5 +1,6 @@
-//! `sallyport-bench ssh|edge` (run by `cargo xtask bench ssh|edge`).
+//! `sallyport-bench ssh|edge|quic` (run by `cargo xtask bench ssh|edge|quic`).
 //!
+//! `quic` compares the native client's QUIC path with the WebSocket path (see `sallyport_e2e::bench_quic`).
 //! `edge` measures the eBPF edge's XDP drop rate against an nftables ingress rule and bulk TCP with the edge
 //! attached against detached (see `sallyport_e2e::bench_edge`). `ssh` measures the SSH relay against direct
 //! SSH on the same machine, in one run, with real sshd in a network namespace:
@@ -31,11 +32,12 @@ async fn main() -> ExitCode {
     let which = std::env::args().nth(1).unwrap_or_else(|| "ssh".into());
     let result = match which.as_str() {
         "ssh" => ssh().await,
+        "quic" => sallyport_e2e::bench_quic::run().await,
         "edge" => tokio::task::spawn_blocking(sallyport_e2e::bench_edge::run)
             .await
             .unwrap_or_else(|error| Err(anyhow::anyhow!("the edge benchmark panicked: {error}"))),
         _ => {
-            eprintln!("usage: sallyport-bench <ssh | edge>");
+            eprintln!("usage: sallyport-bench <ssh | edge | quic>");
             return ExitCode::from(2);
         }
     };
