@@ -119,7 +119,7 @@ fn check_free_disk() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench ssh|edge|rdp|boot|review`: release build, then the benchmark binary of the e2e harness (the
+/// `cargo xtask bench ssh|edge|rdp|boot|quic|review`: release build, then the benchmark binary of the e2e harness (the
 /// review benchmarks are the reviewer's own, in its `bench` feature: they need its internals).
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let which = args.first().map(String::as_str).unwrap_or("ssh");
@@ -141,7 +141,8 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let packages: &[&str] = match which {
         "ssh" => &["sallyport-gateway", "sallyport-e2e"],
         "edge" | "rdp" | "boot" => &["sallyport-e2e"],
-        _ => bail!("unknown benchmark {which:?}; available: ssh, edge, rdp, boot, review"),
+        "quic" => &["sallyport-gateway", "sallyport", "sallyport-e2e"],
+        _ => bail!("unknown benchmark {which:?}; available: ssh, edge, rdp, boot, quic, review"),
     };
     crate::setup::run()?;
     if !is_root() {

@@ -7,11 +7,14 @@
 //! - [`gateway`]: the built `sallyport-gateway` binary with a generated configuration.
 //! - [`http`]: an HTTPS client pinned to the gateway's certificate, with cookies and WebSockets.
 //! - [`browser`]: headless Chromium through chromedriver and fantoccini.
+//! - [`cli`]: the built `sallyport` CLI with its own config directory, driven through a pseudo-terminal.
 //! - [`tunnel`]: TCP between the root namespace and the browser's own namespace.
 //! - [`common`]: root and tool checks, bounded waits, free ports, processes by PID.
 //! - [`bench_rdp`]: the RDP benchmark of `sallyport-bench rdp` (fps, CPU, bytes ratio, memory, concurrency).
 //! - [`bench_edge`]: the eBPF edge benchmark of `sallyport-bench edge` (XDP against nftables, TCP with and
 //!   without the edge).
+//! - [`bench_quic`]: the QUIC benchmark of `sallyport-bench quic` (bulk and CPU per GB against the WebSocket
+//!   path, set-up time cold and resumed).
 //!
 //! Network rule: traffic goes only to loopback or to addresses inside namespaces the harness
 //! created, and every wait is bounded in time. Everything started is stopped by PID on drop,
@@ -20,8 +23,10 @@
 pub mod appliance;
 pub mod bench_boot;
 pub mod bench_edge;
+pub mod bench_quic;
 pub mod bench_rdp;
 pub mod browser;
+pub mod cli;
 pub mod common;
 pub mod gateway;
 pub mod hostile;

@@ -1,7 +1,8 @@
-//! `sallyport-bench ssh|edge|rdp|boot` (run by `cargo xtask bench ssh|edge|rdp|boot`).
+//! `sallyport-bench ssh|edge|rdp|boot|quic` (run by `cargo xtask bench ssh|edge|rdp|boot|quic`).
 //! `rdp` is `sallyport_e2e::bench_rdp`.
 //!
 //! `boot` measures the appliance image's boot to "443 answering" (see `sallyport_e2e::bench_boot`).
+//! `quic` compares the native client's QUIC path with the WebSocket path (see `sallyport_e2e::bench_quic`).
 //! `edge` measures the eBPF edge's XDP drop rate against an nftables ingress rule and bulk TCP with the edge
 //! attached against detached (see `sallyport_e2e::bench_edge`). `ssh` measures the SSH relay against direct
 //! SSH on the same machine, in one run, with real sshd in a network namespace:
@@ -34,12 +35,13 @@ async fn main() -> ExitCode {
     let result = match which.as_str() {
         "ssh" => ssh().await,
         "rdp" => sallyport_e2e::bench_rdp::run().await,
+        "quic" => sallyport_e2e::bench_quic::run().await,
         "edge" => tokio::task::spawn_blocking(sallyport_e2e::bench_edge::run)
             .await
             .unwrap_or_else(|error| Err(anyhow::anyhow!("the edge benchmark panicked: {error}"))),
         "boot" => sallyport_e2e::bench_boot::run().await,
         _ => {
-            eprintln!("usage: sallyport-bench <ssh | edge | rdp | boot>");
+            eprintln!("usage: sallyport-bench <ssh | edge | rdp | boot | quic>");
             return ExitCode::from(2);
         }
     };
