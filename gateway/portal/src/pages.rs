@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use sallyport_core::policy::{Authenticated, Protocol, Role};
-use sallyport_core::throttle::{LockEvent, Verdict};
+use sallyport_core::throttle::LockEvent;
 use sallyport_state::{AuditEvent, LoginOutcome, TargetRecord};
 use serde::Deserialize;
 use tracing::{debug, warn};
