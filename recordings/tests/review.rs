@@ -119,6 +119,13 @@ fn evidence_verifies_offline_and_fails_after_any_byte_changes() {
     let id = record(&path, "alice", &sample_events(10));
     let store = Store::open_read_only(&path).unwrap();
     let bytes = store.export_evidence(&id).unwrap();
+    // The fuzz target `evidence_file` starts from such a file (a whole one reaches the chunk decoder).
+    if std::env::var_os("UPDATE_FUZZ_SEEDS").is_some() {
+        let seeds = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../tests/fuzz/seeds/evidence_file");
+        std::fs::create_dir_all(&seeds).unwrap();
+        std::fs::write(seeds.join("ten_events.json"), &bytes).unwrap();
+    }
     let public = key().verifying_key();
     let check = check_evidence(&bytes, Some(&public)).unwrap();
     assert!(check.verification.is_intact(), "{:?}", check.verification);

@@ -8,8 +8,8 @@ use anyhow::bail;
 use crate::{is_root, run_cmd};
 
 /// Disk the suite needs free before it starts: a fresh target directory (debug and release builds,
-/// the eBPF program, the image and its package cache) measured at about this much, plus headroom.
-const DISK_NEEDED_GIB: u64 = 25;
+/// the eBPF program, the image and its package cache) measured 6.5 GiB here; the rest is headroom.
+const DISK_NEEDED_GIB: u64 = 10;
 
 /// Cargo for the suite: one clean build, so no incremental caches (they doubled the target directory).
 fn cargo() -> Command {
@@ -119,7 +119,7 @@ fn check_free_disk() -> anyhow::Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench ssh|edge|review`: release build, then the benchmark binary of the e2e harness (the
+/// `cargo xtask bench ssh|edge|boot|review`: release build, then the benchmark binary of the e2e harness (the
 /// review benchmarks are the reviewer's own, in its `bench` feature: they need its internals).
 pub fn bench(args: &[String]) -> anyhow::Result<()> {
     let which = args.first().map(String::as_str).unwrap_or("ssh");
@@ -140,8 +140,8 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
     // What each benchmark needs built besides the benchmark binary itself.
     let packages: &[&str] = match which {
         "ssh" => &["sallyport-gateway", "sallyport-e2e"],
-        "edge" => &["sallyport-e2e"],
-        _ => bail!("unknown benchmark {which:?}; available: ssh, edge, review"),
+        "edge" | "boot" => &["sallyport-e2e"],
+        _ => bail!("unknown benchmark {which:?}; available: ssh, edge, boot, review"),
     };
     crate::setup::run()?;
     if !is_root() {
@@ -155,6 +155,10 @@ pub fn bench(args: &[String]) -> anyhow::Result<()> {
         build.args(["-p", package]);
     }
     run_cmd(build.arg("--bins"))?;
+    if which == "boot" {
+        // The image under test is the one the build makes now (cached packages make that quick).
+        crate::image::build(&[])?;
+    }
     run_cmd(Command::new(crate::root().join("target/release/sallyport-bench")).arg(which))
 }
 
@@ -171,13 +175,31 @@ pub fn fuzz(args: &[String]) -> anyhow::Result<()> {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
+    // The working corpus lives in target/; committed seeds (tests/fuzz/seeds/TARGET) are read, never written.
+    let mut corpus = Vec::new();
+    let seeds = crate::root().join("tests/fuzz/seeds").join(target);
+    if seeds.is_dir() {
+        let work = crate::root().join("target/fuzz-corpus").join(target);
+        std::fs::create_dir_all(&work)?;
+        corpus = vec![work, seeds];
+    }
     if !has_fuzz {
         run_cmd(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))?;
     }
     run_cmd(
+        // cargo-fuzz looks for `fuzz/` under the current package unless told where the fuzz crate is.
         Command::new("cargo")
-            .args(["+nightly", "fuzz", "run", target, "--"])
+            .args([
+                "+nightly",
+                "fuzz",
+                "run",
+                "--fuzz-dir",
+                "tests/fuzz",
+                target,
+            ])
+            .args(&corpus)
+            .args(["--"])
             .arg(format!("-max_total_time={seconds}"))
-            .current_dir(crate::root().join("tests/fuzz")),
+            .current_dir(crate::root()),
     )
 }

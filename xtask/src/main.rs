@@ -6,6 +6,7 @@
 //! - `bench ssh`: the SSH relay benchmarks (throughput ratio, echo latency, memory per session).
 //! - `bench edge`: the eBPF edge benchmarks (XDP drop rate against an nftables rule, bulk TCP attached against
 //!   detached).
+//! - `bench boot`: the appliance image's power-on to "443 answering" (cold and warm, guest timeline) and its size.
 //! - `bench review`: the review UI's figures (search over 1,000 sessions, listing 10,000, seeking in an hour).
 //! - `fuzz TARGET [SECONDS]`: one cargo-fuzz target of `tests/fuzz`, bounded in time.
 //! - `build-image [--print-plan]`: the appliance image from `image/appliance.toml` (needs root).
@@ -35,7 +36,7 @@ fn main() -> std::process::ExitCode {
         Some("run-vm") => image::vm::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup | demo [--listen ADDR] [--keep-state] | ci | bench <ssh | edge | review> | fuzz TARGET [SECONDS] | tidy | build-image [--print-plan] | run-vm [--port N] [--kvm] [--config FILE]>"
+                "usage: cargo xtask <setup | demo [--listen ADDR] [--keep-state] | ci | bench <ssh | edge | boot | review> | fuzz TARGET [SECONDS] | tidy | build-image [--print-plan] | run-vm [--port N] [--kvm] [--config FILE]>"
             );
             return std::process::ExitCode::from(2);
         }

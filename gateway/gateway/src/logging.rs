@@ -1,4 +1,6 @@
-//! Logging: tracing to stderr, and to journald when it is reachable (on the appliance).
+//! Logging: tracing to journald when it is reachable (on the appliance), else to stderr. Not both: under
+//! systemd stderr is the journal (and, on the appliance, the console the auditors use), so a second copy would
+//! only duplicate every line and scroll over the console's review tool.
 
 use tracing_subscriber::layer::SubscriberExt;
 use tracing_subscriber::util::SubscriberInitExt;
@@ -10,15 +12,17 @@ use crate::config::LogSection;
 pub fn init(section: &LogSection) {
     let filter =
         EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&section.level));
-    let stderr = tracing_subscriber::fmt::layer()
-        .with_writer(std::io::stderr)
-        .with_target(true);
     let journald = if section.journald {
         tracing_journald::layer().ok()
     } else {
         None
     };
     let has_journald = journald.is_some();
+    let stderr = (!has_journald).then(|| {
+        tracing_subscriber::fmt::layer()
+            .with_writer(std::io::stderr)
+            .with_target(true)
+    });
     tracing_subscriber::registry()
         .with(filter)
         .with(stderr)

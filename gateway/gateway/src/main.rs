@@ -6,6 +6,7 @@
 //! after that.
 
 mod config;
+mod console;
 mod edge;
 mod keys;
 mod logging;
@@ -47,6 +48,10 @@ struct Cli {
     /// Checks the configuration and exits.
     #[arg(long)]
     check_config: bool,
+    /// Runs the appliance console on this terminal instead of the gateway: a login for auditors and
+    /// admins (portal accounts) that opens `sallyport-review` on the recordings.
+    #[arg(long, conflicts_with = "check_config")]
+    console: bool,
 }
 
 fn main() -> std::process::ExitCode {
@@ -74,6 +79,9 @@ fn run(cli: Cli) -> anyhow::Result<()> {
     if cli.check_config {
         println!("configuration is valid");
         return Ok(());
+    }
+    if cli.console {
+        return console::run(&config);
     }
     logging::init(&config.log);
     let runtime = tokio::runtime::Builder::new_multi_thread()

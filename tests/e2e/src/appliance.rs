@@ -11,7 +11,7 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::Ipv4Addr;
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
@@ -88,6 +88,58 @@ impl Drop for Lan {
     }
 }
 
+/// The appliance's `gateway.toml` as an operator would write it for the test LAN: the portal on 443, the edge
+/// required on eth0, the LAN as the one network, and `target` (an `address:port` of an sshd) as target `alpha`.
+pub fn gateway_toml(lan_cidr: &str, target: Option<&str>) -> String {
+    let mut toml = format!(
+        r#"state_dir = "/var/lib/sallyport"
+
+[portal]
+listen = "[::]:443"
+hostnames = ["127.0.0.1", "localhost"]
+
+[log]
+journald = true
+
+[edge]
+required = true
+
+[[edge.interfaces]]
+name = "eth0"
+role = "public"
+
+[[networks]]
+name = "lan"
+cidr = "{lan_cidr}"
+"#
+    );
+    if let Some(target) = target {
+        let (address, port) = target.rsplit_once(':').unwrap_or((target, "22"));
+        toml.push_str(&format!(
+            "\n[[targets]]\nname = \"alpha\"\naddress = \"{address}\"\nport = {port}\n"
+        ));
+    }
+    toml
+}
+
+/// Waits until the portal answers HTTPS through `url` (an application answer, not just a TCP accept);
+/// returns how long that took. Probes every 200 ms.
+pub async fn wait_portal(url: &str, timeout: Duration) -> Result<Duration> {
+    let started = Instant::now();
+    let probe = crate::Client::new(url, None)?.with_timeout(Duration::from_secs(5));
+    loop {
+        if let Ok(response) = probe.get("/login").await
+            && response.status == 200
+        {
+            return Ok(started.elapsed());
+        }
+        if started.elapsed() > timeout {
+            bail!("the portal did not answer on {url} within {timeout:?}");
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
 /// Which accelerator booted the guest.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Accel {
@@ -103,6 +155,8 @@ pub struct Appliance {
     disk: PathBuf,
     lan_ns: String,
     child: Option<Child>,
+    /// The serial port's input (QEMU's stdin); its output goes to `serial.log` through a copying thread.
+    serial_in: Option<ChildStdin>,
     accel: Accel,
     started: Instant,
 }
@@ -211,25 +265,38 @@ impl Appliance {
             ))
             .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
             .args(["-device", "virtio-net-pci,netdev=n0"])
-            .arg("-serial")
-            .arg(format!("file:{}", serial.display()))
+            .args(["-serial", "stdio"])
             .arg("-qmp")
             .arg(format!("unix:{},server=on,wait=off", qmp.display()));
         match accel {
             Accel::Kvm => qemu.args(["-accel", "kvm", "-cpu", "host"]),
             Accel::Tcg => qemu.args(["-accel", "tcg", "-cpu", "max"]),
         };
-        let child = qemu
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
+        let mut child = qemu
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
             .stderr(fs::File::create(dir.join("qemu.stderr"))?)
             .spawn()
             .context("starting qemu")?;
+        // The serial port is QEMU's stdio: its output is copied into serial.log as it comes (the copy ends
+        // when QEMU exits), its input is kept for `type_serial`.
+        let mut output = child.stdout.take().context("qemu's stdout")?;
+        let mut log = fs::File::create(&serial)?;
+        std::thread::spawn(move || {
+            let mut buffer = [0u8; 4096];
+            while let Ok(n) = std::io::Read::read(&mut output, &mut buffer) {
+                if n == 0 || log.write_all(&buffer[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+        let serial_in = child.stdin.take();
         Ok(Appliance {
             dir: dir.to_path_buf(),
             disk,
             lan_ns: lan.name.clone(),
             child: Some(child),
+            serial_in,
             accel,
             started: Instant::now(),
         })
@@ -278,6 +345,17 @@ impl Appliance {
             }
             std::thread::sleep(Duration::from_millis(250));
         }
+    }
+
+    /// Types `text` on the serial console (`\r` ends a line there, as the Enter key does).
+    pub fn type_serial(&mut self, text: &str) -> Result<()> {
+        let input = self
+            .serial_in
+            .as_mut()
+            .context("the serial console's input is closed")?;
+        input.write_all(text.replace('\n', "\r").as_bytes())?;
+        input.flush()?;
+        Ok(())
     }
 
     /// The value after `key: ` on the last serial line that has it (the gateway prints `password: …`).
@@ -330,6 +408,7 @@ impl Appliance {
 
     /// Stops QEMU at once.
     pub fn kill(&mut self) {
+        self.serial_in = None;
         if let Some(mut child) = self.child.take() {
             let _ = child.kill();
             let _ = child.wait();
@@ -428,4 +507,21 @@ pub fn read_data_dir(disk: &Path, path_in_var: &str, out_dir: &Path) -> Result<(
         &format!("rdump {path_in_var} {}", out_dir.display()),
         out_dir,
     )
+}
+
+/// The size of the ext4 file system on the data partition of a stopped appliance (block count × block size,
+/// from its superblock).
+pub fn data_fs_bytes(disk: &Path, scratch: &Path) -> Result<u64> {
+    extract_data_partition(disk, scratch)?;
+    let header = run_ok(Command::new("dumpe2fs").arg("-h").arg(scratch));
+    let _ = fs::remove_file(scratch);
+    let header = header?;
+    let field = |name: &str| -> Result<u64> {
+        header
+            .lines()
+            .find_map(|l| l.strip_prefix(name))
+            .and_then(|v| v.trim().parse().ok())
+            .with_context(|| format!("no {name:?} in dumpe2fs's output"))
+    };
+    Ok(field("Block count:")? * field("Block size:")?)
 }

@@ -16,6 +16,7 @@
 //! also when a test panics. The tests need root; without it they fail with a message saying so.
 
 pub mod appliance;
+pub mod bench_boot;
 pub mod bench_edge;
 pub mod browser;
 pub mod common;

@@ -4,9 +4,12 @@
 //! 1. It boots, creates its data partition, prints the one-time password on the console, and answers on 443
 //!    with the edge attached; headless Chromium (through the client namespace) logs in, opens a terminal to
 //!    the target and runs a marker command.
-//! 2. From the client namespace nmap finds only 443/tcp open; pings go unanswered.
+//!    The serial console refuses a wrong password and opens the review tool for the admin, showing the
+//!    recorded session.
+//! 2. From the client namespace nmap finds only 443/tcp open and only 443/udp answered; pings go unanswered.
 //! 3. After a clean shutdown the data partition holds the recording with the marker and the journal with
-//!    the gateway's logs; a second boot keeps both (no new password, the old one works).
+//!    the gateway's logs; a second boot, on a disk grown by 1 GiB, keeps both (no new password, the old one
+//!    works) and grows the data partition into the new space.
 //! 4. One byte changed in the root partition and the boot stops at dm-verity: no portal ever answers.
 
 mod support;
@@ -14,11 +17,14 @@ mod support;
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use fantoccini::Locator;
-use sallyport_e2e::appliance::{Appliance, Lan, partition, read_data_dir, read_data_file};
+use sallyport_e2e::appliance::{
+    Appliance, Lan, data_fs_bytes, gateway_toml, partition, read_data_dir, read_data_file,
+    wait_portal,
+};
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
 use sallyport_e2e::common::run_with_timeout;
 use sallyport_e2e::tunnel::{NsSockets, spawn_forward_to};
@@ -31,51 +37,29 @@ use support::ADMIN_PASSWORD;
 /// Boot deadline: software emulation answered in 29–42 s here; a cold first boot also makes the data partition.
 const BOOT: Duration = Duration::from_secs(300);
 
-fn gateway_toml(lan_cidr: &str, target: &str) -> String {
-    format!(
-        r#"state_dir = "/var/lib/sallyport"
-
-[portal]
-listen = "[::]:443"
-hostnames = ["127.0.0.1", "localhost"]
-
-[log]
-journald = true
-
-[edge]
-required = true
-
-[[edge.interfaces]]
-name = "eth0"
-role = "public"
-
-[[networks]]
-name = "lan"
-cidr = "{lan_cidr}"
-
-[[targets]]
-name = "alpha"
-address = "{target}"
-port = 22
-"#
-    )
-}
-
-/// Waits until the portal answers HTTPS through `url` (an application answer, not just a TCP accept).
-async fn wait_portal(url: &str, timeout: Duration) -> Result<Duration> {
-    let started = Instant::now();
-    let probe = Client::new(url, None)?.with_timeout(Duration::from_secs(5));
-    loop {
-        if let Ok(response) = probe.get("/login").await
-            && response.status == 200
-        {
-            return Ok(started.elapsed());
-        }
-        if started.elapsed() > timeout {
-            bail!("the portal did not answer on {url} within {timeout:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
+/// Runs nmap (`-Pn -n --max-retries 1`, grepable output) from `client`; returns the whole output and its
+/// `Ports:` field.
+fn nmap(
+    client: &TargetNet,
+    args: &[&str],
+    host: &str,
+    timeout: Duration,
+) -> Result<(String, String)> {
+    let out = run_with_timeout(
+        client
+            .exec("nmap")
+            .args(["-Pn", "-n", "--max-retries", "1", "-oG", "-"])
+            .args(args)
+            .arg(host),
+        timeout,
+    )?;
+    let scan = String::from_utf8_lossy(&out.stdout).into_owned();
+    let ports = scan
+        .lines()
+        .find_map(|l| l.split("Ports: ").nth(1))
+        .with_context(|| format!("no ports in nmap's output:\n{scan}"))?
+        .to_owned();
+    Ok((scan, ports))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -89,7 +73,7 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
     let dir = tempfile::Builder::new()
         .prefix("spe2e-appliance-")
         .tempdir()?;
-    let toml = gateway_toml(&target.cidr(), &sshd.addr().to_string());
+    let toml = gateway_toml(&target.cidr(), Some(&sshd.addr().to_string()));
     let disk = Appliance::prepare(dir.path(), &lan, &toml)?;
 
     // 1. First boot.
@@ -156,30 +140,62 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
     }
     browser.close().await?;
 
+    // The serial console: no shell, a login for auditors and admins with their portal account, which opens
+    // the review tool on the recordings; a wrong password is refused.
+    let console_log =
+        |vm: &Appliance, from: usize| vm.serial().get(from..).unwrap_or("").to_owned();
+    vm.wait_serial(Duration::from_secs(120), |log| {
+        log.contains("Sallyport appliance console") && log.contains("login:")
+    })?;
+    let mark = vm.serial().len();
+    vm.type_serial("admin\n")?;
+    vm.wait_serial(Duration::from_secs(60), |log| {
+        log.get(mark..).is_some_and(|l| l.contains("Password:"))
+    })?;
+    vm.type_serial("not-the-password\n")?;
+    vm.wait_serial(Duration::from_secs(60), |log| {
+        log.get(mark..).is_some_and(|l| {
+            l.split_once("Wrong username or password.")
+                .is_some_and(|(_, after)| after.contains("login:"))
+        })
+    })
+    .with_context(|| format!("a wrong console password:\n{}", console_log(&vm, mark)))?;
+    let mark = vm.serial().len();
+    vm.type_serial("admin\n")?;
+    vm.wait_serial(Duration::from_secs(60), |log| {
+        log.get(mark..).is_some_and(|l| l.contains("Password:"))
+    })?;
+    vm.type_serial(&format!("{ADMIN_PASSWORD}\n"))?;
+    // The reviewer's session list: its header and the recorded session to alpha.
+    vm.wait_serial(Duration::from_secs(120), |log| {
+        log.get(mark..)
+            .is_some_and(|l| l.contains("Target") && l.contains("Integrity") && l.contains("alpha"))
+    })
+    .with_context(|| {
+        format!(
+            "the review tool on the console:\n{}",
+            console_log(&vm, mark)
+        )
+    })?;
+    let mark = vm.serial().len();
+    vm.type_serial("q")?;
+    vm.wait_serial(Duration::from_secs(60), |log| {
+        log.get(mark..).is_some_and(|l| l.contains("login:"))
+    })
+    .with_context(|| {
+        format!(
+            "back to the login after quitting:\n{}",
+            console_log(&vm, mark)
+        )
+    })?;
+
     // 2. What the network sees.
-    let out = run_with_timeout(
-        client
-            .exec("nmap")
-            .args([
-                "-Pn",
-                "-n",
-                "-sS",
-                "-p-",
-                "--min-rate",
-                "5000",
-                "--max-retries",
-                "1",
-                "-oG",
-                "-",
-            ])
-            .arg(lan.guest.to_string()),
+    let (scan, ports) = nmap(
+        &client,
+        &["-sS", "-p-", "--min-rate", "5000"],
+        &lan.guest.to_string(),
         Duration::from_secs(600),
     )?;
-    let scan = String::from_utf8_lossy(&out.stdout).into_owned();
-    let ports = scan
-        .lines()
-        .find_map(|l| l.split("Ports: ").nth(1))
-        .with_context(|| format!("no ports in nmap's output:\n{scan}"))?;
     let open: Vec<&str> = ports.split(", ").filter(|p| p.contains("/open/")).collect();
     assert_eq!(open.len(), 1, "open ports: {ports}");
     assert!(open[0].starts_with("443/open/tcp"), "open ports: {ports}");
@@ -195,6 +211,25 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
         Duration::from_secs(15),
     )?;
     assert!(!ping.status.success(), "the appliance answered a ping");
+    // UDP: only the portal port reaches the appliance's stack (answered: "open" with a listener, "closed" by
+    // the kernel's port-unreachable without one); the edge drops probes to every other port unanswered.
+    let (_, ports) = nmap(
+        &client,
+        &["-sU", "-p", "53,123,161,443,500,4433,8443"],
+        &lan.guest.to_string(),
+        Duration::from_secs(120),
+    )?;
+    for port in ports.split(", ") {
+        let answered = port.contains("/open/") || port.contains("/closed/");
+        if port.starts_with("443/") {
+            assert!(answered, "443/udp did not reach the appliance: {ports}");
+        } else {
+            assert!(
+                port.contains("/open|filtered/"),
+                "a UDP port other than 443 got an answer: {ports}"
+            );
+        }
+    }
 
     // 3. Clean shutdown; the data partition has the recording and the journal.
     vm.shutdown()?;
@@ -234,7 +269,14 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
         "the gateway's logs are not in the journal on the data partition:\n{logs}"
     );
 
-    // Second boot: same data, no new password, the changed one works.
+    // Second boot, on a disk the operator grew by 1 GiB: same data, no new password, the changed one works,
+    // and the data partition takes the new space.
+    let (_, data_before) = partition(&disk, 4)?;
+    let disk_size = std::fs::metadata(&disk)?.len();
+    std::fs::OpenOptions::new()
+        .write(true)
+        .open(&disk)?
+        .set_len(disk_size + (1 << 30))?;
     let mut vm = Appliance::boot(dir.path(), &lan)?;
     vm.wait_serial(BOOT, |log| log.contains("fingerprint: "))?;
     wait_portal(&url, Duration::from_secs(60)).await?;
@@ -256,6 +298,16 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
         "the password set before the reboot must still work"
     );
     vm.shutdown()?;
+    let (_, data_after) = partition(&disk, 4)?;
+    assert!(
+        data_after >= data_before + (1 << 30) - (8 << 20),
+        "the data partition did not grow into the added gigabyte: {data_before} -> {data_after} bytes"
+    );
+    let fs_size = data_fs_bytes(&disk, &dir.path().join("data.part"))?;
+    assert!(
+        fs_size + (8 << 20) >= data_after,
+        "the file system was not grown with its partition: {fs_size} of {data_after} bytes"
+    );
     read_data_file(&disk, "/lib/private/sallyport/recordings.db", &copy)?;
     assert!(
         Store::open_read_only(&copy)?

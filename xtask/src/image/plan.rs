@@ -181,7 +181,7 @@ pub fn plan(definition: &Definition) -> Plan {
     let layout = &definition.layout;
     let mut steps = vec![
         step(
-            "build the gateway (release)",
+            "build the gateway and the review tool (release)",
             Action::Run(argv(&[
                 "$CARGO",
                 "build",
@@ -189,6 +189,8 @@ pub fn plan(definition: &Definition) -> Plan {
                 "--locked",
                 "-p",
                 "sallyport-gateway",
+                "-p",
+                "sallyport-review",
             ])),
         ),
         step("start from an empty build directory", Action::Clean),
@@ -272,9 +274,10 @@ pub fn plan(definition: &Definition) -> Plan {
             },
         ),
         step(
-            "add the gateway",
+            "add the gateway (stripped: the line tables are for development builds)",
             Action::Run(argv(&[
                 "install",
+                "--strip",
                 "-m",
                 "0755",
                 "$PROJECT/target/release/sallyport-gateway",
@@ -282,16 +285,48 @@ pub fn plan(definition: &Definition) -> Plan {
             ])),
         ),
         step(
-            "enable the appliance's services (networkd, resolved, timesyncd, tmp on tmpfs)",
+            "add the review tool (the consoles run it for auditors)",
+            Action::Run(argv(&[
+                "install",
+                "--strip",
+                "-m",
+                "0755",
+                "$PROJECT/target/release/sallyport-review",
+                "$ROOT/usr/bin/sallyport-review",
+            ])),
+        ),
+        step(
+            "enable the appliance's services (networkd, resolved, timesyncd, the auditors' consoles)",
             Action::InRoot(argv(&[
                 "systemctl",
                 "enable",
                 "sallyport-gateway.service",
                 "sallyport-config.service",
+                "sallyport-data-grow.service",
                 "systemd-networkd.service",
                 "systemd-resolved.service",
                 "systemd-timesyncd.service",
-                "serial-getty@ttyS0.service",
+                "sallyport-console@tty1.service",
+                "sallyport-console@ttyS0.service",
+            ])),
+        ),
+        step(
+            "no getty anywhere: the consoles belong to sallyport-console, and there is no account to log in to",
+            Action::InRoot(argv(&[
+                "systemctl",
+                "mask",
+                "getty@.service",
+                "serial-getty@.service",
+                "console-getty.service",
+            ])),
+        ),
+        step(
+            "no e2fsprogs housekeeping at boot (e2scrub needs LVM snapshots; the data partition has none)",
+            Action::InRoot(argv(&[
+                "systemctl",
+                "mask",
+                "e2scrub_reap.service",
+                "e2scrub_all.timer",
             ])),
         ),
         step(

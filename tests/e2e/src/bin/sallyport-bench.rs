@@ -1,5 +1,6 @@
-//! `sallyport-bench ssh|edge` (run by `cargo xtask bench ssh|edge`).
+//! `sallyport-bench ssh|edge|boot` (run by `cargo xtask bench ssh|edge|boot`).
 //!
+//! `boot` measures the appliance image's boot to "443 answering" (see `sallyport_e2e::bench_boot`).
 //! `edge` measures the eBPF edge's XDP drop rate against an nftables ingress rule and bulk TCP with the edge
 //! attached against detached (see `sallyport_e2e::bench_edge`). `ssh` measures the SSH relay against direct
 //! SSH on the same machine, in one run, with real sshd in a network namespace:
@@ -34,8 +35,9 @@ async fn main() -> ExitCode {
         "edge" => tokio::task::spawn_blocking(sallyport_e2e::bench_edge::run)
             .await
             .unwrap_or_else(|error| Err(anyhow::anyhow!("the edge benchmark panicked: {error}"))),
+        "boot" => sallyport_e2e::bench_boot::run().await,
         _ => {
-            eprintln!("usage: sallyport-bench <ssh | edge>");
+            eprintln!("usage: sallyport-bench <ssh | edge | boot>");
             return ExitCode::from(2);
         }
     };
