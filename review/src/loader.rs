@@ -14,7 +14,9 @@ use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
 use sallyport_recordings::{SearchIndex, SessionHits, SessionRow, Store, TimedEvent};
 
+use crate::desktop::DesktopReplay;
 use crate::model::{Integrity, Loaded, Request};
+use crate::replay::Replay;
 
 /// At most this many sessions are listed in search results.
 pub const MAX_RESULTS: usize = 1000;
@@ -135,6 +137,20 @@ impl Source {
         Ok(self.store.events(id)?)
     }
 
+    /// The desktop keyframe shown at `at_ms` of a desktop session, exactly as recorded: its time and PNG.
+    pub fn desktop_frame(&self, id: &str, at_ms: u64) -> anyhow::Result<(u64, Vec<u8>)> {
+        let events = self.events(id)?;
+        if !DesktopReplay::is_desktop(&events) {
+            anyhow::bail!("session {id} is not a desktop session");
+        }
+        let mut replay = DesktopReplay::new(events);
+        replay.seek_ms(at_ms);
+        let (at, png) = replay
+            .frame_png()
+            .with_context(|| format!("session {id} has no keyframe at or before {at_ms} ms"))?;
+        Ok((at, png.to_vec()))
+    }
+
     /// Writes a session as asciicast v2 to `out`.
     pub fn export_asciicast(&self, id: &str, out: &mut impl std::io::Write) -> anyhow::Result<()> {
         let row = self
@@ -174,6 +190,12 @@ impl Source {
                 Request::ExportEvidence(id) => {
                     let path = self.export_dir.join(format!("{id}.evidence.json"));
                     std::fs::write(&path, self.store.export_evidence(&id)?)?;
+                    Loaded::Exported(path)
+                }
+                Request::ExportFrame { id, at_ms } => {
+                    let (at_ms, png) = self.desktop_frame(&id, at_ms)?;
+                    let path = self.export_dir.join(format!("{id}-{at_ms}ms.png"));
+                    std::fs::write(&path, png)?;
                     Loaded::Exported(path)
                 }
             })

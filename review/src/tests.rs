@@ -20,7 +20,7 @@ use sallyport_recordings::{Event, Limits, Outcome, Recorder, SessionMeta, Sessio
 use crate::app::{App, Input, UiEvent};
 use crate::loader::Source;
 use crate::model::{Integrity, Loaded, Request};
-use crate::replay::TerminalReplay;
+use crate::replay::{Replay, TerminalReplay};
 
 /// 2026-03-02 09:15:00 UTC.
 const T0: u64 = 1_772_442_900_000;
@@ -579,4 +579,181 @@ fn asciicast_is_valid_v2_and_replays_to_the_same_screen() {
         assert!(output.status.success(), "asciinema cat failed: {output:?}");
         assert!(String::from_utf8_lossy(&output.stdout).contains("logout"));
     }
+}
+
+/// A PNG of `width`×`height` whose left half is `left` and right half `right` (RGB).
+fn two_colour_png(width: u32, height: u32, left: [u8; 3], right: [u8; 3]) -> Vec<u8> {
+    let mut pixels = Vec::new();
+    for _ in 0..height {
+        for x in 0..width {
+            pixels.extend(if x < width / 2 { left } else { right });
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .unwrap()
+        .write_image_data(&pixels)
+        .unwrap();
+    out
+}
+
+/// The colours of the half-block cells in the rendered player (top and bottom of each cell).
+fn desktop_colours(app: &mut App, width: u16, height: u16) -> Vec<ratatui::style::Color> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| app.draw(f)).unwrap();
+    terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .filter(|c| c.symbol() == "▀")
+        .flat_map(|c| [c.fg, c.bg])
+        .collect()
+}
+
+#[test]
+fn desktop_recordings_replay_by_keyframe_seek_and_export_the_recorded_png() {
+    use ratatui::style::Color;
+    use sallyport_recordings::DesktopEvent;
+
+    let red = two_colour_png(64, 40, [255, 0, 0], [255, 0, 0]);
+    let blue_green = two_colour_png(64, 40, [0, 0, 255], [0, 255, 0]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("recordings.db");
+    let recorder = Recorder::start(&db, key(), Limits::default()).unwrap();
+    let session = recorder
+        .open_session(SessionMeta {
+            user: "dora".into(),
+            target: "desk".into(),
+            target_addr: "10.0.0.9:3389".into(),
+            protocol: "rdp".into(),
+            client_addr: "192.0.2.7:50000".into(),
+        })
+        .unwrap();
+    let keyframe = |png: &[u8]| {
+        Event::Desktop(DesktopEvent::Keyframe {
+            width: 64,
+            height: 40,
+            png: png.to_vec(),
+        })
+    };
+    let pdu = Event::Desktop(DesktopEvent::ServerPdu {
+        fast_path: true,
+        data: vec![0, 1, 2, 3],
+    });
+    let events = vec![
+        TimedEvent {
+            at_ms: 0,
+            event: Event::Desktop(DesktopEvent::Activation {
+                width: 64,
+                height: 40,
+                io_channel_id: 1003,
+                user_channel_id: 1007,
+                share_id: 0x1_03ea,
+                drdynvc_channel_id: None,
+            }),
+        },
+        TimedEvent {
+            at_ms: 100,
+            event: pdu.clone(),
+        },
+        TimedEvent {
+            at_ms: 500,
+            event: keyframe(&red),
+        },
+        TimedEvent {
+            at_ms: 1_000,
+            event: pdu.clone(),
+        },
+        TimedEvent {
+            at_ms: 2_000,
+            event: keyframe(&blue_green),
+        },
+        TimedEvent {
+            at_ms: 3_000,
+            event: pdu,
+        },
+    ];
+    for e in &events {
+        // Apart in recorded time too, so that the two keyframes have different timestamps on disk.
+        std::thread::sleep(Duration::from_millis(5));
+        session.record(e.event.clone()).unwrap();
+    }
+    let id = session.id().to_owned();
+    session.finish(Outcome::Ended).unwrap();
+    recorder.shutdown().unwrap();
+
+    let source = Source::open(&db, None, Some(key().verifying_key())).unwrap();
+    let mut app = App::new("recordings.db".into(), T0 + 3_600_000);
+    app.update(Input::Loaded(Loaded::Sessions(fixed_rows(&source))));
+    // The recorder timestamps events itself; the player gets the fixed times above.
+    assert_eq!(source.events(&id).unwrap().len(), events.len());
+    open_player(&mut app, &id, events, None);
+    assert!(
+        desktop_colours(&mut app, 80, 24).is_empty(),
+        "no keyframe at the start"
+    );
+    assert_snapshot!("player_desktop_before_keyframe", render(&mut app, 80, 24));
+
+    // The middle (1.5 s) shows the keyframe from 0.5 s: all red.
+    press(&mut app, KeyCode::Char('5'));
+    let colours = desktop_colours(&mut app, 80, 24);
+    assert!(!colours.is_empty());
+    assert!(
+        colours.iter().all(|c| *c == Color::Rgb(255, 0, 0)),
+        "{colours:?}"
+    );
+    assert_snapshot!("player_desktop_middle", render(&mut app, 80, 24));
+
+    // The end shows the second keyframe, blue on the left and green on the right, in proportion.
+    press(&mut app, KeyCode::End);
+    let colours = desktop_colours(&mut app, 80, 24);
+    let blue = colours
+        .iter()
+        .filter(|c| **c == Color::Rgb(0, 0, 255))
+        .count();
+    let green = colours
+        .iter()
+        .filter(|c| **c == Color::Rgb(0, 255, 0))
+        .count();
+    assert!(
+        blue > 0 && green > 0 && blue.abs_diff(green) <= colours.len() / 10,
+        "{blue} blue, {green} green of {}",
+        colours.len()
+    );
+
+    // p exports the keyframe shown, byte for byte as recorded.
+    let asked = press(&mut app, KeyCode::Char('p'));
+    assert_eq!(
+        asked,
+        vec![Request::ExportFrame {
+            id: id.clone(),
+            at_ms: 2_000
+        }]
+    );
+    // The loader finds the same keyframes by the recorded times: the red one at its own moment.
+    let red_at = source.events(&id).unwrap()[2].at_ms;
+    let (at, png) = source.desktop_frame(&id, red_at).unwrap();
+    assert_eq!(at, red_at);
+    assert_eq!(png, red);
+    let (_, png) = source.desktop_frame(&id, u64::MAX).unwrap();
+    assert_eq!(png, blue_green);
+}
+
+#[test]
+fn hostile_keyframes_are_refused_not_allocated() {
+    use crate::desktop::decode_png;
+    // A PNG header claiming 65535×65535 pixels, and garbage.
+    let huge = two_colour_png(1, 1, [0, 0, 0], [0, 0, 0]);
+    let mut forged = huge.clone();
+    // IHDR width and height live at bytes 16..24; the CRC no longer matches, which is also refused.
+    forged[16..24].copy_from_slice(&[0, 0, 255, 255, 0, 0, 255, 255]);
+    assert!(decode_png(&forged).is_err());
+    assert!(decode_png(b"not a png").is_err());
+    assert!(decode_png(&huge[..huge.len() / 2]).is_err());
+    assert_eq!(decode_png(&huge).unwrap().width, 1);
 }
