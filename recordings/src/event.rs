@@ -139,9 +139,10 @@ pub(crate) fn desktop_record(event: &DesktopEvent) -> (u8, Vec<u8>) {
             (KIND_DESKTOP_KEYFRAME, p)
         }
         DesktopEvent::Input(data) => (KIND_DESKTOP_INPUT, data.clone()),
-        DesktopEvent::Resize { width, height } => {
-            (KIND_DESKTOP_RESIZE, resize_payload(*width, *height).to_vec())
-        }
+        DesktopEvent::Resize { width, height } => (
+            KIND_DESKTOP_RESIZE,
+            resize_payload(*width, *height).to_vec(),
+        ),
     }
 }
 
@@ -322,9 +323,9 @@ pub(crate) fn decode_events(raw: &[u8]) -> Result<Vec<TimedEvent>, DecodeError> 
                 let text = std::str::from_utf8(payload).map_err(|_| err("marker is not UTF-8"))?;
                 Event::Marker(text.to_owned())
             }
-            KIND_DESKTOP_ACTIVATION..=KIND_DESKTOP_RESIZE => Event::Desktop(
-                desktop_event(kind, payload).ok_or(err("malformed desktop record"))?,
-            ),
+            KIND_DESKTOP_ACTIVATION..=KIND_DESKTOP_RESIZE => {
+                Event::Desktop(desktop_event(kind, payload).ok_or(err("malformed desktop record"))?)
+            }
             _ => return Err(err("unknown record kind")),
         };
         events.push(TimedEvent { at_ms, event });

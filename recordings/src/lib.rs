@@ -48,7 +48,7 @@ mod writer;
 pub use error::{RecordingError, TryRecordError};
 pub use event::{DesktopEvent, Event, TimedEvent};
 pub use evidence::{EvidenceCheck, check_evidence};
-pub use recorder::{Limits, Recorder, SessionRecorder};
+pub use recorder::{EventSink, Limits, Recorder, SessionRecorder};
 pub use search::{
     IndexProgress, Moment, OVERLAP, SearchIndex, SessionHits, find_moments, searchable,
 };

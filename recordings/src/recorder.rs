@@ -191,6 +191,66 @@ impl SessionRecorder {
         self.started_at_ms
     }
 
+    /// Records an event, stamped with the time since the session opened. Blocks while the writer's queue is full.
+    /// An error means recording has failed and the session must end.
+    pub fn record(&self, event: Event) -> Result<(), RecordingError> {
+        self.sink().record(event)
+    }
+
+    /// Records an event without blocking: a full queue gives the event back.
+    pub fn try_record(&self, event: Event) -> Result<(), TryRecordError> {
+        self.sink().try_record(event)
+    }
+
+    fn elapsed_ms(&self) -> u64 {
+        u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// A handle that records into this session from another thread or task (a protocol's decoder task).
+    /// Events it sends after [`finish`](Self::finish) are dropped.
+    pub fn sink(&self) -> EventSink {
+        EventSink {
+            handle: self.handle,
+            opened: self.opened,
+            tx: self.tx.clone(),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Ends the recording: writes the last chunk, the end time and `outcome`, and seals it; waits for the writer.
+    /// If recording had failed earlier, the session is stored as [`Outcome::Failed`] and that failure is returned.
+    pub fn finish(mut self, outcome: Outcome) -> Result<(), RecordingError> {
+        self.finished = true;
+        let (reply, answer) = mpsc::sync_channel(1);
+        let msg = Msg::Finish {
+            handle: self.handle,
+            outcome,
+            ended_at_ms: self.started_at_ms.saturating_add(self.elapsed_ms()),
+            reply: Some(reply),
+        };
+        self.tx.send(msg).map_err(|_| RecordingError::Stopped)?;
+        answer.recv().map_err(|_| RecordingError::Stopped)?
+    }
+}
+
+/// Records events of one session; made by [`SessionRecorder::sink`], cheap to clone.
+#[derive(Clone)]
+pub struct EventSink {
+    handle: u64,
+    opened: Instant,
+    tx: SyncSender<Msg>,
+    shared: Arc<Shared>,
+}
+
+impl std::fmt::Debug for EventSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EventSink")
+            .field("handle", &self.handle)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EventSink {
     fn elapsed_ms(&self) -> u64 {
         u64::try_from(self.opened.elapsed().as_millis()).unwrap_or(u64::MAX)
     }
@@ -227,21 +287,6 @@ impl SessionRecorder {
             Err(TrySendError::Full(Msg::Event { event, .. })) => Err(TryRecordError::Full(event)),
             Err(_) => Err(TryRecordError::Failed(RecordingError::Stopped)),
         }
-    }
-
-    /// Ends the recording: writes the last chunk, the end time and `outcome`, and seals it; waits for the writer.
-    /// If recording had failed earlier, the session is stored as [`Outcome::Failed`] and that failure is returned.
-    pub fn finish(mut self, outcome: Outcome) -> Result<(), RecordingError> {
-        self.finished = true;
-        let (reply, answer) = mpsc::sync_channel(1);
-        let msg = Msg::Finish {
-            handle: self.handle,
-            outcome,
-            ended_at_ms: self.started_at_ms.saturating_add(self.elapsed_ms()),
-            reply: Some(reply),
-        };
-        self.tx.send(msg).map_err(|_| RecordingError::Stopped)?;
-        answer.recv().map_err(|_| RecordingError::Stopped)?
     }
 }
 

@@ -18,8 +18,8 @@ use crate::chain::{self, ChunkFields, Hash};
 use crate::codec::{Compressor, History};
 use crate::error::RecordingError;
 use crate::event::{
-    Event, KIND_INPUT, KIND_MARKER, desktop_record, KIND_OUTPUT, KIND_RESIZE, MAX_MARKER_BYTES, MAX_RECORD_HEADER,
-    put_record, record_len, resize_payload, truncate_utf8,
+    Event, KIND_INPUT, KIND_MARKER, KIND_OUTPUT, KIND_RESIZE, MAX_MARKER_BYTES, MAX_RECORD_HEADER,
+    desktop_record, put_record, record_len, resize_payload, truncate_utf8,
 };
 use crate::recorder::Limits;
 use crate::session::{Identity, Outcome, SessionMeta, unix_now_ms};

@@ -46,6 +46,17 @@ const FORBIDDEN_EDGES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "sallyport-desktop-replay",
+        &[
+            "tokio",
+            "mio",
+            "sallyport-core",
+            "sallyport-state",
+            "sallyport-relay",
+            "sallyport-rdp",
+        ],
+    ),
+    (
         "sallyport-state",
         &["tokio", "mio", "sallyport-relay", "sallyport-recordings"],
     ),

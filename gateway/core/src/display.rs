@@ -261,6 +261,34 @@ pub fn connect_request(control: DesktopControl) -> Result<DesktopConnectRequest,
     })
 }
 
+/// A desktop client message after validation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DesktopMessage {
+    /// Open the desktop.
+    Connect(DesktopConnectRequest),
+    /// The browser's area changed size.
+    Resize(DesktopSize),
+    /// Keyboard and mouse.
+    Input(Vec<InputEvent>),
+}
+
+/// Parses a text message of the desktop stream.
+pub fn parse_desktop_text(text: &str) -> Result<DesktopMessage, FrameError> {
+    match parse_control(text)? {
+        DesktopControl::Resize { width, height } => {
+            Ok(DesktopMessage::Resize(DesktopSize::clamped(width, height)))
+        }
+        connect @ DesktopControl::Connect { .. } => {
+            Ok(DesktopMessage::Connect(connect_request(connect)?))
+        }
+    }
+}
+
+/// Parses a binary message of the desktop stream (input events).
+pub fn parse_desktop_binary(bytes: &[u8]) -> Result<DesktopMessage, FrameError> {
+    parse_input(bytes).map(DesktopMessage::Input)
+}
+
 /// Parses a binary input message: one or more events, nothing left over.
 pub fn parse_input(bytes: &[u8]) -> Result<Vec<InputEvent>, FrameError> {
     if bytes.len() > MAX_INPUT_MESSAGE {

@@ -261,6 +261,9 @@ pub struct RecordingSection {
     pub chunk_max_kib: usize,
     /// Longest a chunk stays open before it is written, in milliseconds (what a crash can lose).
     pub chunk_max_age_ms: u64,
+    /// How often a desktop session records a keyframe of its framebuffer (when something changed), in
+    /// milliseconds: a reviewer seeking replays at most this much RDP traffic.
+    pub desktop_keyframe_interval_ms: u64,
 }
 
 impl Default for RecordingSection {
@@ -268,6 +271,7 @@ impl Default for RecordingSection {
         RecordingSection {
             chunk_max_kib: 256,
             chunk_max_age_ms: 1000,
+            desktop_keyframe_interval_ms: 10_000,
         }
     }
 }

@@ -125,13 +125,23 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", config.portal.listen))?;
     let local = listener.local_addr()?;
 
-    let broker = Arc::new(Broker::new(
-        state.clone(),
-        recorder.clone(),
-        own_addresses(local.ip()),
-        Arc::new(sallyport_ssh::SshConnector::default()),
-        config.sessions.broker_config(),
-    ));
+    let broker = Arc::new(
+        Broker::new(
+            state.clone(),
+            recorder.clone(),
+            own_addresses(local.ip()),
+            Arc::new(sallyport_ssh::SshConnector::default()),
+            config.sessions.broker_config(),
+        )
+        .with_desktop(
+            Arc::new(sallyport_rdp::RdpConnector {
+                keyframe_interval: std::time::Duration::from_millis(
+                    config.recording.desktop_keyframe_interval_ms.max(100),
+                ),
+            }),
+            sallyport_relay::DesktopConfig::default(),
+        ),
+    );
     let portal = Portal::with_edge(
         broker,
         config.portal.portal_config(),

@@ -27,6 +27,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         web!("node_modules/@xterm/addon-fit/lib/addon-fit.js"),
     ),
     ("terminal.js", "text/javascript", web!("src/terminal.js")),
+    ("desktop.js", "text/javascript", web!("src/desktop.js")),
     ("watch.js", "text/javascript", web!("src/watch.js")),
     ("style.css", "text/css", web!("src/style.css")),
 ];

@@ -175,6 +175,7 @@ impl Portal {
             )
             .route("/connect/{target_id}", get(pages::connect_page))
             .route("/ws/terminal/{target_id}", get(ws::terminal))
+            .route("/ws/desktop/{target_id}", get(ws::desktop))
             .route("/assets/{name}", get(assets::serve_asset))
             .route("/admin", get(admin::index))
             .route("/admin/users", get(admin::users).post(admin::create_user))

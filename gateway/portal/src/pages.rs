@@ -9,9 +9,9 @@ use axum::Form;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
-use sallyport_core::policy::{Authenticated, Role};
+use sallyport_core::policy::{Authenticated, Protocol, Role};
 use sallyport_core::throttle::{LockEvent, Verdict};
-use sallyport_state::{AuditEvent, LoginOutcome};
+use sallyport_state::{AuditEvent, LoginOutcome, TargetRecord};
 use serde::Deserialize;
 use tracing::{debug, warn};
 
@@ -425,6 +425,9 @@ pub async fn connect_page(
                 .into_response();
         }
     }
+    if target.protocol == Protocol::Rdp {
+        return desktop_page(&user, &target);
+    }
     let body = format!(
         r#"<h1>{name} <small>{host}:{port}</small></h1>
 <form class="card" id="connect-form" autocomplete="off">
@@ -446,6 +449,33 @@ pub async fn connect_page(
         Some(&user.user),
         &body,
         &format!(r#" data-ws-path="/ws/terminal/{}""#, target.id),
+        head,
+    )
+    .into_response()
+}
+
+/// The desktop page of an RDP target: the connect form, then the canvas.
+fn desktop_page(user: &CurrentUser, target: &TargetRecord) -> Response {
+    let body = format!(
+        r#"<h1>{name} <small>{host}:{port} (RDP)</small></h1>
+<form class="card" id="connect-form" autocomplete="off">
+<label>Username on {name} <input name="username" id="target-username" required autofocus autocapitalize="off"></label>
+<label>Password <input name="password" id="target-password" type="password" autocomplete="off" required></label>
+<label>Domain (if any) <input name="domain" id="target-domain" autocapitalize="off"></label>
+<p>The password is used for this connection only; Sallyport never stores it. The session is recorded.</p>
+<button type="submit" id="connect">Connect</button></form>
+<div id="desktop-page" hidden><div id="desktop-toolbar"><button type="button" id="ctrl-alt-del">Ctrl+Alt+Del</button><button type="button" id="fullscreen">Full screen</button><div id="status" data-state="idle"></div></div>
+<div id="desktop-area"><canvas id="desktop" tabindex="0" width="1" height="1"></canvas></div></div>"#,
+        name = escape(&target.name),
+        host = escape(&target.host),
+        port = target.port
+    );
+    let head = r#"<script src="/assets/desktop.js" defer></script>"#;
+    layout(
+        &target.name,
+        Some(&user.user),
+        &body,
+        &format!(r#" data-ws-path="/ws/desktop/{}""#, target.id),
         head,
     )
     .into_response()

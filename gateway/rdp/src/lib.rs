@@ -13,11 +13,11 @@
 
 mod connect;
 mod error;
-
+mod relay_adapter;
 mod session;
 pub mod tls;
 
 pub use connect::{ConnectRequest, Connected, connect};
 pub use error::RdpError;
-
+pub use relay_adapter::{MAX_KEYFRAME, RdpConnector};
 pub use session::{Activation, MAX_PIXELS, Observer, RdpSession, SessionEnd, SessionEvent};

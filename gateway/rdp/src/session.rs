@@ -202,6 +202,7 @@ impl RdpSession {
             keyframe_interval,
             last_keyframe: Instant::now(),
             dirty_since_keyframe: false,
+            drdynvc_channel_id,
         };
         let task = tokio::spawn(async move {
             let end = task.run(command_rx).await;
@@ -353,6 +354,8 @@ struct Task<S> {
     keyframe_interval: Duration,
     last_keyframe: Instant,
     dirty_since_keyframe: bool,
+    /// Static channels keep their ids across a reactivation.
+    drdynvc_channel_id: Option<u16>,
 }
 
 impl<S> Task<S>
@@ -521,7 +524,7 @@ where
                     io_channel_id: sequence.io_channel_id(),
                     user_channel_id: sequence.user_channel_id(),
                     share_id,
-                    drdynvc_channel_id: None,
+                    drdynvc_channel_id: self.drdynvc_channel_id,
                 };
                 if let Some(observer) = &self.observer {
                     observer

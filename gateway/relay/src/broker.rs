@@ -16,7 +16,8 @@ use sallyport_recordings::{
 use sallyport_state::{AuditEvent, HostKeyPin, StateDb};
 use tracing::{Instrument, info, info_span, warn};
 
-use crate::live::{LiveHandle, LiveInfo, LiveSessions};
+use crate::desktop::{DesktopConfig, DesktopConnector};
+use crate::live::{LiveHandle, LiveInfo, LiveSessions, SessionSlot};
 use crate::resolve::{ResolveError, resolve_target};
 use crate::traits::{
     TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector,
@@ -71,12 +72,24 @@ pub struct Broker {
     recorder: Recorder,
     own_addresses: Vec<IpAddr>,
     ssh: Arc<dyn TerminalConnector>,
+    desktop: Option<Arc<dyn DesktopConnector>>,
     config: BrokerConfig,
+    desktop_config: DesktopConfig,
     live: LiveSessions,
 }
 
+/// What [`Broker::open_session`] prepared.
+pub(crate) struct Opened {
+    /// The vetted address to dial.
+    pub addr: SocketAddr,
+    /// The session's slot, held until the session ends.
+    pub slot: SessionSlot,
+    /// The open recording.
+    pub recording: SessionRecorder,
+}
+
 /// How a relay loop ended.
-enum End {
+pub(crate) enum End {
     ClientClosed,
     TargetClosed,
     Terminated(String),
@@ -99,9 +112,35 @@ impl Broker {
             recorder,
             own_addresses,
             ssh,
+            desktop: None,
             config,
+            desktop_config: DesktopConfig::default(),
             live: LiveSessions::default(),
         }
+    }
+
+    /// Adds the protocol that opens desktops (RDP).
+    pub fn with_desktop(
+        mut self,
+        connector: Arc<dyn DesktopConnector>,
+        config: DesktopConfig,
+    ) -> Self {
+        self.desktop = Some(connector);
+        self.desktop_config = config;
+        self
+    }
+
+    pub(crate) fn desktop_connector(&self) -> Option<Arc<dyn DesktopConnector>> {
+        self.desktop.clone()
+    }
+
+    /// The session limits.
+    pub fn config(&self) -> &BrokerConfig {
+        &self.config
+    }
+
+    pub(crate) fn desktop_config(&self) -> &DesktopConfig {
+        &self.desktop_config
     }
 
     /// Judges an address a user typed ("connect by IP") with the same egress rules a connect uses,
@@ -177,7 +216,7 @@ impl Broker {
         .await
     }
 
-    fn audit_for(
+    pub(crate) fn audit_for(
         &self,
         decision: &Authorized,
         client_addr: SocketAddr,
@@ -216,6 +255,26 @@ impl Broker {
                 }
                 Ok(None) | Err(_) => return Ok(()),
             };
+        let Opened {
+            addr,
+            slot: _slot,
+            recording,
+        } = self.open_session(decision, client_addr).await?;
+        let session_id = recording.id().to_owned();
+        tracing::Span::current().record("session_id", session_id.as_str());
+        let result = self
+            .connect_and_relay(decision, client_addr, transport, &recording, request, addr)
+            .await;
+        self.conclude(decision, client_addr, recording, result)
+    }
+
+    /// Resolves and vets the target, claims a session slot and opens the recording: everything a session
+    /// needs before anything is dialled. Refusals are audited.
+    pub(crate) async fn open_session(
+        &self,
+        decision: &Authorized,
+        client_addr: SocketAddr,
+    ) -> Result<Opened, (ErrorKind, Option<String>)> {
         let target = decision.target();
         let networks = match self.state.networks() {
             Ok(networks) => networks.into_iter().map(|n| n.cidr).collect(),
@@ -258,7 +317,7 @@ impl Broker {
             client_addr: client_addr.to_string(),
         };
         // A slot is held from here until the session ends, connecting included.
-        let _slot = match self.live.claim_slot(
+        let slot = match self.live.claim_slot(
             decision.user().user_id,
             self.config.max_sessions,
             self.config.max_sessions_per_user,
@@ -289,13 +348,23 @@ impl Broker {
                 return Err((ErrorKind::RecordingUnavailable, None));
             }
         };
-        let session_id = recording.id().to_owned();
-        tracing::Span::current().record("session_id", session_id.as_str());
+        Ok(Opened {
+            addr,
+            slot,
+            recording,
+        })
+    }
 
-        match self
-            .connect_and_relay(decision, client_addr, transport, &recording, request, addr)
-            .await
-        {
+    /// Seals the recording and audits the end of a session that was dialled (or failed to be).
+    pub(crate) fn conclude(
+        &self,
+        decision: &Authorized,
+        client_addr: SocketAddr,
+        recording: SessionRecorder,
+        result: Result<End, (ErrorKind, String)>,
+    ) -> Result<(), (ErrorKind, Option<String>)> {
+        let session_id = recording.id().to_owned();
+        match result {
             Ok(end) => {
                 let (outcome, detail, result) = match end {
                     End::ClientClosed => (Outcome::Ended, "client closed".to_owned(), Ok(())),
@@ -461,7 +530,7 @@ impl Broker {
 
 /// Records an event, waiting (off the async workers) when the recorder's queue is full, so a slow disk
 /// slows the session instead of growing memory. A recorder failure ends the session (fail closed).
-async fn record(recording: &SessionRecorder, event: Event) -> Result<(), TargetError> {
+pub(crate) async fn record(recording: &SessionRecorder, event: Event) -> Result<(), TargetError> {
     let unavailable = |error: &dyn std::fmt::Display| TargetError {
         kind: ErrorKind::RecordingUnavailable,
         detail: error.to_string(),

@@ -7,17 +7,26 @@
 //! opens the recording before anything is dialled (fail closed), connects, pins or checks the host key
 //! and relays both ways, recording every frame before it is forwarded.
 //!
+//! Desktops (RDP) take the same path through [`Broker::run_desktop`] with [`DesktopTransport`],
+//! [`DesktopConnector`] and [`DesktopChannel`].
+//!
 //! This crate never parses protocol bytes itself and never depends on a transport or protocol crate;
 //! those depend on it.
 
 mod broker;
+mod desktop;
 mod live;
 mod resolve;
 mod traits;
 
 pub use broker::{Broker, BrokerConfig, now_ms};
+pub use desktop::{
+    DesktopChannel, DesktopConfig, DesktopConnect, DesktopConnector, DesktopOpened,
+    DesktopTargetEvent, DesktopTransport,
+};
 pub use live::{Counters, LimitHit, LiveHandle, LiveInfo, LiveSessions, SessionSlot};
 pub use resolve::{ResolveError, resolve_target};
+pub use sallyport_recordings::{DesktopEvent, EventSink};
 pub use traits::{
     BoxFuture, TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector,
     TerminalOpened, TerminalTransport, TransportClosed,

@@ -94,6 +94,17 @@ impl GatewayOptions {
         self
     }
 
+    /// Adds an RDP target.
+    pub fn rdp_target(mut self, name: &str, address: &str, port: u16) -> GatewayOptions {
+        self.targets.push(TargetSpec {
+            name: name.to_owned(),
+            address: address.to_owned(),
+            port,
+            protocol: "rdp".to_owned(),
+        });
+        self
+    }
+
     /// Makes the portal listen on `addr` instead of 127.0.0.1 on a free port.
     pub fn listen(mut self, addr: std::net::SocketAddr) -> GatewayOptions {
         self.listen = Some(addr);

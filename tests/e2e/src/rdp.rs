@@ -4,8 +4,9 @@
 //! [`Xrdp`] runs `xrdp-sesman -n` and `xrdp -n` with private copies of Debian's `sesman.ini` and
 //! `xrdp.ini` (TLS only, a self-signed certificate, automatic login with the client's credentials, logs
 //! in the test's directory). The session it starts for the test user runs `~/startwm.sh`
-//! ([`STARTWM`]): a solid [`BACKGROUND`], an xterm with a shell at a known place, an `xmessage` button
-//! whose click writes a file, and the screen size written to a file every half second. Those files land
+//! ([`STARTWM`]): a solid [`BACKGROUND`], an xterm at [`XTERM_AT`] whose shell runs in the test's
+//! directory, `xev` logging every mouse button pressed on the background with its position, and the
+//! screen size written to a file every half second. Those files land
 //! in [`Xrdp::out_dir`] (the session gets its path as `SPE2E_DIR` through sesman's `[SessionVariables]`),
 //! so a test checks on the target side what typing, clicking and resizing did.
 
@@ -27,17 +28,16 @@ use crate::sshd::{TestUser, ensure_test_user};
 pub const BACKGROUND: [u8; 3] = [0xcc, 0x00, 0x00];
 /// Where the session's xterm sits (top-left pixel, from `-geometry +X+Y`) and its background (white).
 pub const XTERM_AT: (u16, u16) = (40, 40);
-/// Where the session's click target (an xmessage button box) sits.
-pub const CLICK_TARGET_AT: (u16, u16) = (500, 300);
 
 /// The test user's `~/startwm.sh`, run by sesman for every xrdp session of that user.
 pub const STARTWM: &str = r#"#!/bin/sh
-# Sallyport e2e desktop: a known background, an xterm with a shell, a click target, the screen size.
+# Sallyport e2e desktop: a known background, an xterm with a shell in the test's directory, every mouse
+# button on the background logged with its position, and the screen size.
 out="${SPE2E_DIR:-/tmp}"
 echo "$DISPLAY" > "$out/display"
 xsetroot -solid '#cc0000'
-xterm -geometry 60x8+40+40 -bg white -fg black -e /bin/bash --norc --noprofile &
-( xmessage -geometry +500+300 -buttons "   click here   ":0 "sallyport click target" && touch "$out/clicked" ) &
+xterm -geometry 60x8+40+40 -bg white -fg black -e /bin/sh -c 'cd "$SPE2E_DIR" && exec /bin/bash --norc --noprofile' &
+stdbuf -oL xev -root -event button > "$out/buttons" 2>&1 &
 i=0
 while [ $i -lt 7200 ]; do
   xdpyinfo 2>/dev/null | awk '/dimensions:/ {print $2}' > "$out/size.tmp" && mv "$out/size.tmp" "$out/size"
@@ -136,7 +136,7 @@ impl Xrdp {
             XORGXRDP,
             "/usr/bin/xterm",
             "/usr/bin/xsetroot",
-            "/usr/bin/xmessage",
+            "/usr/bin/xev",
             "/usr/bin/xdpyinfo",
         ] {
             require_tool(tool)?;
@@ -261,6 +261,42 @@ impl Xrdp {
     /// Where the session writes `display`, `size`, `clicked` and whatever the test types into its shell.
     pub fn out_dir(&self) -> PathBuf {
         self.dir.path().join("out")
+    }
+
+    /// Button presses on the background so far, as `(button, x, y)` (from `xev`).
+    pub fn button_presses(&self) -> Vec<(u32, u32, u32)> {
+        let log = fs::read_to_string(self.out_dir().join("buttons")).unwrap_or_default();
+        let mut presses = Vec::new();
+        let mut in_press = false;
+        let mut at = None;
+        for line in log.lines() {
+            if line.starts_with("ButtonPress") {
+                in_press = true;
+                at = None;
+            } else if line.starts_with(|c: char| !c.is_whitespace()) {
+                in_press = false;
+            }
+            if !in_press {
+                continue;
+            }
+            if let Some(pos) = line
+                .split("root:(")
+                .nth(1)
+                .and_then(|r| r.split(')').next())
+            {
+                let mut xy = pos.split(',').filter_map(|v| v.trim().parse::<u32>().ok());
+                at = xy.next().zip(xy.next());
+            }
+            let button = line
+                .split("button ")
+                .nth(1)
+                .and_then(|r| r.split(',').next())
+                .and_then(|b| b.trim().parse::<u32>().ok());
+            if let (Some(button), Some((x, y))) = (button, at) {
+                presses.push((button, x, y));
+            }
+        }
+        presses
     }
 
     /// The session's screen size as `WIDTHxHEIGHT`, once the session wrote it.

@@ -1,0 +1,432 @@
+//! Desktop (RDP) sessions through the broker: the same authorization, egress check, recording opened
+//! before dialling, session slots, live registry and end-of-session sealing as terminals, with a display
+//! stream instead of terminal bytes.
+//!
+//! A transport implements [`DesktopTransport`] (the portal's desktop WebSocket); a protocol implements
+//! [`DesktopConnector`] (sallyport-rdp). The protocol's channel decodes the target's graphics into its own
+//! framebuffer and records every server PDU (and keyframes) through the [`EventSink`] it is given, before
+//! decoding it; the relay loop records the user's input and resizes before forwarding them, and pulls
+//! display updates from the channel at most every [`DesktopConfig::min_frame_interval`], so a slow browser
+//! gets fewer, fresher frames.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use sallyport_core::display::{DesktopMessage, DesktopSize, InputEvent, encode_input};
+use sallyport_core::errors::ErrorKind;
+use sallyport_core::frames::{Credential, FrameError, ServerControl};
+use sallyport_core::policy::{Authorized, Protocol};
+use sallyport_recordings::{DesktopEvent, Event, EventSink, SessionRecorder};
+use sallyport_state::HostKeyPin;
+use tracing::{Instrument, info_span};
+
+use crate::broker::{Broker, End, Opened, now_ms, record};
+use crate::live::{LiveHandle, LiveInfo};
+use crate::traits::{BoxFuture, TargetError, TransportClosed};
+
+/// Frames to and from the user of a desktop.
+pub trait DesktopTransport: Send {
+    /// The next client message; `None` when the client is gone. Must be cancel-safe.
+    fn recv(&mut self) -> impl Future<Output = Option<Result<DesktopMessage, FrameError>>> + Send;
+    /// Sends one display update (`sallyport_core::display` format).
+    fn send_update(
+        &mut self,
+        update: Vec<u8>,
+    ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
+    /// Sends a control message.
+    fn send_control(
+        &mut self,
+        msg: &ServerControl,
+    ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
+    /// Ends the transport politely, once the session is over.
+    fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// What a protocol needs to open a desktop. The address is already vetted by the egress rules.
+pub struct DesktopConnect {
+    /// The vetted address to dial.
+    pub addr: SocketAddr,
+    /// Account on the target.
+    pub username: String,
+    /// Windows domain, if any.
+    pub domain: Option<String>,
+    /// Credential for this connection only.
+    pub credential: Credential,
+    /// The pinned key, or `None` to trust on first use.
+    pub pinned_key: Option<String>,
+    /// Initial desktop size.
+    pub size: DesktopSize,
+    /// Deadline for dialling, TLS, authentication and the connection sequence.
+    pub timeout: Duration,
+    /// Where the channel records the server's PDUs and keyframes; a failure must end the session.
+    pub recording: EventSink,
+}
+
+impl std::fmt::Debug for DesktopConnect {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("DesktopConnect")
+            .field("addr", &self.addr)
+            .field("username", &self.username)
+            .field("credential", &self.credential)
+            .field("size", &self.size)
+            .finish_non_exhaustive()
+    }
+}
+
+/// An open desktop and the key the target proved.
+pub struct DesktopOpened {
+    /// The desktop channel.
+    pub channel: Box<dyn DesktopChannel>,
+    /// The key to pin (stored form).
+    pub key: String,
+    /// Its fingerprint, as shown to people.
+    pub key_fingerprint: String,
+}
+
+/// Something the desktop channel reports.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DesktopTargetEvent {
+    /// The framebuffer changed: take an update when the viewer is ready.
+    Damaged,
+    /// The target ended the session in order.
+    Closed(String),
+    /// The session failed.
+    Failed(TargetError),
+}
+
+/// A protocol that opens desktops.
+pub trait DesktopConnector: Send + Sync {
+    /// Dials, checks the key against the pin, authenticates and starts the desktop.
+    fn connect(&self, request: DesktopConnect)
+    -> BoxFuture<'_, Result<DesktopOpened, TargetError>>;
+}
+
+/// An open desktop.
+pub trait DesktopChannel: Send {
+    /// The next event. Must be cancel-safe.
+    fn next_event(&mut self) -> BoxFuture<'_, DesktopTargetEvent>;
+    /// Encodes the damage since the last call (everything when `full`) as one display update.
+    fn take_update(&mut self, full: bool) -> Result<Option<Vec<u8>>, TargetError>;
+    /// Sends input to the target.
+    fn input(&mut self, events: Vec<InputEvent>) -> BoxFuture<'_, Result<(), TargetError>>;
+    /// Asks the target for a new desktop size.
+    fn resize(&mut self, size: DesktopSize) -> BoxFuture<'_, Result<(), TargetError>>;
+    /// Bytes received from the target so far.
+    fn bytes_received(&self) -> u64;
+    /// Closes politely.
+    fn close(self: Box<Self>) -> BoxFuture<'static, ()>;
+}
+
+/// Desktop-specific settings of the broker.
+#[derive(Debug, Clone)]
+pub struct DesktopConfig {
+    /// The shortest time between two display updates to one viewer (a frame-rate cap; damage in between
+    /// is merged).
+    pub min_frame_interval: Duration,
+}
+
+impl Default for DesktopConfig {
+    fn default() -> Self {
+        DesktopConfig {
+            min_frame_interval: Duration::from_millis(33),
+        }
+    }
+}
+
+impl Broker {
+    /// Runs one desktop session over `transport` for an authorized user and an RDP target, until either
+    /// side ends it. Every failure reaches the user as a plain-words error; none escapes this task.
+    pub async fn run_desktop<T: DesktopTransport>(
+        &self,
+        decision: Authorized,
+        client_addr: SocketAddr,
+        mut transport: T,
+    ) {
+        let span = info_span!(
+            "session",
+            user = %decision.user().username,
+            target = %decision.target().name,
+            protocol = decision.protocol().as_str(),
+            client_addr = %client_addr,
+            session_id = tracing::field::Empty,
+        );
+        async {
+            if let Err((kind, detail)) = self
+                .desktop_session(&decision, client_addr, &mut transport)
+                .await
+            {
+                let _ = transport
+                    .send_control(&ServerControl::error(kind, detail.as_deref()))
+                    .await;
+            }
+            transport.close().await;
+        }
+        .instrument(span)
+        .await
+    }
+
+    async fn desktop_session<T: DesktopTransport>(
+        &self,
+        decision: &Authorized,
+        client_addr: SocketAddr,
+        transport: &mut T,
+    ) -> Result<(), (ErrorKind, Option<String>)> {
+        if decision.protocol() != Protocol::Rdp {
+            return Err((
+                ErrorKind::BadRequest,
+                Some("this target is not an RDP target".into()),
+            ));
+        }
+        let Some(connector) = self.desktop_connector() else {
+            return Err((
+                ErrorKind::Internal,
+                Some("RDP is not available on this gateway".into()),
+            ));
+        };
+        let timeout = self.config().connect_message_timeout;
+        let request = match tokio::time::timeout(timeout, transport.recv()).await {
+            Ok(Some(Ok(DesktopMessage::Connect(request)))) => request,
+            Ok(Some(Ok(_))) => {
+                return Err((
+                    ErrorKind::BadRequest,
+                    Some("the first message must be a connect".into()),
+                ));
+            }
+            Ok(Some(Err(error))) => return Err((ErrorKind::BadRequest, Some(error.to_string()))),
+            Ok(None) | Err(_) => return Ok(()),
+        };
+        let Opened {
+            addr,
+            slot: _slot,
+            recording,
+        } = self.open_session(decision, client_addr).await?;
+        tracing::Span::current().record("session_id", recording.id());
+        let result = self
+            .desktop_connect_and_relay(
+                decision,
+                client_addr,
+                transport,
+                &recording,
+                connector.as_ref(),
+                request,
+                addr,
+            )
+            .await;
+        self.conclude(decision, client_addr, recording, result)
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn desktop_connect_and_relay<T: DesktopTransport>(
+        &self,
+        decision: &Authorized,
+        client_addr: SocketAddr,
+        transport: &mut T,
+        recording: &SessionRecorder,
+        connector: &dyn DesktopConnector,
+        request: sallyport_core::display::DesktopConnectRequest,
+        addr: SocketAddr,
+    ) -> Result<End, (ErrorKind, String)> {
+        let target = decision.target();
+        let internal = |error: &dyn std::fmt::Display| (ErrorKind::Internal, error.to_string());
+        let pinned = self
+            .state()
+            .pinned_host_key(target.id)
+            .map_err(|e| internal(&e))?;
+        for event in [
+            Event::Marker(format!("connecting to {addr} as {}", request.username)),
+            Event::Desktop(DesktopEvent::Resize {
+                width: request.size.width,
+                height: request.size.height,
+            }),
+        ] {
+            record(recording, event)
+                .await
+                .map_err(|e| (e.kind, e.detail))?;
+        }
+        let connect = DesktopConnect {
+            addr,
+            username: request.username,
+            domain: request.domain,
+            credential: request.credential,
+            pinned_key: pinned.as_ref().map(|pin| pin.public_key.clone()),
+            size: request.size,
+            timeout: self.config().target_connect_timeout,
+            recording: recording.sink(),
+        };
+        let opened = match connector.connect(connect).await {
+            Ok(opened) => opened,
+            Err(error) => {
+                if error.kind == ErrorKind::HostKeyChanged {
+                    self.audit_for(
+                        decision,
+                        client_addr,
+                        "host_key_mismatch",
+                        Some(recording.id()),
+                        Some(error.detail.clone()),
+                    );
+                }
+                return Err((error.kind, error.detail));
+            }
+        };
+        let first_seen = match pinned {
+            Some(_) => false,
+            None => {
+                let pin = HostKeyPin {
+                    public_key: opened.key.clone(),
+                    fingerprint: opened.key_fingerprint.clone(),
+                    first_seen_ms: now_ms(),
+                };
+                let pinned_now = self
+                    .state()
+                    .pin_host_key(target.id, &pin)
+                    .map_err(|e| internal(&e))?;
+                if pinned_now {
+                    self.audit_for(
+                        decision,
+                        client_addr,
+                        "host_key_pinned",
+                        Some(recording.id()),
+                        Some(pin.fingerprint.clone()),
+                    );
+                }
+                pinned_now
+            }
+        };
+        self.audit_for(
+            decision,
+            client_addr,
+            "connect",
+            Some(recording.id()),
+            Some(addr.to_string()),
+        );
+        let connected = ServerControl::Connected {
+            session_id: recording.id().to_owned(),
+            host_key_fingerprint: opened.key_fingerprint.clone(),
+            host_key_first_seen: first_seen,
+        };
+        let mut channel = opened.channel;
+        let end = if transport.send_control(&connected).await.is_err() {
+            End::ClientClosed
+        } else {
+            let _ = recording.record(Event::Marker("connected".into()));
+            let mut live = self.live().register(LiveInfo {
+                session_id: recording.id().to_owned(),
+                user_id: decision.user().user_id,
+                username: decision.user().username.clone(),
+                target: target.name.clone(),
+                client_addr,
+                started_at_ms: recording.started_at_ms(),
+                bytes_up: 0,
+                bytes_down: 0,
+            });
+            desktop_relay(
+                transport,
+                channel.as_mut(),
+                recording,
+                &mut live,
+                self.config(),
+                self.desktop_config(),
+            )
+            .await
+        };
+        channel.close().await;
+        Ok(end)
+    }
+}
+
+/// The desktop relay loop: input and resizes to the target, recorded first; display updates to the
+/// viewer, paced and coalesced.
+async fn desktop_relay<T: DesktopTransport>(
+    transport: &mut T,
+    channel: &mut dyn DesktopChannel,
+    recording: &SessionRecorder,
+    live: &mut LiveHandle,
+    limits: &crate::BrokerConfig,
+    desktop: &DesktopConfig,
+) -> End {
+    let far = Duration::from_secs(365 * 24 * 3600);
+    let idle_after = limits.idle_timeout.unwrap_or(far);
+    let idle = tokio::time::sleep(idle_after);
+    let max = tokio::time::sleep(limits.max_duration.unwrap_or(far));
+    // The next display update may go out at this time; `pending` says there is damage to send.
+    let next_frame = tokio::time::sleep(Duration::ZERO);
+    tokio::pin!(idle, max, next_frame);
+    let mut pending = false;
+    let mut first = true;
+    loop {
+        tokio::select! {
+            () = &mut idle, if limits.idle_timeout.is_some() => {
+                let reason = format!("no input for {} s (idle timeout)", idle_after.as_secs());
+                let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
+                return End::Terminated(reason);
+            }
+            () = &mut max, if limits.max_duration.is_some() => {
+                let reason = format!("the maximum session duration of {} s was reached", limits.max_duration.unwrap_or(far).as_secs());
+                let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
+                return End::Terminated(reason);
+            }
+            changed = live.terminated.changed() => {
+                let reason = live.terminated.borrow().clone();
+                let reason = match (changed, reason) {
+                    (Ok(()), None) => continue,
+                    (Ok(()), Some(reason)) => reason,
+                    (Err(_), _) => "the gateway is shutting down".to_owned(),
+                };
+                let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
+                return End::Terminated(reason);
+            }
+            () = &mut next_frame, if pending => {
+                pending = false;
+                let update = match channel.take_update(first) {
+                    Ok(update) => update,
+                    Err(error) => return End::Failed(error.kind, error.detail),
+                };
+                first = false;
+                if let Some(update) = update {
+                    let len = update.len();
+                    if transport.send_update(update).await.is_err() {
+                        return End::ClientClosed;
+                    }
+                    live.counters.add_down(len);
+                }
+                next_frame.as_mut().reset(tokio::time::Instant::now() + desktop.min_frame_interval);
+            }
+            message = transport.recv() => match message {
+                None => return End::ClientClosed,
+                Some(Err(error)) => return End::Failed(ErrorKind::BadRequest, error.to_string()),
+                Some(Ok(DesktopMessage::Input(events))) => {
+                    idle.as_mut().reset(tokio::time::Instant::now() + idle_after);
+                    let encoded = encode_input(&events);
+                    live.counters.add_up(encoded.len());
+                    if let Err(error) = record(recording, Event::Desktop(DesktopEvent::Input(encoded))).await {
+                        return End::Failed(error.kind, error.detail);
+                    }
+                    if let Err(error) = channel.input(events).await {
+                        return End::Failed(error.kind, error.detail);
+                    }
+                }
+                Some(Ok(DesktopMessage::Resize(size))) => {
+                    let event = Event::Desktop(DesktopEvent::Resize { width: size.width, height: size.height });
+                    if let Err(error) = record(recording, event).await {
+                        return End::Failed(error.kind, error.detail);
+                    }
+                    if let Err(error) = channel.resize(size).await {
+                        return End::Failed(error.kind, error.detail);
+                    }
+                }
+                Some(Ok(DesktopMessage::Connect(_))) => {
+                    return End::Failed(ErrorKind::BadRequest, "connect sent twice".into());
+                }
+            },
+            event = channel.next_event(), if !pending => match event {
+                DesktopTargetEvent::Damaged => pending = true,
+                DesktopTargetEvent::Closed(reason) => {
+                    let _ = record(recording, Event::Marker(format!("target closed: {reason}"))).await;
+                    return End::TargetClosed;
+                }
+                DesktopTargetEvent::Failed(error) => return End::Failed(error.kind, error.detail),
+            },
+        }
+    }
+}

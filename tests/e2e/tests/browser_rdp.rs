@@ -1,0 +1,321 @@
+//! RDP in the browser, as a person does it: headless Chromium logs in to the portal, opens the desktop of a
+//! real xrdp in a network namespace, sees the session's known background and xterm on the canvas (by
+//! pixels), types a command into the xterm (the file it makes is checked on the target), clicks on the
+//! background (the target's `xev` logs the press where it landed), resizes the browser window (the
+//! target's screen follows); then the recording is read back, verified, replayed to the canvas's final
+//! picture, and sought to its middle through a keyframe.
+
+mod support;
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
+use fantoccini::{Client as Driver, Locator};
+use sallyport_desktop_replay::DesktopReplay;
+use sallyport_e2e::browser::steps::{click, fill, wait_text};
+use sallyport_e2e::rdp::{BACKGROUND, XTERM_AT, Xrdp};
+use sallyport_e2e::{Browser, Gateway, GatewayOptions, TargetNet, require_root, wait_until_async};
+use sallyport_recordings::{DesktopEvent, Event, Outcome, Store, Verification};
+use support::{ADMIN_PASSWORD, eventually, verifying_key};
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn browser_opens_an_xrdp_desktop_types_clicks_resizes_and_it_is_recorded() -> Result<()> {
+    require_root()?;
+    let net = TargetNet::create("brdp")?;
+    let xrdp = Xrdp::start(&net)?;
+    let gateway = Gateway::start(
+        GatewayOptions::default()
+            .network("e2e", &net.cidr())
+            .rdp_target("desk", &xrdp.addr().to_string(), xrdp.port())
+            // Keyframes every second, so that this short session has some to seek to.
+            .extra_toml("[recording]")
+            .extra_toml("desktop_keyframe_interval_ms = 1000"),
+    )
+    .await?;
+    let browser = Browser::start().await?;
+    let result = drive(browser.client(), &gateway, &xrdp).await;
+    if result.is_err() {
+        let shot =
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser_rdp-failure.png");
+        let _ = browser.screenshot(&shot).await;
+        eprintln!(
+            "screenshot: {}\ngateway stderr:\n{}\n{}",
+            shot.display(),
+            gateway.stderr(),
+            xrdp.log()
+        );
+    }
+    let live = result?;
+    browser.close().await?;
+
+    // The recording: sealed, verified, and carrying the server's PDUs, the input and the resize.
+    let store = Store::open_read_only(&gateway.recordings_db())?;
+    let session = eventually(Duration::from_secs(15), "the session to be sealed", || {
+        store
+            .sessions()
+            .ok()?
+            .into_iter()
+            .find(|s| s.target == "desk" && s.sealed)
+    })
+    .await?;
+    assert_eq!(session.protocol, "rdp");
+    assert_eq!(session.outcome, Some(Outcome::Ended));
+    let events = store.events(&session.id)?;
+    let count = |f: &dyn Fn(&DesktopEvent) -> bool| {
+        events
+            .iter()
+            .filter(|e| matches!(&e.event, Event::Desktop(d) if f(d)))
+            .count()
+    };
+    assert!(
+        count(&|d| matches!(d, DesktopEvent::Activation { .. })) >= 2,
+        "the start and the resize's reactivation"
+    );
+    assert!(count(&|d| matches!(d, DesktopEvent::ServerPdu { .. })) > 10);
+    assert!(count(&|d| matches!(d, DesktopEvent::Input(_))) > 10);
+    assert!(count(&|d| matches!(d, DesktopEvent::Resize { .. })) >= 2);
+    match store.verify(&session.id, &verifying_key(&gateway)?)? {
+        Verification::Intact { chunks } => assert!(chunks >= 1),
+        other => bail!("recording does not verify: {other:?}"),
+    }
+
+    // Replayed through sallyport-desktop-replay, the recording ends on the picture the browser showed.
+    let replay = DesktopReplay::new(&events);
+    let last = replay.final_frame()?;
+    assert_eq!((last.width, last.height), (live.0, live.1));
+    let differing = differing_pixels(&last.rgba, &live.2);
+    assert!(
+        differing * 100 < usize::from(last.width) * usize::from(last.height),
+        "{differing} of {}x{} pixels differ between the replay and the browser's canvas",
+        last.width,
+        last.height
+    );
+    // Seeking to the middle starts from a keyframe and gives what decoding everything up to there gives.
+    let keyframes = replay.keyframes();
+    assert!(!keyframes.is_empty(), "no keyframe was recorded");
+    let middle = replay.duration_ms() / 2;
+    let sought = replay.frame_at(middle.max(keyframes[0]))?;
+    assert!(
+        sought.from_keyframe_ms.is_some(),
+        "seeking did not use a keyframe"
+    );
+    let without_keyframes: Vec<_> = events
+        .iter()
+        .filter(|e| !matches!(e.event, Event::Desktop(DesktopEvent::Keyframe { .. })))
+        .cloned()
+        .collect();
+    let decoded = DesktopReplay::new(&without_keyframes).frame_at(middle.max(keyframes[0]))?;
+    assert!(decoded.from_keyframe_ms.is_none());
+    assert!(decoded.pdus_decoded >= sought.pdus_decoded);
+    assert_eq!(
+        (sought.width, sought.height),
+        (decoded.width, decoded.height)
+    );
+    assert_eq!(differing_pixels(&sought.rgba, &decoded.rgba), 0);
+    Ok(())
+}
+
+/// How many RGBA pixels differ by more than a small tolerance in any channel.
+fn differing_pixels(a: &[u8], b: &[u8]) -> usize {
+    if a.len() != b.len() {
+        return a.len().max(b.len()) / 4;
+    }
+    a.chunks_exact(4)
+        .zip(b.chunks_exact(4))
+        .filter(|(p, q)| {
+            p.iter()
+                .zip(q.iter())
+                .take(3)
+                .any(|(x, y)| x.abs_diff(*y) > 8)
+        })
+        .count()
+}
+
+/// `[canvas width, canvas height, r, g, b]` of one desktop pixel.
+async fn pixel(driver: &Driver, x: u16, y: u16) -> Result<Vec<u64>> {
+    let value = driver
+        .execute(
+            "const c = document.getElementById('desktop');
+             const [x, y] = [arguments[0], arguments[1]];
+             if (x >= c.width || y >= c.height) return [c.width, c.height, -1, -1, -1];
+             const d = c.getContext('2d').getImageData(x, y, 1, 1).data;
+             return [c.width, c.height, d[0], d[1], d[2]];",
+            vec![x.into(), y.into()],
+        )
+        .await?;
+    Ok(value
+        .as_array()
+        .map(|a| a.iter().map(|v| v.as_u64().unwrap_or(u64::MAX)).collect())
+        .unwrap_or_default())
+}
+
+/// Where a desktop pixel is in the browser's viewport (the canvas is scaled to fit the page).
+async fn viewport_point(driver: &Driver, x: u16, y: u16) -> Result<(f64, f64)> {
+    let value = driver
+        .execute(
+            "const c = document.getElementById('desktop'); const r = c.getBoundingClientRect();
+             return [r.left + (arguments[0] + 0.5) * r.width / c.width, r.top + (arguments[1] + 0.5) * r.height / c.height];",
+            vec![x.into(), y.into()],
+        )
+        .await?;
+    let a = value.as_array().context("viewport point")?;
+    Ok((
+        a[0].as_f64().unwrap_or_default(),
+        a[1].as_f64().unwrap_or_default(),
+    ))
+}
+
+async fn pointer(driver: &Driver, x: u16, y: u16, press: bool) -> Result<()> {
+    let (vx, vy) = viewport_point(driver, x, y).await?;
+    let mut mouse = MouseActions::new("mouse".into()).then(PointerAction::MoveTo {
+        duration: None,
+        x: vx.floor(),
+        y: vy.floor(),
+    });
+    if press {
+        mouse = mouse
+            .then(PointerAction::Down {
+                button: MOUSE_BUTTON_LEFT,
+            })
+            .then(PointerAction::Up {
+                button: MOUSE_BUTTON_LEFT,
+            });
+    }
+    driver.perform_actions(mouse).await?;
+    Ok(())
+}
+
+/// The browser part; returns the canvas at the end (width, height, RGBA).
+async fn drive(driver: &Driver, gateway: &Gateway, xrdp: &Xrdp) -> Result<(u16, u16, Vec<u8>)> {
+    driver.set_window_size(1200, 900).await?;
+    driver.goto(&gateway.url()).await?;
+    fill(driver, "#username", "admin").await?;
+    fill(driver, "#password", &gateway.password()).await?;
+    click(driver, "#login").await?;
+    fill(driver, "#new_password", ADMIN_PASSWORD).await?;
+    fill(driver, "#repeat", ADMIN_PASSWORD).await?;
+    click(driver, "#save-password").await?;
+    click(driver, r#"tr[data-target="desk"] a.connect"#).await?;
+    fill(driver, "#target-username", &xrdp.user().name).await?;
+    fill(driver, "#target-password", &xrdp.user().password).await?;
+    click(driver, "#connect").await?;
+    wait_text(driver, "#status", Duration::from_secs(30), |s| {
+        s.starts_with("Connected")
+    })
+    .await?;
+
+    // The canvas shows the target's background and its xterm.
+    let (xterm_x, xterm_y) = (XTERM_AT.0 + 30, XTERM_AT.1 + 30);
+    let [r, g, b] = BACKGROUND.map(u64::from);
+    let mut last = (Vec::new(), Vec::new());
+    let mut painted = false;
+    // At most 30 s.
+    for _ in 0..300 {
+        // A background pixel near the bottom-right corner, whatever size the desktop got.
+        let size = pixel(driver, 0, 0).await?;
+        let (w, h) = (
+            size.first().copied().unwrap_or(0),
+            size.get(1).copied().unwrap_or(0),
+        );
+        let corner = |v: u64| u16::try_from(v.saturating_sub(20)).unwrap_or(0);
+        let background = pixel(driver, corner(w), corner(h)).await?;
+        let xterm = pixel(driver, xterm_x, xterm_y).await?;
+        painted = background.get(2..) == Some(&[r, g, b][..])
+            && xterm.get(2..) == Some(&[255, 255, 255][..]);
+        last = (background, xterm);
+        if painted {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(painted, "canvas pixels (background, xterm): {last:?}");
+
+    // Typing: the pointer over the xterm gives it focus (no window manager), the canvas has the keyboard.
+    pointer(driver, xterm_x, xterm_y, true).await?;
+    let canvas = driver.find(Locator::Id("desktop")).await?;
+    let marker = format!("rdpmark{}", std::process::id());
+    canvas.send_keys(&format!("touch {marker}\n")).await?;
+    let made = xrdp.out_dir().join(&marker);
+    let typed = wait_until_async(Duration::from_secs(15), || {
+        let made = made.clone();
+        async move { made.exists() }
+    })
+    .await;
+    assert!(
+        typed,
+        "typing `touch {marker}` in the browser made no file on the target"
+    );
+
+    // A click on the background lands where it was aimed (xev on the target logs it).
+    let (width, height) = {
+        let p = pixel(driver, 0, 0).await?;
+        (p[0], p[1])
+    };
+    let (cx, cy) = (
+        u16::try_from(width * 3 / 4)?,
+        u16::try_from(height * 3 / 4)?,
+    );
+    pointer(driver, cx, cy, true).await?;
+    let landed = wait_until_async(Duration::from_secs(10), || async {
+        xrdp.button_presses().iter().any(|&(button, x, y)| {
+            button == 1 && x.abs_diff(u32::from(cx)) <= 2 && y.abs_diff(u32::from(cy)) <= 2
+        })
+    })
+    .await;
+    assert!(
+        landed,
+        "no press near ({cx},{cy}) on the target: {:?}\n{}",
+        xrdp.button_presses(),
+        std::fs::read_to_string(xrdp.out_dir().join("buttons")).unwrap_or_default()
+    );
+
+    // Resizing the browser window changes the remote desktop's size (checked on the target).
+    let before = xrdp.screen_size();
+    driver.set_window_size(900, 700).await?;
+    let resized = wait_until_async(Duration::from_secs(30), || async {
+        let now = xrdp.screen_size();
+        let canvas = pixel(driver, 0, 0).await.unwrap_or_default();
+        now.is_some()
+            && now != before
+            && canvas.len() == 5
+            && now == Some(format!("{}x{}", canvas[0], canvas[1]))
+    })
+    .await;
+    assert!(
+        resized,
+        "the target's screen stayed {before:?} (now {:?}) after the window was resized",
+        xrdp.screen_size()
+    );
+
+    // The picture once it stopped changing: no new frame for a second (at most 20 s).
+    let mut frames = String::new();
+    for _ in 0..20 {
+        let now = driver
+            .execute("return String(window.sallyportDesktop.frames())", vec![])
+            .await?
+            .as_str()
+            .unwrap_or_default()
+            .to_owned();
+        if now == frames {
+            break;
+        }
+        frames = now;
+        tokio::time::sleep(Duration::from_secs(1)).await;
+    }
+    let canvas = driver
+        .execute(
+            "const c = document.getElementById('desktop');
+             const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;
+             const hex = new Array(d.length);
+             for (let i = 0; i < d.length; i++) hex[i] = (d[i] < 16 ? '0' : '') + d[i].toString(16);
+             return [c.width, c.height, hex.join('')];",
+            vec![],
+        )
+        .await?;
+    let parts = canvas.as_array().context("canvas snapshot")?;
+    let width = u16::try_from(parts[0].as_u64().unwrap_or(0))?;
+    let height = u16::try_from(parts[1].as_u64().unwrap_or(0))?;
+    let rgba = hex::decode(parts[2].as_str().unwrap_or_default())?;
+    Ok((width, height, rgba))
+}
