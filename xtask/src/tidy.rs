@@ -73,15 +73,57 @@ const FORBIDDEN_EDGES: &[(&str, &[&str])] = &[
     ),
     (
         "sallyport-ssh",
-        &["sallyport-portal", "sallyport-rdp", "axum"],
+        &[
+            "sallyport-portal",
+            "sallyport-rdp",
+            "sallyport-quic",
+            "axum",
+            "quinn",
+        ],
     ),
     (
         "sallyport-rdp",
-        &["sallyport-portal", "sallyport-ssh", "axum", "russh"],
+        &[
+            "sallyport-portal",
+            "sallyport-ssh",
+            "sallyport-quic",
+            "axum",
+            "russh",
+            "quinn",
+        ],
     ),
     (
         "sallyport-portal",
-        &["sallyport-ssh", "sallyport-rdp", "russh", "ironrdp-session"],
+        &[
+            "sallyport-ssh",
+            "sallyport-rdp",
+            "sallyport-quic",
+            "russh",
+            "ironrdp-session",
+            "quinn",
+        ],
+    ),
+    (
+        "sallyport-quic",
+        &[
+            "sallyport-portal",
+            "sallyport-ssh",
+            "sallyport-rdp",
+            "russh",
+            "ironrdp-session",
+            "axum",
+            "hyper",
+        ],
+    ),
+    (
+        "sallyport",
+        &[
+            "sallyport-state",
+            "sallyport-relay",
+            "sallyport-recordings",
+            "rusqlite",
+            "axum",
+        ],
     ),
 ];
 

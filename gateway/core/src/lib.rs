@@ -10,6 +10,7 @@
 //! - [`display`]: the browser ↔ gateway desktop (RDP) stream: input events, display updates, damage.
 //! - [`errors`]: the plain-words errors a user sees.
 //! - [`mfa`]: TOTP codes and recovery codes.
+//! - [`quic`]: the native client's QUIC stream preamble, frames and login/list messages.
 
 pub mod display;
 pub mod egress;
@@ -17,6 +18,7 @@ pub mod errors;
 pub mod frames;
 pub mod mfa;
 pub mod policy;
+pub mod quic;
 pub mod throttle;
 
 #[cfg(test)]
@@ -55,6 +57,17 @@ mod garbage_tests {
             let _ = crate::display::parse_update(&bytes);
             if let Ok(crate::egress::Host::Ip(ip)) = crate::egress::parse_host(&text) {
                 let _ = policy.check(ip);
+            }
+            // The QUIC stream start, with and without a valid magic in front.
+            for start in [&bytes[..], &[b"SP\x01".as_slice(), &bytes].concat()] {
+                if let Ok(Some((_, used))) = crate::quic::Preamble::parse(start) {
+                    assert!(used <= crate::quic::MAX_PREAMBLE_LEN && used <= start.len());
+                }
+                let mut decoder = crate::quic::FrameDecoder::new(1024);
+                decoder.extend(start);
+                while let Ok(Some(frame)) = decoder.next_frame() {
+                    let _ = frame.into_client_message();
+                }
             }
         }
         // The alphabet is chosen so that garbage is mostly refused: a parser accepting most of it is broken.

@@ -26,6 +26,8 @@ pub struct Config {
     pub sessions: SessionsSection,
     /// The XDP edge.
     pub edge: EdgeSection,
+    /// The QUIC endpoint for the `sallyport` CLI.
+    pub quic: QuicSection,
     /// The networks targets may live in (the virtual network and its peers).
     pub networks: Vec<NetworkEntry>,
     /// Named targets.
@@ -41,6 +43,7 @@ impl Default for Config {
             recording: RecordingSection::default(),
             sessions: SessionsSection::default(),
             edge: EdgeSection::default(),
+            quic: QuicSection::default(),
             networks: Vec::new(),
             targets: Vec::new(),
         }
@@ -361,6 +364,56 @@ impl EdgeSection {
     }
 }
 
+/// `[quic]`: the native client's endpoint, on the portal's address and port over UDP.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct QuicSection {
+    /// Serve the `sallyport` CLI (and issue its certificates at `/api/cli/login`).
+    pub enabled: bool,
+    /// Hours a client certificate issued at `sallyport login` stays valid.
+    pub certificate_hours: u64,
+    /// Seconds without packets after which a connection is closed (the CLI sends keep-alives).
+    pub idle_timeout_secs: u64,
+    /// Most QUIC connections at once.
+    pub max_connections: usize,
+}
+
+impl Default for QuicSection {
+    fn default() -> Self {
+        let quic = sallyport_quic::QuicConfig::default();
+        QuicSection {
+            enabled: true,
+            certificate_hours: PortalConfig::default().cli_certificate_lifetime.as_secs() / 3600,
+            idle_timeout_secs: quic.idle_timeout.as_secs(),
+            max_connections: quic.max_connections,
+        }
+    }
+}
+
+impl QuicSection {
+    /// The endpoint's settings from this section.
+    pub fn quic_config(&self) -> sallyport_quic::QuicConfig {
+        sallyport_quic::QuicConfig {
+            idle_timeout: Duration::from_secs(self.idle_timeout_secs),
+            max_connections: self.max_connections,
+            ..sallyport_quic::QuicConfig::default()
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.certificate_hours == 0 || self.certificate_hours > 24 * 31 {
+            bail!("quic.certificate_hours must be between 1 and 744 (a month)");
+        }
+        if self.idle_timeout_secs == 0 || self.idle_timeout_secs > 3600 {
+            bail!("quic.idle_timeout_secs must be between 1 and 3600");
+        }
+        if self.max_connections == 0 {
+            bail!("quic.max_connections must be positive");
+        }
+        Ok(())
+    }
+}
+
 /// `[[networks]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -425,6 +478,7 @@ impl Config {
         }
         self.portal.validate()?;
         self.edge.validate()?;
+        self.quic.validate()?;
         let mut names = std::collections::HashSet::new();
         for target in &self.targets {
             if !names.insert(&target.name) {
@@ -471,6 +525,8 @@ mod tests {
         assert_eq!(portal.login_throttle, defaults.login_throttle);
         assert_eq!(portal.session_idle_timeout, defaults.session_idle_timeout);
         assert_eq!(portal.session_max_age, defaults.session_max_age);
+        assert!(config.quic.enabled);
+        assert_eq!(config.quic.certificate_hours, 8);
     }
 
     #[test]
@@ -540,6 +596,8 @@ mod tests {
                 "invalid",
             ),
             ("[edge]\nrequired = true\n", "at least one"),
+            ("[quic]\ncertificate_hours = 0\n", "between 1 and 744"),
+            ("[quic]\nport = 443\n", "unknown field"),
             (
                 "[[edge.interfaces]]\nname = \"eth0\"\nrole = \"dmz\"\n",
                 "unknown variant",

@@ -142,10 +142,32 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             sallyport_relay::DesktopConfig::default(),
         ),
     );
+    // The QUIC endpoint shares the portal's address and port (UDP) and its certificate.
+    let quic = if config.quic.enabled {
+        let user_ca = Arc::new(tls::load_or_create_user_ca(&config.state_dir)?);
+        let server = sallyport_quic::QuicServer::bind(
+            local,
+            tls.cert_chain.clone(),
+            tls.key.clone_key(),
+            user_ca.cert_der(),
+            broker.clone(),
+            config.quic.quic_config(),
+        )
+        .context("starting the QUIC endpoint")?;
+        info!(listen = %server.local_addr()?, "quic endpoint listening (udp)");
+        Some((server, user_ca))
+    } else {
+        info!("quic endpoint disabled by configuration");
+        None
+    };
+    let mut portal_config = config.portal.portal_config();
+    portal_config.cli_certificate_lifetime =
+        Duration::from_secs(config.quic.certificate_hours * 3600);
     let portal = Portal::with_edge(
         broker,
-        config.portal.portal_config(),
+        portal_config,
         Some(edge.clone() as Arc<dyn sallyport_portal::EdgeControl>),
+        quic.as_ref().map(|(_, ca)| ca.clone()),
     );
 
     let url_host = if local.ip().is_unspecified() {
@@ -159,7 +181,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     use std::io::Write;
     let _ = std::io::stdout().flush();
 
-    sallyport_portal::serve(listener, tls.server_config, portal, shutdown_signal()).await;
+    // One signal stops both listeners.
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|stop| *stop).await;
+    };
+    let quic_task = quic.map(|(server, _)| tokio::spawn(server.serve(stopped(stop_rx.clone()))));
+    sallyport_portal::serve(listener, tls.server_config, portal, stopped(stop_rx)).await;
+    if let Some(task) = quic_task {
+        let _ = task.await;
+    }
     // Give sessions a moment to seal their recordings, then flush the recorder.
     tokio::time::sleep(Duration::from_millis(200)).await;
     tokio::task::spawn_blocking(move || recorder.shutdown())

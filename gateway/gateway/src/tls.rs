@@ -1,5 +1,6 @@
 //! The portal's TLS material: from configuration, or a self-signed certificate made on first start and
-//! kept in the state directory, so its fingerprint stays the same across restarts.
+//! kept in the state directory, so its fingerprint stays the same across restarts; and the user CA's
+//! key, which signs the CLI's client certificates.
 
 use std::path::Path;
 use std::sync::Arc;
@@ -19,6 +20,10 @@ pub struct PortalTls {
     pub fingerprint: String,
     /// Whether this start generated the certificate.
     pub generated: bool,
+    /// The certificate chain, for the QUIC endpoint's own TLS configuration.
+    pub cert_chain: Vec<CertificateDer<'static>>,
+    /// The private key, likewise.
+    pub key: PrivateKeyDer<'static>,
 }
 
 /// Loads or creates the certificate and builds the rustls configuration.
@@ -54,7 +59,7 @@ pub fn load_or_create(section: &PortalSection, state_dir: &Path) -> anyhow::Resu
     let mut config = rustls::ServerConfig::builder_with_provider(provider)
         .with_protocol_versions(versions)?
         .with_no_client_auth()
-        .with_single_cert(certs, key)
+        .with_single_cert(certs.clone(), key.clone_key())
         .context("the TLS certificate and key do not fit together")?;
     // HTTP/1.1 only: browsers then open WebSockets with a plain upgrade.
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
@@ -62,7 +67,23 @@ pub fn load_or_create(section: &PortalSection, state_dir: &Path) -> anyhow::Resu
         server_config: Arc::new(config),
         fingerprint,
         generated,
+        cert_chain: certs,
+        key,
     })
+}
+
+/// Loads the user CA's key from the state directory, or makes one on first start (0600).
+pub fn load_or_create_user_ca(state_dir: &Path) -> anyhow::Result<sallyport_portal::UserCa> {
+    let path = state_dir.join("user-ca-key.pem");
+    if path.exists() {
+        let pem = std::fs::read_to_string(&path)
+            .with_context(|| format!("reading {}", path.display()))?;
+        return sallyport_portal::UserCa::from_key_pem(&pem)
+            .with_context(|| format!("loading the user CA from {}", path.display()));
+    }
+    let (ca, pem) = sallyport_portal::UserCa::generate().context("making the user CA")?;
+    write_private(&path, pem.as_bytes())?;
+    Ok(ca)
 }
 
 fn generate(hostnames: &[String], cert_path: &Path, key_path: &Path) -> anyhow::Result<()> {

@@ -1,5 +1,5 @@
-//! Access decisions for pages and WebSockets: the user's groups and the stored policies turned into the
-//! core's [`authorize`] decision, and the extractors that gate admin and auditor pages.
+//! Access decisions for pages and WebSockets (the relay's [`sallyport_relay::access`], shared with the
+//! QUIC endpoint), and the extractors that gate admin and auditor pages.
 
 use std::sync::Arc;
 
@@ -7,70 +7,22 @@ use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
-use sallyport_core::egress::{Host, parse_host};
-use sallyport_core::policy::TargetRef;
-use sallyport_core::policy::{
-    Authenticated, Authorized, Policy, PolicyDenied, Role, authorize, may_reach,
-};
-use sallyport_state::{NetworkRecord, StateError, TargetRecord};
+use sallyport_core::policy::{Authenticated, Authorized, Role};
+use sallyport_state::{StateError, TargetRecord};
 
 use crate::Portal;
 use crate::auth::CurrentUser;
 
-/// The user's groups and every policy, read fresh so an admin's change applies at once.
-/// What a decision needs besides the user: their groups, every policy and every network, read fresh so
-/// an admin's change applies at once.
-struct Context {
-    groups: Vec<String>,
-    policies: Vec<Policy>,
-    networks: Vec<NetworkRecord>,
-}
+pub use sallyport_relay::access::AccessError;
 
-fn context(portal: &Portal, user: &Authenticated) -> Result<Context, StateError> {
-    let state = portal.broker.state();
-    Ok(Context {
-        groups: state.user_groups(user.user_id)?,
-        policies: state.policies()?.into_iter().map(|p| p.policy).collect(),
-        networks: state.networks()?,
-    })
-}
-
-/// The policy's view of a target, with the networks its address lies in (for `network:` selectors).
-fn target_ref(target: &TargetRecord, networks: &[NetworkRecord]) -> TargetRef {
-    let mut view = target.to_ref();
-    if let Ok(Host::Ip(ip)) = parse_host(&target.host) {
-        view.networks = networks
-            .iter()
-            .filter(|n| n.cidr.contains(&ip))
-            .map(|n| n.name.clone())
-            .collect();
-    }
-    view
-}
-
-/// Why a connect was refused before the WebSocket opened.
-pub enum AccessError {
-    /// The policy said no.
-    Denied(PolicyDenied),
-    /// The state database failed.
-    State(StateError),
-}
-
-/// The policy decision for `user` opening a session to `target` over its protocol.
+/// The policy decision for `user` opening a session to `target` over its protocol (the relay's, shared
+/// with the QUIC endpoint).
 pub fn decide(
     portal: &Portal,
     user: &Authenticated,
     target: &TargetRecord,
 ) -> Result<Authorized, AccessError> {
-    let context = context(portal, user).map_err(AccessError::State)?;
-    authorize(
-        user,
-        &context.groups,
-        &target_ref(target, &context.networks),
-        target.protocol,
-        &context.policies,
-    )
-    .map_err(AccessError::Denied)
+    sallyport_relay::access::decide(portal.broker.state(), user, target)
 }
 
 /// The targets `user` may reach.
@@ -78,19 +30,7 @@ pub fn visible_targets(
     portal: &Portal,
     user: &Authenticated,
 ) -> Result<Vec<TargetRecord>, StateError> {
-    let context = context(portal, user)?;
-    let targets = portal.broker.state().targets()?;
-    Ok(targets
-        .into_iter()
-        .filter(|t| {
-            may_reach(
-                user,
-                &context.groups,
-                &target_ref(t, &context.networks),
-                &context.policies,
-            )
-        })
-        .collect())
+    sallyport_relay::access::visible_targets(portal.broker.state(), user)
 }
 
 fn forbidden() -> Response {

@@ -10,11 +10,13 @@ mod access;
 mod admin;
 mod assets;
 mod auth;
+mod cli_api;
 mod connect_ip;
 mod edge;
 mod mfa;
 mod pages;
 mod server;
+mod user_ca;
 mod watch;
 mod ws;
 
@@ -29,6 +31,7 @@ use sallyport_relay::Broker;
 pub use auth::LoginSessions;
 pub use edge::{EdgeControl, EdgeCounter, EdgeInterface, EdgeStatus};
 pub use server::serve;
+pub use user_ca::{CaError, IssuedCert, UserCa, cert_fingerprint};
 
 /// Portal settings. The defaults are [`PortalConfig::default`], which the daemon's configuration
 /// starts from.
@@ -56,6 +59,8 @@ pub struct PortalConfig {
     pub login_throttle: ThrottleConfig,
     /// Largest request body accepted.
     pub max_body_bytes: usize,
+    /// How long a certificate issued to the CLI at login stays valid.
+    pub cli_certificate_lifetime: Duration,
 }
 
 impl Default for PortalConfig {
@@ -70,6 +75,7 @@ impl Default for PortalConfig {
             max_connections: 4096,
             login_throttle: ThrottleConfig::default(),
             max_body_bytes: 64 * 1024,
+            cli_certificate_lifetime: Duration::from_secs(8 * 3600),
         }
     }
 }
@@ -86,20 +92,24 @@ pub struct Portal {
     mfa: mfa::MfaState,
     /// The network edge, when the daemon attached one.
     edge: Option<Arc<dyn EdgeControl>>,
+    /// The user CA that issues the CLI's certificates, when the QUIC endpoint is on.
+    user_ca: Option<Arc<UserCa>>,
 }
 
 impl Portal {
     /// A portal over the given broker, without a network edge.
     pub fn new(broker: Arc<Broker>, config: PortalConfig) -> Arc<Portal> {
-        Self::with_edge(broker, config, None)
+        Self::with_edge(broker, config, None, None)
     }
 
     /// A portal over the given broker that puts locked-out sources into `edge`'s blocklist and shows
-    /// its counters to admins.
+    /// its counters to admins, and, with a `user_ca`, issues client certificates to the CLI at
+    /// `POST /api/cli/login`.
     pub fn with_edge(
         broker: Arc<Broker>,
         config: PortalConfig,
         edge: Option<Arc<dyn EdgeControl>>,
+        user_ca: Option<Arc<UserCa>>,
     ) -> Arc<Portal> {
         let logins = LoginSessions::new(config.session_idle_timeout, config.session_max_age);
         Arc::new(Portal {
@@ -110,6 +120,7 @@ impl Portal {
             mfa: mfa::MfaState::default(),
             config,
             edge,
+            user_ca,
         })
     }
 
@@ -143,9 +154,42 @@ impl Portal {
 
     /// Ends everything a user has open: login sessions and live terminal sessions (logout, password
     /// change, disable, delete, role change). Live sessions see the termination within milliseconds.
+    /// The CLI's client certificates are revoked too, so its next stream or connection is refused.
     pub fn revoke_user(&self, user_id: i64, reason: &str) {
         self.logins.remove_user(user_id);
+        if let Err(error) = self
+            .broker
+            .state()
+            .revoke_user_client_certs(user_id, sallyport_relay::now_ms())
+        {
+            tracing::warn!(%error, "could not revoke the user's client certificates");
+        }
         self.broker.live().terminate_user(user_id, reason);
+    }
+
+    /// How long a login from `source` for `username` must wait, if the throttle says so.
+    pub(crate) fn login_wait(&self, source: std::net::IpAddr, username: &str) -> Option<Duration> {
+        let now = self.started.elapsed();
+        let throttle = self
+            .throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        match throttle.check(source, username, now) {
+            sallyport_core::throttle::Verdict::Allow => None,
+            sallyport_core::throttle::Verdict::Wait { retry_after } => Some(retry_after),
+            sallyport_core::throttle::Verdict::UserLocked { until } => {
+                Some(until.saturating_sub(now))
+            }
+        }
+    }
+
+    /// Forgets a source's and username's failures after a complete login.
+    pub(crate) fn login_succeeded(&self, source: std::net::IpAddr, username: &str) {
+        let now = self.started.elapsed();
+        self.throttle
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+            .record_success(source, username, now);
     }
 
     /// The portal's routes.
@@ -176,6 +220,7 @@ impl Portal {
             .route("/connect/{target_id}", get(pages::connect_page))
             .route("/ws/terminal/{target_id}", get(ws::terminal))
             .route("/ws/desktop/{target_id}", get(ws::desktop))
+            .route("/api/cli/login", post(cli_api::login))
             .route("/assets/{name}", get(assets::serve_asset))
             .route("/admin", get(admin::index))
             .route("/admin/users", get(admin::users).post(admin::create_user))

@@ -197,6 +197,29 @@ fn code_page(error: Option<&str>) -> axum::response::Html<String> {
     )
 }
 
+/// Checks a TOTP code (once per time step) or a recovery code (once) for a user with TOTP; says
+/// which one it was.
+pub(crate) fn check_second_factor(
+    portal: &Portal,
+    user_id: i64,
+    code: &str,
+) -> Option<&'static str> {
+    let state = portal.broker.state();
+    match state.totp(user_id) {
+        Ok(Some(totp)) => match mfa::verify(&totp.secret, code, unix_seconds(), totp.last_step) {
+            Some(step) => state
+                .accept_totp_step(user_id, step)
+                .unwrap_or(false)
+                .then_some("totp"),
+            None => state
+                .use_recovery_code(user_id, &mfa::normalize_recovery_code(code))
+                .unwrap_or(false)
+                .then_some("recovery code"),
+        },
+        _ => None,
+    }
+}
+
 /// `GET /login/mfa`.
 pub async fn code_form() -> axum::response::Html<String> {
     code_page(None)
@@ -238,22 +261,7 @@ pub async fn verify_code(
         entry.attempts += 1;
         (entry.user.clone(), entry.must_change_password)
     };
-    let state = portal.broker.state();
-    let accepted = match state.totp(user.user_id) {
-        Ok(Some(totp)) => {
-            match mfa::verify(&totp.secret, &form.code, unix_seconds(), totp.last_step) {
-                Some(step) => state
-                    .accept_totp_step(user.user_id, step)
-                    .unwrap_or(false)
-                    .then_some("totp"),
-                None => state
-                    .use_recovery_code(user.user_id, &mfa::normalize_recovery_code(&form.code))
-                    .unwrap_or(false)
-                    .then_some("recovery code"),
-            }
-        }
-        _ => None,
-    };
+    let accepted = check_second_factor(&portal, user.user_id, &form.code);
     match accepted {
         Some(method) => {
             lock(&portal.mfa.pending).remove(&key(&token));

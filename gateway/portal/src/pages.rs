@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use sallyport_core::policy::{Authenticated, Protocol, Role};
-use sallyport_core::throttle::{LockEvent, Verdict};
+use sallyport_core::throttle::LockEvent;
 use sallyport_state::{AuditEvent, LoginOutcome, TargetRecord};
 use serde::Deserialize;
 use tracing::{debug, warn};
@@ -157,13 +157,7 @@ pub async fn login(
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     };
-    let now = portal.started.elapsed();
-    let wait = match throttle().check(client.ip(), &form.username, now) {
-        Verdict::Allow => None,
-        Verdict::Wait { retry_after } => Some(retry_after),
-        Verdict::UserLocked { until } => Some(until.saturating_sub(now)),
-    };
-    if let Some(wait) = wait {
+    if let Some(wait) = portal.login_wait(client.ip(), &form.username) {
         // Whole seconds, rounded up, so that a client honouring Retry-After is not refused again.
         let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
         let when = if seconds < 120 {
@@ -197,7 +191,7 @@ pub async fn login(
     };
     match outcome {
         Ok(Ok(LoginOutcome::Success(user))) => {
-            throttle().record_success(client.ip(), &username, portal.started.elapsed());
+            portal.login_succeeded(client.ip(), &username);
             crate::mfa::password_accepted(&portal, user, client)
         }
         Ok(Ok(LoginOutcome::Failure)) => {

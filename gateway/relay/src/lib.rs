@@ -13,6 +13,7 @@
 //! This crate never parses protocol bytes itself and never depends on a transport or protocol crate;
 //! those depend on it.
 
+pub mod access;
 mod broker;
 mod desktop;
 mod live;

@@ -95,6 +95,16 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE networks ADD COLUMN connect_by_ip INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+    CREATE TABLE client_certs (
+        fingerprint TEXT PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        issued_at_ms INTEGER NOT NULL,
+        expires_at_ms INTEGER NOT NULL,
+        revoked_at_ms INTEGER
+    );
+    CREATE INDEX client_certs_user ON client_certs(user_id);
+"#,
 ];
 
 /// A handle to the state database, cheap to clone and shareable between threads.

@@ -1,4 +1,5 @@
-//! Sallyport's state database: users, targets, networks, pinned host keys and audit events.
+//! Sallyport's state database: users, targets, networks, pinned host keys, the CLI's client
+//! certificates and audit events.
 //!
 //! One SQLite file (WAL) on the data partition, schema migrated by `PRAGMA user_version`. The API is
 //! synchronous and quick; the one slow call, password verification (argon2id), is meant to be run on a
@@ -7,12 +8,14 @@
 
 mod admin;
 mod audit;
+mod client_certs;
 mod db;
 mod mfa;
 mod users;
 
 pub use admin::{AuditFilter, PinnedKey, PolicyRecord};
 pub use audit::{AuditEvent, AuditRecord};
+pub use client_certs::ClientCertRecord;
 pub use db::{HostKeyPin, NetworkRecord, StateDb, StateError, TargetRecord, TargetSpec};
 pub use mfa::TotpState;
 pub use users::{LoginOutcome, UserRecord, random_password};

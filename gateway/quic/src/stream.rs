@@ -1,0 +1,426 @@
+//! One task per connection (identify, then accept streams) and one per stream (preamble, re-identify,
+//! dispatch). Terminal streams become the broker's [`TerminalTransport`].
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use quinn::{Connection, Incoming, RecvStream, SendStream, VarInt};
+use rustls::pki_types::CertificateDer;
+use sallyport_core::errors::ErrorKind;
+use sallyport_core::frames::{
+    ClientMessage, FrameError, MAX_CONTROL_LEN, MAX_INPUT_LEN, ServerControl,
+};
+use sallyport_core::quic::{
+    CLOSE_DONE, CLOSE_REFUSED, Frame, FrameDecoder, FrameType, MAX_PREAMBLE_LEN, Preamble,
+    StatusInfo, TargetInfo,
+};
+use sallyport_relay::access::{AccessError, decide, visible_targets};
+use sallyport_relay::{TerminalTransport, TransportClosed};
+use sallyport_state::AuditEvent;
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::Shared;
+use crate::identity::{Identity, Refusal, identify};
+
+/// Stream reset code for a stream the gateway refused.
+const RESET_REFUSED: u32 = 1;
+
+fn peer_chain(conn: &Connection) -> Vec<CertificateDer<'static>> {
+    conn.peer_identity()
+        .and_then(|any| any.downcast::<Vec<CertificateDer<'static>>>().ok())
+        .map(|chain| *chain)
+        .unwrap_or_default()
+}
+
+fn audit(shared: &Shared, kind: &str, actor: Option<&str>, client: SocketAddr, detail: String) {
+    shared.broker.audit(AuditEvent {
+        kind: kind.into(),
+        actor: actor.map(str::to_owned),
+        client_addr: Some(client.to_string()),
+        detail: Some(detail),
+        ..AuditEvent::default()
+    });
+}
+
+/// Runs one connection from handshake to close.
+pub(crate) async fn connection(shared: &Arc<Shared>, incoming: Incoming) {
+    let client = incoming.remote_address();
+    let conn = match tokio::time::timeout(shared.config.handshake_timeout, incoming).await {
+        Ok(Ok(conn)) => conn,
+        Ok(Err(error)) => {
+            // Foreign and expired certificates end here, refused by rustls with a TLS alert.
+            debug!(client_addr = %client, %error, "quic handshake failed");
+            audit(
+                shared,
+                "quic_refused",
+                None,
+                client,
+                format!("handshake failed: {error}"),
+            );
+            return;
+        }
+        Err(_) => {
+            debug!(client_addr = %client, "quic handshake timed out");
+            return;
+        }
+    };
+    let chain = peer_chain(&conn);
+    let identity = match identify(shared.broker.state(), &chain) {
+        Ok(identity) => identity,
+        Err(refusal) => {
+            audit(shared, "quic_refused", None, client, refusal.to_string());
+            conn.close(
+                VarInt::from_u32(CLOSE_REFUSED),
+                refusal.to_string().as_bytes(),
+            );
+            return;
+        }
+    };
+    let span = info_span!("quic", user = %identity.user.username, client_addr = %client);
+    async {
+        debug!("quic connection accepted");
+        loop {
+            let (send, recv) = match conn.accept_bi().await {
+                Ok(pair) => pair,
+                Err(error) => {
+                    debug!(%error, "quic connection ended");
+                    break;
+                }
+            };
+            let shared = shared.clone();
+            let conn = conn.clone();
+            let chain = chain.clone();
+            tokio::spawn(
+                async move { stream(&shared, &conn, &chain, send, recv).await }
+                    .instrument(tracing::Span::current()),
+            );
+        }
+    }
+    .instrument(span)
+    .await;
+}
+
+/// Writes one control frame.
+async fn send_json(send: &mut SendStream, json: &str) -> Result<(), TransportClosed> {
+    send.write_all(&Frame::encode(FrameType::Control, json.as_bytes()))
+        .await
+        .map_err(|_| TransportClosed)
+}
+
+/// Refuses a stream with an error frame and ends it; the connection stays up.
+async fn refuse(mut send: SendStream, kind: ErrorKind, detail: &str) {
+    let _ = send_json(
+        &mut send,
+        &ServerControl::error(kind, Some(detail)).to_json(),
+    )
+    .await;
+    let _ = send.finish();
+    // Let the error reach the client before the stream's state goes away.
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), send.stopped()).await;
+}
+
+/// Reads the preamble within its deadline. Returns it with the bytes read past it.
+async fn read_preamble(
+    shared: &Shared,
+    recv: &mut RecvStream,
+) -> Result<(Preamble, Vec<u8>), String> {
+    let mut buf = Vec::with_capacity(MAX_PREAMBLE_LEN);
+    let mut chunk = [0u8; MAX_PREAMBLE_LEN];
+    let read = async {
+        loop {
+            match Preamble::parse(&buf) {
+                Ok(Some((preamble, used))) => return Ok((preamble, buf[used..].to_vec())),
+                Ok(None) => {}
+                Err(error) => return Err(error.to_string()),
+            }
+            // Never more than the preamble's bound is buffered: parse decides by then.
+            let want = (MAX_PREAMBLE_LEN + 1)
+                .saturating_sub(buf.len())
+                .clamp(1, chunk.len());
+            match recv.read(&mut chunk[..want]).await {
+                Ok(Some(n)) => buf.extend_from_slice(&chunk[..n]),
+                Ok(None) => return Err("the stream ended before its preamble".to_owned()),
+                Err(error) => return Err(format!("the stream failed: {error}")),
+            }
+        }
+    };
+    tokio::time::timeout(shared.config.preamble_timeout, read)
+        .await
+        .map_err(|_| "no preamble within the deadline".to_owned())?
+}
+
+async fn stream(
+    shared: &Arc<Shared>,
+    conn: &Connection,
+    chain: &[CertificateDer<'static>],
+    send: SendStream,
+    mut recv: RecvStream,
+) {
+    let client = conn.remote_address();
+    let (preamble, rest) = match read_preamble(shared, &mut recv).await {
+        Ok(found) => found,
+        Err(detail) => {
+            audit(shared, "quic_stream_refused", None, client, detail.clone());
+            let _ = recv.stop(VarInt::from_u32(RESET_REFUSED));
+            refuse(send, ErrorKind::BadRequest, &detail).await;
+            return;
+        }
+    };
+    // Revocation applies to every new stream, at once.
+    let identity = match identify(shared.broker.state(), chain) {
+        Ok(identity) => identity,
+        Err(refusal) => {
+            audit(shared, "quic_refused", None, client, refusal.to_string());
+            let kind = match refusal {
+                Refusal::Internal => ErrorKind::Internal,
+                _ => ErrorKind::NotAllowed,
+            };
+            refuse(send, kind, &refusal.to_string()).await;
+            conn.close(
+                VarInt::from_u32(CLOSE_REFUSED),
+                refusal.to_string().as_bytes(),
+            );
+            return;
+        }
+    };
+    let username = identity.user.username.clone();
+    match preamble {
+        Preamble::Targets => {
+            let json = match visible_targets(shared.broker.state(), &identity.user) {
+                Ok(targets) => serde_json::to_string(
+                    &targets
+                        .into_iter()
+                        .map(|t| TargetInfo {
+                            name: t.name,
+                            host: t.host,
+                            port: t.port,
+                            protocol: t.protocol.as_str().to_owned(),
+                        })
+                        .collect::<Vec<_>>(),
+                )
+                .unwrap_or_else(|_| "[]".to_owned()),
+                Err(error) => {
+                    warn!(%error, "could not list targets");
+                    return refuse(send, ErrorKind::Internal, "the target list is unavailable")
+                        .await;
+                }
+            };
+            reply(send, &json).await;
+        }
+        Preamble::Status => {
+            let info = StatusInfo {
+                username,
+                role: identity.user.role.as_str().to_owned(),
+                expires_at_ms: identity.expires_at_ms,
+            };
+            reply(send, &serde_json::to_string(&info).unwrap_or_default()).await;
+        }
+        Preamble::Logout => logout(shared, conn, &identity, send, client).await,
+        Preamble::Terminal { target } => {
+            terminal(shared, conn, &identity, &target, send, recv, rest).await
+        }
+        Preamble::Proxy { .. } => {
+            refuse(
+                send,
+                ErrorKind::BadRequest,
+                "sallyport proxy is not supported by this gateway yet",
+            )
+            .await
+        }
+    }
+}
+
+async fn reply(mut send: SendStream, json: &str) {
+    let _ = send_json(&mut send, json).await;
+    let _ = send.finish();
+    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), send.stopped()).await;
+}
+
+async fn logout(
+    shared: &Shared,
+    conn: &Connection,
+    identity: &Identity,
+    send: SendStream,
+    client: SocketAddr,
+) {
+    match shared
+        .broker
+        .state()
+        .revoke_client_cert(&identity.fingerprint, sallyport_relay::now_ms())
+    {
+        Ok(_) => {
+            audit(
+                shared,
+                "cli_logout",
+                Some(&identity.user.username),
+                client,
+                format!("certificate {} revoked", &identity.fingerprint[..16]),
+            );
+            reply(send, r#"{"type":"logged_out"}"#).await;
+            conn.close(VarInt::from_u32(CLOSE_DONE), b"logged out");
+        }
+        Err(error) => {
+            warn!(%error, "could not revoke a client certificate");
+            refuse(
+                send,
+                ErrorKind::Internal,
+                "the logout could not be recorded",
+            )
+            .await;
+        }
+    }
+}
+
+async fn terminal(
+    shared: &Shared,
+    conn: &Connection,
+    identity: &Identity,
+    target_name: &str,
+    send: SendStream,
+    recv: RecvStream,
+    rest: Vec<u8>,
+) {
+    let client = conn.remote_address();
+    let state = shared.broker.state();
+    let refused = |detail: String| {
+        shared.broker.audit(AuditEvent {
+            kind: "connect_refused".into(),
+            actor: Some(identity.user.username.clone()),
+            client_addr: Some(client.to_string()),
+            target: Some(target_name.to_owned()),
+            detail: Some(detail),
+            ..AuditEvent::default()
+        });
+    };
+    let target = match state.targets() {
+        Ok(targets) => targets.into_iter().find(|t| t.name == target_name),
+        Err(error) => {
+            warn!(%error, "could not read targets");
+            return refuse(send, ErrorKind::Internal, "the target list is unavailable").await;
+        }
+    };
+    // An unknown target gets the same words as a forbidden one: names are not disclosed.
+    let Some(target) = target else {
+        refused("no such target".into());
+        return refuse(
+            send,
+            ErrorKind::NotAllowed,
+            &format!("no target {target_name} for you"),
+        )
+        .await;
+    };
+    let decision = match decide(state, &identity.user, &target) {
+        Ok(decision) => decision,
+        Err(AccessError::Denied(denied)) => {
+            refused(format!("not allowed: {denied}"));
+            return refuse(send, ErrorKind::NotAllowed, &denied.to_string()).await;
+        }
+        Err(AccessError::State(error)) => {
+            warn!(%error, "could not decide access");
+            return refuse(
+                send,
+                ErrorKind::Internal,
+                "the access decision is unavailable",
+            )
+            .await;
+        }
+    };
+    let mut decoder = FrameDecoder::new(MAX_CONTROL_LEN.max(MAX_INPUT_LEN));
+    decoder.extend(&rest);
+    let transport = QuicTransport {
+        send,
+        recv,
+        decoder,
+        chunk: vec![0; 16 * 1024],
+        ended: false,
+        conn: conn.clone(),
+        last_addr: client,
+        shared_audit: AuditSink {
+            broker: shared.broker.clone(),
+            user: identity.user.username.clone(),
+        },
+    };
+    shared
+        .broker
+        .run_terminal(decision, client, transport)
+        .await;
+}
+
+/// Where the transport reports a client address change.
+struct AuditSink {
+    broker: Arc<sallyport_relay::Broker>,
+    user: String,
+}
+
+/// A terminal stream as the broker's transport: frames in, frames out.
+struct QuicTransport {
+    send: SendStream,
+    recv: RecvStream,
+    decoder: FrameDecoder,
+    chunk: Vec<u8>,
+    ended: bool,
+    conn: Connection,
+    last_addr: SocketAddr,
+    shared_audit: AuditSink,
+}
+
+impl QuicTransport {
+    /// Audits a change of the client's address (connection migration), once per change.
+    fn note_migration(&mut self) {
+        let now = self.conn.remote_address();
+        if now != self.last_addr {
+            self.shared_audit.broker.audit(AuditEvent {
+                kind: "client_address_changed".into(),
+                actor: Some(self.shared_audit.user.clone()),
+                client_addr: Some(now.to_string()),
+                detail: Some(format!("from {} to {now}", self.last_addr)),
+                ..AuditEvent::default()
+            });
+            self.last_addr = now;
+        }
+    }
+}
+
+impl TerminalTransport for QuicTransport {
+    async fn recv(&mut self) -> Option<Result<ClientMessage, FrameError>> {
+        loop {
+            match self.decoder.next_frame() {
+                Ok(Some(frame)) => return Some(frame.into_client_message()),
+                Ok(None) => {}
+                Err(error) => return Some(Err(FrameError::Malformed(error.to_string()))),
+            }
+            if self.ended {
+                return None;
+            }
+            // `read` is cancel-safe and the decoder keeps what arrived, so this method is too.
+            match self.recv.read(&mut self.chunk).await {
+                Ok(Some(n)) => {
+                    let received = self.chunk.get(..n).unwrap_or_default();
+                    self.decoder.extend(received);
+                    self.note_migration();
+                }
+                Ok(None) | Err(_) => {
+                    self.ended = true;
+                    return None;
+                }
+            }
+        }
+    }
+
+    async fn send_output(&mut self, data: &[u8]) -> Result<(), TransportClosed> {
+        self.send
+            .write_all(&Frame::encode(FrameType::Data, data))
+            .await
+            .map_err(|_| TransportClosed)
+    }
+
+    async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
+        send_json(&mut self.send, &msg.to_json()).await
+    }
+
+    async fn close(&mut self) {
+        let _ = self.send.finish();
+        // A client that stopped reading must not hold the session task.
+        let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.send.stopped()).await;
+    }
+}
