@@ -115,16 +115,6 @@ const FORBIDDEN_EDGES: &[(&str, &[&str])] = &[
             "hyper",
         ],
     ),
-    (
-        "sallyport",
-        &[
-            "sallyport-state",
-            "sallyport-relay",
-            "sallyport-recordings",
-            "rusqlite",
-            "axum",
-        ],
-    ),
 ];
 
 /// Runs every check and reports all failures at once.
