@@ -1,12 +1,11 @@
-//! Desktop (RDP) replay for the reviewer, without any I/O: the recording's keyframes (PNGs of the gateway's
-//! framebuffer, taken periodically and at activation) on the session's timeline. The frame shown at a moment is
-//! the last keyframe at or before it, so seeking anywhere costs one PNG decode; the server PDUs between two
-//! keyframes are stepped over (they are what a full decoder would draw from; until the reviewer has one, the
-//! picture moves from keyframe to keyframe).
+//! Desktop (RDP) replay for the reviewer, without any I/O. The frame at a moment comes from
+//! `sallyport-desktop-replay`: the last keyframe (a PNG of the gateway's framebuffer) at or before it, then the
+//! recorded server PDUs after it decoded by ironrdp, so the picture is the one the user saw, and seeking costs
+//! at most one keyframe interval of RDP traffic.
 //!
 //! Drawn in the terminal with half-block cells (two pixels per cell, 24-bit colour), which every terminal and
-//! the appliance's serial console show. Hostile recordings: PNGs are decoded under a memory limit and frames
-//! larger than [`MAX_PIXELS`] are refused, so a forged keyframe cannot allocate gigabytes.
+//! the appliance's serial console show; exported as PNG. Recordings are untrusted: sizes are bounded by the
+//! replay crate, and a frame that does not decode is shown as an error, never a crash.
 
 use ratatui::buffer::Buffer;
 use ratatui::layout::Rect;
@@ -15,9 +14,6 @@ use ratatui::widgets::Widget;
 use sallyport_recordings::{DesktopEvent, Event, TimedEvent};
 
 use crate::replay::Replay;
-
-/// The largest frame decoded: 8192×8192 would be 256 MiB; RDP desktops stay far below this.
-pub const MAX_PIXELS: u64 = 4096 * 4096;
 
 /// A decoded frame, 8-bit RGBA.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -64,74 +60,30 @@ impl Image {
     }
 }
 
-/// Decodes a keyframe's PNG into RGBA, refusing frames over [`MAX_PIXELS`].
-pub fn decode_png(png_bytes: &[u8]) -> anyhow::Result<Image> {
-    let mut decoder = png::Decoder::new_with_limits(
-        std::io::Cursor::new(png_bytes),
-        png::Limits {
-            bytes: (MAX_PIXELS * 4) as usize,
-        },
-    );
-    decoder.set_transformations(png::Transformations::EXPAND | png::Transformations::STRIP_16);
-    let mut reader = decoder.read_info()?;
-    let (width, height) = (reader.info().width, reader.info().height);
-    if u64::from(width) * u64::from(height) > MAX_PIXELS {
-        anyhow::bail!("a {width}×{height} keyframe is larger than the reviewer shows");
-    }
-    let mut buffer = vec![0; reader.output_buffer_size().unwrap_or(0)];
-    let info = reader.next_frame(&mut buffer)?;
-    buffer.truncate(info.buffer_size());
-    let rgba = match info.color_type {
-        png::ColorType::Rgba => buffer,
-        png::ColorType::Rgb => buffer
-            .chunks_exact(3)
-            .flat_map(|p| [p[0], p[1], p[2], 255])
-            .collect(),
-        png::ColorType::Grayscale => buffer.iter().flat_map(|&v| [v, v, v, 255]).collect(),
-        png::ColorType::GrayscaleAlpha => buffer
-            .chunks_exact(2)
-            .flat_map(|p| [p[0], p[0], p[0], p[1]])
-            .collect(),
-        png::ColorType::Indexed => anyhow::bail!("an indexed keyframe was not expanded"),
-    };
-    if rgba.len() as u64 != u64::from(width) * u64::from(height) * 4 {
-        anyhow::bail!("the keyframe's pixel data does not match its {width}×{height} size");
-    }
-    Ok(Image {
-        width,
-        height,
-        rgba,
-    })
-}
-
 /// A recorded desktop session being replayed.
 pub struct DesktopReplay {
     events: Vec<TimedEvent>,
-    /// Indices of the keyframe events, in order.
-    keyframes: Vec<usize>,
+    frames: sallyport_desktop_replay::DesktopReplay,
     /// The index of the next event to apply.
     next: usize,
-    /// The keyframe shown (its event index) and its decoded image, or why it could not be decoded.
-    shown: Option<(usize, Result<Image, String>)>,
+    /// The frame after the applied events (by the time of the last one), or why it could not be made.
+    shown: Option<Result<Image, String>>,
+    /// The time of the frame shown.
+    shown_at_ms: u64,
     /// The desktop size after the applied events (activation, resize, keyframe).
     size: (u16, u16),
     marker: Option<String>,
 }
 
 impl DesktopReplay {
-    /// Starts a replay at the session's beginning (a black desktop until the first keyframe).
+    /// Starts a replay at the session's beginning (nothing shown until the first activation).
     pub fn new(events: Vec<TimedEvent>) -> DesktopReplay {
-        let keyframes = events
-            .iter()
-            .enumerate()
-            .filter(|(_, e)| matches!(e.event, Event::Desktop(DesktopEvent::Keyframe { .. })))
-            .map(|(i, _)| i)
-            .collect();
         DesktopReplay {
+            frames: sallyport_desktop_replay::DesktopReplay::new(&events),
             events,
-            keyframes,
             next: 0,
             shown: None,
+            shown_at_ms: 0,
             size: (0, 0),
             marker: None,
         }
@@ -142,27 +94,45 @@ impl DesktopReplay {
         events.iter().any(|e| matches!(e.event, Event::Desktop(_)))
     }
 
-    /// The frame shown: the last keyframe applied, decoded; `Err` when it could not be decoded.
+    /// The frame shown; `Err` when the recording does not replay to it.
     pub fn frame(&self) -> Option<Result<&Image, &str>> {
         self.shown
             .as_ref()
-            .map(|(_, image)| image.as_ref().map_err(String::as_str))
+            .map(|image| image.as_ref().map_err(String::as_str))
     }
 
-    /// The PNG of the keyframe shown and its time, exactly as recorded.
-    pub fn frame_png(&self) -> Option<(u64, &[u8])> {
-        let (index, _) = self.shown.as_ref()?;
-        let event = self.events.get(*index)?;
-        match &event.event {
-            Event::Desktop(DesktopEvent::Keyframe { png, .. }) => Some((event.at_ms, png)),
-            _ => None,
-        }
+    /// The time of the frame shown, when there is one.
+    pub fn frame_at_ms(&self) -> Option<u64> {
+        matches!(self.shown, Some(Ok(_))).then_some(self.shown_at_ms)
     }
 
     /// How many keyframes the recording has.
     pub fn keyframe_count(&self) -> usize {
-        self.keyframes.len()
+        self.frames.keyframes().len()
     }
+}
+
+/// The desktop at `at_ms` as the replay crate rebuilds it.
+pub fn frame_at(
+    frames: &sallyport_desktop_replay::DesktopReplay,
+    at_ms: u64,
+) -> Result<Image, String> {
+    let frame = frames.frame_at(at_ms).map_err(|e| e.to_string())?;
+    Ok(Image {
+        width: u32::from(frame.width),
+        height: u32::from(frame.height),
+        rgba: frame.rgba,
+    })
+}
+
+/// Encodes a frame as an RGBA PNG.
+pub fn encode_png(image: &Image) -> anyhow::Result<Vec<u8>> {
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, image.width, image.height);
+    encoder.set_color(png::ColorType::Rgba);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder.write_header()?.write_image_data(&image.rgba)?;
+    Ok(out)
 }
 
 impl Replay for DesktopReplay {
@@ -184,9 +154,11 @@ impl Replay for DesktopReplay {
 
     fn seek_to_event(&mut self, applied: usize) {
         let applied = applied.min(self.events.len());
+        if applied == self.next && (applied == 0 || self.shown.is_some()) {
+            return;
+        }
         self.next = applied;
         let before = &self.events[..applied];
-        // Size and marker: the last that applies. Keyframe: the last before, decoded once per change.
         self.size = before
             .iter()
             .rev()
@@ -203,21 +175,15 @@ impl Replay for DesktopReplay {
             Event::Marker(text) => Some(text.clone()),
             _ => None,
         });
-        let keyframe = self.keyframes[..self.keyframes.partition_point(|&k| k < applied)]
-            .last()
-            .copied();
-        match keyframe {
-            None => self.shown = None,
-            Some(k) if self.shown.as_ref().is_some_and(|(i, _)| *i == k) => {}
-            Some(k) => {
-                let image = match &self.events[k].event {
-                    Event::Desktop(DesktopEvent::Keyframe { png, .. }) => {
-                        decode_png(png).map_err(|e| format!("{e:#}"))
-                    }
-                    _ => Err("not a keyframe".to_owned()),
-                };
-                self.shown = Some((k, image));
+        let started = before
+            .iter()
+            .any(|e| matches!(e.event, Event::Desktop(DesktopEvent::Activation { .. })));
+        match before.last() {
+            Some(last) if started => {
+                self.shown_at_ms = last.at_ms;
+                self.shown = Some(frame_at(&self.frames, last.at_ms));
             }
+            _ => self.shown = None,
         }
     }
 }

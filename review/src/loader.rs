@@ -16,7 +16,6 @@ use sallyport_recordings::{SearchIndex, SessionHits, SessionRow, Store, TimedEve
 
 use crate::desktop::DesktopReplay;
 use crate::model::{Integrity, Loaded, Request};
-use crate::replay::Replay;
 
 /// At most this many sessions are listed in search results.
 pub const MAX_RESULTS: usize = 1000;
@@ -137,18 +136,16 @@ impl Source {
         Ok(self.store.events(id)?)
     }
 
-    /// The desktop keyframe shown at `at_ms` of a desktop session, exactly as recorded: its time and PNG.
-    pub fn desktop_frame(&self, id: &str, at_ms: u64) -> anyhow::Result<(u64, Vec<u8>)> {
+    /// A desktop session's picture at `at_ms` (replayed from the keyframe before it), as PNG.
+    pub fn desktop_frame(&self, id: &str, at_ms: u64) -> anyhow::Result<Vec<u8>> {
         let events = self.events(id)?;
         if !DesktopReplay::is_desktop(&events) {
             anyhow::bail!("session {id} is not a desktop session");
         }
-        let mut replay = DesktopReplay::new(events);
-        replay.seek_ms(at_ms);
-        let (at, png) = replay
-            .frame_png()
-            .with_context(|| format!("session {id} has no keyframe at or before {at_ms} ms"))?;
-        Ok((at, png.to_vec()))
+        let frames = sallyport_desktop_replay::DesktopReplay::new(&events);
+        let image = crate::desktop::frame_at(&frames, at_ms.min(frames.duration_ms()))
+            .map_err(|e| anyhow::anyhow!("session {id} does not replay to {at_ms} ms: {e}"))?;
+        crate::desktop::encode_png(&image)
     }
 
     /// Writes a session as asciicast v2 to `out`.
@@ -193,7 +190,7 @@ impl Source {
                     Loaded::Exported(path)
                 }
                 Request::ExportFrame { id, at_ms } => {
-                    let (at_ms, png) = self.desktop_frame(&id, at_ms)?;
+                    let png = self.desktop_frame(&id, at_ms)?;
                     let path = self.export_dir.join(format!("{id}-{at_ms}ms.png"));
                     std::fs::write(&path, png)?;
                     Loaded::Exported(path)

@@ -87,7 +87,7 @@ enum Command {
         /// Write an evidence file here.
         #[arg(long)]
         evidence: Option<PathBuf>,
-        /// Write a desktop session's keyframe as PNG here (the one shown at `--at`).
+        /// Write a desktop session's picture at `--at` as PNG here.
         #[arg(long)]
         png: Option<PathBuf>,
         /// The moment for `--png`, in seconds since the session started (default: its end).
@@ -196,10 +196,9 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(path) = png {
                 let at_ms = at.map_or(u64::MAX, |s| (s.max(0.0) * 1000.0) as u64);
-                let (shown_ms, bytes) = source.desktop_frame(&session, at_ms)?;
+                let bytes = source.desktop_frame(&session, at_ms)?;
                 std::fs::write(&path, bytes)
                     .with_context(|| format!("writing {}", path.display()))?;
-                eprintln!("wrote the keyframe recorded at {shown_ms} ms");
             }
             Ok(ExitCode::SUCCESS)
         }

@@ -3,7 +3,7 @@
 //!
 //! The playback clock only moves on [`tick`](Player::tick), which the event loop calls with the time that passed,
 //! so the player is deterministic in tests. What is replayed is a [`Media`]: a terminal session through the VT
-//! emulator, or a desktop (RDP) session by its keyframes (`desktop.rs`), behind the same controls.
+//! emulator, or a desktop (RDP) session through the desktop replay (`desktop.rs`), behind the same controls.
 
 use std::time::Duration;
 
@@ -35,7 +35,7 @@ const SEEK_LARGE_MS: u64 = 60_000;
 pub enum Media {
     /// A terminal session, through the VT emulator (boxed: the emulator is large).
     Terminal(Box<TerminalReplay>),
-    /// A desktop (RDP) session, by its keyframes.
+    /// A desktop (RDP) session, rebuilt from its keyframes and PDUs.
     Desktop(DesktopReplay),
 }
 
@@ -271,9 +271,9 @@ fn draw_terminal(frame: &mut Frame<'_>, body: Rect, replay: &TerminalReplay) {
 /// The desktop frame shown, scaled into the body, with its size and time in a frame around it.
 fn draw_desktop(frame: &mut Frame<'_>, body: Rect, replay: &DesktopReplay) {
     let (width, height) = replay.size();
-    let title = match replay.frame_png() {
-        Some((at_ms, _)) => format!(
-            " desktop {width}×{height} · keyframe at {} · p exports it as PNG ",
+    let title = match replay.frame_at_ms() {
+        Some(at_ms) => format!(
+            " desktop {width}×{height} at {} · p exports the frame as PNG ",
             format::position(at_ms)
         ),
         None => format!(" desktop {width}×{height} "),
@@ -287,15 +287,15 @@ fn draw_desktop(frame: &mut Frame<'_>, body: Rect, replay: &DesktopReplay) {
     match replay.frame() {
         Some(Ok(image)) => frame.render_widget(DesktopView { image }, inner),
         Some(Err(error)) => frame.render_widget(
-            Paragraph::new(format!("this keyframe cannot be shown: {}", clean(error)))
+            Paragraph::new(format!("this moment does not replay: {}", clean(error)))
                 .style(Style::default().fg(Color::Red)),
             inner,
         ),
         None => frame.render_widget(
             Paragraph::new(if replay.keyframe_count() == 0 {
-                "this desktop recording has no keyframes"
+                "the desktop has not started yet (this recording has no keyframes)"
             } else {
-                "no keyframe yet at this moment"
+                "the desktop has not started yet"
             })
             .style(Style::default().fg(Color::DarkGray)),
             inner,
@@ -423,8 +423,7 @@ impl Component for Player {
                         });
                     }
                     KeyCode::Char('p') => {
-                        let Some((at_ms, _)) = self.desktop().and_then(DesktopReplay::frame_png)
-                        else {
+                        let Some(at_ms) = self.desktop().and_then(DesktopReplay::frame_at_ms) else {
                             return Handled::Ignored;
                         };
                         return Handled::Action(Action::ExportFrame {
