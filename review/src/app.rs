@@ -60,6 +60,13 @@ pub enum Action {
         /// An evidence file (else asciicast).
         evidence: bool,
     },
+    /// Export the desktop keyframe shown at a moment as PNG.
+    ExportFrame {
+        /// The session.
+        id: String,
+        /// The keyframe's time.
+        at_ms: u64,
+    },
     /// Leave the current screen.
     Back,
 }
@@ -411,6 +418,10 @@ impl App {
                 } else {
                     Request::ExportAsciicast(id)
                 }]
+            }
+            Action::ExportFrame { id, at_ms } => {
+                self.status = "exporting the frame…".into();
+                vec![Request::ExportFrame { id, at_ms }]
             }
             Action::Back => {
                 if self.screen == Screen::Player {

@@ -39,6 +39,7 @@ const PLAYER: &[(&str, &str)] = &[
     ("n N", "next, previous search hit"),
     ("i", "skip idle gaps on/off"),
     ("v, e, E", "integrity, export asciicast, evidence"),
+    ("p", "desktop: export the keyframe shown as PNG"),
     ("esc", "back"),
 ];
 

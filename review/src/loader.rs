@@ -14,6 +14,7 @@ use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
 use sallyport_recordings::{SearchIndex, SessionHits, SessionRow, Store, TimedEvent};
 
+use crate::desktop::DesktopReplay;
 use crate::model::{Integrity, Loaded, Request};
 
 /// At most this many sessions are listed in search results.
@@ -135,6 +136,18 @@ impl Source {
         Ok(self.store.events(id)?)
     }
 
+    /// A desktop session's picture at `at_ms` (replayed from the keyframe before it), as PNG.
+    pub fn desktop_frame(&self, id: &str, at_ms: u64) -> anyhow::Result<Vec<u8>> {
+        let events = self.events(id)?;
+        if !DesktopReplay::is_desktop(&events) {
+            anyhow::bail!("session {id} is not a desktop session");
+        }
+        let frames = sallyport_desktop_replay::DesktopReplay::new(&events);
+        let image = crate::desktop::frame_at(&frames, at_ms.min(frames.duration_ms()))
+            .map_err(|e| anyhow::anyhow!("session {id} does not replay to {at_ms} ms: {e}"))?;
+        crate::desktop::encode_png(&image)
+    }
+
     /// Writes a session as asciicast v2 to `out`.
     pub fn export_asciicast(&self, id: &str, out: &mut impl std::io::Write) -> anyhow::Result<()> {
         let row = self
@@ -174,6 +187,12 @@ impl Source {
                 Request::ExportEvidence(id) => {
                     let path = self.export_dir.join(format!("{id}.evidence.json"));
                     std::fs::write(&path, self.store.export_evidence(&id)?)?;
+                    Loaded::Exported(path)
+                }
+                Request::ExportFrame { id, at_ms } => {
+                    let png = self.desktop_frame(&id, at_ms)?;
+                    let path = self.export_dir.join(format!("{id}-{at_ms}ms.png"));
+                    std::fs::write(&path, png)?;
                     Loaded::Exported(path)
                 }
             })

@@ -6,6 +6,7 @@ mod asciicast;
 #[cfg(feature = "bench")]
 mod bench;
 mod cli;
+mod desktop;
 mod format;
 mod help;
 mod list;
@@ -86,6 +87,12 @@ enum Command {
         /// Write an evidence file here.
         #[arg(long)]
         evidence: Option<PathBuf>,
+        /// Write a desktop session's picture at `--at` as PNG here.
+        #[arg(long)]
+        png: Option<PathBuf>,
+        /// The moment for `--png`, in seconds since the session started (default: its end).
+        #[arg(long, requires = "png")]
+        at: Option<f64>,
         #[command(flatten)]
         open: OpenArgs,
     },
@@ -165,10 +172,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             session,
             asciicast,
             evidence,
+            png,
+            at,
             open,
         }) => {
-            if asciicast.is_none() && evidence.is_none() {
-                anyhow::bail!("say what to write: --asciicast FILE and/or --evidence FILE");
+            if asciicast.is_none() && evidence.is_none() && png.is_none() {
+                anyhow::bail!(
+                    "say what to write: --asciicast FILE, --evidence FILE and/or --png FILE"
+                );
             }
             let source = loader::Source::open(&open.db, None, None)?;
             if let Some(path) = asciicast {
@@ -181,6 +192,12 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             }
             if let Some(path) = evidence {
                 std::fs::write(&path, source.store().export_evidence(&session)?)
+                    .with_context(|| format!("writing {}", path.display()))?;
+            }
+            if let Some(path) = png {
+                let at_ms = at.map_or(u64::MAX, |s| (s.max(0.0) * 1000.0) as u64);
+                let bytes = source.desktop_frame(&session, at_ms)?;
+                std::fs::write(&path, bytes)
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             Ok(ExitCode::SUCCESS)

@@ -79,6 +79,13 @@ pub enum Request {
     ExportAsciicast(String),
     /// Write a session as an evidence file in the current directory.
     ExportEvidence(String),
+    /// Write the desktop keyframe shown at a moment as a PNG in the current directory.
+    ExportFrame {
+        /// The session.
+        id: String,
+        /// The moment (the keyframe at or before it is written).
+        at_ms: u64,
+    },
 }
 
 /// What the loader tells the UI.

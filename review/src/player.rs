@@ -2,8 +2,8 @@
 //! timeline (keys or mouse), jumps between search hits, and skipping of idle gaps.
 //!
 //! The playback clock only moves on [`tick`](Player::tick), which the event loop calls with the time that passed,
-//! so the player is deterministic in tests. What is replayed is a [`Media`]: today only terminal sessions; desktop
-//! (RDP) recordings would be a second variant with keyframe seeking behind the same controls.
+//! so the player is deterministic in tests. What is replayed is a [`Media`]: a terminal session through the VT
+//! emulator, or a desktop (RDP) session through the desktop replay (`desktop.rs`), behind the same controls.
 
 use std::time::Duration;
 
@@ -16,9 +16,10 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use sallyport_recordings::{Moment, SessionRow, TimedEvent, find_moments};
 
 use crate::app::{Action, Component, Ctx, Handled, UiEvent};
+use crate::desktop::{DesktopReplay, DesktopView};
 use crate::format;
 use crate::list::{integrity_style, outcome_label};
-use crate::replay::TerminalReplay;
+use crate::replay::{Replay, TerminalReplay};
 use crate::screen_view::{ScreenView, clean};
 
 /// The playback speeds.
@@ -32,8 +33,10 @@ const SEEK_LARGE_MS: u64 = 60_000;
 
 /// What is being replayed.
 pub enum Media {
-    /// A terminal session, through the VT emulator.
-    Terminal(TerminalReplay),
+    /// A terminal session, through the VT emulator (boxed: the emulator is large).
+    Terminal(Box<TerminalReplay>),
+    /// A desktop (RDP) session, rebuilt from its keyframes and PDUs.
+    Desktop(DesktopReplay),
 }
 
 /// The player component.
@@ -62,7 +65,11 @@ impl Player {
             .unwrap_or_default();
         let mut player = Player {
             session,
-            media: Media::Terminal(TerminalReplay::new(events)),
+            media: if DesktopReplay::is_desktop(&events) {
+                Media::Desktop(DesktopReplay::new(events))
+            } else {
+                Media::Terminal(Box::new(TerminalReplay::new(events)))
+            },
             playing: false,
             speed: 1,
             clock_ms: 0.0,
@@ -78,15 +85,25 @@ impl Player {
         player
     }
 
-    fn replay(&mut self) -> &mut TerminalReplay {
+    fn replay(&mut self) -> &mut dyn Replay {
         match &mut self.media {
-            Media::Terminal(r) => r,
+            Media::Terminal(r) => r.as_mut(),
+            Media::Desktop(r) => r,
         }
     }
 
-    fn replay_ref(&self) -> &TerminalReplay {
+    fn replay_ref(&self) -> &dyn Replay {
         match &self.media {
-            Media::Terminal(r) => r,
+            Media::Terminal(r) => r.as_ref(),
+            Media::Desktop(r) => r,
+        }
+    }
+
+    /// The desktop replay, when this is a desktop session.
+    pub fn desktop(&self) -> Option<&DesktopReplay> {
+        match &self.media {
+            Media::Desktop(r) => Some(r),
+            Media::Terminal(_) => None,
         }
     }
 
@@ -108,7 +125,10 @@ impl Player {
     /// The emulated screen's text, row by row (for tests).
     #[cfg(test)]
     pub fn screen_text(&self) -> String {
-        self.replay_ref().screen().contents()
+        match &self.media {
+            Media::Terminal(r) => r.screen().contents(),
+            Media::Desktop(_) => String::new(),
+        }
     }
 
     /// Seeks to a time.
@@ -218,6 +238,71 @@ impl Player {
     }
 }
 
+/// The recorded terminal, framed when there is room so its edges are visible.
+fn draw_terminal(frame: &mut Frame<'_>, body: Rect, replay: &TerminalReplay) {
+    let (cols, rows) = replay.size();
+    // A frame around the recorded screen when there is room, so its edges are visible.
+    let screen_area = if body.width > cols + 1 && body.height > rows + 1 {
+        let outer = Rect {
+            width: cols + 2,
+            height: rows + 2,
+            ..body
+        };
+        frame.render_widget(
+            Block::default()
+                .borders(Borders::ALL)
+                .border_style(Style::default().fg(Color::DarkGray))
+                .title(format!(" {cols}×{rows} ")),
+            outer,
+        );
+        outer.inner(ratatui::layout::Margin::new(1, 1))
+    } else {
+        body
+    };
+    frame.render_widget(
+        ScreenView {
+            screen: replay.screen(),
+            cursor: true,
+        },
+        screen_area,
+    );
+}
+
+/// The desktop frame shown, scaled into the body, with its size and time in a frame around it.
+fn draw_desktop(frame: &mut Frame<'_>, body: Rect, replay: &DesktopReplay) {
+    let (width, height) = replay.size();
+    let title = match replay.frame_at_ms() {
+        Some(at_ms) => format!(
+            " desktop {width}×{height} at {} · p exports the frame as PNG ",
+            format::position(at_ms)
+        ),
+        None => format!(" desktop {width}×{height} "),
+    };
+    let block = Block::default()
+        .borders(Borders::ALL)
+        .border_style(Style::default().fg(Color::DarkGray))
+        .title(title);
+    let inner = block.inner(body);
+    frame.render_widget(block, body);
+    match replay.frame() {
+        Some(Ok(image)) => frame.render_widget(DesktopView { image }, inner),
+        Some(Err(error)) => frame.render_widget(
+            Paragraph::new(format!("this moment does not replay: {}", clean(error)))
+                .style(Style::default().fg(Color::Red)),
+            inner,
+        ),
+        None => frame.render_widget(
+            Paragraph::new(if replay.keyframe_count() == 0 {
+                "the desktop has not started yet (this recording has no keyframes)"
+            } else {
+                "the desktop has not started yet"
+            })
+            .style(Style::default().fg(Color::DarkGray)),
+            inner,
+        ),
+    }
+}
+
 impl Component for Player {
     fn draw(&mut self, frame: &mut Frame<'_>, area: Rect, ctx: &Ctx<'_>) {
         let [header, body, timeline, status] = Layout::vertical([
@@ -247,32 +332,10 @@ impl Component for Player {
             .style(Style::default().bg(Color::Indexed(236))),
             header,
         );
-        let (cols, rows) = self.replay_ref().size();
-        // A frame around the recorded screen when there is room, so its edges are visible.
-        let screen_area = if body.width > cols + 1 && body.height > rows + 1 {
-            let outer = Rect {
-                width: cols + 2,
-                height: rows + 2,
-                ..body
-            };
-            frame.render_widget(
-                Block::default()
-                    .borders(Borders::ALL)
-                    .border_style(Style::default().fg(Color::DarkGray))
-                    .title(format!(" {cols}×{rows} ")),
-                outer,
-            );
-            outer.inner(ratatui::layout::Margin::new(1, 1))
-        } else {
-            body
-        };
-        frame.render_widget(
-            ScreenView {
-                screen: self.replay_ref().screen(),
-                cursor: true,
-            },
-            screen_area,
-        );
+        match &self.media {
+            Media::Terminal(replay) => draw_terminal(frame, body, replay.as_ref()),
+            Media::Desktop(replay) => draw_desktop(frame, body, replay),
+        }
         self.timeline = timeline;
         frame.render_widget(Paragraph::new(self.draw_timeline(timeline.width)), timeline);
         let r = self.replay_ref();
@@ -357,6 +420,15 @@ impl Component for Player {
                         return Handled::Action(Action::Export {
                             id: self.session.id.clone(),
                             evidence: key.code == KeyCode::Char('E'),
+                        });
+                    }
+                    KeyCode::Char('p') => {
+                        let Some(at_ms) = self.desktop().and_then(DesktopReplay::frame_at_ms) else {
+                            return Handled::Ignored;
+                        };
+                        return Handled::Action(Action::ExportFrame {
+                            id: self.session.id.clone(),
+                            at_ms,
                         });
                     }
                     KeyCode::Char('v') => {

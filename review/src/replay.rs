@@ -6,6 +6,36 @@
 
 use sallyport_recordings::{Event, TimedEvent};
 
+/// What the player needs of a replay, terminal or desktop: a cursor over the session's events.
+pub trait Replay {
+    /// The recorded events.
+    fn events(&self) -> &[TimedEvent];
+    /// How many events have been applied.
+    fn applied(&self) -> usize;
+    /// The replayed screen's size: columns and rows for a terminal, pixels for a desktop.
+    fn size(&self) -> (u16, u16);
+    /// The last gateway marker applied.
+    fn marker(&self) -> Option<&str>;
+    /// Brings the replay to the state after the first `applied` events.
+    fn seek_to_event(&mut self, applied: usize);
+
+    /// The time of the last event.
+    fn duration_ms(&self) -> u64 {
+        self.events().last().map_or(0, |e| e.at_ms)
+    }
+
+    /// The time of the next event to apply, if any.
+    fn next_at_ms(&self) -> Option<u64> {
+        self.events().get(self.applied()).map(|e| e.at_ms)
+    }
+
+    /// Brings the replay to the state at `ms`: every event at or before it applied.
+    fn seek_ms(&mut self, ms: u64) {
+        let applied = self.events().partition_point(|e| e.at_ms <= ms);
+        self.seek_to_event(applied);
+    }
+}
+
 /// The largest emulated screen; recorded resizes beyond it are clamped.
 pub const MAX_COLS: u16 = 500;
 /// The largest emulated screen height.
@@ -69,40 +99,9 @@ impl TerminalReplay {
         }
     }
 
-    /// The recorded events.
-    pub fn events(&self) -> &[TimedEvent] {
-        &self.events
-    }
-
-    /// How many events have been applied.
-    pub fn applied(&self) -> usize {
-        self.next
-    }
-
-    /// The time of the last event.
-    pub fn duration_ms(&self) -> u64 {
-        self.events.last().map_or(0, |e| e.at_ms)
-    }
-
-    /// The time of the next event to apply, if any.
-    pub fn next_at_ms(&self) -> Option<u64> {
-        self.events.get(self.next).map(|e| e.at_ms)
-    }
-
     /// The emulated screen after the applied events.
     pub fn screen(&self) -> &vt100::Screen {
         self.parser.screen()
-    }
-
-    /// The emulated screen's size: columns, rows.
-    pub fn size(&self) -> (u16, u16) {
-        let (rows, cols) = self.parser.screen().size();
-        (cols.get(), rows.get())
-    }
-
-    /// The last gateway marker applied.
-    pub fn marker(&self) -> Option<&str> {
-        self.marker.as_deref()
     }
 
     /// Applies the next event; false at the end.
@@ -135,9 +134,27 @@ impl TerminalReplay {
         }
         true
     }
+}
 
-    /// Brings the screen to the state after the first `applied` events.
-    pub fn seek_to_event(&mut self, applied: usize) {
+impl Replay for TerminalReplay {
+    fn events(&self) -> &[TimedEvent] {
+        &self.events
+    }
+
+    fn applied(&self) -> usize {
+        self.next
+    }
+
+    fn size(&self) -> (u16, u16) {
+        let (rows, cols) = self.parser.screen().size();
+        (cols.get(), rows.get())
+    }
+
+    fn marker(&self) -> Option<&str> {
+        self.marker.as_deref()
+    }
+
+    fn seek_to_event(&mut self, applied: usize) {
         let applied = applied.min(self.events.len());
         if applied < self.next {
             let Some(checkpoint) = self.checkpoints.iter().rev().find(|c| c.next <= applied) else {
@@ -150,12 +167,6 @@ impl TerminalReplay {
             self.bytes_since_checkpoint = 0;
         }
         while self.next < applied && self.step() {}
-    }
-
-    /// Brings the screen to the state at `ms`: every event at or before it applied.
-    pub fn seek_ms(&mut self, ms: u64) {
-        let applied = self.events.partition_point(|e| e.at_ms <= ms);
-        self.seek_to_event(applied);
     }
 }
 

@@ -20,7 +20,7 @@ use sallyport_recordings::{Event, Limits, Outcome, Recorder, SessionMeta, Sessio
 use crate::app::{App, Input, UiEvent};
 use crate::loader::Source;
 use crate::model::{Integrity, Loaded, Request};
-use crate::replay::TerminalReplay;
+use crate::replay::{Replay, TerminalReplay};
 
 /// 2026-03-02 09:15:00 UTC.
 const T0: u64 = 1_772_442_900_000;
@@ -579,4 +579,211 @@ fn asciicast_is_valid_v2_and_replays_to_the_same_screen() {
         assert!(output.status.success(), "asciinema cat failed: {output:?}");
         assert!(String::from_utf8_lossy(&output.stdout).contains("logout"));
     }
+}
+
+/// A PNG of `width`×`height` whose left half is `left` and right half `right` (RGB).
+fn two_colour_png(width: u32, height: u32, left: [u8; 3], right: [u8; 3]) -> Vec<u8> {
+    let mut pixels = Vec::new();
+    for _ in 0..height {
+        for x in 0..width {
+            pixels.extend(if x < width / 2 { left } else { right });
+        }
+    }
+    let mut out = Vec::new();
+    let mut encoder = png::Encoder::new(&mut out, width, height);
+    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_depth(png::BitDepth::Eight);
+    encoder
+        .write_header()
+        .unwrap()
+        .write_image_data(&pixels)
+        .unwrap();
+    out
+}
+
+/// The colours of the half-block cells in the rendered player (top and bottom of each cell).
+fn desktop_colours(app: &mut App, width: u16, height: u16) -> Vec<ratatui::style::Color> {
+    let mut terminal = Terminal::new(TestBackend::new(width, height)).unwrap();
+    terminal.draw(|f| app.draw(f)).unwrap();
+    terminal
+        .backend()
+        .buffer()
+        .content()
+        .iter()
+        .filter(|c| c.symbol() == "▀")
+        .flat_map(|c| [c.fg, c.bg])
+        .collect()
+}
+
+#[test]
+fn desktop_recordings_replay_seek_and_export_the_picture_as_png() {
+    use ratatui::style::Color;
+    use sallyport_recordings::DesktopEvent;
+
+    let red = two_colour_png(64, 40, [255, 0, 0], [255, 0, 0]);
+    let blue_green = two_colour_png(64, 40, [0, 0, 255], [0, 255, 0]);
+    let dir = tempfile::tempdir().unwrap();
+    let db = dir.path().join("recordings.db");
+    let recorder = Recorder::start(&db, key(), Limits::default()).unwrap();
+    let session = recorder
+        .open_session(SessionMeta {
+            user: "dora".into(),
+            target: "desk".into(),
+            target_addr: "10.0.0.9:3389".into(),
+            protocol: "rdp".into(),
+            client_addr: "192.0.2.7:50000".into(),
+        })
+        .unwrap();
+    let keyframe = |png: &[u8]| {
+        Event::Desktop(DesktopEvent::Keyframe {
+            width: 64,
+            height: 40,
+            png: png.to_vec(),
+        })
+    };
+    let resize = Event::Desktop(DesktopEvent::Resize {
+        width: 64,
+        height: 40,
+    });
+    let events = vec![
+        TimedEvent {
+            at_ms: 0,
+            event: Event::Desktop(DesktopEvent::Activation {
+                width: 64,
+                height: 40,
+                io_channel_id: 1003,
+                user_channel_id: 1007,
+                share_id: 0x1_03ea,
+                drdynvc_channel_id: None,
+            }),
+        },
+        TimedEvent {
+            at_ms: 100,
+            event: resize.clone(),
+        },
+        TimedEvent {
+            at_ms: 500,
+            event: keyframe(&red),
+        },
+        TimedEvent {
+            at_ms: 1_000,
+            event: resize.clone(),
+        },
+        TimedEvent {
+            at_ms: 2_000,
+            event: keyframe(&blue_green),
+        },
+        TimedEvent {
+            at_ms: 3_000,
+            event: resize,
+        },
+    ];
+    for e in &events {
+        // Apart in recorded time too, so that the two keyframes have different timestamps on disk.
+        std::thread::sleep(Duration::from_millis(5));
+        session.record(e.event.clone()).unwrap();
+    }
+    let id = session.id().to_owned();
+    session.finish(Outcome::Ended).unwrap();
+    recorder.shutdown().unwrap();
+
+    let source = Source::open(&db, None, Some(key().verifying_key())).unwrap();
+    let mut app = App::new("recordings.db".into(), T0 + 3_600_000);
+    app.update(Input::Loaded(Loaded::Sessions(fixed_rows(&source))));
+    // The recorder timestamps events itself; the player gets the fixed times above.
+    assert_eq!(source.events(&id).unwrap().len(), events.len());
+    open_player(&mut app, &id, events, None);
+    assert!(
+        desktop_colours(&mut app, 80, 24).is_empty(),
+        "no keyframe at the start"
+    );
+    assert_snapshot!("player_desktop_before_keyframe", render(&mut app, 80, 24));
+
+    // The middle (1.5 s) shows the keyframe from 0.5 s: all red.
+    press(&mut app, KeyCode::Char('5'));
+    let colours = desktop_colours(&mut app, 80, 24);
+    assert!(!colours.is_empty());
+    assert!(
+        colours.iter().all(|c| *c == Color::Rgb(255, 0, 0)),
+        "{colours:?}"
+    );
+    assert_snapshot!("player_desktop_middle", render(&mut app, 80, 24));
+
+    // The end shows the second keyframe, blue on the left and green on the right, in proportion.
+    press(&mut app, KeyCode::End);
+    let colours = desktop_colours(&mut app, 80, 24);
+    let blue = colours
+        .iter()
+        .filter(|c| **c == Color::Rgb(0, 0, 255))
+        .count();
+    let green = colours
+        .iter()
+        .filter(|c| **c == Color::Rgb(0, 255, 0))
+        .count();
+    assert!(
+        blue > 0 && green > 0 && blue.abs_diff(green) <= colours.len() / 10,
+        "{blue} blue, {green} green of {}",
+        colours.len()
+    );
+
+    // p asks for the picture shown to be exported.
+    let asked = press(&mut app, KeyCode::Char('p'));
+    assert_eq!(
+        asked,
+        vec![Request::ExportFrame {
+            id: id.clone(),
+            at_ms: 3_000
+        }]
+    );
+    // The loader replays the same picture by the recorded times and writes it as PNG: the red keyframe's
+    // pixels at its own moment, the blue and green one's at the end.
+    let red_at = source.events(&id).unwrap()[2].at_ms;
+    assert_eq!(
+        png_pixels(&source.desktop_frame(&id, red_at).unwrap()),
+        png_pixels(&red)
+    );
+    assert_eq!(
+        png_pixels(&source.desktop_frame(&id, u64::MAX).unwrap()),
+        png_pixels(&blue_green)
+    );
+}
+
+/// The RGB pixels of a PNG.
+fn png_pixels(bytes: &[u8]) -> Vec<[u8; 3]> {
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
+    let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
+    let info = reader.next_frame(&mut buffer).unwrap();
+    let step = info.color_type.samples();
+    buffer[..info.buffer_size()]
+        .chunks_exact(step)
+        .map(|p| [p[0], p[1], p[2]])
+        .collect()
+}
+
+#[test]
+fn a_forged_keyframe_is_an_error_on_screen_not_a_crash() {
+    let events = vec![
+        TimedEvent {
+            at_ms: 0,
+            event: Event::Desktop(sallyport_recordings::DesktopEvent::Activation {
+                width: 64,
+                height: 40,
+                io_channel_id: 1003,
+                user_channel_id: 1007,
+                share_id: 0x1_03ea,
+                drdynvc_channel_id: None,
+            }),
+        },
+        TimedEvent {
+            at_ms: 10,
+            event: Event::Desktop(sallyport_recordings::DesktopEvent::Keyframe {
+                width: 64,
+                height: 40,
+                png: b"\x89PNG not really".to_vec(),
+            }),
+        },
+    ];
+    let mut replay = crate::desktop::DesktopReplay::new(events);
+    replay.seek_ms(u64::MAX);
+    assert!(matches!(replay.frame(), Some(Err(_))), "a forged keyframe must not replay");
 }
