@@ -587,11 +587,13 @@ fn two_colour_png(width: u32, height: u32, left: [u8; 3], right: [u8; 3]) -> Vec
     for _ in 0..height {
         for x in 0..width {
             pixels.extend(if x < width / 2 { left } else { right });
+            pixels.push(u8::MAX);
         }
     }
+    // RGBA, as the gateway writes its keyframes from the framebuffer.
     let mut out = Vec::new();
     let mut encoder = png::Encoder::new(&mut out, width, height);
-    encoder.set_color(png::ColorType::Rgb);
+    encoder.set_color(png::ColorType::Rgba);
     encoder.set_depth(png::BitDepth::Eight);
     encoder
         .write_header()
@@ -702,7 +704,7 @@ fn desktop_recordings_replay_seek_and_export_the_picture_as_png() {
     // The middle (1.5 s) shows the keyframe from 0.5 s: all red.
     press(&mut app, KeyCode::Char('5'));
     let colours = desktop_colours(&mut app, 80, 24);
-    assert!(!colours.is_empty());
+    assert!(!colours.is_empty(), "{:?}", render(&mut app, 80, 24));
     assert!(
         colours.iter().all(|c| *c == Color::Rgb(255, 0, 0)),
         "{colours:?}"
