@@ -423,7 +423,8 @@ impl Component for Player {
                         });
                     }
                     KeyCode::Char('p') => {
-                        let Some(at_ms) = self.desktop().and_then(DesktopReplay::frame_at_ms) else {
+                        let Some(at_ms) = self.desktop().and_then(DesktopReplay::frame_at_ms)
+                        else {
                             return Handled::Ignored;
                         };
                         return Handled::Action(Action::ExportFrame {

@@ -752,7 +752,9 @@ fn desktop_recordings_replay_seek_and_export_the_picture_as_png() {
 
 /// The RGB pixels of a PNG.
 fn png_pixels(bytes: &[u8]) -> Vec<[u8; 3]> {
-    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes)).read_info().unwrap();
+    let mut reader = png::Decoder::new(std::io::Cursor::new(bytes))
+        .read_info()
+        .unwrap();
     let mut buffer = vec![0; reader.output_buffer_size().unwrap()];
     let info = reader.next_frame(&mut buffer).unwrap();
     let step = info.color_type.samples();
@@ -787,5 +789,8 @@ fn a_forged_keyframe_is_an_error_on_screen_not_a_crash() {
     ];
     let mut replay = crate::desktop::DesktopReplay::new(events);
     replay.seek_ms(u64::MAX);
-    assert!(matches!(replay.frame(), Some(Err(_))), "a forged keyframe must not replay");
+    assert!(
+        matches!(replay.frame(), Some(Err(_))),
+        "a forged keyframe must not replay"
+    );
 }
