@@ -1,12 +1,13 @@
 //! `sallyport`: the command-line client of a Sallyport gateway. It logs in over HTTPS (the portal's
 //! credentials and TOTP, for a short-lived client certificate), then speaks QUIC to the gateway on the
-//! same port: target lists, terminal sessions recorded like the browser's, logout.
+//! same port: target lists, terminal sessions recorded like the browser's, an SSH proxy for OpenSSH, logout.
 
 mod login;
 mod net;
 mod pin;
 mod profile;
 mod prompt;
+mod proxy;
 mod ssh;
 
 use std::path::PathBuf;
@@ -57,6 +58,12 @@ enum Command {
         /// Authenticate to the target with this private key file instead of a password.
         #[arg(short = 'i', long = "identity")]
         identity: Option<PathBuf>,
+    },
+    /// Carry an SSH connection to a target for OpenSSH: ssh -o ProxyCommand='sallyport proxy %h' user@target
+    /// (also scp and sftp). The gateway records the session and asks for the target password.
+    Proxy {
+        /// The target's name.
+        target: String,
     },
     /// Print shell completions.
     Completions {
@@ -139,6 +146,7 @@ async fn run(command: Command) -> Result<i32> {
                 }
             }
         }
+        Command::Proxy { target } => proxy::run(target).await,
         Command::Completions { .. } => Ok(0),
     }
 }

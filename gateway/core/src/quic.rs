@@ -255,6 +255,11 @@ impl FrameDecoder {
         self.buf.len()
     }
 
+    /// The bytes held, for a stream that stops being framed (a proxy stream after its answer).
+    pub fn into_remaining(self) -> Vec<u8> {
+        self.buf
+    }
+
     /// The next complete frame, `Ok(None)` when more bytes are needed.
     pub fn next_frame(&mut self) -> Result<Option<Frame>, StreamError> {
         let Some(&kind) = self.buf.first() else {

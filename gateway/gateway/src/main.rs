@@ -125,23 +125,27 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", config.portal.listen))?;
     let local = listener.local_addr()?;
 
-    let broker = Arc::new(
-        Broker::new(
-            state.clone(),
-            recorder.clone(),
-            own_addresses(local.ip()),
-            Arc::new(sallyport_ssh::SshConnector::default()),
-            config.sessions.broker_config(),
-        )
-        .with_desktop(
-            Arc::new(sallyport_rdp::RdpConnector {
-                keyframe_interval: std::time::Duration::from_millis(
-                    config.recording.desktop_keyframe_interval_ms.max(100),
-                ),
-            }),
-            sallyport_relay::DesktopConfig::default(),
-        ),
+    let mut broker = Broker::new(
+        state.clone(),
+        recorder.clone(),
+        own_addresses(local.ip()),
+        Arc::new(sallyport_ssh::SshConnector::default()),
+        config.sessions.broker_config(),
+    )
+    .with_desktop(
+        Arc::new(sallyport_rdp::RdpConnector {
+            keyframe_interval: std::time::Duration::from_millis(
+                config.recording.desktop_keyframe_interval_ms.max(100),
+            ),
+        }),
+        sallyport_relay::DesktopConfig::default(),
     );
+    if config.quic.enabled {
+        let proxy = tls::load_or_create_proxy_host_key(&config.state_dir)?;
+        println!("ssh proxy host key: {}", proxy.host_key_fingerprint());
+        broker = broker.with_proxy(Arc::new(proxy));
+    }
+    let broker = Arc::new(broker);
     // The QUIC endpoint shares the portal's address and port (UDP) and its certificate.
     let quic = if config.quic.enabled {
         let user_ca = Arc::new(tls::load_or_create_user_ca(&config.state_dir)?);

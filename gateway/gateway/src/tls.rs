@@ -119,3 +119,18 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
         .collect::<Vec<_>>()
         .join(":")
 }
+
+/// Loads the SSH host key `sallyport proxy` sessions present to users' ssh, or makes one (Ed25519, 0600).
+pub fn load_or_create_proxy_host_key(state_dir: &Path) -> anyhow::Result<sallyport_ssh::SshProxy> {
+    let path = state_dir.join("ssh-proxy-host-key");
+    if !path.exists() {
+        let mut seed = [0u8; 32];
+        getrandom::fill(&mut seed).map_err(|e| anyhow!("no randomness: {e}"))?;
+        let pem = sallyport_ssh::SshProxy::generate_host_key(seed)?;
+        write_private(&path, pem.as_bytes())?;
+    }
+    let pem =
+        std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+    sallyport_ssh::SshProxy::from_openssh(&pem)
+        .with_context(|| format!("loading the ssh proxy host key from {}", path.display()))
+}

@@ -219,13 +219,8 @@ async fn stream(
         Preamble::Terminal { target } => {
             terminal(shared, conn, &identity, &target, send, recv, rest).await
         }
-        Preamble::Proxy { .. } => {
-            refuse(
-                send,
-                ErrorKind::BadRequest,
-                "sallyport proxy is not supported by this gateway yet",
-            )
-            .await
+        Preamble::Proxy { target } => {
+            proxy(shared, conn, &identity, &target, send, recv, rest).await
         }
     }
 }
@@ -281,49 +276,9 @@ async fn terminal(
     rest: Vec<u8>,
 ) {
     let client = conn.remote_address();
-    let state = shared.broker.state();
-    let refused = |detail: String| {
-        shared.broker.audit(AuditEvent {
-            kind: "connect_refused".into(),
-            actor: Some(identity.user.username.clone()),
-            client_addr: Some(client.to_string()),
-            target: Some(target_name.to_owned()),
-            detail: Some(detail),
-            ..AuditEvent::default()
-        });
-    };
-    let target = match state.targets() {
-        Ok(targets) => targets.into_iter().find(|t| t.name == target_name),
-        Err(error) => {
-            warn!(%error, "could not read targets");
-            return refuse(send, ErrorKind::Internal, "the target list is unavailable").await;
-        }
-    };
-    // An unknown target gets the same words as a forbidden one: names are not disclosed.
-    let Some(target) = target else {
-        refused("no such target".into());
-        return refuse(
-            send,
-            ErrorKind::NotAllowed,
-            &format!("no target {target_name} for you"),
-        )
-        .await;
-    };
-    let decision = match decide(state, &identity.user, &target) {
+    let decision = match authorize_target(shared, client, identity, target_name) {
         Ok(decision) => decision,
-        Err(AccessError::Denied(denied)) => {
-            refused(format!("not allowed: {denied}"));
-            return refuse(send, ErrorKind::NotAllowed, &denied.to_string()).await;
-        }
-        Err(AccessError::State(error)) => {
-            warn!(%error, "could not decide access");
-            return refuse(
-                send,
-                ErrorKind::Internal,
-                "the access decision is unavailable",
-            )
-            .await;
-        }
+        Err((kind, detail)) => return refuse(send, kind, &detail).await,
     };
     let mut decoder = FrameDecoder::new(MAX_CONTROL_LEN.max(MAX_INPUT_LEN));
     decoder.extend(&rest);
@@ -423,4 +378,86 @@ impl TerminalTransport for QuicTransport {
         // A client that stopped reading must not hold the session task.
         let _ = tokio::time::timeout(std::time::Duration::from_secs(2), self.send.stopped()).await;
     }
+}
+
+/// Finds the named target and asks the policy; refusals are audited.
+fn authorize_target(
+    shared: &Shared,
+    client: SocketAddr,
+    identity: &Identity,
+    target_name: &str,
+) -> Result<sallyport_core::policy::Authorized, (ErrorKind, String)> {
+    let state = shared.broker.state();
+    let refused = |detail: String| {
+        shared.broker.audit(AuditEvent {
+            kind: "connect_refused".into(),
+            actor: Some(identity.user.username.clone()),
+            client_addr: Some(client.to_string()),
+            target: Some(target_name.to_owned()),
+            detail: Some(detail),
+            ..AuditEvent::default()
+        });
+    };
+    let target = match state.targets() {
+        Ok(targets) => targets.into_iter().find(|t| t.name == target_name),
+        Err(error) => {
+            warn!(%error, "could not read targets");
+            return Err((ErrorKind::Internal, "the target list is unavailable".into()));
+        }
+    };
+    // An unknown target gets the same words as a forbidden one: names are not disclosed.
+    let Some(target) = target else {
+        refused("no such target".into());
+        return Err((
+            ErrorKind::NotAllowed,
+            format!("no target {target_name} for you"),
+        ));
+    };
+    match decide(state, &identity.user, &target) {
+        Ok(decision) => Ok(decision),
+        Err(AccessError::Denied(denied)) => {
+            refused(format!("not allowed: {denied}"));
+            Err((ErrorKind::NotAllowed, denied.to_string()))
+        }
+        Err(AccessError::State(error)) => {
+            warn!(%error, "could not decide access");
+            Err((
+                ErrorKind::Internal,
+                "the access decision is unavailable".into(),
+            ))
+        }
+    }
+}
+
+/// A `sallyport proxy` stream: after the policy and the broker's preparation (target vetted, recording
+/// open), one control frame says ready (or why not), then the stream carries raw SSH.
+async fn proxy(
+    shared: &Shared,
+    conn: &Connection,
+    identity: &Identity,
+    target_name: &str,
+    mut send: SendStream,
+    recv: RecvStream,
+    rest: Vec<u8>,
+) {
+    let client = conn.remote_address();
+    let decision = match authorize_target(shared, client, identity, target_name) {
+        Ok(decision) => decision,
+        Err((kind, detail)) => return refuse(send, kind, &detail).await,
+    };
+    let prepared = match shared.broker.prepare_proxy(decision, client).await {
+        Ok(prepared) => prepared,
+        Err((kind, detail)) => {
+            return refuse(send, kind, detail.as_deref().unwrap_or(kind.message())).await;
+        }
+    };
+    let ready = format!(
+        r#"{{"type":"ready","session_id":"{}"}}"#,
+        prepared.session_id()
+    );
+    if send_json(&mut send, &ready).await.is_err() {
+        return;
+    }
+    let reader = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(rest), recv);
+    prepared.run(tokio::io::join(reader, send)).await;
 }

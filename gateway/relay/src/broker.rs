@@ -73,6 +73,7 @@ pub struct Broker {
     own_addresses: Vec<IpAddr>,
     ssh: Arc<dyn TerminalConnector>,
     desktop: Option<Arc<dyn DesktopConnector>>,
+    proxy: Option<Arc<dyn crate::proxy::ProxyConnector>>,
     config: BrokerConfig,
     desktop_config: DesktopConfig,
     live: LiveSessions,
@@ -113,6 +114,7 @@ impl Broker {
             own_addresses,
             ssh,
             desktop: None,
+            proxy: None,
             config,
             desktop_config: DesktopConfig::default(),
             live: LiveSessions::default(),
@@ -134,7 +136,17 @@ impl Broker {
         self.desktop.clone()
     }
 
-    /// The session limits.
+    /// Adds the SSH server that terminates `sallyport proxy` streams.
+    pub fn with_proxy(mut self, proxy: Arc<dyn crate::proxy::ProxyConnector>) -> Self {
+        self.proxy = Some(proxy);
+        self
+    }
+
+    pub(crate) fn proxy_connector(&self) -> Option<Arc<dyn crate::proxy::ProxyConnector>> {
+        self.proxy.clone()
+    }
+
+    /// The session limits and deadlines.
     pub fn config(&self) -> &BrokerConfig {
         &self.config
     }
@@ -275,6 +287,18 @@ impl Broker {
         decision: &Authorized,
         client_addr: SocketAddr,
     ) -> Result<Opened, (ErrorKind, Option<String>)> {
+        self.open_session_as(decision, client_addr, decision.protocol().as_str())
+            .await
+    }
+
+    /// [`Broker::open_session`] with the protocol name the recording is filed under (`ssh-proxy` for
+    /// sessions of OpenSSH clients through `sallyport proxy`).
+    pub(crate) async fn open_session_as(
+        &self,
+        decision: &Authorized,
+        client_addr: SocketAddr,
+        protocol: &str,
+    ) -> Result<Opened, (ErrorKind, Option<String>)> {
         let target = decision.target();
         let networks = match self.state.networks() {
             Ok(networks) => networks.into_iter().map(|n| n.cidr).collect(),
@@ -313,7 +337,7 @@ impl Broker {
             user: decision.user().username.clone(),
             target: target.name.clone(),
             target_addr: addr.to_string(),
-            protocol: decision.protocol().as_str().to_owned(),
+            protocol: protocol.to_owned(),
             client_addr: client_addr.to_string(),
         };
         // A slot is held from here until the session ends, connecting included.

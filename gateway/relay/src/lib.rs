@@ -17,6 +17,7 @@ pub mod access;
 mod broker;
 mod desktop;
 mod live;
+mod proxy;
 mod resolve;
 mod traits;
 
@@ -26,6 +27,7 @@ pub use desktop::{
     DesktopTargetEvent, DesktopTransport,
 };
 pub use live::{Counters, LimitHit, LiveHandle, LiveInfo, LiveSessions, SessionSlot};
+pub use proxy::{PreparedProxy, ProxyConnect, ProxyConnector, ProxyEvent, ProxySink, ProxyStream};
 pub use resolve::{ResolveError, resolve_target};
 pub use sallyport_recordings::{DesktopEvent, EventSink};
 pub use traits::{

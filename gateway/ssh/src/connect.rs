@@ -195,6 +195,63 @@ pub async fn connect(req: ConnectRequest) -> Result<Connected, SshError> {
     Ok(Connected { session, host_key })
 }
 
+/// An authenticated connection to a target with no channel open yet (the SSH proxy opens channels as the
+/// user's client asks).
+pub(crate) struct AuthenticatedTarget {
+    /// The russh handle: open channels with it.
+    pub(crate) handle: Handle<Client>,
+    /// The key the target presented (equal to the pin if there was one).
+    pub(crate) host_key: HostKey,
+    /// Shuts the TCP connection down when dropped.
+    pub(crate) _guard: SocketGuard,
+}
+
+/// Connects to the target, checks its host key against the pin (inside the key exchange, before any
+/// credential is sent) and authenticates, all within `connect_timeout`.
+pub(crate) async fn connect_authenticated(
+    addr: SocketAddr,
+    username: String,
+    credential: Credential,
+    pinned_host_key: Option<HostKey>,
+    connect_timeout: Duration,
+) -> Result<AuthenticatedTarget, SshError> {
+    let presented: Arc<OnceLock<HostKey>> = Arc::new(OnceLock::new());
+    let handler = Client {
+        pinned: pinned_host_key.clone(),
+        presented: Arc::clone(&presented),
+        failure: Arc::new(OnceLock::new()),
+    };
+    let stage = AtomicU8::new(Stage::Connecting as u8);
+    let result = tokio::time::timeout(
+        connect_timeout,
+        dial(addr, username, credential, handler, &stage),
+    )
+    .await;
+    if let (Some(pinned), Some(presented)) = (pinned_host_key, presented.get())
+        && pinned != *presented
+    {
+        return Err(SshError::HostKeyChanged {
+            pinned,
+            presented: presented.clone(),
+        });
+    }
+    let (handle, guard) = result.map_err(|_| {
+        SshError::Timeout(format!(
+            "{} within {}",
+            Stage::from_u8(stage.load(Ordering::Relaxed)).unfinished(),
+            seconds(connect_timeout)
+        ))
+    })??;
+    let host_key = presented.get().cloned().ok_or_else(|| {
+        SshError::Protocol("target completed the handshake without a host key".into())
+    })?;
+    Ok(AuthenticatedTarget {
+        handle,
+        host_key,
+        _guard: guard,
+    })
+}
+
 struct ShellRequest {
     term: String,
     cols: u16,
@@ -243,6 +300,20 @@ async fn establish(
     stage: &AtomicU8,
 ) -> Result<TerminalSession, SshError> {
     let enter = |next: Stage| stage.store(next as u8, Ordering::Relaxed);
+    let failure = Arc::clone(&handler.failure);
+    let (handle, guard) = dial(addr, username, credential, handler, stage).await?;
+    open_shell(addr, handle, guard, failure, shell, &enter).await
+}
+
+/// TCP, the SSH handshake (host key checked by `handler`) and authentication.
+async fn dial(
+    addr: SocketAddr,
+    username: String,
+    credential: Credential,
+    handler: Client,
+    stage: &AtomicU8,
+) -> Result<(Handle<Client>, SocketGuard), SshError> {
+    let enter = |next: Stage| stage.store(next as u8, Ordering::Relaxed);
     // Decode a private key before touching the network: a bad key should not cost the target a failed login.
     // Key derivation is CPU work, so it runs on a blocking thread.
     let secret = match credential {
@@ -266,14 +337,24 @@ async fn establish(
     tracing::debug!(target_addr = %addr, "tcp connected to target");
 
     enter(Stage::Handshake);
-    let failure = Arc::clone(&handler.failure);
     let mut handle = client::connect_stream(Arc::new(config()), stream, handler)
         .await
         .map_err(|e| SshError::from_russh(&e, "the handshake"))?;
 
     enter(Stage::Authenticating);
     authenticate(&mut handle, username, secret).await?;
+    Ok((handle, guard))
+}
 
+/// Opens the PTY shell on an authenticated connection.
+async fn open_shell(
+    addr: SocketAddr,
+    handle: Handle<Client>,
+    guard: SocketGuard,
+    failure: Arc<OnceLock<SshError>>,
+    shell: ShellRequest,
+    enter: &(dyn Fn(Stage) + Sync),
+) -> Result<TerminalSession, SshError> {
     enter(Stage::OpeningShell);
     let channel = handle
         .channel_open_session()

@@ -12,6 +12,9 @@
 //! - [`HostKey`] is an OpenSSH public key line with its `SHA256:` fingerprint.
 //! - [`SshError`] says which side failed; [`SshError::kind`] gives a small [`ErrorKind`] for user messages.
 //! - [`SshConnector`] implements the relay's `TerminalConnector` on top of the above (the broker's entry point).
+//! - [`SshProxy`] implements the relay's `ProxyConnector`: an SSH server for `sallyport proxy` streams that dials
+//!   the target as a client, bridging channels and reporting terminal bytes, commands and SFTP transfers
+//!   ([`sftp`]).
 //!
 //! Security-relevant behaviour, all inside this crate:
 //! - A host key that differs from the pin is refused inside russh's `check_server_key`, during the key
@@ -31,12 +34,15 @@ pub mod error;
 pub mod host_key;
 #[cfg(test)]
 mod hostile_tests;
+mod proxy;
 mod relay_adapter;
 pub mod session;
+pub mod sftp;
 
 pub use connect::{ConnectRequest, Connected, connect};
 pub use credential::Credential;
 pub use error::{ErrorKind, SshError};
 pub use host_key::HostKey;
+pub use proxy::SshProxy;
 pub use relay_adapter::SshConnector;
 pub use session::{TerminalEvent, TerminalSession};
