@@ -59,10 +59,15 @@ enum Command {
         #[arg(short = 'i', long = "identity")]
         identity: Option<PathBuf>,
     },
-    /// Carry an SSH connection to a target for OpenSSH: ssh -o ProxyCommand='sallyport proxy %h' user@target
-    /// (also scp and sftp). The gateway records the session and asks for the target password.
+    /// Carry OpenSSH's connection to a target (its ProxyCommand), recorded by the gateway.
+    ///
+    /// Use: ssh -o ProxyCommand='sallyport proxy %h' user@TARGET (scp and sftp the same way), or in
+    /// ~/.ssh/config: Host TARGET / ProxyCommand sallyport proxy %h. The gateway answers as the SSH
+    /// server (its own host key, the same for every target, printed at its start) and passes your
+    /// password or keyboard-interactive answers to the target; keys and agents cannot be relayed. Port,
+    /// agent and X11 forwarding are refused unless a policy allows them.
     Proxy {
-        /// The target's name.
+        /// The target's name (sallyport targets lists them).
         target: String,
     },
     /// Print shell completions.
@@ -146,7 +151,14 @@ async fn run(command: Command) -> Result<i32> {
                 }
             }
         }
-        Command::Proxy { target } => proxy::run(target).await,
+        Command::Proxy { target } => match proxy::run(target).await {
+            Ok(status) => Ok(status),
+            // ssh shows its ProxyCommand's standard error: say what happened, then leave as ssh does.
+            Err(error) => {
+                eprintln!("sallyport: {error:#}");
+                Ok(ssh::FAILED)
+            }
+        },
         Command::Completions { .. } => Ok(0),
     }
 }

@@ -189,12 +189,6 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
-    /// The stream and the bytes already read past the last frame (a proxy stream is raw after its
-    /// first frame).
-    pub fn into_raw(self) -> (RecvStream, Vec<u8>) {
-        (self.recv, self.decoder.into_remaining())
-    }
-
     /// The next frame, `None` at the end of the stream. Cancel-safe.
     pub async fn next(&mut self) -> Result<Option<Frame>> {
         let mut chunk = [0u8; 16 * 1024];

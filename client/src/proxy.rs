@@ -1,65 +1,121 @@
-//! `sallyport proxy TARGET`: OpenSSH's `ProxyCommand`. Standard input and output become a QUIC stream
-//! to the gateway, which terminates SSH itself (recording the session) and dials the target:
-//! `ssh -o ProxyCommand='sallyport proxy %h' user@target`, and the same for scp and sftp.
+//! `sallyport proxy TARGET`: OpenSSH's `ProxyCommand`. Standard input and output carry the SSH connection of
+//! the user's own ssh, scp or sftp; they travel to the gateway in data frames on one QUIC stream, and the
+//! gateway terminates SSH itself (recording the session) and dials the target:
+//! `ssh -o ProxyCommand='sallyport proxy %h' user@target`. The gateway's verdict comes first, so a refusal
+//! or an unreachable target is printed in words before ssh would only see a closed connection.
 
 use anyhow::{Context, Result, bail};
+use quinn::SendStream;
 use sallyport_core::frames::ServerControl;
-use sallyport_core::quic::{Frame, Preamble};
-use tokio::io::AsyncWriteExt;
+use sallyport_core::quic::{Frame, FrameType, Preamble};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::signal::unix::{SignalKind, signal};
 
-use crate::net::Gateway;
+use crate::net::{FrameReader, Gateway};
 
-/// Runs the proxy until either side ends.
-pub async fn run(target: String) -> Result<i32> {
-    let gateway = Gateway::connect().await?;
-    let (mut send, mut reader) = gateway.open(&Preamble::Proxy { target }).await?;
-    match reader.next().await? {
-        Some(Frame::Control(json)) => {
-            if let Ok(ServerControl::Error { message, .. }) = serde_json::from_slice(&json) {
-                bail!("{message}");
-            }
-            let text = String::from_utf8_lossy(&json);
-            if !text.contains("\"ready\"") {
-                bail!("the gateway sent an unexpected answer: {text}");
-            }
+/// Bytes of standard input sent per data frame (the gateway accepts up to 64 KiB).
+const CHUNK: usize = 32 * 1024;
+
+/// Copies standard input into data frames until it ends.
+async fn upstream(send: &mut SendStream) -> Result<()> {
+    let mut stdin = tokio::io::stdin();
+    let mut buf = vec![0u8; CHUNK];
+    loop {
+        let n = stdin
+            .read(&mut buf)
+            .await
+            .context("reading standard input")?;
+        if n == 0 {
+            let _ = send.finish();
+            return Ok(());
         }
-        Some(Frame::Data(_)) => bail!("the gateway sent data before it was ready"),
-        None => bail!("the gateway ended the stream before it was ready"),
+        let data = buf.get(..n).unwrap_or_default();
+        send.write_all(&Frame::encode(FrameType::Data, data))
+            .await
+            .context("the gateway stopped accepting data")?;
     }
-    let (mut recv, already) = reader.into_raw();
-    let upstream = async {
-        let mut stdin = tokio::io::stdin();
-        let copied = tokio::io::copy(&mut stdin, &mut send).await;
-        let _ = send.finish();
-        copied.map(|_| ())
-    };
-    let downstream = async {
-        let mut stdout = tokio::io::stdout();
-        stdout.write_all(&already).await?;
-        stdout.flush().await?;
-        tokio::io::copy(&mut recv, &mut stdout).await?;
-        stdout.flush().await
-    };
-    tokio::pin!(upstream, downstream);
-    // ssh sends its ProxyCommand SIGHUP when it is done: close the connection politely then.
+}
+
+/// Copies data frames to standard output until the stream ends; an error frame becomes the error.
+async fn downstream(reader: &mut FrameReader) -> Result<()> {
+    let mut stdout = tokio::io::stdout();
+    while let Some(frame) = reader.next().await? {
+        match frame {
+            Frame::Data(data) => {
+                stdout.write_all(&data).await.context("writing standard output")?;
+                stdout.flush().await.context("writing standard output")?;
+            }
+            Frame::Control(json) => match serde_json::from_slice::<ServerControl>(&json) {
+                Ok(ServerControl::Error { message, .. }) => bail!("{message}"),
+                Ok(_) => {}
+                Err(_) => bail!("the gateway sent a message this client does not understand"),
+            },
+        }
+    }
+    Ok(())
+}
+
+/// Runs the proxy until either side ends; the exit status is 0 for an ordinary end.
+pub async fn run(target: String) -> Result<i32> {
+    if target.is_empty() || target.contains('@') {
+        bail!(
+            "give the target's name (sallyport targets lists them), as in: \
+             ssh -o ProxyCommand='sallyport proxy %h' user@TARGET"
+        );
+    }
+    let gateway = Gateway::connect().await?;
+    let (mut send, mut reader) = gateway
+        .open(&Preamble::Proxy {
+            target: target.clone(),
+        })
+        .await?;
+    match reader.next().await? {
+        Some(Frame::Control(json)) => match serde_json::from_slice::<ServerControl>(&json) {
+            Ok(ServerControl::Connected {
+                host_key_fingerprint,
+                host_key_first_seen,
+                ..
+            }) => {
+                if host_key_first_seen {
+                    eprintln!(
+                        "sallyport: {target}'s host key {host_key_fingerprint} was pinned by the gateway on first use"
+                    );
+                }
+            }
+            Ok(ServerControl::Error { message, .. }) => bail!("{message}"),
+            Ok(ServerControl::Exit { .. }) | Err(_) => {
+                bail!("the gateway sent an unexpected answer")
+            }
+        },
+        Some(Frame::Data(_)) => bail!("the gateway sent data before the session opened"),
+        None => bail!("the gateway ended the stream before the session opened"),
+    }
+    // ssh sends its ProxyCommand SIGHUP when it is done with the connection.
     let mut hangup = signal(SignalKind::hangup()).context("watching SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("watching SIGTERM")?;
+    let up = upstream(&mut send);
+    let down = downstream(&mut reader);
+    tokio::pin!(up, down);
+    let mut up_done = false;
     // The session is over when the gateway's side ends; standard input closing only ends ours.
-    let result = tokio::select! {
-        _ = hangup.recv() => Ok(()),
-        _ = terminate.recv() => Ok(()),
-        result = &mut downstream => result,
-        result = &mut upstream => match result {
-            Ok(()) => tokio::select! {
-                result = &mut downstream => result,
-                _ = hangup.recv() => Ok(()),
-                _ = terminate.recv() => Ok(()),
-            },
-            Err(error) => Err(error),
-        },
+    let result = loop {
+        tokio::select! {
+            _ = hangup.recv() => break Ok(()),
+            _ = terminate.recv() => break Ok(()),
+            result = &mut down => break result,
+            result = &mut up, if !up_done => {
+                up_done = true;
+                if let Err(error) = result {
+                    // The gateway may have said why it stopped: prefer its words.
+                    break match tokio::time::timeout(std::time::Duration::from_secs(2), &mut down).await {
+                        Ok(Err(words)) => Err(words),
+                        _ => Err(error),
+                    };
+                }
+            }
+        }
     };
     gateway.close().await;
-    result.context("the proxied connection failed")?;
+    result.context("the proxied ssh connection ended")?;
     Ok(0)
 }

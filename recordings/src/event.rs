@@ -28,6 +28,67 @@ pub enum Event {
     Marker(String),
     /// Something of a desktop (RDP) session.
     Desktop(DesktopEvent),
+    /// A file moved through an SSH session (sftp or scp), as metadata: the file, the way, the size.
+    FileTransfer(FileTransfer),
+}
+
+/// How a file was moved.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferProtocol {
+    /// The SFTP subsystem (also what OpenSSH's scp speaks since 9.0).
+    Sftp,
+    /// The legacy scp protocol (`scp -t` / `scp -f` run as a command).
+    Scp,
+}
+
+/// Which way a file went.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransferDirection {
+    /// From the user to the target.
+    Upload,
+    /// From the target to the user.
+    Download,
+}
+
+/// One file moved through a session, recorded when the transfer ends (closed, finished or cut off).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FileTransfer {
+    /// SFTP or scp.
+    pub protocol: TransferProtocol,
+    /// Upload or download.
+    pub direction: TransferDirection,
+    /// The file on the target as far as the gateway can tell: the path SFTP opened, or the path scp
+    /// was given (with the directories and name of a recursive copy).
+    pub path: String,
+    /// The name the scp protocol carried, when it may differ from the end of `path` (an upload into
+    /// a directory); empty otherwise.
+    pub name: String,
+    /// Bytes of file content moved.
+    pub bytes: u64,
+    /// False when the transfer was cut off (the channel closed before the file was closed or sent whole).
+    pub complete: bool,
+}
+
+impl fmt::Display for FileTransfer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let protocol = match self.protocol {
+            TransferProtocol::Sftp => "sftp",
+            TransferProtocol::Scp => "scp",
+        };
+        let direction = match self.direction {
+            TransferDirection::Upload => "upload",
+            TransferDirection::Download => "download",
+        };
+        write!(f, "file transfer ({protocol}): {direction} {}", self.path)?;
+        if !self.name.is_empty() {
+            write!(f, " (as {})", self.name)?;
+        }
+        write!(f, ", {} bytes", self.bytes)?;
+        if !self.complete {
+            write!(f, ", cut off")?;
+        }
+        Ok(())
+    }
 }
 
 /// What a desktop (RDP) session records: the decrypted server→client PDU stream, enough to replay it into
@@ -105,6 +166,68 @@ pub(crate) const KIND_DESKTOP_KEYFRAME: u8 = 7;
 pub(crate) const KIND_DESKTOP_INPUT: u8 = 8;
 /// Record kind of [`DesktopEvent::Resize`]: `w u16 BE | h u16 BE`.
 pub(crate) const KIND_DESKTOP_RESIZE: u8 = 9;
+/// Record kind of [`Event::FileTransfer`]:
+/// `protocol u8 | direction u8 | complete u8 | bytes u64 BE | path length u16 BE | path | name` (UTF-8).
+pub(crate) const KIND_FILE_TRANSFER: u8 = 10;
+/// The path and the name of a file transfer are each cut to this many bytes.
+pub(crate) const MAX_TRANSFER_NAME_BYTES: usize = 4096;
+
+/// The payload of a file transfer record (path and name cut to [`MAX_TRANSFER_NAME_BYTES`]).
+pub(crate) fn transfer_payload(transfer: &FileTransfer) -> Vec<u8> {
+    let path = truncate_utf8(&transfer.path, MAX_TRANSFER_NAME_BYTES);
+    let name = truncate_utf8(&transfer.name, MAX_TRANSFER_NAME_BYTES);
+    let mut p = Vec::with_capacity(13 + path.len() + name.len());
+    p.push(match transfer.protocol {
+        TransferProtocol::Sftp => 1,
+        TransferProtocol::Scp => 2,
+    });
+    p.push(match transfer.direction {
+        TransferDirection::Upload => 1,
+        TransferDirection::Download => 2,
+    });
+    p.push(u8::from(transfer.complete));
+    p.extend_from_slice(&transfer.bytes.to_be_bytes());
+    // At most 4096 bytes, so the length fits.
+    p.extend_from_slice(&(path.len() as u16).to_be_bytes());
+    p.extend_from_slice(path.as_bytes());
+    p.extend_from_slice(name.as_bytes());
+    p
+}
+
+/// Reads a file transfer record's payload; `None` when it is malformed.
+fn transfer_event(p: &[u8]) -> Option<FileTransfer> {
+    let (head, rest) = p.split_at_checked(13)?;
+    let protocol = match head[0] {
+        1 => TransferProtocol::Sftp,
+        2 => TransferProtocol::Scp,
+        _ => return None,
+    };
+    let direction = match head[1] {
+        1 => TransferDirection::Upload,
+        2 => TransferDirection::Download,
+        _ => return None,
+    };
+    let complete = match head[2] {
+        0 => false,
+        1 => true,
+        _ => return None,
+    };
+    let mut bytes = [0u8; 8];
+    bytes.copy_from_slice(&head[3..11]);
+    let path_len = usize::from(be16(head, 11));
+    let (path, name) = rest.split_at_checked(path_len)?;
+    if path.len() > MAX_TRANSFER_NAME_BYTES || name.len() > MAX_TRANSFER_NAME_BYTES {
+        return None;
+    }
+    Some(FileTransfer {
+        protocol,
+        direction,
+        path: std::str::from_utf8(path).ok()?.to_owned(),
+        name: std::str::from_utf8(name).ok()?.to_owned(),
+        bytes: u64::from_be_bytes(bytes),
+        complete,
+    })
+}
 
 /// The record kind and payload of a desktop event.
 pub(crate) fn desktop_record(event: &DesktopEvent) -> (u8, Vec<u8>) {
@@ -326,6 +449,9 @@ pub(crate) fn decode_events(raw: &[u8]) -> Result<Vec<TimedEvent>, DecodeError> 
             KIND_DESKTOP_ACTIVATION..=KIND_DESKTOP_RESIZE => {
                 Event::Desktop(desktop_event(kind, payload).ok_or(err("malformed desktop record"))?)
             }
+            KIND_FILE_TRANSFER => Event::FileTransfer(
+                transfer_event(payload).ok_or(err("malformed file transfer record"))?,
+            ),
             _ => return Err(err("unknown record kind")),
         };
         events.push(TimedEvent { at_ms, event });
@@ -366,6 +492,9 @@ mod tests {
                 Event::Desktop(d) => {
                     let (kind, payload) = desktop_record(d);
                     put_record(&mut buf, time, kind, &payload)
+                }
+                Event::FileTransfer(t) => {
+                    put_record(&mut buf, time, KIND_FILE_TRANSFER, &transfer_payload(t))
                 }
             }
         }
@@ -421,6 +550,54 @@ mod tests {
             let mut raw = Vec::new();
             put_record(&mut raw, 0, kind, payload);
             assert!(decode_events(&raw).is_err(), "{kind} {payload:?}");
+        }
+    }
+
+    #[test]
+    fn file_transfers_round_trip_and_malformed_ones_fail() {
+        let transfers = [
+            FileTransfer {
+                protocol: TransferProtocol::Sftp,
+                direction: TransferDirection::Upload,
+                path: "/home/u/é.bin".into(),
+                name: String::new(),
+                bytes: 100_000,
+                complete: true,
+            },
+            FileTransfer {
+                protocol: TransferProtocol::Scp,
+                direction: TransferDirection::Download,
+                path: "/etc".into(),
+                name: "hostname".into(),
+                bytes: u64::MAX,
+                complete: false,
+            },
+        ];
+        let events: Vec<TimedEvent> = transfers
+            .iter()
+            .map(|t| TimedEvent {
+                at_ms: 5,
+                event: Event::FileTransfer(t.clone()),
+            })
+            .collect();
+        assert_eq!(decode_events(&encode(&events)).unwrap(), events);
+        assert_eq!(
+            transfers[1].to_string(),
+            "file transfer (scp): download /etc (as hostname), 18446744073709551615 bytes, cut off"
+        );
+        let good = transfer_payload(&transfers[0]);
+        let mut bad_protocol = good.clone();
+        bad_protocol[0] = 3;
+        let mut bad_complete = good.clone();
+        bad_complete[2] = 2;
+        let mut long_path = good.clone();
+        long_path[11] = 0xff;
+        let mut not_utf8 = good.clone();
+        not_utf8[13] = 0xff;
+        for payload in [&good[..12], &bad_protocol, &bad_complete, &long_path, &not_utf8] {
+            let mut raw = Vec::new();
+            put_record(&mut raw, 0, KIND_FILE_TRANSFER, payload);
+            assert!(decode_events(&raw).is_err(), "{payload:?}");
         }
     }
 
@@ -503,7 +680,7 @@ mod tests {
         check(&[0], "truncated record kind");
         check(&[0, KIND_OUTPUT], "bad length varint");
         check(&[0, KIND_OUTPUT, 5, 1, 2], "payload longer than the chunk");
-        check(&[0, 10, 0], "unknown record kind");
+        check(&[0, 11, 0], "unknown record kind");
         check(&[0, 0, 0], "unknown record kind");
         check(
             &[0, KIND_RESIZE, 3, 1, 2, 3],

@@ -46,7 +46,9 @@ mod verify;
 mod writer;
 
 pub use error::{RecordingError, TryRecordError};
-pub use event::{DesktopEvent, Event, TimedEvent};
+pub use event::{
+    DesktopEvent, Event, FileTransfer, TimedEvent, TransferDirection, TransferProtocol,
+};
 pub use evidence::{EvidenceCheck, check_evidence};
 pub use recorder::{EventSink, Limits, Recorder, SessionRecorder};
 pub use search::{

@@ -158,7 +158,10 @@ impl SearchIndex {
                     match &event.event {
                         Event::Output(bytes) => output.feed(bytes),
                         Event::Input(bytes) => input.feed(bytes),
-                        Event::Resize { .. } | Event::Marker(_) | Event::Desktop(_) => {}
+                        Event::Resize { .. }
+                        | Event::Marker(_)
+                        | Event::Desktop(_)
+                        | Event::FileTransfer(_) => {}
                     }
                 }
                 for (text, prev_tail, kind) in [

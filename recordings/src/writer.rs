@@ -18,8 +18,9 @@ use crate::chain::{self, ChunkFields, Hash};
 use crate::codec::{Compressor, History};
 use crate::error::RecordingError;
 use crate::event::{
-    Event, KIND_INPUT, KIND_MARKER, KIND_OUTPUT, KIND_RESIZE, MAX_MARKER_BYTES, MAX_RECORD_HEADER,
-    desktop_record, put_record, record_len, resize_payload, truncate_utf8,
+    Event, KIND_FILE_TRANSFER, KIND_INPUT, KIND_MARKER, KIND_OUTPUT, KIND_RESIZE, MAX_MARKER_BYTES,
+    MAX_RECORD_HEADER, desktop_record, put_record, record_len, resize_payload, transfer_payload,
+    truncate_utf8,
 };
 use crate::recorder::Limits;
 use crate::session::{Identity, Outcome, SessionMeta, unix_now_ms};
@@ -139,6 +140,10 @@ impl Live {
             Event::Desktop(desktop) => {
                 let (kind, payload) = desktop_record(&desktop);
                 self.push_record(sink, limits, at_ms, kind, &payload);
+            }
+            Event::FileTransfer(transfer) => {
+                let payload = transfer_payload(&transfer);
+                self.push_record(sink, limits, at_ms, KIND_FILE_TRANSFER, &payload);
             }
         }
     }

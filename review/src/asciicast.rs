@@ -58,6 +58,8 @@ pub fn write(out: &mut impl Write, session: &SessionRow, events: &[TimedEvent]) 
             Event::Input(bytes) => ("i", input.push(bytes)),
             Event::Resize { cols, rows } => ("r", format!("{cols}x{rows}")),
             Event::Marker(text) => ("m", text.clone()),
+            // asciicast has no event for files: a marker keeps the transfer visible in players.
+            Event::FileTransfer(transfer) => ("m", transfer.to_string()),
             Event::Desktop(_) => continue,
         };
         if data.is_empty() && code != "m" {

@@ -119,6 +119,8 @@ impl TerminalReplay {
                 self.parser.set_size(rows, cols);
             }
             Event::Marker(text) => self.marker = Some(text.clone()),
+            // Shown where markers are (the player's status line, through `clean`).
+            Event::FileTransfer(transfer) => self.marker = Some(transfer.to_string()),
             Event::Input(_) | Event::Desktop(_) => {}
         }
         self.next += 1;

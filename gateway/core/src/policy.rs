@@ -135,6 +135,9 @@ pub struct Policy {
     pub targets: Vec<TargetSelector>,
     /// How.
     pub protocols: Vec<Protocol>,
+    /// Whether SSH port forwarding (local, remote, agent, X11) is allowed through `sallyport proxy`
+    /// sessions this policy grants. Off unless an admin turns it on; what is allowed is audited.
+    pub forwarding: bool,
 }
 
 impl Subject {
@@ -228,6 +231,7 @@ pub struct Authorized {
     user: Authenticated,
     target: TargetRef,
     protocol: Protocol,
+    forwarding: bool,
 }
 
 impl Authorized {
@@ -242,6 +246,11 @@ impl Authorized {
     /// The protocol the decision allows.
     pub fn protocol(&self) -> Protocol {
         self.protocol
+    }
+    /// Whether SSH port forwarding is allowed in this session: a policy granting this user this target
+    /// says so (admins too need such a policy; reaching every target does not include forwarding).
+    pub fn forwarding(&self) -> bool {
+        self.forwarding
     }
 }
 
@@ -274,17 +283,20 @@ pub fn authorize(
     if target.protocol != protocol {
         return Err(PolicyDenied::WrongProtocol(protocol.as_str()));
     }
-    let allowed = user.role == Role::Admin
-        || policies
-            .iter()
-            .any(|p| p.grants(user, groups, target, protocol));
-    if !allowed {
+    let mut granting = policies
+        .iter()
+        .filter(|p| p.grants(user, groups, target, protocol))
+        .peekable();
+    let granted = granting.peek().is_some();
+    let forwarding = granting.any(|p| p.forwarding);
+    if !granted && user.role != Role::Admin {
         return Err(PolicyDenied::NoPolicy);
     }
     Ok(Authorized {
         user: user.clone(),
         target: target.clone(),
         protocol,
+        forwarding,
     })
 }
 
@@ -334,7 +346,34 @@ mod tests {
                 .map(|t| TargetSelector::parse(t).unwrap())
                 .collect(),
             protocols: vec![Protocol::Ssh],
+            forwarding: false,
         }
+    }
+
+    #[test]
+    fn forwarding_needs_a_granting_policy_that_allows_it() {
+        let web = target();
+        let mut forwarding = policy(&["role:admin", "user:u"], &["name:web"]);
+        forwarding.forwarding = true;
+        let mut elsewhere = policy(&["user:u"], &["name:db"]);
+        elsewhere.forwarding = true;
+        let check = |role: Role, policies: &[Policy], expected: bool| {
+            let decision = authorize(&user(role), &[], &web, Protocol::Ssh, policies).unwrap();
+            assert_eq!(decision.forwarding(), expected, "{role:?} {policies:?}");
+        };
+        check(Role::Admin, &[], false);
+        check(Role::Admin, std::slice::from_ref(&forwarding), true);
+        check(Role::User, &[policy(&["user:u"], &["*"])], false);
+        check(
+            Role::User,
+            &[policy(&["user:u"], &["*"]), elsewhere.clone()],
+            false,
+        );
+        check(
+            Role::User,
+            &[policy(&["user:u"], &["*"]), forwarding.clone()],
+            true,
+        );
     }
 
     #[test]

@@ -43,7 +43,9 @@ pub enum Preamble {
     Status,
     /// Revokes the certificate of this connection (one control frame back).
     Logout,
-    /// Raw SSH to the named target, terminated by the gateway (OpenSSH `ProxyCommand`).
+    /// SSH to the named target, terminated by the gateway (OpenSSH `ProxyCommand`): the gateway answers
+    /// `connected` (or an error), then the SSH bytes travel in data frames both ways; an error frame may
+    /// end the stream.
     Proxy {
         /// The target's name.
         target: String,
@@ -253,11 +255,6 @@ impl FrameDecoder {
     /// Bytes held but not yet returned as frames.
     pub fn buffered(&self) -> usize {
         self.buf.len()
-    }
-
-    /// The bytes held, for a stream that stops being framed (a proxy stream after its answer).
-    pub fn into_remaining(self) -> Vec<u8> {
-        self.buf
     }
 
     /// The next complete frame, `Ok(None)` when more bytes are needed.

@@ -120,7 +120,9 @@ pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
         .join(":")
 }
 
-/// Loads the SSH host key `sallyport proxy` sessions present to users' ssh, or makes one (Ed25519, 0600).
+/// Loads the SSH host key `sallyport proxy` sessions present to users' ssh, or makes one on first start
+/// (Ed25519, 0600), so users' `known_hosts` entries stay valid across restarts. The public half is written
+/// beside it (`ssh-proxy-host-key.pub`, an OpenSSH line) for admins to hand out.
 pub fn load_or_create_proxy_host_key(state_dir: &Path) -> anyhow::Result<sallyport_ssh::SshProxy> {
     let path = state_dir.join("ssh-proxy-host-key");
     if !path.exists() {
@@ -131,6 +133,10 @@ pub fn load_or_create_proxy_host_key(state_dir: &Path) -> anyhow::Result<sallypo
     }
     let pem =
         std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    sallyport_ssh::SshProxy::from_openssh(&pem)
-        .with_context(|| format!("loading the ssh proxy host key from {}", path.display()))
+    let proxy = sallyport_ssh::SshProxy::from_openssh(&pem)
+        .with_context(|| format!("loading the ssh proxy host key from {}", path.display()))?;
+    let public = state_dir.join("ssh-proxy-host-key.pub");
+    std::fs::write(&public, format!("{}\n", proxy.host_key_openssh()))
+        .with_context(|| format!("writing {}", public.display()))?;
+    Ok(proxy)
 }

@@ -704,23 +704,25 @@ pub async fn policies(State(portal): State<Arc<Portal>>, AdminUser(admin): Admin
         .map(|record| {
             let p = &record.policy;
             format!(
-                r#"<tr data-policy="{name}"><td>{name}</td><td>{subjects}</td><td>{targets}</td><td>{protocols}</td><td><form method="post" action="/admin/policies/{id}/delete" class="inline"><button type="submit">Delete</button></form></td></tr>"#,
+                r#"<tr data-policy="{name}"><td>{name}</td><td>{subjects}</td><td>{targets}</td><td>{protocols}</td><td>{forwarding}</td><td><form method="post" action="/admin/policies/{id}/delete" class="inline"><button type="submit">Delete</button></form></td></tr>"#,
                 name = escape(&p.name),
                 subjects = escape(&p.subjects.iter().map(Subject::to_text).collect::<Vec<_>>().join(", ")),
                 targets = escape(&p.targets.iter().map(TargetSelector::to_text).collect::<Vec<_>>().join(", ")),
                 protocols = p.protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
+                forwarding = if p.forwarding { "allowed" } else { "refused" },
                 id = record.id
             )
         })
         .collect();
     let body = format!(
         r#"<p>Users reach a target when a policy names them (<code>user:NAME</code>), a group of theirs (<code>group:NAME</code>) or their role (<code>role:user</code>), and the target (<code>name:NAME</code>, <code>tag:TAG</code> or <code>*</code>). Admins reach every target; auditors none.</p>
-<table id="policies"><thead><tr><th>Name</th><th>Who</th><th>Targets</th><th>Protocols</th><th></th></tr></thead><tbody>{rows}</tbody></table>
+<table id="policies"><thead><tr><th>Name</th><th>Who</th><th>Targets</th><th>Protocols</th><th>Port forwarding</th><th></th></tr></thead><tbody>{rows}</tbody></table>
 <h2>Add a policy</h2><form class="card" method="post" action="/admin/policies" id="add-policy">
 <label>Name <input name="name" id="policy-name" required></label>
 <label>Who (comma-separated) <input name="subjects" id="policy-subjects" placeholder="group:ops, user:alice" required></label>
 <label>Targets (comma-separated) <input name="targets" id="policy-targets" placeholder="tag:prod, name:web-1" required></label>
 <label>Protocols <input name="protocols" value="ssh" required></label>
+<label><input type="checkbox" name="forwarding" value="on" id="policy-forwarding"> Allow SSH port forwarding (local, remote, agent, X11) in <code>sallyport proxy</code> sessions; every forward is audited</label>
 <button type="submit" id="save-policy">Add policy</button></form>"#
     );
     page("Policies", &admin, &body)
@@ -733,6 +735,9 @@ pub struct PolicyForm {
     subjects: String,
     targets: String,
     protocols: String,
+    /// A checkbox: present (`on`) when ticked.
+    #[serde(default)]
+    forwarding: Option<String>,
 }
 
 /// Parses the policy form into a policy, naming the first thing that does not parse.
@@ -766,6 +771,7 @@ fn parse_policy(form: &PolicyForm) -> Result<Policy, String> {
         subjects,
         targets,
         protocols,
+        forwarding: form.forwarding.as_deref() == Some("on"),
     })
 }
 
@@ -793,7 +799,17 @@ pub async fn add_policy(
         client,
         "policy_added",
         None,
-        format!("{}: {} -> {}", policy.name, form.subjects, form.targets),
+        format!(
+            "{}: {} -> {}{}",
+            policy.name,
+            form.subjects,
+            form.targets,
+            if policy.forwarding {
+                " (port forwarding allowed)"
+            } else {
+                ""
+            }
+        ),
     );
     Redirect::to("/admin/policies").into_response()
 }

@@ -429,14 +429,14 @@ fn authorize_target(
     }
 }
 
-/// A `sallyport proxy` stream: after the policy and the broker's preparation (target vetted, recording
-/// open), one control frame says ready (or why not), then the stream carries raw SSH.
+/// A `sallyport proxy` stream: the user's OpenSSH speaks SSH in data frames, which the broker hands to the
+/// gateway's SSH server (the same policy decision, egress check and recorder as terminals).
 async fn proxy(
     shared: &Shared,
     conn: &Connection,
     identity: &Identity,
     target_name: &str,
-    mut send: SendStream,
+    send: SendStream,
     recv: RecvStream,
     rest: Vec<u8>,
 ) {
@@ -445,19 +445,20 @@ async fn proxy(
         Ok(decision) => decision,
         Err((kind, detail)) => return refuse(send, kind, &detail).await,
     };
-    let prepared = match shared.broker.prepare_proxy(decision, client).await {
-        Ok(prepared) => prepared,
-        Err((kind, detail)) => {
-            return refuse(send, kind, detail.as_deref().unwrap_or(kind.message())).await;
-        }
+    let mut decoder = FrameDecoder::new(MAX_CONTROL_LEN.max(MAX_INPUT_LEN));
+    decoder.extend(&rest);
+    let transport = QuicTransport {
+        send,
+        recv,
+        decoder,
+        chunk: vec![0; 16 * 1024],
+        ended: false,
+        conn: conn.clone(),
+        last_addr: client,
+        shared_audit: AuditSink {
+            broker: shared.broker.clone(),
+            user: identity.user.username.clone(),
+        },
     };
-    let ready = format!(
-        r#"{{"type":"ready","session_id":"{}"}}"#,
-        prepared.session_id()
-    );
-    if send_json(&mut send, &ready).await.is_err() {
-        return;
-    }
-    let reader = tokio::io::AsyncReadExt::chain(std::io::Cursor::new(rest), recv);
-    prepared.run(tokio::io::join(reader, send)).await;
+    shared.broker.run_proxy(decision, client, transport).await;
 }

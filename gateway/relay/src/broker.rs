@@ -182,19 +182,7 @@ impl Broker {
 
     /// Records an audit event in the state database and on the `audit` log target.
     pub fn audit(&self, event: AuditEvent) {
-        info!(
-            target: "audit",
-            kind = %event.kind,
-            actor = event.actor.as_deref().unwrap_or(""),
-            client_addr = event.client_addr.as_deref().unwrap_or(""),
-            target = event.target.as_deref().unwrap_or(""),
-            session_id = event.session_id.as_deref().unwrap_or(""),
-            detail = event.detail.as_deref().unwrap_or(""),
-            "audit event"
-        );
-        if let Err(error) = self.state.audit(now_ms(), &event) {
-            warn!(%error, "could not store an audit event");
-        }
+        audit_into(&self.state, &event);
     }
 
     /// Runs one terminal session over `transport` for an authorized user and target, until either side
@@ -434,6 +422,41 @@ impl Broker {
         }
     }
 
+    /// Pins the host key a target presented when none was pinned before (audited). True when this
+    /// connection pinned it.
+    pub(crate) fn pin_on_first_use(
+        &self,
+        decision: &Authorized,
+        client_addr: SocketAddr,
+        session_id: &str,
+        was_pinned: bool,
+        public_key: &str,
+        fingerprint: &str,
+    ) -> Result<bool, (ErrorKind, String)> {
+        if was_pinned {
+            return Ok(false);
+        }
+        let pin = HostKeyPin {
+            public_key: public_key.to_owned(),
+            fingerprint: fingerprint.to_owned(),
+            first_seen_ms: now_ms(),
+        };
+        let pinned_now = self
+            .state
+            .pin_host_key(decision.target().id, &pin)
+            .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+        if pinned_now {
+            self.audit_for(
+                decision,
+                client_addr,
+                "host_key_pinned",
+                Some(session_id),
+                Some(pin.fingerprint),
+            );
+        }
+        Ok(pinned_now)
+    }
+
     async fn connect_and_relay<T: TerminalTransport>(
         &self,
         decision: &Authorized,
@@ -487,30 +510,14 @@ impl Broker {
                 return Err((error.kind, error.detail));
             }
         };
-        let first_seen = match pinned {
-            Some(_) => false,
-            None => {
-                let pin = HostKeyPin {
-                    public_key: opened.host_key.clone(),
-                    fingerprint: opened.host_key_fingerprint.clone(),
-                    first_seen_ms: now_ms(),
-                };
-                let pinned_now = self
-                    .state
-                    .pin_host_key(target.id, &pin)
-                    .map_err(|e| internal(&e))?;
-                if pinned_now {
-                    self.audit_for(
-                        decision,
-                        client_addr,
-                        "host_key_pinned",
-                        Some(recording.id()),
-                        Some(pin.fingerprint.clone()),
-                    );
-                }
-                pinned_now
-            }
-        };
+        let first_seen = self.pin_on_first_use(
+            decision,
+            client_addr,
+            recording.id(),
+            pinned.is_some(),
+            &opened.host_key,
+            &opened.host_key_fingerprint,
+        )?;
         self.audit_for(
             decision,
             client_addr,
@@ -549,6 +556,23 @@ impl Broker {
         };
         channel.close().await;
         Ok(end)
+    }
+}
+
+/// Records an audit event in the state database and on the `audit` log target.
+pub(crate) fn audit_into(state: &StateDb, event: &AuditEvent) {
+    info!(
+        target: "audit",
+        kind = %event.kind,
+        actor = event.actor.as_deref().unwrap_or(""),
+        client_addr = event.client_addr.as_deref().unwrap_or(""),
+        target = event.target.as_deref().unwrap_or(""),
+        session_id = event.session_id.as_deref().unwrap_or(""),
+        detail = event.detail.as_deref().unwrap_or(""),
+        "audit event"
+    );
+    if let Err(error) = state.audit(now_ms(), event) {
+        warn!(%error, "could not store an audit event");
     }
 }
 

@@ -8,7 +8,9 @@
 //! and relays both ways, recording every frame before it is forwarded.
 //!
 //! Desktops (RDP) take the same path through [`Broker::run_desktop`] with [`DesktopTransport`],
-//! [`DesktopConnector`] and [`DesktopChannel`].
+//! [`DesktopConnector`] and [`DesktopChannel`]. OpenSSH clients through `sallyport proxy` take it
+//! through [`Broker::run_proxy`]: a [`ProxyConnector`] terminates their SSH and records through a
+//! [`ProxySink`].
 //!
 //! This crate never parses protocol bytes itself and never depends on a transport or protocol crate;
 //! those depend on it.
@@ -26,10 +28,17 @@ pub use desktop::{
     DesktopChannel, DesktopConfig, DesktopConnect, DesktopConnector, DesktopOpened,
     DesktopTargetEvent, DesktopTransport,
 };
-pub use live::{Counters, LimitHit, LiveHandle, LiveInfo, LiveSessions, SessionSlot};
-pub use proxy::{PreparedProxy, ProxyConnect, ProxyConnector, ProxyEvent, ProxySink, ProxyStream};
+pub use live::{
+    Counters, LimitHit, LiveHandle, LiveInfo, LivePublisher, LiveSessions, SessionSlot,
+};
+pub use proxy::{
+    PROXY_PROTOCOL, ProxyConnect, ProxyConnector, ProxyEvent, ProxyOpened, ProxySession, ProxySink,
+    ProxyStream,
+};
 pub use resolve::{ResolveError, resolve_target};
-pub use sallyport_recordings::{DesktopEvent, EventSink};
+pub use sallyport_recordings::{
+    DesktopEvent, EventSink, FileTransfer, TransferDirection, TransferProtocol,
+};
 pub use traits::{
     BoxFuture, TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector,
     TerminalOpened, TerminalTransport, TransportClosed,

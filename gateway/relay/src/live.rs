@@ -125,6 +125,28 @@ impl LiveHandle {
             let _ = self.output.send(data.to_vec());
         }
     }
+
+    /// A handle that offers output to watchers from another task (a proxied session's channels).
+    pub fn publisher(&self) -> LivePublisher {
+        LivePublisher {
+            output: self.output.clone(),
+        }
+    }
+}
+
+/// Offers a session's terminal output to watchers; made by [`LiveHandle::publisher`], cheap to clone.
+#[derive(Clone)]
+pub struct LivePublisher {
+    output: broadcast::Sender<Vec<u8>>,
+}
+
+impl LivePublisher {
+    /// Offers output to watchers (dropped when nobody watches).
+    pub fn publish(&self, data: &[u8]) {
+        if self.output.receiver_count() > 0 {
+            let _ = self.output.send(data.to_vec());
+        }
+    }
 }
 
 impl Drop for LiveHandle {

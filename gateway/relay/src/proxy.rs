@@ -1,28 +1,45 @@
-//! SSH proxying for OpenSSH's `ProxyCommand` (`sallyport proxy TARGET`): the transport hands the broker
-//! a raw byte stream; a [`ProxyConnector`] (the SSH crate's server) terminates SSH on it, dials the
-//! target as a client and reports what happens through a [`ProxySink`]. The broker owns the recording:
-//! sink events go through a bounded queue to the one task that records them, so a slow disk slows the
-//! session, and a recorder failure ends it (fail closed).
+//! SSH proxying for OpenSSH's `ProxyCommand` (`sallyport proxy TARGET`): the user's own ssh, scp or sftp
+//! speaks SSH to the gateway inside a transport's data frames; a [`ProxyConnector`] (the SSH crate's
+//! server) terminates that SSH, dials the target as a client and bridges channels, recording through a
+//! [`ProxySink`] what passes: terminal bytes, commands, exit statuses, file transfers, forwarding.
 //!
-//! As for terminals, the target is resolved and egress-vetted here, the recording is opened before
-//! anything is dialled, the host key is pinned on first use, and the session is registered in the live
-//! sessions (terminate, revocation, byte counters).
+//! The broker side is the same as for terminals: the policy decision arrives as an
+//! [`Authorized`](sallyport_core::policy::Authorized) value, the target is resolved and egress-vetted, a
+//! session slot is claimed and the recording opened before anything is dialled; the target's host key is
+//! checked against the pin inside the key exchange (pinned on first use); the session is registered in
+//! the live sessions (terminate, revocation, byte counters, watching). The target's SSH handshake
+//! happens before the user's ssh is told to go on, so an unreachable target or a changed host key comes
+//! back as an error frame the CLI prints in words, not as an SSH failure.
+//!
+//! Recording is synchronous with forwarding: a channel's bytes are recorded before they are passed on,
+//! a full recorder queue makes the channel wait, and a recorder failure ends the session (fail closed).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use sallyport_core::errors::ErrorKind;
-use sallyport_core::policy::Authorized;
-use sallyport_recordings::{Event, Outcome, SessionRecorder, TryRecordError};
-use sallyport_state::HostKeyPin;
-use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
-use tracing::warn;
+use sallyport_core::frames::{ClientMessage, ServerControl};
+use sallyport_core::policy::{Authorized, Protocol};
+use sallyport_recordings::{Event, EventSink, FileTransfer, TryRecordError};
+use sallyport_state::{AuditEvent, StateDb};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::sync::watch;
+use tracing::{Instrument, info_span};
 
-use crate::broker::{Broker, now_ms};
-use crate::live::{LiveInfo, SessionSlot};
-use crate::traits::{BoxFuture, TargetError};
+use crate::broker::{Broker, End, Opened, audit_into, record};
+use crate::live::{LiveHandle, LiveInfo, LivePublisher};
+use crate::traits::{BoxFuture, TargetError, TerminalTransport};
+
+/// The protocol name proxied sessions are filed under in recordings and audit.
+pub const PROXY_PROTOCOL: &str = "ssh-proxy";
+
+/// How long a proxied session may take to end on its own once the broker asked it to stop (a terminate,
+/// a deadline), so the user's ssh hears why, before the stream is cut.
+const STOP_GRACE: Duration = Duration::from_secs(2);
+
+/// Bytes of the user's SSH stream buffered between the transport and the SSH server, each way.
+const PIPE_BYTES: usize = 64 * 1024;
 
 /// A byte stream to the user's SSH client.
 pub trait ProxyStream: AsyncRead + AsyncWrite + Send + Unpin {}
@@ -35,16 +52,49 @@ pub struct ProxyConnect {
     pub addr: SocketAddr,
     /// The pinned host key (OpenSSH line), or `None` to trust on first use.
     pub pinned_host_key: Option<String>,
-    /// Deadline for dialling, handshake and target authentication together.
+    /// Deadline for dialling and the target's SSH handshake.
     pub timeout: Duration,
+    /// Deadline for the user's ssh to finish its handshake with the gateway and authenticate.
+    pub login_timeout: Duration,
+    /// Whether port forwarding (local, remote, agent, X11) is allowed by policy.
+    pub forwarding: bool,
 }
 
-/// Something to record or act on.
+/// A target that completed its SSH handshake (host key checked) and waits for the user's ssh.
+pub struct ProxyOpened {
+    /// The host key the target presented (OpenSSH line).
+    pub host_key: String,
+    /// Its `SHA256:` fingerprint.
+    pub host_key_fingerprint: String,
+    /// The session to serve.
+    pub session: Box<dyn ProxySession>,
+}
+
+/// A protocol that terminates SSH on a stream and relays it to a target.
+pub trait ProxyConnector: Send + Sync {
+    /// Dials the target and completes its SSH handshake (no authentication yet).
+    fn connect(&self, request: ProxyConnect)
+    -> BoxFuture<'static, Result<ProxyOpened, TargetError>>;
+}
+
+/// A proxied SSH session, ready for the user's ssh.
+pub trait ProxySession: Send {
+    /// Serves the user's SSH connection on `stream` until it ends, or until `stop` carries a reason (then
+    /// the user's ssh is disconnected with it). An error says why the session failed.
+    fn serve(
+        self: Box<Self>,
+        stream: Box<dyn ProxyStream>,
+        sink: ProxySink,
+        stop: watch::Receiver<Option<String>>,
+    ) -> BoxFuture<'static, Result<(), TargetError>>;
+}
+
+/// Something a proxied session records or reports.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyEvent {
-    /// Bytes the user typed into a terminal channel.
+    /// Bytes the user sent into a terminal or command channel.
     Input(Vec<u8>),
-    /// Terminal output from the target.
+    /// Output of a terminal or command (stdout and stderr) from the target.
     Output(Vec<u8>),
     /// The user's terminal size.
     Resize {
@@ -53,146 +103,260 @@ pub enum ProxyEvent {
         /// Rows.
         rows: u16,
     },
-    /// Free text: channel requests, commands run, file transfers, exit statuses.
+    /// Free text: channel requests, commands run, exit statuses, authentication.
     Marker(String),
-    /// The target presented this host key (OpenSSH line, `SHA256:` fingerprint); pinned on first use.
-    HostKey {
-        /// OpenSSH public key line.
-        public_key: String,
-        /// Its fingerprint.
-        fingerprint: String,
-    },
-    /// An audit event (refused port forwarding, for instance).
+    /// A file moved by sftp or scp.
+    FileTransfer(FileTransfer),
+    /// A security event, audited and recorded (a refused or an allowed forwarding, for instance).
     Audit {
-        /// Event kind.
+        /// Event kind (`port_forward_refused`, ...).
         kind: String,
         /// Detail.
         detail: String,
     },
 }
 
-/// Where the SSH server reports events. Sending waits while the recorder is behind.
+/// Where a proxied session records: the recording, the live watchers, the audit log. Cheap to clone;
+/// every method returns only once the event is in the recorder's queue.
 #[derive(Clone)]
 pub struct ProxySink {
-    tx: mpsc::Sender<ProxyEvent>,
+    recording: EventSink,
+    watchers: Option<LivePublisher>,
+    audit: Option<Arc<AuditContext>>,
+}
+
+/// The fields of every audit event of one session.
+struct AuditContext {
+    state: StateDb,
+    actor: String,
+    client_addr: String,
+    target: String,
+    session_id: String,
+}
+
+impl std::fmt::Debug for ProxySink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ProxySink")
+            .field("recording", &self.recording)
+            .finish_non_exhaustive()
+    }
 }
 
 impl ProxySink {
-    /// Records or acts on an event; an error means the session is over (recording failed or ended).
-    pub async fn send(&self, event: ProxyEvent) -> Result<(), TargetError> {
-        self.tx.send(event).await.map_err(|_| TargetError {
-            kind: ErrorKind::RecordingUnavailable,
-            detail: "the session's recording has ended".into(),
-        })
+    /// A sink that only records (no watchers, no audit log): for tests of a protocol's server.
+    pub fn recording_only(recording: EventSink) -> ProxySink {
+        ProxySink {
+            recording,
+            watchers: None,
+            audit: None,
+        }
     }
-}
 
-/// A protocol that terminates SSH on a stream and relays to a target.
-pub trait ProxyConnector: Send + Sync {
-    /// Serves one SSH connection on `stream` until it ends.
-    fn serve(
-        &self,
-        request: ProxyConnect,
-        stream: Box<dyn ProxyStream>,
-        sink: ProxySink,
-    ) -> BoxFuture<'static, Result<(), TargetError>>;
-}
-
-/// A proxy session whose target was vetted and whose recording is open, waiting for its stream.
-pub struct PreparedProxy<'a> {
-    broker: &'a Broker,
-    connector: Arc<dyn ProxyConnector>,
-    decision: Authorized,
-    client_addr: SocketAddr,
-    addr: SocketAddr,
-    _slot: SessionSlot,
-    recording: SessionRecorder,
-}
-
-/// How a proxy session ended.
-enum ProxyEnd {
-    Closed,
-    Terminated(String),
-    Failed(ErrorKind, String),
+    /// Records an event before the bytes it describes are passed on. Waits (off the async workers) while
+    /// the recorder's queue is full; an error means recording failed and the session must end.
+    pub async fn record(&self, event: ProxyEvent) -> Result<(), TargetError> {
+        let event = match event {
+            ProxyEvent::Input(bytes) => Event::Input(bytes),
+            ProxyEvent::Output(bytes) => {
+                if let Some(watchers) = &self.watchers {
+                    watchers.publish(&bytes);
+                }
+                Event::Output(bytes)
+            }
+            ProxyEvent::Resize { cols, rows } => Event::Resize { cols, rows },
+            ProxyEvent::Marker(text) => Event::Marker(text),
+            ProxyEvent::FileTransfer(transfer) => Event::FileTransfer(transfer),
+            ProxyEvent::Audit { kind, detail } => {
+                if let Some(context) = &self.audit {
+                    audit_into(
+                        &context.state,
+                        &AuditEvent {
+                            kind: kind.clone(),
+                            actor: Some(context.actor.clone()),
+                            client_addr: Some(context.client_addr.clone()),
+                            target: Some(context.target.clone()),
+                            session_id: Some(context.session_id.clone()),
+                            detail: Some(detail.clone()),
+                        },
+                    );
+                }
+                Event::Marker(format!("{kind}: {detail}"))
+            }
+        };
+        let unavailable = |error: &dyn std::fmt::Display| TargetError {
+            kind: ErrorKind::RecordingUnavailable,
+            detail: error.to_string(),
+        };
+        match self.recording.try_record(event) {
+            Ok(()) => Ok(()),
+            Err(TryRecordError::Full(event)) => {
+                tokio::task::block_in_place(|| self.recording.record(event))
+                    .map_err(|e| unavailable(&e))
+            }
+            Err(TryRecordError::Failed(error)) => Err(unavailable(&error)),
+        }
+    }
 }
 
 impl Broker {
-    /// Checks everything a proxy session needs before its stream carries SSH: the connector exists,
-    /// the target resolves to an allowed address, a session slot is free, the recording is open.
-    pub async fn prepare_proxy(
+    /// Runs one `sallyport proxy` session over `transport` (the user's SSH bytes in data frames) for an
+    /// authorized user and target, until either side ends it. The first frame back is `connected` (the
+    /// target's host key fingerprint) or an error in words; then SSH flows both ways.
+    pub async fn run_proxy<T: TerminalTransport>(
         &self,
         decision: Authorized,
         client_addr: SocketAddr,
-    ) -> Result<PreparedProxy<'_>, (ErrorKind, Option<String>)> {
-        let connector = self.proxy_connector().ok_or((
-            ErrorKind::BadRequest,
-            Some("ssh proxying is not enabled on this gateway".into()),
-        ))?;
-        let (addr, slot, recording) = self
-            .open_session(&decision, client_addr, "ssh-proxy")
-            .await?;
-        Ok(PreparedProxy {
-            broker: self,
-            connector,
-            decision,
-            client_addr,
-            addr,
-            _slot: slot,
-            recording,
-        })
-    }
-}
-
-/// Records an event, waiting off the async workers when the recorder's queue is full.
-fn record(recording: &SessionRecorder, event: Event) -> Result<(), String> {
-    match recording.try_record(event) {
-        Ok(()) => Ok(()),
-        Err(TryRecordError::Full(event)) => {
-            tokio::task::block_in_place(|| recording.record(event)).map_err(|e| e.to_string())
+        mut transport: T,
+    ) {
+        let span = info_span!(
+            "session",
+            user = %decision.user().username,
+            target = %decision.target().name,
+            protocol = PROXY_PROTOCOL,
+            client_addr = %client_addr,
+            session_id = tracing::field::Empty,
+        );
+        async {
+            if let Err((kind, detail)) = self
+                .proxy_session(&decision, client_addr, &mut transport)
+                .await
+            {
+                let _ = transport
+                    .send_control(&ServerControl::error(kind, detail.as_deref()))
+                    .await;
+            }
+            transport.close().await;
         }
-        Err(TryRecordError::Failed(error)) => Err(error.to_string()),
-    }
-}
-
-impl PreparedProxy<'_> {
-    /// The recording's id.
-    pub fn session_id(&self) -> &str {
-        self.recording.id()
+        .instrument(span)
+        .await
     }
 
-    /// Runs the SSH session on `stream` until either side ends it, then seals the recording.
-    pub async fn run<S: ProxyStream + 'static>(self, stream: S) {
-        let PreparedProxy {
-            broker,
-            connector,
-            decision,
-            client_addr,
-            addr,
-            _slot,
-            recording,
-        } = self;
-        let target = decision.target();
-        let audit = |kind: &str, detail: String| {
-            broker.audit(sallyport_state::AuditEvent {
-                kind: kind.to_owned(),
-                actor: Some(decision.user().username.clone()),
-                client_addr: Some(client_addr.to_string()),
-                target: Some(target.name.clone()),
-                session_id: Some(recording.id().to_owned()),
-                detail: Some(detail),
-            })
+    async fn proxy_session<T: TerminalTransport>(
+        &self,
+        decision: &Authorized,
+        client_addr: SocketAddr,
+        transport: &mut T,
+    ) -> Result<(), (ErrorKind, Option<String>)> {
+        let Some(connector) = self.proxy_connector() else {
+            return Err((
+                ErrorKind::BadRequest,
+                Some("ssh proxying is not enabled on this gateway".into()),
+            ));
         };
-        let pinned = match broker.state().pinned_host_key(target.id) {
-            Ok(pin) => pin.map(|p| p.public_key),
+        if decision.protocol() != Protocol::Ssh {
+            return Err((
+                ErrorKind::NotAllowed,
+                Some(format!(
+                    "{} is a {} target; sallyport proxy carries ssh only",
+                    decision.target().name,
+                    decision.protocol().as_str()
+                )),
+            ));
+        }
+        let Opened {
+            addr,
+            slot: _slot,
+            recording,
+        } = self
+            .open_session_as(decision, client_addr, PROXY_PROTOCOL)
+            .await?;
+        let session_id = recording.id().to_owned();
+        tracing::Span::current().record("session_id", session_id.as_str());
+        let result = self
+            .proxy_connect_and_serve(
+                decision,
+                client_addr,
+                transport,
+                &recording,
+                connector.as_ref(),
+                addr,
+            )
+            .await;
+        self.conclude(decision, client_addr, recording, result)
+    }
+
+    async fn proxy_connect_and_serve<T: TerminalTransport>(
+        &self,
+        decision: &Authorized,
+        client_addr: SocketAddr,
+        transport: &mut T,
+        recording: &sallyport_recordings::SessionRecorder,
+        connector: &dyn ProxyConnector,
+        addr: SocketAddr,
+    ) -> Result<End, (ErrorKind, String)> {
+        let target = decision.target();
+        let pinned = self
+            .state()
+            .pinned_host_key(target.id)
+            .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
+        record(
+            recording,
+            Event::Marker(format!("ssh proxy: connecting to {addr}")),
+        )
+        .await
+        .map_err(|e| (e.kind, e.detail))?;
+        let request = ProxyConnect {
+            addr,
+            pinned_host_key: pinned.as_ref().map(|pin| pin.public_key.clone()),
+            timeout: self.config().target_connect_timeout,
+            login_timeout: self.config().connect_message_timeout,
+            forwarding: decision.forwarding(),
+        };
+        let opened = match connector.connect(request).await {
+            Ok(opened) => opened,
             Err(error) => {
-                let _ = recording.finish(Outcome::Failed);
-                warn!(%error, "could not read the pinned host key");
-                return;
+                if error.kind == ErrorKind::HostKeyChanged {
+                    self.audit_for(
+                        decision,
+                        client_addr,
+                        "host_key_mismatch",
+                        Some(recording.id()),
+                        Some(error.detail.clone()),
+                    );
+                }
+                return Err((error.kind, error.detail));
             }
         };
-        let _ = record(&recording, Event::Marker(format!("ssh proxy to {addr}")));
-        audit("connect", format!("{addr} (ssh proxy)"));
-        let mut live = broker.live().register(LiveInfo {
+        let first_seen = self.pin_on_first_use(
+            decision,
+            client_addr,
+            recording.id(),
+            pinned.is_some(),
+            &opened.host_key,
+            &opened.host_key_fingerprint,
+        )?;
+        self.audit_for(
+            decision,
+            client_addr,
+            "connect",
+            Some(recording.id()),
+            Some(format!(
+                "{addr} (ssh proxy, port forwarding {})",
+                if decision.forwarding() {
+                    "allowed"
+                } else {
+                    "refused"
+                }
+            )),
+        );
+        let connected = ServerControl::Connected {
+            session_id: recording.id().to_owned(),
+            host_key_fingerprint: opened.host_key_fingerprint.clone(),
+            host_key_first_seen: first_seen,
+        };
+        if transport.send_control(&connected).await.is_err() {
+            return Ok(End::ClientClosed);
+        }
+        record(
+            recording,
+            Event::Marker(format!(
+                "connected; target host key {}",
+                opened.host_key_fingerprint
+            )),
+        )
+        .await
+        .map_err(|e| (e.kind, e.detail))?;
+        let mut live = self.live().register(LiveInfo {
             session_id: recording.id().to_owned(),
             user_id: decision.user().user_id,
             username: decision.user().username.clone(),
@@ -202,128 +366,145 @@ impl PreparedProxy<'_> {
             bytes_up: 0,
             bytes_down: 0,
         });
-        let (tx, mut rx) = mpsc::channel(256);
-        let (ours, theirs) = tokio::io::duplex(256 * 1024);
-        let serve = connector.serve(
-            ProxyConnect {
-                addr,
-                pinned_host_key: pinned,
-                timeout: broker.config().target_connect_timeout,
-            },
-            Box::new(theirs),
-            ProxySink { tx },
-        );
+        let sink = ProxySink {
+            recording: recording.sink(),
+            watchers: Some(live.publisher()),
+            audit: Some(Arc::new(AuditContext {
+                state: self.state().clone(),
+                actor: decision.user().username.clone(),
+                client_addr: client_addr.to_string(),
+                target: target.name.clone(),
+                session_id: recording.id().to_owned(),
+            })),
+        };
+        Ok(self
+            .proxy_relay(transport, opened.session, sink, recording, &mut live)
+            .await)
+    }
+
+    /// Moves the user's SSH bytes between the transport and the SSH server until the server is done,
+    /// and applies the session's limits (idle, maximum duration, terminate).
+    async fn proxy_relay<T: TerminalTransport>(
+        &self,
+        transport: &mut T,
+        session: Box<dyn ProxySession>,
+        sink: ProxySink,
+        recording: &sallyport_recordings::SessionRecorder,
+        live: &mut LiveHandle,
+    ) -> End {
+        let limits = self.config();
+        let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
+        let (stop_tx, stop_rx) = watch::channel(None);
+        let serve = session.serve(Box::new(theirs), sink, stop_rx);
+        tokio::pin!(serve);
+        let (mut from_server, mut to_server) = tokio::io::split(ours);
+
+        // Deadlines that are off sleep "forever" (a year) and are disabled in the select below.
         let far = Duration::from_secs(365 * 24 * 3600);
-        let max = tokio::time::sleep(broker.config().max_duration.unwrap_or(far));
-        tokio::pin!(serve, max);
-        let mut served = None;
-        let (mut ours_read, mut ours_write) = tokio::io::split(ours);
-        let (mut stream_read, mut stream_write) = tokio::io::split(stream);
-        let end = {
-            // Up: the client's bytes to the SSH server; its end (the client closed) is passed on as EOF.
-            let up = async {
-                let _ = tokio::io::copy(&mut stream_read, &mut ours_write).await;
-                let _ = tokio::io::AsyncWriteExt::shutdown(&mut ours_write).await;
-            };
-            // Down: everything the SSH server wrote; it ends when the server is done, which ends the session.
-            let down = async {
-                let _ = tokio::io::copy(&mut ours_read, &mut stream_write).await;
-                let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream_write).await;
-            };
-            tokio::pin!(up, down);
-            let mut up_done = false;
-            loop {
-                tokio::select! {
-                    event = rx.recv() => {
-                        let Some(event) = event else { continue };
-                        let recorded = match event {
-                            ProxyEvent::Input(bytes) => {
-                                live.counters.add_up(bytes.len());
-                                record(&recording, Event::Input(bytes))
-                            }
-                            ProxyEvent::Output(bytes) => {
-                                live.counters.add_down(bytes.len());
-                                live.publish(&bytes);
-                                record(&recording, Event::Output(bytes))
-                            }
-                            ProxyEvent::Resize { cols, rows } => record(&recording, Event::Resize { cols, rows }),
-                            ProxyEvent::Marker(text) => record(&recording, Event::Marker(text)),
-                            ProxyEvent::HostKey { public_key, fingerprint } => {
-                                let pin = HostKeyPin { public_key, fingerprint: fingerprint.clone(), first_seen_ms: now_ms() };
-                                if let Ok(true) = broker.state().pin_host_key(target.id, &pin) {
-                                    audit("host_key_pinned", fingerprint);
-                                }
-                                Ok(())
-                            }
-                            ProxyEvent::Audit { kind, detail } => {
-                                audit(&kind, detail.clone());
-                                record(&recording, Event::Marker(format!("{kind}: {detail}")))
-                            }
-                        };
-                        if let Err(error) = recorded {
-                            break ProxyEnd::Failed(ErrorKind::RecordingUnavailable, error);
+        let idle_after = limits.idle_timeout.unwrap_or(far);
+        let idle = tokio::time::sleep(idle_after);
+        let max = tokio::time::sleep(limits.max_duration.unwrap_or(far));
+        let grace = tokio::time::sleep(far);
+        tokio::pin!(idle, max, grace);
+
+        // Client bytes read from the transport and not yet taken by the server.
+        let mut pending: Vec<u8> = Vec::new();
+        let mut buf = vec![0u8; 32 * 1024];
+        let mut client_open = true;
+        let mut server_output_open = true;
+        let mut served: Option<Result<(), TargetError>> = None;
+        // Set when the broker asked the session to stop: the end to report once it has.
+        let mut stopping: Option<End> = None;
+        let stop = |reason: String, end: End, grace: &mut std::pin::Pin<&mut tokio::time::Sleep>| {
+            let _ = stop_tx.send(Some(reason));
+            grace
+                .as_mut()
+                .reset(tokio::time::Instant::now() + STOP_GRACE);
+            end
+        };
+        loop {
+            if served.is_some() && !server_output_open {
+                break;
+            }
+            tokio::select! {
+                message = transport.recv(), if client_open && pending.is_empty() => match message {
+                    None => {
+                        // The user's ssh is gone: the server hears EOF and ends the session.
+                        client_open = false;
+                        let _ = to_server.shutdown().await;
+                    }
+                    Some(Ok(ClientMessage::Input(data))) => {
+                        idle.as_mut().reset(tokio::time::Instant::now() + idle_after);
+                        live.counters.add_up(data.len());
+                        pending = data;
+                    }
+                    Some(Ok(_)) => {
+                        return End::Failed(
+                            ErrorKind::BadRequest,
+                            "a proxy stream carries only ssh bytes in data frames".into(),
+                        );
+                    }
+                    Some(Err(error)) => return End::Failed(ErrorKind::BadRequest, error.to_string()),
+                },
+                written = to_server.write(&pending), if !pending.is_empty() => match written {
+                    Ok(n) => {
+                        pending.drain(..n.min(pending.len()));
+                    }
+                    // The server stopped reading: its end arrives through `serve`.
+                    Err(_) => pending.clear(),
+                },
+                read = from_server.read(&mut buf), if server_output_open => match read {
+                    Ok(0) | Err(_) => server_output_open = false,
+                    Ok(n) => {
+                        let data = buf.get(..n).unwrap_or_default();
+                        if transport.send_output(data).await.is_err() {
+                            return End::ClientClosed;
                         }
+                        live.counters.add_down(n);
                     }
-                    result = &mut serve, if served.is_none() => {
-                        served = Some(result);
-                    }
-                    () = &mut up, if !up_done => {
-                        up_done = true;
-                    }
-                    () = &mut down => {
-                        break match served.take() {
-                            Some(Err(error)) => ProxyEnd::Failed(error.kind, error.detail),
-                            _ => ProxyEnd::Closed,
-                        };
-                    }
-                    () = &mut max, if broker.config().max_duration.is_some() => {
-                        break ProxyEnd::Terminated("the maximum session duration was reached".into());
-                    }
-                    changed = live.terminated.changed() => {
-                        let reason = live.terminated.borrow().clone();
-                        match (changed, reason) {
-                            (Ok(()), None) => continue,
-                            (Ok(()), Some(reason)) => break ProxyEnd::Terminated(reason),
-                            (Err(_), _) => break ProxyEnd::Terminated("the gateway is shutting down".into()),
-                        }
-                    }
+                },
+                result = &mut serve, if served.is_none() => served = Some(result),
+                () = &mut idle, if limits.idle_timeout.is_some() && stopping.is_none() => {
+                    let reason = format!("no input for {} s (idle timeout)", idle_after.as_secs());
+                    let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
+                    stopping = Some(stop(reason.clone(), End::Terminated(reason), &mut grace));
+                }
+                () = &mut max, if limits.max_duration.is_some() && stopping.is_none() => {
+                    let reason = format!(
+                        "the maximum session duration of {} s was reached",
+                        limits.max_duration.unwrap_or(far).as_secs()
+                    );
+                    let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
+                    stopping = Some(stop(reason.clone(), End::Terminated(reason), &mut grace));
+                }
+                changed = live.terminated.changed(), if stopping.is_none() => {
+                    let reason = live.terminated.borrow().clone();
+                    // The sender lives in the registry entry our handle removes, so `changed` fails only
+                    // if the registry itself is gone; end the session rather than spin.
+                    let reason = match (changed, reason) {
+                        (Ok(()), None) => continue,
+                        (Ok(()), Some(reason)) => reason,
+                        (Err(_), _) => "the gateway is shutting down".to_owned(),
+                    };
+                    let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
+                    stopping = Some(stop(reason.clone(), End::Terminated(reason), &mut grace));
+                }
+                () = &mut grace, if stopping.is_some() => break,
+            }
+        }
+        if let Some(end) = stopping {
+            return end;
+        }
+        match served {
+            Some(Err(error)) => End::Failed(error.kind, error.detail),
+            // The session ended on its own: the user's ssh closed it, or the target did.
+            Some(Ok(())) | None => {
+                if client_open {
+                    End::TargetClosed
+                } else {
+                    End::ClientClosed
                 }
             }
-        };
-        // Events already queued are still recorded (bounded: the queue and a short wait).
-        let drain = async {
-            while let Some(event) = rx.recv().await {
-                let event = match event {
-                    ProxyEvent::Input(bytes) => Event::Input(bytes),
-                    ProxyEvent::Output(bytes) => Event::Output(bytes),
-                    ProxyEvent::Resize { cols, rows } => Event::Resize { cols, rows },
-                    ProxyEvent::Marker(text) => Event::Marker(text),
-                    ProxyEvent::Audit { kind, detail } => {
-                        Event::Marker(format!("{kind}: {detail}"))
-                    }
-                    ProxyEvent::HostKey { .. } => continue,
-                };
-                if record(&recording, event).is_err() {
-                    break;
-                }
-            }
-        };
-        drop((ours_read, ours_write));
-        let _ = tokio::io::AsyncWriteExt::shutdown(&mut stream_write).await;
-        let _ = tokio::time::timeout(Duration::from_millis(500), drain).await;
-        let (outcome, detail) = match end {
-            ProxyEnd::Closed => (Outcome::Ended, "client closed".to_owned()),
-            ProxyEnd::Terminated(reason) => (Outcome::Terminated, format!("terminated: {reason}")),
-            ProxyEnd::Failed(kind, detail) => (Outcome::Failed, format!("{kind:?}: {detail}")),
-        };
-        let _ = record(
-            &recording,
-            Event::Marker(format!("session ended: {detail}")),
-        );
-        audit("disconnect", detail);
-        drop(live);
-        if let Err(error) = recording.finish(outcome) {
-            warn!(%error, "could not seal the recording");
         }
     }
 }

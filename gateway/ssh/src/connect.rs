@@ -164,6 +164,7 @@ pub async fn connect(req: ConnectRequest) -> Result<Connected, SshError> {
         pinned: pinned_host_key.clone(),
         presented: Arc::clone(&presented),
         failure: Arc::new(OnceLock::new()),
+        reverse: None,
     };
     let shell = ShellRequest { term, cols, rows };
     let stage = AtomicU8::new(Stage::Connecting as u8);
@@ -195,38 +196,38 @@ pub async fn connect(req: ConnectRequest) -> Result<Connected, SshError> {
     Ok(Connected { session, host_key })
 }
 
-/// An authenticated connection to a target with no channel open yet (the SSH proxy opens channels as the
-/// user's client asks).
-pub(crate) struct AuthenticatedTarget {
-    /// The russh handle: open channels with it.
+/// A target connection after the SSH handshake (host key checked), before authentication: the SSH proxy
+/// authenticates it with what the user's ssh sends, then opens channels as that client asks.
+pub(crate) struct Handshaken {
+    /// The russh handle: authenticate and open channels with it.
     pub(crate) handle: Handle<Client>,
     /// The key the target presented (equal to the pin if there was one).
     pub(crate) host_key: HostKey,
     /// Shuts the TCP connection down when dropped.
-    pub(crate) _guard: SocketGuard,
+    pub(crate) guard: SocketGuard,
+    /// Why the connection ended, once it has (set by the handler).
+    pub(crate) failure: Arc<OnceLock<SshError>>,
 }
 
-/// Connects to the target, checks its host key against the pin (inside the key exchange, before any
-/// credential is sent) and authenticates, all within `connect_timeout`.
-pub(crate) async fn connect_authenticated(
+/// Connects to the target and completes the SSH handshake within `timeout`; the host key is checked against
+/// the pin inside the key exchange. `reverse` decides what happens to channels the target opens towards the
+/// gateway (forwarded ports, agent, X11): refused unless the SSH proxy allows them.
+pub(crate) async fn handshake(
     addr: SocketAddr,
-    username: String,
-    credential: Credential,
     pinned_host_key: Option<HostKey>,
-    connect_timeout: Duration,
-) -> Result<AuthenticatedTarget, SshError> {
+    timeout: Duration,
+    reverse: Option<Arc<crate::proxy::Reverse>>,
+) -> Result<Handshaken, SshError> {
     let presented: Arc<OnceLock<HostKey>> = Arc::new(OnceLock::new());
+    let failure = Arc::new(OnceLock::new());
     let handler = Client {
         pinned: pinned_host_key.clone(),
         presented: Arc::clone(&presented),
-        failure: Arc::new(OnceLock::new()),
+        failure: Arc::clone(&failure),
+        reverse,
     };
     let stage = AtomicU8::new(Stage::Connecting as u8);
-    let result = tokio::time::timeout(
-        connect_timeout,
-        dial(addr, username, credential, handler, &stage),
-    )
-    .await;
+    let result = tokio::time::timeout(timeout, tcp_and_handshake(addr, handler, &stage)).await;
     if let (Some(pinned), Some(presented)) = (pinned_host_key, presented.get())
         && pinned != *presented
     {
@@ -239,16 +240,17 @@ pub(crate) async fn connect_authenticated(
         SshError::Timeout(format!(
             "{} within {}",
             Stage::from_u8(stage.load(Ordering::Relaxed)).unfinished(),
-            seconds(connect_timeout)
+            seconds(timeout)
         ))
     })??;
     let host_key = presented.get().cloned().ok_or_else(|| {
         SshError::Protocol("target completed the handshake without a host key".into())
     })?;
-    Ok(AuthenticatedTarget {
+    Ok(Handshaken {
         handle,
         host_key,
-        _guard: guard,
+        guard,
+        failure,
     })
 }
 
@@ -327,7 +329,19 @@ async fn dial(
             Secret::Key(Arc::new(key))
         }
     };
+    let (mut handle, guard) = tcp_and_handshake(addr, handler, stage).await?;
+    enter(Stage::Authenticating);
+    authenticate(&mut handle, username, secret).await?;
+    Ok((handle, guard))
+}
 
+/// TCP and the SSH handshake (the host key is checked by `handler`).
+async fn tcp_and_handshake(
+    addr: SocketAddr,
+    handler: Client,
+    stage: &AtomicU8,
+) -> Result<(Handle<Client>, SocketGuard), SshError> {
+    let enter = |next: Stage| stage.store(next as u8, Ordering::Relaxed);
     let stream = TcpStream::connect(addr)
         .await
         .map_err(SshError::Unreachable)?;
@@ -337,12 +351,9 @@ async fn dial(
     tracing::debug!(target_addr = %addr, "tcp connected to target");
 
     enter(Stage::Handshake);
-    let mut handle = client::connect_stream(Arc::new(config()), stream, handler)
+    let handle = client::connect_stream(Arc::new(config()), stream, handler)
         .await
         .map_err(|e| SshError::from_russh(&e, "the handshake"))?;
-
-    enter(Stage::Authenticating);
-    authenticate(&mut handle, username, secret).await?;
     Ok((handle, guard))
 }
 
@@ -531,6 +542,9 @@ pub(crate) struct Client {
     presented: Arc<OnceLock<HostKey>>,
     /// Why russh's session task ended, if it ended with an error or a disconnect from the target.
     failure: Arc<OnceLock<SshError>>,
+    /// For the SSH proxy: where channels the target opens towards the gateway go when policy allows
+    /// forwarding (`None`: every such channel is refused).
+    reverse: Option<Arc<crate::proxy::Reverse>>,
 }
 
 /// The answer to every channel a target opens towards the gateway.
@@ -539,7 +553,7 @@ const REFUSED: ChannelOpenFailure = ChannelOpenFailure::AdministrativelyProhibit
 /// Refuses a channel the target opened. A terminal session never needs one: no agent or X11 forwarding is
 /// requested and no port is forwarded. russh's default handler *accepts* them, and each accepted channel stays in
 /// russh's tables until the target closes it, so a target could grow the gateway's memory without bound.
-async fn refuse_channel(kind: &str, channel: Channel<Msg>, reply: ChannelOpenHandle) {
+pub(crate) async fn refuse_channel(kind: &str, channel: Channel<Msg>, reply: ChannelOpenHandle) {
     tracing::debug!(
         channel_type = kind,
         "target tried to open a channel towards the gateway; refused"
@@ -649,14 +663,28 @@ impl client::Handler for Client {
     async fn server_channel_open_forwarded_tcpip(
         &mut self,
         channel: Channel<Msg>,
-        _connected_address: &str,
-        _connected_port: u32,
-        _originator_address: &str,
-        _originator_port: u32,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        refuse_channel("forwarded-tcpip", channel, reply).await;
+        match &self.reverse {
+            Some(reverse) => {
+                reverse
+                    .forwarded_tcpip(
+                        channel,
+                        reply,
+                        connected_address,
+                        connected_port,
+                        originator_address,
+                        originator_port,
+                    )
+                    .await
+            }
+            None => refuse_channel("forwarded-tcpip", channel, reply).await,
+        }
         Ok(())
     }
 
@@ -677,19 +705,29 @@ impl client::Handler for Client {
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        refuse_channel("auth-agent", channel, reply).await;
+        match &self.reverse {
+            Some(reverse) => reverse.agent(channel, reply).await,
+            None => refuse_channel("auth-agent", channel, reply).await,
+        }
         Ok(())
     }
 
     async fn server_channel_open_x11(
         &mut self,
         channel: Channel<Msg>,
-        _originator_address: &str,
-        _originator_port: u32,
+        originator_address: &str,
+        originator_port: u32,
         reply: ChannelOpenHandle,
         _session: &mut Session,
     ) -> Result<(), Self::Error> {
-        refuse_channel("x11", channel, reply).await;
+        match &self.reverse {
+            Some(reverse) => {
+                reverse
+                    .x11(channel, reply, originator_address, originator_port)
+                    .await
+            }
+            None => refuse_channel("x11", channel, reply).await,
+        }
         Ok(())
     }
 

@@ -12,9 +12,10 @@
 //! - [`HostKey`] is an OpenSSH public key line with its `SHA256:` fingerprint.
 //! - [`SshError`] says which side failed; [`SshError::kind`] gives a small [`ErrorKind`] for user messages.
 //! - [`SshConnector`] implements the relay's `TerminalConnector` on top of the above (the broker's entry point).
-//! - [`SshProxy`] implements the relay's `ProxyConnector`: an SSH server for `sallyport proxy` streams that dials
-//!   the target as a client, bridging channels and reporting terminal bytes, commands and SFTP transfers
-//!   ([`sftp`]).
+//! - [`SshProxy`] implements the relay's `ProxyConnector`: the SSH server behind `sallyport proxy` (OpenSSH's
+//!   `ProxyCommand`), which relays the user's authentication to the target, bridges channels and records
+//!   terminal bytes, commands, and files moved by SFTP ([`sftp`]) and legacy scp ([`scp`]); forwarding is
+//!   refused and audited unless policy allows it.
 //!
 //! Security-relevant behaviour, all inside this crate:
 //! - A host key that differs from the pin is refused inside russh's `check_server_key`, during the key
@@ -36,6 +37,7 @@ pub mod host_key;
 mod hostile_tests;
 mod proxy;
 mod relay_adapter;
+pub mod scp;
 pub mod session;
 pub mod sftp;
 

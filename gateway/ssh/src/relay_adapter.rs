@@ -30,7 +30,7 @@ impl Default for SshConnector {
 }
 
 /// Maps an SSH failure to what the user is told, keeping the detail for logs.
-fn target_error(error: impl std::borrow::Borrow<SshError>) -> TargetError {
+pub(crate) fn target_error(error: impl std::borrow::Borrow<SshError>) -> TargetError {
     let error = error.borrow();
     let kind = match error.kind() {
         ErrorKind::Unreachable => UserErrorKind::TargetUnreachable,

@@ -55,6 +55,7 @@ fn policy_from_columns(
     subjects: &str,
     targets: &str,
     protocols: &str,
+    forwarding: bool,
 ) -> Result<Policy, StateError> {
     let bad = |what: &str| StateError::Invalid(format!("policy {name}: {what}"));
     let subjects = subjects
@@ -74,6 +75,7 @@ fn policy_from_columns(
         subjects,
         targets,
         protocols,
+        forwarding,
     })
 }
 
@@ -274,21 +276,35 @@ impl StateDb {
 
     /// All policies, by name.
     pub fn policies(&self) -> Result<Vec<PolicyRecord>, StateError> {
-        let rows: Vec<(i64, String, String, String, String)> = {
+        type Row = (i64, String, String, String, String, bool);
+        let rows: Vec<Row> = {
             let conn = self.lock();
             let mut stmt = conn.prepare(
-                "SELECT id, name, subjects, targets, protocols FROM policies ORDER BY name",
+                "SELECT id, name, subjects, targets, protocols, forwarding FROM policies ORDER BY name",
             )?;
             stmt.query_map([], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
+                Ok((
+                    r.get(0)?,
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ))
             })?
             .collect::<Result<_, _>>()?
         };
         rows.into_iter()
-            .map(|(id, name, subjects, targets, protocols)| {
+            .map(|(id, name, subjects, targets, protocols, forwarding)| {
                 Ok(PolicyRecord {
                     id,
-                    policy: policy_from_columns(name, &subjects, &targets, &protocols)?,
+                    policy: policy_from_columns(
+                        name,
+                        &subjects,
+                        &targets,
+                        &protocols,
+                        forwarding,
+                    )?,
                 })
             })
             .collect()
@@ -297,12 +313,13 @@ impl StateDb {
     /// Adds a policy.
     pub fn add_policy(&self, policy: &Policy) -> Result<(), StateError> {
         let inserted = self.lock().execute(
-            "INSERT INTO policies (name, subjects, targets, protocols) VALUES (?1, ?2, ?3, ?4) ON CONFLICT(name) DO NOTHING",
+            "INSERT INTO policies (name, subjects, targets, protocols, forwarding) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name) DO NOTHING",
             params![
                 policy.name,
                 join(&policy.subjects, Subject::to_text),
                 join(&policy.targets, TargetSelector::to_text),
                 join(&policy.protocols, |p| p.as_str().to_owned()),
+                policy.forwarding,
             ],
         )?;
         if inserted == 0 {
@@ -397,10 +414,18 @@ mod tests {
             subjects: vec![Subject::Group("ops".into()), Subject::User("bob".into())],
             targets: vec![TargetSelector::Tag("prod".into())],
             protocols: vec![Protocol::Ssh],
+            forwarding: false,
         };
         db.add_policy(&policy).unwrap();
         assert!(matches!(db.add_policy(&policy), Err(StateError::Exists(_))));
         assert_eq!(db.policies().unwrap()[0].policy, policy);
+        let forwarding = Policy {
+            name: "tunnels".into(),
+            forwarding: true,
+            ..policy.clone()
+        };
+        db.add_policy(&forwarding).unwrap();
+        assert_eq!(db.policies().unwrap()[1].policy, forwarding);
 
         let spec = TargetSpec {
             name: "web".into(),

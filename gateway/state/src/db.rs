@@ -105,6 +105,9 @@ const MIGRATIONS: &[&str] = &[
     );
     CREATE INDEX client_certs_user ON client_certs(user_id);
 "#,
+    r#"
+    ALTER TABLE policies ADD COLUMN forwarding INTEGER NOT NULL DEFAULT 0;
+"#,
 ];
 
 /// A handle to the state database, cheap to clone and shareable between threads.

@@ -1,0 +1,205 @@
+//! Forwarded channels of a proxied connection, when policy allows forwarding: local forwards the user's
+//! ssh opens (`-L`, `-W`: direct-tcpip, dialled by the target, not the gateway), and the channels the
+//! target opens back (remote forwards `-R`, the agent `-A`, X11 `-X`), each bridged to a matching channel
+//! towards the user's ssh. Their bytes are not recorded (they are not a terminal and may be anything);
+//! each forward is audited when it opens and recorded with its byte counts when it closes.
+//!
+//! When policy does not allow forwarding, the user's requests are refused by the handler (and audited)
+//! and every channel the target opens is refused here, as for terminal sessions.
+
+use std::sync::{Arc, OnceLock};
+
+use russh::client::ChannelOpenHandle;
+use russh::{Channel, ChannelMsg, server};
+use sallyport_relay::{ProxyEvent, ProxySink};
+
+use super::Shared;
+use crate::connect::refuse_channel;
+
+/// Where the channels a target opens go: the user's side of the same proxied connection.
+pub(crate) struct Reverse {
+    allowed: bool,
+    attached: OnceLock<Attached>,
+}
+
+/// The user's side, known once their ssh connected.
+struct Attached {
+    server: server::Handle,
+    sink: ProxySink,
+    shared: Arc<Shared>,
+}
+
+impl Reverse {
+    /// Channels from the target are bridged when `allowed` (by policy), refused otherwise.
+    pub(crate) fn new(allowed: bool) -> Reverse {
+        Reverse {
+            allowed,
+            attached: OnceLock::new(),
+        }
+    }
+
+    /// Connects the user's side (once their ssh's session runs).
+    pub(super) fn attach(&self, server: server::Handle, sink: ProxySink, shared: Arc<Shared>) {
+        let _ = self.attached.set(Attached {
+            server,
+            sink,
+            shared,
+        });
+    }
+
+    fn user_side(&self) -> Option<&Attached> {
+        self.attached.get().filter(|_| self.allowed)
+    }
+
+    /// The target opened a channel for a remote forward (`-R`).
+    pub(crate) async fn forwarded_tcpip(
+        &self,
+        channel: Channel<russh::client::Msg>,
+        reply: ChannelOpenHandle,
+        connected_address: &str,
+        connected_port: u32,
+        originator_address: &str,
+        originator_port: u32,
+    ) {
+        let Some(user) = self.user_side() else {
+            return refuse_channel("forwarded-tcpip", channel, reply).await;
+        };
+        let what = format!(
+            "remote forwarding connection to {}:{connected_port} from {}:{originator_port}",
+            super::shown(connected_address),
+            super::shown(originator_address)
+        );
+        let opened = user
+            .server
+            .channel_open_forwarded_tcpip(
+                connected_address,
+                connected_port,
+                originator_address,
+                originator_port,
+            )
+            .await;
+        bridge_back(user, opened.ok(), channel, reply, what).await;
+    }
+
+    /// The target opened a channel to the user's agent (`-A`).
+    pub(crate) async fn agent(&self, channel: Channel<russh::client::Msg>, reply: ChannelOpenHandle) {
+        let Some(user) = self.user_side() else {
+            return refuse_channel("auth-agent", channel, reply).await;
+        };
+        let opened = user.server.channel_open_agent().await;
+        bridge_back(
+            user,
+            opened.ok(),
+            channel,
+            reply,
+            "agent connection from the target".into(),
+        )
+        .await;
+    }
+
+    /// The target opened an X11 channel (`-X`).
+    pub(crate) async fn x11(
+        &self,
+        channel: Channel<russh::client::Msg>,
+        reply: ChannelOpenHandle,
+        originator_address: &str,
+        originator_port: u32,
+    ) {
+        let Some(user) = self.user_side() else {
+            return refuse_channel("x11", channel, reply).await;
+        };
+        let opened = user
+            .server
+            .channel_open_x11(originator_address, originator_port)
+            .await;
+        bridge_back(
+            user,
+            opened.ok(),
+            channel,
+            reply,
+            "X11 connection from the target".into(),
+        )
+        .await;
+    }
+}
+
+/// Accepts the target's channel if the user's ssh accepted its twin, audits it and bridges the two.
+async fn bridge_back(
+    user: &Attached,
+    opened: Option<Channel<server::Msg>>,
+    channel: Channel<russh::client::Msg>,
+    reply: ChannelOpenHandle,
+    what: String,
+) {
+    let Some(user_channel) = opened else {
+        let _ = user
+            .sink
+            .record(ProxyEvent::Marker(format!("{what}: the user's ssh refused it")))
+            .await;
+        return refuse_channel("forwarded", channel, reply).await;
+    };
+    if user
+        .sink
+        .record(ProxyEvent::Audit {
+            kind: "port_forward".into(),
+            detail: format!("{what} (allowed by policy)"),
+        })
+        .await
+        .is_err()
+    {
+        return refuse_channel("forwarded", channel, reply).await;
+    }
+    reply.accept().await;
+    user.shared
+        .spawn(pipe(user_channel, channel, what, user.sink.clone()));
+}
+
+/// Moves bytes both ways between a forwarded channel's two ends until both are closed, then records
+/// how many went each way.
+pub(super) async fn pipe(
+    user: Channel<server::Msg>,
+    target: Channel<russh::client::Msg>,
+    what: String,
+    sink: ProxySink,
+) {
+    let (mut from_user, to_user) = user.split();
+    let (mut from_target, to_target) = target.split();
+    let (mut up, mut down) = (0u64, 0u64);
+    loop {
+        tokio::select! {
+            message = from_user.wait() => match message {
+                Some(ChannelMsg::Data { data }) => {
+                    up += data.len() as u64;
+                    if to_target.data(&data[..]).await.is_err() {
+                        break;
+                    }
+                }
+                Some(ChannelMsg::Eof) => {
+                    let _ = to_target.eof().await;
+                }
+                Some(ChannelMsg::Close) | None => break,
+                Some(_) => {}
+            },
+            message = from_target.wait() => match message {
+                Some(ChannelMsg::Data { data }) => {
+                    down += data.len() as u64;
+                    if to_user.data(&data[..]).await.is_err() {
+                        break;
+                    }
+                }
+                Some(ChannelMsg::Eof) => {
+                    let _ = to_user.eof().await;
+                }
+                Some(ChannelMsg::Close) | None => break,
+                Some(_) => {}
+            },
+        }
+    }
+    let _ = to_target.close().await;
+    let _ = to_user.close().await;
+    let _ = sink
+        .record(ProxyEvent::Marker(format!(
+            "{what} closed: {up} bytes from the user, {down} bytes to the user"
+        )))
+        .await;
+}
