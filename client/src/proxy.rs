@@ -36,14 +36,22 @@ async fn upstream(send: &mut SendStream) -> Result<()> {
     }
 }
 
-/// Copies data frames to standard output until the stream ends; an error frame becomes the error.
+/// Copies data frames to standard output until the stream ends; an error frame becomes the error. Once
+/// standard output is gone (ssh exited), frames are still read, for the gateway's last word.
 async fn downstream(reader: &mut FrameReader) -> Result<()> {
-    let mut stdout = tokio::io::stdout();
+    let mut stdout = Some(tokio::io::stdout());
     while let Some(frame) = reader.next().await? {
         match frame {
             Frame::Data(data) => {
-                stdout.write_all(&data).await.context("writing standard output")?;
-                stdout.flush().await.context("writing standard output")?;
+                if let Some(out) = stdout.as_mut() {
+                    let written = async {
+                        out.write_all(&data).await?;
+                        out.flush().await
+                    };
+                    if written.await.is_err() {
+                        stdout = None;
+                    }
+                }
             }
             Frame::Control(json) => match serde_json::from_slice::<ServerControl>(&json) {
                 Ok(ServerControl::Error { message, .. }) => bail!("{message}"),
@@ -97,17 +105,32 @@ pub async fn run(target: String) -> Result<i32> {
     let down = downstream(&mut reader);
     tokio::pin!(up, down);
     let mut up_done = false;
+    // How long the gateway may take to end the stream once our side is done, so that its last word (an
+    // error, such as why it ended the session) is still printed.
+    let last_word = std::time::Duration::from_secs(2);
     // The session is over when the gateway's side ends; standard input closing only ends ours.
     let result = loop {
         tokio::select! {
-            _ = hangup.recv() => break Ok(()),
+            _ = hangup.recv() => {
+                // ssh is gone: its end of standard input closes, which ends our side of the stream;
+                // then the gateway ends the session and may say why.
+                let last = async {
+                    loop {
+                        tokio::select! {
+                            result = &mut down => return result,
+                            _ = &mut up, if !up_done => up_done = true,
+                        }
+                    }
+                };
+                break tokio::time::timeout(last_word, last).await.unwrap_or(Ok(()));
+            }
             _ = terminate.recv() => break Ok(()),
             result = &mut down => break result,
             result = &mut up, if !up_done => {
                 up_done = true;
                 if let Err(error) = result {
                     // The gateway may have said why it stopped: prefer its words.
-                    break match tokio::time::timeout(std::time::Duration::from_secs(2), &mut down).await {
+                    break match tokio::time::timeout(last_word, &mut down).await {
                         Ok(Err(words)) => Err(words),
                         _ => Err(error),
                     };
