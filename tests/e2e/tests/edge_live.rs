@@ -1,7 +1,7 @@
 //! The XDP edge live, in network namespaces: the real gateway attaches it to the veth its clients come
 //! from (public) and to the veth its target lives behind (internal). From the client namespace, nmap
 //! finds the portal port open and every other TCP port filtered, pings go unanswered, UDP reaches the
-//! portal port only; an SSH session from the client side still works (the target's replies pass as
+//! portal port only (its QUIC endpoint answers); an SSH session from the client side still works (the target's replies pass as
 //! flows the gateway opened). A login lockout puts the client into the XDP blocklist: its TCP connects
 //! time out until the lockout ends, then work again. Stopping the gateway detaches the edge.
 //!
@@ -77,6 +77,22 @@ fn udp_answered(client: &TargetNet, to: SocketAddr) -> Result<bool> {
         Duration::from_secs(10),
     )?;
     Ok(String::from_utf8_lossy(&out.stdout).trim() == "probe")
+}
+
+/// Sends a QUIC long-header packet of a reserved version (RFC 9000 §15, 0x?a?a?a?a) from inside the client
+/// namespace, padded to 1200 bytes like an Initial, and reports whether a Version Negotiation packet (long
+/// header, version 0) came back within 1 s: the gateway's QUIC endpoint answers exactly that.
+fn quic_answered(client: &TargetNet, to: SocketAddr) -> Result<bool> {
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(1)\np=bytes([0xc0])+bytes.fromhex('1a2a3a4a')+bytes([8])+bytes(range(1,9))+bytes([8])+bytes(range(9,17))\ns.sendto(p+bytes(1200-len(p)),('{}',{}))\ntry:\n r=s.recv(2048)\n print('vn' if len(r)>=7 and r[0]&0x80 and r[1:5]==bytes(4) else 'other')\nexcept socket.timeout:\n print('timeout')\n",
+        to.ip(),
+        to.port()
+    );
+    let out = run_with_timeout(
+        client.exec("python3").args(["-c", &script]),
+        Duration::from_secs(10),
+    )?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim() == "vn")
 }
 
 /// True when `ping` from the client namespace gets an echo reply.
@@ -183,7 +199,6 @@ async fn the_edge_leaves_only_the_portal_reachable() -> Result<()> {
     let _sshd = Sshd::start(&inside, SshdOptions::default())?;
     let portal_ip = outside.host_addr();
     let client_ip = outside.ns_addr();
-    let _udp_portal = UdpEcho::start(SocketAddr::from((portal_ip, PORTAL_PORT)))?;
     let _udp_other = UdpEcho::start(SocketAddr::from((portal_ip, OTHER_UDP_PORT)))?;
 
     // Controls: without the edge, the host answers pings, refuses closed ports, and echoes UDP.
@@ -200,6 +215,10 @@ async fn the_edge_leaves_only_the_portal_reachable() -> Result<()> {
     assert!(
         udp_answered(&outside, SocketAddr::from((portal_ip, OTHER_UDP_PORT)))?,
         "control: udp {OTHER_UDP_PORT} unanswered without the edge"
+    );
+    assert!(
+        !quic_answered(&outside, SocketAddr::from((portal_ip, PORTAL_PORT)))?,
+        "control: a QUIC answer on {PORTAL_PORT} before the gateway started"
     );
 
     let options = GatewayOptions::for_net(&inside)
@@ -268,10 +287,11 @@ async fn the_edge_leaves_only_the_portal_reachable() -> Result<()> {
     eprintln!("full TCP scan took {:?}", started.elapsed());
     assert!(metric(&admin, &drops("closed_port")).await? >= 65534);
 
-    // UDP: the portal port is reachable (a listener there answers), another listening port is not.
+    // UDP: the portal port is reachable (the gateway's QUIC endpoint answers), another listening port is
+    // not.
     assert!(
-        udp_answered(&outside, SocketAddr::from((portal_ip, PORTAL_PORT)))?,
-        "udp to the portal port did not pass"
+        quic_answered(&outside, SocketAddr::from((portal_ip, PORTAL_PORT)))?,
+        "udp to the portal port did not reach the QUIC endpoint"
     );
     assert!(
         !udp_answered(&outside, SocketAddr::from((portal_ip, OTHER_UDP_PORT)))?,
