@@ -83,6 +83,7 @@ async fn open_at(
         timeout: Duration::from_secs(30),
         observer,
         keyframe_interval: Duration::from_secs(10),
+        clipboard: sallyport_core::display::ClipboardPolicy::default(),
     })
     .await?;
     Ok(connected.session)

@@ -31,6 +31,7 @@ fn request(addr: SocketAddr, user: &str, password: &str) -> ConnectRequest {
         timeout: Duration::from_secs(15),
         observer: None,
         keyframe_interval: Duration::from_secs(10),
+        clipboard: sallyport_core::display::ClipboardPolicy::default(),
     }
 }
 

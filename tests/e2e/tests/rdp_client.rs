@@ -24,6 +24,7 @@ fn request(xrdp: &Xrdp, pinned_key: Option<String>, size: DesktopSize) -> Connec
         timeout: Duration::from_secs(30),
         observer: None,
         keyframe_interval: Duration::from_secs(10),
+        clipboard: sallyport_core::display::ClipboardPolicy::default(),
     }
 }
 
@@ -225,6 +226,7 @@ fn shadow_request(shadow: &Shadow, password: &str) -> ConnectRequest {
         timeout: Duration::from_secs(30),
         observer: None,
         keyframe_interval: Duration::from_secs(10),
+        clipboard: sallyport_core::display::ClipboardPolicy::default(),
     }
 }
 
