@@ -133,7 +133,9 @@ pub enum DesktopServerControl {
 impl DesktopServerControl {
     /// The JSON text sent to the client.
     pub fn to_json(&self) -> String {
-        serde_json::to_string(self).unwrap_or_else(|_| r#"{"type":"clipboard_refused","message":"internal error"}"#.to_owned())
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"clipboard_refused","message":"internal error"}"#.to_owned()
+        })
     }
 }
 
@@ -831,6 +833,64 @@ pub fn parse_update(bytes: &[u8]) -> Result<Update, FrameError> {
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clipboard_messages_may_be_long_but_other_control_may_not() {
+        let text = "ä\n\t".repeat(20_000);
+        let json =
+            serde_json::to_string(&DesktopControl::Clipboard { text: text.clone() }).unwrap();
+        assert!(json.len() > crate::frames::MAX_CONTROL_LEN);
+        assert_eq!(
+            parse_desktop_text(&json),
+            Ok(DesktopMessage::Clipboard(text))
+        );
+        let too_long = serde_json::to_string(&DesktopControl::Clipboard {
+            text: "x".repeat(MAX_CLIPBOARD_BYTES + 1),
+        })
+        .unwrap();
+        assert!(matches!(
+            parse_desktop_text(&too_long),
+            Err(FrameError::TooLarge(_))
+        ));
+        let padded_resize = format!(
+            r#"{{"type":"resize","width":800,"height":600}}{}"#,
+            " ".repeat(crate::frames::MAX_CONTROL_LEN)
+        );
+        assert!(matches!(
+            parse_desktop_text(&padded_resize),
+            Err(FrameError::TooLarge(_))
+        ));
+        assert!(matches!(
+            parse_desktop_text(&"x".repeat(MAX_DESKTOP_TEXT + 1)),
+            Err(FrameError::TooLarge(_))
+        ));
+        // The text never reaches a log.
+        let debug = format!(
+            "{:?}",
+            DesktopControl::Clipboard {
+                text: "secret".into()
+            }
+        );
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+
+    #[test]
+    fn clipboard_policy_caps_and_switches_off() {
+        assert!(ClipboardPolicy::default().enabled());
+        assert!(!ClipboardPolicy::OFF.enabled());
+        let big = ClipboardPolicy {
+            max_bytes: usize::MAX,
+            ..ClipboardPolicy::default()
+        };
+        assert_eq!(big.cap(), MAX_CLIPBOARD_BYTES);
+        assert_eq!(
+            DesktopServerControl::Clipboard {
+                text: "a\"b".into()
+            }
+            .to_json(),
+            r#"{"type":"clipboard","text":"a\"b"}"#
+        );
+    }
 
     fn rect(x: u16, y: u16, width: u16, height: u16) -> Rect {
         Rect {

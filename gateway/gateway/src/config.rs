@@ -459,7 +459,11 @@ impl DesktopSection {
             clipboard: ClipboardPolicy {
                 to_target: matches!(self.clipboard, Both | ToTarget),
                 to_client: matches!(self.clipboard, Both | ToClient),
-                max_bytes: if self.clipboard == Off { 0 } else { self.clipboard_max_bytes },
+                max_bytes: if self.clipboard == Off {
+                    0
+                } else {
+                    self.clipboard_max_bytes
+                },
             },
             ..sallyport_relay::DesktopConfig::default()
         }

@@ -81,7 +81,10 @@ pub(crate) fn text_formats() -> Vec<ClipboardFormat> {
 }
 
 /// The user's text as the target asked for it: UTF-16 text, or a failure for any other format.
-pub(crate) fn text_response(format: ClipboardFormatId, text: Option<&str>) -> OwnedFormatDataResponse {
+pub(crate) fn text_response(
+    format: ClipboardFormatId,
+    text: Option<&str>,
+) -> OwnedFormatDataResponse {
     match text {
         Some(text) if format == ClipboardFormatId::CF_UNICODETEXT => {
             OwnedFormatDataResponse::new_unicode_string(text)
@@ -143,6 +146,7 @@ impl CliprdrBackend for Backend {
 }
 
 #[cfg(test)]
+#[allow(clippy::unwrap_used)]
 mod tests {
     use super::*;
 

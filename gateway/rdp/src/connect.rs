@@ -5,12 +5,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ironrdp_cliprdr::CliprdrClient;
 use ironrdp_connector::sspi::generator::NetworkRequest;
 use ironrdp_connector::{
     ClientConnector, ConnectionOutcome, ConnectorError, ConnectorErrorKind, ConnectorResult,
     Credentials, DesktopSize as RdpDesktopSize, ServerName,
 };
-use ironrdp_cliprdr::CliprdrClient;
 use ironrdp_displaycontrol::client::DisplayControlClient;
 use ironrdp_dvc::DrdynvcClient;
 use ironrdp_pdu::gcc::{ConnectionType, KeyboardType};

@@ -208,7 +208,10 @@ impl DesktopChannel for RdpChannel {
     fn set_clipboard(&mut self, text: String) -> BoxFuture<'_, Result<(), TargetError>> {
         Box::pin(async move {
             let session = self.session.as_ref().ok_or_else(gone)?;
-            session.set_clipboard(text).await.map_err(|e| target_error(&e))
+            session
+                .set_clipboard(text)
+                .await
+                .map_err(|e| target_error(&e))
         })
     }
 

@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use ironrdp_cliprdr::CliprdrClient;
 use ironrdp_connector::ConnectionResult;
 use ironrdp_connector::Sequence as _;
 use ironrdp_connector::connection_activation::{
@@ -23,7 +24,6 @@ use ironrdp_pdu::geometry::{InclusiveRectangle, Rectangle as _};
 use ironrdp_session::image::DecodedImage;
 use ironrdp_session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput};
 use ironrdp_tokio::{FramedWrite, TokioFramed};
-use ironrdp_cliprdr::CliprdrClient;
 use sallyport_core::display::{
     ClipboardPolicy, Damage, DesktopSize, EncodeError, InputEvent, Rect, UpdateWriter, encode_png,
     encode_rect,
@@ -604,9 +604,8 @@ where
                     cliprdr.initiate_paste(ironrdp_cliprdr::pdu::ClipboardFormatId::CF_UNICODETEXT)
                 }
                 Pending::RemoteCopy { .. } => continue,
-                Pending::DataWanted(format) => {
-                    cliprdr.submit_format_data(clipboard::text_response(format, local_text.as_deref()))
-                }
+                Pending::DataWanted(format) => cliprdr
+                    .submit_format_data(clipboard::text_response(format, local_text.as_deref())),
                 Pending::Data(text) => {
                     let event = match text {
                         Some(text) if text.len() <= policy.cap() => SessionEvent::Clipboard(text),

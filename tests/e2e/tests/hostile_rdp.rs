@@ -56,6 +56,7 @@ async fn outcome(addr: SocketAddr) -> Result<String, String> {
             Ok(SessionEvent::Damaged) => {
                 let _ = session.take_update(false);
             }
+            Ok(SessionEvent::Clipboard(_) | SessionEvent::ClipboardRefused(_)) => {}
             Ok(SessionEvent::Ended(SessionEnd::Failed(error))) => {
                 return Err(format!("ended with an error: {error}"));
             }

@@ -54,6 +54,7 @@ async fn until_frame(
                 // Keep the damage bounded as a viewer would.
                 let _ = session.take_update(false)?;
             }
+            Ok(SessionEvent::Clipboard(_) | SessionEvent::ClipboardRefused(_)) => {}
             Ok(SessionEvent::Ended(end)) => {
                 bail!("the session ended while waiting for {what}: {end:?}")
             }
