@@ -75,6 +75,14 @@ pub enum DesktopEvent {
         /// Height.
         height: u16,
     },
+    /// Clipboard text crossed the gateway: its direction and size, never its content (as Teleport audits
+    /// it); refused transfers are markers.
+    Clipboard {
+        /// From the user to the target (true) or from the target to the user.
+        to_target: bool,
+        /// Its size in UTF-8 bytes.
+        bytes: u32,
+    },
 }
 
 /// An event with the time it happened.
@@ -105,6 +113,8 @@ pub(crate) const KIND_DESKTOP_KEYFRAME: u8 = 7;
 pub(crate) const KIND_DESKTOP_INPUT: u8 = 8;
 /// Record kind of [`DesktopEvent::Resize`]: `w u16 BE | h u16 BE`.
 pub(crate) const KIND_DESKTOP_RESIZE: u8 = 9;
+/// Record kind of [`DesktopEvent::Clipboard`]: `to_target u8 | bytes u32 BE`.
+pub(crate) const KIND_DESKTOP_CLIPBOARD: u8 = 10;
 
 /// The record kind and payload of a desktop event.
 pub(crate) fn desktop_record(event: &DesktopEvent) -> (u8, Vec<u8>) {
@@ -143,6 +153,11 @@ pub(crate) fn desktop_record(event: &DesktopEvent) -> (u8, Vec<u8>) {
             KIND_DESKTOP_RESIZE,
             resize_payload(*width, *height).to_vec(),
         ),
+        DesktopEvent::Clipboard { to_target, bytes } => {
+            let mut p = vec![u8::from(*to_target)];
+            p.extend_from_slice(&bytes.to_be_bytes());
+            (KIND_DESKTOP_CLIPBOARD, p)
+        }
     }
 }
 
@@ -185,6 +200,10 @@ fn desktop_event(kind: u8, p: &[u8]) -> Option<DesktopEvent> {
         KIND_DESKTOP_RESIZE if p.len() == 4 => DesktopEvent::Resize {
             width: be16(p, 0),
             height: be16(p, 2),
+        },
+        KIND_DESKTOP_CLIPBOARD if p.len() == 5 && p[0] <= 1 => DesktopEvent::Clipboard {
+            to_target: p[0] == 1,
+            bytes: u32::from_be_bytes([p[1], p[2], p[3], p[4]]),
         },
         _ => return None,
     })
@@ -323,7 +342,7 @@ pub(crate) fn decode_events(raw: &[u8]) -> Result<Vec<TimedEvent>, DecodeError> 
                 let text = std::str::from_utf8(payload).map_err(|_| err("marker is not UTF-8"))?;
                 Event::Marker(text.to_owned())
             }
-            KIND_DESKTOP_ACTIVATION..=KIND_DESKTOP_RESIZE => {
+            KIND_DESKTOP_ACTIVATION..=KIND_DESKTOP_CLIPBOARD => {
                 Event::Desktop(desktop_event(kind, payload).ok_or(err("malformed desktop record"))?)
             }
             _ => return Err(err("unknown record kind")),
@@ -401,6 +420,14 @@ mod tests {
                 width: 800,
                 height: 600,
             },
+            DesktopEvent::Clipboard {
+                to_target: true,
+                bytes: 70_000,
+            },
+            DesktopEvent::Clipboard {
+                to_target: false,
+                bytes: 0,
+            },
         ];
         let events: Vec<TimedEvent> = desktop
             .iter()
@@ -417,6 +444,8 @@ mod tests {
             (KIND_DESKTOP_PDU, &[][..]),
             (KIND_DESKTOP_KEYFRAME, &[0, 1, 0][..]),
             (KIND_DESKTOP_RESIZE, &[0, 1, 0][..]),
+            (KIND_DESKTOP_CLIPBOARD, &[2, 0, 0, 0, 1][..]),
+            (KIND_DESKTOP_CLIPBOARD, &[1, 0, 0, 1][..]),
         ] {
             let mut raw = Vec::new();
             put_record(&mut raw, 0, kind, payload);

@@ -3,12 +3,14 @@
 //!
 //! Client → gateway:
 //! - text: JSON control tagged by `type`: [`DesktopControl::Connect`] first and exactly once (username,
-//!   password, initial size), then [`DesktopControl::Resize`] when the browser's area changes;
+//!   password, initial size), then [`DesktopControl::Resize`] when the browser's area changes and
+//!   [`DesktopControl::Clipboard`] when the user's clipboard text should reach the target;
 //! - binary: a batch of input events ([`InputEvent`]), each `u8 tag` then fixed fields in big-endian
 //!   order (see [`parse_input`] and [`encode_input`]).
 //!
 //! Gateway → client:
-//! - text: the terminal protocol's [`ServerControl`](crate::frames::ServerControl) (connected, error);
+//! - text: the terminal protocol's [`ServerControl`](crate::frames::ServerControl) (connected, error), and
+//!   [`DesktopServerControl::Clipboard`] when the target's clipboard text may reach the user;
 //! - binary: display updates (see [`UpdateWriter`] and [`parse_update`]): `u8 1 | u16 width | u16 height |
 //!   u16 count` then `count` rectangles `u16 x | u16 y | u16 w | u16 h | u8 encoding | u32 len | len bytes`.
 //!   The width and height are the remote desktop's current size; the browser resizes its canvas when they
@@ -32,6 +34,10 @@ pub const MAX_DIMENSION: u16 = 8192;
 pub const MAX_RECTS: usize = 64;
 /// Largest display update a client accepts (a full 8192×8192 frame of uncompressible PNG fits).
 pub const MAX_UPDATE_LEN: usize = 300 * 1024 * 1024;
+/// Largest clipboard text either way, in UTF-8 bytes, whatever the configuration says.
+pub const MAX_CLIPBOARD_BYTES: usize = 1024 * 1024;
+/// Largest text message from a client: a clipboard message of [`MAX_CLIPBOARD_BYTES`] with JSON escaping.
+pub const MAX_DESKTOP_TEXT: usize = 6 * MAX_CLIPBOARD_BYTES + 64;
 
 /// A control message from the desktop client.
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -58,6 +64,79 @@ pub enum DesktopControl {
         /// Height in pixels.
         height: u16,
     },
+    /// The user's clipboard text, for the target's clipboard.
+    Clipboard {
+        /// The text.
+        text: String,
+    },
+}
+
+/// Which way clipboard text may cross a desktop session, and how much. Text only: files and pictures
+/// never cross.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClipboardPolicy {
+    /// The user's clipboard text may reach the target.
+    pub to_target: bool,
+    /// The target's clipboard text may reach the user.
+    pub to_client: bool,
+    /// Largest text either way, in UTF-8 bytes (at most [`MAX_CLIPBOARD_BYTES`]).
+    pub max_bytes: usize,
+}
+
+impl ClipboardPolicy {
+    /// No clipboard either way.
+    pub const OFF: ClipboardPolicy = ClipboardPolicy {
+        to_target: false,
+        to_client: false,
+        max_bytes: 0,
+    };
+
+    /// Whether any clipboard text may cross.
+    pub fn enabled(&self) -> bool {
+        (self.to_target || self.to_client) && self.max_bytes > 0
+    }
+
+    /// The size cap, never above [`MAX_CLIPBOARD_BYTES`].
+    pub fn cap(&self) -> usize {
+        self.max_bytes.min(MAX_CLIPBOARD_BYTES)
+    }
+}
+
+impl Default for ClipboardPolicy {
+    /// Both ways, up to 256 KiB.
+    fn default() -> Self {
+        ClipboardPolicy {
+            to_target: true,
+            to_client: true,
+            max_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// A desktop-only message from the gateway to the client (beside the shared
+/// [`ServerControl`](crate::frames::ServerControl)).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DesktopServerControl {
+    /// Text copied on the target, for the user's clipboard.
+    Clipboard {
+        /// The text.
+        text: String,
+    },
+    /// A clipboard transfer the gateway refused (policy or size), in plain words; the session goes on.
+    ClipboardRefused {
+        /// Why.
+        message: String,
+    },
+}
+
+impl DesktopServerControl {
+    /// The JSON text sent to the client.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"clipboard_refused","message":"internal error"}"#.to_owned()
+        })
+    }
 }
 
 impl std::fmt::Debug for DesktopControl {
@@ -80,6 +159,11 @@ impl std::fmt::Debug for DesktopControl {
                 .field("width", width)
                 .field("height", height)
                 .finish(),
+            // Clipboard text never reaches a log either; its size does.
+            DesktopControl::Clipboard { text } => f
+                .debug_struct("Clipboard")
+                .field("bytes", &text.len())
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -270,11 +354,30 @@ pub enum DesktopMessage {
     Resize(DesktopSize),
     /// Keyboard and mouse.
     Input(Vec<InputEvent>),
+    /// The user's clipboard text (at most [`MAX_CLIPBOARD_BYTES`]).
+    Clipboard(String),
 }
 
-/// Parses a text message of the desktop stream.
+/// Parses a text message of the desktop stream. Clipboard messages may be longer than other control
+/// messages (up to [`MAX_DESKTOP_TEXT`]); the rest keep the control limit.
 pub fn parse_desktop_text(text: &str) -> Result<DesktopMessage, FrameError> {
-    match parse_control(text)? {
+    if text.len() > MAX_DESKTOP_TEXT {
+        return Err(FrameError::TooLarge(text.len()));
+    }
+    let control: DesktopControl =
+        serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if text.len() > crate::frames::MAX_CONTROL_LEN
+        && !matches!(control, DesktopControl::Clipboard { .. })
+    {
+        return Err(FrameError::TooLarge(text.len()));
+    }
+    match control {
+        DesktopControl::Clipboard { text } => {
+            if text.len() > MAX_CLIPBOARD_BYTES {
+                return Err(FrameError::TooLarge(text.len()));
+            }
+            Ok(DesktopMessage::Clipboard(text))
+        }
         DesktopControl::Resize { width, height } => {
             Ok(DesktopMessage::Resize(DesktopSize::clamped(width, height)))
         }
@@ -730,6 +833,64 @@ pub fn parse_update(bytes: &[u8]) -> Result<Update, FrameError> {
 #[allow(clippy::unwrap_used, clippy::panic)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn clipboard_messages_may_be_long_but_other_control_may_not() {
+        let text = "ä\n\t".repeat(20_000);
+        let json =
+            serde_json::to_string(&DesktopControl::Clipboard { text: text.clone() }).unwrap();
+        assert!(json.len() > crate::frames::MAX_CONTROL_LEN);
+        assert_eq!(
+            parse_desktop_text(&json),
+            Ok(DesktopMessage::Clipboard(text))
+        );
+        let too_long = serde_json::to_string(&DesktopControl::Clipboard {
+            text: "x".repeat(MAX_CLIPBOARD_BYTES + 1),
+        })
+        .unwrap();
+        assert!(matches!(
+            parse_desktop_text(&too_long),
+            Err(FrameError::TooLarge(_))
+        ));
+        let padded_resize = format!(
+            r#"{{"type":"resize","width":800,"height":600}}{}"#,
+            " ".repeat(crate::frames::MAX_CONTROL_LEN)
+        );
+        assert!(matches!(
+            parse_desktop_text(&padded_resize),
+            Err(FrameError::TooLarge(_))
+        ));
+        assert!(matches!(
+            parse_desktop_text(&"x".repeat(MAX_DESKTOP_TEXT + 1)),
+            Err(FrameError::TooLarge(_))
+        ));
+        // The text never reaches a log.
+        let debug = format!(
+            "{:?}",
+            DesktopControl::Clipboard {
+                text: "secret".into()
+            }
+        );
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+
+    #[test]
+    fn clipboard_policy_caps_and_switches_off() {
+        assert!(ClipboardPolicy::default().enabled());
+        assert!(!ClipboardPolicy::OFF.enabled());
+        let big = ClipboardPolicy {
+            max_bytes: usize::MAX,
+            ..ClipboardPolicy::default()
+        };
+        assert_eq!(big.cap(), MAX_CLIPBOARD_BYTES);
+        assert_eq!(
+            DesktopServerControl::Clipboard {
+                text: "a\"b".into()
+            }
+            .to_json(),
+            r#"{"type":"clipboard","text":"a\"b"}"#
+        );
+    }
 
     fn rect(x: u16, y: u16, width: u16, height: u16) -> Rect {
         Rect {

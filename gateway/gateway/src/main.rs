@@ -139,7 +139,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                     config.recording.desktop_keyframe_interval_ms.max(100),
                 ),
             }),
-            sallyport_relay::DesktopConfig::default(),
+            config.desktop.desktop_config(),
         ),
     );
     // The QUIC endpoint shares the portal's address and port (UDP) and its certificate.

@@ -33,6 +33,7 @@ pub mod hostile;
 pub mod hostile_rdp;
 pub mod http;
 pub mod netns;
+pub mod paced_rdp;
 pub mod portal;
 pub mod rdp;
 pub mod sshd;

@@ -138,6 +138,7 @@ impl Xrdp {
             "/usr/bin/xsetroot",
             "/usr/bin/xev",
             "/usr/bin/xdpyinfo",
+            "/usr/bin/xclip",
         ] {
             require_tool(tool)?;
         }
@@ -176,6 +177,7 @@ impl Xrdp {
                 ("Logging", "LogFile", &path("sesman.log")),
                 ("Logging", "EnableSyslog", "false"),
                 ("ChansrvLogging", "EnableSyslog", "false"),
+                ("ChansrvLogging", "LogLevel", "DEBUG"),
             ],
             &[(
                 "SessionVariables",
