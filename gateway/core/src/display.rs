@@ -681,12 +681,12 @@ pub fn encode_rect(rect: Rect, rgba: &[u8]) -> Result<(Encoding, Vec<u8>), Encod
     // not (a photo, a video frame, a gradient) is tried as JPEG, and sent so only when it measures at most
     // a third of the PNG: lossy only where it clearly wins.
     let pixels = usize::from(rect.width) * usize::from(rect.height);
-    if pixels >= LOSSY_MIN_PIXELS && png.len() > pixels {
-        if let Ok(jpeg) = encode_jpeg(rect.width, rect.height, rgba) {
-            if jpeg.len() * 3 <= png.len() {
-                return Ok((Encoding::Jpeg, jpeg));
-            }
-        }
+    if pixels >= LOSSY_MIN_PIXELS
+        && png.len() > pixels
+        && let Ok(jpeg) = encode_jpeg(rect.width, rect.height, rgba)
+        && jpeg.len() * 3 <= png.len()
+    {
+        return Ok((Encoding::Jpeg, jpeg));
     }
     Ok((Encoding::Png, png))
 }
