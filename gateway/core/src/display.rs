@@ -14,7 +14,8 @@
 //! - binary: display updates (see [`UpdateWriter`] and [`parse_update`]): `u8 1 | u16 width | u16 height |
 //!   u16 count` then `count` rectangles `u16 x | u16 y | u16 w | u16 h | u8 encoding | u32 len | len bytes`.
 //!   The width and height are the remote desktop's current size; the browser resizes its canvas when they
-//!   change. Encodings are [`Encoding::Solid`] (4 bytes RGBA) and [`Encoding::Png`] (a PNG of the rectangle).
+//!   change. Encodings are [`Encoding::Solid`] (4 bytes RGBA), [`Encoding::Png`] (a PNG of the rectangle) and
+//!   [`Encoding::Jpeg`] (photo-like rectangles only, see [`encode_rect`]).
 //!
 //! [`Damage`] accumulates the damaged rectangles between two sends with bounded memory: a slow browser
 //! gets fewer, fresher frames instead of a queue. Everything from the browser is untrusted; every parser
@@ -624,6 +625,8 @@ pub enum Encoding {
     Solid = 1,
     /// A PNG image of the rectangle (8-bit RGBA).
     Png = 2,
+    /// A JPEG image of the rectangle (lossy; only where it measured far smaller than the PNG).
+    Jpeg = 3,
 }
 
 impl Encoding {
@@ -631,6 +634,7 @@ impl Encoding {
         match value {
             1 => Some(Encoding::Solid),
             2 => Some(Encoding::Png),
+            3 => Some(Encoding::Jpeg),
             _ => None,
         }
     }
@@ -652,6 +656,9 @@ pub enum EncodeError {
     /// The PNG encoder failed.
     #[error("png: {0}")]
     Png(String),
+    /// The JPEG encoder failed.
+    #[error("jpeg: {0}")]
+    Jpeg(String),
 }
 
 /// Encodes one rectangle's tightly packed RGBA pixels: [`Encoding::Solid`] when every pixel is the same,
@@ -669,7 +676,41 @@ pub fn encode_rect(rect: Rect, rgba: &[u8]) -> Result<(Encoding, Vec<u8>), Encod
     if rgba.chunks_exact(4).all(|p| p == first) {
         return Ok((Encoding::Solid, first.to_vec()));
     }
-    Ok((Encoding::Png, encode_png(rect.width, rect.height, rgba)?))
+    let png = encode_png(rect.width, rect.height, rgba)?;
+    // Text and UI compress to well under a byte per pixel as PNG and stay lossless. A rectangle that does
+    // not (a photo, a video frame, a gradient) is tried as JPEG, and sent so only when it measures at most
+    // a third of the PNG: lossy only where it clearly wins.
+    let pixels = usize::from(rect.width) * usize::from(rect.height);
+    if pixels >= LOSSY_MIN_PIXELS
+        && png.len() > pixels
+        && let Ok(jpeg) = encode_jpeg(rect.width, rect.height, rgba)
+        && jpeg.len() * 3 <= png.len()
+    {
+        return Ok((Encoding::Jpeg, jpeg));
+    }
+    Ok((Encoding::Png, png))
+}
+
+/// Smallest rectangle tried as JPEG: below this the PNG is small anyway and JPEG's 8×8 blocks smear edges.
+pub const LOSSY_MIN_PIXELS: usize = 64 * 64;
+/// JPEG quality for photo-like rectangles.
+const JPEG_QUALITY: u8 = 80;
+
+/// Encodes tightly packed RGBA pixels as a baseline JPEG (alpha dropped).
+pub fn encode_jpeg(width: u16, height: u16, rgba: &[u8]) -> Result<Vec<u8>, EncodeError> {
+    let expected = usize::from(width) * usize::from(height) * 4;
+    if rgba.len() != expected || expected == 0 {
+        return Err(EncodeError::Size {
+            got: rgba.len(),
+            width,
+            height,
+        });
+    }
+    let mut out = Vec::with_capacity(expected / 16);
+    jpeg_encoder::Encoder::new(&mut out, JPEG_QUALITY)
+        .encode(rgba, width, height, jpeg_encoder::ColorType::Rgba)
+        .map_err(|e| EncodeError::Jpeg(e.to_string()))?;
+    Ok(out)
 }
 
 /// Encodes tightly packed RGBA pixels as a PNG with fast deflate and the Up filter.
@@ -985,6 +1026,67 @@ mod tests {
             parse_input(&vec![TAG_CAD; MAX_INPUT_MESSAGE + 1]),
             Err(FrameError::TooLarge(MAX_INPUT_MESSAGE + 1))
         );
+    }
+
+    /// A photo-like picture: a gradient with grain, which PNG cannot compress much.
+    fn photo(width: u16, height: u16) -> Vec<u8> {
+        let mut seed = 0x2545_f491_u32;
+        let mut out = Vec::new();
+        for y in 0..u32::from(height) {
+            for x in 0..u32::from(width) {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                let grain = (seed % 24) as u8;
+                out.extend([
+                    (x % 200) as u8 + grain,
+                    (y % 200) as u8 + grain,
+                    120 + grain,
+                    255,
+                ]);
+            }
+        }
+        out
+    }
+
+    /// A text-like picture: black glyph strokes on white.
+    fn text(width: u16, height: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        for y in 0..height {
+            for x in 0..width {
+                let ink = (y % 16) < 10 && (x % 9 == 2 || (y % 16 == 4 && x % 9 < 6));
+                out.extend(if ink {
+                    [0, 0, 0, 255]
+                } else {
+                    [255, 255, 255, 255]
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lossy_only_where_it_clearly_wins() {
+        let r = rect(0, 0, 256, 128);
+        let (encoding, jpeg) = encode_rect(r, &photo(256, 128)).unwrap();
+        let png = encode_png(256, 128, &photo(256, 128)).unwrap();
+        assert_eq!(
+            encoding,
+            Encoding::Jpeg,
+            "png {} bytes, jpeg {}",
+            png.len(),
+            jpeg.len()
+        );
+        assert!(jpeg.len() * 3 <= png.len());
+        let (encoding, _) = encode_rect(r, &text(256, 128)).unwrap();
+        assert_eq!(encoding, Encoding::Png, "text stays lossless");
+        // Small photo-like rectangles stay lossless too.
+        let (encoding, _) = encode_rect(rect(0, 0, 32, 32), &photo(32, 32)).unwrap();
+        assert_eq!(encoding, Encoding::Png);
+        // A JPEG update parses like any other.
+        let mut writer = UpdateWriter::new(256, 128);
+        writer.push(r, Encoding::Jpeg, &jpeg);
+        assert!(parse_update(&writer.finish()).is_ok());
     }
 
     #[test]

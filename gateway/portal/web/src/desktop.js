@@ -3,7 +3,8 @@
 // Protocol (sallyport-core's display module): text messages are JSON control (connect, resize and
 // clipboard up; connected, error, clipboard and clipboard_refused down); binary messages up are input events, binary messages down are display
 // updates: u8 1 | u16 width | u16 height | u16 count, then per rectangle u16 x, y, w, h | u8 encoding
-// (1 solid RGBA, 2 PNG) | u32 length | bytes. The password goes to the gateway once, in the connect.
+// (1 solid RGBA, 2 PNG, 3 JPEG for photo-like rectangles) | u32 length | bytes. The password goes to
+// the gateway once, in the connect.
 (() => {
   "use strict";
   const form = document.getElementById("connect-form");
@@ -107,8 +108,9 @@
             ctx.fillStyle = `rgb(${data[0]},${data[1]},${data[2]})`;
             ctx.fillRect(x, y, w, h);
           }));
-        } else if (encoding === 2) {
-          pending.push(createImageBitmap(new Blob([data], { type: "image/png" })).then((bitmap) => () => {
+        } else if (encoding === 2 || encoding === 3) {
+          const type = encoding === 2 ? "image/png" : "image/jpeg";
+          pending.push(createImageBitmap(new Blob([data], { type })).then((bitmap) => () => {
             ctx.drawImage(bitmap, x, y);
             bitmap.close();
           }));
