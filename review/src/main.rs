@@ -195,7 +195,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             if let Some(path) = png {
-                let at_ms = at.map_or(u64::MAX, |s| (s.max(0.0) * 1000.0) as u64);
+                let at_ms = at.map_or(u64::MAX, |s| (s.max(0.0) * 1000.0).round() as u64);
                 let bytes = source.desktop_frame(&session, at_ms)?;
                 std::fs::write(&path, bytes)
                     .with_context(|| format!("writing {}", path.display()))?;
