@@ -532,7 +532,7 @@ mod tests {
         check(&[0], "truncated record kind");
         check(&[0, KIND_OUTPUT], "bad length varint");
         check(&[0, KIND_OUTPUT, 5, 1, 2], "payload longer than the chunk");
-        check(&[0, 10, 0], "unknown record kind");
+        check(&[0, 11, 0], "unknown record kind");
         check(&[0, 0, 0], "unknown record kind");
         check(
             &[0, KIND_RESIZE, 3, 1, 2, 3],
