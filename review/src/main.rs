@@ -8,6 +8,7 @@ mod bench;
 mod cli;
 mod desktop;
 mod format;
+mod graphics;
 mod help;
 mod list;
 mod loader;
@@ -52,6 +53,10 @@ struct Cli {
     /// With --verify: only this session.
     #[arg(long, requires = "verify")]
     session: Option<String>,
+    /// How desktop frames are drawn: auto (from the terminal's environment), kitty, sixel, iterm2 or
+    /// halfblocks (works everywhere).
+    #[arg(long, default_value = "auto", value_parser = graphics_choice)]
+    graphics: String,
 }
 
 #[derive(clap::Args)]
@@ -197,6 +202,11 @@ impl OpenArgs {
     }
 }
 
+/// Checks `--graphics` while parsing the command line.
+fn graphics_choice(text: &str) -> Result<String, String> {
+    graphics::Protocol::parse(text).map(|_| text.to_owned())
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -288,7 +298,12 @@ fn run_resolved(cli: Cli, remote: Option<Arc<remote::Remote>>) -> anyhow::Result
                 source = source.with_remote(remote, cli.open.db.clone());
             }
             let (requests, loaded) = loader::spawn(source)?;
-            let app = app::App::new(title, now_ms());
+            let mut app = app::App::new(title, now_ms());
+            app.set_graphics(
+                graphics::Protocol::parse(&cli.graphics)
+                    .map_err(|e| anyhow::anyhow!(e))?
+                    .unwrap_or_else(|| graphics::Protocol::detect(|k| std::env::var(k).ok())),
+            );
             run::run(app, &requests, &loaded)?;
             Ok(ExitCode::SUCCESS)
         }
