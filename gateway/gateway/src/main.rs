@@ -112,6 +112,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         chunk_max_age: Duration::from_millis(config.recording.chunk_max_age_ms),
         ..Limits::default()
     };
+    let recording_public_key = signing_key.verifying_key().to_bytes();
     let recorder =
         Recorder::start(&recordings_path, signing_key, limits).context("starting the recorder")?;
 
@@ -140,7 +141,11 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 ),
             }),
             config.desktop.desktop_config(),
-        ),
+        )
+        .with_archive(sallyport_relay::archive::Archive::new(
+            recordings_path.clone(),
+            recording_public_key,
+        )),
     );
     // The QUIC endpoint shares the portal's address and port (UDP) and its certificate.
     let quic = if config.quic.enabled {

@@ -10,10 +10,13 @@
 //! Desktops (RDP) take the same path through [`Broker::run_desktop`] with [`DesktopTransport`],
 //! [`DesktopConnector`] and [`DesktopChannel`].
 //!
+//! [`archive::Archive`] reads the stored recordings for the portal's review API, read-only.
+//!
 //! This crate never parses protocol bytes itself and never depends on a transport or protocol crate;
 //! those depend on it.
 
 pub mod access;
+pub mod archive;
 mod broker;
 mod desktop;
 mod live;
