@@ -438,6 +438,20 @@ impl Desktop {
                     buf.truncate(w * h * 4);
                     buf
                 }
+                Encoding::Jpeg => {
+                    let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(&r.data));
+                    let rgb = decoder.decode()?;
+                    let info = decoder.info().context("jpeg info")?;
+                    if info.pixel_format != jpeg_decoder::PixelFormat::RGB24
+                        || usize::from(info.width) != w
+                        || usize::from(info.height) != h
+                    {
+                        bail!("a JPEG rectangle is not {w}x{h} RGB: {info:?}");
+                    }
+                    rgb.chunks_exact(3)
+                        .flat_map(|p| [p[0], p[1], p[2], 0xff])
+                        .collect()
+                }
             };
             for row in 0..h {
                 let at = (usize::from(r.rect.y) + row) * stride + usize::from(r.rect.x) * 4;
