@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use sallyport_e2e::common::{require_tool, run_with_timeout};
+use sallyport_e2e::common::{quic_answered, require_tool, run_with_timeout};
 use sallyport_e2e::tunnel::NsSockets;
 use sallyport_e2e::{
     Client, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
@@ -77,22 +77,6 @@ fn udp_answered(client: &TargetNet, to: SocketAddr) -> Result<bool> {
         Duration::from_secs(10),
     )?;
     Ok(String::from_utf8_lossy(&out.stdout).trim() == "probe")
-}
-
-/// Sends a QUIC long-header packet of a reserved version (RFC 9000 §15, 0x?a?a?a?a) from inside the client
-/// namespace, padded to 1200 bytes like an Initial, and reports whether a Version Negotiation packet (long
-/// header, version 0) came back within 1 s: the gateway's QUIC endpoint answers exactly that.
-fn quic_answered(client: &TargetNet, to: SocketAddr) -> Result<bool> {
-    let script = format!(
-        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(1)\np=bytes([0xc0])+bytes.fromhex('1a2a3a4a')+bytes([8])+bytes(range(1,9))+bytes([8])+bytes(range(9,17))\ns.sendto(p+bytes(1200-len(p)),('{}',{}))\ntry:\n r=s.recv(2048)\n print('vn' if len(r)>=7 and r[0]&0x80 and r[1:5]==bytes(4) else 'other')\nexcept socket.timeout:\n print('timeout')\n",
-        to.ip(),
-        to.port()
-    );
-    let out = run_with_timeout(
-        client.exec("python3").args(["-c", &script]),
-        Duration::from_secs(10),
-    )?;
-    Ok(String::from_utf8_lossy(&out.stdout).trim() == "vn")
 }
 
 /// True when `ping` from the client namespace gets an echo reply.
@@ -217,7 +201,10 @@ async fn the_edge_leaves_only_the_portal_reachable() -> Result<()> {
         "control: udp {OTHER_UDP_PORT} unanswered without the edge"
     );
     assert!(
-        !quic_answered(&outside, SocketAddr::from((portal_ip, PORTAL_PORT)))?,
+        !quic_answered(
+            outside.exec("python3"),
+            SocketAddr::from((portal_ip, PORTAL_PORT))
+        )?,
         "control: a QUIC answer on {PORTAL_PORT} before the gateway started"
     );
 
@@ -290,7 +277,10 @@ async fn the_edge_leaves_only_the_portal_reachable() -> Result<()> {
     // UDP: the portal port is reachable (the gateway's QUIC endpoint answers), another listening port is
     // not.
     assert!(
-        quic_answered(&outside, SocketAddr::from((portal_ip, PORTAL_PORT)))?,
+        quic_answered(
+            outside.exec("python3"),
+            SocketAddr::from((portal_ip, PORTAL_PORT))
+        )?,
         "udp to the portal port did not reach the QUIC endpoint"
     );
     assert!(
