@@ -136,6 +136,14 @@ pub enum DesktopEvent {
         /// Height.
         height: u16,
     },
+    /// Clipboard text crossed the gateway: its direction and size, never its content (as Teleport audits
+    /// it); refused transfers are markers.
+    Clipboard {
+        /// From the user to the target (true) or from the target to the user.
+        to_target: bool,
+        /// Its size in UTF-8 bytes.
+        bytes: u32,
+    },
 }
 
 /// An event with the time it happened.
@@ -166,9 +174,11 @@ pub(crate) const KIND_DESKTOP_KEYFRAME: u8 = 7;
 pub(crate) const KIND_DESKTOP_INPUT: u8 = 8;
 /// Record kind of [`DesktopEvent::Resize`]: `w u16 BE | h u16 BE`.
 pub(crate) const KIND_DESKTOP_RESIZE: u8 = 9;
+/// Record kind of [`DesktopEvent::Clipboard`]: `to_target u8 | bytes u32 BE`.
+pub(crate) const KIND_DESKTOP_CLIPBOARD: u8 = 10;
 /// Record kind of [`Event::FileTransfer`]:
 /// `protocol u8 | direction u8 | complete u8 | bytes u64 BE | path length u16 BE | path | name` (UTF-8).
-pub(crate) const KIND_FILE_TRANSFER: u8 = 10;
+pub(crate) const KIND_FILE_TRANSFER: u8 = 11;
 /// The path and the name of a file transfer are each cut to this many bytes.
 pub(crate) const MAX_TRANSFER_NAME_BYTES: usize = 4096;
 
@@ -266,6 +276,11 @@ pub(crate) fn desktop_record(event: &DesktopEvent) -> (u8, Vec<u8>) {
             KIND_DESKTOP_RESIZE,
             resize_payload(*width, *height).to_vec(),
         ),
+        DesktopEvent::Clipboard { to_target, bytes } => {
+            let mut p = vec![u8::from(*to_target)];
+            p.extend_from_slice(&bytes.to_be_bytes());
+            (KIND_DESKTOP_CLIPBOARD, p)
+        }
     }
 }
 
@@ -308,6 +323,10 @@ fn desktop_event(kind: u8, p: &[u8]) -> Option<DesktopEvent> {
         KIND_DESKTOP_RESIZE if p.len() == 4 => DesktopEvent::Resize {
             width: be16(p, 0),
             height: be16(p, 2),
+        },
+        KIND_DESKTOP_CLIPBOARD if p.len() == 5 && p[0] <= 1 => DesktopEvent::Clipboard {
+            to_target: p[0] == 1,
+            bytes: u32::from_be_bytes([p[1], p[2], p[3], p[4]]),
         },
         _ => return None,
     })
@@ -446,7 +465,7 @@ pub(crate) fn decode_events(raw: &[u8]) -> Result<Vec<TimedEvent>, DecodeError> 
                 let text = std::str::from_utf8(payload).map_err(|_| err("marker is not UTF-8"))?;
                 Event::Marker(text.to_owned())
             }
-            KIND_DESKTOP_ACTIVATION..=KIND_DESKTOP_RESIZE => {
+            KIND_DESKTOP_ACTIVATION..=KIND_DESKTOP_CLIPBOARD => {
                 Event::Desktop(desktop_event(kind, payload).ok_or(err("malformed desktop record"))?)
             }
             KIND_FILE_TRANSFER => Event::FileTransfer(
@@ -530,6 +549,14 @@ mod tests {
                 width: 800,
                 height: 600,
             },
+            DesktopEvent::Clipboard {
+                to_target: true,
+                bytes: 70_000,
+            },
+            DesktopEvent::Clipboard {
+                to_target: false,
+                bytes: 0,
+            },
         ];
         let events: Vec<TimedEvent> = desktop
             .iter()
@@ -546,6 +573,8 @@ mod tests {
             (KIND_DESKTOP_PDU, &[][..]),
             (KIND_DESKTOP_KEYFRAME, &[0, 1, 0][..]),
             (KIND_DESKTOP_RESIZE, &[0, 1, 0][..]),
+            (KIND_DESKTOP_CLIPBOARD, &[2, 0, 0, 0, 1][..]),
+            (KIND_DESKTOP_CLIPBOARD, &[1, 0, 0, 1][..]),
         ] {
             let mut raw = Vec::new();
             put_record(&mut raw, 0, kind, payload);
@@ -594,7 +623,13 @@ mod tests {
         long_path[11] = 0xff;
         let mut not_utf8 = good.clone();
         not_utf8[13] = 0xff;
-        for payload in [&good[..12], &bad_protocol, &bad_complete, &long_path, &not_utf8] {
+        for payload in [
+            &good[..12],
+            &bad_protocol,
+            &bad_complete,
+            &long_path,
+            &not_utf8,
+        ] {
             let mut raw = Vec::new();
             put_record(&mut raw, 0, KIND_FILE_TRANSFER, payload);
             assert!(decode_events(&raw).is_err(), "{payload:?}");
@@ -680,7 +715,7 @@ mod tests {
         check(&[0], "truncated record kind");
         check(&[0, KIND_OUTPUT], "bad length varint");
         check(&[0, KIND_OUTPUT, 5, 1, 2], "payload longer than the chunk");
-        check(&[0, 11, 0], "unknown record kind");
+        check(&[0, 12, 0], "unknown record kind");
         check(&[0, 0, 0], "unknown record kind");
         check(
             &[0, KIND_RESIZE, 3, 1, 2, 3],

@@ -28,6 +28,11 @@
 //! updated incrementally by the reader; [`find_moments`] finds where a text occurs in a session's events.
 //! [`Store::export_evidence`] writes one session as a self-contained evidence file that [`check_evidence`] verifies
 //! offline.
+//!
+//! # Remote review
+//!
+//! [`remote`] holds the messages of the gateway's read-only review API and the reviewer's [`remote::Mirror`]: the
+//! stored chunks and seal travel as they are, and the reviewer verifies its copy itself.
 
 mod chain;
 mod codec;
@@ -35,6 +40,7 @@ mod error;
 mod event;
 mod evidence;
 mod recorder;
+pub mod remote;
 mod schema;
 mod search;
 mod session;

@@ -88,7 +88,7 @@ fn a_terminal_trace_is_stored_in_under_a_quarter_of_its_size() {
             Event::Output(d) | Event::Input(d) => d.len(),
             Event::Marker(m) => m.len(),
             Event::Resize { .. } => 4,
-            Event::Desktop(_) => 0,
+            Event::Desktop(_) | Event::FileTransfer(_) => 0,
         })
         .sum();
     // Chunks far smaller than the default, as seconds of interactive use make them.

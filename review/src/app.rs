@@ -161,6 +161,8 @@ pub struct App {
     source_name: String,
     /// Set when the user asked to quit.
     pub quit: bool,
+    /// How desktop frames are shown.
+    graphics: crate::graphics::Protocol,
 }
 
 impl App {
@@ -183,6 +185,7 @@ impl App {
             since_refresh: Duration::ZERO,
             source_name,
             quit: false,
+            graphics: crate::graphics::Protocol::HalfBlocks,
         }
     }
 
@@ -198,6 +201,29 @@ impl App {
     /// The player, when a session is open.
     pub fn player(&self) -> Option<&Player> {
         self.player.as_ref()
+    }
+
+    /// How desktop frames are shown.
+    pub fn graphics(&self) -> crate::graphics::Protocol {
+        self.graphics
+    }
+
+    /// Shows desktop frames with `protocol` (the default is half-blocks).
+    pub fn set_graphics(&mut self, protocol: crate::graphics::Protocol) {
+        self.graphics = protocol;
+    }
+
+    /// The desktop picture to show with the graphics protocol, when the player shows one and nothing covers
+    /// it (help, a prompt, a popup).
+    pub fn graphic(&self) -> Option<(ratatui::layout::Rect, &crate::desktop::Image, u64)> {
+        if self.screen != Screen::Player
+            || self.help
+            || self.prompt.is_some()
+            || self.popup.is_some()
+        {
+            return None;
+        }
+        self.player.as_ref()?.graphic()
     }
 
     /// The status line's text.
@@ -279,7 +305,8 @@ impl App {
                 };
                 match events {
                     Ok(events) => {
-                        let player = Player::new(row, events, query);
+                        let mut player = Player::new(row, events, query);
+                        player.set_graphics(self.graphics);
                         self.status = match player.moments().len() {
                             0 => "space: play/pause, ←/→: seek, ?: help".into(),
                             n => format!("{n} moments; n/N: next/previous"),

@@ -17,6 +17,7 @@ use sallyport_recordings::{
 use crate::app::{App, Input};
 use crate::loader::Source;
 use crate::model::Loaded;
+use crate::replay::Replay as _;
 use crate::replay::TerminalReplay;
 
 /// A scratch directory removed when dropped.

@@ -4,7 +4,7 @@
 //! at most one keyframe interval of RDP traffic.
 //!
 //! Drawn in the terminal with half-block cells (two pixels per cell, 24-bit colour), which every terminal and
-//! the appliance's serial console show; exported as PNG. Recordings are untrusted: sizes are bounded by the
+//! the appliance's serial console show (terminals with a graphics protocol get the picture itself, `graphics.rs`); exported as PNG. Recordings are untrusted: sizes are bounded by the
 //! replay crate, and a frame that does not decode is shown as an error, never a crash.
 
 use ratatui::buffer::Buffer;

@@ -7,6 +7,7 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::sync::mpsc::{self, Receiver, Sender, TryRecvError};
 use std::time::{Duration, Instant};
 
@@ -16,6 +17,7 @@ use sallyport_recordings::{SearchIndex, SessionHits, SessionRow, Store, TimedEve
 
 use crate::desktop::DesktopReplay;
 use crate::model::{Integrity, Loaded, Request};
+use crate::remote::Remote;
 
 /// At most this many sessions are listed in search results.
 pub const MAX_RESULTS: usize = 1000;
@@ -27,6 +29,8 @@ pub struct Source {
     key: Option<VerifyingKey>,
     /// Where exports are written.
     export_dir: PathBuf,
+    /// With `--gateway`: the gateway the mirror (`db`) is refreshed from.
+    remote: Option<(Arc<Remote>, PathBuf)>,
 }
 
 /// The default place of the search index for a database: beside it (`NAME.search`) when that directory is
@@ -95,7 +99,14 @@ impl Source {
             index,
             key,
             export_dir: PathBuf::from("."),
+            remote: None,
         })
+    }
+
+    /// Refreshes the mirror at `db` from `remote` before each listing (the `r` key, and the start).
+    pub fn with_remote(mut self, remote: Arc<Remote>, db: PathBuf) -> Source {
+        self.remote = Some((remote, db));
+        self
     }
 
     /// The recordings store.
@@ -163,7 +174,14 @@ impl Source {
     pub fn handle(&mut self, request: Request) -> Loaded {
         let result = (|| -> anyhow::Result<Loaded> {
             Ok(match request {
-                Request::Refresh => Loaded::Sessions(self.sessions()?),
+                Request::Refresh => {
+                    if let Some((remote, db)) = &self.remote {
+                        remote
+                            .sync(db)
+                            .context("bringing the recordings from the gateway")?;
+                    }
+                    Loaded::Sessions(self.sessions()?)
+                }
                 Request::Search(query) => {
                     let (hits, elapsed) = self.search(&query)?;
                     Loaded::Results {

@@ -8,11 +8,13 @@ mod bench;
 mod cli;
 mod desktop;
 mod format;
+mod graphics;
 mod help;
 mod list;
 mod loader;
 mod model;
 mod player;
+mod remote;
 mod replay;
 mod results;
 mod run;
@@ -24,6 +26,7 @@ mod tests;
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
+use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::Context;
@@ -50,6 +53,10 @@ struct Cli {
     /// With --verify: only this session.
     #[arg(long, requires = "verify")]
     session: Option<String>,
+    /// How desktop frames are drawn: auto (from the terminal's environment), kitty, sixel, iterm2 or
+    /// halfblocks (works everywhere).
+    #[arg(long, default_value = "auto", value_parser = graphics_choice)]
+    graphics: String,
 }
 
 #[derive(clap::Args)]
@@ -57,6 +64,18 @@ struct OpenArgs {
     /// The recordings database.
     #[arg(default_value = DEFAULT_DB)]
     db: PathBuf,
+    /// Read the recordings of a running gateway (https://host[:port]) with an auditor's or admin's portal
+    /// account instead of a database file; they are mirrored into ~/.cache/sallyport-review and verified here.
+    #[arg(long, value_name = "URL", conflicts_with = "db")]
+    gateway: Option<String>,
+    /// With --gateway: the SHA-256 fingerprint of the gateway's TLS certificate, as its console shows it
+    /// (otherwise it is shown and pinned on first use after you agree).
+    #[arg(long, requires = "gateway")]
+    fingerprint: Option<String>,
+    /// With --gateway: the portal account (asked when not given; the password is asked, or read from
+    /// SALLYPORT_REVIEW_PASSWORD).
+    #[arg(long, requires = "gateway")]
+    user: Option<String>,
     /// The appliance's public signing key (hex, or a file holding it); default: recording-signing.pub beside the
     /// database.
     #[arg(long)]
@@ -106,6 +125,53 @@ enum Command {
 }
 
 impl OpenArgs {
+    /// With `--gateway`: logs in, fetches the recording key, brings the local mirror up to date and points
+    /// `db` at it. The key is pinned like the certificate: a gateway whose recording key changed is refused
+    /// unless `--key` says which key to trust.
+    fn resolve(&mut self) -> anyhow::Result<Option<Arc<remote::Remote>>> {
+        let Some(url) = self.gateway.clone() else {
+            return Ok(None);
+        };
+        let remote = remote::Remote::connect(&remote::Options {
+            url,
+            fingerprint: self.fingerprint.clone(),
+            user: self.user.clone(),
+        })?;
+        let dir = remote::mirror_dir(remote.addr());
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            std::fs::DirBuilder::new()
+                .recursive(true)
+                .mode(0o700)
+                .create(&dir)
+                .with_context(|| format!("creating {}", dir.display()))?;
+        }
+        let key = remote.key_hex()?;
+        let key_file = dir.join("recording-signing.pub");
+        match std::fs::read_to_string(&key_file) {
+            Ok(known) if known.trim() != key && self.key.is_none() => anyhow::bail!(
+                "the gateway's recording key changed (it was {}, it is now {key}): recordings are not checked \
+                 against a key the gateway swapped; pass --key with the appliance's key to go on",
+                known.trim()
+            ),
+            _ => std::fs::write(&key_file, format!("{key}\n"))
+                .with_context(|| format!("writing {}", key_file.display()))?,
+        }
+        let db = dir.join("recordings.db");
+        let synced = remote.sync(&db)?;
+        eprintln!(
+            "{} as {} ({}): {} sessions, {} updated, {} chunks fetched",
+            remote.addr().base(),
+            remote.who.0,
+            remote.who.1,
+            synced.sessions,
+            synced.updated,
+            synced.chunks
+        );
+        self.db = db;
+        Ok(Some(Arc::new(remote)))
+    }
+
     fn key(&self) -> anyhow::Result<Option<VerifyingKey>> {
         match &self.key {
             Some(k) => Ok(Some(loader::read_key(k)?)),
@@ -136,6 +202,11 @@ impl OpenArgs {
     }
 }
 
+/// Checks `--graphics` while parsing the command line.
+fn graphics_choice(text: &str) -> Result<String, String> {
+    graphics::Protocol::parse(text).map(|_| text.to_owned())
+}
+
 fn now_ms() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -162,7 +233,20 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
+    let remote = match &mut cli.command {
+        Some(Command::Export { open, .. } | Command::Search { open, .. }) => open.resolve()?,
+        Some(Command::Verify { .. }) => None,
+        None => cli.open.resolve()?,
+    };
+    let result = run_resolved(cli, remote.clone());
+    if let Some(remote) = remote {
+        remote.logout();
+    }
+    result
+}
+
+fn run_resolved(cli: Cli, remote: Option<Arc<remote::Remote>>) -> anyhow::Result<ExitCode> {
     match cli.command {
         Some(Command::Verify { file, key }) => {
             let key = key.as_deref().map(loader::read_key).transpose()?;
@@ -195,7 +279,7 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
                     .with_context(|| format!("writing {}", path.display()))?;
             }
             if let Some(path) = png {
-                let at_ms = at.map_or(u64::MAX, |s| (s.max(0.0) * 1000.0) as u64);
+                let at_ms = at.map_or(u64::MAX, |s| (s.max(0.0) * 1000.0).round() as u64);
                 let bytes = source.desktop_frame(&session, at_ms)?;
                 std::fs::write(&path, bytes)
                     .with_context(|| format!("writing {}", path.display()))?;
@@ -205,9 +289,21 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Some(Command::Search { text, open }) => cli::search(&mut open.source()?, &text),
         None if cli.verify => cli::verify_db(&cli.open.db, cli.open.key()?, cli.session.as_deref()),
         None => {
-            let source = cli.open.source()?;
+            let mut source = cli.open.source()?;
+            let title = match &remote {
+                Some(remote) => format!("{} (as {})", remote.addr().base(), remote.who.0),
+                None => cli.open.db.display().to_string(),
+            };
+            if let Some(remote) = remote {
+                source = source.with_remote(remote, cli.open.db.clone());
+            }
             let (requests, loaded) = loader::spawn(source)?;
-            let app = app::App::new(cli.open.db.display().to_string(), now_ms());
+            let mut app = app::App::new(title, now_ms());
+            app.set_graphics(
+                graphics::Protocol::parse(&cli.graphics)
+                    .map_err(|e| anyhow::anyhow!(e))?
+                    .unwrap_or_else(|| graphics::Protocol::detect(|k| std::env::var(k).ok())),
+            );
             run::run(app, &requests, &loaded)?;
             Ok(ExitCode::SUCCESS)
         }

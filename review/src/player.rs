@@ -16,8 +16,9 @@ use ratatui::widgets::{Block, Borders, Paragraph};
 use sallyport_recordings::{Moment, SessionRow, TimedEvent, find_moments};
 
 use crate::app::{Action, Component, Ctx, Handled, UiEvent};
-use crate::desktop::{DesktopReplay, DesktopView};
+use crate::desktop::{DesktopReplay, DesktopView, Image};
 use crate::format;
+use crate::graphics::Protocol;
 use crate::list::{integrity_style, outcome_label};
 use crate::replay::{Replay, TerminalReplay};
 use crate::screen_view::{ScreenView, clean};
@@ -54,6 +55,10 @@ pub struct Player {
     /// The moment last jumped to.
     moment: Option<usize>,
     timeline: Rect,
+    /// How desktop frames are shown.
+    graphics: Protocol,
+    /// Where the last draw left room for a desktop picture (graphics protocols only).
+    placement: Option<Rect>,
 }
 
 impl Player {
@@ -78,6 +83,8 @@ impl Player {
             moments,
             moment: None,
             timeline: Rect::default(),
+            graphics: Protocol::HalfBlocks,
+            placement: None,
         };
         if !player.moments.is_empty() {
             player.jump_to_moment(0);
@@ -105,6 +112,20 @@ impl Player {
             Media::Desktop(r) => Some(r),
             Media::Terminal(_) => None,
         }
+    }
+
+    /// Shows desktop frames with `protocol` instead of half-blocks.
+    pub fn set_graphics(&mut self, protocol: Protocol) {
+        self.graphics = protocol;
+    }
+
+    /// The desktop picture the event loop should show with a graphics protocol: where, what, and the time
+    /// of the frame (which with the place identifies it). `None` with half-blocks.
+    pub fn graphic(&self) -> Option<(Rect, &Image, u64)> {
+        let area = self.placement?;
+        let replay = self.desktop()?;
+        let image = replay.frame()?.ok()?;
+        Some((area, image, replay.frame_at_ms()?))
     }
 
     /// The search moments found in this session.
@@ -268,8 +289,14 @@ fn draw_terminal(frame: &mut Frame<'_>, body: Rect, replay: &TerminalReplay) {
     );
 }
 
-/// The desktop frame shown, scaled into the body, with its size and time in a frame around it.
-fn draw_desktop(frame: &mut Frame<'_>, body: Rect, replay: &DesktopReplay) {
+/// The desktop frame shown, scaled into the body, with its size and time in a frame around it. With a
+/// graphics protocol the picture's cells are left blank and their place returned, for the event loop.
+fn draw_desktop(
+    frame: &mut Frame<'_>,
+    body: Rect,
+    replay: &DesktopReplay,
+    graphics: Protocol,
+) -> Option<Rect> {
     let (width, height) = replay.size();
     let title = match replay.frame_at_ms() {
         Some(at_ms) => format!(
@@ -285,6 +312,9 @@ fn draw_desktop(frame: &mut Frame<'_>, body: Rect, replay: &DesktopReplay) {
     let inner = block.inner(body);
     frame.render_widget(block, body);
     match replay.frame() {
+        Some(Ok(image)) if graphics != Protocol::HalfBlocks => {
+            return Some(crate::graphics::fit(inner, image.width, image.height));
+        }
         Some(Ok(image)) => frame.render_widget(DesktopView { image }, inner),
         Some(Err(error)) => frame.render_widget(
             Paragraph::new(format!("this moment does not replay: {}", clean(error)))
@@ -301,6 +331,7 @@ fn draw_desktop(frame: &mut Frame<'_>, body: Rect, replay: &DesktopReplay) {
             inner,
         ),
     }
+    None
 }
 
 impl Component for Player {
@@ -333,8 +364,13 @@ impl Component for Player {
             header,
         );
         match &self.media {
-            Media::Terminal(replay) => draw_terminal(frame, body, replay.as_ref()),
-            Media::Desktop(replay) => draw_desktop(frame, body, replay),
+            Media::Terminal(replay) => {
+                draw_terminal(frame, body, replay.as_ref());
+                self.placement = None;
+            }
+            Media::Desktop(replay) => {
+                self.placement = draw_desktop(frame, body, replay, self.graphics);
+            }
         }
         self.timeline = timeline;
         frame.render_widget(Paragraph::new(self.draw_timeline(timeline.width)), timeline);

@@ -794,3 +794,64 @@ fn a_forged_keyframe_is_an_error_on_screen_not_a_crash() {
         "a forged keyframe must not replay"
     );
 }
+
+#[test]
+fn with_a_graphics_protocol_the_desktop_is_left_to_the_picture_and_half_blocks_stay_the_fallback() {
+    use crate::graphics::Protocol;
+    use sallyport_recordings::DesktopEvent;
+
+    let events = vec![
+        TimedEvent {
+            at_ms: 0,
+            event: Event::Desktop(DesktopEvent::Activation {
+                width: 64,
+                height: 40,
+                io_channel_id: 1003,
+                user_channel_id: 1007,
+                share_id: 0x1_03ea,
+                drdynvc_channel_id: None,
+            }),
+        },
+        TimedEvent {
+            at_ms: 500,
+            event: Event::Desktop(DesktopEvent::Keyframe {
+                width: 64,
+                height: 40,
+                png: two_colour_png(64, 40, [0, 0, 255], [0, 255, 0]),
+            }),
+        },
+    ];
+    let shown = |graphics: Option<Protocol>| {
+        let mut app = App::new("recordings.db".into(), T0 + 3_600_000);
+        if let Some(graphics) = graphics {
+            app.set_graphics(graphics);
+        }
+        app.update(Input::Loaded(Loaded::Sessions(vec![row(
+            "d1",
+            "dora",
+            "desk",
+            T0,
+            Some(Outcome::Ended),
+        )])));
+        open_player(&mut app, "d1", events.clone(), None);
+        press(&mut app, KeyCode::End);
+        let screen = render(&mut app, 80, 24);
+        let graphic = app
+            .graphic()
+            .map(|(area, image, at_ms)| (area, image.width, image.height, at_ms));
+        (screen, graphic)
+    };
+    // The default: half-blocks, and nothing for the event loop to draw.
+    let (screen, graphic) = shown(None);
+    assert!(screen.contains('▀'), "{screen}");
+    assert_eq!(graphic, None);
+    for protocol in [Protocol::Kitty, Protocol::Sixel, Protocol::Iterm2] {
+        let (screen, graphic) = shown(Some(protocol));
+        assert!(!screen.contains('▀'), "{protocol:?}: {screen}");
+        let (area, width, height, at_ms) = graphic.unwrap();
+        assert_eq!((width, height, at_ms), (64, 40, 500));
+        // Inside the frame around the desktop (row 2 is its top border), in the picture's proportions.
+        assert_eq!((area.x, area.y), (1, 3));
+        assert_eq!((area.width, area.height), (54, 17));
+    }
+}

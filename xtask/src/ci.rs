@@ -177,12 +177,12 @@ pub fn fuzz(args: &[String]) -> anyhow::Result<()> {
         .map(|o| o.status.success())
         .unwrap_or(false);
     // The working corpus lives in target/; committed seeds (tests/fuzz/seeds/TARGET) are read, never written.
-    let mut corpus = Vec::new();
+    let work = crate::root().join("target/fuzz-corpus").join(target);
+    std::fs::create_dir_all(&work)?;
+    let mut corpus = vec![work];
     let seeds = crate::root().join("tests/fuzz/seeds").join(target);
     if seeds.is_dir() {
-        let work = crate::root().join("target/fuzz-corpus").join(target);
-        std::fs::create_dir_all(&work)?;
-        corpus = vec![work, seeds];
+        corpus.push(seeds);
     }
     if !has_fuzz {
         run_cmd(Command::new("cargo").args(["install", "--locked", "cargo-fuzz"]))?;

@@ -29,6 +29,7 @@ const PACKAGES: &[(&str, &str)] = &[
     ("xterm", "/usr/bin/xterm"),
     ("x11-xserver-utils", "/usr/bin/xsetroot"),
     ("xdotool", "/usr/bin/xdotool"),
+    ("xclip", "/usr/bin/xclip"),
     ("x11-utils", "/usr/bin/xev"),
     ("freerdp2-shadow-x11", "/usr/bin/freerdp-shadow-cli"),
     ("xvfb", "/usr/bin/Xvfb"),

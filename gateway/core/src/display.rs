@@ -3,16 +3,19 @@
 //!
 //! Client → gateway:
 //! - text: JSON control tagged by `type`: [`DesktopControl::Connect`] first and exactly once (username,
-//!   password, initial size), then [`DesktopControl::Resize`] when the browser's area changes;
+//!   password, initial size), then [`DesktopControl::Resize`] when the browser's area changes and
+//!   [`DesktopControl::Clipboard`] when the user's clipboard text should reach the target;
 //! - binary: a batch of input events ([`InputEvent`]), each `u8 tag` then fixed fields in big-endian
 //!   order (see [`parse_input`] and [`encode_input`]).
 //!
 //! Gateway → client:
-//! - text: the terminal protocol's [`ServerControl`](crate::frames::ServerControl) (connected, error);
+//! - text: the terminal protocol's [`ServerControl`](crate::frames::ServerControl) (connected, error), and
+//!   [`DesktopServerControl::Clipboard`] when the target's clipboard text may reach the user;
 //! - binary: display updates (see [`UpdateWriter`] and [`parse_update`]): `u8 1 | u16 width | u16 height |
 //!   u16 count` then `count` rectangles `u16 x | u16 y | u16 w | u16 h | u8 encoding | u32 len | len bytes`.
 //!   The width and height are the remote desktop's current size; the browser resizes its canvas when they
-//!   change. Encodings are [`Encoding::Solid`] (4 bytes RGBA) and [`Encoding::Png`] (a PNG of the rectangle).
+//!   change. Encodings are [`Encoding::Solid`] (4 bytes RGBA), [`Encoding::Png`] (a PNG of the rectangle) and
+//!   [`Encoding::Jpeg`] (photo-like rectangles only, see [`encode_rect`]).
 //!
 //! [`Damage`] accumulates the damaged rectangles between two sends with bounded memory: a slow browser
 //! gets fewer, fresher frames instead of a queue. Everything from the browser is untrusted; every parser
@@ -32,6 +35,10 @@ pub const MAX_DIMENSION: u16 = 8192;
 pub const MAX_RECTS: usize = 64;
 /// Largest display update a client accepts (a full 8192×8192 frame of uncompressible PNG fits).
 pub const MAX_UPDATE_LEN: usize = 300 * 1024 * 1024;
+/// Largest clipboard text either way, in UTF-8 bytes, whatever the configuration says.
+pub const MAX_CLIPBOARD_BYTES: usize = 1024 * 1024;
+/// Largest text message from a client: a clipboard message of [`MAX_CLIPBOARD_BYTES`] with JSON escaping.
+pub const MAX_DESKTOP_TEXT: usize = 6 * MAX_CLIPBOARD_BYTES + 64;
 
 /// A control message from the desktop client.
 #[derive(Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -58,6 +65,79 @@ pub enum DesktopControl {
         /// Height in pixels.
         height: u16,
     },
+    /// The user's clipboard text, for the target's clipboard.
+    Clipboard {
+        /// The text.
+        text: String,
+    },
+}
+
+/// Which way clipboard text may cross a desktop session, and how much. Text only: files and pictures
+/// never cross.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ClipboardPolicy {
+    /// The user's clipboard text may reach the target.
+    pub to_target: bool,
+    /// The target's clipboard text may reach the user.
+    pub to_client: bool,
+    /// Largest text either way, in UTF-8 bytes (at most [`MAX_CLIPBOARD_BYTES`]).
+    pub max_bytes: usize,
+}
+
+impl ClipboardPolicy {
+    /// No clipboard either way.
+    pub const OFF: ClipboardPolicy = ClipboardPolicy {
+        to_target: false,
+        to_client: false,
+        max_bytes: 0,
+    };
+
+    /// Whether any clipboard text may cross.
+    pub fn enabled(&self) -> bool {
+        (self.to_target || self.to_client) && self.max_bytes > 0
+    }
+
+    /// The size cap, never above [`MAX_CLIPBOARD_BYTES`].
+    pub fn cap(&self) -> usize {
+        self.max_bytes.min(MAX_CLIPBOARD_BYTES)
+    }
+}
+
+impl Default for ClipboardPolicy {
+    /// Both ways, up to 256 KiB.
+    fn default() -> Self {
+        ClipboardPolicy {
+            to_target: true,
+            to_client: true,
+            max_bytes: 256 * 1024,
+        }
+    }
+}
+
+/// A desktop-only message from the gateway to the client (beside the shared
+/// [`ServerControl`](crate::frames::ServerControl)).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DesktopServerControl {
+    /// Text copied on the target, for the user's clipboard.
+    Clipboard {
+        /// The text.
+        text: String,
+    },
+    /// A clipboard transfer the gateway refused (policy or size), in plain words; the session goes on.
+    ClipboardRefused {
+        /// Why.
+        message: String,
+    },
+}
+
+impl DesktopServerControl {
+    /// The JSON text sent to the client.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).unwrap_or_else(|_| {
+            r#"{"type":"clipboard_refused","message":"internal error"}"#.to_owned()
+        })
+    }
 }
 
 impl std::fmt::Debug for DesktopControl {
@@ -80,6 +160,11 @@ impl std::fmt::Debug for DesktopControl {
                 .field("width", width)
                 .field("height", height)
                 .finish(),
+            // Clipboard text never reaches a log either; its size does.
+            DesktopControl::Clipboard { text } => f
+                .debug_struct("Clipboard")
+                .field("bytes", &text.len())
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -270,11 +355,30 @@ pub enum DesktopMessage {
     Resize(DesktopSize),
     /// Keyboard and mouse.
     Input(Vec<InputEvent>),
+    /// The user's clipboard text (at most [`MAX_CLIPBOARD_BYTES`]).
+    Clipboard(String),
 }
 
-/// Parses a text message of the desktop stream.
+/// Parses a text message of the desktop stream. Clipboard messages may be longer than other control
+/// messages (up to [`MAX_DESKTOP_TEXT`]); the rest keep the control limit.
 pub fn parse_desktop_text(text: &str) -> Result<DesktopMessage, FrameError> {
-    match parse_control(text)? {
+    if text.len() > MAX_DESKTOP_TEXT {
+        return Err(FrameError::TooLarge(text.len()));
+    }
+    let control: DesktopControl =
+        serde_json::from_str(text).map_err(|e| FrameError::Malformed(e.to_string()))?;
+    if text.len() > crate::frames::MAX_CONTROL_LEN
+        && !matches!(control, DesktopControl::Clipboard { .. })
+    {
+        return Err(FrameError::TooLarge(text.len()));
+    }
+    match control {
+        DesktopControl::Clipboard { text } => {
+            if text.len() > MAX_CLIPBOARD_BYTES {
+                return Err(FrameError::TooLarge(text.len()));
+            }
+            Ok(DesktopMessage::Clipboard(text))
+        }
         DesktopControl::Resize { width, height } => {
             Ok(DesktopMessage::Resize(DesktopSize::clamped(width, height)))
         }
@@ -521,6 +625,8 @@ pub enum Encoding {
     Solid = 1,
     /// A PNG image of the rectangle (8-bit RGBA).
     Png = 2,
+    /// A JPEG image of the rectangle (lossy; only where it measured far smaller than the PNG).
+    Jpeg = 3,
 }
 
 impl Encoding {
@@ -528,6 +634,7 @@ impl Encoding {
         match value {
             1 => Some(Encoding::Solid),
             2 => Some(Encoding::Png),
+            3 => Some(Encoding::Jpeg),
             _ => None,
         }
     }
@@ -549,6 +656,9 @@ pub enum EncodeError {
     /// The PNG encoder failed.
     #[error("png: {0}")]
     Png(String),
+    /// The JPEG encoder failed.
+    #[error("jpeg: {0}")]
+    Jpeg(String),
 }
 
 /// Encodes one rectangle's tightly packed RGBA pixels: [`Encoding::Solid`] when every pixel is the same,
@@ -566,7 +676,41 @@ pub fn encode_rect(rect: Rect, rgba: &[u8]) -> Result<(Encoding, Vec<u8>), Encod
     if rgba.chunks_exact(4).all(|p| p == first) {
         return Ok((Encoding::Solid, first.to_vec()));
     }
-    Ok((Encoding::Png, encode_png(rect.width, rect.height, rgba)?))
+    let png = encode_png(rect.width, rect.height, rgba)?;
+    // Text and UI compress to well under a byte per pixel as PNG and stay lossless. A rectangle that does
+    // not (a photo, a video frame, a gradient) is tried as JPEG, and sent so only when it measures at most
+    // a third of the PNG: lossy only where it clearly wins.
+    let pixels = usize::from(rect.width) * usize::from(rect.height);
+    if pixels >= LOSSY_MIN_PIXELS
+        && png.len() > pixels
+        && let Ok(jpeg) = encode_jpeg(rect.width, rect.height, rgba)
+        && jpeg.len() * 3 <= png.len()
+    {
+        return Ok((Encoding::Jpeg, jpeg));
+    }
+    Ok((Encoding::Png, png))
+}
+
+/// Smallest rectangle tried as JPEG: below this the PNG is small anyway and JPEG's 8×8 blocks smear edges.
+pub const LOSSY_MIN_PIXELS: usize = 64 * 64;
+/// JPEG quality for photo-like rectangles.
+const JPEG_QUALITY: u8 = 80;
+
+/// Encodes tightly packed RGBA pixels as a baseline JPEG (alpha dropped).
+pub fn encode_jpeg(width: u16, height: u16, rgba: &[u8]) -> Result<Vec<u8>, EncodeError> {
+    let expected = usize::from(width) * usize::from(height) * 4;
+    if rgba.len() != expected || expected == 0 {
+        return Err(EncodeError::Size {
+            got: rgba.len(),
+            width,
+            height,
+        });
+    }
+    let mut out = Vec::with_capacity(expected / 16);
+    jpeg_encoder::Encoder::new(&mut out, JPEG_QUALITY)
+        .encode(rgba, width, height, jpeg_encoder::ColorType::Rgba)
+        .map_err(|e| EncodeError::Jpeg(e.to_string()))?;
+    Ok(out)
 }
 
 /// Encodes tightly packed RGBA pixels as a PNG with fast deflate and the Up filter.
@@ -731,6 +875,64 @@ pub fn parse_update(bytes: &[u8]) -> Result<Update, FrameError> {
 mod tests {
     use super::*;
 
+    #[test]
+    fn clipboard_messages_may_be_long_but_other_control_may_not() {
+        let text = "ä\n\t".repeat(20_000);
+        let json =
+            serde_json::to_string(&DesktopControl::Clipboard { text: text.clone() }).unwrap();
+        assert!(json.len() > crate::frames::MAX_CONTROL_LEN);
+        assert_eq!(
+            parse_desktop_text(&json),
+            Ok(DesktopMessage::Clipboard(text))
+        );
+        let too_long = serde_json::to_string(&DesktopControl::Clipboard {
+            text: "x".repeat(MAX_CLIPBOARD_BYTES + 1),
+        })
+        .unwrap();
+        assert!(matches!(
+            parse_desktop_text(&too_long),
+            Err(FrameError::TooLarge(_))
+        ));
+        let padded_resize = format!(
+            r#"{{"type":"resize","width":800,"height":600}}{}"#,
+            " ".repeat(crate::frames::MAX_CONTROL_LEN)
+        );
+        assert!(matches!(
+            parse_desktop_text(&padded_resize),
+            Err(FrameError::TooLarge(_))
+        ));
+        assert!(matches!(
+            parse_desktop_text(&"x".repeat(MAX_DESKTOP_TEXT + 1)),
+            Err(FrameError::TooLarge(_))
+        ));
+        // The text never reaches a log.
+        let debug = format!(
+            "{:?}",
+            DesktopControl::Clipboard {
+                text: "secret".into()
+            }
+        );
+        assert!(!debug.contains("secret"), "{debug}");
+    }
+
+    #[test]
+    fn clipboard_policy_caps_and_switches_off() {
+        assert!(ClipboardPolicy::default().enabled());
+        assert!(!ClipboardPolicy::OFF.enabled());
+        let big = ClipboardPolicy {
+            max_bytes: usize::MAX,
+            ..ClipboardPolicy::default()
+        };
+        assert_eq!(big.cap(), MAX_CLIPBOARD_BYTES);
+        assert_eq!(
+            DesktopServerControl::Clipboard {
+                text: "a\"b".into()
+            }
+            .to_json(),
+            r#"{"type":"clipboard","text":"a\"b"}"#
+        );
+    }
+
     fn rect(x: u16, y: u16, width: u16, height: u16) -> Rect {
         Rect {
             x,
@@ -824,6 +1026,67 @@ mod tests {
             parse_input(&vec![TAG_CAD; MAX_INPUT_MESSAGE + 1]),
             Err(FrameError::TooLarge(MAX_INPUT_MESSAGE + 1))
         );
+    }
+
+    /// A photo-like picture: a gradient with grain, which PNG cannot compress much.
+    fn photo(width: u16, height: u16) -> Vec<u8> {
+        let mut seed = 0x2545_f491_u32;
+        let mut out = Vec::new();
+        for y in 0..u32::from(height) {
+            for x in 0..u32::from(width) {
+                seed ^= seed << 13;
+                seed ^= seed >> 17;
+                seed ^= seed << 5;
+                let grain = (seed % 24) as u8;
+                out.extend([
+                    (x % 200) as u8 + grain,
+                    (y % 200) as u8 + grain,
+                    120 + grain,
+                    255,
+                ]);
+            }
+        }
+        out
+    }
+
+    /// A text-like picture: black glyph strokes on white.
+    fn text(width: u16, height: u16) -> Vec<u8> {
+        let mut out = Vec::new();
+        for y in 0..height {
+            for x in 0..width {
+                let ink = (y % 16) < 10 && (x % 9 == 2 || (y % 16 == 4 && x % 9 < 6));
+                out.extend(if ink {
+                    [0, 0, 0, 255]
+                } else {
+                    [255, 255, 255, 255]
+                });
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn lossy_only_where_it_clearly_wins() {
+        let r = rect(0, 0, 256, 128);
+        let (encoding, jpeg) = encode_rect(r, &photo(256, 128)).unwrap();
+        let png = encode_png(256, 128, &photo(256, 128)).unwrap();
+        assert_eq!(
+            encoding,
+            Encoding::Jpeg,
+            "png {} bytes, jpeg {}",
+            png.len(),
+            jpeg.len()
+        );
+        assert!(jpeg.len() * 3 <= png.len());
+        let (encoding, _) = encode_rect(r, &text(256, 128)).unwrap();
+        assert_eq!(encoding, Encoding::Png, "text stays lossless");
+        // Small photo-like rectangles stay lossless too.
+        let (encoding, _) = encode_rect(rect(0, 0, 32, 32), &photo(32, 32)).unwrap();
+        assert_eq!(encoding, Encoding::Png);
+        // A JPEG update parses like any other.
+        let mut writer = UpdateWriter::new(256, 128);
+        writer.push(r, Encoding::Jpeg, &jpeg);
+        assert!(parse_update(&writer.finish()).is_ok());
     }
 
     #[test]

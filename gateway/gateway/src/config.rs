@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ipnet::IpNet;
+use sallyport_core::display::{ClipboardPolicy, MAX_CLIPBOARD_BYTES};
 use sallyport_core::throttle::ThrottleConfig;
 use sallyport_portal::PortalConfig;
 use serde::Deserialize;
@@ -28,6 +29,8 @@ pub struct Config {
     pub edge: EdgeSection,
     /// The QUIC endpoint for the `sallyport` CLI.
     pub quic: QuicSection,
+    /// Desktop (RDP) sessions.
+    pub desktop: DesktopSection,
     /// The networks targets may live in (the virtual network and its peers).
     pub networks: Vec<NetworkEntry>,
     /// Named targets.
@@ -44,6 +47,7 @@ impl Default for Config {
             sessions: SessionsSection::default(),
             edge: EdgeSection::default(),
             quic: QuicSection::default(),
+            desktop: DesktopSection::default(),
             networks: Vec::new(),
             targets: Vec::new(),
         }
@@ -414,6 +418,67 @@ impl QuicSection {
     }
 }
 
+/// `[desktop]`: desktop (RDP) sessions.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct DesktopSection {
+    /// Which way clipboard text may cross: `both`, `to-target`, `to-client` or `off`.
+    pub clipboard: ClipboardDirection,
+    /// Largest clipboard text either way, in bytes (at most 1 MiB).
+    pub clipboard_max_bytes: usize,
+}
+
+/// `desktop.clipboard`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClipboardDirection {
+    /// Both ways.
+    Both,
+    /// From the user to the target only.
+    ToTarget,
+    /// From the target to the user only.
+    ToClient,
+    /// Never.
+    Off,
+}
+
+impl Default for DesktopSection {
+    fn default() -> Self {
+        DesktopSection {
+            clipboard: ClipboardDirection::Both,
+            clipboard_max_bytes: ClipboardPolicy::default().max_bytes,
+        }
+    }
+}
+
+impl DesktopSection {
+    /// The broker's desktop settings from this section.
+    pub fn desktop_config(&self) -> sallyport_relay::DesktopConfig {
+        use ClipboardDirection::{Both, Off, ToClient, ToTarget};
+        sallyport_relay::DesktopConfig {
+            clipboard: ClipboardPolicy {
+                to_target: matches!(self.clipboard, Both | ToTarget),
+                to_client: matches!(self.clipboard, Both | ToClient),
+                max_bytes: if self.clipboard == Off {
+                    0
+                } else {
+                    self.clipboard_max_bytes
+                },
+            },
+            ..sallyport_relay::DesktopConfig::default()
+        }
+    }
+
+    fn validate(&self) -> anyhow::Result<()> {
+        if self.clipboard != ClipboardDirection::Off
+            && !(1..=MAX_CLIPBOARD_BYTES).contains(&self.clipboard_max_bytes)
+        {
+            bail!("desktop.clipboard_max_bytes must be between 1 and {MAX_CLIPBOARD_BYTES}");
+        }
+        Ok(())
+    }
+}
+
 /// `[[networks]]`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -479,6 +544,7 @@ impl Config {
         self.portal.validate()?;
         self.edge.validate()?;
         self.quic.validate()?;
+        self.desktop.validate()?;
         let mut names = std::collections::HashSet::new();
         for target in &self.targets {
             if !names.insert(&target.name) {

@@ -112,6 +112,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         chunk_max_age: Duration::from_millis(config.recording.chunk_max_age_ms),
         ..Limits::default()
     };
+    let recording_public_key = signing_key.verifying_key().to_bytes();
     let recorder =
         Recorder::start(&recordings_path, signing_key, limits).context("starting the recorder")?;
 
@@ -138,8 +139,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
                 config.recording.desktop_keyframe_interval_ms.max(100),
             ),
         }),
-        sallyport_relay::DesktopConfig::default(),
-    );
+        config.desktop.desktop_config(),
+    )
+    .with_archive(sallyport_relay::archive::Archive::new(
+        recordings_path.clone(),
+        recording_public_key,
+    ));
     if config.quic.enabled {
         let proxy = tls::load_or_create_proxy_host_key(&config.state_dir)?;
         println!("ssh proxy host key: {}", proxy.host_key_fingerprint());

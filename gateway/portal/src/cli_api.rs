@@ -23,7 +23,7 @@ use tracing::warn;
 use crate::Portal;
 use crate::auth::same_origin;
 
-fn error(status: StatusCode, kind: &str, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, kind: &str, message: &str) -> Response {
     let body = CliError {
         error: kind.to_owned(),
         message: message.to_owned(),
@@ -45,27 +45,8 @@ pub async fn login(
             "the command-line client is not enabled on this gateway",
         );
     };
-    if headers.contains_key(header::ORIGIN) && !same_origin(&headers) {
-        return error(
-            StatusCode::FORBIDDEN,
-            "foreign_origin",
-            "request refused: it came from another site",
-        );
-    }
-    let is_json = headers
-        .get(header::CONTENT_TYPE)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| {
-            v.split(';')
-                .next()
-                .is_some_and(|t| t.trim() == "application/json")
-        });
-    if !is_json {
-        return error(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "bad_request",
-            "the login must be sent as application/json",
-        );
+    if let Some(refused) = refuse_foreign_or_not_json(&headers) {
+        return refused;
     }
     let request: CliLoginRequest = match serde_json::from_slice(&body) {
         Ok(request) => request,
@@ -90,18 +71,20 @@ pub async fn login(
             );
         }
     };
-    if let Some(wait) = portal.login_wait(client.ip(), &request.username) {
-        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-        let mut response = error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            &format!("too many failed logins; try again in {seconds} seconds"),
-        );
-        if let Ok(value) = seconds.to_string().parse() {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        return response;
-    }
+    let (user, method) = match check_credentials(
+        &portal,
+        client,
+        &request.username,
+        &request.password,
+        request.code.as_deref(),
+        "command-line client",
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(refusal) => return refusal.into_response(),
+    };
+    let state = portal.broker.state();
     let audit = |kind: &str, detail: String| {
         portal.broker.audit(AuditEvent {
             kind: kind.into(),
@@ -110,91 +93,6 @@ pub async fn login(
             detail: Some(detail),
             ..AuditEvent::default()
         })
-    };
-    let state = portal.broker.state().clone();
-    let (username, password) = (request.username.clone(), request.password.clone());
-    let outcome =
-        tokio::task::spawn_blocking(move || state.verify_login(&username, &password)).await;
-    let user = match outcome {
-        Ok(Ok(LoginOutcome::Success(user))) => user,
-        Ok(Ok(LoginOutcome::Failure)) => {
-            audit("login_failed", "command-line client".into());
-            portal.record_login_failure(client, &request.username);
-            return error(
-                StatusCode::UNAUTHORIZED,
-                "bad_credentials",
-                "wrong username or password",
-            );
-        }
-        Ok(Err(e)) => {
-            warn!(error = %e, "cli login check failed");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the login could not be checked; try again",
-            );
-        }
-        Err(e) => {
-            warn!(error = %e, "cli login task failed");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the login could not be checked; try again",
-            );
-        }
-    };
-    if user.must_change_password {
-        return error(
-            StatusCode::FORBIDDEN,
-            "password_change_required",
-            "your password is a one-time password: log in once in the browser and choose a new one",
-        );
-    }
-    let state = portal.broker.state();
-    let method = match state.totp(user.id) {
-        Ok(Some(_)) => match request.code.as_deref().map(str::trim) {
-            None | Some("") => {
-                return error(
-                    StatusCode::UNAUTHORIZED,
-                    "code_required",
-                    "enter the code from your authenticator app (or a recovery code)",
-                );
-            }
-            Some(code) => match crate::mfa::check_second_factor(&portal, user.id, code) {
-                Some(method) => method,
-                None => {
-                    audit("mfa_failed", "command-line client".into());
-                    portal.record_login_failure(client, &request.username);
-                    return error(
-                        StatusCode::UNAUTHORIZED,
-                        "bad_code",
-                        "that code is not valid",
-                    );
-                }
-            },
-        },
-        Ok(None) => {
-            let required = state
-                .mfa_required_roles()
-                .map(|roles| roles.contains(&user.role))
-                .unwrap_or(true);
-            if required {
-                return error(
-                    StatusCode::FORBIDDEN,
-                    "mfa_enrollment_required",
-                    "your role must use two-factor authentication: set it up in the browser first",
-                );
-            }
-            "password"
-        }
-        Err(e) => {
-            warn!(error = %e, "could not read the user's MFA state");
-            return error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the login could not be checked; try again",
-            );
-        }
     };
     portal.login_succeeded(client.ip(), &request.username);
     let now = SystemTime::now();
@@ -243,4 +141,175 @@ pub async fn login(
         expires_at_ms: issued.expires_at_ms,
     })
     .into_response()
+}
+
+/// Why an API login was refused: the HTTP status and the [`CliError`] body (the review API sends the same
+/// shape).
+pub(crate) struct Refusal {
+    status: StatusCode,
+    kind: &'static str,
+    message: String,
+    retry_after: Option<u64>,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Refusal {
+        Refusal {
+            status,
+            kind,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// The JSON answer.
+    pub(crate) fn into_response(self) -> Response {
+        let mut response = error(self.status, self.kind, &self.message);
+        if let Some(value) = self.retry_after.and_then(|s| s.to_string().parse().ok()) {
+            response.headers_mut().insert(header::RETRY_AFTER, value);
+        }
+        response
+    }
+}
+
+/// The browser login's rules for a program's login (the CLI's, the reviewer's): the throttle first, argon2id
+/// without user enumeration, one-time passwords sent to the browser, then the TOTP or a recovery code for
+/// accounts that have one (wrong codes count as failed logins) and the MFA requirement of the user's role.
+/// Failures are audited with `via` as their detail. Returns the user and the second factor used.
+pub(crate) async fn check_credentials(
+    portal: &Portal,
+    client: SocketAddr,
+    username: &str,
+    password: &str,
+    code: Option<&str>,
+    via: &str,
+) -> Result<(sallyport_state::UserRecord, &'static str), Refusal> {
+    if let Some(wait) = portal.login_wait(client.ip(), username) {
+        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        let mut refusal = Refusal::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            format!("too many failed logins; try again in {seconds} seconds"),
+        );
+        refusal.retry_after = Some(seconds);
+        return Err(refusal);
+    }
+    let audit = |kind: &str| {
+        portal.broker.audit(AuditEvent {
+            kind: kind.into(),
+            actor: Some(username.to_owned()),
+            client_addr: Some(client.to_string()),
+            detail: Some(via.to_owned()),
+            ..AuditEvent::default()
+        })
+    };
+    let internal = || {
+        Refusal::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "the login could not be checked; try again",
+        )
+    };
+    let state = portal.broker.state().clone();
+    let (name, secret) = (username.to_owned(), password.to_owned());
+    let outcome = tokio::task::spawn_blocking(move || state.verify_login(&name, &secret)).await;
+    let user = match outcome {
+        Ok(Ok(LoginOutcome::Success(user))) => user,
+        Ok(Ok(LoginOutcome::Failure)) => {
+            audit("login_failed");
+            portal.record_login_failure(client, username);
+            return Err(Refusal::new(
+                StatusCode::UNAUTHORIZED,
+                "bad_credentials",
+                "wrong username or password",
+            ));
+        }
+        Ok(Err(e)) => {
+            warn!(error = %e, "api login check failed");
+            return Err(internal());
+        }
+        Err(e) => {
+            warn!(error = %e, "api login task failed");
+            return Err(internal());
+        }
+    };
+    if user.must_change_password {
+        return Err(Refusal::new(
+            StatusCode::FORBIDDEN,
+            "password_change_required",
+            "your password is a one-time password: log in once in the browser and choose a new one",
+        ));
+    }
+    let state = portal.broker.state();
+    let method = match state.totp(user.id) {
+        Ok(Some(_)) => match code.map(str::trim) {
+            None | Some("") => {
+                return Err(Refusal::new(
+                    StatusCode::UNAUTHORIZED,
+                    "code_required",
+                    "enter the code from your authenticator app (or a recovery code)",
+                ));
+            }
+            Some(code) => match crate::mfa::check_second_factor(portal, user.id, code) {
+                Some(method) => method,
+                None => {
+                    audit("mfa_failed");
+                    portal.record_login_failure(client, username);
+                    return Err(Refusal::new(
+                        StatusCode::UNAUTHORIZED,
+                        "bad_code",
+                        "that code is not valid",
+                    ));
+                }
+            },
+        },
+        Ok(None) => {
+            let required = state
+                .mfa_required_roles()
+                .map(|roles| roles.contains(&user.role))
+                .unwrap_or(true);
+            if required {
+                return Err(Refusal::new(
+                    StatusCode::FORBIDDEN,
+                    "mfa_enrollment_required",
+                    "your role must use two-factor authentication: set it up in the browser first",
+                ));
+            }
+            "password"
+        }
+        Err(e) => {
+            warn!(error = %e, "could not read the user's MFA state");
+            return Err(internal());
+        }
+    };
+    Ok((user, method))
+}
+
+/// Refuses a program's POST that a browser page on another site could have sent: a foreign Origin, or a body
+/// that is not `application/json` (which no page can send cross-site without a CORS preflight this portal
+/// never answers).
+pub(crate) fn refuse_foreign_or_not_json(headers: &HeaderMap) -> Option<Response> {
+    if headers.contains_key(header::ORIGIN) && !same_origin(headers) {
+        return Some(error(
+            StatusCode::FORBIDDEN,
+            "foreign_origin",
+            "request refused: it came from another site",
+        ));
+    }
+    let is_json = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.split(';')
+                .next()
+                .is_some_and(|t| t.trim() == "application/json")
+        });
+    if !is_json {
+        return Some(error(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_request",
+            "the login must be sent as application/json",
+        ));
+    }
+    None
 }

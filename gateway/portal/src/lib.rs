@@ -4,7 +4,9 @@
 //! The portal authenticates users (argon2id via sallyport-state, `__Host-` cookies), asks the policy for
 //! an [`Authorized`](sallyport_core::policy::Authorized) decision before any WebSocket is upgraded, checks
 //! the Origin of every WebSocket and state-changing request, and hands the session to the relay's
-//! broker. It never talks to a target itself and never sees a recording.
+//! broker. It never talks to a target itself; it reads recordings only through the relay's
+//! [`Archive`](sallyport_relay::archive::Archive), for the review API (`review_api`), and hands them out
+//! as stored for the reviewer to verify.
 
 mod access;
 mod admin;
@@ -15,6 +17,7 @@ mod connect_ip;
 mod edge;
 mod mfa;
 mod pages;
+mod review_api;
 mod server;
 mod user_ca;
 mod watch;
@@ -221,6 +224,11 @@ impl Portal {
             .route("/ws/terminal/{target_id}", get(ws::terminal))
             .route("/ws/desktop/{target_id}", get(ws::desktop))
             .route("/api/cli/login", post(cli_api::login))
+            .route("/api/review/login", post(review_api::login))
+            .route("/api/review/logout", post(review_api::logout))
+            .route("/api/review/key", get(review_api::key))
+            .route("/api/review/sessions", get(review_api::sessions))
+            .route("/api/review/sessions/{id}/chunks", get(review_api::chunks))
             .route("/assets/{name}", get(assets::serve_asset))
             .route("/admin", get(admin::index))
             .route("/admin/users", get(admin::users).post(admin::create_user))

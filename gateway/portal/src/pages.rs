@@ -458,7 +458,8 @@ fn desktop_page(user: &CurrentUser, target: &TargetRecord) -> Response {
 <label>Domain (if any) <input name="domain" id="target-domain" autocapitalize="off"></label>
 <p>The password is used for this connection only; Sallyport never stores it. The session is recorded.</p>
 <button type="submit" id="connect">Connect</button></form>
-<div id="desktop-page" hidden><div id="desktop-toolbar"><button type="button" id="ctrl-alt-del">Ctrl+Alt+Del</button><button type="button" id="fullscreen">Full screen</button><div id="status" data-state="idle"></div></div>
+<div id="desktop-page" hidden><div id="desktop-toolbar"><button type="button" id="ctrl-alt-del">Ctrl+Alt+Del</button><button type="button" id="fullscreen">Full screen</button><button type="button" id="clipboard-toggle">Clipboard</button><div id="status" data-state="idle"></div></div>
+<div id="clipboard-panel" class="card" hidden><label>Clipboard text (copied on the remote desktop, or to paste there) <textarea id="clipboard-text" rows="4" autocomplete="off"></textarea></label><button type="button" id="clipboard-send">Send to the remote clipboard</button> <span id="clipboard-status" role="status"></span></div>
 <div id="desktop-area"><canvas id="desktop" tabindex="0" width="1" height="1"></canvas></div></div>"#,
         name = escape(&target.name),
         host = escape(&target.host),

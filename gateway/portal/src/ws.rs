@@ -9,7 +9,8 @@ use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sallyport_core::display::{
-    DesktopMessage, MAX_INPUT_MESSAGE, parse_desktop_binary, parse_desktop_text,
+    DesktopMessage, DesktopServerControl, MAX_DESKTOP_TEXT, MAX_INPUT_MESSAGE,
+    parse_desktop_binary, parse_desktop_text,
 };
 use sallyport_core::frames::{
     ClientMessage, FrameError, MAX_CONTROL_LEN, MAX_INPUT_LEN, ServerControl, parse_client_binary,
@@ -102,7 +103,8 @@ pub async fn desktop(
     };
     let broker = portal.broker.clone();
     upgrade
-        .max_message_size(MAX_CONTROL_LEN.max(MAX_INPUT_MESSAGE) + 1024)
+        // Clipboard text is the longest message a desktop client sends.
+        .max_message_size(MAX_DESKTOP_TEXT.max(MAX_INPUT_MESSAGE) + 1024)
         .on_upgrade(move |socket| async move {
             broker
                 .run_desktop(decision, client, WsTransport { socket })
@@ -166,6 +168,16 @@ impl DesktopTransport for WsTransport {
     }
 
     async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
+        self.socket
+            .send(Message::Text(msg.to_json().into()))
+            .await
+            .map_err(|_| TransportClosed)
+    }
+
+    async fn send_desktop_control(
+        &mut self,
+        msg: &DesktopServerControl,
+    ) -> Result<(), TransportClosed> {
         self.socket
             .send(Message::Text(msg.to_json().into()))
             .await

@@ -5,6 +5,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+use ironrdp_cliprdr::CliprdrClient;
 use ironrdp_connector::sspi::generator::NetworkRequest;
 use ironrdp_connector::{
     ClientConnector, ConnectionOutcome, ConnectorError, ConnectorErrorKind, ConnectorResult,
@@ -17,9 +18,10 @@ use ironrdp_pdu::nego::FailureCode;
 use ironrdp_pdu::rdp::capability_sets::{MajorPlatformType, RailSupportLevel};
 use ironrdp_pdu::rdp::client_info::{PerformanceFlags, TimezoneInfo};
 use ironrdp_tokio::{NetworkClient, TokioFramed};
-use sallyport_core::display::DesktopSize;
+use sallyport_core::display::{ClipboardPolicy, DesktopSize};
 use tokio::net::TcpStream;
 
+use crate::clipboard::{Backend, Queue};
 use crate::error::RdpError;
 use crate::session::{Observer, RdpSession};
 use crate::tls::{self, TargetKey};
@@ -44,6 +46,8 @@ pub struct ConnectRequest {
     pub observer: Option<Arc<dyn Observer>>,
     /// How often the session sends a keyframe of its framebuffer to the observer.
     pub keyframe_interval: Duration,
+    /// Which way clipboard text may cross; [`ClipboardPolicy::OFF`] opens no clipboard channel.
+    pub clipboard: ClipboardPolicy,
 }
 
 impl std::fmt::Debug for ConnectRequest {
@@ -195,6 +199,14 @@ async fn connect_inner(request: ConnectRequest) -> Result<Connected, RdpError> {
     let drdynvc =
         DrdynvcClient::new().with_dynamic_channel(DisplayControlClient::new(|_| Ok(Vec::new())));
     let mut connector = ClientConnector::new(config(&request), local).with_static_channel(drdynvc);
+    let clipboard = request.clipboard.enabled().then(|| {
+        let queue = Queue::default();
+        connector.attach_static_channel(CliprdrClient::new(Box::new(Backend::new(
+            queue.clone(),
+            request.clipboard,
+        ))));
+        (queue, request.clipboard)
+    });
     let should_upgrade = ironrdp_tokio::connect_begin(&mut framed, &mut connector)
         .await
         .map_err(|e| connector_error(&e))?;
@@ -223,6 +235,12 @@ async fn connect_inner(request: ConnectRequest) -> Result<Connected, RdpError> {
             ));
         }
     };
-    let session = RdpSession::start(framed, result, request.observer, request.keyframe_interval)?;
+    let session = RdpSession::start(
+        framed,
+        result,
+        request.observer,
+        request.keyframe_interval,
+        clipboard,
+    )?;
     Ok(Connected { session, key })
 }

@@ -14,6 +14,7 @@
 //!
 //! [`RdpConnector`] plugs this into the relay's broker.
 
+mod clipboard;
 mod connect;
 mod error;
 mod relay_adapter;

@@ -138,6 +138,7 @@ impl DesktopConnector for RdpConnector {
                     sink: request.recording,
                 })),
                 keyframe_interval: self.keyframe_interval,
+                clipboard: request.clipboard,
             })
             .await
             .map_err(|e| target_error(&e))?;
@@ -169,6 +170,8 @@ impl DesktopChannel for RdpChannel {
             };
             match session.next_event().await {
                 SessionEvent::Damaged => DesktopTargetEvent::Damaged,
+                SessionEvent::Clipboard(text) => DesktopTargetEvent::Clipboard(text),
+                SessionEvent::ClipboardRefused(why) => DesktopTargetEvent::ClipboardRefused(why),
                 SessionEvent::Ended(SessionEnd::Closed(reason)) => {
                     DesktopTargetEvent::Closed(reason)
                 }
@@ -199,6 +202,16 @@ impl DesktopChannel for RdpChannel {
         Box::pin(async move {
             let session = self.session.as_ref().ok_or_else(gone)?;
             session.resize(size).await.map_err(|e| target_error(&e))
+        })
+    }
+
+    fn set_clipboard(&mut self, text: String) -> BoxFuture<'_, Result<(), TargetError>> {
+        Box::pin(async move {
+            let session = self.session.as_ref().ok_or_else(gone)?;
+            session
+                .set_clipboard(text)
+                .await
+                .map_err(|e| target_error(&e))
         })
     }
 

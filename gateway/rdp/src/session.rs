@@ -9,6 +9,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+use ironrdp_cliprdr::CliprdrClient;
 use ironrdp_connector::ConnectionResult;
 use ironrdp_connector::Sequence as _;
 use ironrdp_connector::connection_activation::{
@@ -24,12 +25,14 @@ use ironrdp_session::image::DecodedImage;
 use ironrdp_session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput};
 use ironrdp_tokio::{FramedWrite, TokioFramed};
 use sallyport_core::display::{
-    Damage, DesktopSize, EncodeError, InputEvent, Rect, UpdateWriter, encode_png, encode_rect,
+    ClipboardPolicy, Damage, DesktopSize, EncodeError, InputEvent, Rect, UpdateWriter, encode_png,
+    encode_rect,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc, watch};
 use tracing::{debug, warn};
 
+use crate::clipboard::{self, Pending, Queue};
 use crate::connect::connector_error;
 use crate::error::RdpError;
 use crate::strict::Strict;
@@ -84,6 +87,10 @@ pub enum SessionEnd {
 pub enum SessionEvent {
     /// The framebuffer changed: call [`RdpSession::take_update`].
     Damaged,
+    /// Text was copied on the target and the policy lets it reach the user.
+    Clipboard(String),
+    /// Text copied on the target was not passed on (over the size cap); the session goes on.
+    ClipboardRefused(String),
     /// The session is over.
     Ended(SessionEnd),
 }
@@ -91,7 +98,20 @@ pub enum SessionEvent {
 enum Command {
     Input(Vec<InputEvent>),
     Resize(DesktopSize),
+    Clipboard(String),
 }
+
+/// How long after an activation, and after the first picture following it, before the gateway asks for a
+/// new desktop size. xrdp (xorgxrdp) frees the shared memory of the old screen when it resizes; a resize
+/// asked for while xrdp is still attaching the first one's makes xrdp drop the whole session ("Can't
+/// attach to shared memory"), which happened when the browser's area settled right after connecting.
+const RESIZE_SETTLE: Duration = Duration::from_millis(1500);
+
+/// Most clipboard events waiting for the handle; more are dropped (the newest copy wins next time).
+const CLIPBOARD_EVENTS: usize = 4;
+/// Largest clipboard channel message the gateway reassembles from the target: the cap's worth of UTF-16
+/// and headers, whatever length a target declares.
+const MAX_CLIPBOARD_PDU: u32 = 8 * 1024 * 1024;
 
 struct Frame {
     image: DecodedImage,
@@ -118,6 +138,7 @@ pub struct RdpSession {
     shared: Arc<Shared>,
     commands: Option<mpsc::Sender<Command>>,
     ended: watch::Receiver<Option<SessionEnd>>,
+    clipboard: mpsc::Receiver<SessionEvent>,
     task: tokio::task::JoinHandle<()>,
 }
 
@@ -151,6 +172,7 @@ impl RdpSession {
         result: ConnectionResult,
         observer: Option<Arc<dyn Observer>>,
         keyframe_interval: Duration,
+        clipboard: Option<(Queue, ClipboardPolicy)>,
     ) -> Result<RdpSession, RdpError>
     where
         S: AsyncRead + AsyncWrite + Unpin + Send + Sync + 'static,
@@ -160,6 +182,9 @@ impl RdpSession {
         let drdynvc_channel_id = result
             .static_channels
             .get_channel_id_by_type::<DrdynvcClient>();
+        let cliprdr_channel_id = result
+            .static_channels
+            .get_channel_id_by_type::<CliprdrClient>();
         let activation = Activation {
             width: size.width,
             height: size.height,
@@ -193,6 +218,7 @@ impl RdpSession {
             bytes_in: AtomicU64::new(0),
         });
         let (commands, command_rx) = mpsc::channel(64);
+        let (clipboard_tx, clipboard_rx) = mpsc::channel(CLIPBOARD_EVENTS);
         let (ended_tx, ended) = watch::channel(None);
         let task = Task {
             framed,
@@ -206,6 +232,18 @@ impl RdpSession {
             dirty_since_keyframe: false,
             drdynvc_channel_id,
             strict: Strict::default(),
+            resize_wanted: None,
+            activated_at: Instant::now(),
+            drawn_since_activation: false,
+            clipboard: clipboard.and_then(|(queue, policy)| {
+                Some(ClipboardState {
+                    channel_id: cliprdr_channel_id?,
+                    queue,
+                    policy,
+                    local_text: None,
+                    events: clipboard_tx,
+                })
+            }),
         };
         let task = tokio::spawn(async move {
             let end = task.run(command_rx).await;
@@ -216,6 +254,7 @@ impl RdpSession {
             shared,
             commands: Some(commands),
             ended,
+            clipboard: clipboard_rx,
             task,
         })
     }
@@ -235,6 +274,7 @@ impl RdpSession {
                 }
             }
             () = self.shared.damaged.notified() => SessionEvent::Damaged,
+            Some(event) = self.clipboard.recv() => event,
         }
     }
 
@@ -296,6 +336,12 @@ impl RdpSession {
     /// its size and the browser scales.
     pub async fn resize(&self, size: DesktopSize) -> Result<(), RdpError> {
         self.command(Command::Resize(size)).await
+    }
+
+    /// Puts the user's text on the target's clipboard (the target fetches it when someone pastes there).
+    /// The caller checks the policy; a session without a clipboard channel ignores it.
+    pub async fn set_clipboard(&self, text: String) -> Result<(), RdpError> {
+        self.command(Command::Clipboard(text)).await
     }
 
     async fn command(&self, command: Command) -> Result<(), RdpError> {
@@ -360,6 +406,22 @@ struct Task<S> {
     /// Static channels keep their ids across a reactivation.
     drdynvc_channel_id: Option<u16>,
     strict: Strict,
+    clipboard: Option<ClipboardState>,
+    /// The size the user asked for last and the target was not yet asked for.
+    resize_wanted: Option<DesktopSize>,
+    /// When the stage was last (re)activated, and whether a picture came since.
+    activated_at: Instant,
+    drawn_since_activation: bool,
+}
+
+/// The clipboard channel's side of the task.
+struct ClipboardState {
+    channel_id: u16,
+    queue: Queue,
+    policy: ClipboardPolicy,
+    /// The user's latest text, offered to the target.
+    local_text: Option<String>,
+    events: mpsc::Sender<SessionEvent>,
 }
 
 impl<S> Task<S>
@@ -373,8 +435,11 @@ where
             let keyframe_due =
                 tokio::time::Instant::from_std(self.last_keyframe + self.keyframe_interval);
             let want_keyframe = self.observer.is_some() && self.dirty_since_keyframe;
+            let resize_due = tokio::time::Instant::from_std(self.resize_ready_at());
+            let want_resize = self.resize_wanted.is_some();
             let step = tokio::select! {
                 () = tokio::time::sleep_until(keyframe_due), if want_keyframe => self.maybe_keyframe(),
+                () = tokio::time::sleep_until(resize_due), if want_resize => self.try_resize().await,
                 pdu = self.framed.read_pdu() => match pdu {
                     Ok((action, payload)) => self.on_pdu(action, &payload).await,
                     Err(error) if error.kind() == std::io::ErrorKind::UnexpectedEof => {
@@ -385,6 +450,7 @@ where
                 command = commands.recv() => match command {
                     Some(Command::Input(events)) => self.on_input(events).await,
                     Some(Command::Resize(size)) => self.on_resize(size).await,
+                    Some(Command::Clipboard(text)) => self.on_local_clipboard(text).await,
                     None => {
                         self.goodbye().await;
                         Err(SessionEnd::Closed("the user closed the session".into()))
@@ -410,7 +476,10 @@ where
         self.shared
             .bytes_in
             .fetch_add(payload.len() as u64, Ordering::Relaxed);
-        if let Some(observer) = &self.observer {
+        let clipboard_pdu = action == Action::X224 && self.check_clipboard_pdu(payload)?;
+        // Clipboard contents are not recorded (their direction and size are, by the relay), so the
+        // clipboard channel's PDUs stay out of the recording.
+        if let Some(observer) = self.observer.as_ref().filter(|_| !clipboard_pdu) {
             observer
                 .server_pdu(action == Action::FastPath, payload)
                 .map_err(|e| SessionEnd::Failed(RdpError::Recording(e)))?;
@@ -473,9 +542,133 @@ where
         }
         if damaged {
             self.dirty_since_keyframe = true;
+            self.drawn_since_activation = true;
             self.shared.damaged.notify_one();
         }
+        if clipboard_pdu {
+            self.clipboard_step().await?;
+        }
         self.maybe_keyframe()
+    }
+
+    /// Whether an X.224 frame belongs to the clipboard channel; ends the session when it announces more
+    /// than [`MAX_CLIPBOARD_PDU`] (ironrdp would reassemble up to what the target declares).
+    fn check_clipboard_pdu(&self, payload: &[u8]) -> Result<bool, SessionEnd> {
+        let Some(clipboard) = &self.clipboard else {
+            return Ok(false);
+        };
+        let Ok(data) = ironrdp_pdu::mcs::decode_send_data_indication(payload) else {
+            return Ok(false);
+        };
+        if data.channel_id != clipboard.channel_id {
+            return Ok(false);
+        }
+        // The channel PDU header: total length (u32 LE), then flags.
+        let declared = data
+            .user_data
+            .get(..4)
+            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        if declared > MAX_CLIPBOARD_PDU {
+            return Err(SessionEnd::Failed(RdpError::Protocol(format!(
+                "the target sent a clipboard message of {declared} bytes (at most {MAX_CLIPBOARD_PDU})"
+            ))));
+        }
+        Ok(true)
+    }
+
+    /// Acts on what the clipboard channel asked for while the last PDU was processed.
+    async fn clipboard_step(&mut self) -> Result<(), SessionEnd> {
+        let Some(clipboard) = &self.clipboard else {
+            return Ok(());
+        };
+        let policy = clipboard.policy;
+        for pending in clipboard.queue.drain() {
+            let Some(cliprdr) = self.stage.get_svc_processor_mut::<CliprdrClient>() else {
+                return Ok(());
+            };
+            let local_text = self
+                .clipboard
+                .as_ref()
+                .and_then(|c| c.local_text.clone())
+                .filter(|_| policy.to_target);
+            let messages = match pending {
+                Pending::FormatListWanted => {
+                    let formats = if local_text.is_some() {
+                        clipboard::text_formats()
+                    } else {
+                        Vec::new()
+                    };
+                    cliprdr.initiate_copy(&formats)
+                }
+                Pending::RemoteCopy { has_text } if has_text && policy.to_client => {
+                    cliprdr.initiate_paste(ironrdp_cliprdr::pdu::ClipboardFormatId::CF_UNICODETEXT)
+                }
+                Pending::RemoteCopy { .. } => continue,
+                Pending::DataWanted(format) => cliprdr
+                    .submit_format_data(clipboard::text_response(format, local_text.as_deref())),
+                Pending::Data(text) => {
+                    let event = match text {
+                        Some(text) if text.len() <= policy.cap() => SessionEvent::Clipboard(text),
+                        Some(text) => SessionEvent::ClipboardRefused(format!(
+                            "the target's clipboard text ({} bytes) is over the {} byte limit",
+                            text.len(),
+                            policy.cap()
+                        )),
+                        None => continue,
+                    };
+                    if let Some(clipboard) = &self.clipboard {
+                        // A viewer that does not keep up loses clipboard events, never the session.
+                        let _ = clipboard.events.try_send(event);
+                    }
+                    continue;
+                }
+            };
+            let messages = match messages {
+                Ok(messages) => messages,
+                Err(error) => {
+                    // The channel refused (e.g. not ready yet); the clipboard is best effort.
+                    debug!(error = %error, "clipboard request not sent");
+                    continue;
+                }
+            };
+            let frame = self
+                .stage
+                .process_svc_processor_messages(messages)
+                .map_err(|e| SessionEnd::Failed(RdpError::Protocol(e.report().to_string())))?;
+            self.write(&frame).await?;
+        }
+        Ok(())
+    }
+
+    /// The user's clipboard changed: remember the text and tell the target text is available.
+    async fn on_local_clipboard(&mut self, text: String) -> Result<(), SessionEnd> {
+        let Some(clipboard) = self.clipboard.as_mut() else {
+            return Ok(());
+        };
+        if !clipboard.policy.to_target || text.len() > clipboard.policy.cap() {
+            return Ok(());
+        }
+        clipboard.local_text = Some(text);
+        let Some(cliprdr) = self.stage.get_svc_processor_mut::<CliprdrClient>() else {
+            return Ok(());
+        };
+        if !cliprdr.is_ready() {
+            // The format list goes out when the channel asks for it.
+            return Ok(());
+        }
+        match cliprdr.initiate_copy(&clipboard::text_formats()) {
+            Ok(messages) => {
+                let frame = self
+                    .stage
+                    .process_svc_processor_messages(messages)
+                    .map_err(|e| SessionEnd::Failed(RdpError::Protocol(e.report().to_string())))?;
+                self.write(&frame).await
+            }
+            Err(error) => {
+                debug!(error = %error, "clipboard format list not sent");
+                Ok(())
+            }
+        }
     }
 
     fn maybe_keyframe(&mut self) -> Result<(), SessionEnd> {
@@ -592,6 +785,8 @@ where
                     .add_all(desktop_size.width, desktop_size.height);
                 drop(frame);
                 self.dirty_since_keyframe = true;
+                self.activated_at = Instant::now();
+                self.drawn_since_activation = false;
                 self.shared.damaged.notify_one();
                 return Ok(());
             }
@@ -675,7 +870,31 @@ where
         Ok(())
     }
 
+    /// When a resize may be asked for: [`RESIZE_SETTLE`] after the activation once a picture came, or four
+    /// times that for a target that draws nothing.
+    fn resize_ready_at(&self) -> Instant {
+        let settle = if self.drawn_since_activation {
+            RESIZE_SETTLE
+        } else {
+            RESIZE_SETTLE * 4
+        };
+        self.activated_at + settle
+    }
+
+    /// The user's area changed: remember the size; it is asked for once the desktop has settled.
     async fn on_resize(&mut self, size: DesktopSize) -> Result<(), SessionEnd> {
+        self.resize_wanted = Some(size);
+        self.try_resize().await
+    }
+
+    /// Asks the target for the wanted size, if the desktop has settled since its last activation.
+    async fn try_resize(&mut self) -> Result<(), SessionEnd> {
+        if Instant::now() < self.resize_ready_at() {
+            return Ok(());
+        }
+        let Some(size) = self.resize_wanted.take() else {
+            return Ok(());
+        };
         let current = {
             let frame = self.shared.frame();
             (frame.image.width(), frame.image.height())

@@ -77,6 +77,7 @@ pub struct Broker {
     config: BrokerConfig,
     desktop_config: DesktopConfig,
     live: LiveSessions,
+    archive: Option<crate::archive::Archive>,
 }
 
 /// What [`Broker::open_session`] prepared.
@@ -118,6 +119,7 @@ impl Broker {
             config,
             desktop_config: DesktopConfig::default(),
             live: LiveSessions::default(),
+            archive: None,
         }
     }
 
@@ -130,6 +132,17 @@ impl Broker {
         self.desktop = Some(connector);
         self.desktop_config = config;
         self
+    }
+
+    /// Adds read-only access to the stored recordings (the portal's review API).
+    pub fn with_archive(mut self, archive: crate::archive::Archive) -> Self {
+        self.archive = Some(archive);
+        self
+    }
+
+    /// The stored recordings, when the daemon gave access to them.
+    pub fn archive(&self) -> Option<&crate::archive::Archive> {
+        self.archive.as_ref()
     }
 
     pub(crate) fn desktop_connector(&self) -> Option<Arc<dyn DesktopConnector>> {

@@ -13,7 +13,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use sallyport_core::display::{DesktopMessage, DesktopSize, InputEvent, encode_input};
+use sallyport_core::display::{
+    ClipboardPolicy, DesktopMessage, DesktopServerControl, DesktopSize, InputEvent, encode_input,
+};
 use sallyport_core::errors::ErrorKind;
 use sallyport_core::frames::{Credential, FrameError, ServerControl};
 use sallyport_core::policy::{Authorized, Protocol};
@@ -39,6 +41,11 @@ pub trait DesktopTransport: Send {
         &mut self,
         msg: &ServerControl,
     ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
+    /// Sends a desktop-only control message (clipboard).
+    fn send_desktop_control(
+        &mut self,
+        msg: &DesktopServerControl,
+    ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
     /// Ends the transport politely, once the session is over.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
@@ -61,6 +68,8 @@ pub struct DesktopConnect {
     pub timeout: Duration,
     /// Where the channel records the server's PDUs and keyframes; a failure must end the session.
     pub recording: EventSink,
+    /// Which way clipboard text may cross.
+    pub clipboard: ClipboardPolicy,
 }
 
 impl std::fmt::Debug for DesktopConnect {
@@ -89,6 +98,10 @@ pub struct DesktopOpened {
 pub enum DesktopTargetEvent {
     /// The framebuffer changed: take an update when the viewer is ready.
     Damaged,
+    /// Text was copied on the target (already within the policy's cap).
+    Clipboard(String),
+    /// Text copied on the target was held back, in plain words.
+    ClipboardRefused(String),
     /// The target ended the session in order.
     Closed(String),
     /// The session failed.
@@ -112,6 +125,8 @@ pub trait DesktopChannel: Send {
     fn input(&mut self, events: Vec<InputEvent>) -> BoxFuture<'_, Result<(), TargetError>>;
     /// Asks the target for a new desktop size.
     fn resize(&mut self, size: DesktopSize) -> BoxFuture<'_, Result<(), TargetError>>;
+    /// Offers the user's clipboard text to the target.
+    fn set_clipboard(&mut self, text: String) -> BoxFuture<'_, Result<(), TargetError>>;
     /// Bytes received from the target so far.
     fn bytes_received(&self) -> u64;
     /// Closes politely.
@@ -124,12 +139,15 @@ pub struct DesktopConfig {
     /// The shortest time between two display updates to one viewer (a frame-rate cap; damage in between
     /// is merged).
     pub min_frame_interval: Duration,
+    /// Which way clipboard text may cross, and how much.
+    pub clipboard: ClipboardPolicy,
 }
 
 impl Default for DesktopConfig {
     fn default() -> Self {
         DesktopConfig {
             min_frame_interval: Duration::from_millis(33),
+            clipboard: ClipboardPolicy::default(),
         }
     }
 }
@@ -253,6 +271,7 @@ impl Broker {
             size: request.size,
             timeout: self.config().target_connect_timeout,
             recording: recording.sink(),
+            clipboard: self.desktop_config().clipboard,
         };
         let opened = match connector.connect(connect).await {
             Ok(opened) => opened,
@@ -418,9 +437,58 @@ async fn desktop_relay<T: DesktopTransport>(
                 Some(Ok(DesktopMessage::Connect(_))) => {
                     return End::Failed(ErrorKind::BadRequest, "connect sent twice".into());
                 }
+                Some(Ok(DesktopMessage::Clipboard(text))) => {
+                    let policy = desktop.clipboard;
+                    let refusal = if !policy.to_target || policy.cap() == 0 {
+                        Some("clipboard text may not reach this target (gateway policy)".to_owned())
+                    } else if text.len() > policy.cap() {
+                        Some(format!("the clipboard text ({} bytes) is over the {} byte limit", text.len(), policy.cap()))
+                    } else {
+                        None
+                    };
+                    if let Some(message) = refusal {
+                        if let Err(error) = record(recording, Event::Marker(format!("clipboard to the target refused: {message}"))).await {
+                            return End::Failed(error.kind, error.detail);
+                        }
+                        if transport.send_desktop_control(&DesktopServerControl::ClipboardRefused { message }).await.is_err() {
+                            return End::ClientClosed;
+                        }
+                        continue;
+                    }
+                    let event = Event::Desktop(DesktopEvent::Clipboard { to_target: true, bytes: u32::try_from(text.len()).unwrap_or(u32::MAX) });
+                    if let Err(error) = record(recording, event).await {
+                        return End::Failed(error.kind, error.detail);
+                    }
+                    live.counters.add_up(text.len());
+                    if let Err(error) = channel.set_clipboard(text).await {
+                        return End::Failed(error.kind, error.detail);
+                    }
+                }
             },
             event = channel.next_event(), if !pending => match event {
                 DesktopTargetEvent::Damaged => pending = true,
+                DesktopTargetEvent::Clipboard(text) => {
+                    // The channel holds text back unless the policy lets it out; checked again here.
+                    if !desktop.clipboard.to_client || text.len() > desktop.clipboard.cap() {
+                        continue;
+                    }
+                    let event = Event::Desktop(DesktopEvent::Clipboard { to_target: false, bytes: u32::try_from(text.len()).unwrap_or(u32::MAX) });
+                    if let Err(error) = record(recording, event).await {
+                        return End::Failed(error.kind, error.detail);
+                    }
+                    live.counters.add_down(text.len());
+                    if transport.send_desktop_control(&DesktopServerControl::Clipboard { text }).await.is_err() {
+                        return End::ClientClosed;
+                    }
+                }
+                DesktopTargetEvent::ClipboardRefused(message) => {
+                    if let Err(error) = record(recording, Event::Marker(format!("clipboard from the target refused: {message}"))).await {
+                        return End::Failed(error.kind, error.detail);
+                    }
+                    if transport.send_desktop_control(&DesktopServerControl::ClipboardRefused { message }).await.is_err() {
+                        return End::ClientClosed;
+                    }
+                }
                 DesktopTargetEvent::Closed(reason) => {
                     let _ = record(recording, Event::Marker(format!("target closed: {reason}"))).await;
                     return End::TargetClosed;

@@ -12,10 +12,13 @@
 //! through [`Broker::run_proxy`]: a [`ProxyConnector`] terminates their SSH and records through a
 //! [`ProxySink`].
 //!
+//! [`archive::Archive`] reads the stored recordings for the portal's review API, read-only.
+//!
 //! This crate never parses protocol bytes itself and never depends on a transport or protocol crate;
 //! those depend on it.
 
 pub mod access;
+pub mod archive;
 mod broker;
 mod desktop;
 mod live;

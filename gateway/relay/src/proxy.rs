@@ -73,8 +73,10 @@ pub struct ProxyOpened {
 /// A protocol that terminates SSH on a stream and relays it to a target.
 pub trait ProxyConnector: Send + Sync {
     /// Dials the target and completes its SSH handshake (no authentication yet).
-    fn connect(&self, request: ProxyConnect)
-    -> BoxFuture<'static, Result<ProxyOpened, TargetError>>;
+    fn connect(
+        &self,
+        request: ProxyConnect,
+    ) -> BoxFuture<'static, Result<ProxyOpened, TargetError>>;
 }
 
 /// A proxied SSH session, ready for the user's ssh.
@@ -415,13 +417,14 @@ impl Broker {
         let mut served: Option<Result<(), TargetError>> = None;
         // Set when the broker asked the session to stop: the end to report once it has.
         let mut stopping: Option<End> = None;
-        let stop = |reason: String, end: End, grace: &mut std::pin::Pin<&mut tokio::time::Sleep>| {
-            let _ = stop_tx.send(Some(reason));
-            grace
-                .as_mut()
-                .reset(tokio::time::Instant::now() + STOP_GRACE);
-            end
-        };
+        let stop =
+            |reason: String, end: End, grace: &mut std::pin::Pin<&mut tokio::time::Sleep>| {
+                let _ = stop_tx.send(Some(reason));
+                grace
+                    .as_mut()
+                    .reset(tokio::time::Instant::now() + STOP_GRACE);
+                end
+            };
         loop {
             if served.is_some() && !server_output_open {
                 break;

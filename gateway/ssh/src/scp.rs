@@ -185,7 +185,9 @@ impl ScpWatch {
                 // A download names the file it reads; the path is exact.
                 TransferDirection::Download => (self.command.path.clone(), String::new()),
                 // An upload may land at the path or inside it (when it is a directory).
-                TransferDirection::Upload if last == name => (self.command.path.clone(), String::new()),
+                TransferDirection::Upload if last == name => {
+                    (self.command.path.clone(), String::new())
+                }
                 TransferDirection::Upload => (self.command.path.clone(), name.to_owned()),
             };
         }
@@ -194,7 +196,10 @@ impl ScpWatch {
         let skip = usize::from(
             self.command.direction == TransferDirection::Download
                 && self.command.into_directory
-                && self.directories.first().is_some_and(|first| base.rsplit('/').next() == Some(first)),
+                && self
+                    .directories
+                    .first()
+                    .is_some_and(|first| base.rsplit('/').next() == Some(first)),
         );
         for directory in self.directories.iter().skip(skip) {
             path.push('/');
@@ -214,7 +219,9 @@ impl ScpWatch {
                     let end = bytes.iter().position(|&b| b == b'\n');
                     let take = end.map_or(bytes.len(), |at| at + 1);
                     if line.len() + take > MAX_LINE {
-                        return Err(self.error(format!("a protocol line longer than {MAX_LINE} bytes")));
+                        return Err(
+                            self.error(format!("a protocol line longer than {MAX_LINE} bytes"))
+                        );
                     }
                     line.extend_from_slice(&bytes[..take]);
                     bytes = &bytes[take..];
@@ -261,18 +268,27 @@ impl ScpWatch {
                 let text = std::str::from_utf8(&text[1..])
                     .map_err(|_| self.error("a file line that is not text".into()))?;
                 let mut parts = text.splitn(3, ' ');
-                let (Some(mode), Some(size), Some(name)) = (parts.next(), parts.next(), parts.next())
+                let (Some(mode), Some(size), Some(name)) =
+                    (parts.next(), parts.next(), parts.next())
                 else {
                     return Err(self.error(format!("a malformed line {:?}", clean_name(line))));
                 };
-                let size: u64 = size
-                    .parse()
-                    .map_err(|_| self.error(format!("a malformed size {:?}", clean_name(size.as_bytes()))))?;
+                let size: u64 = size.parse().map_err(|_| {
+                    self.error(format!(
+                        "a malformed size {:?}",
+                        clean_name(size.as_bytes())
+                    ))
+                })?;
                 if mode.len() != 4 || !mode.bytes().all(|b| (b'0'..=b'7').contains(&b)) {
-                    return Err(self.error(format!("a malformed mode {:?}", clean_name(mode.as_bytes()))));
+                    return Err(self.error(format!(
+                        "a malformed mode {:?}",
+                        clean_name(mode.as_bytes())
+                    )));
                 }
                 if name.is_empty() || name.contains('/') || name == ".." {
-                    return Err(self.error(format!("an unsafe name {:?}", clean_name(name.as_bytes()))));
+                    return Err(
+                        self.error(format!("an unsafe name {:?}", clean_name(name.as_bytes())))
+                    );
                 }
                 let name = clean_name(name.as_bytes());
                 if file {
@@ -295,7 +311,9 @@ impl ScpWatch {
                     };
                 } else {
                     if self.directories.len() >= MAX_DEPTH {
-                        return Err(self.error(format!("directories nested deeper than {MAX_DEPTH}")));
+                        return Err(
+                            self.error(format!("directories nested deeper than {MAX_DEPTH}"))
+                        );
                     }
                     self.directories.push(name);
                 }
@@ -329,7 +347,13 @@ impl ScpWatch {
 mod tests {
     use super::*;
 
-    fn transfer(direction: TransferDirection, path: &str, name: &str, bytes: u64, complete: bool) -> TransferEvent {
+    fn transfer(
+        direction: TransferDirection,
+        path: &str,
+        name: &str,
+        bytes: u64,
+        complete: bool,
+    ) -> TransferEvent {
         TransferEvent::Transfer(FileTransfer {
             protocol: TransferProtocol::Scp,
             direction,
@@ -353,9 +377,18 @@ mod tests {
         };
         use TransferDirection::{Download, Upload};
         check("scp -t /tmp/x", Some((Upload, "/tmp/x", false)));
-        check("scp -v -r -d -t -- '/tmp/a b'", Some((Upload, "/tmp/a b", true)));
-        check("/usr/bin/scp -pf \"x\\\"y\"", Some((Download, "x\"y", false)));
-        check("scp -f /etc/hostname", Some((Download, "/etc/hostname", false)));
+        check(
+            "scp -v -r -d -t -- '/tmp/a b'",
+            Some((Upload, "/tmp/a b", true)),
+        );
+        check(
+            "/usr/bin/scp -pf \"x\\\"y\"",
+            Some((Download, "x\"y", false)),
+        );
+        check(
+            "scp -f /etc/hostname",
+            Some((Download, "/etc/hostname", false)),
+        );
         check("scp -t /tmp/x; rm -rf /", None);
         check("scp -t $HOME", None);
         check("scp /a /b", None);
@@ -400,13 +433,25 @@ mod tests {
         let events = up.source_bytes(b"C0644 2 payload.bin\nxy\0").unwrap();
         assert_eq!(
             events,
-            vec![transfer(TransferDirection::Upload, "/home/u/up.bin", "payload.bin", 2, true)]
+            vec![transfer(
+                TransferDirection::Upload,
+                "/home/u/up.bin",
+                "payload.bin",
+                2,
+                true
+            )]
         );
         let mut down = ScpWatch::new(ScpCommand::parse(b"scp -f /etc/hostname").unwrap());
         let events = down.source_bytes(b"C0644 3 hostname\nab\n\0").unwrap();
         assert_eq!(
             events,
-            vec![transfer(TransferDirection::Download, "/etc/hostname", "", 3, true)]
+            vec![transfer(
+                TransferDirection::Download,
+                "/etc/hostname",
+                "",
+                3,
+                true
+            )]
         );
         assert_eq!(
             events[0].to_string(),
@@ -426,10 +471,20 @@ mod tests {
             b"C0644 1\n",
         ] {
             let mut watch = ScpWatch::new(ScpCommand::parse(b"scp -t /x").unwrap());
-            assert!(watch.source_bytes(stream).is_err(), "{:?}", clean_name(stream));
+            assert!(
+                watch.source_bytes(stream).is_err(),
+                "{:?}",
+                clean_name(stream)
+            );
         }
         let mut watch = ScpWatch::new(ScpCommand::parse(b"scp -r -t /x").unwrap());
         let deep = b"D0755 0 d\n".repeat(MAX_DEPTH + 1);
-        assert!(watch.source_bytes(&deep).unwrap_err().what.contains("deeper"));
+        assert!(
+            watch
+                .source_bytes(&deep)
+                .unwrap_err()
+                .what
+                .contains("deeper")
+        );
     }
 }

@@ -282,13 +282,19 @@ impl SftpWatch {
             }
             FXP_REMOVE => {
                 if let Some(name) = fields.string() {
-                    out.push(TransferEvent::Change(format!("remove {}", clean_name(name))));
+                    out.push(TransferEvent::Change(format!(
+                        "remove {}",
+                        clean_name(name)
+                    )));
                 }
             }
             FXP_MKDIR | FXP_RMDIR => {
                 if let Some(name) = fields.string() {
                     let verb = if kind == FXP_MKDIR { "mkdir" } else { "rmdir" };
-                    out.push(TransferEvent::Change(format!("{verb} {}", clean_name(name))));
+                    out.push(TransferEvent::Change(format!(
+                        "{verb} {}",
+                        clean_name(name)
+                    )));
                 }
             }
             FXP_RENAME => {
@@ -367,11 +373,14 @@ impl SftpWatch {
                 }
             }
             FXP_DATA => {
-                if let (Some(handle), Some(claimed)) = (self.reading.remove(&id), fields.string_len())
+                if let (Some(handle), Some(claimed)) =
+                    (self.reading.remove(&id), fields.string_len())
                     && let Some(file) = self.files.get_mut(&handle)
                 {
                     let carried = packet.len.saturating_sub(1 + 4 + 4) as u64;
-                    file.read_bytes = file.read_bytes.saturating_add(u64::from(claimed).min(carried));
+                    file.read_bytes = file
+                        .read_bytes
+                        .saturating_add(u64::from(claimed).min(carried));
                 }
             }
             FXP_STATUS => {
@@ -432,7 +441,12 @@ mod tests {
         n.to_be_bytes().to_vec()
     }
 
-    fn transfer(direction: TransferDirection, path: &str, bytes: u64, complete: bool) -> TransferEvent {
+    fn transfer(
+        direction: TransferDirection,
+        path: &str,
+        bytes: u64,
+        complete: bool,
+    ) -> TransferEvent {
         TransferEvent::Transfer(FileTransfer {
             protocol: TransferProtocol::Sftp,
             direction,
@@ -449,7 +463,12 @@ mod tests {
         let client = [
             packet(
                 FXP_OPEN,
-                &[&id(1), &string(b"/tmp/up.bin"), &0x1au32.to_be_bytes(), &[0; 4]],
+                &[
+                    &id(1),
+                    &string(b"/tmp/up.bin"),
+                    &0x1au32.to_be_bytes(),
+                    &[0; 4],
+                ],
             ),
             packet(
                 FXP_WRITE,
@@ -457,30 +476,60 @@ mod tests {
             ),
             packet(
                 FXP_WRITE,
-                &[&id(3), &string(b"H1"), &200_000u64.to_be_bytes(), &string(&[7; 24])],
+                &[
+                    &id(3),
+                    &string(b"H1"),
+                    &200_000u64.to_be_bytes(),
+                    &string(&[7; 24]),
+                ],
             ),
             packet(FXP_CLOSE, &[&id(4), &string(b"H1")]),
             packet(
                 FXP_OPEN,
-                &[&id(5), &string(b"/etc/host\x1bname"), &1u32.to_be_bytes(), &[0; 4]],
+                &[
+                    &id(5),
+                    &string(b"/etc/host\x1bname"),
+                    &1u32.to_be_bytes(),
+                    &[0; 4],
+                ],
             ),
             packet(
                 FXP_READ,
-                &[&id(6), &string(b"H2"), &0u64.to_be_bytes(), &32768u32.to_be_bytes()],
+                &[
+                    &id(6),
+                    &string(b"H2"),
+                    &0u64.to_be_bytes(),
+                    &32768u32.to_be_bytes(),
+                ],
             ),
             packet(FXP_CLOSE, &[&id(7), &string(b"H2")]),
             packet(FXP_REMOVE, &[&id(8), &string(b"/tmp/up.bin")]),
             packet(
                 FXP_EXTENDED,
-                &[&id(9), &string(b"posix-rename@openssh.com"), &string(b"/a"), &string(b"/b")],
+                &[
+                    &id(9),
+                    &string(b"posix-rename@openssh.com"),
+                    &string(b"/a"),
+                    &string(b"/b"),
+                ],
             ),
             packet(
                 FXP_OPEN,
-                &[&id(10), &string(b"/tmp/cut"), &0x1au32.to_be_bytes(), &[0; 4]],
+                &[
+                    &id(10),
+                    &string(b"/tmp/cut"),
+                    &0x1au32.to_be_bytes(),
+                    &[0; 4],
+                ],
             ),
             packet(
                 FXP_WRITE,
-                &[&id(11), &string(b"H3"), &0u64.to_be_bytes(), &string(&[1; 10])],
+                &[
+                    &id(11),
+                    &string(b"H3"),
+                    &0u64.to_be_bytes(),
+                    &string(&[1; 10]),
+                ],
             ),
         ];
         let server = [
@@ -528,7 +577,12 @@ mod tests {
             events,
             vec![
                 transfer(TransferDirection::Upload, "/tmp/up.bin", 200_024, true),
-                transfer(TransferDirection::Download, "/etc/host\u{fffd}name", 8, true),
+                transfer(
+                    TransferDirection::Download,
+                    "/etc/host\u{fffd}name",
+                    8,
+                    true
+                ),
                 TransferEvent::Change("remove /tmp/up.bin".into()),
                 TransferEvent::Change("rename /a to /b".into()),
                 transfer(TransferDirection::Upload, "/tmp/cut", 10, false),
@@ -564,7 +618,12 @@ mod tests {
             watch
                 .client_bytes(&packet(
                     FXP_OPEN,
-                    &[&id(n), &string(name.as_bytes()), &1u32.to_be_bytes(), &[0; 4]],
+                    &[
+                        &id(n),
+                        &string(name.as_bytes()),
+                        &1u32.to_be_bytes(),
+                        &[0; 4],
+                    ],
                 ))
                 .unwrap();
             watch
@@ -574,7 +633,12 @@ mod tests {
         watch
             .client_bytes(&packet(
                 FXP_OPEN,
-                &[&id(99_999), &string(b"/one-more"), &1u32.to_be_bytes(), &[0; 4]],
+                &[
+                    &id(99_999),
+                    &string(b"/one-more"),
+                    &1u32.to_be_bytes(),
+                    &[0; 4],
+                ],
             ))
             .unwrap();
         let error = watch
@@ -603,14 +667,25 @@ mod tests {
             seed ^= seed << 17;
             let bytes = seed.to_be_bytes();
             // Small lengths keep the framer inside the limit most of the time, so parsing is reached.
-            let piece = [0, 0, 0, bytes[0] % 40, bytes[1] % 8, bytes[2], bytes[3], bytes[4]];
+            let piece = [
+                0,
+                0,
+                0,
+                bytes[0] % 40,
+                bytes[1] % 8,
+                bytes[2],
+                bytes[3],
+                bytes[4],
+            ];
             if watch.client_bytes(&piece).is_err() {
                 watch = SftpWatch::default();
             }
             if watch.server_bytes(&bytes).is_err() {
                 watch = SftpWatch::default();
             }
-            assert!(watch.requests.head.len() <= MAX_HEAD && watch.responses.head.len() <= MAX_HEAD);
+            assert!(
+                watch.requests.head.len() <= MAX_HEAD && watch.responses.head.len() <= MAX_HEAD
+            );
             assert!(watch.files.len() <= MAX_OPEN && watch.opening.len() <= MAX_PENDING);
         }
     }

@@ -298,13 +298,7 @@ impl StateDb {
             .map(|(id, name, subjects, targets, protocols, forwarding)| {
                 Ok(PolicyRecord {
                     id,
-                    policy: policy_from_columns(
-                        name,
-                        &subjects,
-                        &targets,
-                        &protocols,
-                        forwarding,
-                    )?,
+                    policy: policy_from_columns(name, &subjects, &targets, &protocols, forwarding)?,
                 })
             })
             .collect()

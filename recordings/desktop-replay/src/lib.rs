@@ -193,7 +193,8 @@ impl DesktopReplay {
                 }
                 DesktopEvent::Keyframe { .. }
                 | DesktopEvent::Input(_)
-                | DesktopEvent::Resize { .. } => {}
+                | DesktopEvent::Resize { .. }
+                | DesktopEvent::Clipboard { .. } => {}
             }
         }
         Ok(decoder.frame(from_keyframe_ms))

@@ -2,7 +2,7 @@
 //! process handling by PID (spawning with a time limit, signalling, finding descendants).
 
 use std::io::Read;
-use std::net::TcpListener;
+use std::net::{SocketAddr, TcpListener};
 use std::path::Path;
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -220,4 +220,17 @@ pub fn tail(text: &str, max: usize) -> &str {
         start += 1;
     }
     &text[start..]
+}
+
+/// Sends a QUIC long-header packet of a reserved version (RFC 9000 §15, 0x?a?a?a?a) with `python3` (a command
+/// that runs python3 where the probe should come from), padded to 1200 bytes like an Initial, and reports whether a Version Negotiation packet (long
+/// header, version 0) came back within 1 s: the gateway's QUIC endpoint answers exactly that.
+pub fn quic_answered(mut python3: Command, to: SocketAddr) -> Result<bool> {
+    let script = format!(
+        "import socket\ns=socket.socket(socket.AF_INET,socket.SOCK_DGRAM)\ns.settimeout(1)\np=bytes([0xc0])+bytes.fromhex('1a2a3a4a')+bytes([8])+bytes(range(1,9))+bytes([8])+bytes(range(9,17))\ns.sendto(p+bytes(1200-len(p)),('{}',{}))\ntry:\n r=s.recv(2048)\n print('vn' if len(r)>=7 and r[0]&0x80 and r[1:5]==bytes(4) else 'other')\nexcept socket.timeout:\n print('timeout')\n",
+        to.ip(),
+        to.port()
+    );
+    let out = run_with_timeout(python3.args(["-c", &script]), Duration::from_secs(10))?;
+    Ok(String::from_utf8_lossy(&out.stdout).trim() == "vn")
 }

@@ -101,14 +101,59 @@ impl RdpAttack {
 
 /// A hostile RDP server; stopped (and its threads joined) on drop.
 pub struct HostileRdp {
-    addr: SocketAddr,
-    stop: Arc<AtomicBool>,
-    thread: Option<JoinHandle<()>>,
+    server: RdpServer,
 }
 
 impl HostileRdp {
     /// Listens on `net.ns_addr():port` inside the namespace and serves every connection with `attack`.
     pub fn start(net: &TargetNet, port: u16, attack: RdpAttack) -> Result<HostileRdp> {
+        let server = RdpServer::start(
+            net,
+            port,
+            &format!("hostile-rdp-{attack:?}"),
+            CONNECTION_LIFETIME,
+            move |tcp| Box::pin(run(tcp, attack)),
+        )?;
+        Ok(HostileRdp { server })
+    }
+
+    /// The address it listens on.
+    pub fn addr(&self) -> SocketAddr {
+        self.server.addr()
+    }
+}
+
+/// What an [`RdpServer`] does with one accepted connection (on the connection's own thread, so the future
+/// need not be `Send`; ironrdp's acceptor futures are not).
+pub(crate) type Handler = Arc<
+    dyn Fn(tokio::net::TcpStream) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
+        + Send
+        + Sync,
+>;
+
+/// A TCP server of ours inside a namespace: one thread per connection with a current-thread runtime,
+/// each connection ended after `lifetime` or when the server stops. Dropping it stops the server and
+/// joins every thread.
+pub(crate) struct RdpServer {
+    addr: SocketAddr,
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl RdpServer {
+    pub(crate) fn start<F>(
+        net: &TargetNet,
+        port: u16,
+        name: &str,
+        lifetime: Duration,
+        handler: F,
+    ) -> Result<RdpServer>
+    where
+        F: Fn(tokio::net::TcpStream) -> std::pin::Pin<Box<dyn std::future::Future<Output = ()>>>
+            + Send
+            + Sync
+            + 'static,
+    {
         let addr = SocketAddr::from((net.ns_addr(), port));
         let listener = {
             let ns = NsSockets::enter(net.name())?;
@@ -116,26 +161,26 @@ impl HostileRdp {
         };
         listener.set_nonblocking(true)?;
         let stop = Arc::new(AtomicBool::new(false));
+        let handler: Handler = Arc::new(handler);
         let thread = {
             let stop = stop.clone();
             std::thread::Builder::new()
-                .name(format!("hostile-rdp-{attack:?}"))
-                .spawn(move || accept_loop(listener, attack, stop))?
+                .name(name.to_owned())
+                .spawn(move || accept_loop(listener, handler, lifetime, stop))?
         };
-        Ok(HostileRdp {
+        Ok(RdpServer {
             addr,
             stop,
             thread: Some(thread),
         })
     }
 
-    /// The address it listens on.
-    pub fn addr(&self) -> SocketAddr {
+    pub(crate) fn addr(&self) -> SocketAddr {
         self.addr
     }
 }
 
-impl Drop for HostileRdp {
+impl Drop for RdpServer {
     fn drop(&mut self) {
         self.stop.store(true, Ordering::SeqCst);
         if let Some(thread) = self.thread.take() {
@@ -144,15 +189,16 @@ impl Drop for HostileRdp {
     }
 }
 
-fn accept_loop(listener: TcpListener, attack: RdpAttack, stop: Arc<AtomicBool>) {
+fn accept_loop(listener: TcpListener, handler: Handler, lifetime: Duration, stop: Arc<AtomicBool>) {
     let mut workers = Vec::new();
     while !stop.load(Ordering::SeqCst) {
         match listener.accept() {
             Ok((stream, _)) => {
                 let stop = stop.clone();
+                let handler = handler.clone();
                 if let Ok(worker) = std::thread::Builder::new()
-                    .name("hostile-rdp-conn".into())
-                    .spawn(move || serve(stream, attack, stop))
+                    .name("rdp-server-conn".into())
+                    .spawn(move || serve(stream, handler, lifetime, stop))
                 {
                     workers.push(worker);
                 }
@@ -165,7 +211,7 @@ fn accept_loop(listener: TcpListener, attack: RdpAttack, stop: Arc<AtomicBool>) 
     }
 }
 
-fn serve(stream: std::net::TcpStream, attack: RdpAttack, stop: Arc<AtomicBool>) {
+fn serve(stream: std::net::TcpStream, handler: Handler, lifetime: Duration, stop: Arc<AtomicBool>) {
     let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -183,7 +229,7 @@ fn serve(stream: std::net::TcpStream, attack: RdpAttack, stop: Arc<AtomicBool>) 
             }
         };
         tokio::select! {
-            _ = tokio::time::timeout(CONNECTION_LIFETIME, run(stream, attack)) => {}
+            _ = tokio::time::timeout(lifetime, handler(stream)) => {}
             () = stopped => {}
         }
     });
@@ -276,11 +322,12 @@ async fn run(mut tcp: tokio::net::TcpStream, attack: RdpAttack) {
     }
 }
 
-async fn connect_and_attack(tcp: tokio::net::TcpStream, attack: RdpAttack) -> Result<()> {
-    let size = DesktopSize {
-        width: 800,
-        height: 600,
-    };
+/// The server side of the connection sequence (TLS with a throwaway certificate, no NLA) at `size`;
+/// returns the stream ready for output PDUs.
+pub(crate) async fn accept(
+    tcp: tokio::net::TcpStream,
+    size: DesktopSize,
+) -> Result<TokioFramed<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>> {
     let mut acceptor = Acceptor::new(SecurityProtocol::SSL, size, capabilities(size), None);
     let framed = TokioFramed::new(tcp);
     let tcp = match ironrdp_acceptor::accept_begin(framed, &mut acceptor)
@@ -292,10 +339,18 @@ async fn connect_and_attack(tcp: tokio::net::TcpStream, attack: RdpAttack) -> Re
     };
     let tls = tls_acceptor()?.accept(tcp).await.context("tls accept")?;
     acceptor.mark_security_upgrade_as_done();
-    let (mut framed, _result) =
-        ironrdp_acceptor::accept_finalize(TokioFramed::new(tls), &mut acceptor)
-            .await
-            .map_err(|e| anyhow::anyhow!("{}", e.report()))?;
+    let (framed, _result) = ironrdp_acceptor::accept_finalize(TokioFramed::new(tls), &mut acceptor)
+        .await
+        .map_err(|e| anyhow::anyhow!("{}", e.report()))?;
+    Ok(framed)
+}
+
+async fn connect_and_attack(tcp: tokio::net::TcpStream, attack: RdpAttack) -> Result<()> {
+    let size = DesktopSize {
+        width: 800,
+        height: 600,
+    };
+    let mut framed = accept(tcp, size).await?;
     let mut written = 0usize;
     for pdu in payloads(attack) {
         written += pdu.len();

@@ -9,6 +9,7 @@
 //! - [`browser`]: headless Chromium through chromedriver and fantoccini.
 //! - [`cli`]: the built `sallyport` CLI with its own config directory, driven through a pseudo-terminal.
 //! - [`tunnel`]: TCP between the root namespace and the browser's own namespace.
+//! - [`tmux`]: terminal programs (the built `sallyport-review`) in a private tmux server, typed into and read.
 //! - [`common`]: root and tool checks, bounded waits, free ports, processes by PID.
 //! - [`bench_rdp`]: the RDP benchmark of `sallyport-bench rdp` (fps, CPU, bytes ratio, memory, concurrency).
 //! - [`bench_edge`]: the eBPF edge benchmark of `sallyport-bench edge` (XDP against nftables, TCP with and
@@ -33,9 +34,11 @@ pub mod hostile;
 pub mod hostile_rdp;
 pub mod http;
 pub mod netns;
+pub mod paced_rdp;
 pub mod portal;
 pub mod rdp;
 pub mod sshd;
+pub mod tmux;
 pub mod tunnel;
 
 pub use browser::Browser;

@@ -360,3 +360,175 @@ pub fn verifying_key(gateway: &Gateway) -> Result<ed25519_dalek::VerifyingKey> {
         .map_err(|_| anyhow::anyhow!("public key is not 32 bytes"))?;
     Ok(ed25519_dalek::VerifyingKey::from_bytes(&bytes)?)
 }
+
+/// A desktop WebSocket session driven from Rust as the browser page drives it: the connect message, then
+/// display updates applied to a framebuffer of our own (solid and PNG rectangles), and input events.
+pub struct Desktop {
+    ws: crate::http::Ws,
+    /// The desktop's size as the last update gave it.
+    pub size: (u16, u16),
+    /// Tightly packed RGBA of the desktop as the updates drew it.
+    pub rgba: Vec<u8>,
+    /// Control messages, in order.
+    pub controls: Vec<Value>,
+    /// How many display updates arrived.
+    pub updates: u64,
+}
+
+impl Desktop {
+    /// Opens `/ws/desktop/{target_id}` and sends the connect message with a password and a size.
+    pub async fn open(
+        client: &Client,
+        target_id: i64,
+        username: &str,
+        password: &str,
+        size: (u16, u16),
+    ) -> Result<Desktop> {
+        let mut ws = client
+            .ws_connect_same_origin(&format!("/ws/desktop/{target_id}"))
+            .await?;
+        let connect = serde_json::json!({"type": "connect", "username": username, "password": password,
+            "width": size.0, "height": size.1});
+        ws.send(Message::Text(connect.to_string().into())).await?;
+        Ok(Desktop {
+            ws,
+            size: (0, 0),
+            rgba: Vec::new(),
+            controls: Vec::new(),
+            updates: 0,
+        })
+    }
+
+    /// The RGB of one desktop pixel, once an update covered it.
+    pub fn pixel(&self, x: u16, y: u16) -> Option<[u8; 3]> {
+        if x >= self.size.0 || y >= self.size.1 {
+            return None;
+        }
+        let i = (usize::from(y) * usize::from(self.size.0) + usize::from(x)) * 4;
+        self.rgba.get(i..i + 3).map(|p| [p[0], p[1], p[2]])
+    }
+
+    /// Sends a batch of input events.
+    pub async fn input(&mut self, events: &[sallyport_core::display::InputEvent]) -> Result<()> {
+        let bytes = sallyport_core::display::encode_input(events);
+        self.ws.send(Message::Binary(bytes.into())).await?;
+        Ok(())
+    }
+
+    fn apply(&mut self, bytes: &[u8]) -> Result<()> {
+        use sallyport_core::display::{Encoding, parse_update};
+        let update = parse_update(bytes)?;
+        if (update.width, update.height) != self.size {
+            self.size = (update.width, update.height);
+            self.rgba = vec![0; usize::from(update.width) * usize::from(update.height) * 4];
+        }
+        let stride = usize::from(self.size.0) * 4;
+        for r in update.rects {
+            let (w, h) = (usize::from(r.rect.width), usize::from(r.rect.height));
+            let pixels = match r.encoding {
+                Encoding::Solid => r.data.repeat(w * h),
+                Encoding::Png => {
+                    let mut reader =
+                        png::Decoder::new(std::io::Cursor::new(&r.data)).read_info()?;
+                    let mut buf = vec![0; reader.output_buffer_size().context("png size")?];
+                    let info = reader.next_frame(&mut buf)?;
+                    if info.color_type != png::ColorType::Rgba || info.width as usize != w {
+                        bail!("a PNG rectangle is not {w} pixels of RGBA: {info:?}");
+                    }
+                    buf.truncate(w * h * 4);
+                    buf
+                }
+                Encoding::Jpeg => {
+                    let mut decoder = jpeg_decoder::Decoder::new(std::io::Cursor::new(&r.data));
+                    let rgb = decoder.decode()?;
+                    let info = decoder.info().context("jpeg info")?;
+                    if info.pixel_format != jpeg_decoder::PixelFormat::RGB24
+                        || usize::from(info.width) != w
+                        || usize::from(info.height) != h
+                    {
+                        bail!("a JPEG rectangle is not {w}x{h} RGB: {info:?}");
+                    }
+                    rgb.chunks_exact(3)
+                        .flat_map(|p| [p[0], p[1], p[2], 0xff])
+                        .collect()
+                }
+            };
+            for row in 0..h {
+                let at = (usize::from(r.rect.y) + row) * stride + usize::from(r.rect.x) * 4;
+                if let (Some(dst), Some(src)) = (
+                    self.rgba.get_mut(at..at + w * 4),
+                    pixels.get(row * w * 4..(row + 1) * w * 4),
+                ) {
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
+        self.updates += 1;
+        Ok(())
+    }
+
+    /// Applies updates until `done(self)` holds; fails on an `error` message, a closed socket or after `timeout`.
+    pub async fn read_until(
+        &mut self,
+        timeout: Duration,
+        what: &str,
+        mut done: impl FnMut(&Desktop) -> bool,
+    ) -> Result<()> {
+        let deadline = Instant::now() + timeout;
+        while !done(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let message = match tokio::time::timeout(left, self.ws.next()).await {
+                Err(_) => bail!(
+                    "timed out waiting for {what} ({} updates; controls {:?})",
+                    self.updates,
+                    self.controls
+                ),
+                Ok(None) => bail!("the desktop closed while waiting for {what}"),
+                Ok(Some(message)) => message?,
+            };
+            match message {
+                Message::Binary(bytes) => self.apply(&bytes)?,
+                Message::Text(text) => {
+                    let value: Value = serde_json::from_str(text.as_str())?;
+                    if value["type"] == "error" {
+                        bail!("the desktop failed while waiting for {what}: {value}");
+                    }
+                    self.controls.push(value);
+                }
+                Message::Close(frame) => {
+                    bail!("the desktop closed while waiting for {what}: {frame:?}")
+                }
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    /// Keeps applying updates for `period` (the session stays busy being watched).
+    pub async fn watch_for(&mut self, period: Duration) -> Result<()> {
+        let until = Instant::now() + period;
+        loop {
+            let left = until.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Ok(());
+            }
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Err(_) => return Ok(()),
+                Ok(None) => bail!("the desktop closed while being watched"),
+                Ok(Some(message)) => match message? {
+                    Message::Binary(bytes) => self.apply(&bytes)?,
+                    Message::Text(text) => self.controls.push(serde_json::from_str(text.as_str())?),
+                    Message::Close(frame) => {
+                        bail!("the desktop closed while being watched: {frame:?}")
+                    }
+                    _ => {}
+                },
+            }
+        }
+    }
+
+    /// Closes the WebSocket.
+    pub async fn close(mut self) {
+        let _ = self.ws.close(None).await;
+    }
+}

@@ -138,6 +138,7 @@ impl Xrdp {
             "/usr/bin/xsetroot",
             "/usr/bin/xev",
             "/usr/bin/xdpyinfo",
+            "/usr/bin/xclip",
         ] {
             require_tool(tool)?;
         }
@@ -176,6 +177,7 @@ impl Xrdp {
                 ("Logging", "LogFile", &path("sesman.log")),
                 ("Logging", "EnableSyslog", "false"),
                 ("ChansrvLogging", "EnableSyslog", "false"),
+                ("ChansrvLogging", "LogLevel", "DEBUG"),
             ],
             &[(
                 "SessionVariables",
@@ -301,6 +303,37 @@ impl Drop for Xrdp {
         if std::thread::panicking() {
             eprintln!("--- xrdp logs ---\n{}", self.log());
         }
+        forget_display(&self.out_dir());
+    }
+}
+
+/// Removes the X display's socket and lock and xrdp's sockets of the session's display. The session's
+/// Xorg dies with the namespace (SIGKILL), which leaves them behind; sesman counts such leftovers as
+/// displays in use and refuses logins once its range is full.
+fn forget_display(out_dir: &Path) {
+    let Some(display) = fs::read_to_string(out_dir.join("display"))
+        .ok()
+        .and_then(|d| {
+            d.trim()
+                .trim_start_matches(':')
+                .split('.')
+                .next()?
+                .parse::<u32>()
+                .ok()
+        })
+    else {
+        return;
+    };
+    let _ = fs::remove_file(format!("/tmp/.X11-unix/X{display}"));
+    let _ = fs::remove_file(format!("/tmp/.X{display}-lock"));
+    for name in [
+        "xrdp_chansrv_socket",
+        "xrdp_disconnect_display",
+        "xrdp_display",
+        "xrdpapi",
+    ] {
+        let path = format!("/run/xrdp/sockdir/{name}_{display}");
+        let _ = fs::remove_file(&path).or_else(|_| fs::remove_dir_all(&path));
     }
 }
 

@@ -27,6 +27,16 @@ const SPEC: &[(&str, &str, [u16; 5])] = &[
     ("GET", "/assets/terminal.js", [200, 200, 200, 200, 200]),
     ("GET", "/assets/../state.db", [404, 404, 404, 404, 404]),
     ("GET", "/login/mfa", [200, 200, 200, 200, 200]),
+    // The review API takes only its own bearer token, never the browser's cookie; its login takes JSON only.
+    ("POST", "/api/review/login", [415, 415, 415, 415, 415]),
+    ("POST", "/api/review/logout", [401, 401, 401, 401, 401]),
+    ("GET", "/api/review/key", [401, 401, 401, 401, 401]),
+    ("GET", "/api/review/sessions", [401, 401, 401, 401, 401]),
+    (
+        "GET",
+        "/api/review/sessions/00112233445566778899aabbccddeeff/chunks",
+        [401, 401, 401, 401, 401],
+    ),
     ("POST", "/login/mfa", [422, 422, 422, 422, 422]),
     ("GET", "/account/mfa", [303, 200, 200, 200, 200]),
     ("POST", "/account/mfa", [303, 422, 422, 422, 422]),

@@ -7,7 +7,9 @@
 
 mod support;
 
+use std::io::Write;
 use std::net::Ipv4Addr;
+use std::process::{Command, Stdio};
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
@@ -15,6 +17,7 @@ use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerA
 use fantoccini::{Client as Driver, Locator};
 use sallyport_desktop_replay::DesktopReplay;
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
+use sallyport_e2e::common::run_with_timeout;
 use sallyport_e2e::rdp::{BACKGROUND, Shadow, ShadowSecurity, XTERM_AT, Xrdp};
 use sallyport_e2e::{Browser, Gateway, GatewayOptions, TargetNet, require_root, wait_until_async};
 use sallyport_recordings::{DesktopEvent, Event, Outcome, Store, Verification};
@@ -30,6 +33,11 @@ trait Desk {
     /// Whether the server follows the client's size (display control); a shadow server mirrors a fixed
     /// screen.
     fn resizes(&self) -> bool;
+    /// `xclip` in the target's X session as its user, when the server bridges the RDP clipboard to X
+    /// (xrdp's chansrv does).
+    fn xclip(&self) -> Option<Command> {
+        None
+    }
 }
 
 impl Desk for Xrdp {
@@ -50,6 +58,20 @@ impl Desk for Xrdp {
     }
     fn resizes(&self) -> bool {
         true
+    }
+    fn xclip(&self) -> Option<Command> {
+        let display = std::fs::read_to_string(self.out_dir().join("display")).ok()?;
+        let user = self.user();
+        let mut command = Command::new("runuser");
+        command
+            .args(["-u", &user.name, "--", "env"])
+            .arg(format!("DISPLAY={}", display.trim()))
+            .arg(format!(
+                "XAUTHORITY={}",
+                user.home.join(".Xauthority").display()
+            ))
+            .args(["xclip", "-quiet", "-selection", "clipboard"]);
+        Some(command)
     }
 }
 
@@ -153,6 +175,19 @@ async fn scenario(net: &TargetNet, desk: &dyn Desk, addr: Ipv4Addr, port: u16) -
         count(&|d| matches!(d, DesktopEvent::Resize { .. })) >= 2,
         "the initial size and the window's resize"
     );
+    if desk.xclip().is_some() {
+        // Both directions, by size only: the text itself is not in the recording.
+        assert!(
+            count(
+                &|d| matches!(d, DesktopEvent::Clipboard { to_target: true, bytes } if *bytes > 0)
+            ) >= 1
+        );
+        assert!(
+            count(
+                &|d| matches!(d, DesktopEvent::Clipboard { to_target: false, bytes } if *bytes > 0)
+            ) >= 1
+        );
+    }
     match store.verify(&session.id, &verifying_key(&gateway)?)? {
         Verification::Intact { chunks } => assert!(chunks >= 1),
         other => bail!("recording does not verify: {other:?}"),
@@ -172,8 +207,23 @@ async fn scenario(net: &TargetNet, desk: &dyn Desk, addr: Ipv4Addr, port: u16) -
     // Seeking to the middle starts from a keyframe and gives what decoding everything up to there gives.
     let keyframes = replay.keyframes();
     assert!(!keyframes.is_empty(), "no keyframe was recorded");
+    // A resize starts a new desktop whose first keyframe follows a moment later; a middle that falls in
+    // that moment moves on to it.
     let middle = replay.duration_ms() / 2;
-    let sought = replay.frame_at(middle.max(keyframes[0]))?;
+    let last_activation = events
+        .iter()
+        .filter(|e| {
+            e.at_ms <= middle && matches!(&e.event, Event::Desktop(DesktopEvent::Activation { .. }))
+        })
+        .map(|e| e.at_ms)
+        .max()
+        .unwrap_or(0);
+    let at = keyframes
+        .iter()
+        .copied()
+        .find(|k| *k >= last_activation)
+        .map_or(middle, |k| middle.max(k));
+    let sought = replay.frame_at(at)?;
     assert!(
         sought.from_keyframe_ms.is_some(),
         "seeking did not use a keyframe"
@@ -183,7 +233,7 @@ async fn scenario(net: &TargetNet, desk: &dyn Desk, addr: Ipv4Addr, port: u16) -
         .filter(|e| !matches!(e.event, Event::Desktop(DesktopEvent::Keyframe { .. })))
         .cloned()
         .collect();
-    let decoded = DesktopReplay::new(&without_keyframes).frame_at(middle.max(keyframes[0]))?;
+    let decoded = DesktopReplay::new(&without_keyframes).frame_at(at)?;
     assert!(decoded.from_keyframe_ms.is_none());
     assert!(decoded.pdus_decoded >= sought.pdus_decoded);
     assert_eq!(
@@ -349,6 +399,67 @@ async fn drive(driver: &Driver, gateway: &Gateway, desk: &dyn Desk) -> Result<(u
         );
     }
 
+    // Clipboard text both ways, where the target bridges it to X: copied on the target, it shows in the
+    // page's clipboard panel; sent from the panel, the target's X clipboard holds it.
+    if let Some(mut copy) = desk.xclip() {
+        let from_target = format!("copied on the target {}", std::process::id());
+        let mut holder = copy
+            .arg("-i")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("xclip -i")?;
+        if let Some(mut stdin) = holder.stdin.take() {
+            stdin.write_all(from_target.as_bytes())?;
+        }
+        let received = wait_until_async(Duration::from_secs(15), || async {
+            driver
+                .execute(
+                    "return document.getElementById('clipboard-text').value",
+                    vec![],
+                )
+                .await
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                == Some(from_target.clone())
+        })
+        .await;
+        let _ = holder.kill();
+        let _ = holder.wait();
+        assert!(
+            received,
+            "text copied on the target never reached the page's clipboard panel"
+        );
+
+        let from_browser = format!("pasted from the browser {}", std::process::id());
+        click(driver, "#clipboard-toggle").await?;
+        fill(driver, "#clipboard-text", &from_browser).await?;
+        click(driver, "#clipboard-send").await?;
+        // At most 15 s.
+        let mut seen = String::new();
+        let mut pasted = false;
+        for _ in 0..30 {
+            let Some(mut paste) = desk.xclip() else {
+                break;
+            };
+            paste.arg("-o");
+            if let Ok(out) = run_with_timeout(&mut paste, Duration::from_secs(5)) {
+                seen = String::from_utf8_lossy(&out.stdout).into_owned();
+            }
+            pasted = seen.contains(&from_browser);
+            if pasted {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(500)).await;
+        }
+        assert!(
+            pasted,
+            "the target's X clipboard holds {seen:?}, not the browser's text"
+        );
+        click(driver, "#clipboard-toggle").await?;
+    }
+
     // Resizing the browser window changes the remote desktop's size (checked on the target); a shadow
     // server keeps its screen and the canvas keeps showing it.
     let before = desk.screen_size();
@@ -357,7 +468,13 @@ async fn drive(driver: &Driver, gateway: &Gateway, desk: &dyn Desk) -> Result<(u
         let resized = wait_until_async(Duration::from_secs(30), || async {
             let now = desk.screen_size();
             let canvas = pixel(driver, 0, 0).await.unwrap_or_default();
-            now.is_some()
+            // The window went from 1200 to 900 pixels wide, so the desktop must be narrower than 900 (the
+            // size file may lag behind earlier changes, so "different from before" alone is not enough).
+            let narrower = now
+                .as_deref()
+                .and_then(|n| n.split('x').next()?.parse::<u32>().ok())
+                .is_some_and(|w| w < 900);
+            narrower
                 && now != before
                 && canvas.len() == 5
                 && now == Some(format!("{}x{}", canvas[0], canvas[1]))

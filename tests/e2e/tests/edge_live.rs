@@ -1,7 +1,7 @@
 //! The XDP edge live, in network namespaces: the real gateway attaches it to the veth its clients come
 //! from (public) and to the veth its target lives behind (internal). From the client namespace, nmap
 //! finds the portal port open and every other TCP port filtered, pings go unanswered, UDP reaches the
-//! portal port only; an SSH session from the client side still works (the target's replies pass as
+//! portal port only (its QUIC endpoint answers); an SSH session from the client side still works (the target's replies pass as
 //! flows the gateway opened). A login lockout puts the client into the XDP blocklist: its TCP connects
 //! time out until the lockout ends, then work again. Stopping the gateway detaches the edge.
 //!
@@ -17,7 +17,7 @@ use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use sallyport_e2e::common::{require_tool, run_with_timeout};
+use sallyport_e2e::common::{quic_answered, require_tool, run_with_timeout};
 use sallyport_e2e::tunnel::NsSockets;
 use sallyport_e2e::{
     Client, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
@@ -183,7 +183,6 @@ async fn the_edge_leaves_only_the_portal_reachable() -> Result<()> {
     let _sshd = Sshd::start(&inside, SshdOptions::default())?;
     let portal_ip = outside.host_addr();
     let client_ip = outside.ns_addr();
-    let _udp_portal = UdpEcho::start(SocketAddr::from((portal_ip, PORTAL_PORT)))?;
     let _udp_other = UdpEcho::start(SocketAddr::from((portal_ip, OTHER_UDP_PORT)))?;
 
     // Controls: without the edge, the host answers pings, refuses closed ports, and echoes UDP.
@@ -200,6 +199,13 @@ async fn the_edge_leaves_only_the_portal_reachable() -> Result<()> {
     assert!(
         udp_answered(&outside, SocketAddr::from((portal_ip, OTHER_UDP_PORT)))?,
         "control: udp {OTHER_UDP_PORT} unanswered without the edge"
+    );
+    assert!(
+        !quic_answered(
+            outside.exec("python3"),
+            SocketAddr::from((portal_ip, PORTAL_PORT))
+        )?,
+        "control: a QUIC answer on {PORTAL_PORT} before the gateway started"
     );
 
     let options = GatewayOptions::for_net(&inside)
@@ -268,10 +274,14 @@ async fn the_edge_leaves_only_the_portal_reachable() -> Result<()> {
     eprintln!("full TCP scan took {:?}", started.elapsed());
     assert!(metric(&admin, &drops("closed_port")).await? >= 65534);
 
-    // UDP: the portal port is reachable (a listener there answers), another listening port is not.
+    // UDP: the portal port is reachable (the gateway's QUIC endpoint answers), another listening port is
+    // not.
     assert!(
-        udp_answered(&outside, SocketAddr::from((portal_ip, PORTAL_PORT)))?,
-        "udp to the portal port did not pass"
+        quic_answered(
+            outside.exec("python3"),
+            SocketAddr::from((portal_ip, PORTAL_PORT))
+        )?,
+        "udp to the portal port did not reach the QUIC endpoint"
     );
     assert!(
         !udp_answered(&outside, SocketAddr::from((portal_ip, OTHER_UDP_PORT)))?,

@@ -31,6 +31,7 @@ fn request(addr: SocketAddr, user: &str, password: &str) -> ConnectRequest {
         timeout: Duration::from_secs(15),
         observer: None,
         keyframe_interval: Duration::from_secs(10),
+        clipboard: sallyport_core::display::ClipboardPolicy::default(),
     }
 }
 
@@ -55,6 +56,7 @@ async fn outcome(addr: SocketAddr) -> Result<String, String> {
             Ok(SessionEvent::Damaged) => {
                 let _ = session.take_update(false);
             }
+            Ok(SessionEvent::Clipboard(_) | SessionEvent::ClipboardRefused(_)) => {}
             Ok(SessionEvent::Ended(SessionEnd::Failed(error))) => {
                 return Err(format!("ended with an error: {error}"));
             }

@@ -24,6 +24,7 @@ fn request(xrdp: &Xrdp, pinned_key: Option<String>, size: DesktopSize) -> Connec
         timeout: Duration::from_secs(30),
         observer: None,
         keyframe_interval: Duration::from_secs(10),
+        clipboard: sallyport_core::display::ClipboardPolicy::default(),
     }
 }
 
@@ -53,6 +54,7 @@ async fn until_frame(
                 // Keep the damage bounded as a viewer would.
                 let _ = session.take_update(false)?;
             }
+            Ok(SessionEvent::Clipboard(_) | SessionEvent::ClipboardRefused(_)) => {}
             Ok(SessionEvent::Ended(end)) => {
                 bail!("the session ended while waiting for {what}: {end:?}")
             }
@@ -225,6 +227,7 @@ fn shadow_request(shadow: &Shadow, password: &str) -> ConnectRequest {
         timeout: Duration::from_secs(30),
         observer: None,
         keyframe_interval: Duration::from_secs(10),
+        clipboard: sallyport_core::display::ClipboardPolicy::default(),
     }
 }
 

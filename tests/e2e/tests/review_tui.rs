@@ -6,109 +6,16 @@
 
 mod support;
 
-use std::path::PathBuf;
 use std::process::{Command, Output};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
+use sallyport_e2e::tmux::{Tmux, review_bin};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::Store;
 use support::{Terminal, eventually, login_admin, target_id};
-
-/// The review binary beside the test's own target directory (build it first: `cargo build -p sallyport-review`).
-fn review_bin() -> Result<PathBuf> {
-    let exe = std::env::current_exe().context("current_exe")?;
-    let mut dir = exe.parent().context("test executable has no directory")?;
-    if dir.file_name().is_some_and(|n| n == "deps") {
-        dir = dir.parent().context("deps has no parent")?;
-    }
-    let bin = dir.join("sallyport-review");
-    if !bin.is_file() {
-        bail!(
-            "{} is missing; build it first: cargo build -p sallyport-review",
-            bin.display()
-        );
-    }
-    Ok(bin)
-}
-
-/// A tmux server of our own (its own socket), killed on drop.
-struct Tmux {
-    socket: String,
-}
-
-impl Tmux {
-    fn start(socket: &str, command: &str) -> Result<Tmux> {
-        let tmux = Tmux {
-            socket: socket.to_owned(),
-        };
-        let status = Command::new("tmux")
-            .args([
-                "-L",
-                socket,
-                "-f",
-                "/dev/null",
-                "new-session",
-                "-d",
-                "-s",
-                "review",
-            ])
-            .args(["-x", "140", "-y", "40", command])
-            .env("TERM", "xterm-256color")
-            .status()
-            .context("running tmux (cargo xtask setup installs it)")?;
-        ensure!(status.success(), "tmux new-session failed");
-        Ok(tmux)
-    }
-
-    fn keys(&self, keys: &[&str]) -> Result<()> {
-        let status = Command::new("tmux")
-            .args(["-L", &self.socket, "send-keys", "-t", "review"])
-            .args(keys)
-            .status()?;
-        ensure!(status.success(), "tmux send-keys failed");
-        Ok(())
-    }
-
-    /// Types text literally.
-    fn type_text(&self, text: &str) -> Result<()> {
-        self.keys(&["-l", text])
-    }
-
-    fn capture(&self) -> Result<String> {
-        let out = Command::new("tmux")
-            .args(["-L", &self.socket, "capture-pane", "-p", "-t", "review"])
-            .output()?;
-        ensure!(out.status.success(), "tmux capture-pane failed");
-        Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-    }
-
-    /// Waits until the pane shows what `done` accepts; the last capture is in the error.
-    fn wait_for(&self, what: &str, done: impl Fn(&str) -> bool) -> Result<String> {
-        let deadline = Instant::now() + Duration::from_secs(20);
-        loop {
-            let screen = self.capture()?;
-            if done(&screen) {
-                return Ok(screen);
-            }
-            if Instant::now() > deadline {
-                bail!("timed out waiting for {what}; the pane shows:\n{screen}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = Command::new("tmux")
-            .args(["-L", &self.socket, "kill-server"])
-            .stderr(std::process::Stdio::null())
-            .status();
-    }
-}
 
 fn review(args: &[&str]) -> Result<Output> {
     Ok(Command::new(review_bin()?).args(args).output()?)

@@ -1,9 +1,10 @@
 // Sallyport desktop page: the connect form, then the remote desktop on a canvas over the desktop WebSocket.
 //
-// Protocol (sallyport-core's display module): text messages are JSON control (connect and resize up;
-// connected and error down); binary messages up are input events, binary messages down are display
+// Protocol (sallyport-core's display module): text messages are JSON control (connect, resize and
+// clipboard up; connected, error, clipboard and clipboard_refused down); binary messages up are input events, binary messages down are display
 // updates: u8 1 | u16 width | u16 height | u16 count, then per rectangle u16 x, y, w, h | u8 encoding
-// (1 solid RGBA, 2 PNG) | u32 length | bytes. The password goes to the gateway once, in the connect.
+// (1 solid RGBA, 2 PNG, 3 JPEG for photo-like rectangles) | u32 length | bytes. The password goes to
+// the gateway once, in the connect.
 (() => {
   "use strict";
   const form = document.getElementById("connect-form");
@@ -11,6 +12,11 @@
   const area = document.getElementById("desktop-area");
   const canvas = document.getElementById("desktop");
   const ctx = canvas.getContext("2d");
+  const clipPanel = document.getElementById("clipboard-panel");
+  const clipText = document.getElementById("clipboard-text");
+  const clipStatus = document.getElementById("clipboard-status");
+  // The text both sides last agreed on, so focus changes do not resend it.
+  let lastSent = null;
 
   const setStatus = (state, text) => {
     statusEl.dataset.state = state;
@@ -102,8 +108,9 @@
             ctx.fillStyle = `rgb(${data[0]},${data[1]},${data[2]})`;
             ctx.fillRect(x, y, w, h);
           }));
-        } else if (encoding === 2) {
-          pending.push(createImageBitmap(new Blob([data], { type: "image/png" })).then((bitmap) => () => {
+        } else if (encoding === 2 || encoding === 3) {
+          const type = encoding === 2 ? "image/png" : "image/jpeg";
+          pending.push(createImageBitmap(new Blob([data], { type })).then((bitmap) => () => {
             ctx.drawImage(bitmap, x, y);
             bitmap.close();
           }));
@@ -127,6 +134,19 @@
         const pinned = control.host_key_first_seen ? " (key seen for the first time and pinned)" : "";
         setStatus("connected", `Connected. Recorded as session ${control.session_id}. Key ${control.host_key_fingerprint}${pinned}`);
         canvas.focus();
+      } else if (control.type === "clipboard") {
+        // Text copied on the remote desktop: into the panel, and into the local clipboard when the
+        // browser allows it (it needs focus and, in some browsers, a permission).
+        clipText.value = control.text;
+        lastSent = control.text;
+        clipStatus.textContent = `Copied on the remote desktop (${control.text.length} characters).`;
+        clipPanel.dataset.received = String(Number(clipPanel.dataset.received || 0) + 1);
+        if (navigator.clipboard && navigator.clipboard.writeText) {
+          navigator.clipboard.writeText(control.text).catch(() => {});
+        }
+      } else if (control.type === "clipboard_refused") {
+        clipStatus.textContent = control.message;
+        clipPanel.dataset.refused = control.message;
       } else if (control.type === "error") {
         ended = true;
         setStatus("error", `Error: ${control.message}`);
@@ -187,6 +207,32 @@
     canvas.addEventListener("keydown", key(true));
     canvas.addEventListener("keyup", key(false));
     canvas.addEventListener("blur", () => send(input.releaseAll()));
+
+    // Clipboard: the panel sends its text to the remote clipboard; the local clipboard goes along
+    // automatically whenever the desktop gets focus, where the browser lets the page read it.
+    const sendClipboard = (text) => {
+      if (socket.readyState !== WebSocket.OPEN || text === lastSent) return;
+      lastSent = text;
+      socket.send(JSON.stringify({ type: "clipboard", text }));
+      clipStatus.textContent = `Sent to the remote clipboard (${text.length} characters).`;
+    };
+    document.getElementById("clipboard-toggle").addEventListener("click", () => {
+      clipPanel.hidden = !clipPanel.hidden;
+      if (!clipPanel.hidden) clipText.focus();
+    });
+    document.getElementById("clipboard-send").addEventListener("click", () => {
+      sendClipboard(clipText.value);
+      canvas.focus();
+    });
+    canvas.addEventListener("focus", () => {
+      if (!navigator.clipboard || !navigator.clipboard.readText) return;
+      navigator.clipboard.readText().then((text) => {
+        if (text) {
+          clipText.value = text;
+          sendClipboard(text);
+        }
+      }).catch(() => {});
+    });
 
     document.getElementById("ctrl-alt-del").addEventListener("click", () => {
       send(input.ctrlAltDel());

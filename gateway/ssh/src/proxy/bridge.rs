@@ -132,10 +132,7 @@ impl Bridge {
                                 }
                                 Usage::Opaque => {}
                             }
-                            to_target
-                                .data(&data[..])
-                                .await
-                                .map_err(|_| Stop::Closed)?;
+                            to_target.data(&data[..]).await.map_err(|_| Stop::Closed)?;
                         }
                         ChannelMsg::ExtendedData { data, ext } => {
                             up += data.len() as u64;
@@ -155,10 +152,13 @@ impl Bridge {
                             pix_width,
                             pix_height,
                         } => {
-                            record(sink, ProxyEvent::Resize {
-                                cols: u16::try_from(col_width).unwrap_or(u16::MAX),
-                                rows: u16::try_from(row_height).unwrap_or(u16::MAX),
-                            })
+                            record(
+                                sink,
+                                ProxyEvent::Resize {
+                                    cols: u16::try_from(col_width).unwrap_or(u16::MAX),
+                                    rows: u16::try_from(row_height).unwrap_or(u16::MAX),
+                                },
+                            )
                             .await?;
                             to_target
                                 .window_change(col_width, row_height, pix_width, pix_height)
@@ -166,8 +166,7 @@ impl Bridge {
                                 .map_err(|_| Stop::Closed)?;
                         }
                         ChannelMsg::Signal { signal } => {
-                            record(sink, ProxyEvent::Marker(format!("signal {signal:?}")))
-                                .await?;
+                            record(sink, ProxyEvent::Marker(format!("signal {signal:?}"))).await?;
                             to_target.signal(signal).await.map_err(|_| Stop::Closed)?;
                         }
                         // Requests are answered by the handler (after the command, with a refusal); their
@@ -198,10 +197,7 @@ impl Bridge {
                                 }
                                 Usage::Opaque => {}
                             }
-                            to_client
-                                .data(&data[..])
-                                .await
-                                .map_err(|_| Stop::Closed)?;
+                            to_client.data(&data[..]).await.map_err(|_| Stop::Closed)?;
                         }
                         ChannelMsg::ExtendedData { data, ext } => {
                             down += data.len() as u64;
@@ -217,8 +213,11 @@ impl Bridge {
                         ChannelMsg::Eof => to_client.eof().await.map_err(|_| Stop::Closed)?,
                         ChannelMsg::Close => return Err(Stop::Closed),
                         ChannelMsg::ExitStatus { exit_status } => {
-                            record(sink, ProxyEvent::Marker(format!("exit status {exit_status}")))
-                                .await?;
+                            record(
+                                sink,
+                                ProxyEvent::Marker(format!("exit status {exit_status}")),
+                            )
+                            .await?;
                             to_client
                                 .exit_status(exit_status)
                                 .await
@@ -230,9 +229,10 @@ impl Bridge {
                             error_message,
                             lang_tag,
                         } => {
-                            record(sink, ProxyEvent::Marker(format!(
-                                "killed by signal {signal_name:?}"
-                            )))
+                            record(
+                                sink,
+                                ProxyEvent::Marker(format!("killed by signal {signal_name:?}")),
+                            )
                             .await?;
                             let _ = server
                                 .exit_signal_request(

@@ -82,7 +82,11 @@ impl Reverse {
     }
 
     /// The target opened a channel to the user's agent (`-A`).
-    pub(crate) async fn agent(&self, channel: Channel<russh::client::Msg>, reply: ChannelOpenHandle) {
+    pub(crate) async fn agent(
+        &self,
+        channel: Channel<russh::client::Msg>,
+        reply: ChannelOpenHandle,
+    ) {
         let Some(user) = self.user_side() else {
             return refuse_channel("auth-agent", channel, reply).await;
         };
@@ -134,7 +138,9 @@ async fn bridge_back(
     let Some(user_channel) = opened else {
         let _ = user
             .sink
-            .record(ProxyEvent::Marker(format!("{what}: the user's ssh refused it")))
+            .record(ProxyEvent::Marker(format!(
+                "{what}: the user's ssh refused it"
+            )))
             .await;
         return refuse_channel("forwarded", channel, reply).await;
     };

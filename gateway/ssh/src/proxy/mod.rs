@@ -98,10 +98,7 @@ impl SshProxy {
 
     /// The public host key as an OpenSSH line (`ssh-ed25519 AAAA...`), for users' `known_hosts`.
     pub fn host_key_openssh(&self) -> String {
-        self.host_key
-            .public_key()
-            .to_openssh()
-            .unwrap_or_default()
+        self.host_key.public_key().to_openssh().unwrap_or_default()
     }
 
     fn config(&self) -> server::Config {
@@ -392,7 +389,13 @@ fn relayable(methods: &MethodSet) -> MethodSet {
 fn shown(text: &str) -> String {
     text.chars()
         .take(MAX_PROMPT_CHARS)
-        .map(|c| if c.is_control() && c != '\n' { '\u{fffd}' } else { c })
+        .map(|c| {
+            if c.is_control() && c != '\n' {
+                '\u{fffd}'
+            } else {
+                c
+            }
+        })
         .collect()
 }
 
@@ -853,7 +856,9 @@ impl server::Handler for ProxyHandler {
                 drain_echoes(&mut pending.client).await;
             }
             session.channel_failure(channel)?;
-            return self.refuse_forwarding("x11_forward", "X11 forwarding".into()).await;
+            return self
+                .refuse_forwarding("x11_forward", "X11 forwarding".into())
+                .await;
         }
         let ok = self
             .relay_request(
@@ -922,10 +927,7 @@ impl server::Handler for ProxyHandler {
         session: &mut Session,
     ) -> Result<(), Self::Error> {
         let pty = self.channels.get(&channel).is_some_and(|p| p.pty);
-        if self
-            .relay_request(channel, Request::Shell, session)
-            .await?
-        {
+        if self.relay_request(channel, Request::Shell, session).await? {
             self.marker(format!("shell{}", if pty { " with a pty" } else { "" }))
                 .await?;
             self.start(channel, bridge::Usage::Terminal, session.handle());
@@ -1050,12 +1052,8 @@ impl server::Handler for ProxyHandler {
                     detail: format!("{what} (allowed by policy)"),
                 })
                 .await?;
-                self.shared.spawn(forward::pipe(
-                    channel,
-                    target,
-                    what,
-                    self.sink.clone(),
-                ));
+                self.shared
+                    .spawn(forward::pipe(channel, target, what, self.sink.clone()));
             }
             Err(error) => {
                 self.marker(format!("{what}: the target refused it: {error}"))
@@ -1106,7 +1104,10 @@ impl server::Handler for ProxyHandler {
         port: &mut u32,
         _session: &mut Session,
     ) -> Result<bool, Self::Error> {
-        let what = format!("remote forwarding of {}:{port} on the target", shown(address));
+        let what = format!(
+            "remote forwarding of {}:{port} on the target",
+            shown(address)
+        );
         if !self.forwarding || self.user.is_none() {
             self.refuse_forwarding("port_forward", what).await?;
             return Ok(false);
@@ -1140,7 +1141,11 @@ impl server::Handler for ProxyHandler {
         if !self.forwarding {
             return Ok(false);
         }
-        Ok(self.target.cancel_tcpip_forward(address, port).await.is_ok())
+        Ok(self
+            .target
+            .cancel_tcpip_forward(address, port)
+            .await
+            .is_ok())
     }
 
     async fn streamlocal_forward(

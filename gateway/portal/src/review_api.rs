@@ -1,0 +1,313 @@
+//! The read-only recordings API for `sallyport-review --gateway`: auditors and admins log in with the
+//! browser's rules (password, TOTP when enrolled, the throttle, the MFA requirement; `cli_api`'s
+//! [`check_credentials`]) and get a bearer token that lives in the same login-session store as a browser
+//! login (idle timeout, maximum age, ended by logout and by any change to the account).
+//!
+//! - `POST /api/review/login` (JSON [`ReviewLoginRequest`]) → [`ReviewLoginResponse`];
+//! - `POST /api/review/logout`;
+//! - `GET /api/review/key` → [`ReviewKey`], the recording public key;
+//! - `GET /api/review/sessions` → [`ReviewSessions`];
+//! - `GET /api/review/sessions/{id}/chunks?from=SEQ` → [`SessionPart`]: the row, the seal and the stored
+//!   chunks as they are, for the reviewer to verify itself.
+//!
+//! Every request after login is audited with the account and the client's address (`recordings_listed`,
+//! `recording_read` with the session and the chunks sent). Refusals are JSON ([`ReviewError`]'s shape).
+//! Users of other roles are refused at login (`review_refused`, audited). The token travels only in the
+//! `Authorization` header, which no page of another site can make a browser send.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::body::Bytes;
+use axum::extract::{ConnectInfo, FromRequestParts, Path, Query, State};
+use axum::http::request::Parts;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use sallyport_core::policy::{Authenticated, Role};
+use sallyport_relay::archive::ArchiveError;
+use sallyport_relay::archive::remote::{
+    ReviewKey, ReviewLoginRequest, ReviewLoginResponse, ReviewSessions, SessionPart,
+};
+use sallyport_state::AuditEvent;
+use serde::Deserialize;
+use tracing::warn;
+
+use crate::Portal;
+use crate::cli_api::{check_credentials, error, refuse_foreign_or_not_json};
+
+/// What the reviewer tells the audit log it is.
+const VIA: &str = "sallyport-review";
+
+fn audit(portal: &Portal, kind: &str, actor: &str, client: SocketAddr, detail: String) {
+    portal.broker.audit(AuditEvent {
+        kind: kind.into(),
+        actor: Some(actor.to_owned()),
+        client_addr: Some(client.to_string()),
+        detail: Some(detail),
+        ..AuditEvent::default()
+    });
+}
+
+/// `POST /api/review/login`.
+pub async fn login(
+    State(portal): State<Arc<Portal>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Response {
+    if let Some(refused) = refuse_foreign_or_not_json(&headers) {
+        return refused;
+    }
+    let request: ReviewLoginRequest = match serde_json::from_slice(&body) {
+        Ok(request) => request,
+        Err(e) => {
+            return error(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                &format!("the login request is malformed: {e}"),
+            );
+        }
+    };
+    let (user, method) = match check_credentials(
+        &portal,
+        client,
+        &request.username,
+        &request.password,
+        request.code.as_deref(),
+        VIA,
+    )
+    .await
+    {
+        Ok(found) => found,
+        Err(refusal) => return refusal.into_response(),
+    };
+    // The credentials were right, so the throttle forgets this source's failures either way.
+    portal.login_succeeded(client.ip(), &request.username);
+    if !matches!(user.role, Role::Admin | Role::Auditor) {
+        audit(
+            &portal,
+            "review_refused",
+            &user.username,
+            client,
+            format!(
+                "{VIA}: the {} role may not read recordings",
+                user.role.as_str()
+            ),
+        );
+        return error(
+            StatusCode::FORBIDDEN,
+            "not_reviewer",
+            "not allowed: recordings are for auditors and administrators",
+        );
+    }
+    let authenticated = Authenticated {
+        user_id: user.id,
+        username: user.username.clone(),
+        role: user.role,
+    };
+    let token = match portal.logins.create(authenticated) {
+        Ok(token) => token,
+        Err(e) => {
+            warn!(error = %e, "could not start a review login session");
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the login could not be completed; try again",
+            );
+        }
+    };
+    audit(
+        &portal,
+        "review_login",
+        &user.username,
+        client,
+        format!("{VIA} (second factor: {method})"),
+    );
+    axum::Json(ReviewLoginResponse {
+        token,
+        username: user.username,
+        role: user.role.as_str().to_owned(),
+    })
+    .into_response()
+}
+
+/// An auditor or admin holding a live review token.
+pub struct Reviewer {
+    user: Authenticated,
+    token: String,
+    client: SocketAddr,
+}
+
+fn login_required() -> Response {
+    error(
+        StatusCode::UNAUTHORIZED,
+        "login_required",
+        "log in first (the login may have ended: it times out when idle)",
+    )
+}
+
+impl FromRequestParts<Arc<Portal>> for Reviewer {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        portal: &Arc<Portal>,
+    ) -> Result<Self, Self::Rejection> {
+        let ConnectInfo(client) = ConnectInfo::<SocketAddr>::from_request_parts(parts, portal)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let token = parts
+            .headers
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.strip_prefix("Bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(login_required)?
+            .to_owned();
+        let user = portal.logins.lookup(&token).ok_or_else(login_required)?;
+        // Re-read the account, so that a disabled or demoted one loses access at once.
+        let stored = match portal.broker.state().user(user.user_id) {
+            Ok(Some(stored)) if !stored.disabled && !stored.must_change_password => stored,
+            _ => {
+                portal.logins.remove(&token);
+                return Err(login_required());
+            }
+        };
+        if !matches!(stored.role, Role::Admin | Role::Auditor) {
+            return Err(error(
+                StatusCode::FORBIDDEN,
+                "not_reviewer",
+                "not allowed: recordings are for auditors and administrators",
+            ));
+        }
+        Ok(Reviewer {
+            user: Authenticated {
+                user_id: stored.id,
+                username: stored.username,
+                role: stored.role,
+            },
+            token,
+            client,
+        })
+    }
+}
+
+fn archive_error(e: &ArchiveError) -> Response {
+    match e {
+        ArchiveError::NoSuchSession(id) => error(
+            StatusCode::NOT_FOUND,
+            "no_such_session",
+            &format!("no recorded session {id}"),
+        ),
+        ArchiveError::Internal(detail) => {
+            warn!(error = %detail, "the review API could not read the recordings");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "internal",
+                "the recordings could not be read",
+            )
+        }
+    }
+}
+
+fn no_archive() -> Response {
+    error(
+        StatusCode::NOT_FOUND,
+        "recordings_unavailable",
+        "this gateway does not serve recordings",
+    )
+}
+
+/// `POST /api/review/logout`.
+pub async fn logout(State(portal): State<Arc<Portal>>, reviewer: Reviewer) -> Response {
+    portal.logins.remove(&reviewer.token);
+    audit(
+        &portal,
+        "review_logout",
+        &reviewer.user.username,
+        reviewer.client,
+        VIA.into(),
+    );
+    StatusCode::NO_CONTENT.into_response()
+}
+
+/// `GET /api/review/key`.
+pub async fn key(State(portal): State<Arc<Portal>>, _reviewer: Reviewer) -> Response {
+    match portal.broker.archive() {
+        Some(archive) => axum::Json(ReviewKey {
+            public_key: hex::encode(archive.public_key()),
+        })
+        .into_response(),
+        None => no_archive(),
+    }
+}
+
+/// `GET /api/review/sessions`.
+pub async fn sessions(State(portal): State<Arc<Portal>>, reviewer: Reviewer) -> Response {
+    let Some(archive) = portal.broker.archive() else {
+        return no_archive();
+    };
+    match archive.sessions().await {
+        Ok(sessions) => {
+            audit(
+                &portal,
+                "recordings_listed",
+                &reviewer.user.username,
+                reviewer.client,
+                format!("{VIA}: {} sessions", sessions.len()),
+            );
+            axum::Json(ReviewSessions { sessions }).into_response()
+        }
+        Err(e) => archive_error(&e),
+    }
+}
+
+/// The query of a chunks request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChunksQuery {
+    /// The first chunk wanted.
+    #[serde(default)]
+    from: u64,
+}
+
+/// `GET /api/review/sessions/{id}/chunks?from=SEQ`.
+pub async fn chunks(
+    State(portal): State<Arc<Portal>>,
+    reviewer: Reviewer,
+    Path(id): Path<String>,
+    Query(query): Query<ChunksQuery>,
+) -> Response {
+    // Session ids are 32 hex characters; anything else names nothing.
+    if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+        return error(
+            StatusCode::NOT_FOUND,
+            "no_such_session",
+            "no recorded session by that name",
+        );
+    }
+    let Some(archive) = portal.broker.archive() else {
+        return no_archive();
+    };
+    let part: SessionPart = match archive.part(&id, query.from).await {
+        Ok(part) => part,
+        Err(e) => return archive_error(&e),
+    };
+    let sent = match (part.chunks.first(), part.chunks.last()) {
+        (Some(first), Some(last)) => format!("chunks {}..={}", first.seq, last.seq),
+        _ => "no chunks".to_owned(),
+    };
+    portal.broker.audit(AuditEvent {
+        kind: "recording_read".into(),
+        actor: Some(reviewer.user.username.clone()),
+        client_addr: Some(reviewer.client.to_string()),
+        target: Some(part.session.target.clone()),
+        session_id: Some(part.session.id.clone()),
+        detail: Some(format!(
+            "{VIA}: {sent} of {} from {}",
+            part.session.chunk_count, query.from
+        )),
+    });
+    axum::Json(part).into_response()
+}
