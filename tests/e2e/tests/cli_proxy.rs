@@ -17,7 +17,9 @@ use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
     wait_until,
 };
-use sallyport_recordings::{Event, Store};
+use sallyport_recordings::{
+    Event, FileTransfer, Store, TransferDirection, TransferProtocol,
+};
 use support::{ADMIN_PASSWORD, login_admin};
 
 /// An OpenSSH tool (`ssh`, `scp`, `sftp`) set up to go through `sallyport proxy`.
@@ -99,6 +101,14 @@ async fn ssh_scp_and_sftp_work_through_the_proxy_and_are_recorded() -> Result<()
         .arg(&local)
         .arg(format!("{destination}:{remote}")))?;
     assert_eq!(code, 0, "scp failed: {out}{err}");
+    // The legacy scp protocol (`scp -O`, scp run as a remote command) down again.
+    let legacy = work.path().join("legacy.bin");
+    let (code, out, err) = run(openssh("scp", &cli, &askpass)?
+        .arg("-O")
+        .arg(format!("{destination}:{remote}"))
+        .arg(&legacy))?;
+    assert_eq!(code, 0, "scp -O failed: {out}{err}");
+    assert_eq!(std::fs::read(&legacy)?, payload, "scp -O changed the file");
     let downloaded = work.path().join("downloaded.bin");
     let batch = format!("get {remote} {}\nrm {remote}\n", downloaded.display());
     let mut sftp = openssh("sftp", &cli, &askpass)?;
@@ -141,6 +151,7 @@ async fn ssh_scp_and_sftp_work_through_the_proxy_and_are_recorded() -> Result<()
     // The recordings: command and output, and the files by name and size.
     let store = Store::open_read_only(&gateway.recordings_db())?;
     let mut markers = Vec::new();
+    let mut transfers = Vec::new();
     let mut output = Vec::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     loop {
@@ -149,12 +160,13 @@ async fn ssh_scp_and_sftp_work_through_the_proxy_and_are_recorded() -> Result<()
             .iter()
             .filter(|s| s.protocol == "ssh-proxy")
             .collect();
-        if proxied.len() >= 5 && proxied.iter().all(|s| s.sealed) {
+        if proxied.len() >= 6 && proxied.iter().all(|s| s.sealed) {
             for session in proxied {
                 for event in store.events(&session.id)? {
                     match event.event {
                         Event::Marker(text) => markers.push(text),
                         Event::Output(bytes) => output.extend(bytes),
+                        Event::FileTransfer(transfer) => transfers.push(transfer),
                         _ => {}
                     }
                 }
@@ -178,7 +190,7 @@ async fn ssh_scp_and_sftp_work_through_the_proxy_and_are_recorded() -> Result<()
                 ));
             }
             anyhow::bail!(
-                "expected 5 sealed proxy sessions, found {}:{report}",
+                "expected 6 sealed proxy sessions, found {}:{report}",
                 proxied.len()
             );
         }
@@ -188,13 +200,28 @@ async fn ssh_scp_and_sftp_work_through_the_proxy_and_are_recorded() -> Result<()
     assert!(has("exec: echo proxied-$((6*7)); exit 5"), "{markers:#?}");
     assert!(has("exit status 5"), "{markers:#?}");
     assert!(String::from_utf8_lossy(&output).contains("proxied-42"));
+    // Each file by protocol, direction, path and size: scp's upload (OpenSSH 9 speaks SFTP for scp),
+    // the legacy scp download and sftp's download.
+    let moved = |protocol, direction| {
+        transfers.iter().any(|t: &FileTransfer| {
+            t.protocol == protocol
+                && t.direction == direction
+                && t.path == remote
+                && t.bytes == payload.len() as u64
+                && t.complete
+        })
+    };
     assert!(
-        has(&format!("file transfer: upload {remote} (100000 bytes)")),
-        "{markers:#?}"
+        moved(TransferProtocol::Sftp, TransferDirection::Upload),
+        "{transfers:#?}"
     );
     assert!(
-        has(&format!("file transfer: download {remote} (100000 bytes)")),
-        "{markers:#?}"
+        moved(TransferProtocol::Scp, TransferDirection::Download),
+        "{transfers:#?}"
+    );
+    assert!(
+        moved(TransferProtocol::Sftp, TransferDirection::Download),
+        "{transfers:#?}"
     );
     assert!(
         has(&format!("file change: remove {remote}")),
