@@ -14,8 +14,8 @@ use rcgen::{KeyPair, PKCS_ED25519};
 use rustls::pki_types::ServerName;
 use sallyport_core::quic::{CliError, CliLoginRequest, CliLoginResponse};
 
-use crate::pin::{self, PinVerifier};
 use crate::{profile, prompt};
+use sallyport_tls_pin::{self as pin, PinVerifier};
 
 /// Options of `sallyport login`.
 pub struct LoginOptions {

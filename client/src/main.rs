@@ -4,7 +4,6 @@
 
 mod login;
 mod net;
-mod pin;
 mod profile;
 mod prompt;
 mod proxy;

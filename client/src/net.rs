@@ -13,8 +13,8 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sallyport_core::frames::ServerControl;
 use sallyport_core::quic::{ALPN, CLOSE_DONE, Frame, FrameDecoder, Preamble};
 
-use crate::pin::PinVerifier;
 use crate::profile;
+use sallyport_tls_pin::PinVerifier;
 
 /// Largest frame accepted from the gateway.
 pub const MAX_FRAME: usize = 4 * 1024 * 1024;
@@ -189,6 +189,33 @@ pub struct FrameReader {
 }
 
 impl FrameReader {
+    /// Waits for the gateway's verdict on a session: `connected` (saying so when the target's host key
+    /// was pinned just now), or its refusal in words as the error.
+    pub async fn wait_connected(&mut self, target: &str) -> Result<()> {
+        match self.next().await? {
+            Some(Frame::Control(json)) => match serde_json::from_slice::<ServerControl>(&json) {
+                Ok(ServerControl::Connected {
+                    host_key_fingerprint,
+                    host_key_first_seen,
+                    ..
+                }) => {
+                    if host_key_first_seen {
+                        eprintln!(
+                            "sallyport: {target}'s host key {host_key_fingerprint} was pinned by the gateway on first use"
+                        );
+                    }
+                    Ok(())
+                }
+                Ok(ServerControl::Error { message, .. }) => bail!("{message}"),
+                Ok(ServerControl::Exit { .. }) | Err(_) => {
+                    bail!("the gateway sent an unexpected answer")
+                }
+            },
+            Some(Frame::Data(_)) => bail!("the gateway sent data before the session opened"),
+            None => bail!("the gateway ended the stream before the session opened"),
+        }
+    }
+
     /// The next frame, `None` at the end of the stream. Cancel-safe.
     pub async fn next(&mut self) -> Result<Option<Frame>> {
         let mut chunk = [0u8; 16 * 1024];

@@ -77,27 +77,7 @@ pub async fn run(target: String) -> Result<i32> {
             target: target.clone(),
         })
         .await?;
-    match reader.next().await? {
-        Some(Frame::Control(json)) => match serde_json::from_slice::<ServerControl>(&json) {
-            Ok(ServerControl::Connected {
-                host_key_fingerprint,
-                host_key_first_seen,
-                ..
-            }) => {
-                if host_key_first_seen {
-                    eprintln!(
-                        "sallyport: {target}'s host key {host_key_fingerprint} was pinned by the gateway on first use"
-                    );
-                }
-            }
-            Ok(ServerControl::Error { message, .. }) => bail!("{message}"),
-            Ok(ServerControl::Exit { .. }) | Err(_) => {
-                bail!("the gateway sent an unexpected answer")
-            }
-        },
-        Some(Frame::Data(_)) => bail!("the gateway sent data before the session opened"),
-        None => bail!("the gateway ended the stream before the session opened"),
-    }
+    reader.wait_connected(&target).await?;
     // ssh sends its ProxyCommand SIGHUP when it is done with the connection.
     let mut hangup = signal(SignalKind::hangup()).context("watching SIGHUP")?;
     let mut terminate = signal(SignalKind::terminate()).context("watching SIGTERM")?;

@@ -119,27 +119,7 @@ pub async fn run(options: SshOptions) -> Result<i32> {
     )
     .await?;
     // Wait for the gateway's verdict before touching the terminal.
-    match reader.next().await? {
-        Some(Frame::Control(json)) => match serde_json::from_slice::<ServerControl>(&json) {
-            Ok(ServerControl::Connected {
-                host_key_fingerprint,
-                host_key_first_seen,
-                ..
-            }) => {
-                if host_key_first_seen {
-                    eprintln!(
-                        "sallyport: {target}'s host key {host_key_fingerprint} was pinned by the gateway on first use"
-                    );
-                }
-            }
-            Ok(ServerControl::Error { message, .. }) => bail!("{message}"),
-            Ok(ServerControl::Exit { .. }) | Err(_) => {
-                bail!("the gateway sent an unexpected answer")
-            }
-        },
-        Some(Frame::Data(_)) => bail!("the gateway sent output before the session opened"),
-        None => bail!("the gateway ended the session before it opened"),
-    }
+    reader.wait_connected(&target).await?;
     let status = relay(&gateway, &mut send, &mut reader).await;
     gateway.close().await;
     status

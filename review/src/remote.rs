@@ -15,122 +15,20 @@
 
 use std::io::{BufRead, Read, Write};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{DigitallySignedStruct, SignatureScheme};
 use sallyport_recordings::remote::{
     Mirror, ReviewError, ReviewKey, ReviewLoginRequest, ReviewLoginResponse, ReviewSessions,
     SessionPart,
 };
-use sha2::{Digest, Sha256};
+use sallyport_tls_pin::{PinVerifier, normalize};
 
 /// Largest answer read from the gateway (a chunk part is at most 8 MiB of chunks, twice that in hex).
 const MAX_ANSWER: u64 = 64 * 1024 * 1024;
 /// The environment variable a script may hold the password in (otherwise it is asked on the terminal).
 pub const PASSWORD_ENV: &str = "SALLYPORT_REVIEW_PASSWORD";
-
-/// `AB:CD:…` over a certificate's DER, as the gateway prints it at start.
-pub fn fingerprint(der: &[u8]) -> String {
-    Sha256::digest(der)
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
-}
-
-/// Normalizes a typed fingerprint (any case, with or without colons).
-pub fn normalize(text: &str) -> Option<String> {
-    let hex: String = text.chars().filter(|c| *c != ':').collect();
-    let bytes = hex::decode(hex.trim()).ok()?;
-    (bytes.len() == 32).then(|| {
-        bytes
-            .iter()
-            .map(|b| format!("{b:02X}"))
-            .collect::<Vec<_>>()
-            .join(":")
-    })
-}
-
-/// Accepts exactly the pinned certificate, or (with no pin) any, remembering which one was presented so the
-/// reviewer is asked before anything secret is sent. The handshake signature is still checked with the
-/// certificate's key.
-#[derive(Debug)]
-struct PinVerifier {
-    expected: Option<String>,
-    seen: Mutex<Option<String>>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl PinVerifier {
-    fn seen(&self) -> Option<String> {
-        self.seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-            .clone()
-    }
-}
-
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        let presented = fingerprint(end_entity);
-        *self
-            .seen
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(presented.clone());
-        match &self.expected {
-            Some(expected) if *expected != presented => Err(rustls::Error::General(format!(
-                "the gateway's certificate is not the pinned one (pinned {expected}, presented {presented})"
-            ))),
-            _ => Ok(ServerCertVerified::assertion()),
-        }
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
 
 /// A gateway's address from `https://host[:port][/]`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -344,7 +242,7 @@ impl std::fmt::Display for Refused {
 impl std::error::Error for Refused {}
 
 fn agent(verifier: Arc<PinVerifier>) -> anyhow::Result<ureq::Agent> {
-    let config = rustls::ClientConfig::builder_with_provider(verifier.provider.clone())
+    let config = rustls::ClientConfig::builder_with_provider(verifier.provider().clone())
         .with_safe_default_protocol_versions()
         .context("TLS configuration")?
         .dangerous()
@@ -380,11 +278,10 @@ impl Remote {
             );
         }
         let expected = given.clone().or(known.clone());
-        let verifier = Arc::new(PinVerifier {
-            expected: expected.clone(),
-            seen: Mutex::new(None),
-            provider: Arc::new(rustls::crypto::ring::default_provider()),
-        });
+        let verifier = PinVerifier::new(
+            expected.clone(),
+            Arc::new(rustls::crypto::ring::default_provider()),
+        );
         let agent = agent(verifier.clone())?;
         // A first request without credentials: only the handshake matters (the answer is a refusal).
         let probe = agent.get(&format!("{}/api/review/key", addr.base())).call();
@@ -551,13 +448,5 @@ mod tests {
         ] {
             assert!(GatewayAddr::parse(bad).is_err(), "{bad}");
         }
-    }
-
-    #[test]
-    fn fingerprints_are_normalized() {
-        let fp = fingerprint(b"x");
-        assert_eq!(normalize(&fp.to_lowercase()), Some(fp.clone()));
-        assert_eq!(normalize(&fp.replace(':', "")), Some(fp));
-        assert_eq!(normalize("AB:CD"), None);
     }
 }

@@ -435,6 +435,29 @@ impl Broker {
         }
     }
 
+    /// The outcome of dialling an SSH target, with a changed host key audited (a possible attack, or a
+    /// rebuilt machine an admin should re-pin).
+    pub(crate) fn dialled<O>(
+        &self,
+        outcome: Result<O, TargetError>,
+        decision: &Authorized,
+        client_addr: SocketAddr,
+        session_id: &str,
+    ) -> Result<O, (ErrorKind, String)> {
+        outcome.map_err(|error| {
+            if error.kind == ErrorKind::HostKeyChanged {
+                self.audit_for(
+                    decision,
+                    client_addr,
+                    "host_key_mismatch",
+                    Some(session_id),
+                    Some(error.detail.clone()),
+                );
+            }
+            (error.kind, error.detail)
+        })
+    }
+
     /// Pins the host key a target presented when none was pinned before (audited). True when this
     /// connection pinned it.
     pub(crate) fn pin_on_first_use(
@@ -508,21 +531,12 @@ impl Broker {
             size: request.size,
             timeout: self.config.target_connect_timeout,
         };
-        let opened = match self.ssh.connect(connect).await {
-            Ok(opened) => opened,
-            Err(error) => {
-                if error.kind == ErrorKind::HostKeyChanged {
-                    self.audit_for(
-                        decision,
-                        client_addr,
-                        "host_key_mismatch",
-                        Some(recording.id()),
-                        Some(error.detail.clone()),
-                    );
-                }
-                return Err((error.kind, error.detail));
-            }
-        };
+        let opened = self.dialled(
+            self.ssh.connect(connect).await,
+            decision,
+            client_addr,
+            recording.id(),
+        )?;
         let first_seen = self.pin_on_first_use(
             decision,
             client_addr,

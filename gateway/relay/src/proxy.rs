@@ -304,21 +304,12 @@ impl Broker {
             login_timeout: self.config().connect_message_timeout,
             forwarding: decision.forwarding(),
         };
-        let opened = match connector.connect(request).await {
-            Ok(opened) => opened,
-            Err(error) => {
-                if error.kind == ErrorKind::HostKeyChanged {
-                    self.audit_for(
-                        decision,
-                        client_addr,
-                        "host_key_mismatch",
-                        Some(recording.id()),
-                        Some(error.detail.clone()),
-                    );
-                }
-                return Err((error.kind, error.detail));
-            }
-        };
+        let opened = self.dialled(
+            connector.connect(request).await,
+            decision,
+            client_addr,
+            recording.id(),
+        )?;
         let first_seen = self.pin_on_first_use(
             decision,
             client_addr,

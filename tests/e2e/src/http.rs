@@ -9,10 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use anyhow::{Context, Result, anyhow, bail};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
-use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{ClientConfig, DigitallySignedStruct, SignatureScheme};
+use rustls::ClientConfig;
+use rustls::pki_types::ServerName;
 use sha2::{Digest, Sha256};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
@@ -46,83 +44,22 @@ pub fn der_fingerprint(der: &[u8]) -> String {
     hex::encode(Sha256::digest(der))
 }
 
-/// Accepts exactly the pinned certificate (or any certificate when there is no pin), but still
-/// checks the handshake signatures with ring's algorithms.
-#[derive(Debug)]
-struct PinVerifier {
-    pin: Option<String>,
-    provider: Arc<CryptoProvider>,
-}
-
-impl ServerCertVerifier for PinVerifier {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        _intermediates: &[CertificateDer<'_>],
-        _server_name: &ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        if let Some(pin) = &self.pin {
-            let got = der_fingerprint(end_entity);
-            if &got != pin {
-                return Err(rustls::Error::General(format!(
-                    "certificate pin mismatch: expected {pin}, server sent {got}"
-                )));
-            }
-        }
-        Ok(ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(
-            message,
-            cert,
-            dss,
-            &self.provider.signature_verification_algorithms,
-        )
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider
-            .signature_verification_algorithms
-            .supported_schemes()
-    }
-}
-
 /// A rustls client configuration (ring, HTTP/1.1) that accepts exactly the certificate whose SHA-256
 /// is `pin` (hex, with or without colons), or any certificate without a pin. For tests that need their
 /// own sockets (a chosen source address, a half-finished request).
 pub fn pinned_client_config(pin: Option<&str>) -> Result<Arc<ClientConfig>> {
-    let pin = pin.map(normalize_fingerprint).transpose()?;
+    let pin = pin
+        .map(|pin| {
+            sallyport_tls_pin::normalize(pin)
+                .with_context(|| format!("not a SHA-256 fingerprint: {pin:?}"))
+        })
+        .transpose()?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = PinVerifier {
-        pin,
-        provider: provider.clone(),
-    };
+    let verifier = sallyport_tls_pin::PinVerifier::new(pin, provider.clone());
     let mut config = ClientConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()?
         .dangerous()
-        .with_custom_certificate_verifier(Arc::new(verifier))
+        .with_custom_certificate_verifier(verifier)
         .with_no_client_auth();
     config.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(Arc::new(config))

@@ -17,9 +17,7 @@ use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
     wait_until,
 };
-use sallyport_recordings::{
-    Event, FileTransfer, Store, TransferDirection, TransferProtocol,
-};
+use sallyport_recordings::{Event, FileTransfer, Store, TransferDirection, TransferProtocol};
 use support::{ADMIN_PASSWORD, login_admin};
 
 /// An OpenSSH tool (`ssh`, `scp`, `sftp`) set up to go through `sallyport proxy`.

@@ -1,6 +1,7 @@
-//! The gateway is trusted by the SHA-256 fingerprint of its certificate, shown on first use and pinned
-//! (as ssh does with host keys), so a self-signed appliance certificate needs no CA. The handshake's
-//! signature is still verified with the certificate's key.
+//! A TLS server trusted by the SHA-256 fingerprint of its certificate, shown on first use and pinned (as
+//! ssh does with host keys), so a self-signed appliance certificate needs no CA. The handshake's signature
+//! is still verified with the certificate's key. Shared by every client of the gateway: the `sallyport`
+//! CLI, the reviewer's `--gateway` mode and the end-to-end harness.
 
 use std::sync::{Arc, Mutex};
 
@@ -51,7 +52,12 @@ impl PinVerifier {
         })
     }
 
-    /// The fingerprint the gateway presented, once the handshake got that far.
+    /// The crypto provider the handshake signatures are checked with (for the client configuration).
+    pub fn provider(&self) -> &Arc<CryptoProvider> {
+        &self.provider
+    }
+
+    /// The fingerprint the server presented, once the handshake got that far.
     pub fn seen(&self) -> Option<String> {
         self.seen
             .lock()
@@ -76,7 +82,7 @@ impl ServerCertVerifier for PinVerifier {
             .unwrap_or_else(|poisoned| poisoned.into_inner()) = Some(presented.clone());
         match &self.expected {
             Some(expected) if *expected != presented => Err(rustls::Error::General(format!(
-                "the gateway's certificate is not the pinned one (pinned {expected}, presented {presented})"
+                "certificate pin mismatch: the server presented {presented}, not the pinned {expected}"
             ))),
             _ => Ok(ServerCertVerified::assertion()),
         }
