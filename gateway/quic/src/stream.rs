@@ -217,10 +217,28 @@ async fn stream(
         }
         Preamble::Logout => logout(shared, conn, &identity, send, client).await,
         Preamble::Terminal { target } => {
-            terminal(shared, conn, &identity, &target, send, recv, rest).await
+            session(
+                shared,
+                conn,
+                &identity,
+                &target,
+                Carries::Terminal,
+                (send, recv),
+                rest,
+            )
+            .await
         }
         Preamble::Proxy { target } => {
-            proxy(shared, conn, &identity, &target, send, recv, rest).await
+            session(
+                shared,
+                conn,
+                &identity,
+                &target,
+                Carries::Ssh,
+                (send, recv),
+                rest,
+            )
+            .await
         }
     }
 }
@@ -266,13 +284,23 @@ async fn logout(
     }
 }
 
-async fn terminal(
+/// What a session stream carries.
+enum Carries {
+    /// `sallyport ssh`: the browser's terminal messages in frames.
+    Terminal,
+    /// `sallyport proxy`: the user's OpenSSH speaks SSH in data frames, which the broker hands to the
+    /// gateway's SSH server.
+    Ssh,
+}
+
+/// A session stream: the same policy decision, egress check and recorder as the browser's sessions.
+async fn session(
     shared: &Shared,
     conn: &Connection,
     identity: &Identity,
     target_name: &str,
-    send: SendStream,
-    recv: RecvStream,
+    carries: Carries,
+    (send, recv): (SendStream, RecvStream),
     rest: Vec<u8>,
 ) {
     let client = conn.remote_address();
@@ -295,10 +323,15 @@ async fn terminal(
             user: identity.user.username.clone(),
         },
     };
-    shared
-        .broker
-        .run_terminal(decision, client, transport)
-        .await;
+    match carries {
+        Carries::Terminal => {
+            shared
+                .broker
+                .run_terminal(decision, client, transport)
+                .await
+        }
+        Carries::Ssh => shared.broker.run_proxy(decision, client, transport).await,
+    }
 }
 
 /// Where the transport reports a client address change.
@@ -427,38 +460,4 @@ fn authorize_target(
             ))
         }
     }
-}
-
-/// A `sallyport proxy` stream: the user's OpenSSH speaks SSH in data frames, which the broker hands to the
-/// gateway's SSH server (the same policy decision, egress check and recorder as terminals).
-async fn proxy(
-    shared: &Shared,
-    conn: &Connection,
-    identity: &Identity,
-    target_name: &str,
-    send: SendStream,
-    recv: RecvStream,
-    rest: Vec<u8>,
-) {
-    let client = conn.remote_address();
-    let decision = match authorize_target(shared, client, identity, target_name) {
-        Ok(decision) => decision,
-        Err((kind, detail)) => return refuse(send, kind, &detail).await,
-    };
-    let mut decoder = FrameDecoder::new(MAX_CONTROL_LEN.max(MAX_INPUT_LEN));
-    decoder.extend(&rest);
-    let transport = QuicTransport {
-        send,
-        recv,
-        decoder,
-        chunk: vec![0; 16 * 1024],
-        ended: false,
-        conn: conn.clone(),
-        last_addr: client,
-        shared_audit: AuditSink {
-            broker: shared.broker.clone(),
-            user: identity.user.username.clone(),
-        },
-    };
-    shared.broker.run_proxy(decision, client, transport).await;
 }
