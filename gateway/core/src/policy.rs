@@ -138,6 +138,70 @@ pub struct Policy {
     /// Whether SSH port forwarding (local, remote, agent, X11) is allowed through `sallyport proxy`
     /// sessions this policy grants. Off unless an admin turns it on; what is allowed is audited.
     pub forwarding: bool,
+    /// Which way clipboard text may cross in desktop sessions this policy grants (within the gateway's
+    /// own `[desktop] clipboard` setting, which caps every policy).
+    pub clipboard: ClipboardAccess,
+}
+
+/// Which way clipboard text may cross a desktop session, as a policy grants it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ClipboardAccess {
+    /// Both ways (the default, as in Azure Bastion and Guacamole).
+    #[default]
+    Both,
+    /// Only from the user to the target (paste in, never copy out).
+    ToTarget,
+    /// Only from the target to the user.
+    ToClient,
+    /// Neither way.
+    Off,
+}
+
+impl ClipboardAccess {
+    /// Every value, in the order forms offer them.
+    pub const ALL: [ClipboardAccess; 4] = [
+        ClipboardAccess::Both,
+        ClipboardAccess::ToTarget,
+        ClipboardAccess::ToClient,
+        ClipboardAccess::Off,
+    ];
+
+    /// `both`, `to-target`, `to-client` or `off`, as stored and configured.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ClipboardAccess::Both => "both",
+            ClipboardAccess::ToTarget => "to-target",
+            ClipboardAccess::ToClient => "to-client",
+            ClipboardAccess::Off => "off",
+        }
+    }
+
+    /// Parses what [`ClipboardAccess::as_str`] writes.
+    pub fn parse(text: &str) -> Option<ClipboardAccess> {
+        ClipboardAccess::ALL
+            .into_iter()
+            .find(|a| a.as_str() == text)
+    }
+
+    /// From its two directions.
+    pub fn from_directions(to_target: bool, to_client: bool) -> ClipboardAccess {
+        match (to_target, to_client) {
+            (true, true) => ClipboardAccess::Both,
+            (true, false) => ClipboardAccess::ToTarget,
+            (false, true) => ClipboardAccess::ToClient,
+            (false, false) => ClipboardAccess::Off,
+        }
+    }
+
+    /// The user's clipboard text may reach the target.
+    pub fn to_target(self) -> bool {
+        matches!(self, ClipboardAccess::Both | ClipboardAccess::ToTarget)
+    }
+
+    /// The target's clipboard text may reach the user.
+    pub fn to_client(self) -> bool {
+        matches!(self, ClipboardAccess::Both | ClipboardAccess::ToClient)
+    }
 }
 
 impl Subject {
@@ -232,6 +296,7 @@ pub struct Authorized {
     target: TargetRef,
     protocol: Protocol,
     forwarding: bool,
+    clipboard: ClipboardAccess,
 }
 
 impl Authorized {
@@ -251,6 +316,12 @@ impl Authorized {
     /// says so (admins too need such a policy; reaching every target does not include forwarding).
     pub fn forwarding(&self) -> bool {
         self.forwarding
+    }
+    /// Which way clipboard text may cross in this session: each direction that a policy granting this
+    /// user this target allows (admins reaching a target through no policy: both, within the gateway's
+    /// own setting).
+    pub fn clipboard(&self) -> ClipboardAccess {
+        self.clipboard
     }
 }
 
@@ -288,7 +359,12 @@ pub fn authorize(
         .filter(|p| p.grants(user, groups, target, protocol))
         .peekable();
     let granted = granting.peek().is_some();
-    let forwarding = granting.any(|p| p.forwarding);
+    let (mut forwarding, mut to_target, mut to_client) = (false, !granted, !granted);
+    for policy in granting {
+        forwarding |= policy.forwarding;
+        to_target |= policy.clipboard.to_target();
+        to_client |= policy.clipboard.to_client();
+    }
     if !granted && user.role != Role::Admin {
         return Err(PolicyDenied::NoPolicy);
     }
@@ -297,6 +373,7 @@ pub fn authorize(
         target: target.clone(),
         protocol,
         forwarding,
+        clipboard: ClipboardAccess::from_directions(to_target, to_client),
     })
 }
 
@@ -347,6 +424,7 @@ mod tests {
                 .collect(),
             protocols: vec![Protocol::Ssh],
             forwarding: false,
+            clipboard: ClipboardAccess::Both,
         }
     }
 
@@ -374,6 +452,62 @@ mod tests {
             &[policy(&["user:u"], &["*"]), forwarding.clone()],
             true,
         );
+    }
+
+    #[test]
+    fn clipboard_directions_are_the_union_of_the_granting_policies() {
+        let web = target();
+        let with = |clipboard: ClipboardAccess, targets: &[&str]| Policy {
+            clipboard,
+            ..policy(&["user:u"], targets)
+        };
+        let check = |role: Role, policies: &[Policy], expected: ClipboardAccess| {
+            let decision = authorize(&user(role), &[], &web, Protocol::Ssh, policies).unwrap();
+            assert_eq!(decision.clipboard(), expected, "{role:?} {policies:?}");
+        };
+        check(Role::Admin, &[], ClipboardAccess::Both);
+        check(
+            Role::User,
+            &[with(ClipboardAccess::Off, &["*"])],
+            ClipboardAccess::Off,
+        );
+        // An admin reaching a target through no policy: only the gateway's setting applies; a policy
+        // naming the admin limits them like anyone.
+        let for_users = Policy {
+            clipboard: ClipboardAccess::Off,
+            ..policy(&["role:user"], &["*"])
+        };
+        check(Role::Admin, &[for_users], ClipboardAccess::Both);
+        check(
+            Role::Admin,
+            &[with(ClipboardAccess::Off, &["*"])],
+            ClipboardAccess::Off,
+        );
+        check(
+            Role::User,
+            &[
+                with(ClipboardAccess::ToTarget, &["*"]),
+                with(ClipboardAccess::ToClient, &["name:web"]),
+            ],
+            ClipboardAccess::Both,
+        );
+        // A policy for another target grants nothing here.
+        check(
+            Role::User,
+            &[
+                with(ClipboardAccess::ToTarget, &["*"]),
+                with(ClipboardAccess::Both, &["name:db"]),
+            ],
+            ClipboardAccess::ToTarget,
+        );
+        for access in ClipboardAccess::ALL {
+            assert_eq!(ClipboardAccess::parse(access.as_str()), Some(access));
+            assert_eq!(
+                ClipboardAccess::from_directions(access.to_target(), access.to_client()),
+                access
+            );
+        }
+        assert_eq!(ClipboardAccess::parse("sideways"), None);
     }
 
     #[test]

@@ -10,7 +10,7 @@ use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Redirect, Response};
 use sallyport_core::egress::parse_host;
-use sallyport_core::policy::{Policy, Protocol, Role, Subject, TargetSelector};
+use sallyport_core::policy::{ClipboardAccess, Policy, Protocol, Role, Subject, TargetSelector};
 use sallyport_state::{AuditEvent, AuditFilter, StateError, TargetSpec, random_password};
 use serde::Deserialize;
 
@@ -704,28 +704,48 @@ pub async fn policies(State(portal): State<Arc<Portal>>, AdminUser(admin): Admin
         .map(|record| {
             let p = &record.policy;
             format!(
-                r#"<tr data-policy="{name}"><td>{name}</td><td>{subjects}</td><td>{targets}</td><td>{protocols}</td><td>{forwarding}</td><td><form method="post" action="/admin/policies/{id}/delete" class="inline"><button type="submit">Delete</button></form></td></tr>"#,
+                r#"<tr data-policy="{name}"><td>{name}</td><td>{subjects}</td><td>{targets}</td><td>{protocols}</td><td>{forwarding}</td><td>{clipboard}</td><td><form method="post" action="/admin/policies/{id}/delete" class="inline"><button type="submit">Delete</button></form></td></tr>"#,
                 name = escape(&p.name),
                 subjects = escape(&p.subjects.iter().map(Subject::to_text).collect::<Vec<_>>().join(", ")),
                 targets = escape(&p.targets.iter().map(TargetSelector::to_text).collect::<Vec<_>>().join(", ")),
                 protocols = p.protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
                 forwarding = if p.forwarding { "allowed" } else { "refused" },
+                clipboard = clipboard_words(p.clipboard),
                 id = record.id
             )
         })
         .collect();
     let body = format!(
         r#"<p>Users reach a target when a policy names them (<code>user:NAME</code>), a group of theirs (<code>group:NAME</code>) or their role (<code>role:user</code>), and the target (<code>name:NAME</code>, <code>tag:TAG</code> or <code>*</code>). Admins reach every target; auditors none.</p>
-<table id="policies"><thead><tr><th>Name</th><th>Who</th><th>Targets</th><th>Protocols</th><th>Port forwarding</th><th></th></tr></thead><tbody>{rows}</tbody></table>
+<table id="policies"><thead><tr><th>Name</th><th>Who</th><th>Targets</th><th>Protocols</th><th>Port forwarding</th><th>Desktop clipboard</th><th></th></tr></thead><tbody>{rows}</tbody></table>
 <h2>Add a policy</h2><form class="card" method="post" action="/admin/policies" id="add-policy">
 <label>Name <input name="name" id="policy-name" required></label>
 <label>Who (comma-separated) <input name="subjects" id="policy-subjects" placeholder="group:ops, user:alice" required></label>
 <label>Targets (comma-separated) <input name="targets" id="policy-targets" placeholder="tag:prod, name:web-1" required></label>
 <label>Protocols <input name="protocols" value="ssh" required></label>
 <label><input type="checkbox" name="forwarding" value="on" id="policy-forwarding"> Allow SSH port forwarding (local, remote, agent, X11) in <code>sallyport proxy</code> sessions; every forward is audited</label>
-<button type="submit" id="save-policy">Add policy</button></form>"#
+<label>Desktop clipboard (text; within the gateway's own <code>[desktop] clipboard</code> setting) <select name="clipboard" id="policy-clipboard">{clipboard_options}</select></label>
+<button type="submit" id="save-policy">Add policy</button></form>"#,
+        clipboard_options = ClipboardAccess::ALL
+            .iter()
+            .map(|access| format!(
+                r#"<option value="{}">{}</option>"#,
+                access.as_str(),
+                clipboard_words(*access)
+            ))
+            .collect::<String>(),
     );
     page("Policies", &admin, &body)
+}
+
+/// How the policy pages word a clipboard setting.
+fn clipboard_words(access: ClipboardAccess) -> &'static str {
+    match access {
+        ClipboardAccess::Both => "both ways",
+        ClipboardAccess::ToTarget => "to the target only",
+        ClipboardAccess::ToClient => "from the target only",
+        ClipboardAccess::Off => "off",
+    }
 }
 
 /// The policy form.
@@ -738,6 +758,9 @@ pub struct PolicyForm {
     /// A checkbox: present (`on`) when ticked.
     #[serde(default)]
     forwarding: Option<String>,
+    /// `both`, `to-target`, `to-client` or `off`; both when absent.
+    #[serde(default)]
+    clipboard: Option<String>,
 }
 
 /// Parses the policy form into a policy, naming the first thing that does not parse.
@@ -766,12 +789,19 @@ fn parse_policy(form: &PolicyForm) -> Result<Policy, String> {
     if subjects.is_empty() || targets.is_empty() || protocols.is_empty() {
         return Err("a policy needs at least one subject, one target and one protocol".into());
     }
+    let clipboard = match form.clipboard.as_deref() {
+        None | Some("") => ClipboardAccess::Both,
+        Some(text) => ClipboardAccess::parse(text).ok_or_else(|| {
+            format!("{text:?} is not a clipboard setting (both, to-target, to-client, off)")
+        })?,
+    };
     Ok(Policy {
         name: name.to_owned(),
         subjects,
         targets,
         protocols,
         forwarding: form.forwarding.as_deref() == Some("on"),
+        clipboard,
     })
 }
 
@@ -800,7 +830,7 @@ pub async fn add_policy(
         "policy_added",
         None,
         format!(
-            "{}: {} -> {}{}",
+            "{}: {} -> {}{}, desktop clipboard {}",
             policy.name,
             form.subjects,
             form.targets,
@@ -808,7 +838,8 @@ pub async fn add_policy(
                 " (port forwarding allowed)"
             } else {
                 ""
-            }
+            },
+            clipboard_words(policy.clipboard)
         ),
     );
     Redirect::to("/admin/policies").into_response()

@@ -18,7 +18,7 @@ use sallyport_core::display::{
 };
 use sallyport_core::errors::ErrorKind;
 use sallyport_core::frames::{Credential, FrameError, ServerControl};
-use sallyport_core::policy::{Authorized, Protocol};
+use sallyport_core::policy::{Authorized, ClipboardAccess, Protocol};
 use sallyport_recordings::{DesktopEvent, Event, EventSink, SessionRecorder};
 use sallyport_state::HostKeyPin;
 use tracing::{Instrument, info_span};
@@ -271,7 +271,7 @@ impl Broker {
             size: request.size,
             timeout: self.config().target_connect_timeout,
             recording: recording.sink(),
-            clipboard: self.desktop_config().clipboard,
+            clipboard: session_clipboard(self.desktop_config().clipboard, decision.clipboard()),
         };
         let opened = match connector.connect(connect).await {
             Ok(opened) => opened,
@@ -339,13 +339,22 @@ impl Broker {
                 bytes_up: 0,
                 bytes_down: 0,
             });
+            let desktop = DesktopConfig {
+                clipboard: session_clipboard(self.desktop_config().clipboard, decision.clipboard()),
+                ..self.desktop_config().clone()
+            };
+            let pasting_refused = if !self.desktop_config().clipboard.to_target {
+                "the gateway does not let clipboard text reach targets"
+            } else {
+                "your access policy does not let clipboard text reach this target"
+            };
             desktop_relay(
                 transport,
                 channel.as_mut(),
                 recording,
                 &mut live,
                 self.config(),
-                self.desktop_config(),
+                (&desktop, pasting_refused),
             )
             .await
         };
@@ -354,15 +363,26 @@ impl Broker {
     }
 }
 
+/// The clipboard a session may use: the gateway's own setting, narrowed to the directions the access
+/// decision allows.
+fn session_clipboard(gateway: ClipboardPolicy, access: ClipboardAccess) -> ClipboardPolicy {
+    ClipboardPolicy {
+        to_target: gateway.to_target && access.to_target(),
+        to_client: gateway.to_client && access.to_client(),
+        ..gateway
+    }
+}
+
 /// The desktop relay loop: input and resizes to the target, recorded first; display updates to the
-/// viewer, paced and coalesced.
+/// viewer, paced and coalesced. `desktop` holds this session's clipboard directions; `pasting_refused`
+/// says in words why the user's clipboard may not reach the target, when it may not.
 async fn desktop_relay<T: DesktopTransport>(
     transport: &mut T,
     channel: &mut dyn DesktopChannel,
     recording: &SessionRecorder,
     live: &mut LiveHandle,
     limits: &crate::BrokerConfig,
-    desktop: &DesktopConfig,
+    (desktop, pasting_refused): (&DesktopConfig, &str),
 ) -> End {
     let far = Duration::from_secs(365 * 24 * 3600);
     let idle_after = limits.idle_timeout.unwrap_or(far);
@@ -440,7 +460,7 @@ async fn desktop_relay<T: DesktopTransport>(
                 Some(Ok(DesktopMessage::Clipboard(text))) => {
                     let policy = desktop.clipboard;
                     let refusal = if !policy.to_target || policy.cap() == 0 {
-                        Some("clipboard text may not reach this target (gateway policy)".to_owned())
+                        Some(pasting_refused.to_owned())
                     } else if text.len() > policy.cap() {
                         Some(format!("the clipboard text ({} bytes) is over the {} byte limit", text.len(), policy.cap()))
                     } else {

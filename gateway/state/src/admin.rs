@@ -3,7 +3,7 @@
 
 use ipnet::IpNet;
 use rusqlite::{OptionalExtension, params};
-use sallyport_core::policy::{Policy, Protocol, Role, Subject, TargetSelector};
+use sallyport_core::policy::{ClipboardAccess, Policy, Protocol, Role, Subject, TargetSelector};
 
 use crate::audit::{AuditEvent, AuditRecord};
 use crate::db::{HostKeyPin, StateDb, StateError, TargetSpec, join_tags};
@@ -56,6 +56,7 @@ fn policy_from_columns(
     targets: &str,
     protocols: &str,
     forwarding: bool,
+    clipboard: &str,
 ) -> Result<Policy, StateError> {
     let bad = |what: &str| StateError::Invalid(format!("policy {name}: {what}"));
     let subjects = subjects
@@ -70,12 +71,14 @@ fn policy_from_columns(
         .split(',')
         .map(|p| Protocol::parse(p).ok_or_else(|| bad(p)))
         .collect::<Result<_, _>>()?;
+    let clipboard = ClipboardAccess::parse(clipboard).ok_or_else(|| bad(clipboard))?;
     Ok(Policy {
         name,
         subjects,
         targets,
         protocols,
         forwarding,
+        clipboard,
     })
 }
 
@@ -276,11 +279,11 @@ impl StateDb {
 
     /// All policies, by name.
     pub fn policies(&self) -> Result<Vec<PolicyRecord>, StateError> {
-        type Row = (i64, String, String, String, String, bool);
+        type Row = (i64, String, String, String, String, bool, String);
         let rows: Vec<Row> = {
             let conn = self.lock();
             let mut stmt = conn.prepare(
-                "SELECT id, name, subjects, targets, protocols, forwarding FROM policies ORDER BY name",
+                "SELECT id, name, subjects, targets, protocols, forwarding, clipboard FROM policies ORDER BY name",
             )?;
             stmt.query_map([], |r| {
                 Ok((
@@ -290,30 +293,36 @@ impl StateDb {
                     r.get(3)?,
                     r.get(4)?,
                     r.get(5)?,
+                    r.get(6)?,
                 ))
             })?
             .collect::<Result<_, _>>()?
         };
         rows.into_iter()
-            .map(|(id, name, subjects, targets, protocols, forwarding)| {
-                Ok(PolicyRecord {
-                    id,
-                    policy: policy_from_columns(name, &subjects, &targets, &protocols, forwarding)?,
-                })
-            })
+            .map(
+                |(id, name, subjects, targets, protocols, forwarding, clipboard)| {
+                    Ok(PolicyRecord {
+                        id,
+                        policy: policy_from_columns(
+                            name, &subjects, &targets, &protocols, forwarding, &clipboard,
+                        )?,
+                    })
+                },
+            )
             .collect()
     }
 
     /// Adds a policy.
     pub fn add_policy(&self, policy: &Policy) -> Result<(), StateError> {
         let inserted = self.lock().execute(
-            "INSERT INTO policies (name, subjects, targets, protocols, forwarding) VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT(name) DO NOTHING",
+            "INSERT INTO policies (name, subjects, targets, protocols, forwarding, clipboard) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO NOTHING",
             params![
                 policy.name,
                 join(&policy.subjects, Subject::to_text),
                 join(&policy.targets, TargetSelector::to_text),
                 join(&policy.protocols, |p| p.as_str().to_owned()),
                 policy.forwarding,
+                policy.clipboard.as_str(),
             ],
         )?;
         if inserted == 0 {
@@ -409,6 +418,7 @@ mod tests {
             targets: vec![TargetSelector::Tag("prod".into())],
             protocols: vec![Protocol::Ssh],
             forwarding: false,
+            clipboard: ClipboardAccess::Both,
         };
         db.add_policy(&policy).unwrap();
         assert!(matches!(db.add_policy(&policy), Err(StateError::Exists(_))));
@@ -416,6 +426,7 @@ mod tests {
         let forwarding = Policy {
             name: "tunnels".into(),
             forwarding: true,
+            clipboard: ClipboardAccess::ToTarget,
             ..policy.clone()
         };
         db.add_policy(&forwarding).unwrap();

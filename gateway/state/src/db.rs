@@ -108,6 +108,9 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE policies ADD COLUMN forwarding INTEGER NOT NULL DEFAULT 0;
 "#,
+    r#"
+    ALTER TABLE policies ADD COLUMN clipboard TEXT NOT NULL DEFAULT 'both';
+"#,
 ];
 
 /// A handle to the state database, cheap to clone and shareable between threads.

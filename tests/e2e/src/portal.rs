@@ -408,6 +408,14 @@ impl Desktop {
         self.rgba.get(i..i + 3).map(|p| [p[0], p[1], p[2]])
     }
 
+    /// Sends a control message (JSON), as the page does for its clipboard panel.
+    pub async fn send_control(&mut self, control: &Value) -> Result<()> {
+        self.ws
+            .send(Message::Text(control.to_string().into()))
+            .await?;
+        Ok(())
+    }
+
     /// Sends a batch of input events.
     pub async fn input(&mut self, events: &[sallyport_core::display::InputEvent]) -> Result<()> {
         let bytes = sallyport_core::display::encode_input(events);

@@ -272,6 +272,22 @@ impl Xrdp {
         )
     }
 
+    /// `xclip` on the session's X clipboard, as its user (xrdp's chansrv bridges it to the RDP
+    /// clipboard); `None` until the session wrote its display. Add `-i` or `-o`.
+    pub fn xclip(&self) -> Option<Command> {
+        let display = fs::read_to_string(self.out_dir().join("display")).ok()?;
+        let mut command = Command::new("runuser");
+        command
+            .args(["-u", &self.user.name, "--", "env"])
+            .arg(format!("DISPLAY={}", display.trim()))
+            .arg(format!(
+                "XAUTHORITY={}",
+                self.user.home.join(".Xauthority").display()
+            ))
+            .args(["xclip", "-quiet", "-selection", "clipboard"]);
+        Some(command)
+    }
+
     /// The session's screen size as `WIDTHxHEIGHT`, once the session wrote it.
     pub fn screen_size(&self) -> Option<String> {
         fs::read_to_string(self.out_dir().join("size"))

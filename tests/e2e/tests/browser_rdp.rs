@@ -60,18 +60,7 @@ impl Desk for Xrdp {
         true
     }
     fn xclip(&self) -> Option<Command> {
-        let display = std::fs::read_to_string(self.out_dir().join("display")).ok()?;
-        let user = self.user();
-        let mut command = Command::new("runuser");
-        command
-            .args(["-u", &user.name, "--", "env"])
-            .arg(format!("DISPLAY={}", display.trim()))
-            .arg(format!(
-                "XAUTHORITY={}",
-                user.home.join(".Xauthority").display()
-            ))
-            .args(["xclip", "-quiet", "-selection", "clipboard"]);
-        Some(command)
+        Xrdp::xclip(self)
     }
 }
 
