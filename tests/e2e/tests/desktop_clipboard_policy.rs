@@ -98,32 +98,36 @@ async fn a_policy_lets_the_clipboard_cross_one_way_only() -> Result<()> {
 
     // Copied on the target: allowed this way, it reaches the user.
     let from_target = format!("copied on the target {}", std::process::id());
-    let mut holder = xrdp
-        .xclip()
-        .context("the xrdp session did not write its display")?
-        .arg("-i")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .context("xclip -i")?;
-    if let Some(mut stdin) = holder.stdin.take() {
-        stdin.write_all(from_target.as_bytes())?;
-    }
-    let copied = desktop
-        .read_until(
-            Duration::from_secs(20),
-            "the target's clipboard text",
-            |d| {
+    // xrdp's clipboard bridge (chansrv) may not be up yet when the desktop first paints: the text is put
+    // on the X clipboard again every 5 s, for at most 30 s.
+    for attempt in 1..=6 {
+        let mut holder = xrdp
+            .xclip()
+            .context("the xrdp session did not write its display")?
+            .arg("-i")
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .context("xclip -i")?;
+        if let Some(mut stdin) = holder.stdin.take() {
+            stdin.write_all(from_target.as_bytes())?;
+        }
+        let copied = desktop
+            .read_until(Duration::from_secs(5), "the target's clipboard text", |d| {
                 d.controls
                     .iter()
                     .any(|c| c["type"] == "clipboard" && c["text"] == from_target.as_str())
-            },
-        )
-        .await;
-    let _ = holder.kill();
-    let _ = holder.wait();
-    copied?;
+            })
+            .await;
+        let _ = holder.kill();
+        let _ = holder.wait();
+        match copied {
+            Ok(()) => break,
+            Err(error) if attempt == 6 => return Err(error),
+            Err(_) => {}
+        }
+    }
 
     // Sent by the user: refused in words, and the target's clipboard keeps its own text.
     let pasted = format!("pasted by carol {}", std::process::id());
