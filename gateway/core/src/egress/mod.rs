@@ -12,7 +12,10 @@
 //!
 //! An address is allowed only when it lies inside a configured network and outside loopback,
 //! unspecified, link-local, multicast, broadcast/reserved, cloud metadata services and the gateway's own
-//! addresses. IPv4 embedded in IPv6 (mapped, compatible, NAT64, 6to4) is judged as the IPv4 it carries.
+//! addresses. IPv4 embedded in IPv6 is judged as the IPv4 it carries: mapped and compatible addresses are
+//! dialled as IPv4; inside the translation prefixes (IPv4-translated ::ffff:0:0:0/96, NAT64 64:ff9b::/96 and
+//! the local-use 64:ff9b:1::/48 at every RFC 6052 position, 6to4 2002::/16) every IPv4 a translator could
+//! read out of the address must pass the IPv4 rules.
 
 use std::fmt;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
@@ -210,21 +213,23 @@ impl EgressPolicy {
 
     /// Judges one address. The address to dial is the returned canonical form (IPv4-mapped IPv6
     /// becomes IPv4), so the caller dials what was judged.
+    ///
+    /// The rules apply to the address itself and to every IPv4 address a translation prefix may carry in
+    /// it, so loopback, metadata or an own address inside a translation prefix is refused as such.
     pub fn check(&self, addr: IpAddr) -> Result<IpAddr, Denied> {
         let addr = canonical(addr);
-        if let Some(v4) = embedded_ipv4(addr) {
-            always_denied_v4(v4)?;
+        let embedded = embedded_ipv4(addr);
+        let judged = || std::iter::once(addr).chain(embedded.iter().copied().map(IpAddr::V4));
+        for ip in judged() {
+            match ip {
+                IpAddr::V4(v4) => always_denied_v4(v4)?,
+                IpAddr::V6(v6) => always_denied_v6(v6)?,
+            }
         }
-        match addr {
-            IpAddr::V4(v4) => always_denied_v4(v4)?,
-            IpAddr::V6(v6) => always_denied_v6(v6)?,
-        }
-        if METADATA.contains(&addr)
-            || embedded_ipv4(addr).is_some_and(|v4| METADATA.contains(&IpAddr::V4(v4)))
-        {
+        if judged().any(|ip| METADATA.contains(&ip)) {
             return Err(Denied::Metadata);
         }
-        if self.own_addresses.contains(&addr) {
+        if judged().any(|ip| self.own_addresses.contains(&ip)) {
             return Err(Denied::OwnAddress);
         }
         if !self.networks.iter().any(|net| net.contains(&addr)) {
@@ -257,19 +262,84 @@ fn canonical(addr: IpAddr) -> IpAddr {
     }
 }
 
-/// The IPv4 address carried inside translation prefixes (NAT64 64:ff9b::/96 and 6to4 2002::/16).
-fn embedded_ipv4(addr: IpAddr) -> Option<Ipv4Addr> {
-    let IpAddr::V6(v6) = addr else { return None };
-    let seg = v6.segments();
-    let from =
-        |hi: u16, lo: u16| Ipv4Addr::new((hi >> 8) as u8, hi as u8, (lo >> 8) as u8, lo as u8);
-    if seg[0] == 0x64 && seg[1] == 0xff9b && seg[2..6].iter().all(|s| *s == 0) {
-        return Some(from(seg[6], seg[7]));
+/// Where the IPv4 address sits in an IPv4-embedded IPv6 address: the indices of its four bytes among the
+/// sixteen. RFC 6052 section 2.2 places it after a prefix of 32 to 96 bits, skipping byte 8 (bits 64 to 71,
+/// the reserved "u" octet); 6to4 (RFC 3056) carries it right after its /16.
+type Layout = [usize; 4];
+
+/// RFC 6052 layouts, named after the prefix length they follow.
+const AFTER_48: Layout = [6, 7, 9, 10];
+const AFTER_56: Layout = [7, 9, 10, 11];
+const AFTER_64: Layout = [9, 10, 11, 12];
+const AFTER_96: Layout = [12, 13, 14, 15];
+const AFTER_16: Layout = [2, 3, 4, 5];
+
+/// A translation prefix: IPv6 addresses inside `prefix`/`len` reach the IPv4 address found at one of
+/// `layouts` (through a translator or tunnel, so they are dialled as IPv6 but judged by that IPv4).
+struct Translation {
+    prefix: Ipv6Addr,
+    len: u32,
+    layouts: &'static [Layout],
+}
+
+/// Every translation prefix the egress rules look inside. Where the operator picks the prefix length (the
+/// local-use NAT64 range), the address could be read at any layout a prefix of that length or longer uses,
+/// and all of them are judged: the gateway cannot know which one the translator uses. That is conservative:
+/// an allowed IPv4 written at one layout may read as a refused one at another (10.1.2.127 after a /64 reads
+/// as 127.0.0.0 after a /96) and is then refused too.
+const TRANSLATIONS: &[Translation] = &[
+    // NAT64 well-known prefix 64:ff9b::/96 (RFC 6052).
+    Translation {
+        prefix: Ipv6Addr::new(0x64, 0xff9b, 0, 0, 0, 0, 0, 0),
+        len: 96,
+        layouts: &[AFTER_96],
+    },
+    // NAT64 local-use prefix 64:ff9b:1::/48 (RFC 8215): network-specific prefixes of /48 to /96 inside it.
+    Translation {
+        prefix: Ipv6Addr::new(0x64, 0xff9b, 1, 0, 0, 0, 0, 0),
+        len: 48,
+        layouts: &[AFTER_48, AFTER_56, AFTER_64, AFTER_96],
+    },
+    // IPv4-translated addresses ::ffff:0:a.b.c.d in ::ffff:0:0:0/96 (SIIT, RFC 2765 and RFC 7915).
+    Translation {
+        prefix: Ipv6Addr::new(0, 0, 0, 0, 0xffff, 0, 0, 0),
+        len: 96,
+        layouts: &[AFTER_96],
+    },
+    // 6to4 2002::/16 (RFC 3056).
+    Translation {
+        prefix: Ipv6Addr::new(0x2002, 0, 0, 0, 0, 0, 0, 0),
+        len: 16,
+        layouts: &[AFTER_16],
+    },
+];
+
+/// The IPv4 addresses carried inside a translation prefix ([`TRANSLATIONS`]), one per layout it may use.
+///
+/// Zero padding reads as 0.0.0.0/8 at the layouts a translator does not use (64:ff9b:1::10.1.2.3 reads as
+/// 0.0.0.0 after a /48), so such a reading is left out when another layout reads something else; an address
+/// that reads as 0.0.0.0/8 everywhere is still judged (and refused as unspecified).
+fn embedded_ipv4(addr: IpAddr) -> Vec<Ipv4Addr> {
+    let IpAddr::V6(v6) = addr else {
+        return Vec::new();
+    };
+    let bits = u128::from(v6);
+    let bytes = v6.octets();
+    let Some(translation) = TRANSLATIONS
+        .iter()
+        .find(|t| (bits ^ u128::from(t.prefix)) >> (128 - t.len) == 0)
+    else {
+        return Vec::new();
+    };
+    let read: Vec<Ipv4Addr> = translation
+        .layouts
+        .iter()
+        .map(|layout| Ipv4Addr::from(layout.map(|index| bytes[index])))
+        .collect();
+    if read.iter().all(|v4| v4.octets()[0] == 0) {
+        return read;
     }
-    if seg[0] == 0x2002 {
-        return Some(from(seg[1], seg[2]));
-    }
-    None
+    read.into_iter().filter(|v4| v4.octets()[0] != 0).collect()
 }
 
 fn always_denied_v4(v4: Ipv4Addr) -> Result<(), Denied> {
