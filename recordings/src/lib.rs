@@ -36,9 +36,11 @@
 
 mod chain;
 mod codec;
+mod echo;
 mod error;
 mod event;
 mod evidence;
+pub mod ledger;
 mod recorder;
 pub mod remote;
 mod schema;
@@ -56,7 +58,9 @@ pub use event::{
     DesktopEvent, Event, FileTransfer, TimedEvent, TransferDirection, TransferProtocol,
 };
 pub use evidence::{EvidenceCheck, check_evidence};
-pub use recorder::{EventSink, Limits, Recorder, SessionRecorder};
+pub use ledger::{Checkpoint, Finding, LedgerReport, LedgerState, RecoveredSession, Recovery};
+pub use recorder::{EventSink, Limits, Recorder, RecorderStats, SessionRecorder};
+pub use writer::Anchor;
 pub use search::{
     IndexProgress, Moment, OVERLAP, SearchIndex, SessionHits, find_moments, searchable,
 };

@@ -14,7 +14,7 @@ use crate::error::{RecordingError, TryRecordError};
 use crate::event::Event;
 use crate::schema;
 use crate::session::{Outcome, SessionMeta, new_session_id, unix_now_ms};
-use crate::writer::{Msg, NewSession, Shared, Writer};
+use crate::writer::{Anchor, Msg, NewSession, Shared, SharedStats, Writer};
 
 /// Tuning of the writer. Values outside sane bounds are clamped (see each field).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,6 +29,12 @@ pub struct Limits {
     /// A safety cap on the database's size, in pages (`PRAGMA max_page_count`); writes beyond it fail, which ends
     /// the affected sessions. `None` leaves SQLite's default. Default `None`.
     pub max_db_pages: Option<u64>,
+    /// While anything is recorded, the ledger's head is signed at least this often (and at every seal); this bounds
+    /// what a crash leaves unvouched. Clamped to 10 ms ..= 1 s. Default 1 s.
+    pub checkpoint_interval: Duration,
+    /// Typed input is recorded only once the target echoed it; input it never echoed (a password) is recorded as a
+    /// count of withheld keystrokes (see `echo.rs`). Default true.
+    pub withhold_unechoed_input: bool,
 }
 
 impl Default for Limits {
@@ -38,6 +44,8 @@ impl Default for Limits {
             chunk_max_age: Duration::from_secs(1),
             channel_capacity: 4096,
             max_db_pages: None,
+            checkpoint_interval: Duration::from_secs(1),
+            withhold_unechoed_input: true,
         }
     }
 }
@@ -51,6 +59,10 @@ impl Limits {
                 .clamp(Duration::from_millis(10), Duration::from_secs(60)),
             channel_capacity: self.channel_capacity.max(1),
             max_db_pages: self.max_db_pages,
+            checkpoint_interval: self
+                .checkpoint_interval
+                .clamp(Duration::from_millis(10), Duration::from_secs(1)),
+            withhold_unechoed_input: self.withhold_unechoed_input,
         }
     }
 }
@@ -66,6 +78,7 @@ pub struct Recorder {
 
 struct Inner {
     tx: SyncSender<Msg>,
+    stats: Arc<SharedStats>,
     thread: Mutex<Option<JoinHandle<()>>>,
     next_handle: AtomicU64,
 }
@@ -103,13 +116,25 @@ impl Recorder {
         signing_key: SigningKey,
         limits: Limits,
     ) -> Result<Recorder, RecordingError> {
+        Recorder::start_anchored(db_path, signing_key, limits, Box::new(|_, _| {}))
+    }
+
+    /// Like [`start`](Self::start), and hands every checkpoint the writer signs to `anchor` (the gateway writes
+    /// them to the journal, where whoever can rewrite the database cannot rewrite them).
+    pub fn start_anchored(
+        db_path: &Path,
+        signing_key: SigningKey,
+        limits: Limits,
+        anchor: Anchor,
+    ) -> Result<Recorder, RecordingError> {
         let limits = limits.clamped();
+        let stats = Arc::new(SharedStats::default());
         let conn = schema::open_read_write(db_path)?;
         if let Some(pages) = limits.max_db_pages {
             conn.pragma_update(None, "max_page_count", pages)?;
         }
         let (tx, rx) = mpsc::sync_channel(limits.channel_capacity);
-        let writer = Writer::new(conn, signing_key, limits)?;
+        let writer = Writer::new(conn, signing_key, limits, anchor, Arc::clone(&stats))?;
         let thread = std::thread::Builder::new()
             .name("sallyport-recorder".into())
             .spawn(move || writer.run(rx))
@@ -117,6 +142,7 @@ impl Recorder {
         Ok(Recorder {
             inner: Arc::new(Inner {
                 tx,
+                stats,
                 thread: Mutex::new(Some(thread)),
                 next_handle: AtomicU64::new(0),
             }),
@@ -158,12 +184,33 @@ impl Recorder {
         })
     }
 
+    /// What the ledger has cost so far.
+    pub fn stats(&self) -> RecorderStats {
+        let stats = &self.inner.stats;
+        RecorderStats {
+            ledger_entries: stats.ledger_entries.load(Ordering::Relaxed),
+            checkpoints: stats.checkpoints.load(Ordering::Relaxed),
+            ledger_seconds: stats.ledger_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+
     /// Stops the writer: flushes every session, ends the open ones as [`Outcome::Incomplete`] and seals them, and
     /// waits for the thread. Other clones of this handle, and session handles, get [`RecordingError::Stopped`]
     /// afterwards. An error reports a failed final write.
     pub fn shutdown(self) -> Result<(), RecordingError> {
         self.inner.stop()
     }
+}
+
+/// The ledger's cost, from [`Recorder::stats`]: for metrics and benchmarks.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RecorderStats {
+    /// Ledger entries written (checkpoints included).
+    pub ledger_entries: u64,
+    /// Checkpoints signed.
+    pub checkpoints: u64,
+    /// Time the writer spent hashing, signing and inserting ledger entries.
+    pub ledger_seconds: f64,
 }
 
 /// The recorder of one session. Send it to (or share it with) the task that relays the session.

@@ -10,11 +10,12 @@ use crate::error::RecordingError;
 /// How long a connection waits for another one's lock before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Migration `i` takes the database from `user_version` i to i + 1.
-const MIGRATIONS: &[&str] = &[
+/// Migration `i` takes the database from `user_version` i to i + 1: its SQL, then its part in Rust, if any.
+const MIGRATIONS: &[(&str, Option<MigrationStep>)] = &[
     // 1: sessions and their chunks. `chunks` keeps its rowid (its rows hold large blobs, which WITHOUT ROWID tables
     // store badly); the primary key is an index.
-    "CREATE TABLE sessions (
+    (
+        "CREATE TABLE sessions (
         id TEXT PRIMARY KEY NOT NULL,
         user TEXT NOT NULL,
         target TEXT NOT NULL,
@@ -42,7 +43,28 @@ const MIGRATIONS: &[&str] = &[
         hash BLOB NOT NULL,
         PRIMARY KEY (session_id, seq)
     ) STRICT;",
+        None,
+    ),
+    // 2: the ledger (see `ledger/mod.rs`). `chunk_seq` and `digest` repeat a chunk entry's body for joins with
+    // `chunks`; verification checks that they agree with it. Sessions already stored enter it as "before the ledger".
+    (
+        "CREATE TABLE ledger (
+        seq INTEGER PRIMARY KEY NOT NULL,
+        at_ms INTEGER NOT NULL,
+        kind INTEGER NOT NULL,
+        session_id TEXT,
+        chunk_seq INTEGER,
+        digest BLOB,
+        body BLOB NOT NULL,
+        head BLOB NOT NULL
+    ) STRICT;
+    CREATE INDEX ledger_by_session ON ledger (session_id, kind, chunk_seq);",
+        Some(crate::ledger::backfill_before_ledger),
+    ),
 ];
+
+/// A migration's part that SQL cannot do.
+type MigrationStep = fn(&Connection) -> Result<(), RecordingError>;
 
 /// The schema version this build writes.
 pub(crate) const SCHEMA_VERSION: i64 = MIGRATIONS.len() as i64;
@@ -110,10 +132,13 @@ fn migrate(conn: &mut Connection) -> Result<(), RecordingError> {
                 supported: SCHEMA_VERSION,
             });
         }
-        let Some(sql) = usize::try_from(found).ok().and_then(|i| MIGRATIONS.get(i)) else {
+        let Some((sql, step)) = usize::try_from(found).ok().and_then(|i| MIGRATIONS.get(i)) else {
             return Ok(());
         };
         tx.execute_batch(sql)?;
+        if let Some(step) = step {
+            step(&tx)?;
+        }
         tx.pragma_update(None, "user_version", found + 1)?;
         tx.commit()?;
     }

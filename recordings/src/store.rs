@@ -10,7 +10,8 @@ use crate::chain::{self, Hash};
 use crate::codec::{Decompressor, History, KEYFRAME_INTERVAL};
 use crate::error::RecordingError;
 use crate::event::{TimedEvent, decode_events};
-use crate::session::{Outcome, SessionId, SessionRow};
+use crate::ledger::{Checkpoint, LedgerReport, Recovery};
+use crate::session::SessionRow;
 use crate::{schema, verify};
 
 /// One stored chunk of a session, decoded (see [`Store::chunks_from`]).
@@ -186,59 +187,30 @@ impl Store {
         verify::verify(&self.conn, id, key)
     }
 
-    /// Finds sessions that have no end (the gateway crashed or was killed while they ran), marks them
-    /// [`Outcome::Incomplete`], sets their end to the end of their last stored chunk (or their start), and seals
-    /// them with `key`. Returns their ids.
+    /// Recovers after a crash (see `ledger/recover.rs`): audits the ledger, records the gateway's restart, seals the
+    /// sessions a crash left open as far as the ledger vouches for them, and marks those that disagree with it as
+    /// damaged without sealing them.
     ///
     /// Call this at startup, before [`Recorder::start`](crate::Recorder::start): a session that a running recorder
     /// is still writing also has no end, and would be sealed under its feet.
-    ///
-    /// The seal covers what is stored: the row's chunk count and the stored hash of its last chunk. If the stored
-    /// chunks were tampered with before recovery, [`verify`](Store::verify) still reports it.
-    pub fn recover_unfinished(&self, key: &SigningKey) -> Result<Vec<SessionId>, RecordingError> {
-        let ids: Vec<String> = {
-            let mut stmt = self
-                .conn
-                .prepare("SELECT id FROM sessions WHERE ended_at_ms IS NULL ORDER BY id")?;
-            stmt.query_map([], |row| row.get(0))?
-                .collect::<Result<_, _>>()?
-        };
-        let mut recovered = Vec::with_capacity(ids.len());
-        for id in ids {
-            let tx = self.conn.unchecked_transaction()?;
-            let Some(row) = load_session(&tx, &id)? else {
-                continue;
-            };
-            let (final_hash, end_offset) = last_chunk(&tx, &row)?;
-            let ended_at_ms = row.started_at_ms.saturating_add(end_offset);
-            let seal = chain::seal(
-                key,
-                &chain::SealFields {
-                    id: &row.id,
-                    final_hash: &final_hash,
-                    chunk_count: row.chunk_count,
-                    outcome: Outcome::Incomplete,
-                    ended_at_ms,
-                },
-            );
-            let changed = tx.execute(
-                "UPDATE sessions SET ended_at_ms = ?2, outcome = ?3, seal_hash = ?4, seal_sig = ?5, seal_key = ?6
-                 WHERE id = ?1 AND ended_at_ms IS NULL",
-                params![
-                    row.id,
-                    ended_at_ms,
-                    Outcome::Incomplete,
-                    &seal.hash[..],
-                    &seal.signature[..],
-                    &seal.public_key[..]
-                ],
-            )?;
-            tx.commit()?;
-            if changed == 1 {
-                recovered.push(id);
-            }
-        }
-        Ok(recovered)
+    pub fn recover_unfinished(&self, key: &SigningKey) -> Result<Recovery, RecordingError> {
+        crate::ledger::recover(&self.conn, key)
+    }
+
+    /// Audits the ledger (chain, checkpoints, and every session and chunk against it) with the recording public key,
+    /// and each checkpoint in `kept` (kept elsewhere by an auditor, or read from the journal) against it.
+    pub fn audit_ledger(
+        &self,
+        key: &VerifyingKey,
+        kept: &[Checkpoint],
+    ) -> Result<LedgerReport, RecordingError> {
+        crate::ledger::audit(&self.conn, key, kept)
+    }
+
+    /// The newest checkpoint stored (not verified: [`audit_ledger`](Self::audit_ledger) does that), to keep
+    /// elsewhere.
+    pub fn latest_checkpoint(&self) -> Result<Option<Checkpoint>, RecordingError> {
+        crate::ledger::latest_checkpoint(&self.conn)
     }
 
     /// Runs SQLite's `PRAGMA integrity_check`; true when the file is sound.
@@ -253,7 +225,7 @@ impl Store {
 
 /// The chain hash and end offset (ms since start) of the row's last chunk, or genesis and zero when it has none.
 /// A missing or malformed last chunk yields a zero hash, which [`verify`](crate::Store::verify) later reports.
-fn last_chunk(conn: &Connection, row: &SessionRow) -> Result<(Hash, u64), RecordingError> {
+pub(crate) fn last_chunk(conn: &Connection, row: &SessionRow) -> Result<(Hash, u64), RecordingError> {
     let Some(last_seq) = row.chunk_count.checked_sub(1) else {
         return Ok((chain::genesis(&row.identity()), 0));
     };

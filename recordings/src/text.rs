@@ -181,3 +181,20 @@ mod tests {
         assert_eq!(x.take(), "rm -rf /");
     }
 }
+
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC`, for findings and markers.
+pub fn utc(unix_ms: u64) -> String {
+    let nanos = i128::from(unix_ms) * 1_000_000;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("{unix_ms} ms after 1970"),
+    }
+}

@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -16,7 +17,9 @@ use rusqlite::{Connection, params};
 
 use crate::chain::{self, ChunkFields, Hash};
 use crate::codec::{Compressor, History};
+use crate::echo::{EchoGate, Gated};
 use crate::error::RecordingError;
+use crate::ledger::{Body, Checkpoint, LedgerWriter, SessionEnd};
 use crate::event::{
     Event, KIND_FILE_TRANSFER, KIND_INPUT, KIND_MARKER, KIND_OUTPUT, KIND_RESIZE, MAX_MARKER_BYTES,
     MAX_RECORD_HEADER, desktop_record, put_record, record_len, resize_payload, transfer_payload,
@@ -74,12 +77,64 @@ impl Shared {
     }
 }
 
+/// Where the writer reports each checkpoint it signs, and whether it was written with a session's seal (the gateway
+/// writes them to the journal, out of the database's reach).
+pub type Anchor = Box<dyn FnMut(&Checkpoint, bool) + Send>;
+
+/// Counters of the ledger's cost, shared with [`Recorder::stats`](crate::Recorder::stats).
+#[derive(Debug, Default)]
+pub(crate) struct SharedStats {
+    pub ledger_entries: AtomicU64,
+    pub checkpoints: AtomicU64,
+    pub ledger_nanos: AtomicU64,
+}
+
 /// The writer's I/O half: everything a flush needs besides the session itself.
 struct Sink {
     conn: Connection,
     compressor: Compressor,
     /// The last write error, until a write succeeds again.
     unhealthy: Option<String>,
+    key: SigningKey,
+    ledger: LedgerWriter,
+    last_checkpoint: Instant,
+    anchor: Anchor,
+    stats: Arc<SharedStats>,
+}
+
+impl Sink {
+    /// Runs `write` in one transaction; on failure the ledger position is what it was before.
+    fn transaction<T>(
+        &mut self,
+        write: impl FnOnce(&rusqlite::Transaction<'_>, &mut LedgerWriter, &SigningKey) -> Result<T, RecordingError>,
+    ) -> Result<T, RecordingError> {
+        let mut ledger = self.ledger;
+        let tx = self.conn.transaction()?;
+        let value = write(&tx, &mut ledger, &self.key)?;
+        tx.commit()?;
+        let checkpointed = ledger.checkpoints > self.ledger.checkpoints;
+        self.stats
+            .ledger_entries
+            .fetch_add(ledger.entries - self.ledger.entries, Ordering::Relaxed);
+        self.stats
+            .checkpoints
+            .fetch_add(ledger.checkpoints - self.ledger.checkpoints, Ordering::Relaxed);
+        self.stats
+            .ledger_nanos
+            .fetch_add(ledger.nanos - self.ledger.nanos, Ordering::Relaxed);
+        self.ledger = ledger;
+        if checkpointed {
+            self.last_checkpoint = Instant::now();
+        }
+        Ok(value)
+    }
+
+    /// Signs and stores a checkpoint, and hands it to the anchor.
+    fn checkpoint(&mut self) -> Result<(), RecordingError> {
+        let checkpoint = self.transaction(|tx, ledger, key| ledger.checkpoint(tx, key, unix_now_ms()))?;
+        (self.anchor)(&checkpoint, false);
+        Ok(())
+    }
 }
 
 /// One open session inside the writer.
@@ -97,6 +152,8 @@ struct Live {
     t_start_ms: u64,
     /// The time of the last event in `buf` (and, after a flush, of the last event written).
     last_at_ms: u64,
+    /// Holds typed bytes until the target echoes them (see `echo.rs`); `None` when the recorder keeps all input.
+    echo: Option<EchoGate>,
 }
 
 impl Live {
@@ -120,8 +177,16 @@ impl Live {
         // Concurrent callers may stamp events slightly out of order; the stream stays monotonic.
         let at_ms = at_ms.max(self.last_at_ms);
         match event {
-            Event::Output(data) => self.push_data(sink, limits, at_ms, KIND_OUTPUT, &data),
-            Event::Input(data) => self.push_data(sink, limits, at_ms, KIND_INPUT, &data),
+            Event::Output(data) => {
+                if let Some(gated) = self.echo.as_mut().map(|gate| gate.output(&data)) {
+                    self.push_gated(sink, limits, at_ms, gated);
+                }
+                self.push_data(sink, limits, at_ms, KIND_OUTPUT, &data);
+            }
+            Event::Input(data) => match self.echo.as_mut().map(|gate| gate.input(at_ms, &data)) {
+                Some(gated) => self.push_gated(sink, limits, at_ms, gated),
+                None => self.push_data(sink, limits, at_ms, KIND_INPUT, &data),
+            },
             Event::Resize { cols, rows } => {
                 self.push_record(
                     sink,
@@ -145,6 +210,42 @@ impl Live {
                 let payload = transfer_payload(&transfer);
                 self.push_record(sink, limits, at_ms, KIND_FILE_TRANSFER, &payload);
             }
+        }
+    }
+
+    /// Records what the echo gate let through: echoed input at the time it was typed, withheld input as a count.
+    fn push_gated(&mut self, sink: &mut Sink, limits: &Limits, at_ms: u64, gated: Vec<Gated>) {
+        for item in gated {
+            match item {
+                Gated::Input(typed_at, bytes) => {
+                    let typed_at = typed_at.max(self.last_at_ms);
+                    self.push_data(sink, limits, typed_at, KIND_INPUT, &bytes);
+                }
+                Gated::Withheld(keystrokes) => {
+                    let text = format!(
+                        "input withheld: {keystrokes} keystrokes the target did not echo (a password or another \
+                         secret) are not recorded"
+                    );
+                    let at_ms = at_ms.max(self.last_at_ms);
+                    self.push_record(sink, limits, at_ms, KIND_MARKER, text.as_bytes());
+                }
+            }
+        }
+    }
+
+    /// Withholds typed bytes that waited too long for their echo.
+    fn tick_echo(&mut self, sink: &mut Sink, limits: &Limits) {
+        let now = unix_now_ms().saturating_sub(self.started_at_ms);
+        if let Some(gated) = self.echo.as_mut().map(|gate| gate.tick(now)) {
+            self.push_gated(sink, limits, now, gated);
+        }
+    }
+
+    /// The session ends: what still waits for an echo is withheld.
+    fn finish_echo(&mut self, sink: &mut Sink, limits: &Limits) {
+        let now = unix_now_ms().saturating_sub(self.started_at_ms);
+        if let Some(gated) = self.echo.as_mut().map(EchoGate::finish) {
+            self.push_gated(sink, limits, now, gated);
         }
     }
 
@@ -217,13 +318,14 @@ impl Live {
             data: &data,
         };
         let hash = chain::chunk_hash(&self.prev_hash, &fields);
-        let tx = sink.conn.transaction()?;
+        let id = &self.id;
+        sink.transaction(|tx, ledger, _| {
         tx.prepare_cached(
             "INSERT INTO chunks (session_id, seq, t_start_ms, t_end_ms, raw_len, data, hash)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         )?
         .execute(params![
-            self.id,
+            id,
             seq,
             fields.t_start_ms,
             fields.t_end_ms,
@@ -235,8 +337,17 @@ impl Live {
             "UPDATE sessions SET chunk_count = ?2, bytes_raw = bytes_raw + ?3, bytes_stored = bytes_stored + ?4
              WHERE id = ?1",
         )?
-        .execute(params![self.id, seq + 1, fields.raw_len, data.len() as u64])?;
-        tx.commit()?;
+        .execute(params![id, seq + 1, fields.raw_len, data.len() as u64])?;
+        ledger.append(
+            tx,
+            unix_now_ms(),
+            &Body::Chunk {
+                session: id.clone(),
+                seq,
+                hash,
+            },
+        )
+        })?;
         sink.unhealthy = None;
         self.prev_hash = hash;
         self.next_seq = seq + 1;
@@ -245,29 +356,42 @@ impl Live {
     }
 
     /// Writes the end and the seal. The session's last chunk must already be flushed.
+    /// The seal, its ledger entry and a checkpoint go in one transaction, so a seal is never without the
+    /// checkpoint that vouches for it.
     fn write_end(
         &self,
         sink: &mut Sink,
-        key: &SigningKey,
         outcome: Outcome,
         ended_at_ms: u64,
     ) -> Result<(), RecordingError> {
         let ended_at_ms = ended_at_ms.max(self.started_at_ms.saturating_add(self.last_at_ms));
-        let seal = chain::seal(
-            key,
-            &chain::SealFields {
-                id: &self.id,
-                final_hash: &self.prev_hash,
+        let checkpoint = sink.transaction(|tx, ledger, key| {
+            let seal = chain::seal(
+                key,
+                &chain::SealFields {
+                    id: &self.id,
+                    final_hash: &self.prev_hash,
+                    chunk_count: self.next_seq,
+                    outcome,
+                    ended_at_ms,
+                },
+            );
+            tx.execute(
+                "UPDATE sessions SET ended_at_ms = ?2, outcome = ?3, seal_hash = ?4, seal_sig = ?5, seal_key = ?6
+                 WHERE id = ?1",
+                params![self.id, ended_at_ms, outcome, &seal.hash[..], &seal.signature[..], &seal.public_key[..]],
+            )?;
+            let now = unix_now_ms();
+            let end = SessionEnd {
                 chunk_count: self.next_seq,
+                final_hash: self.prev_hash,
                 outcome,
                 ended_at_ms,
-            },
-        );
-        sink.conn.execute(
-            "UPDATE sessions SET ended_at_ms = ?2, outcome = ?3, seal_hash = ?4, seal_sig = ?5, seal_key = ?6
-             WHERE id = ?1",
-            params![self.id, ended_at_ms, outcome, &seal.hash[..], &seal.signature[..], &seal.public_key[..]],
-        )?;
+            };
+            ledger.append(tx, now, &Body::Seal { session: self.id.clone(), end })?;
+            ledger.checkpoint(tx, key, now)
+        })?;
+        (sink.anchor)(&checkpoint, true);
         Ok(())
     }
 }
@@ -275,7 +399,6 @@ impl Live {
 /// The writer thread's state.
 pub(crate) struct Writer {
     sink: Sink,
-    key: SigningKey,
     limits: Limits,
     sessions: HashMap<u64, Live>,
 }
@@ -285,14 +408,20 @@ impl Writer {
         conn: Connection,
         key: SigningKey,
         limits: Limits,
+        anchor: Anchor,
+        stats: Arc<SharedStats>,
     ) -> Result<Writer, RecordingError> {
         Ok(Writer {
             sink: Sink {
+                ledger: LedgerWriter::load(&conn)?,
                 conn,
                 compressor: Compressor::new()?,
                 unhealthy: None,
+                key,
+                last_checkpoint: Instant::now(),
+                anchor,
+                stats,
             },
-            key,
             limits,
             sessions: HashMap::new(),
         })
@@ -319,6 +448,7 @@ impl Writer {
             let now = Instant::now();
             if now >= next_sweep {
                 self.flush_aged(now);
+                self.checkpoint_if_due(now);
                 next_sweep = now + tick;
             }
         }
@@ -399,6 +529,7 @@ impl Writer {
             opened_at: None,
             t_start_ms: 0,
             last_at_ms: 0,
+            echo: self.limits.withhold_unechoed_input.then(EchoGate::default),
         };
         self.sessions.insert(handle, live);
         Ok(())
@@ -414,6 +545,7 @@ impl Writer {
             // Already ended by a shutdown.
             return Err(RecordingError::Stopped);
         };
+        live.finish_echo(&mut self.sink, &self.limits);
         live.flush(&mut self.sink);
         let failure = live.shared.failure().map(str::to_owned);
         let outcome = if failure.is_some() {
@@ -421,7 +553,7 @@ impl Writer {
         } else {
             outcome
         };
-        let written = live.write_end(&mut self.sink, &self.key, outcome, ended_at_ms);
+        let written = live.write_end(&mut self.sink, outcome, ended_at_ms);
         match (failure, written) {
             (Some(why), _) => Err(RecordingError::WriteFailed(why)),
             (None, Err(error)) => {
@@ -445,9 +577,21 @@ impl Writer {
         first_error
     }
 
+    /// A checkpoint at least every `checkpoint_interval` while anything is recorded. A failure is retried at the
+    /// next tick; sessions go on (their chunks are in the ledger, and the next checkpoint covers them).
+    fn checkpoint_if_due(&mut self, now: Instant) {
+        if self.sink.ledger.dirty()
+            && now.duration_since(self.sink.last_checkpoint) >= self.limits.checkpoint_interval
+            && let Err(error) = self.sink.checkpoint()
+        {
+            self.sink.unhealthy = Some(error.to_string());
+        }
+    }
+
     fn flush_aged(&mut self, now: Instant) {
         let max_age = self.limits.chunk_max_age;
         for live in self.sessions.values_mut() {
+            live.tick_echo(&mut self.sink, &self.limits);
             if live
                 .opened_at
                 .is_some_and(|t| now.duration_since(t) >= max_age)
@@ -458,14 +602,16 @@ impl Writer {
     }
 }
 
-/// Inserts a session row; while unhealthy, also proves that the database takes a sizeable write.
+/// Inserts a session row and its ledger entry; while unhealthy, also proves that the database takes a sizeable
+/// write.
 fn insert_session(
     sink: &mut Sink,
     id: &str,
     meta: &SessionMeta,
     started_at_ms: u64,
 ) -> Result<(), RecordingError> {
-    let tx = sink.conn.transaction()?;
+    let probe = sink.unhealthy.is_some();
+    sink.transaction(|tx, ledger, _| {
     tx.execute(
         "INSERT INTO sessions (id, user, target, target_addr, protocol, client_addr, started_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
@@ -479,7 +625,7 @@ fn insert_session(
             started_at_ms
         ],
     )?;
-    if sink.unhealthy.is_some() {
+    if probe {
         tx.execute(
             "INSERT INTO chunks (session_id, seq, t_start_ms, t_end_ms, raw_len, data, hash)
              VALUES (?1, -1, 0, 0, 0, zeroblob(?2), zeroblob(32))",
@@ -490,6 +636,15 @@ fn insert_session(
             [id],
         )?;
     }
-    tx.commit()?;
-    Ok(())
+    let genesis = chain::genesis(&Identity {
+        id,
+        user: &meta.user,
+        target: &meta.target,
+        target_addr: &meta.target_addr,
+        protocol: &meta.protocol,
+        client_addr: &meta.client_addr,
+        started_at_ms,
+    });
+    ledger.append(tx, unix_now_ms(), &Body::Start { session: id.to_owned(), genesis })
+    })
 }

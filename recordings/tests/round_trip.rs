@@ -80,6 +80,7 @@ fn an_idle_session_reaches_the_disk_within_the_chunk_age() {
     let path = db_path(&dir);
     let limits = Limits {
         chunk_max_age: Duration::from_millis(100),
+        withhold_unechoed_input: false,
         ..Limits::default()
     };
     let recorder = Recorder::start(&path, key(), limits).unwrap();

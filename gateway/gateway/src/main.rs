@@ -10,6 +10,7 @@ mod console;
 mod edge;
 mod keys;
 mod logging;
+mod recordings;
 mod tls;
 
 use std::net::IpAddr;
@@ -21,7 +22,7 @@ use anyhow::Context;
 use clap::Parser;
 use sallyport_core::policy::{Protocol, Role};
 use sallyport_portal::Portal;
-use sallyport_recordings::{Limits, Recorder, Store};
+use sallyport_recordings::Limits;
 use sallyport_relay::{Broker, now_ms};
 use sallyport_state::{NetworkRecord, StateDb, TargetSpec};
 use tracing::{info, warn};
@@ -101,20 +102,14 @@ async fn serve(config: Config) -> anyhow::Result<()> {
 
     let signing_key = keys::load_or_create_signing_key(&config.state_dir)?;
     let recordings_path = config.state_dir.join("recordings.db");
-    let recovered = Store::open(&recordings_path)
-        .and_then(|store| store.recover_unfinished(&signing_key))
-        .context("recovering unfinished recordings")?;
-    for id in &recovered {
-        warn!(target: "audit", kind = "recording_recovered", session_id = %id, "a session left unfinished by a crash was marked incomplete and sealed");
-    }
+    recordings::recover(&state, &recordings_path, &signing_key)?;
     let limits = Limits {
         chunk_max_bytes: config.recording.chunk_max_kib * 1024,
         chunk_max_age: Duration::from_millis(config.recording.chunk_max_age_ms),
         ..Limits::default()
     };
     let recording_public_key = signing_key.verifying_key().to_bytes();
-    let recorder =
-        Recorder::start(&recordings_path, signing_key, limits).context("starting the recorder")?;
+    let recorder = recordings::start_recorder(&recordings_path, signing_key, limits)?;
 
     // The edge goes on before the portal listens, so the portal is never reachable unfiltered.
     let edge = edge::EdgeHandle::start(&config.edge, config.portal.listen.port())?;

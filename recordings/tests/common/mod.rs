@@ -23,11 +23,13 @@ pub fn meta(user: &str) -> SessionMeta {
     }
 }
 
-/// Small chunks, so that a few events make several of them.
+/// Small chunks, so that a few events make several of them. Input is kept whether or not it is echoed: these
+/// tests are about the store (`echo.rs` and `tests/secrets.rs` test the gate).
 pub fn small_limits() -> Limits {
     Limits {
         chunk_max_bytes: 256,
         chunk_max_age: Duration::from_secs(60),
+        withhold_unechoed_input: false,
         ..Limits::default()
     }
 }

@@ -1,0 +1,295 @@
+//! Secret-aware input: keystrokes are recorded only once the target echoed them. A password typed at a prompt
+//! that does not echo (sudo, su, ssh, passwd, a database client) is replaced in the recording by a count.
+//!
+//! The rule, sans-io (the writer feeds it each session's input and output in order, and the time on its ticks):
+//!
+//! - Typed bytes wait in order. Control bytes and escape sequences (Enter, Backspace, arrows, Ctrl-C) are not
+//!   secrets and are not echoed as themselves; they are recorded as soon as nothing typed before them waits.
+//! - An output event echoes waiting bytes when its first printable character (escape sequences and control bytes
+//!   skipped) is the first waiting byte; the echo then goes on while the output's printable characters are the next
+//!   waiting ones. Echoed bytes are recorded as input.
+//! - Waiting printable bytes are withheld (recorded only as "N keystrokes withheld") when the target answers a
+//!   control byte typed after them without echoing them (Enter at a password prompt: the target prints a newline,
+//!   not the password), when they waited longer than [`ECHO_WAIT_MS`], when more than [`MAX_WAITING`] bytes wait,
+//!   and when the session ends.
+//!
+//! Its limits: a program that does not echo what is typed (vim's normal mode, less, top) has those keystrokes
+//! withheld too (its screen output still shows their effect); output of another program that happens to start with
+//! the next waiting character while a password is typed takes that one character for an echo; input the target
+//! echoes is recorded even when it is a secret (a password typed where the target shows it).
+
+use std::collections::VecDeque;
+
+/// How long a typed byte may wait for its echo before it is withheld. A round trip through a bastion to a target
+/// is well under this; a slower echo costs only the recording of keystrokes that the output shows anyway.
+pub(crate) const ECHO_WAIT_MS: u64 = 2000;
+
+/// At most this many typed bytes wait; more are withheld from the front (a paste the target echoes is in its output).
+pub(crate) const MAX_WAITING: usize = 4096;
+
+/// What the gate lets through, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum Gated {
+    /// Typed bytes to record, typed at this time.
+    Input(u64, Vec<u8>),
+    /// This many keystrokes (characters) were withheld.
+    Withheld(u64),
+}
+
+#[derive(Debug, Clone, Copy)]
+struct Waiting {
+    byte: u8,
+    /// Part of a control byte or an escape sequence.
+    control: bool,
+    at_ms: u64,
+}
+
+/// Where an escape sequence parser is.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+enum Escape {
+    #[default]
+    None,
+    /// After ESC.
+    Start,
+    /// Inside `ESC [` or `ESC O`, until a final byte.
+    Csi,
+    /// Inside `ESC ]`, until BEL or `ESC \`.
+    Osc,
+    /// After ESC inside an OSC.
+    OscEscape,
+}
+
+impl Escape {
+    /// Feeds one byte; true when the byte belongs to an escape sequence (or is a control byte).
+    fn feed(&mut self, byte: u8) -> bool {
+        let (next, control) = match (*self, byte) {
+            (Escape::None, 0x1b) => (Escape::Start, true),
+            (Escape::None, b) => (Escape::None, b < 0x20 || b == 0x7f),
+            (Escape::Start, b'[' | b'O') => (Escape::Csi, true),
+            (Escape::Start, b']') => (Escape::Osc, true),
+            (Escape::Start, _) => (Escape::None, true),
+            (Escape::Csi, 0x40..=0x7e) => (Escape::None, true),
+            (Escape::Csi, _) => (Escape::Csi, true),
+            (Escape::Osc, 0x07) => (Escape::None, true),
+            (Escape::Osc | Escape::OscEscape, 0x1b) => (Escape::OscEscape, true),
+            (Escape::OscEscape, b'\\') => (Escape::None, true),
+            (Escape::Osc | Escape::OscEscape, _) => (Escape::Osc, true),
+        };
+        *self = next;
+        control
+    }
+}
+
+/// One session's gate.
+#[derive(Debug, Default)]
+pub(crate) struct EchoGate {
+    waiting: VecDeque<Waiting>,
+    input_escape: Escape,
+    output_escape: Escape,
+    out: Vec<Gated>,
+}
+
+impl EchoGate {
+    /// Bytes the user typed at `at_ms`.
+    pub(crate) fn input(&mut self, at_ms: u64, bytes: &[u8]) -> Vec<Gated> {
+        for &byte in bytes {
+            let control = self.input_escape.feed(byte);
+            self.waiting.push_back(Waiting {
+                byte,
+                control,
+                at_ms,
+            });
+        }
+        while self.waiting.len() > MAX_WAITING {
+            self.withhold_front();
+        }
+        self.release_controls();
+        std::mem::take(&mut self.out)
+    }
+
+    /// Bytes the target sent.
+    pub(crate) fn output(&mut self, bytes: &[u8]) -> Vec<Gated> {
+        if self.waiting.is_empty() {
+            // Keep the escape state right for the next output without scanning what cannot echo anything.
+            for &byte in bytes {
+                self.output_escape.feed(byte);
+            }
+            return Vec::new();
+        }
+        let mut echoing = true;
+        let mut echoed_any = false;
+        for &byte in bytes {
+            if self.output_escape.feed(byte) || !echoing {
+                continue;
+            }
+            match self.waiting.front() {
+                Some(w) if !w.control && w.byte == byte => {
+                    self.release_front();
+                    echoed_any = true;
+                    self.release_controls();
+                }
+                _ => echoing = false,
+            }
+        }
+        // The target answered a control byte typed after bytes it did not echo: it is not echoing them.
+        if !echoed_any && self.waiting.iter().any(|w| w.control) {
+            while self.waiting.front().is_some_and(|w| !w.control) {
+                self.withhold_front();
+            }
+            self.release_controls();
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// The session's clock moved on: bytes that waited too long are withheld.
+    pub(crate) fn tick(&mut self, now_ms: u64) -> Vec<Gated> {
+        while self
+            .waiting
+            .front()
+            .is_some_and(|w| now_ms.saturating_sub(w.at_ms) >= ECHO_WAIT_MS)
+        {
+            self.withhold_front();
+            self.release_controls();
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    /// The session ends: what still waits is withheld (control bytes recorded).
+    pub(crate) fn finish(&mut self) -> Vec<Gated> {
+        while !self.waiting.is_empty() {
+            self.withhold_front();
+            self.release_controls();
+        }
+        std::mem::take(&mut self.out)
+    }
+
+    fn release_controls(&mut self) {
+        while self.waiting.front().is_some_and(|w| w.control) {
+            self.release_front();
+        }
+    }
+
+    fn release_front(&mut self) {
+        let Some(w) = self.waiting.pop_front() else {
+            return;
+        };
+        match self.out.last_mut() {
+            Some(Gated::Input(_, bytes)) => bytes.push(w.byte),
+            _ => self.out.push(Gated::Input(w.at_ms, vec![w.byte])),
+        }
+    }
+
+    fn withhold_front(&mut self) {
+        let Some(w) = self.waiting.pop_front() else {
+            return;
+        };
+        if w.control {
+            // Only reached when more than MAX_WAITING bytes wait; a control byte is no secret.
+            match self.out.last_mut() {
+                Some(Gated::Input(_, bytes)) => bytes.push(w.byte),
+                _ => self.out.push(Gated::Input(w.at_ms, vec![w.byte])),
+            }
+            return;
+        }
+        // Count characters, not bytes: UTF-8 continuation bytes belong to the character before them.
+        let starts_char = u64::from(w.byte & 0xc0 != 0x80);
+        match self.out.last_mut() {
+            Some(Gated::Withheld(n)) => *n += starts_char,
+            _ => self.out.push(Gated::Withheld(starts_char)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn inputs(out: &[Gated]) -> Vec<u8> {
+        out.iter()
+            .flat_map(|g| match g {
+                Gated::Input(_, b) => b.clone(),
+                Gated::Withheld(_) => Vec::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn an_echoed_command_line_is_recorded_whole_and_in_order() {
+        let mut gate = EchoGate::default();
+        assert!(gate.input(0, b"sudo -k; sudo true\r").is_empty());
+        let out = gate.output(b"sudo -k; sudo true\r\n");
+        assert_eq!(out, vec![Gated::Input(0, b"sudo -k; sudo true\r".to_vec())]);
+    }
+
+    #[test]
+    fn keystrokes_echoed_one_by_one_are_recorded() {
+        let mut gate = EchoGate::default();
+        let mut recorded = Vec::new();
+        for (i, key) in b"ls -la".iter().enumerate() {
+            recorded.extend(gate.input(i as u64, &[*key]));
+            recorded.extend(gate.output(&[*key]));
+        }
+        recorded.extend(gate.input(10, b"\r"));
+        recorded.extend(gate.output(b"\r\ntotal 0\r\n$ "));
+        assert_eq!(inputs(&recorded), b"ls -la\r");
+        assert!(!recorded.iter().any(|g| matches!(g, Gated::Withheld(_))));
+    }
+
+    #[test]
+    fn a_password_at_a_silent_prompt_is_withheld_and_counted_but_enter_is_recorded() {
+        let mut gate = EchoGate::default();
+        assert!(gate.output(b"[sudo] password for alice: ").is_empty());
+        let mut out = gate.input(5, "hünter2".as_bytes());
+        out.extend(gate.input(6, b"\r"));
+        out.extend(gate.output(b"\r\n"));
+        assert_eq!(
+            out,
+            vec![Gated::Withheld(7), Gated::Input(6, b"\r".to_vec())]
+        );
+        assert!(gate.finish().is_empty());
+    }
+
+    #[test]
+    fn unrelated_output_while_typing_a_password_echoes_nothing() {
+        let mut gate = EchoGate::default();
+        gate.input(0, b"secret");
+        // A background job prints a line containing the password's letters, not starting with them.
+        assert!(gate.output(b"the secret log line\r\n").is_empty());
+        let out = gate.tick(ECHO_WAIT_MS);
+        assert_eq!(out, vec![Gated::Withheld(6)]);
+    }
+
+    #[test]
+    fn control_bytes_and_escape_sequences_are_recorded_at_once() {
+        let mut gate = EchoGate::default();
+        assert_eq!(
+            gate.input(1, b"\x1b[A\x03"),
+            vec![Gated::Input(1, b"\x1b[A\x03".to_vec())]
+        );
+        // An arrow key after a waiting letter waits behind it.
+        assert!(gate.input(2, b"x\x1bOB").is_empty());
+        // Echo wrapped in colour escapes still counts.
+        assert_eq!(
+            gate.output(b"\x1b[32mx\x1b[0m"),
+            vec![Gated::Input(2, b"x\x1bOB".to_vec())]
+        );
+    }
+
+    #[test]
+    fn waiting_is_bounded_and_expires() {
+        let mut gate = EchoGate::default();
+        let out = gate.input(0, &vec![b'a'; MAX_WAITING + 10]);
+        assert_eq!(out, vec![Gated::Withheld(10)]);
+        assert!(gate.tick(ECHO_WAIT_MS - 1).is_empty());
+        assert_eq!(gate.tick(ECHO_WAIT_MS), vec![Gated::Withheld(MAX_WAITING as u64)]);
+        assert!(gate.waiting.is_empty());
+    }
+
+    #[test]
+    fn an_osc_title_in_the_output_is_not_taken_for_echo() {
+        let mut gate = EchoGate::default();
+        gate.input(0, b"t");
+        assert!(gate.output(b"\x1b]0;title\x07").is_empty());
+        assert_eq!(gate.output(b"t"), vec![Gated::Input(0, b"t".to_vec())]);
+    }
+}
