@@ -56,6 +56,15 @@ pub enum SshError {
     BadHostKey(String),
 }
 
+/// The target's own words (a disconnect reason, a protocol version) made safe for logs and messages: control
+/// characters (escape sequences) replaced, at most `max_chars` characters.
+pub(crate) fn printable(text: &str, max_chars: usize) -> String {
+    text.chars()
+        .take(max_chars)
+        .map(|c| if c.is_control() { '\u{fffd}' } else { c })
+        .collect()
+}
+
 /// A duration as people read it in messages: "20 s", "0.5 s".
 pub(crate) fn seconds(duration: std::time::Duration) -> String {
     if duration.subsec_millis() == 0 {
@@ -107,21 +116,46 @@ impl SshError {
         }
     }
 
+    /// The connection to the target ended, or failed, at the moment `when` describes ("during the handshake",
+    /// "before sending its SSH identification line"): closed (FIN), reset (RST) or otherwise lost.
+    pub(crate) fn connection_ended(error: &std::io::Error, when: &str) -> SshError {
+        use std::io::ErrorKind as Io;
+        SshError::Protocol(match error.kind() {
+            Io::UnexpectedEof | Io::BrokenPipe => format!("target closed the connection {when}"),
+            Io::ConnectionReset => format!("target reset the connection {when}"),
+            _ => format!("connection to target lost {when}: {error}"),
+        })
+    }
+
+    /// The target's identification line names an SSH protocol version other than 2.0 (or 1.99, a server that
+    /// also speaks 2.0).
+    pub(crate) fn unsupported_protocol(version: &str) -> SshError {
+        let version = printable(version, 20);
+        SshError::Protocol(if version.starts_with("1.") {
+            format!(
+                "target speaks SSH protocol {version}, which is insecure and not supported; only SSH 2 is"
+            )
+        } else {
+            format!("target speaks SSH protocol {version}, which is not supported; only SSH 2.0 is")
+        })
+    }
+
+    /// The target sent no identification line the gateway accepts where one must be: a line `SSH-2.0-...`
+    /// of at most 255 bytes, within the first 8 KiB it sends (see `connect::scan_greeting`).
+    pub(crate) fn no_identification() -> SshError {
+        SshError::Protocol(
+            "target sent no valid SSH identification line (at most 8 KiB of other lines may come first, and \
+             the line itself is at most 255 bytes)"
+                .into(),
+        )
+    }
+
     /// Maps an error from russh during the handshake or a later stage (`stage`, e.g. "authentication") to
     /// [`SshError`], in words that say what the target did. Host key mismatches are detected by the caller before
     /// this is used.
     pub(crate) fn from_russh(error: &russh::Error, stage: &str) -> SshError {
-        use std::io::ErrorKind as Io;
         match error {
-            russh::Error::IO(e) => match e.kind() {
-                Io::UnexpectedEof => {
-                    SshError::Protocol(format!("target closed the connection during {stage}"))
-                }
-                Io::ConnectionReset => {
-                    SshError::Protocol(format!("target reset the connection during {stage}"))
-                }
-                _ => SshError::Protocol(format!("connection to target lost during {stage}: {e}")),
-            },
+            russh::Error::IO(e) => SshError::connection_ended(e, &format!("during {stage}")),
             russh::Error::Version => SshError::Protocol(
                 "target sent no valid SSH identification line (at most 20 lines of up to 255 bytes may \
                  come first)"
@@ -292,6 +326,55 @@ mod tests {
             protocol(russh::Error::SshEncoding(ssh_length_error())).starts_with(
                 "target protocol error: target sent a malformed message during the handshake"
             )
+        );
+    }
+
+    /// The gateway's own identification exchange: early ends worded by what happened, other protocols refused.
+    #[test]
+    fn early_ends_and_other_protocols_are_described() {
+        use std::io::{Error, ErrorKind as Io};
+        let before = "before sending its SSH identification line";
+        let ended = |kind: Io| {
+            let e = SshError::connection_ended(&Error::from(kind), before);
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+            e.to_string()
+        };
+        assert_eq!(
+            ended(Io::UnexpectedEof),
+            "target protocol error: target closed the connection before sending its SSH identification line"
+        );
+        assert_eq!(
+            ended(Io::BrokenPipe),
+            "target protocol error: target closed the connection before sending its SSH identification line"
+        );
+        assert_eq!(
+            ended(Io::ConnectionReset),
+            "target protocol error: target reset the connection before sending its SSH identification line"
+        );
+        assert!(
+            ended(Io::TimedOut).starts_with(
+                "target protocol error: connection to target lost before sending its SSH identification line: "
+            )
+        );
+        let version = |v: &str| {
+            let e = SshError::unsupported_protocol(v);
+            assert_eq!(e.kind(), ErrorKind::Protocol, "{e}");
+            e.to_string()
+        };
+        assert_eq!(
+            version("1.5"),
+            "target protocol error: target speaks SSH protocol 1.5, which is insecure and not supported; only \
+             SSH 2 is"
+        );
+        assert_eq!(
+            version("3.0"),
+            "target protocol error: target speaks SSH protocol 3.0, which is not supported; only SSH 2.0 is"
+        );
+        // The target's words are bounded and carry no escape sequences.
+        let hostile = version(&format!("\x1b]52;c;{}", "A".repeat(100)));
+        assert!(
+            !hostile.contains('\x1b') && hostile.len() < 200,
+            "{hostile}"
         );
     }
 

@@ -4,7 +4,9 @@
 //!
 //! The pre-handshake breakages (banners, packet lengths, garbage, KEXINIT bombs, resets) and real OpenSSH floods
 //! are in the end-to-end test `tests/e2e/tests/hostile_targets.rs`; this file covers what a byte-level fake
-//! cannot do without session keys.
+//! cannot do without session keys, and the identification exchange the gateway does itself: an SSH-1 target
+//! refused at its first line, other lines before an SSH-1.99 line accepted, and a target that hangs up at once,
+//! right after its line, or with a reset, each told apart in words.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
@@ -15,7 +17,8 @@ use std::time::{Duration, Instant};
 
 use russh::server::{self, Auth, Msg, Session};
 use russh::{Channel, ChannelId, ChannelOpenFailure, Disconnect, MethodKind, MethodSet};
-use tokio::net::TcpListener;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 
 use crate::credential::decode_private_key;
@@ -34,6 +37,8 @@ enum Mode {
     DisconnectAfterShell,
     /// Only keyboard-interactive authentication, asking 100 questions at once.
     PromptBomb,
+    /// Nothing hostile after the greeting: writes a line.
+    Plain,
 }
 
 #[derive(Debug)]
@@ -129,7 +134,7 @@ impl server::Handler for Hostile {
                     }
                     let _ = handle.data(channel, &b"still-here\r\n"[..]).await;
                 }
-                Mode::ZeroWindow | Mode::PromptBomb => {
+                Mode::ZeroWindow | Mode::PromptBomb | Mode::Plain => {
                     let _ = handle.data(channel, &b"still-here\r\n"[..]).await;
                 }
                 Mode::DisconnectAfterShell => {
@@ -152,6 +157,16 @@ impl server::Handler for Hostile {
 
 /// Starts a hostile server for one connection on 127.0.0.1; returns its address and the report stream.
 async fn start(mode: Mode) -> (SocketAddr, mpsc::UnboundedReceiver<Report>) {
+    start_greeting(mode, String::new(), None).await
+}
+
+/// As [`start`], but the server first writes `before` (lines RFC 4253 allows before the identification line)
+/// and identifies itself as `server_id` instead of russh's default.
+async fn start_greeting(
+    mode: Mode,
+    before: String,
+    server_id: Option<&'static str>,
+) -> (SocketAddr, mpsc::UnboundedReceiver<Report>) {
     let pem = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/test_data/ed25519_plain"
@@ -171,13 +186,18 @@ async fn start(mode: Mode) -> (SocketAddr, mpsc::UnboundedReceiver<Report>) {
             _ => 2 * 1024 * 1024,
         },
         inactivity_timeout: Some(Duration::from_secs(30)),
+        server_id: match server_id {
+            Some(id) => russh::SshId::Standard(Cow::Borrowed(id)),
+            None => server::Config::default().server_id,
+        },
         ..server::Config::default()
     });
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     let (tx, rx) = mpsc::unbounded_channel();
     tokio::spawn(async move {
-        let (stream, _) = listener.accept().await.unwrap();
+        let (mut stream, _) = listener.accept().await.unwrap();
+        stream.write_all(before.as_bytes()).await.unwrap();
         let handler = Hostile { mode, reports: tx };
         if let Ok(running) = server::run_stream(config, stream, handler).await {
             let _ = tokio::time::timeout(Duration::from_secs(30), running).await;
@@ -299,4 +319,149 @@ async fn a_hundred_keyboard_interactive_questions_are_refused() {
         error.to_string(),
         "target protocol error: target asked 100 keyboard-interactive questions at once"
     );
+}
+
+/// A fake target speaking raw bytes: serves every connection to the returned 127.0.0.1 address with `serve`.
+async fn raw_target<F, Fut>(serve: F) -> SocketAddr
+where
+    F: Fn(TcpStream) -> Fut + Send + 'static,
+    Fut: std::future::Future<Output = ()> + Send + 'static,
+{
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((stream, _)) = listener.accept().await {
+            tokio::spawn(serve(stream));
+        }
+    });
+    addr
+}
+
+/// Reads what the gateway sends until it hangs up (at most 30 s).
+async fn drain(mut stream: TcpStream) {
+    let mut buf = [0u8; 4096];
+    let _ = tokio::time::timeout(Duration::from_secs(30), async {
+        while matches!(stream.read(&mut buf).await, Ok(n) if n > 0) {}
+    })
+    .await;
+}
+
+/// Closes `stream` with RST: SO_LINGER with a zero timeout, then close.
+#[allow(deprecated)] // tokio deprecates set_linger because a non-zero linger blocks on drop; zero does not.
+fn reset(stream: TcpStream) {
+    stream.set_linger(Some(Duration::ZERO)).unwrap();
+    drop(stream);
+}
+
+/// Connects and expects an error; returns it and how long it took.
+async fn refused(addr: SocketAddr) -> (SshError, Duration) {
+    let started = Instant::now();
+    match connect(addr).await {
+        Ok(_) => panic!("the gateway accepted the target"),
+        Err(error) => (error, started.elapsed()),
+    }
+}
+
+#[tokio::test]
+async fn an_ssh_1_target_is_refused_at_its_identification_line() {
+    // An SSH-1 server speaks first and then waits for the client's line, for as long as it likes.
+    let addr = raw_target(|mut stream| async move {
+        stream
+            .write_all(b"SSH-1.5-OpenSSH_1.2.3\r\n")
+            .await
+            .unwrap();
+        drain(stream).await;
+    })
+    .await;
+    let (error, took) = refused(addr).await;
+    assert_eq!(error.kind(), ErrorKind::Protocol, "{error}");
+    assert_eq!(
+        error.to_string(),
+        "target protocol error: target speaks SSH protocol 1.5, which is insecure and not supported; only \
+         SSH 2 is"
+    );
+    // At the line, not at the connect deadline (10 s here, 20 s in the gateway).
+    assert!(took < Duration::from_secs(5), "refused after {took:?}");
+}
+
+#[tokio::test]
+async fn other_lines_before_an_ssh_1_99_identification_are_accepted() {
+    // More lines than russh alone accepts (20) before an identification line of a server that also speaks 2.0.
+    let before = (0..30)
+        .map(|i| format!("Authorised use only, line {i}\r\n"))
+        .collect();
+    let (addr, _reports) = start_greeting(Mode::Plain, before, Some("SSH-1.99-Hostile_1.0")).await;
+    let mut session = connect(addr).await.unwrap();
+    expect_output(&mut session, "still-here").await;
+    session.close().await;
+}
+
+#[tokio::test]
+async fn a_target_that_hangs_up_at_once_is_reported_as_closed_every_time() {
+    let addr = raw_target(|stream| async move { drop(stream) }).await;
+    for round in 0..20 {
+        let (error, _) = refused(addr).await;
+        assert_eq!(error.kind(), ErrorKind::Protocol, "round {round}: {error}");
+        assert_eq!(
+            error.to_string(),
+            "target protocol error: target closed the connection before sending its SSH identification line",
+            "round {round}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_target_that_resets_at_once_is_reported_as_reset() {
+    let addr = raw_target(|stream| async move { reset(stream) }).await;
+    for round in 0..10 {
+        let (error, _) = refused(addr).await;
+        assert_eq!(error.kind(), ErrorKind::Protocol, "round {round}: {error}");
+        assert_eq!(
+            error.to_string(),
+            "target protocol error: target reset the connection before sending its SSH identification line",
+            "round {round}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_target_that_hangs_up_after_its_identification_line_is_reported_as_closed() {
+    // FIN after the line; the socket stays open for reading, so nothing the gateway sends turns it into RST.
+    let addr = raw_target(|mut stream| async move {
+        stream.write_all(b"SSH-2.0-Hostile_1.0\r\n").await.unwrap();
+        stream.shutdown().await.unwrap();
+        drain(stream).await;
+    })
+    .await;
+    for round in 0..5 {
+        let (error, _) = refused(addr).await;
+        assert_eq!(error.kind(), ErrorKind::Protocol, "round {round}: {error}");
+        assert_eq!(
+            error.to_string(),
+            "target protocol error: target closed the connection during the handshake",
+            "round {round}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_target_that_resets_after_its_identification_line_is_reported_as_reset() {
+    let addr = raw_target(|mut stream| async move {
+        stream.write_all(b"SSH-2.0-Hostile_1.0\r\n").await.unwrap();
+        // Wait for the gateway's key exchange to arrive, then reset with it unread.
+        let mut first = [0u8; 1];
+        let _ = stream.peek(&mut first).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        reset(stream);
+    })
+    .await;
+    for round in 0..5 {
+        let (error, _) = refused(addr).await;
+        assert_eq!(error.kind(), ErrorKind::Protocol, "round {round}: {error}");
+        assert_eq!(
+            error.to_string(),
+            "target protocol error: target reset the connection during the handshake",
+            "round {round}"
+        );
+    }
 }
