@@ -68,4 +68,4 @@ pub use session::{Outcome, SessionId, SessionMeta, SessionRow};
 pub use store::{DecodedChunk, Store};
 #[cfg(feature = "danger-tamper")]
 pub use tamper::danger_flip_chunk_byte;
-pub use verify::Verification;
+pub use verify::{DatabaseVerification, Verification};

@@ -208,3 +208,55 @@ pub(crate) fn verify(
     }
     Ok(Verification::Intact { chunks })
 }
+
+/// Everything an auditor's `--verify` checks in one database: the ledger and every session's own chain and seal.
+#[derive(Debug, Clone)]
+pub struct DatabaseVerification {
+    /// The ledger's audit (its findings name sessions, chunks and entries).
+    pub ledger: crate::ledger::LedgerReport,
+    /// Every session with the check of its own chain and seal, newest first.
+    pub sessions: Vec<(crate::session::SessionRow, Verification)>,
+}
+
+impl DatabaseVerification {
+    /// Whether a session passes: its chain and seal hold (or it is live, unsealed, and the ledger agrees), and
+    /// nothing was found about it.
+    pub fn session_ok(&self, id: &str) -> bool {
+        let Some((_, verification)) = self.sessions.iter().find(|(row, _)| row.id == id) else {
+            return false;
+        };
+        let own = match verification {
+            Verification::Intact { .. } => true,
+            Verification::Unsealed { .. } => matches!(
+                self.ledger.state(id),
+                Some(crate::ledger::LedgerState::Live { .. })
+                    | Some(crate::ledger::LedgerState::BeforeLedger { sealed: false })
+            ),
+            _ => false,
+        };
+        own && self.ledger.findings_for(id).next().is_none()
+    }
+
+    /// Whether nothing at all was found.
+    pub fn is_clean(&self) -> bool {
+        self.ledger.is_clean() && self.sessions.iter().all(|(row, _)| self.session_ok(&row.id))
+    }
+}
+
+impl crate::Store {
+    /// Verifies the whole database (see [`DatabaseVerification`]) with the recording public key, and against each
+    /// checkpoint kept elsewhere.
+    pub fn verify_database(
+        &self,
+        key: &VerifyingKey,
+        kept: &[crate::ledger::Checkpoint],
+    ) -> Result<DatabaseVerification, RecordingError> {
+        let ledger = self.audit_ledger(key, kept)?;
+        let mut sessions = Vec::new();
+        for row in self.sessions()? {
+            let verification = verify(self.connection(), &row.id, key)?;
+            sessions.push((row, verification));
+        }
+        Ok(DatabaseVerification { ledger, sessions })
+    }
+}

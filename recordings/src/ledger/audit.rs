@@ -118,6 +118,8 @@ pub struct LedgerReport {
     pub sessions: BTreeMap<String, LedgerState>,
     /// No finding about the chain or a checkpoint: recovery may sign on top of it.
     pub(crate) chain_sound: bool,
+    /// Sessions recorded before the ledger (their chunks have no entries), whatever happened to them since.
+    before_ledger: std::collections::BTreeSet<String>,
 }
 
 impl LedgerReport {
@@ -235,6 +237,7 @@ pub(crate) fn audit(
         sessions,
         ..
     } = walk;
+    compare_schema(conn, &mut report)?;
     compare_sessions(conn, &mut report, sessions)?;
     Ok(report)
 }
@@ -601,8 +604,8 @@ fn compare_sessions(
                 None,
                 None,
                 format!(
-                    "the session ({} to {}, started {}) is not in the ledger: it was added to the database \
-                     afterwards",
+                    "the session ({} to {}, started {}) is not in the ledger: it was added behind the gateway's \
+                     back, or its ledger entries were removed",
                     row.user,
                     row.target,
                     crate::text::utc(row.started_at_ms)
@@ -619,6 +622,9 @@ fn compare_sessions(
                  recorded at its start"
                     .into(),
             );
+        }
+        if t.before_ledger.is_some() {
+            report.before_ledger.insert(id.clone());
         }
         let state = judge_end(report, &row, seal_hash.as_deref(), &t, last_restart);
         report.sessions.insert(id, state);
@@ -756,10 +762,7 @@ fn compare_chunks(
     let mut rows = stmt.query([entry::KIND_CHUNK])?;
     while let Some(row) = rows.next()? {
         let session: String = row.get(0)?;
-        if matches!(
-            report.sessions.get(&session),
-            Some(LedgerState::BeforeLedger { .. }) | None
-        ) {
+        if report.before_ledger.contains(&session) || !report.sessions.contains_key(&session) {
             continue; // Chunks of sessions before the ledger have no entries; unknown sessions are reported.
         }
         let chunk = u64::try_from(row.get::<_, i64>(1)?).unwrap_or(0);
@@ -768,6 +771,42 @@ fn compare_chunks(
             Some(chunk),
             None,
             "the chunk is not in the ledger: it was added to the database afterwards".into(),
+        );
+    }
+    Ok(())
+}
+
+/// The schema must be exactly what this version's migrations make: a changed table, an added trigger or view (which
+/// could rewrite what is read or written) is a finding.
+fn compare_schema(conn: &Connection, report: &mut LedgerReport) -> Result<(), RecordingError> {
+    fn schema(conn: &Connection) -> Result<Vec<(String, String, String, Option<String>)>, RecordingError> {
+        let mut stmt = conn.prepare(
+            "SELECT type, name, tbl_name, sql FROM sqlite_schema ORDER BY type, name, tbl_name, sql",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+    let expected = schema(&crate::schema::open_in_memory()?)?;
+    let found = schema(conn)?;
+    for extra in found.iter().filter(|item| !expected.contains(item)) {
+        report.chain_sound = false;
+        report.find(
+            None,
+            None,
+            None,
+            format!(
+                "the database's schema was changed: {} {:?} (on {:?}) is not what Sallyport creates",
+                extra.0, extra.1, extra.2
+            ),
+        );
+    }
+    for missing in expected.iter().filter(|item| !found.contains(item)) {
+        report.chain_sound = false;
+        report.find(
+            None,
+            None,
+            None,
+            format!("the database's schema was changed: {} {:?} is missing", missing.0, missing.1),
         );
     }
     Ok(())

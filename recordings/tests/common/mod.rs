@@ -97,3 +97,33 @@ impl Prng {
         self.next() % n
     }
 }
+
+/// Copies a database consistently while a recorder may be writing it (what the disk holds at that moment).
+pub fn snapshot(live: &Path, to: &Path) {
+    raw(live)
+        .execute("VACUUM INTO ?1", [to.to_str().unwrap()])
+        .unwrap();
+}
+
+/// Records `events` in a session of a running recorder, waits `settle`, and copies the database while the
+/// session is still open: what a crash (kill -9) leaves on disk. Returns the session id.
+pub fn crashed_copy(
+    path: &Path,
+    to: &Path,
+    user: &str,
+    events: &[Event],
+    limits: Limits,
+    settle: Duration,
+) -> String {
+    let recorder = Recorder::start(path, key(), limits).unwrap();
+    let s = recorder.open_session(meta(user)).unwrap();
+    for e in events {
+        s.record(e.clone()).unwrap();
+    }
+    std::thread::sleep(settle);
+    snapshot(path, to);
+    let id = s.id().to_owned();
+    drop(s);
+    recorder.shutdown().unwrap();
+    id
+}
