@@ -56,7 +56,7 @@ enum Escape {
     /// Inside `ESC ]`, until BEL or `ESC \`.
     Osc,
     /// After ESC inside an OSC.
-    OscEscape,
+    AfterOscEsc,
 }
 
 impl Escape {
@@ -71,9 +71,9 @@ impl Escape {
             (Escape::Csi, 0x40..=0x7e) => (Escape::None, true),
             (Escape::Csi, _) => (Escape::Csi, true),
             (Escape::Osc, 0x07) => (Escape::None, true),
-            (Escape::Osc | Escape::OscEscape, 0x1b) => (Escape::OscEscape, true),
-            (Escape::OscEscape, b'\\') => (Escape::None, true),
-            (Escape::Osc | Escape::OscEscape, _) => (Escape::Osc, true),
+            (Escape::Osc | Escape::AfterOscEsc, 0x1b) => (Escape::AfterOscEsc, true),
+            (Escape::AfterOscEsc, b'\\') => (Escape::None, true),
+            (Escape::Osc | Escape::AfterOscEsc, _) => (Escape::Osc, true),
         };
         *self = next;
         control
@@ -281,7 +281,10 @@ mod tests {
         let out = gate.input(0, &vec![b'a'; MAX_WAITING + 10]);
         assert_eq!(out, vec![Gated::Withheld(10)]);
         assert!(gate.tick(ECHO_WAIT_MS - 1).is_empty());
-        assert_eq!(gate.tick(ECHO_WAIT_MS), vec![Gated::Withheld(MAX_WAITING as u64)]);
+        assert_eq!(
+            gate.tick(ECHO_WAIT_MS),
+            vec![Gated::Withheld(MAX_WAITING as u64)]
+        );
         assert!(gate.waiting.is_empty());
     }
 

@@ -1,23 +1,29 @@
 //! Evidence files: one session, its stored chunks, its chain hashes and its seal, in a self-contained file that can
 //! be checked offline on another machine.
 //!
-//! The file is canonical JSON (`sallyport-evidence-v1`, fields in a fixed order, binary fields as lowercase hex, one
-//! trailing newline). Checking it loads it into an in-memory recordings database and runs the same verification as
+//! The file is canonical JSON (`sallyport-evidence-v2`, fields in a fixed order, binary fields as lowercase hex, one
+//! trailing newline; `-v1` files, which carry no ledger proof, are still read). Checking it loads it into an in-memory recordings database and runs the same verification as
 //! [`Store::verify`], so every field is covered: the identity fields by the chain's start, the chunks by the chain,
 //! the end, outcome and chunk count by the seal, and the byte totals by recomputing them. A file that is not byte for
 //! byte the canonical form of what it says is refused, so no byte of it can change without the check failing.
+//!
+//! Since v2 the file also carries the session's ledger proof (see `ledger/proof.rs`): its last ledger entry and the
+//! checkpoint that covers it, so the offline check also shows that the session was not cut short before export.
 
 use ed25519_dalek::VerifyingKey;
 use rusqlite::{Connection, params};
 use serde::{Deserialize, Serialize};
 
 use crate::error::RecordingError;
+use crate::ledger::{LedgerProof, ProofCheck};
 use crate::session::{Outcome, SessionRow};
 use crate::store::{Store, load_session};
 use crate::verify::{self, Verification};
 
 /// The format's name, the file's first field.
-const FORMAT: &str = "sallyport-evidence-v1";
+const FORMAT: &str = "sallyport-evidence-v2";
+/// The format before the ledger, still read.
+const FORMAT_V1: &str = "sallyport-evidence-v1";
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -26,6 +32,8 @@ struct File {
     session: SessionFields,
     seal: Option<SealFields>,
     chunks: Vec<ChunkFields>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    ledger: Option<LedgerProof>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -73,6 +81,8 @@ pub struct EvidenceCheck {
     pub key: [u8; 32],
     /// The result of the chain and seal check.
     pub verification: Verification,
+    /// What the file's ledger proof shows.
+    pub ledger: ProofCheck,
 }
 
 impl Store {
@@ -111,6 +121,7 @@ impl Store {
                 })
             })?
             .collect::<Result<Vec<_>, _>>()?;
+        let ledger = crate::ledger::export_proof(conn, id)?;
         let file = File {
             format: FORMAT.to_owned(),
             session: SessionFields {
@@ -129,6 +140,7 @@ impl Store {
             },
             seal,
             chunks,
+            ledger,
         };
         canonical(&file)
     }
@@ -152,7 +164,7 @@ fn canonical(file: &File) -> Result<Vec<u8>, RecordingError> {
 fn parse(bytes: &[u8]) -> Result<File, RecordingError> {
     let file: File = serde_json::from_slice(bytes)
         .map_err(|e| RecordingError::Corrupt(format!("not an evidence file: {e}")))?;
-    if file.format != FORMAT {
+    if file.format != FORMAT && !(file.format == FORMAT_V1 && file.ledger.is_none()) {
         return Err(RecordingError::Corrupt(format!(
             "unknown evidence format {:?}",
             file.format
@@ -263,9 +275,32 @@ pub fn check_evidence(
     let Some(session) = load_session(&conn, &s.id)? else {
         return Err(RecordingError::NoSuchSession(s.id.clone()));
     };
+    let ledger = match &file.ledger {
+        None => ProofCheck::Absent,
+        Some(proof) => {
+            let seal_hash = file
+                .seal
+                .as_ref()
+                .and_then(|seal| hex::decode(&seal.hash).ok())
+                .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
+            let last_chunk_hash = file
+                .chunks
+                .last()
+                .and_then(|c| hex::decode(&c.hash).ok())
+                .and_then(|h| <[u8; 32]>::try_from(h.as_slice()).ok());
+            crate::ledger::check_proof(
+                proof,
+                &session,
+                seal_hash.as_ref(),
+                last_chunk_hash.as_ref(),
+                &key,
+            )
+        }
+    };
     Ok(EvidenceCheck {
         session,
         key: key.to_bytes(),
         verification,
+        ledger,
     })
 }

@@ -58,9 +58,10 @@ pub use event::{
     DesktopEvent, Event, FileTransfer, TimedEvent, TransferDirection, TransferProtocol,
 };
 pub use evidence::{EvidenceCheck, check_evidence};
-pub use ledger::{Checkpoint, Finding, LedgerReport, LedgerState, RecoveredSession, Recovery};
+pub use ledger::{
+    Checkpoint, Finding, LedgerReport, LedgerState, ProofCheck, RecoveredSession, Recovery,
+};
 pub use recorder::{EventSink, Limits, Recorder, RecorderStats, SessionRecorder};
-pub use writer::Anchor;
 pub use search::{
     IndexProgress, Moment, OVERLAP, SearchIndex, SessionHits, find_moments, searchable,
 };
@@ -69,3 +70,4 @@ pub use store::{DecodedChunk, Store};
 #[cfg(feature = "danger-tamper")]
 pub use tamper::danger_flip_chunk_byte;
 pub use verify::{DatabaseVerification, Verification};
+pub use writer::Anchor;

@@ -38,7 +38,14 @@ fn a_crashed_session_is_recovered_incomplete_sealed_and_intact() {
     let finished = record_session(&work, &sample_events(30));
     let crashed_db = dir.path().join("crashed.db");
     let events = sample_events(30);
-    let crashed = crashed_copy(&work, &crashed_db, "bob", &events, checkpointing(10), Duration::from_millis(300));
+    let crashed = crashed_copy(
+        &work,
+        &crashed_db,
+        "bob",
+        &events,
+        checkpointing(10),
+        Duration::from_millis(300),
+    );
 
     let store = Store::open(&crashed_db).unwrap();
     let chunks = store.session(&crashed).unwrap().unwrap().chunk_count;
@@ -53,7 +60,10 @@ fn a_crashed_session_is_recovered_incomplete_sealed_and_intact() {
     assert!(recovery.damaged.is_empty(), "{:?}", recovery.damaged);
     assert_eq!(recovery.recovered.len(), 1);
     assert_eq!(recovery.recovered[0].id, crashed);
-    assert_eq!(recovery.recovered[0].unvouched_chunks, 0, "a checkpoint covered every chunk");
+    assert_eq!(
+        recovery.recovered[0].unvouched_chunks, 0,
+        "a checkpoint covered every chunk"
+    );
     let row = store.session(&crashed).unwrap().unwrap();
     assert_eq!(row.outcome, Some(Outcome::Incomplete));
     assert!(row.sealed);
@@ -75,9 +85,15 @@ fn a_crashed_session_is_recovered_incomplete_sealed_and_intact() {
     assert!(v.is_clean(), "{:#?}", v.ledger.findings);
     assert!(matches!(
         v.ledger.state(&crashed),
-        Some(LedgerState::Recovered { unvouched_chunks: 0, .. })
+        Some(LedgerState::Recovered {
+            unvouched_chunks: 0,
+            ..
+        })
     ));
-    assert!(matches!(v.ledger.state(&finished), Some(LedgerState::Sealed { .. })));
+    assert!(matches!(
+        v.ledger.state(&finished),
+        Some(LedgerState::Sealed { .. })
+    ));
     // A second start finds nothing to recover.
     let again = store.recover_unfinished(&key()).unwrap();
     assert!(again.recovered.is_empty() && again.damaged.is_empty() && again.findings.is_empty());
@@ -89,7 +105,14 @@ fn chunks_written_after_the_last_checkpoint_are_stated_as_unvouched() {
     let work = db_path(&dir);
     let copy = dir.path().join("crashed.db");
     // A checkpoint at most every second, and the copy taken right after the chunks were written.
-    let id = crashed_copy(&work, &copy, "carol", &sample_events(30), checkpointing(1000), Duration::ZERO);
+    let id = crashed_copy(
+        &work,
+        &copy,
+        "carol",
+        &sample_events(30),
+        checkpointing(1000),
+        Duration::ZERO,
+    );
     let after = chunks_after_last_checkpoint(&copy, &id);
     let store = Store::open(&copy).unwrap();
     let recovery = store.recover_unfinished(&key()).unwrap();
@@ -108,7 +131,14 @@ fn a_crashed_session_without_chunks_ends_at_its_start() {
     let dir = tempfile::tempdir().unwrap();
     let work = db_path(&dir);
     let copy = dir.path().join("crashed.db");
-    let id = crashed_copy(&work, &copy, "dave", &[], small_limits(), Duration::from_millis(50));
+    let id = crashed_copy(
+        &work,
+        &copy,
+        "dave",
+        &[],
+        small_limits(),
+        Duration::from_millis(50),
+    );
     let store = Store::open(&copy).unwrap();
     let recovery = store.recover_unfinished(&key()).unwrap();
     assert_eq!(recovery.recovered.len(), 1);
@@ -125,7 +155,14 @@ fn recovery_seals_what_is_stored_and_verification_still_sees_tampering() {
     let dir = tempfile::tempdir().unwrap();
     let work = db_path(&dir);
     let copy = dir.path().join("crashed.db");
-    let id = crashed_copy(&work, &copy, "erin", &sample_events(30), checkpointing(10), Duration::from_millis(300));
+    let id = crashed_copy(
+        &work,
+        &copy,
+        "erin",
+        &sample_events(30),
+        checkpointing(10),
+        Duration::from_millis(300),
+    );
     raw(&copy)
         .execute(
             "UPDATE chunks SET t_start_ms = t_start_ms + 1 WHERE session_id = ?1 AND seq = 1",
@@ -154,7 +191,14 @@ fn a_database_from_before_the_ledger_migrates_and_keeps_verifying() {
     let old_a = record_session(&work, &sample_events(20));
     let old_b = record_session(&work, &sample_events(20));
     let copy = dir.path().join("old.db");
-    let open = crashed_copy(&work, &copy, "frank", &sample_events(20), small_limits(), Duration::from_millis(50));
+    let open = crashed_copy(
+        &work,
+        &copy,
+        "frank",
+        &sample_events(20),
+        small_limits(),
+        Duration::from_millis(50),
+    );
     before_the_ledger(&copy);
 
     // The first start migrates (every stored session enters the ledger as before it) and recovers.
@@ -171,10 +215,19 @@ fn a_database_from_before_the_ledger_migrates_and_keeps_verifying() {
     let v = store.verify_database(&key().verifying_key(), &[]).unwrap();
     assert!(v.is_clean(), "{:#?}", v.ledger.findings);
     for id in [&old_a, &old_b] {
-        assert_eq!(v.ledger.state(id), Some(&LedgerState::BeforeLedger { sealed: true }));
+        assert_eq!(
+            v.ledger.state(id),
+            Some(&LedgerState::BeforeLedger { sealed: true })
+        );
     }
-    assert!(matches!(v.ledger.state(&open), Some(LedgerState::Recovered { .. })));
-    assert!(matches!(v.ledger.state(&new), Some(LedgerState::Sealed { .. })));
+    assert!(matches!(
+        v.ledger.state(&open),
+        Some(LedgerState::Recovered { .. })
+    ));
+    assert!(matches!(
+        v.ledger.state(&new),
+        Some(LedgerState::Sealed { .. })
+    ));
     drop(store);
 
     // From the migration on, an old session cannot be deleted or un-sealed quietly either.
@@ -189,7 +242,13 @@ fn a_database_from_before_the_ledger_migrates_and_keeps_verifying() {
         .unwrap()
         .verify_database(&key().verifying_key(), &[])
         .unwrap();
-    assert!(v.ledger.findings_for(&old_a).any(|f| f.what.contains("deleted")), "{:#?}", v.ledger.findings);
+    assert!(
+        v.ledger
+            .findings_for(&old_a)
+            .any(|f| f.what.contains("deleted")),
+        "{:#?}",
+        v.ledger.findings
+    );
     raw(&copy)
         .execute(
             "UPDATE sessions SET seal_hash = NULL, seal_sig = NULL, seal_key = NULL WHERE id = ?1",
@@ -200,5 +259,9 @@ fn a_database_from_before_the_ledger_migrates_and_keeps_verifying() {
         .unwrap()
         .verify_database(&key().verifying_key(), &[])
         .unwrap();
-    assert!(v.ledger.findings_for(&old_b).any(|f| f.what.contains("seal has been removed")));
+    assert!(
+        v.ledger
+            .findings_for(&old_b)
+            .any(|f| f.what.contains("seal has been removed"))
+    );
 }

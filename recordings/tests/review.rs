@@ -9,7 +9,8 @@ mod common;
 use common::*;
 use ed25519_dalek::SigningKey;
 use sallyport_recordings::{
-    Event, Outcome, Recorder, SearchIndex, Store, Verification, check_evidence, find_moments,
+    Event, Limits, Outcome, ProofCheck, Recorder, SearchIndex, Store, Verification, check_evidence,
+    find_moments,
 };
 
 fn record(path: &std::path::Path, user: &str, events: &[Event]) -> String {
@@ -129,6 +130,11 @@ fn evidence_verifies_offline_and_fails_after_any_byte_changes() {
     let public = key().verifying_key();
     let check = check_evidence(&bytes, Some(&public)).unwrap();
     assert!(check.verification.is_intact(), "{:?}", check.verification);
+    assert!(
+        matches!(&check.ledger, ProofCheck::Covered { state, .. } if state == "sealed"),
+        "{:?}",
+        check.ledger
+    );
     assert_eq!(check.session, store.session(&id).unwrap().unwrap());
     let own = check_evidence(&bytes, None).unwrap();
     assert_eq!(own.key, public.to_bytes());
@@ -145,12 +151,65 @@ fn evidence_verifies_offline_and_fails_after_any_byte_changes() {
     for i in 0..bytes.len() {
         let mut changed = bytes.clone();
         changed[i] = if changed[i] == b'0' { b'1' } else { b'0' };
-        let passed =
-            matches!(check_evidence(&changed, Some(&public)), Ok(c) if c.verification.is_intact());
+        let passed = matches!(check_evidence(&changed, Some(&public)),
+            Ok(c) if c.verification.is_intact() && matches!(c.ledger, ProofCheck::Covered { .. }));
         assert!(
             !passed,
-            "changing byte {i} ({:?}) went unnoticed",
-            bytes[i] as char
+            "changing byte {i} ({:?}) went unnoticed: {}",
+            bytes[i] as char,
+            String::from_utf8_lossy(&bytes[i.saturating_sub(80)..(i + 40).min(bytes.len())])
         );
     }
+}
+
+#[test]
+fn evidence_of_a_live_session_is_covered_and_of_a_cut_one_fails() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = db_path(&dir);
+    let public = key().verifying_key();
+    let limits = Limits {
+        checkpoint_interval: std::time::Duration::from_millis(10),
+        ..small_limits()
+    };
+    let recorder = Recorder::start(&path, key(), limits).unwrap();
+    let live = recorder.open_session(meta("erin")).unwrap();
+    for e in sample_events(20) {
+        live.record(e).unwrap();
+    }
+    std::thread::sleep(std::time::Duration::from_millis(400));
+    let bytes = Store::open_read_only(&path)
+        .unwrap()
+        .export_evidence(live.id())
+        .unwrap();
+    let check = check_evidence(&bytes, Some(&public)).unwrap();
+    assert!(
+        matches!(&check.ledger, ProofCheck::Covered { state, .. } if state == "live"),
+        "{:?}",
+        check.ledger
+    );
+    live.finish(Outcome::Ended).unwrap();
+    recorder.shutdown().unwrap();
+
+    // Cut a finished session in the database, clear its seal, then export: the ledger's seal still names it.
+    let id = record(&path, "alice", &sample_events(20));
+    let conn = raw(&path);
+    conn.execute_batch(&format!(
+        "DELETE FROM chunks WHERE session_id = '{id}' AND seq = (SELECT max(seq) FROM chunks WHERE session_id = '{id}');
+         UPDATE sessions SET chunk_count = chunk_count - 1, seal_hash = NULL, seal_sig = NULL, seal_key = NULL,
+             ended_at_ms = NULL, outcome = NULL,
+             bytes_raw = (SELECT sum(raw_len) FROM chunks WHERE session_id = '{id}'),
+             bytes_stored = (SELECT sum(length(data)) FROM chunks WHERE session_id = '{id}')
+         WHERE id = '{id}';"
+    ))
+    .unwrap();
+    let bytes = Store::open_read_only(&path)
+        .unwrap()
+        .export_evidence(&id)
+        .unwrap();
+    let check = check_evidence(&bytes, Some(&public)).unwrap();
+    assert!(
+        matches!(&check.ledger, ProofCheck::Failed(why) if why.contains("cut short")),
+        "{:?}",
+        check.ledger
+    );
 }

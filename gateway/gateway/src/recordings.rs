@@ -35,7 +35,12 @@ pub fn recover(state: &StateDb, path: &Path, key: &SigningKey) -> anyhow::Result
         .context("recovering unfinished recordings")?;
     for finding in &recovery.findings {
         error!(target: "audit", kind = "recording_tampered", %finding, "the recordings ledger shows tampering");
-        audit(state, "recording_tampered", finding.session.as_deref(), finding.to_string());
+        audit(
+            state,
+            "recording_tampered",
+            finding.session.as_deref(),
+            finding.to_string(),
+        );
     }
     for session in &recovery.recovered {
         let detail = format!(

@@ -62,7 +62,11 @@ pub(crate) enum Body {
     /// A session started; `genesis` commits to the session row's identity fields.
     Start { session: String, genesis: Hash },
     /// A chunk of a session was stored with this chain hash.
-    Chunk { session: String, seq: u64, hash: Hash },
+    Chunk {
+        session: String,
+        seq: u64,
+        hash: Hash,
+    },
     /// The writer sealed a session.
     Seal { session: String, end: SessionEnd },
     /// Crash recovery sealed a session the gateway left open; `unvouched_chunks` of its chunks, the last
@@ -491,13 +495,20 @@ mod tests {
             let bytes = body.encode();
             assert_eq!(Body::decode(&bytes).unwrap(), body);
             for cut in 0..bytes.len() {
-                assert!(Body::decode(&bytes[..cut]).is_err(), "{body:?} cut at {cut}");
+                assert!(
+                    Body::decode(&bytes[..cut]).is_err(),
+                    "{body:?} cut at {cut}"
+                );
             }
             let mut longer = bytes.clone();
             longer.push(0);
             assert!(Body::decode(&longer).unwrap_err().contains("after"));
         }
-        assert!(Body::decode(&[99]).unwrap_err().contains("unknown entry kind"));
+        assert!(
+            Body::decode(&[99])
+                .unwrap_err()
+                .contains("unknown entry kind")
+        );
     }
 
     #[test]
@@ -507,9 +518,18 @@ mod tests {
         assert!(c.signed_by(&key.verifying_key()));
         assert!(!c.signed_by(&SigningKey::from_bytes(&[4; 32]).verifying_key()));
         for changed in [
-            Checkpoint { size: 11, ..c.clone() },
-            Checkpoint { head: [8; 32], ..c.clone() },
-            Checkpoint { at_ms: 1235, ..c.clone() },
+            Checkpoint {
+                size: 11,
+                ..c.clone()
+            },
+            Checkpoint {
+                head: [8; 32],
+                ..c.clone()
+            },
+            Checkpoint {
+                at_ms: 1235,
+                ..c.clone()
+            },
         ] {
             assert!(!changed.signed_by(&key.verifying_key()));
         }

@@ -12,18 +12,22 @@
 //! and appending costs one hash and one row, with no tree state to keep or get wrong.
 
 mod audit;
+mod compare;
 mod entry;
+mod proof;
 mod recover;
 
 use ed25519_dalek::SigningKey;
 use rusqlite::{Connection, OptionalExtension, params};
 
-pub use audit::{Finding, LedgerReport, LedgerState};
 pub(crate) use audit::audit;
-pub(crate) use entry::{Body, SessionEnd};
+pub use audit::{Finding, LedgerReport, LedgerState};
 pub use entry::Checkpoint;
-pub use recover::{Recovery, RecoveredSession};
+pub(crate) use entry::{Body, SessionEnd};
+pub use proof::ProofCheck;
+pub(crate) use proof::{LedgerProof, check as check_proof, export as export_proof};
 pub(crate) use recover::recover;
+pub use recover::{RecoveredSession, Recovery};
 
 use crate::chain::Hash;
 use crate::error::RecordingError;
@@ -61,8 +65,9 @@ impl LedgerWriter {
         let (next_seq, head, dirty) = match last {
             None => (0, entry::start_head(), false),
             Some((seq, kind, head)) => {
-                let seq = u64::try_from(seq)
-                    .map_err(|_| RecordingError::Corrupt("a ledger entry number is negative".into()))?;
+                let seq = u64::try_from(seq).map_err(|_| {
+                    RecordingError::Corrupt("a ledger entry number is negative".into())
+                })?;
                 let head = Hash::try_from(head.as_slice()).map_err(|_| {
                     RecordingError::Corrupt(format!("ledger entry {seq}'s hash is not 32 bytes"))
                 })?;
@@ -153,7 +158,8 @@ pub(crate) struct StoredEntry {
 }
 
 /// The columns [`StoredEntry`] is read from.
-pub(crate) const ENTRY_COLUMNS: &str = "seq, at_ms, kind, session_id, chunk_seq, digest, body, head";
+pub(crate) const ENTRY_COLUMNS: &str =
+    "seq, at_ms, kind, session_id, chunk_seq, digest, body, head";
 
 pub(crate) fn stored_entry(row: &rusqlite::Row<'_>) -> rusqlite::Result<StoredEntry> {
     Ok(StoredEntry {

@@ -12,9 +12,9 @@
 use ed25519_dalek::SigningKey;
 use rusqlite::{Connection, params};
 
+use super::LedgerWriter;
 use super::audit::{Finding, LedgerState, audit};
 use super::entry::{Body, SessionEnd};
-use super::LedgerWriter;
 use crate::chain::{self, Hash};
 use crate::error::RecordingError;
 use crate::session::{Outcome, SessionId, unix_now_ms};
@@ -70,20 +70,23 @@ pub(crate) fn recover(conn: &Connection, key: &SigningKey) -> Result<Recovery, R
             None => Some("the session is not in the ledger".to_owned()),
             Some(LedgerState::Sealed { .. } | LedgerState::Recovered { .. }) => {
                 // Its seal was removed after the ledger sealed it; the audit reports that.
-                recovery.damaged.push((id.clone(), "its seal was removed".into()));
+                recovery
+                    .damaged
+                    .push((id.clone(), "its seal was removed".into()));
                 continue;
             }
             Some(LedgerState::Damaged { .. }) => continue,
             Some(LedgerState::BeforeLedger { .. }) => None,
             Some(LedgerState::Live { .. }) if !report.chain_sound => Some(
-                "the ledger does not match its checkpoints, so recovery signs nothing in it".to_owned(),
+                "the ledger does not match its checkpoints, so recovery signs nothing in it"
+                    .to_owned(),
             ),
-            Some(LedgerState::Live { .. }) => report.findings_for(&id).next().map(|f| {
-                match f.chunk {
+            Some(LedgerState::Live { .. }) => {
+                report.findings_for(&id).next().map(|f| match f.chunk {
                     Some(chunk) => format!("chunk {chunk}: {}", f.what),
                     None => f.what.clone(),
-                }
-            }),
+                })
+            }
         };
         let tx = conn.unchecked_transaction()?;
         let mut staged = ledger;
@@ -101,7 +104,8 @@ pub(crate) fn recover(conn: &Connection, key: &SigningKey) -> Result<Recovery, R
                 recovery.damaged.push((id.clone(), reason));
             }
             None => {
-                let before_ledger = matches!(report.state(&id), Some(LedgerState::BeforeLedger { .. }));
+                let before_ledger =
+                    matches!(report.state(&id), Some(LedgerState::BeforeLedger { .. }));
                 let Some(sealed) = seal_open_session(&tx, key, &id)? else {
                     continue;
                 };
