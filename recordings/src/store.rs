@@ -225,7 +225,10 @@ impl Store {
 
 /// The chain hash and end offset (ms since start) of the row's last chunk, or genesis and zero when it has none.
 /// A missing or malformed last chunk yields a zero hash, which [`verify`](crate::Store::verify) later reports.
-pub(crate) fn last_chunk(conn: &Connection, row: &SessionRow) -> Result<(Hash, u64), RecordingError> {
+pub(crate) fn last_chunk(
+    conn: &Connection,
+    row: &SessionRow,
+) -> Result<(Hash, u64), RecordingError> {
     let Some(last_seq) = row.chunk_count.checked_sub(1) else {
         return Ok((chain::genesis(&row.identity()), 0));
     };

@@ -239,7 +239,11 @@ impl DatabaseVerification {
 
     /// Whether nothing at all was found.
     pub fn is_clean(&self) -> bool {
-        self.ledger.is_clean() && self.sessions.iter().all(|(row, _)| self.session_ok(&row.id))
+        self.ledger.is_clean()
+            && self
+                .sessions
+                .iter()
+                .all(|(row, _)| self.session_ok(&row.id))
     }
 }
 

@@ -7,8 +7,8 @@
 //! later events are dropped, and it ends as [`Outcome::Failed`].
 
 use std::collections::HashMap;
-use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
 use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
@@ -19,12 +19,12 @@ use crate::chain::{self, ChunkFields, Hash};
 use crate::codec::{Compressor, History};
 use crate::echo::{EchoGate, Gated};
 use crate::error::RecordingError;
-use crate::ledger::{Body, Checkpoint, LedgerWriter, SessionEnd};
 use crate::event::{
     Event, KIND_FILE_TRANSFER, KIND_INPUT, KIND_MARKER, KIND_OUTPUT, KIND_RESIZE, MAX_MARKER_BYTES,
     MAX_RECORD_HEADER, desktop_record, put_record, record_len, resize_payload, transfer_payload,
     truncate_utf8,
 };
+use crate::ledger::{Body, Checkpoint, LedgerWriter, SessionEnd};
 use crate::recorder::Limits;
 use crate::session::{Identity, Outcome, SessionMeta, unix_now_ms};
 
@@ -106,7 +106,11 @@ impl Sink {
     /// Runs `write` in one transaction; on failure the ledger position is what it was before.
     fn transaction<T>(
         &mut self,
-        write: impl FnOnce(&rusqlite::Transaction<'_>, &mut LedgerWriter, &SigningKey) -> Result<T, RecordingError>,
+        write: impl FnOnce(
+            &rusqlite::Transaction<'_>,
+            &mut LedgerWriter,
+            &SigningKey,
+        ) -> Result<T, RecordingError>,
     ) -> Result<T, RecordingError> {
         let mut ledger = self.ledger;
         let tx = self.conn.transaction()?;
@@ -116,9 +120,10 @@ impl Sink {
         self.stats
             .ledger_entries
             .fetch_add(ledger.entries - self.ledger.entries, Ordering::Relaxed);
-        self.stats
-            .checkpoints
-            .fetch_add(ledger.checkpoints - self.ledger.checkpoints, Ordering::Relaxed);
+        self.stats.checkpoints.fetch_add(
+            ledger.checkpoints - self.ledger.checkpoints,
+            Ordering::Relaxed,
+        );
         self.stats
             .ledger_nanos
             .fetch_add(ledger.nanos - self.ledger.nanos, Ordering::Relaxed);
@@ -131,7 +136,8 @@ impl Sink {
 
     /// Signs and stores a checkpoint, and hands it to the anchor.
     fn checkpoint(&mut self) -> Result<(), RecordingError> {
-        let checkpoint = self.transaction(|tx, ledger, key| ledger.checkpoint(tx, key, unix_now_ms()))?;
+        let checkpoint =
+            self.transaction(|tx, ledger, key| ledger.checkpoint(tx, key, unix_now_ms()))?;
         (self.anchor)(&checkpoint, false);
         Ok(())
     }
@@ -612,7 +618,7 @@ fn insert_session(
 ) -> Result<(), RecordingError> {
     let probe = sink.unhealthy.is_some();
     sink.transaction(|tx, ledger, _| {
-    tx.execute(
+        tx.execute(
         "INSERT INTO sessions (id, user, target, target_addr, protocol, client_addr, started_at_ms)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
         params![
@@ -625,26 +631,33 @@ fn insert_session(
             started_at_ms
         ],
     )?;
-    if probe {
-        tx.execute(
-            "INSERT INTO chunks (session_id, seq, t_start_ms, t_end_ms, raw_len, data, hash)
+        if probe {
+            tx.execute(
+                "INSERT INTO chunks (session_id, seq, t_start_ms, t_end_ms, raw_len, data, hash)
              VALUES (?1, -1, 0, 0, 0, zeroblob(?2), zeroblob(32))",
-            params![id, PROBE_BYTES],
-        )?;
-        tx.execute(
-            "DELETE FROM chunks WHERE session_id = ?1 AND seq = -1",
-            [id],
-        )?;
-    }
-    let genesis = chain::genesis(&Identity {
-        id,
-        user: &meta.user,
-        target: &meta.target,
-        target_addr: &meta.target_addr,
-        protocol: &meta.protocol,
-        client_addr: &meta.client_addr,
-        started_at_ms,
-    });
-    ledger.append(tx, unix_now_ms(), &Body::Start { session: id.to_owned(), genesis })
+                params![id, PROBE_BYTES],
+            )?;
+            tx.execute(
+                "DELETE FROM chunks WHERE session_id = ?1 AND seq = -1",
+                [id],
+            )?;
+        }
+        let genesis = chain::genesis(&Identity {
+            id,
+            user: &meta.user,
+            target: &meta.target,
+            target_addr: &meta.target_addr,
+            protocol: &meta.protocol,
+            client_addr: &meta.client_addr,
+            started_at_ms,
+        });
+        ledger.append(
+            tx,
+            unix_now_ms(),
+            &Body::Start {
+                session: id.to_owned(),
+                genesis,
+            },
+        )
     })
 }

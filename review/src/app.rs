@@ -546,8 +546,10 @@ pub fn centered(area: Rect, width: u16, height: u16) -> Rect {
 fn draw_integrity(frame: &mut Frame<'_>, area: Rect, ctx: &Ctx<'_>, id: &str) {
     let integrity = ctx.integrity(id);
     let (title, text, color) = match integrity {
-        Integrity::Intact => ("intact", "The hash chain is whole and the seal is valid for the appliance's key.".to_owned(), Color::Green),
+        Integrity::Intact => ("intact", "The hash chain is whole, the seal is valid for the appliance's key, and the ledger's checkpoints cover the session as stored.".to_owned(), Color::Green),
         Integrity::Unsealed => ("unsealed", "The chain is whole so far, but the session has no seal: it is still running, or the gateway stopped before sealing it.".to_owned(), Color::Yellow),
+        Integrity::Recovered { detail } => ("recovered", format!("The chain is whole and crash recovery sealed it: {detail}. The ledger's checkpoints vouch for everything before that."), Color::Yellow),
+        Integrity::BeforeLedger => ("intact, before the ledger", "The hash chain is whole and the seal is valid, but the session was recorded before the ledger existed: nothing outside the session vouches that it was not cut short.".to_owned(), Color::Green),
         Integrity::Failed { detail, .. } => ("VERIFICATION FAILED", detail.clone(), Color::Red),
         Integrity::NoKey => ("not checked", "No public key: pass --key (the gateway writes recording-signing.pub in its state directory).".to_owned(), Color::Yellow),
         Integrity::Error(e) => ("error", e.clone(), Color::Red),

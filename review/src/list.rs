@@ -130,7 +130,8 @@ pub fn outcome_label(s: &SessionRow) -> &'static str {
 /// The style of an integrity state.
 pub fn integrity_style(i: &Integrity) -> Style {
     match i {
-        Integrity::Intact => Style::default().fg(Color::Green),
+        Integrity::Intact | Integrity::BeforeLedger => Style::default().fg(Color::Green),
+        Integrity::Recovered { .. } => Style::default().fg(Color::Yellow),
         Integrity::Failed { .. } | Integrity::Error(_) => {
             Style::default().fg(Color::Red).add_modifier(Modifier::BOLD)
         }

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use ed25519_dalek::VerifyingKey;
-use sallyport_recordings::{SearchIndex, SessionHits, SessionRow, Store, TimedEvent};
+use sallyport_recordings::{LedgerReport, SearchIndex, SessionHits, SessionRow, Store, TimedEvent};
 
 use crate::desktop::DesktopReplay;
 use crate::model::{Integrity, Loaded, Request};
@@ -31,6 +31,8 @@ pub struct Source {
     export_dir: PathBuf,
     /// With `--gateway`: the gateway the mirror (`db`) is refreshed from.
     remote: Option<(Arc<Remote>, PathBuf)>,
+    /// The ledger's audit, made at each refresh (with a key).
+    ledger: Option<LedgerReport>,
 }
 
 /// The default place of the search index for a database: beside it (`NAME.search`) when that directory is
@@ -100,6 +102,7 @@ impl Source {
             key,
             export_dir: PathBuf::from("."),
             remote: None,
+            ledger: None,
         })
     }
 
@@ -119,13 +122,36 @@ impl Source {
         Ok(self.store.sessions()?)
     }
 
-    /// Checks one session's chain and seal.
+    /// Audits the ledger again (the list's integrity column judges sessions with it).
+    pub fn audit_ledger(&mut self) -> anyhow::Result<Option<&LedgerReport>> {
+        self.ledger = match &self.key {
+            Some(key) => Some(self.store.audit_ledger(key, &[])?),
+            None => None,
+        };
+        Ok(self.ledger.as_ref())
+    }
+
+    /// What the ledger says of a session, in a few words (to notice when it changed).
+    pub fn ledger_signature(&self, id: &str) -> String {
+        match &self.ledger {
+            Some(report) => format!("{:?}/{}", report.state(id), report.findings_for(id).count()),
+            None => String::new(),
+        }
+    }
+
+    /// Checks one session's chain and seal, and what the ledger says of it.
     pub fn integrity(&self, id: &str) -> Integrity {
         let Some(key) = &self.key else {
             return Integrity::NoKey;
         };
         match self.store.verify(id, key) {
-            Ok(v) => Integrity::from_verification(&v),
+            Ok(v) => match &self.ledger {
+                Some(report) => {
+                    let findings: Vec<_> = report.findings_for(id).collect();
+                    Integrity::judge(&v, report.state(id), &findings)
+                }
+                None => Integrity::from_verification(&v),
+            },
             Err(e) => Integrity::Error(e.to_string()),
         }
     }
@@ -180,6 +206,12 @@ impl Source {
                             .sync(db)
                             .context("bringing the recordings from the gateway")?;
                     }
+                    if let Err(e) = self.audit_ledger() {
+                        self.ledger = None;
+                        return Ok(Loaded::Error(format!(
+                            "the ledger could not be audited: {e:#}"
+                        )));
+                    }
                     Loaded::Sessions(self.sessions()?)
                 }
                 Request::Search(query) => {
@@ -232,8 +264,8 @@ pub fn spawn(mut source: Source) -> anyhow::Result<(Sender<Request>, Receiver<Lo
 }
 
 fn run(source: &mut Source, requests: &Receiver<Request>, out: &Sender<Loaded>) {
-    // What each session looked like when it was last verified (chunk count, sealed).
-    let mut verified: HashMap<String, (u64, bool)> = HashMap::new();
+    // What each session looked like when it was last verified (chunk count, sealed, what the ledger said).
+    let mut verified: HashMap<String, (u64, bool, String)> = HashMap::new();
     let mut to_verify: VecDeque<String> = VecDeque::new();
     let mut pending = VecDeque::from([Request::Refresh]);
     loop {
@@ -254,7 +286,11 @@ fn run(source: &mut Source, requests: &Receiver<Request>, out: &Sender<Loaded>) 
             let answer = source.handle(request);
             if refresh && let Loaded::Sessions(rows) = &answer {
                 for row in rows {
-                    let state = (row.chunk_count, row.sealed);
+                    let state = (
+                        row.chunk_count,
+                        row.sealed,
+                        source.ledger_signature(&row.id),
+                    );
                     if verified.get(&row.id) != Some(&state) {
                         verified.insert(row.id.clone(), state);
                         to_verify.push_back(row.id.clone());

@@ -53,6 +53,10 @@ struct Cli {
     /// With --verify: only this session.
     #[arg(long, requires = "verify")]
     session: Option<String>,
+    /// With --verify: a checkpoint kept elsewhere (a file from `sallyport-review checkpoint`, or journal lines with
+    /// `kind=ledger_checkpoint`); the database must hold the history it signed. Repeatable.
+    #[arg(long, value_name = "FILE", requires = "verify")]
+    checkpoint: Vec<PathBuf>,
     /// How desktop frames are drawn: auto (from the terminal's environment), kitty, sixel, iterm2 or
     /// halfblocks (works everywhere).
     #[arg(long, default_value = "auto", value_parser = graphics_choice)]
@@ -87,13 +91,24 @@ struct OpenArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Check an evidence file offline; non-zero when it does not verify.
+    /// Check an evidence file offline; or, with --checkpoint, a database against checkpoints kept elsewhere.
+    /// Non-zero when it does not verify.
     Verify {
-        /// The evidence file.
+        /// The evidence file (with --checkpoint: the recordings database).
         file: PathBuf,
-        /// The appliance's public key (hex or file); without it the file's own key is used and printed.
+        /// The appliance's public key (hex or file); without it the file's own key is used and printed (a database
+        /// needs it, or recording-signing.pub beside it).
         #[arg(long)]
         key: Option<String>,
+        /// Checkpoints kept elsewhere to check the database against (repeatable).
+        #[arg(long, value_name = "FILE")]
+        checkpoint: Vec<PathBuf>,
+    },
+    /// Print the database's newest checkpoint, to keep where the appliance cannot rewrite it.
+    Checkpoint {
+        /// The recordings database.
+        #[arg(default_value = DEFAULT_DB)]
+        db: PathBuf,
     },
     /// Export a session.
     Export {
@@ -236,7 +251,7 @@ fn main() -> ExitCode {
 fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
     let remote = match &mut cli.command {
         Some(Command::Export { open, .. } | Command::Search { open, .. }) => open.resolve()?,
-        Some(Command::Verify { .. }) => None,
+        Some(Command::Verify { .. } | Command::Checkpoint { .. }) => None,
         None => cli.open.resolve()?,
     };
     let result = run_resolved(cli, remote.clone());
@@ -248,10 +263,31 @@ fn run(mut cli: Cli) -> anyhow::Result<ExitCode> {
 
 fn run_resolved(cli: Cli, remote: Option<Arc<remote::Remote>>) -> anyhow::Result<ExitCode> {
     match cli.command {
-        Some(Command::Verify { file, key }) => {
+        Some(Command::Verify {
+            file,
+            key,
+            checkpoint,
+        }) if !checkpoint.is_empty() => {
+            let open = OpenArgs {
+                db: file,
+                gateway: None,
+                fingerprint: None,
+                user: None,
+                key,
+                index: None,
+            };
+            cli::verify_db(
+                &open.db,
+                open.key()?,
+                None,
+                &cli::read_checkpoints(&checkpoint)?,
+            )
+        }
+        Some(Command::Verify { file, key, .. }) => {
             let key = key.as_deref().map(loader::read_key).transpose()?;
             cli::verify_file(&file, key)
         }
+        Some(Command::Checkpoint { db }) => cli::print_checkpoint(&db),
         Some(Command::Export {
             session,
             asciicast,
@@ -287,7 +323,12 @@ fn run_resolved(cli: Cli, remote: Option<Arc<remote::Remote>>) -> anyhow::Result
             Ok(ExitCode::SUCCESS)
         }
         Some(Command::Search { text, open }) => cli::search(&mut open.source()?, &text),
-        None if cli.verify => cli::verify_db(&cli.open.db, cli.open.key()?, cli.session.as_deref()),
+        None if cli.verify => cli::verify_db(
+            &cli.open.db,
+            cli.open.key()?,
+            cli.session.as_deref(),
+            &cli::read_checkpoints(&cli.checkpoint)?,
+        ),
         None => {
             let mut source = cli.open.source()?;
             let title = match &remote {

@@ -3,7 +3,9 @@
 use std::path::PathBuf;
 use std::time::Duration;
 
-use sallyport_recordings::{IndexProgress, SessionHits, SessionRow, TimedEvent, Verification};
+use sallyport_recordings::{
+    Finding, IndexProgress, LedgerState, SessionHits, SessionRow, TimedEvent, Verification,
+};
 
 /// What the reviewer knows about a session's integrity.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -14,6 +16,13 @@ pub enum Integrity {
     Intact,
     /// Chain whole so far, no seal (the session is live, or a crash was not recovered yet).
     Unsealed,
+    /// Chain whole and sealed by crash recovery: the ledger says how much of its end no checkpoint covered.
+    Recovered {
+        /// What the ledger says, in words.
+        detail: String,
+    },
+    /// Chain whole and seal valid, recorded before the ledger existed (no ledger vouches for it).
+    BeforeLedger,
     /// The chain or seal is broken.
     Failed {
         /// A few words for the list ("chunk 2", "seal").
@@ -48,12 +57,56 @@ impl Integrity {
         }
     }
 
+    /// The verdict on a session: its own chain and seal, what the ledger says of it, and the findings about it.
+    pub fn judge(
+        v: &Verification,
+        ledger: Option<&LedgerState>,
+        findings: &[&Finding],
+    ) -> Integrity {
+        if let Some(first) = findings.first() {
+            let short = match (first.chunk, first.entry) {
+                (Some(chunk), _) => format!("chunk {chunk}"),
+                _ => "ledger".to_owned(),
+            };
+            let detail = findings
+                .iter()
+                .map(|f| f.to_string())
+                .collect::<Vec<_>>()
+                .join("; ");
+            return Integrity::Failed { short, detail };
+        }
+        match (Integrity::from_verification(v), ledger) {
+            (Integrity::Intact, Some(state @ LedgerState::Recovered { .. })) => {
+                Integrity::Recovered {
+                    detail: state.to_string(),
+                }
+            }
+            (Integrity::Intact, Some(LedgerState::BeforeLedger { .. })) => Integrity::BeforeLedger,
+            (
+                Integrity::Unsealed,
+                Some(LedgerState::Live { .. } | LedgerState::BeforeLedger { sealed: false }) | None,
+            ) => Integrity::Unsealed,
+            (Integrity::Unsealed, Some(state)) => Integrity::Failed {
+                short: "seal".into(),
+                detail: format!("the session has no seal, but the ledger says it is {state}"),
+            },
+            (other, _) => other,
+        }
+    }
+
+    /// Whether the verdict is a failure (for exit codes).
+    pub fn failed(&self) -> bool {
+        matches!(self, Integrity::Failed { .. } | Integrity::Error(_))
+    }
+
     /// The word shown in the list.
     pub fn label(&self) -> String {
         match self {
             Integrity::Pending => "…".into(),
             Integrity::Intact => "ok".into(),
             Integrity::Unsealed => "unsealed".into(),
+            Integrity::Recovered { .. } => "recovered".into(),
+            Integrity::BeforeLedger => "ok (pre-ledger)".into(),
             Integrity::Failed { short, .. } => format!("FAILED {short}"),
             Integrity::NoKey => "no key".into(),
             Integrity::Error(_) => "error".into(),

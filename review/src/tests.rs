@@ -377,6 +377,73 @@ fn verify_failure_is_shown_in_the_list_and_in_detail() {
 }
 
 #[test]
+fn the_integrity_column_shows_what_the_ledger_says() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, ids) = recorded_db(dir.path());
+    // A session open when the file is copied (a crash), recovered at the next start.
+    let crashed = dir.path().join("crashed.db");
+    let recorder = Recorder::start(&db, key(), Limits::default()).unwrap();
+    let open = recorder
+        .open_session(SessionMeta {
+            user: "dave".into(),
+            target: "db3".into(),
+            target_addr: "10.0.0.5:22".into(),
+            protocol: "ssh".into(),
+            client_addr: "192.0.2.7:50000".into(),
+        })
+        .unwrap();
+    open.record(Event::Output(b"dave@db3:~$ ".to_vec()))
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    rusqlite::Connection::open(&db)
+        .unwrap()
+        .execute("VACUUM INTO ?1", [crashed.to_str().unwrap()])
+        .unwrap();
+    drop(open);
+    recorder.shutdown().unwrap();
+    sallyport_recordings::Store::open(&crashed)
+        .unwrap()
+        .recover_unfinished(&key())
+        .unwrap();
+    // Bob's seal cleared behind the gateway's back: his own chain alone would call him "unsealed".
+    rusqlite::Connection::open(&crashed)
+        .unwrap()
+        .execute(
+            "UPDATE sessions SET seal_hash = NULL, seal_sig = NULL, seal_key = NULL, ended_at_ms = NULL, outcome = NULL WHERE id = ?1",
+            [&ids[1]],
+        )
+        .unwrap();
+    let mut source = Source::open(&crashed, None, Some(key().verifying_key())).unwrap();
+    source.audit_ledger().unwrap();
+    let mut app = App::new("recordings.db".into(), T0 + 3_600_000);
+    let rows = fixed_rows(&source);
+    let dave = rows.iter().find(|r| r.user == "dave").unwrap().id.clone();
+    app.update(Input::Loaded(Loaded::Sessions(rows.clone())));
+    for row in &rows {
+        app.update(Input::Loaded(Loaded::Integrity(
+            row.id.clone(),
+            source.integrity(&row.id),
+        )));
+    }
+    assert!(matches!(
+        source.integrity(&dave),
+        Integrity::Recovered { .. }
+    ));
+    assert!(matches!(source.integrity(&ids[0]), Integrity::Intact));
+    match source.integrity(&ids[1]) {
+        Integrity::Failed { detail, .. } => {
+            assert!(detail.contains("seal has been removed"), "{detail}")
+        }
+        other => panic!("bob: {other:?}"),
+    }
+    let list = render(&mut app, 100, 10);
+    assert!(
+        list.contains("recovered") && list.contains("FAILED ledger"),
+        "{list}"
+    );
+}
+
+#[test]
 fn help_on_each_screen() {
     let mut app = app_with(sample_rows());
     press(&mut app, KeyCode::Char('?'));

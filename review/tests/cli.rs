@@ -81,7 +81,8 @@ fn verify_passes_untouched_and_names_a_tampered_chunk() {
     let ok = review(&["--verify", db_arg]);
     assert!(ok.status.success(), "{}", text(&ok));
     assert!(
-        text(&ok).contains("3 sessions checked, 0 failed"),
+        text(&ok)
+            .contains("3 sessions and 3 checkpoints checked: 0 sessions failed, 0 other findings"),
         "{}",
         text(&ok)
     );
@@ -94,7 +95,7 @@ fn verify_passes_untouched_and_names_a_tampered_chunk() {
         out.contains(&format!("{} ", ids[1])) && out.contains("FAILED: chunk 2 is bad"),
         "{out}"
     );
-    assert!(out.contains("1 failed"), "{out}");
+    assert!(out.contains("1 sessions failed"), "{out}");
     // One session only: the untouched one passes.
     let one = review(&["--verify", "--session", &ids[0], db_arg]);
     assert!(one.status.success(), "{}", text(&one));
@@ -102,6 +103,73 @@ fn verify_passes_untouched_and_names_a_tampered_chunk() {
     std::fs::remove_file(dir.path().join("recording-signing.pub")).unwrap();
     let nokey = review(&["--verify", db_arg]);
     assert_eq!(nokey.status.code(), Some(2), "{}", text(&nokey));
+}
+
+#[test]
+fn a_deleted_session_and_a_rolled_back_file_are_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let (db, ids) = database(dir.path(), 3, 20, "x");
+    let db_arg = db.to_str().unwrap();
+    let older = dir.path().join("older.db");
+    std::fs::copy(&db, &older).unwrap();
+    std::fs::copy(
+        dir.path().join("recording-signing.pub"),
+        dir.path().join("older-key.pub"),
+    )
+    .unwrap();
+    // One more session, then the newest checkpoint is kept elsewhere.
+    let recorder = Recorder::start(&db, key(), Limits::default()).unwrap();
+    recorder
+        .open_session(SessionMeta {
+            user: "late".into(),
+            target: "host".into(),
+            target_addr: "10.0.0.5:22".into(),
+            protocol: "ssh".into(),
+            client_addr: "192.0.2.7:50000".into(),
+        })
+        .unwrap()
+        .finish(Outcome::Ended)
+        .unwrap();
+    recorder.shutdown().unwrap();
+    let printed = review(&["checkpoint", db_arg]);
+    assert!(printed.status.success(), "{}", text(&printed));
+    let kept = dir.path().join("kept.checkpoint");
+    std::fs::write(&kept, &printed.stdout).unwrap();
+    let kept_arg = kept.to_str().unwrap();
+    let key_arg = dir.path().join("older-key.pub");
+    let key_arg = key_arg.to_str().unwrap();
+
+    let current = review(&["verify", "--checkpoint", kept_arg, "--key", key_arg, db_arg]);
+    assert!(current.status.success(), "{}", text(&current));
+    assert!(
+        text(&current).contains("1 kept checkpoints checked"),
+        "{}",
+        text(&current)
+    );
+    let rolled = review(&[
+        "verify",
+        "--checkpoint",
+        kept_arg,
+        "--key",
+        key_arg,
+        older.to_str().unwrap(),
+    ]);
+    assert_eq!(rolled.status.code(), Some(1), "{}", text(&rolled));
+    assert!(text(&rolled).contains("rolled back"), "{}", text(&rolled));
+
+    // A whole session deleted behind the gateway's back is named by the ledger.
+    let conn = rusqlite::Connection::open(&db).unwrap();
+    conn.execute("DELETE FROM chunks WHERE session_id = ?1", [&ids[2]])
+        .unwrap();
+    conn.execute("DELETE FROM sessions WHERE id = ?1", [&ids[2]])
+        .unwrap();
+    let deleted = review(&["--verify", db_arg]);
+    assert_eq!(deleted.status.code(), Some(1), "{}", text(&deleted));
+    let out = text(&deleted);
+    assert!(
+        out.contains(&format!("FINDING: session {}", ids[2])) && out.contains("deleted"),
+        "{out}"
+    );
 }
 
 #[test]
