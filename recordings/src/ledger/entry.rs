@@ -509,6 +509,21 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown entry kind")
         );
+        // The fuzz target `ledger` starts from these (each body alone, and all of them as one ledger).
+        if std::env::var_os("UPDATE_FUZZ_SEEDS").is_some() {
+            let seeds =
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fuzz/seeds/ledger");
+            std::fs::create_dir_all(&seeds).unwrap();
+            let mut all = Vec::new();
+            for (i, body) in every_kind().iter().enumerate() {
+                let bytes = body.encode();
+                std::fs::write(seeds.join(format!("kind_{}.bin", body.kind())), &bytes).unwrap();
+                all.extend_from_slice(&(bytes.len() as u16).to_be_bytes());
+                all.push(i as u8);
+                all.extend_from_slice(&bytes);
+            }
+            std::fs::write(seeds.join("every_kind.ledger"), all).unwrap();
+        }
     }
 
     #[test]

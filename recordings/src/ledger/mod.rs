@@ -219,3 +219,40 @@ pub(crate) fn latest_checkpoint(conn: &Connection) -> Result<Option<Checkpoint>,
         ))),
     }
 }
+
+/// For the fuzz target of the ledger's parsers: stores `entries` (time, body bytes as given, hostile) as a ledger
+/// with a correct chain in a fresh in-memory database, audits it with a fixed key and returns the number of
+/// findings. The kind and session columns come from the body when it parses.
+#[doc(hidden)]
+pub fn audit_entries_for_fuzzing(entries: &[(u64, Vec<u8>)]) -> Result<usize, RecordingError> {
+    let conn = crate::schema::open_in_memory()?;
+    let mut head = entry::start_head();
+    for (seq, (at_ms, bytes)) in entries.iter().enumerate() {
+        let seq = seq as u64;
+        let at_ms = *at_ms & (i64::MAX as u64);
+        head = entry::next_head(&head, &entry::leaf(seq, at_ms, bytes));
+        let parsed = Body::decode(bytes).ok();
+        let kind = parsed.as_ref().map_or(0, Body::kind);
+        let session = parsed.as_ref().and_then(|b| b.session().map(str::to_owned));
+        let (chunk_seq, digest) = match &parsed {
+            Some(Body::Chunk { seq, hash, .. }) => (i64::try_from(*seq).ok(), Some(hash.to_vec())),
+            _ => (None, None),
+        };
+        conn.execute(
+            "INSERT INTO ledger (seq, at_ms, kind, session_id, chunk_seq, digest, body, head)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                seq,
+                at_ms,
+                kind,
+                session,
+                chunk_seq,
+                digest,
+                bytes,
+                &head[..]
+            ],
+        )?;
+    }
+    let key = SigningKey::from_bytes(&[7; 32]).verifying_key();
+    Ok(audit(&conn, &key, &[])?.findings.len())
+}
