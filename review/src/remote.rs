@@ -6,9 +6,9 @@
 //! config directory; the handshake happens before any credential is sent, and a different certificate is
 //! refused. The login is the browser's: password, then the TOTP or a recovery code when the account has
 //! one. What the gateway sends is copied into a local mirror (a recordings database in the reviewer's cache
-//! directory, chunks as stored) which everything else reads as a local file: chain and seal are verified
-//! here, against the recording key fetched over the pinned connection (or `--key`), never taken on the
-//! gateway's word.
+//! directory, chunks and ledger entries as stored) which everything else reads as a local file: chain, seal
+//! and ledger are verified here, against the recording key fetched over the pinned connection (or `--key`),
+//! never taken on the gateway's word.
 //!
 //! This module does blocking I/O (ureq, rustls with ring); it runs before the interface starts and on the
 //! loader's thread, never on the draw path.
@@ -20,13 +20,16 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sallyport_recordings::remote::{
-    Mirror, ReviewError, ReviewKey, ReviewLoginRequest, ReviewLoginResponse, ReviewSessions,
-    SessionPart,
+    LedgerPart, Mirror, ReviewError, ReviewKey, ReviewLoginRequest, ReviewLoginResponse,
+    ReviewSessions, SessionPart,
 };
 use sallyport_tls_pin::{PinVerifier, normalize};
 
 /// Largest answer read from the gateway (a chunk part is at most 8 MiB of chunks, twice that in hex).
 const MAX_ANSWER: u64 = 64 * 1024 * 1024;
+/// How many times one synchronisation fetches the sessions the new ledger entries name, and the ledger after
+/// them, while sessions keep recording (each round usually brings the two together at once).
+const LEDGER_ROUNDS: usize = 8;
 /// The environment variable a script may hold the password in (otherwise it is asked on the terminal).
 pub const PASSWORD_ENV: &str = "SALLYPORT_REVIEW_PASSWORD";
 
@@ -189,6 +192,8 @@ pub struct Synced {
     pub updated: usize,
     /// Chunks added to the mirror.
     pub chunks: u64,
+    /// Ledger entries added to the mirror.
+    pub entries: u64,
 }
 
 /// Reads a JSON answer, bounded; a refusal becomes an error in the gateway's words.
@@ -376,7 +381,9 @@ impl Remote {
     }
 
     /// Brings the mirror at `db` up to date: every session the gateway lists, with the chunks the mirror
-    /// does not hold yet.
+    /// does not hold yet, then the ledger's new entries, then every session those entries name beyond what the
+    /// mirror holds (a session started or grown since the list) and the ledger again, until they agree: the
+    /// mirror then shows the gateway at one moment, and its ledger audit finds only what is wrong there.
     pub fn sync(&self, db: &Path) -> anyhow::Result<Synced> {
         let list: ReviewSessions = self.get("/api/review/sessions", "the session list")?;
         let mut mirror =
@@ -389,28 +396,86 @@ impl Remote {
             if mirror.is_current(row)? {
                 continue;
             }
-            // Ids name a path segment: the gateway makes them hex; anything else is not asked for.
-            if row.id.is_empty() || !row.id.bytes().all(|b| b.is_ascii_hexdigit()) {
-                continue;
+            if self.fetch_session(&mut mirror, &row.id, &mut synced)? {
+                synced.updated += 1;
             }
-            synced.updated += 1;
-            let mut from = mirror.held(&row.id)?;
-            loop {
-                let part: SessionPart = self.get(
-                    &format!("/api/review/sessions/{}/chunks?from={from}", row.id),
-                    "a session's chunks",
-                )?;
-                if part.session.id != row.id {
-                    bail!("the gateway answered with another session than {}", row.id);
-                }
-                synced.chunks += mirror.apply(&part)?;
-                match part.chunks.last() {
-                    Some(last) if part.more => from = last.seq + 1,
-                    _ => break,
-                }
+        }
+        // The ledger is always fetched last, so it covers every row and chunk the mirror holds.
+        for round in 1..=LEDGER_ROUNDS {
+            let start = mirror.ledger_next()?;
+            self.fetch_ledger(&mut mirror, &mut synced)?;
+            if round == LEDGER_ROUNDS {
+                break;
+            }
+            let mut moved = false;
+            for id in mirror.sessions_behind_ledger(start)? {
+                // The gateway cannot send what it no longer holds (a session deleted or cut behind its
+                // back): the ledger audit of the mirror names it.
+                moved |= self.fetch_session(&mut mirror, &id, &mut synced)?;
+            }
+            if !moved {
+                break;
             }
         }
         Ok(synced)
+    }
+
+    /// Fetches a session's row and the chunks the mirror lacks; whether the mirror changed. A session the
+    /// gateway does not have is left as the mirror holds it (or without it).
+    fn fetch_session(
+        &self,
+        mirror: &mut Mirror,
+        id: &str,
+        synced: &mut Synced,
+    ) -> anyhow::Result<bool> {
+        // Ids name a path segment: the gateway makes them hex; anything else is not asked for.
+        if id.is_empty() || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return Ok(false);
+        }
+        let before = mirror.session(id)?;
+        let mut from = mirror.held(id)?;
+        loop {
+            let part: SessionPart = match self.get(
+                &format!("/api/review/sessions/{id}/chunks?from={from}"),
+                "a session's chunks",
+            ) {
+                Ok(part) => part,
+                Err(e)
+                    if e.downcast_ref::<Refused>()
+                        .is_some_and(|r| r.kind == "no_such_session") =>
+                {
+                    break;
+                }
+                Err(e) => return Err(e),
+            };
+            if part.session.id != id {
+                bail!("the gateway answered with another session than {id}");
+            }
+            synced.chunks += mirror.apply(&part)?;
+            match part.chunks.last() {
+                Some(last) if part.more => from = last.seq + 1,
+                _ => break,
+            }
+        }
+        Ok(mirror.session(id)? != before)
+    }
+
+    /// Appends the ledger's entries the mirror does not hold yet.
+    fn fetch_ledger(&self, mirror: &mut Mirror, synced: &mut Synced) -> anyhow::Result<()> {
+        loop {
+            let from = mirror.ledger_next()?;
+            let part: LedgerPart = self.get(
+                &format!("/api/review/ledger?from={from}"),
+                "the recordings ledger",
+            )?;
+            let added = mirror
+                .apply_ledger(&part)
+                .context("copying the gateway's recordings ledger")?;
+            synced.entries += added;
+            if !part.more || added == 0 {
+                return Ok(());
+            }
+        }
     }
 
     /// Ends the login on the gateway (best effort).

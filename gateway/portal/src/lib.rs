@@ -229,6 +229,7 @@ impl Portal {
             .route("/api/review/key", get(review_api::key))
             .route("/api/review/sessions", get(review_api::sessions))
             .route("/api/review/sessions/{id}/chunks", get(review_api::chunks))
+            .route("/api/review/ledger", get(review_api::ledger))
             .route("/assets/{name}", get(assets::serve_asset))
             .route("/admin", get(admin::index))
             .route("/admin/users", get(admin::users).post(admin::create_user))

@@ -8,10 +8,12 @@
 //! - `GET /api/review/key` → [`ReviewKey`], the recording public key;
 //! - `GET /api/review/sessions` → [`ReviewSessions`];
 //! - `GET /api/review/sessions/{id}/chunks?from=SEQ` → [`SessionPart`]: the row, the seal and the stored
-//!   chunks as they are, for the reviewer to verify itself.
+//!   chunks as they are, for the reviewer to verify itself;
+//! - `GET /api/review/ledger?from=SEQ` → [`LedgerPart`]: the recordings ledger's stored entries from `SEQ` on,
+//!   as they are, for the reviewer to audit its copy of the database against.
 //!
 //! Every request after login is audited with the account and the client's address (`recordings_listed`,
-//! `recording_read` with the session and the chunks sent). Refusals are JSON ([`ReviewError`]'s shape).
+//! `recording_read` with the session and the chunks sent, `recordings_ledger_read` with the entries sent). Refusals are JSON ([`ReviewError`]'s shape).
 //! Users of other roles are refused at login (`review_refused`, audited). The token travels only in the
 //! `Authorization` header, which no page of another site can make a browser send.
 
@@ -26,7 +28,7 @@ use axum::response::{IntoResponse, Response};
 use sallyport_core::policy::{Authenticated, Role};
 use sallyport_relay::archive::ArchiveError;
 use sallyport_relay::archive::remote::{
-    ReviewKey, ReviewLoginRequest, ReviewLoginResponse, ReviewSessions, SessionPart,
+    LedgerPart, ReviewKey, ReviewLoginRequest, ReviewLoginResponse, ReviewSessions, SessionPart,
 };
 use sallyport_state::AuditEvent;
 use serde::Deserialize;
@@ -309,5 +311,41 @@ pub async fn chunks(
             part.session.chunk_count, query.from
         )),
     });
+    axum::Json(part).into_response()
+}
+
+/// The query of a ledger request.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerQuery {
+    /// The first entry wanted.
+    #[serde(default)]
+    from: u64,
+}
+
+/// `GET /api/review/ledger?from=SEQ`.
+pub async fn ledger(
+    State(portal): State<Arc<Portal>>,
+    reviewer: Reviewer,
+    Query(query): Query<LedgerQuery>,
+) -> Response {
+    let Some(archive) = portal.broker.archive() else {
+        return no_archive();
+    };
+    let part: LedgerPart = match archive.ledger(query.from).await {
+        Ok(part) => part,
+        Err(e) => return archive_error(&e),
+    };
+    let sent = match (part.entries.first(), part.entries.last()) {
+        (Some(first), Some(last)) => format!("ledger entries {}..={}", first.seq, last.seq),
+        _ => format!("no ledger entries from {}", query.from),
+    };
+    audit(
+        &portal,
+        "recordings_ledger_read",
+        &reviewer.user.username,
+        reviewer.client,
+        format!("{VIA}: {sent}"),
+    );
     axum::Json(part).into_response()
 }

@@ -1,13 +1,15 @@
 //! Read-only access to the stored recordings, for the portal's review API (`sallyport-review --gateway`):
-//! the session list and a session's stored chunks and seal as they are, never decoded or judged here (the
-//! reviewer verifies them itself against the recording key).
+//! the session list, a session's stored chunks and seal, and the ledger's entries, as they are, never decoded
+//! or judged here (the reviewer verifies them itself against the recording key).
 //!
 //! Each call opens its own read-only connection on a blocking thread, so the recorder's writer is never
 //! blocked (SQLite WAL) and no request waits on another.
 
 use std::path::PathBuf;
 
-use sallyport_recordings::remote::{PART_MAX_BYTES, SessionPart};
+use sallyport_recordings::remote::{
+    LEDGER_PART_MAX_ENTRIES, LedgerPart, PART_MAX_BYTES, SessionPart,
+};
 use sallyport_recordings::{RecordingError, SessionRow, Store};
 
 pub use sallyport_recordings::remote;
@@ -75,5 +77,15 @@ impl Archive {
         let id = id.to_owned();
         self.with_store(move |store| store.session_part(&id, from_seq, PART_MAX_BYTES))
             .await
+    }
+
+    /// The ledger's stored entries from `from_seq` on (at most
+    /// [`LEDGER_PART_MAX_ENTRIES`](sallyport_recordings::remote::LEDGER_PART_MAX_ENTRIES) of them and
+    /// [`PART_MAX_BYTES`](sallyport_recordings::remote::PART_MAX_BYTES) of stored bytes).
+    pub async fn ledger(&self, from_seq: u64) -> Result<LedgerPart, ArchiveError> {
+        self.with_store(move |store| {
+            store.ledger_part(from_seq, LEDGER_PART_MAX_ENTRIES, PART_MAX_BYTES)
+        })
+        .await
     }
 }

@@ -37,6 +37,7 @@ const SPEC: &[(&str, &str, [u16; 5])] = &[
         "/api/review/sessions/00112233445566778899aabbccddeeff/chunks",
         [401, 401, 401, 401, 401],
     ),
+    ("GET", "/api/review/ledger", [401, 401, 401, 401, 401]),
     ("POST", "/login/mfa", [422, 422, 422, 422, 422]),
     ("GET", "/account/mfa", [303, 200, 200, 200, 200]),
     ("POST", "/account/mfa", [303, 422, 422, 422, 422]),

@@ -3,9 +3,11 @@
 //! fingerprint and pins it, logs in with the portal password, sees the session listed and verified, finds the
 //! marker by search and sees it replayed. Then, from scripts: `--verify --gateway` passes with the pinned
 //! certificate; `export --gateway` writes the asciicast; a user without the auditor role and a wrong password
-//! are refused in words; a different pinned fingerprint is refused before any credential is sent; a chunk
-//! changed on the gateway fails the reviewer's own verification (it does not take the gateway's word); and
-//! every access is in the gateway's audit log. An auditor with TOTP is asked for the code after the password,
+//! are refused in words; a different pinned fingerprint is refused before any credential is sent; the mirror
+//! holds the gateway's recordings ledger entry for entry and verifies clean as a whole database; a chunk
+//! changed on the gateway fails the reviewer's own verification (it does not take the gateway's word), and so
+//! does a session deleted on the gateway, which only the ledger still names; and every access is in the
+//! gateway's audit log. An auditor with TOTP is asked for the code after the password,
 //! and a wrong code is refused.
 
 mod support;
@@ -54,6 +56,49 @@ fn unix_now() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs())
+}
+
+/// Every ledger entry of a recordings database, as stored.
+type LedgerRow = (
+    i64,
+    i64,
+    i64,
+    Option<String>,
+    Option<i64>,
+    Option<Vec<u8>>,
+    Vec<u8>,
+    Vec<u8>,
+);
+
+fn ledger_rows(db: &Path) -> Result<Vec<LedgerRow>> {
+    let conn =
+        rusqlite::Connection::open_with_flags(db, rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY)?;
+    let mut stmt = conn.prepare(
+        "SELECT seq, at_ms, kind, session_id, chunk_seq, digest, body, head FROM ledger ORDER BY seq",
+    )?;
+    let rows = stmt
+        .query_map([], |r| {
+            Ok((
+                r.get(0)?,
+                r.get(1)?,
+                r.get(2)?,
+                r.get(3)?,
+                r.get(4)?,
+                r.get(5)?,
+                r.get(6)?,
+                r.get(7)?,
+            ))
+        })?
+        .collect::<Result<Vec<_>, _>>()?;
+    Ok(rows)
+}
+
+/// The mirror the reviewer keeps of the gateway under `cache`.
+fn mirror_db(cache: &Path, gateway: &Gateway) -> std::path::PathBuf {
+    cache.join(format!(
+        "sallyport-review/gateways/127.0.0.1_{}/recordings.db",
+        gateway.port()
+    ))
 }
 
 /// `(kind, actor, session_id, detail)` of every audit event in the gateway's state database.
@@ -256,8 +301,33 @@ async fn an_auditor_reviews_a_gateways_recordings_remotely() -> Result<()> {
     ensure!(
         said.lines()
             .any(|l| l.starts_with(&session.id) && l.ends_with("intact"))
-            && said.contains("1 sessions checked, 0 failed"),
+            && said.contains("0 sessions failed, 0 other findings"),
         "--verify --gateway said:\n{said}"
+    );
+    // The ledger came along: the mirror holds the gateway's entries as stored, and verifies clean as a whole
+    // database (every session and chunk in the ledger, every checkpoint signed with the recording key).
+    let key = sallyport_e2e::portal::verifying_key(&gateway)?;
+    let mirrored = ledger_rows(&mirror_db(&cache, &gateway))?;
+    let original = ledger_rows(&db)?;
+    ensure!(
+        !mirrored.is_empty() && original.starts_with(&mirrored),
+        "the mirror's ledger ({} entries) is not the gateway's ({} entries)",
+        mirrored.len(),
+        original.len()
+    );
+    let whole = Store::open_read_only(&mirror_db(&cache, &gateway))?.verify_database(&key, &[])?;
+    ensure!(
+        whole.is_clean() && whole.session_ok(&session.id),
+        "the mirror does not verify as a whole: {:#?}",
+        whole.ledger.findings
+    );
+    ensure!(
+        matches!(
+            whole.ledger.state(&session.id),
+            Some(sallyport_recordings::LedgerState::Sealed { .. })
+        ),
+        "the mirror's ledger does not say the session was sealed: {:?}",
+        whole.ledger.state(&session.id)
     );
     let cast = home.path().join("s.cast");
     let export = review(
@@ -357,6 +427,51 @@ async fn an_auditor_reviews_a_gateways_recordings_remotely() -> Result<()> {
         tampered.status.code()
     );
 
+    // A session deleted on the gateway (its row and chunks; its ledger entries stay): a fresh mirror copies the
+    // ledger, and the reviewer's own audit names the session the ledger vouches for and the gateway lacks.
+    {
+        let conn = rusqlite::Connection::open(&db)?;
+        conn.execute("DELETE FROM chunks WHERE session_id = ?1", [&session.id])?;
+        conn.execute("DELETE FROM sessions WHERE id = ?1", [&session.id])?;
+    }
+    let fresh = tempfile::tempdir()?;
+    let deleted = review(
+        fresh.path(),
+        &[
+            "--verify",
+            "--gateway",
+            &url,
+            "--user",
+            "audrey",
+            "--fingerprint",
+            &fingerprint,
+        ],
+        Some(AUDITOR_PASSWORD),
+    )?;
+    let said = text(&deleted);
+    println!("--verify --gateway after a session was deleted on the gateway:\n{said}");
+    let copy = Store::open_read_only(&mirror_db(&fresh.path().join("cache"), &gateway))?;
+    ensure!(
+        copy.sessions()?.is_empty(),
+        "the mirror holds a session the gateway no longer has"
+    );
+    let whole = copy.verify_database(&key, &[])?;
+    ensure!(
+        whole.ledger.findings.iter().any(|f| {
+            f.session.as_deref() == Some(session.id.as_str()) && f.what.contains("deleted")
+        }),
+        "the mirror's audit does not name the deleted session: {:#?}",
+        whole.ledger.findings
+    );
+    ensure!(
+        deleted.status.code() == Some(1)
+            && said.lines().any(|l| l.starts_with("FINDING: ")
+                && l.contains(&session.id)
+                && l.contains("deleted")),
+        "a session deleted on the gateway was not caught remotely (exit {:?}):\n{said}",
+        deleted.status.code()
+    );
+
     // Every access is audited with the account.
     let events = audit_events(&gateway)?;
     let has = |kind: &str, actor: &str, f: &dyn Fn(&str, &str) -> bool| {
@@ -376,6 +491,11 @@ async fn an_auditor_reviews_a_gateways_recordings_remotely() -> Result<()> {
     ensure!(
         has("recording_read", "audrey", &|s, _| s == session.id),
         "no recording_read of the session: {events:?}"
+    );
+    ensure!(
+        has("recordings_ledger_read", "audrey", &|_, d| d
+            .starts_with("sallyport-review: ledger entries 0..=")),
+        "no recordings_ledger_read: {events:?}"
     );
     ensure!(
         has("review_refused", "ursula", &|_, _| true),
