@@ -146,6 +146,23 @@ pub fn plain_text(bytes: &[u8]) -> String {
     x.take()
 }
 
+/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC`, for findings and markers.
+pub fn utc(unix_ms: u64) -> String {
+    let nanos = i128::from(unix_ms) * 1_000_000;
+    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
+        Ok(t) => format!(
+            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+            t.year(),
+            u8::from(t.month()),
+            t.day(),
+            t.hour(),
+            t.minute(),
+            t.second()
+        ),
+        Err(_) => format!("{unix_ms} ms after 1970"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::plain_text;
@@ -179,22 +196,5 @@ mod tests {
         x.feed(b"tle\x1b");
         x.feed(b"\\ /");
         assert_eq!(x.take(), "rm -rf /");
-    }
-}
-
-/// Unix milliseconds as `YYYY-MM-DD HH:MM:SS UTC`, for findings and markers.
-pub fn utc(unix_ms: u64) -> String {
-    let nanos = i128::from(unix_ms) * 1_000_000;
-    match time::OffsetDateTime::from_unix_timestamp_nanos(nanos) {
-        Ok(t) => format!(
-            "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
-            t.year(),
-            u8::from(t.month()),
-            t.day(),
-            t.hour(),
-            t.minute(),
-            t.second()
-        ),
-        Err(_) => format!("{unix_ms} ms after 1970"),
     }
 }

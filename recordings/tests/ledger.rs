@@ -266,11 +266,10 @@ impl Attack {
     }
 }
 
-type Mutation = (
-    &'static str,
-    Named,
-    Box<dyn Fn(&Attack, &BTreeMap<&'static str, String>)>,
-);
+/// Applies one attack to a copy, given the sessions by user.
+type Mutate = Box<dyn Fn(&Attack, &BTreeMap<&'static str, String>)>;
+/// A named attack and what it must be caught as.
+type Mutation = (&'static str, Named, Mutate);
 
 const CLEAR_SEAL: &str =
     "UPDATE sessions SET seal_hash = NULL, seal_sig = NULL, seal_key = NULL WHERE id = ?1";
@@ -279,8 +278,7 @@ const DROP_LAST_TWO: &str = "DELETE FROM chunks WHERE session_id = ?1 AND seq >=
 
 fn mutations() -> Vec<Mutation> {
     use Named::*;
-    let m =
-        |name, named, f: Box<dyn Fn(&Attack, &BTreeMap<&'static str, String>)>| (name, named, f);
+    let m = |name, named, f: Mutate| (name, named, f);
     vec![
         m(
             "seal cleared",
@@ -704,7 +702,7 @@ fn a_rolled_back_file_fails_against_a_kept_checkpoint() {
     // The older copy is whole in itself...
     assert!(verify_db(&f.older, &[]).is_clean());
     // ...but the checkpoint kept from the newer one shows it was rolled back.
-    let v = verify_db(&f.older, &[kept.clone()]);
+    let v = verify_db(&f.older, std::slice::from_ref(&kept));
     assert!(
         v.ledger
             .findings

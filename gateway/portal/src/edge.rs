@@ -136,7 +136,8 @@ pub async fn edge_page(State(portal): State<Arc<Portal>>, AdminUser(admin): Admi
     page("Edge", &admin, &body)
 }
 
-/// `GET /admin/metrics`: the edge counters (and whether it is attached) in Prometheus text format.
+/// `GET /admin/metrics`: the edge counters (and whether it is attached) and the recordings ledger's cost, in
+/// Prometheus text format.
 pub async fn metrics(State(portal): State<Arc<Portal>>, AdminUser(_admin): AdminUser) -> Response {
     let status = status(&portal);
     let mut text = String::new();
@@ -176,6 +177,32 @@ pub async fn metrics(State(portal): State<Arc<Portal>>, AdminUser(_admin): Admin
         "sallyport_edge_tracked_flows {}",
         status.tracked_flows
     );
+    let ledger = portal.broker.recorder_stats();
+    for (name, kind, help, value) in [
+        (
+            "sallyport_ledger_entries_total",
+            "counter",
+            "Entries written to the recordings ledger since start (checkpoints included).",
+            ledger.ledger_entries as f64,
+        ),
+        (
+            "sallyport_ledger_checkpoints_total",
+            "counter",
+            "Checkpoints of the recordings ledger signed since start.",
+            ledger.checkpoints as f64,
+        ),
+        (
+            "sallyport_ledger_seconds_total",
+            "counter",
+            "Time the recorder spent hashing, signing and storing ledger entries since start.",
+            ledger.ledger_seconds,
+        ),
+    ] {
+        let _ = writeln!(
+            text,
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}"
+        );
+    }
     (
         [(
             header::CONTENT_TYPE,

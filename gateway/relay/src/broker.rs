@@ -193,6 +193,11 @@ impl Broker {
         &self.state
     }
 
+    /// What the recordings ledger has cost so far (for metrics).
+    pub fn recorder_stats(&self) -> sallyport_recordings::RecorderStats {
+        self.recorder.stats()
+    }
+
     /// Records an audit event in the state database and on the `audit` log target.
     pub fn audit(&self, event: AuditEvent) {
         audit_into(&self.state, &event);

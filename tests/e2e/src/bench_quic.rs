@@ -17,6 +17,7 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
+use crate::common::cpu_seconds;
 use anyhow::{Context, Result, bail};
 use rustls::client::{ClientSessionMemoryCache, ClientSessionStore};
 use rustls::pki_types::ServerName;
@@ -35,31 +36,6 @@ const SETUP_RUNS: usize = 30;
 fn median(values: &mut [f64]) -> f64 {
     values.sort_by(|a, b| a.total_cmp(b));
     values.get(values.len() / 2).copied().unwrap_or(f64::NAN)
-}
-
-/// CPU seconds (user + system) a process has used so far.
-fn cpu_seconds(pid: u32) -> Result<f64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat"))?;
-    let rest = stat
-        .rfind(')')
-        .map(|i| &stat[i + 1..])
-        .context("unreadable /proc stat")?;
-    let fields: Vec<&str> = rest.split_whitespace().collect();
-    // After the command: state is field 3, utime 14 and stime 15 (1-based, counting pid and comm).
-    let ticks = |index: usize| -> Result<f64> {
-        Ok(fields
-            .get(index - 3)
-            .context("short /proc stat")?
-            .parse::<f64>()?)
-    };
-    let hz = std::process::Command::new("getconf")
-        .arg("CLK_TCK")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8(o.stdout).ok())
-        .and_then(|s| s.trim().parse::<f64>().ok())
-        .unwrap_or(100.0);
-    Ok((ticks(14)? + ticks(15)?) / hz)
 }
 
 /// A TLS session store that counts the TLS 1.3 tickets it hands out (each one a resumption attempt).

@@ -234,3 +234,56 @@ pub fn quic_answered(mut python3: Command, to: SocketAddr) -> Result<bool> {
     let out = run_with_timeout(python3.args(["-c", &script]), Duration::from_secs(10))?;
     Ok(String::from_utf8_lossy(&out.stdout).trim() == "vn")
 }
+
+/// CPU seconds (user + system) from a `/proc/.../stat` file's text.
+fn stat_cpu_seconds(stat: &str) -> Result<f64> {
+    let rest = stat
+        .rfind(')')
+        .map(|i| &stat[i + 1..])
+        .ok_or_else(|| anyhow::anyhow!("unreadable /proc stat"))?;
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    // After the command: state is field 3, utime 14 and stime 15 (1-based, counting pid and comm).
+    let ticks = |index: usize| -> Result<f64> {
+        Ok(fields
+            .get(index - 3)
+            .ok_or_else(|| anyhow::anyhow!("short /proc stat"))?
+            .parse::<f64>()?)
+    };
+    static HZ: std::sync::OnceLock<f64> = std::sync::OnceLock::new();
+    let hz = *HZ.get_or_init(|| {
+        Command::new("getconf")
+            .arg("CLK_TCK")
+            .output()
+            .ok()
+            .and_then(|o| String::from_utf8(o.stdout).ok())
+            .and_then(|s| s.trim().parse::<f64>().ok())
+            .unwrap_or(100.0)
+    });
+    Ok((ticks(14)? + ticks(15)?) / hz)
+}
+
+/// CPU seconds (user + system) a process has used so far.
+pub fn cpu_seconds(pid: u32) -> Result<f64> {
+    stat_cpu_seconds(&std::fs::read_to_string(format!("/proc/{pid}/stat"))?)
+}
+
+/// CPU seconds used so far by a process's threads whose name (as the kernel keeps it, at most 15 bytes) starts
+/// with `name`.
+pub fn thread_cpu_seconds(pid: u32, name: &str) -> Result<f64> {
+    let mut total = 0.0;
+    let mut found = false;
+    for task in std::fs::read_dir(format!("/proc/{pid}/task"))? {
+        let dir = task?.path();
+        let Ok(comm) = std::fs::read_to_string(dir.join("comm")) else {
+            continue;
+        };
+        if comm.trim_end() == &name[..name.len().min(15)] {
+            found = true;
+            total += stat_cpu_seconds(&std::fs::read_to_string(dir.join("stat"))?)?;
+        }
+    }
+    if !found {
+        anyhow::bail!("process {pid} has no thread named {name}");
+    }
+    Ok(total)
+}

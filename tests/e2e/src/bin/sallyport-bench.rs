@@ -11,6 +11,9 @@
 //!   client; the ratio of medians.
 //! - Echo latency: one keystroke echoed by the target's terminal, through the gateway and over a direct
 //!   SSH connection (russh, as the gateway itself uses); the gateway-added p50 and p99.
+//! - Recording overhead: in the same bulk runs, the gateway's CPU against its CPU without the recorder thread
+//!   (which compresses, chains, writes the ledger and SQLite), and the ledger's own cost per second of recording
+//!   from `/admin/metrics`.
 //! - Memory: the gateway's resident memory growth per idle session with 200 sessions open.
 //!
 //! Every loop is bounded in count and time; traffic goes only to the namespace this run creates.
@@ -19,6 +22,7 @@ use std::process::{Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use sallyport_e2e::common::{cpu_seconds, thread_cpu_seconds};
 use sallyport_e2e::portal::{Terminal, login_admin, target_id};
 use sallyport_e2e::{
     Gateway, GatewayOptions, KeyPair, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
@@ -119,13 +123,26 @@ async fn ssh() -> Result<()> {
     let mut relayed = Vec::new();
     let mut direct = Vec::new();
     let mut handshake = Vec::new();
+    let pid = gateway.pid().context("gateway not running")?;
+    let mut recording_shares = Vec::new();
+    let (mut ledger_seconds, mut ledger_entries, mut recorded_seconds) = (0.0, 0.0, 0.0);
     for _ in 0..BULK_RUNS {
+        let cpu_before = cpu_seconds(pid)?;
+        let recorder_before = thread_cpu_seconds(pid, "sallyport-recorder")?;
+        let ledger_before = ledger_metrics(&client).await?;
         let started = Instant::now();
         terminal.type_text(&format!("{command}\r")).await?;
         let bytes = terminal
             .read_bulk_until("bulk-2-done", Duration::from_secs(120))
             .await?;
         let seconds = started.elapsed().as_secs_f64();
+        let gateway_cpu = cpu_seconds(pid)? - cpu_before;
+        let recorder_cpu = thread_cpu_seconds(pid, "sallyport-recorder")? - recorder_before;
+        let ledger_after = ledger_metrics(&client).await?;
+        recording_shares.push(gateway_cpu / (gateway_cpu - recorder_cpu).max(1e-6));
+        ledger_seconds += ledger_after.0 - ledger_before.0;
+        ledger_entries += ledger_after.1 - ledger_before.1;
+        recorded_seconds += seconds;
         if bytes < BULK_BYTES {
             bail!("only {bytes} of {BULK_BYTES} bytes arrived through the gateway");
         }
@@ -157,6 +174,21 @@ async fn ssh() -> Result<()> {
         BULK_BYTES >> 20,
         handshake_s * 1e3,
         relayed_mbps / direct_mbps
+    );
+    let spread = recording_shares
+        .iter()
+        .fold((f64::MAX, f64::MIN), |(lo, hi), v| (lo.min(*v), hi.max(*v)));
+    println!(
+        "recording overhead in the same bulk runs: gateway CPU ÷ gateway CPU without the recorder thread (compression, chain, ledger, SQLite), median {:.3} (runs {:.3}–{:.3}; goal <= 1.05)",
+        median(&mut recording_shares),
+        spread.0,
+        spread.1
+    );
+    println!(
+        "ledger: {:.3} ms of recorder time per second of recording ({:.0} entries/s, {:.1} µs each), from /admin/metrics",
+        ledger_seconds * 1e3 / recorded_seconds,
+        ledger_entries / recorded_seconds,
+        ledger_seconds * 1e6 / ledger_entries.max(1.0)
     );
 
     // Echo latency: the terminal's own echo (cat with the tty echoing), one keystroke at a time.
@@ -209,6 +241,20 @@ async fn ssh() -> Result<()> {
     }
     drop(sshd);
     Ok(())
+}
+
+/// The ledger's cost so far, from the gateway's metrics: (seconds, entries).
+async fn ledger_metrics(client: &sallyport_e2e::Client) -> Result<(f64, f64)> {
+    let text = client.get("/admin/metrics").await?.text();
+    let value = |name: &str| -> Result<f64> {
+        text.lines()
+            .find_map(|l| l.strip_prefix(name).and_then(|v| v.trim().parse().ok()))
+            .with_context(|| format!("no {name} in /admin/metrics"))
+    };
+    Ok((
+        value("sallyport_ledger_seconds_total ")?,
+        value("sallyport_ledger_entries_total ")?,
+    ))
 }
 
 fn rss_kib(pid: u32) -> Result<u64> {
