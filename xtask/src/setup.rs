@@ -14,6 +14,8 @@ const PACKAGES: &[(&str, &str)] = &[
     ("procps", "/usr/bin/ps"),
     ("openssl", "/usr/bin/openssl"),
     ("passwd", "/usr/sbin/useradd"),
+    // The secrets test types a password at sudo's prompt on an SSH target.
+    ("sudo", "/usr/bin/sudo"),
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
     ("nodejs", "/usr/bin/node"),

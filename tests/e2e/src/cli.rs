@@ -93,6 +93,29 @@ impl Cli {
             .with_context(|| format!("starting sallyport {}", args.join(" ")))
     }
 
+    /// Starts `sallyport ARGS` on a pseudo-terminal of `cols`×`rows`, as a person's terminal has. rexpect's own
+    /// pseudo-terminal is 0×0, which the CLI passes on to the target, where bash's readline then printed no
+    /// prompt (only `ESC[?2004h ESC[K CR`). `stty` sets the size before the CLI starts.
+    pub fn spawn_sized(&self, args: &[&str], cols: u16, rows: u16) -> Result<PtySession> {
+        let inner = self.command(args);
+        let mut command = Command::new("/bin/sh");
+        command
+            .arg("-c")
+            .arg(format!(
+                "stty cols {cols} rows {rows} && exec \"$0\" \"$@\""
+            ))
+            .arg(inner.get_program())
+            .args(inner.get_args());
+        for (key, value) in inner.get_envs() {
+            match value {
+                Some(value) => command.env(key, value),
+                None => command.env_remove(key),
+            };
+        }
+        rexpect::session::spawn_command(command, Some(EXPECT_TIMEOUT.as_millis() as u64))
+            .with_context(|| format!("starting sallyport {} ({cols}×{rows})", args.join(" ")))
+    }
+
     /// `sallyport login` through the terminal: checks the fingerprint it shows against the gateway's,
     /// trusts it, types the username and password (and `code`, when asked). Returns everything the
     /// CLI printed.

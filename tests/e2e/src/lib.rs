@@ -1,7 +1,8 @@
 //! End-to-end test harness for Sallyport with real peers.
 //!
 //! - [`netns`]: network namespaces joined to the root namespace by a veth pair (the target networks).
-//! - [`sshd`]: OpenSSH's sshd inside such a namespace, the `sp-e2e` test user and client keys.
+//! - [`sshd`]: OpenSSH's sshd inside such a namespace, the `sp-e2e` test user (and `sp-e2e-sudo`, who may use
+//!   sudo) and client keys.
 //! - [`hostile_rdp`]: an RDP server of ours that breaks the protocol on purpose, one way per CVE class.
 //! - [`rdp`]: xrdp (and FreeRDP's shadow server) inside such a namespace, with a known desktop.
 //! - [`gateway`]: the built `sallyport-gateway` binary with a generated configuration.
@@ -46,4 +47,4 @@ pub use common::{free_port, require_root, wait_until, wait_until_async};
 pub use gateway::{Gateway, GatewayOptions};
 pub use http::{Client, HandshakeError, Response};
 pub use netns::TargetNet;
-pub use sshd::{KeyPair, Sshd, SshdOptions, TestUser, ensure_test_user};
+pub use sshd::{KeyPair, Sshd, SshdOptions, TestUser, ensure_sudo_user, ensure_test_user};

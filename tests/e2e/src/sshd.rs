@@ -1,4 +1,5 @@
-//! A real OpenSSH server inside a [`TargetNet`], the test user it logs in, and client keys.
+//! A real OpenSSH server inside a [`TargetNet`], the test users it logs in (one of them may use sudo), and client
+//! keys.
 //!
 //! [`Sshd::start`] writes its own `sshd_config`, host key and `AuthorizedKeysFile` into a temporary
 //! directory, runs `/usr/sbin/sshd -D -e` inside the namespace (listening on every address there,
@@ -27,8 +28,20 @@ pub const TEST_USER: &str = "sp-e2e";
 /// Password of [`TEST_USER`].
 pub const TEST_PASSWORD: &str = "sp-e2e-pass";
 
+/// Name of the system user that may run anything with sudo after typing its password (the secrets test). Its own
+/// user, so that the password every other test logs in with stays as it is while tests run in parallel.
+pub const SUDO_TEST_USER: &str = "sp-e2e-sudo";
+/// Password of [`SUDO_TEST_USER`]. Unlike [`TEST_PASSWORD`], which starts with the user name that sudo's prompt and
+/// the shell prompt print, it shares no word with anything a session prints, and its first character (upper case)
+/// starts none of the target's lines, so neither an accidental echo nor a search can find it by chance.
+pub const SUDO_TEST_PASSWORD: &str = "Qv7Lk3Zw9Xj4";
+/// The sudoers drop-in that lets [`SUDO_TEST_USER`] use sudo.
+pub const SUDOERS_DROP_IN: &str = "/etc/sudoers.d/sallyport-e2e";
+
 const SSHD: &str = "/usr/sbin/sshd";
 const SSH_KEYGEN: &str = "/usr/bin/ssh-keygen";
+const SUDO: &str = "/usr/bin/sudo";
+const VISUDO: &str = "/usr/sbin/visudo";
 
 /// How an [`Sshd`] is configured beyond the fixed test defaults.
 #[derive(Debug, Clone)]
@@ -280,31 +293,102 @@ impl Drop for Sshd {
 /// The system user tests log in as on SSH targets.
 #[derive(Debug, Clone)]
 pub struct TestUser {
-    /// Login name ([`TEST_USER`]).
+    /// Login name ([`TEST_USER`] or [`SUDO_TEST_USER`]).
     pub name: String,
-    /// Password ([`TEST_PASSWORD`]).
+    /// Password ([`TEST_PASSWORD`] or [`SUDO_TEST_PASSWORD`]).
     pub password: String,
     /// Home directory.
     pub home: PathBuf,
 }
 
-static USER_LOCK: Mutex<bool> = Mutex::new(false);
+/// Users [`ensure_user`] has set up in this process.
+static USERS_DONE: Mutex<Vec<&'static str>> = Mutex::new(Vec::new());
 
 /// Creates (idempotently) the system user `sp-e2e` with a home and the password `sp-e2e-pass`.
 pub fn ensure_test_user() -> Result<TestUser> {
+    ensure_user(TEST_USER, TEST_PASSWORD)
+}
+
+/// Creates (idempotently) the system user `sp-e2e-sudo` with a home and the password [`SUDO_TEST_PASSWORD`], and
+/// lets it run anything with sudo after typing that password ([`SUDOERS_DROP_IN`]). Fails with a message naming
+/// the Debian package when sudo is not installed.
+pub fn ensure_sudo_user() -> Result<TestUser> {
     require_root()?;
-    let mut done = USER_LOCK.lock().unwrap_or_else(|e| e.into_inner());
+    for tool in [SUDO, VISUDO] {
+        if !Path::new(tool).exists() {
+            bail!(
+                "{tool} is missing: the secrets tests need Debian's `sudo` package (`cargo xtask setup` installs it)"
+            );
+        }
+    }
+    let user = ensure_user(SUDO_TEST_USER, SUDO_TEST_PASSWORD)?;
+    ensure_sudoers_drop_in()?;
+    Ok(user)
+}
+
+/// Writes [`SUDOERS_DROP_IN`] unless it already says what it must (mode 0440). Safe when test threads and processes
+/// do it at once: each writes its own file that sudo ignores (its name has a dot), has `visudo -cf` check it, and
+/// renames it over the drop-in, so sudo never reads a half-written or unchecked file.
+fn ensure_sudoers_drop_in() -> Result<()> {
+    let wanted = format!(
+        "# Written by the Sallyport end-to-end tests (tests/e2e/src/sshd.rs): the secrets test types this user's\n\
+         # password at sudo's prompt.\n{SUDO_TEST_USER} ALL=(ALL) ALL\n"
+    );
+    let path = Path::new(SUDOERS_DROP_IN);
+    let current_ok = fs::read_to_string(path).is_ok_and(|text| text == wanted)
+        && fs::metadata(path).is_ok_and(|m| m.permissions().mode() & 0o7777 == 0o440);
+    if current_ok {
+        return Ok(());
+    }
+    let dir = path.parent().context("the drop-in has no directory")?;
+    if !dir.is_dir() {
+        bail!(
+            "{} does not exist: is Debian's sudo package installed?",
+            dir.display()
+        );
+    }
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+    let tmp = dir.join(format!(".sallyport-e2e.{}.{n}", std::process::id()));
+    let result = (|| -> Result<()> {
+        fs::write(&tmp, &wanted).with_context(|| format!("write {}", tmp.display()))?;
+        fs::set_permissions(&tmp, fs::Permissions::from_mode(0o440))?;
+        let out = run_with_timeout(
+            Command::new(VISUDO).arg("-cf").arg(&tmp),
+            Duration::from_secs(10),
+        )?;
+        if !out.status.success() {
+            bail!(
+                "visudo -cf rejects the sudoers drop-in: {}{}",
+                String::from_utf8_lossy(&out.stdout).trim(),
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
+        fs::rename(&tmp, path)
+            .with_context(|| format!("rename {} to {}", tmp.display(), path.display()))?;
+        Ok(())
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(&tmp);
+    }
+    result
+}
+
+/// Creates (idempotently) the system user `name` with a home directory, a bash login shell and `password`.
+pub fn ensure_user(name: &'static str, password: &str) -> Result<TestUser> {
+    require_root()?;
+    let mut done = USERS_DONE.lock().unwrap_or_else(|e| e.into_inner());
     let user = TestUser {
-        name: TEST_USER.to_owned(),
-        password: TEST_PASSWORD.to_owned(),
-        home: PathBuf::from(format!("/home/{TEST_USER}")),
+        name: name.to_owned(),
+        password: password.to_owned(),
+        home: PathBuf::from(format!("/home/{name}")),
     };
-    if *done {
+    if done.contains(&name) {
         return Ok(user);
     }
     let exists = || {
         run_with_timeout(
-            Command::new("id").args(["-u", TEST_USER]),
+            Command::new("id").args(["-u", name]),
             Duration::from_secs(5),
         )
         .map(|o| o.status.success())
@@ -312,13 +396,13 @@ pub fn ensure_test_user() -> Result<TestUser> {
     };
     if !exists() {
         let out = run_with_timeout(
-            Command::new("useradd").args(["-m", "-s", "/bin/bash", TEST_USER]),
+            Command::new("useradd").args(["-m", "-s", "/bin/bash", name]),
             Duration::from_secs(30),
         )?;
         // Another test process may have created it at the same moment.
         if !out.status.success() && !exists() {
             bail!(
-                "useradd {TEST_USER} failed: {}",
+                "useradd {name} failed: {}",
                 String::from_utf8_lossy(&out.stderr).trim()
             );
         }
@@ -327,7 +411,7 @@ pub fn ensure_test_user() -> Result<TestUser> {
     let mut last_err = String::new();
     let mut ok = false;
     for _ in 0..10 {
-        match chpasswd(&format!("{TEST_USER}:{TEST_PASSWORD}\n")) {
+        match chpasswd(&format!("{name}:{password}\n")) {
             Ok(()) => {
                 ok = true;
                 break;
@@ -339,15 +423,12 @@ pub fn ensure_test_user() -> Result<TestUser> {
         }
     }
     if !ok {
-        bail!("setting the password of {TEST_USER} failed: {last_err}");
+        bail!("setting the password of {name} failed: {last_err}");
     }
     if !user.home.is_dir() {
-        bail!(
-            "{TEST_USER} has no home directory at {}",
-            user.home.display()
-        );
+        bail!("{name} has no home directory at {}", user.home.display());
     }
-    *done = true;
+    done.push(name);
     Ok(user)
 }
 
