@@ -10,7 +10,8 @@
 //!   waiting ones. Echoed bytes are recorded as input.
 //! - Waiting printable bytes are withheld (recorded only as "N keystrokes withheld") when the target answers a
 //!   control byte typed after them without echoing them (Enter at a password prompt: the target prints a newline,
-//!   not the password), when they waited longer than [`ECHO_WAIT_MS`], when more than [`MAX_WAITING`] bytes wait,
+//!   not the password; a newline in the output before any echo settles it, so a next prompt that happens to start
+//!   like the password is not taken for its echo), when they waited longer than [`ECHO_WAIT_MS`], when more than [`MAX_WAITING`] bytes wait,
 //!   and when the session ends.
 //!
 //! Its limits: a program that does not echo what is typed (vim's normal mode, less, top) has those keystrokes
@@ -119,7 +120,15 @@ impl EchoGate {
         let mut echoing = true;
         let mut echoed_any = false;
         for &byte in bytes {
-            if self.output_escape.feed(byte) || !echoing {
+            if self.output_escape.feed(byte) {
+                // The target went to a new line before echoing anything typed before an Enter that waits: it
+                // read that line without echoing it (a password), so the next prompt is no echo of it.
+                if matches!(byte, b'\r' | b'\n') && !echoed_any && self.waits_for_newline() {
+                    self.withhold_before_newline();
+                }
+                continue;
+            }
+            if !echoing {
                 continue;
             }
             match self.waiting.front() {
@@ -161,6 +170,27 @@ impl EchoGate {
             self.release_controls();
         }
         std::mem::take(&mut self.out)
+    }
+
+    fn waits_for_newline(&self) -> bool {
+        self.waiting
+            .iter()
+            .any(|w| w.control && matches!(w.byte, b'\r' | b'\n'))
+    }
+
+    /// Withholds the printable bytes typed before the first waiting Enter, and records the control bytes up to it.
+    fn withhold_before_newline(&mut self) {
+        while let Some(w) = self.waiting.front().copied() {
+            if w.control {
+                self.release_front();
+                if matches!(w.byte, b'\r' | b'\n') {
+                    break;
+                }
+            } else {
+                self.withhold_front();
+            }
+        }
+        self.release_controls();
     }
 
     fn release_controls(&mut self) {
@@ -247,6 +277,23 @@ mod tests {
             vec![Gated::Withheld(7), Gated::Input(6, b"\r".to_vec())]
         );
         assert!(gate.finish().is_empty());
+    }
+
+    #[test]
+    fn a_prompt_that_starts_like_the_password_is_not_taken_for_its_echo() {
+        let mut gate = EchoGate::default();
+        gate.output(b"[sudo] password for sp-e2e: ");
+        let mut out = gate.input(1, b"sp-e2e-pass\r");
+        // sudo's newline and the shell's next prompt in one output event.
+        out.extend(gate.output(b"\r\nsp-e2e@host:~$ "));
+        assert_eq!(
+            out,
+            vec![Gated::Withheld(11), Gated::Input(1, b"\r".to_vec())]
+        );
+        // A command typed and echoed afterwards is recorded as before.
+        let mut out = gate.input(2, b"ls\r");
+        out.extend(gate.output(b"ls\r\nfile\r\n"));
+        assert_eq!(out, vec![Gated::Input(2, b"ls\r".to_vec())]);
     }
 
     #[test]
