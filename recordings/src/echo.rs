@@ -3,21 +3,24 @@
 //!
 //! The rule, sans-io (the writer feeds it each session's input and output in order, and the time on its ticks):
 //!
-//! - Typed bytes wait in order. Control bytes and escape sequences (Enter, Backspace, arrows, Ctrl-C) are not
-//!   secrets and are not echoed as themselves; they are recorded as soon as nothing typed before them waits.
-//! - An output event echoes waiting bytes when its first printable character (escape sequences and control bytes
-//!   skipped) is the first waiting byte; the echo then goes on while the output's printable characters are the next
-//!   waiting ones. Echoed bytes are recorded as input.
-//! - Waiting printable bytes are withheld (recorded only as "N keystrokes withheld") when the target answers a
-//!   control byte typed after them without echoing them (Enter at a password prompt: the target prints a newline,
-//!   not the password; a newline in the output before any echo settles it, so a next prompt that happens to start
-//!   like the password is not taken for its echo), when they waited longer than [`ECHO_WAIT_MS`], when more than [`MAX_WAITING`] bytes wait,
-//!   and when the session ends.
+//! - Typed bytes wait in order, as runs of printable characters between control bytes. Control bytes and escape
+//!   sequences (Enter, Backspace, arrows, Ctrl-C) are not secrets and are not echoed as themselves; they are
+//!   recorded as soon as nothing typed before them waits.
+//! - An output event echoes a waiting run when its printable characters (escape sequences and control bytes
+//!   skipped) hold the whole run, or begin with the run's start and end there (an echo cut in two). A run typed
+//!   while the target sat at a prompt (its last output did not end a line: `$ `, `Password: `) must be echoed at
+//!   the event's first printable character; a run typed ahead (before the shell printed its prompt) may be echoed
+//!   after that prompt, in the first 4 KiB of the event. When a later run is echoed, the runs before it that never
+//!   were are withheld: the target read them without echoing (a password, then the next command).
+//! - Printable bytes are withheld (recorded only as "N keystrokes withheld") when a later run is echoed instead,
+//!   when they waited longer than [`ECHO_WAIT_MS`], when more than [`MAX_WAITING`] bytes wait, and when the
+//!   session ends.
 //!
 //! Its limits: a program that does not echo what is typed (vim's normal mode, less, top) has those keystrokes
-//! withheld too (its screen output still shows their effect); output of another program that happens to start with
-//! the next waiting character while a password is typed takes that one character for an echo; input the target
-//! echoes is recorded even when it is a secret (a password typed where the target shows it).
+//! withheld too (its screen output still shows their effect); a secret typed ahead of a prompt that the output
+//! then happens to contain whole, or that output of another program starts with while it is typed at a prompt,
+//! is taken for echoed; input the target echoes is recorded even when it is a secret (a password typed where the
+//! target shows it).
 
 use std::collections::VecDeque;
 
@@ -27,6 +30,12 @@ pub(crate) const ECHO_WAIT_MS: u64 = 2000;
 
 /// At most this many typed bytes wait; more are withheld from the front (a paste the target echoes is in its output).
 pub(crate) const MAX_WAITING: usize = 4096;
+
+/// A run typed ahead of a prompt is looked for in this much of an output event's printable characters.
+const AHEAD_WINDOW: usize = 4096;
+
+/// At most this many waiting runs are tried against one output event.
+const MAX_RUNS_TRIED: usize = 8;
 
 /// What the gate lets through, in order.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,6 +51,8 @@ struct Waiting {
     byte: u8,
     /// Part of a control byte or an escape sequence.
     control: bool,
+    /// Typed while the target sat at a prompt: its echo must come first.
+    at_prompt: bool,
     at_ms: u64,
 }
 
@@ -81,12 +92,21 @@ impl Escape {
     }
 }
 
+/// How far an echo reaches: bytes of the run it covers, and where it ends in the output's printable characters.
+#[derive(Debug, Clone, Copy)]
+struct Echo {
+    consumed: usize,
+    output_end: usize,
+}
+
 /// One session's gate.
 #[derive(Debug, Default)]
 pub(crate) struct EchoGate {
     waiting: VecDeque<Waiting>,
     input_escape: Escape,
     output_escape: Escape,
+    /// The target's last output did not end a line (it waits at a prompt).
+    at_prompt: bool,
     out: Vec<Gated>,
 }
 
@@ -98,6 +118,7 @@ impl EchoGate {
             self.waiting.push_back(Waiting {
                 byte,
                 control,
+                at_prompt: self.at_prompt,
                 at_ms,
             });
         }
@@ -110,42 +131,24 @@ impl EchoGate {
 
     /// Bytes the target sent.
     pub(crate) fn output(&mut self, bytes: &[u8]) -> Vec<Gated> {
-        if self.waiting.is_empty() {
-            // Keep the escape state right for the next output without scanning what cannot echo anything.
-            for &byte in bytes {
-                self.output_escape.feed(byte);
-            }
-            return Vec::new();
-        }
-        let mut echoing = true;
-        let mut echoed_any = false;
+        let mut printable = Vec::new();
         for &byte in bytes {
-            if self.output_escape.feed(byte) {
-                // The target went to a new line before echoing anything typed before an Enter that waits: it
-                // read that line without echoing it (a password), so the next prompt is no echo of it.
-                if matches!(byte, b'\r' | b'\n') && !echoed_any && self.waits_for_newline() {
-                    self.withhold_before_newline();
+            if !self.output_escape.feed(byte) {
+                if !self.waiting.is_empty() && printable.len() < AHEAD_WINDOW + MAX_WAITING {
+                    printable.push(byte);
                 }
-                continue;
-            }
-            if !echoing {
-                continue;
-            }
-            match self.waiting.front() {
-                Some(w) if !w.control && w.byte == byte => {
-                    self.release_front();
-                    echoed_any = true;
-                    self.release_controls();
-                }
-                _ => echoing = false,
+                self.at_prompt = true;
+            } else if matches!(byte, b'\r' | b'\n') {
+                self.at_prompt = false;
             }
         }
-        // The target answered a control byte typed after bytes it did not echo: it is not echoing them.
-        if !echoed_any && self.waiting.iter().any(|w| w.control) {
-            while self.waiting.front().is_some_and(|w| !w.control) {
-                self.withhold_front();
-            }
-            self.release_controls();
+        let mut offset = 0;
+        while offset < printable.len() && !self.waiting.is_empty() {
+            let Some((run, end)) = self.echoed_run(&printable[offset..]) else {
+                break;
+            };
+            self.release_run(run, end.consumed);
+            offset += end.output_end;
         }
         std::mem::take(&mut self.out)
     }
@@ -172,25 +175,83 @@ impl EchoGate {
         std::mem::take(&mut self.out)
     }
 
-    fn waits_for_newline(&self) -> bool {
-        self.waiting
-            .iter()
-            .any(|w| w.control && matches!(w.byte, b'\r' | b'\n'))
+    /// The first waiting run (of the first few) that `output` echoes: its index, and how much of it and of the
+    /// output the echo covers.
+    fn echoed_run(&self, output: &[u8]) -> Option<(usize, Echo)> {
+        let runs = self.runs();
+        for (index, run) in runs.iter().enumerate().take(MAX_RUNS_TRIED) {
+            let bytes: Vec<u8> = run.iter().map(|&i| self.waiting[i].byte).collect();
+            let at_prompt = self.waiting[run[0]].at_prompt;
+            // An echo at the event's start: the whole run, or its start cut off by the event's end.
+            let common = bytes.iter().zip(output).take_while(|(a, b)| a == b).count();
+            if common == bytes.len() || (common > 0 && common == output.len()) {
+                return Some((
+                    index,
+                    Echo {
+                        consumed: common,
+                        output_end: common,
+                    },
+                ));
+            }
+            if at_prompt {
+                continue;
+            }
+            // Typed ahead: the whole run somewhere after a prompt.
+            let window = &output[..output.len().min(AHEAD_WINDOW)];
+            if let Some(at) = window
+                .windows(bytes.len())
+                .position(|w| w == bytes.as_slice())
+            {
+                return Some((
+                    index,
+                    Echo {
+                        consumed: bytes.len(),
+                        output_end: at + bytes.len(),
+                    },
+                ));
+            }
+        }
+        None
     }
 
-    /// Withholds the printable bytes typed before the first waiting Enter, and records the control bytes up to it.
-    fn withhold_before_newline(&mut self) {
-        while let Some(w) = self.waiting.front().copied() {
+    /// The waiting runs of printable bytes, as indices into `waiting`.
+    fn runs(&self) -> Vec<Vec<usize>> {
+        let mut runs: Vec<Vec<usize>> = Vec::new();
+        let mut in_run = false;
+        for (i, w) in self.waiting.iter().enumerate() {
             if w.control {
-                self.release_front();
-                if matches!(w.byte, b'\r' | b'\n') {
-                    break;
+                in_run = false;
+                continue;
+            }
+            match runs.last_mut() {
+                Some(run) if in_run => run.push(i),
+                _ => {
+                    if runs.len() == MAX_RUNS_TRIED {
+                        break;
+                    }
+                    runs.push(vec![i]);
                 }
-            } else {
+            }
+            in_run = true;
+        }
+        runs
+    }
+
+    /// Withholds the runs before run `index`, records `consumed` bytes of it, and the control bytes after them.
+    fn release_run(&mut self, index: usize, consumed: usize) {
+        for _ in 0..index {
+            self.release_controls();
+            while self.waiting.front().is_some_and(|w| !w.control) {
                 self.withhold_front();
             }
         }
         self.release_controls();
+        for _ in 0..consumed {
+            self.release_front();
+        }
+        if self.waiting.front().is_some_and(|w| w.control) {
+            self.release_controls();
+        }
     }
 
     fn release_controls(&mut self) {
@@ -204,7 +265,7 @@ impl EchoGate {
             return;
         };
         match self.out.last_mut() {
-            Some(Gated::Input(_, bytes)) => bytes.push(w.byte),
+            Some(Gated::Input(at, bytes)) if *at == w.at_ms => bytes.push(w.byte),
             _ => self.out.push(Gated::Input(w.at_ms, vec![w.byte])),
         }
     }
@@ -272,6 +333,9 @@ mod tests {
         let mut out = gate.input(5, "hünter2".as_bytes());
         out.extend(gate.input(6, b"\r"));
         out.extend(gate.output(b"\r\n"));
+        // Nothing echoed it: it is withheld once it waited too long.
+        assert!(out.is_empty());
+        out.extend(gate.tick(5 + ECHO_WAIT_MS));
         assert_eq!(
             out,
             vec![Gated::Withheld(7), Gated::Input(6, b"\r".to_vec())]
@@ -286,6 +350,8 @@ mod tests {
         let mut out = gate.input(1, b"sp-e2e-pass\r");
         // sudo's newline and the shell's next prompt in one output event.
         out.extend(gate.output(b"\r\nsp-e2e@host:~$ "));
+        assert!(out.is_empty(), "{out:?}");
+        out.extend(gate.tick(1 + ECHO_WAIT_MS));
         assert_eq!(
             out,
             vec![Gated::Withheld(11), Gated::Input(1, b"\r".to_vec())]
@@ -299,6 +365,7 @@ mod tests {
     #[test]
     fn unrelated_output_while_typing_a_password_echoes_nothing() {
         let mut gate = EchoGate::default();
+        gate.output(b"Password: ");
         gate.input(0, b"secret");
         // A background job prints a line containing the password's letters, not starting with them.
         assert!(gate.output(b"the secret log line\r\n").is_empty());
@@ -320,6 +387,49 @@ mod tests {
             gate.output(b"\x1b[32mx\x1b[0m"),
             vec![Gated::Input(2, b"x\x1bOB".to_vec())]
         );
+    }
+
+    #[test]
+    fn a_line_typed_ahead_of_the_prompt_is_recorded_when_echoed_after_it() {
+        let mut gate = EchoGate::default();
+        gate.output(b"Last login: Tue Dec  1\r\n");
+        assert!(gate.input(3, b"echo quic-marker-$((40+2))\r").is_empty());
+        assert!(gate.output(b"motd line\r\n").is_empty());
+        let out =
+            gate.output(b"\x1b[?2004huser@host:~$ echo quic-marker-$((40+2))\r\n\x1b[?2004l\r");
+        assert_eq!(
+            out,
+            vec![Gated::Input(3, b"echo quic-marker-$((40+2))\r".to_vec())]
+        );
+    }
+
+    #[test]
+    fn the_command_after_a_password_is_recorded_and_the_password_withheld() {
+        let mut gate = EchoGate::default();
+        gate.output(b"[sudo] password for alice: ");
+        let mut out = gate.input(1, b"hunter2\r");
+        out.extend(gate.output(b"\r\n"));
+        out.extend(gate.output(b"alice@db1:~$ "));
+        out.extend(gate.input(2, b"echo done\r"));
+        out.extend(gate.output(b"echo done\r\n"));
+        assert_eq!(
+            out,
+            vec![
+                Gated::Withheld(7),
+                Gated::Input(1, b"\r".to_vec()),
+                Gated::Input(2, b"echo done\r".to_vec())
+            ]
+        );
+    }
+
+    #[test]
+    fn an_echo_cut_in_two_events_is_recorded() {
+        let mut gate = EchoGate::default();
+        gate.output(b"$ ");
+        gate.input(0, b"uptime\r");
+        let mut out = gate.output(b"upt");
+        out.extend(gate.output(b"ime\r\n 10:00 up"));
+        assert_eq!(inputs(&out), b"uptime\r");
     }
 
     #[test]

@@ -435,8 +435,7 @@ impl Writer {
 
     /// The thread's loop; returns after a shutdown message (or when every handle is gone).
     pub(crate) fn run(mut self, rx: Receiver<Msg>) {
-        let tick = (self.limits.chunk_max_age / 4)
-            .clamp(Duration::from_millis(10), Duration::from_millis(200));
+        let tick = self.tick();
         let mut next_sweep = Instant::now() + tick;
         loop {
             match rx.recv_timeout(next_sweep.saturating_duration_since(Instant::now())) {
@@ -583,11 +582,20 @@ impl Writer {
         first_error
     }
 
-    /// A checkpoint at least every `checkpoint_interval` while anything is recorded. A failure is retried at the
+    /// How often the writer looks at aged chunks, waiting input and the checkpoint.
+    fn tick(&self) -> Duration {
+        (self.limits.chunk_max_age / 4)
+            .min(self.limits.checkpoint_interval / 4)
+            .clamp(Duration::from_millis(10), Duration::from_millis(200))
+    }
+
+    /// A checkpoint at least every `checkpoint_interval` while anything is recorded (due one tick early, so the
+    /// interval holds between ticks). A failure is retried at the
     /// next tick; sessions go on (their chunks are in the ledger, and the next checkpoint covers them).
     fn checkpoint_if_due(&mut self, now: Instant) {
         if self.sink.ledger.dirty()
-            && now.duration_since(self.sink.last_checkpoint) >= self.limits.checkpoint_interval
+            && now.duration_since(self.sink.last_checkpoint)
+                >= self.limits.checkpoint_interval.saturating_sub(self.tick())
             && let Err(error) = self.sink.checkpoint()
         {
             self.sink.unhealthy = Some(error.to_string());
