@@ -46,11 +46,16 @@ impl Drop for RawMode {
     }
 }
 
+/// The local terminal's size; 80x24 when there is none, or when it reports zero (some pseudo-terminals do, and a
+/// target shell given 0x0 prints no prompt).
 fn size() -> (u16, u16) {
-    if std::io::stdout().is_terminal() {
-        crossterm::terminal::size().unwrap_or((80, 24))
-    } else {
-        (80, 24)
+    let size = std::io::stdout()
+        .is_terminal()
+        .then(|| crossterm::terminal::size().ok())
+        .flatten();
+    match size {
+        Some((cols, rows)) if cols > 0 && rows > 0 => (cols, rows),
+        _ => (80, 24),
     }
 }
 

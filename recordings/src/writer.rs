@@ -508,21 +508,14 @@ impl Writer {
             meta,
             started_at_ms,
         } = session;
-        let result = insert_session(&mut self.sink, &id, &meta, started_at_ms);
-        if let Err(error) = &result {
-            self.sink.unhealthy = Some(error.to_string());
-            return result;
-        }
+        let genesis = match insert_session(&mut self.sink, &id, &meta, started_at_ms) {
+            Ok(genesis) => genesis,
+            Err(error) => {
+                self.sink.unhealthy = Some(error.to_string());
+                return Err(error);
+            }
+        };
         self.sink.unhealthy = None;
-        let genesis = chain::genesis(&Identity {
-            id: &id,
-            user: &meta.user,
-            target: &meta.target,
-            target_addr: &meta.target_addr,
-            protocol: &meta.protocol,
-            client_addr: &meta.client_addr,
-            started_at_ms,
-        });
         let live = Live {
             id,
             started_at_ms,
@@ -616,14 +609,14 @@ impl Writer {
     }
 }
 
-/// Inserts a session row and its ledger entry; while unhealthy, also proves that the database takes a sizeable
-/// write.
+/// Inserts a session row and its ledger entry, and returns the start of its chain; while unhealthy, also proves
+/// that the database takes a sizeable write.
 fn insert_session(
     sink: &mut Sink,
     id: &str,
     meta: &SessionMeta,
     started_at_ms: u64,
-) -> Result<(), RecordingError> {
+) -> Result<Hash, RecordingError> {
     let probe = sink.unhealthy.is_some();
     sink.transaction(|tx, ledger, _| {
         tx.execute(
@@ -666,6 +659,7 @@ fn insert_session(
                 session: id.to_owned(),
                 genesis,
             },
-        )
+        )?;
+        Ok(genesis)
     })
 }

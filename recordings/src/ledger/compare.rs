@@ -245,28 +245,20 @@ pub(super) fn compare_schema(
     }
     let expected = schema(&crate::schema::open_in_memory()?)?;
     let found = schema(conn)?;
-    for extra in found.iter().filter(|item| !expected.contains(item)) {
+    let extra = found.iter().filter(|item| !expected.contains(item));
+    let missing = expected.iter().filter(|item| !found.contains(item));
+    let changes = extra
+        .map(|(kind, name, table, _)| {
+            format!("{kind} {name:?} (on {table:?}) is not what Sallyport creates")
+        })
+        .chain(missing.map(|(kind, name, _, _)| format!("{kind} {name:?} is missing")));
+    for change in changes {
         report.chain_sound = false;
         report.find(
             None,
             None,
             None,
-            format!(
-                "the database's schema was changed: {} {:?} (on {:?}) is not what Sallyport creates",
-                extra.0, extra.1, extra.2
-            ),
-        );
-    }
-    for missing in expected.iter().filter(|item| !found.contains(item)) {
-        report.chain_sound = false;
-        report.find(
-            None,
-            None,
-            None,
-            format!(
-                "the database's schema was changed: {} {:?} is missing",
-                missing.0, missing.1
-            ),
+            format!("the database's schema was changed: {change}"),
         );
     }
     Ok(())
