@@ -131,6 +131,10 @@ impl EchoGate {
 
     /// Bytes the target sent.
     pub(crate) fn output(&mut self, bytes: &[u8]) -> Vec<Gated> {
+        if self.waiting.is_empty() {
+            self.skim(bytes);
+            return Vec::new();
+        }
         let mut printable = Vec::new();
         for &byte in bytes {
             if !self.output_escape.feed(byte) {
@@ -173,6 +177,35 @@ impl EchoGate {
             self.release_controls();
         }
         std::mem::take(&mut self.out)
+    }
+
+    /// Output while nothing waits: only the escape state and whether the target sits at a prompt matter, so plain
+    /// stretches are jumped over (bulk output costs next to nothing here) and only escape sequences are parsed.
+    fn skim(&mut self, bytes: &[u8]) {
+        let mut rest = bytes;
+        while !rest.is_empty() {
+            if self.output_escape == Escape::None {
+                let plain_end = rest.iter().position(|&b| b == 0x1b).unwrap_or(rest.len());
+                let plain = &rest[..plain_end];
+                if let Some(&last) = plain
+                    .iter()
+                    .rev()
+                    .find(|&&b| (b >= 0x20 && b != 0x7f) || matches!(b, b'\r' | b'\n'))
+                {
+                    self.at_prompt = !matches!(last, b'\r' | b'\n');
+                }
+                rest = &rest[plain_end..];
+            }
+            let mut used = 0;
+            for &byte in rest {
+                used += 1;
+                self.output_escape.feed(byte);
+                if self.output_escape == Escape::None {
+                    break;
+                }
+            }
+            rest = &rest[used..];
+        }
     }
 
     /// The first waiting run (of the first few) that `output` echoes: its index, and how much of it and of the
@@ -430,6 +463,26 @@ mod tests {
         let mut out = gate.output(b"upt");
         out.extend(gate.output(b"ime\r\n 10:00 up"));
         assert_eq!(inputs(&out), b"uptime\r");
+    }
+
+    #[test]
+    fn skimmed_output_keeps_the_escape_state_and_the_prompt() {
+        let mut skimmed = EchoGate::default();
+        let mut scanned = EchoGate::default();
+        scanned.input(0, b"x");
+        for event in [
+            &b"plain\r\n"[..],
+            b"\x1b[32mgreen\x1b[0m$ ",
+            b"\x1b]0;ti",
+            b"tle\x07\r\n",
+            b"\x1b[",
+            b"1mbold",
+        ] {
+            skimmed.skim(event);
+            scanned.output(event);
+            assert_eq!(skimmed.output_escape, scanned.output_escape, "{event:?}");
+            assert_eq!(skimmed.at_prompt, scanned.at_prompt, "{event:?}");
+        }
     }
 
     #[test]
