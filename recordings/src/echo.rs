@@ -135,17 +135,25 @@ impl EchoGate {
             self.skim(bytes);
             return Vec::new();
         }
-        let mut printable = Vec::new();
+        // Only the start of the event can echo: a run typed at a prompt at its first characters, one typed ahead in
+        // its first AHEAD_WINDOW; the rest is skimmed.
+        let typed_ahead = self.waiting.iter().any(|w| !w.control && !w.at_prompt);
+        let need = self.waiting.len() + if typed_ahead { AHEAD_WINDOW } else { 0 };
+        let mut printable = Vec::with_capacity(need.min(bytes.len()));
+        let mut scanned = 0;
         for &byte in bytes {
+            if printable.len() >= need {
+                break;
+            }
+            scanned += 1;
             if !self.output_escape.feed(byte) {
-                if !self.waiting.is_empty() && printable.len() < AHEAD_WINDOW + MAX_WAITING {
-                    printable.push(byte);
-                }
+                printable.push(byte);
                 self.at_prompt = true;
             } else if matches!(byte, b'\r' | b'\n') {
                 self.at_prompt = false;
             }
         }
+        self.skim(&bytes[scanned..]);
         let mut offset = 0;
         while offset < printable.len() && !self.waiting.is_empty() {
             let Some((run, end)) = self.echoed_run(&printable[offset..]) else {
