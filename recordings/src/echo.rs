@@ -193,7 +193,7 @@ impl EchoGate {
         let mut rest = bytes;
         while !rest.is_empty() {
             if self.output_escape == Escape::None {
-                let plain_end = rest.iter().position(|&b| b == 0x1b).unwrap_or(rest.len());
+                let plain_end = memchr::memchr(0x1b, rest).unwrap_or(rest.len());
                 let plain = &rest[..plain_end];
                 if let Some(&last) = plain
                     .iter()
