@@ -141,7 +141,7 @@ impl SshError {
     }
 
     /// The target sent no identification line the gateway accepts where one must be: a line `SSH-2.0-...`
-    /// of at most 255 bytes, within the first 8 KiB it sends (see `connect::scan_greeting`).
+    /// of at most 255 bytes, within the first 8 KiB it sends (see `identification::scan_greeting`).
     pub(crate) fn no_identification() -> SshError {
         SshError::Protocol(
             "target sent no valid SSH identification line (at most 8 KiB of other lines may come first, and \

@@ -35,6 +35,7 @@ pub mod error;
 pub mod host_key;
 #[cfg(test)]
 mod hostile_tests;
+mod identification;
 mod proxy;
 mod relay_adapter;
 pub mod scp;
