@@ -6,7 +6,7 @@ use rustls::pki_types::CertificateDer;
 use sallyport_core::policy::Authenticated;
 use sallyport_relay::now_ms;
 use sallyport_state::StateDb;
-use sha2::{Digest, Sha256};
+use sallyport_tls_pin::Sha256Fingerprint;
 
 /// A user proved by a client certificate.
 #[derive(Debug, Clone)]
@@ -45,7 +45,8 @@ pub enum Refusal {
 /// Maps the peer's certificate chain (end entity first) to its user, or says why not.
 pub fn identify(state: &StateDb, chain: &[CertificateDer<'_>]) -> Result<Identity, Refusal> {
     let cert = chain.first().ok_or(Refusal::NoCertificate)?;
-    let fingerprint = hex::encode(Sha256::digest(cert.as_ref()));
+    // Spelled as the portal recorded it when it issued the certificate (lowercase hex).
+    let fingerprint = Sha256Fingerprint::of(cert.as_ref()).hex();
     let record = state
         .client_cert(&fingerprint)
         .map_err(|_| Refusal::Internal)?
