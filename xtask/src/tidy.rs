@@ -123,6 +123,32 @@ const FORBIDDEN_EDGES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "sallyport-image",
+        &[
+            "tokio",
+            "mio",
+            "sallyport-core",
+            "sallyport-state",
+            "sallyport-relay",
+            "sallyport-ssh",
+            "sallyport-rdp",
+            "sallyport-portal",
+            "sallyport-quic",
+            "sallyport-gateway",
+            "sallyport-tls-pin",
+        ],
+    ),
+    (
+        "sallyport-tls-pin",
+        &[
+            "tokio",
+            "sallyport-core",
+            "sallyport-state",
+            "sallyport-relay",
+            "sallyport-recordings",
+        ],
+    ),
+    (
         "sallyport",
         &[
             "sallyport-state",
