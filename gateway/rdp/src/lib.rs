@@ -16,6 +16,7 @@
 
 mod clipboard;
 mod connect;
+pub mod encode;
 mod error;
 mod relay_adapter;
 mod session;

@@ -25,8 +25,7 @@ use ironrdp_session::image::DecodedImage;
 use ironrdp_session::{ActiveStage, ActiveStageBuilder, ActiveStageOutput};
 use ironrdp_tokio::{FramedWrite, TokioFramed};
 use sallyport_core::display::{
-    ClipboardPolicy, Damage, DesktopSize, EncodeError, InputEvent, Rect, UpdateWriter, encode_png,
-    encode_rect,
+    ClipboardPolicy, Damage, DesktopSize, InputEvent, Rect, UpdateWriter,
 };
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{Notify, mpsc, watch};
@@ -34,6 +33,7 @@ use tracing::{debug, warn};
 
 use crate::clipboard::{self, Pending, Queue};
 use crate::connect::connector_error;
+use crate::encode::{EncodeError, encode_png, encode_rect};
 use crate::error::RdpError;
 use crate::strict::Strict;
 
