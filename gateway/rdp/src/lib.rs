@@ -18,6 +18,8 @@ mod clipboard;
 mod connect;
 pub mod encode;
 mod error;
+mod input;
+mod pacer;
 mod relay_adapter;
 mod session;
 mod strict;
