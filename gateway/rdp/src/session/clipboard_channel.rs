@@ -82,11 +82,7 @@ where
                     continue;
                 }
             };
-            let frame = self
-                .stage
-                .process_svc_processor_messages(messages)
-                .map_err(|e| SessionEnd::Failed(RdpError::Protocol(e.report().to_string())))?;
-            self.write(&frame).await?;
+            self.send_clipboard_messages(messages).await?;
         }
         Ok(())
     }
@@ -108,17 +104,23 @@ where
             return Ok(());
         }
         match cliprdr.initiate_copy(&clipboard::text_formats()) {
-            Ok(messages) => {
-                let frame = self
-                    .stage
-                    .process_svc_processor_messages(messages)
-                    .map_err(|e| SessionEnd::Failed(RdpError::Protocol(e.report().to_string())))?;
-                self.write(&frame).await
-            }
+            Ok(messages) => self.send_clipboard_messages(messages).await,
             Err(error) => {
                 debug!(error = %error, "clipboard format list not sent");
                 Ok(())
             }
         }
+    }
+
+    /// Frames the clipboard channel's messages and sends them to the target.
+    async fn send_clipboard_messages(
+        &mut self,
+        messages: ironrdp_cliprdr::CliprdrSvcMessages<ironrdp_cliprdr::Client>,
+    ) -> Result<(), SessionEnd> {
+        let frame = self
+            .stage
+            .process_svc_processor_messages(messages)
+            .map_err(|e| SessionEnd::Failed(RdpError::Protocol(e.report().to_string())))?;
+        self.write(&frame).await
     }
 }

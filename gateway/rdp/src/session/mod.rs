@@ -113,6 +113,12 @@ impl Shared {
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
+
+    /// The framebuffer's current size.
+    fn size(&self) -> (u16, u16) {
+        let frame = self.frame();
+        (frame.image.width(), frame.image.height())
+    }
 }
 
 /// A running desktop session. Dropping it ends the session.
@@ -257,8 +263,7 @@ impl RdpSession {
 
     /// The current desktop size.
     pub fn size(&self) -> (u16, u16) {
-        let frame = self.shared.frame();
-        (frame.image.width(), frame.image.height())
+        self.shared.size()
     }
 
     /// Bytes of server PDUs received so far.

@@ -108,10 +108,7 @@ where
                 .map_err(|e| SessionEnd::Failed(RdpError::Recording(e)))?;
         }
         if action == Action::FastPath {
-            let (width, height) = {
-                let frame = self.shared.frame();
-                (frame.image.width(), frame.image.height())
-            };
+            let (width, height) = self.shared.size();
             self.strict
                 .check_fast_path(payload, width, height)
                 .map_err(|why| {
@@ -225,10 +222,7 @@ where
     }
 
     async fn on_input(&mut self, events: Vec<InputEvent>) -> Result<(), SessionEnd> {
-        let (width, height) = {
-            let frame = self.shared.frame();
-            (frame.image.width(), frame.image.height())
-        };
+        let (width, height) = self.shared.size();
         let fastpath = to_fast_path(&mut self.input, events, width, height);
         if fastpath.is_empty() {
             return Ok(());
@@ -258,10 +252,7 @@ where
         let Some(size) = self.pacer.take_resize(Instant::now()) else {
             return Ok(());
         };
-        let current = {
-            let frame = self.shared.frame();
-            (frame.image.width(), frame.image.height())
-        };
+        let current = self.shared.size();
         if current == (size.width, size.height) {
             return Ok(());
         }
