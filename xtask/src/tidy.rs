@@ -28,6 +28,9 @@ const FORBIDDEN_EDGES: &[(&str, &[&str])] = &[
             "mio",
             "sallyport-recordings",
             "sallyport-state",
+            // The image encoders live with their only user, the RDP crate.
+            "png",
+            "jpeg-encoder",
         ],
     ),
     (
