@@ -41,8 +41,8 @@ use tokio::task::JoinSet;
 use crate::connect::{Client, Handshaken, handshake};
 use crate::error::seconds;
 use crate::relay_adapter::target_error;
-use crate::scp::ScpCommand;
 use crate::{HostKey, SshError};
+use sallyport_transfer::scp::ScpCommand;
 
 pub(crate) use forward::Reverse;
 
@@ -941,14 +941,16 @@ impl server::Handler for ProxyHandler {
         data: &[u8],
         session: &mut Session,
     ) -> Result<(), Self::Error> {
-        let shown_command: String = crate::sftp::clean_name(data);
+        let shown_command: String = sallyport_transfer::clean_name(data);
         if self
             .relay_request(channel, Request::Exec(data), session)
             .await?
         {
             self.marker(format!("exec: {shown_command}")).await?;
             let usage = match ScpCommand::parse(data) {
-                Some(scp) => bridge::Usage::Scp(Box::new(crate::scp::ScpWatch::new(scp))),
+                Some(scp) => {
+                    bridge::Usage::Scp(Box::new(sallyport_transfer::scp::ScpWatch::new(scp)))
+                }
                 None => bridge::Usage::Terminal,
             };
             self.start(channel, usage, session.handle());
