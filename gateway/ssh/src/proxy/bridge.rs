@@ -14,7 +14,7 @@ use russh::{Channel, ChannelMsg};
 use sallyport_core::errors::ErrorKind as UserErrorKind;
 use sallyport_relay::{ProxyEvent, ProxySink, TargetError, TransferDirection};
 
-use super::Shared;
+use super::session::Shared;
 use sallyport_transfer::scp::ScpWatch;
 use sallyport_transfer::sftp::SftpWatch;
 use sallyport_transfer::{TransferEvent, WatchError};
