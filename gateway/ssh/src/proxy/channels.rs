@@ -44,10 +44,8 @@ pub(super) fn may_open_session(
 pub(super) enum Request<'a> {
     Pty {
         term: &'a str,
-        cols: u32,
-        rows: u32,
-        width: u32,
-        height: u32,
+        /// Columns, rows, pixel width, pixel height.
+        size: (u32, u32, u32, u32),
         modes: &'a [(Pty, u32)],
     },
     Env {
@@ -83,10 +81,7 @@ impl Request<'_> {
         match *self {
             Request::Pty {
                 term,
-                cols,
-                rows,
-                width,
-                height,
+                size: (cols, rows, width, height),
                 modes,
             } => {
                 target
@@ -276,20 +271,12 @@ impl ProxyHandler {
         modes: &[(Pty, u32)],
         session: &mut Session,
     ) -> Result<(), russh::Error> {
-        let (cols, rows, width, height) = size;
-        let request = Request::Pty {
-            term,
-            cols,
-            rows,
-            width,
-            height,
-            modes,
-        };
+        let request = Request::Pty { term, size, modes };
         if self.relay_request(channel, request, session).await? {
             if let Some(pending) = self.channels.get_mut(&channel) {
                 pending.pty = true;
             }
-            let (cols, rows) = terminal_size(cols, rows);
+            let (cols, rows) = terminal_size(size.0, size.1);
             self.record(ProxyEvent::Resize { cols, rows }).await?;
             self.marker(format!("pty {} ({cols}x{rows})", shown(term)))
                 .await?;

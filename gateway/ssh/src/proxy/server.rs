@@ -104,7 +104,7 @@ impl ProxyConnector for SshProxy {
                 None => None,
             };
             let reverse = Arc::new(Reverse::new(request.forwarding));
-            let target = handshake(request.addr, pinned, request.timeout, Some(reverse.clone()))
+            let target = handshake(request.addr, pinned, request.timeout, reverse.clone())
                 .await
                 .map_err(target_error)?;
             Ok(ProxyOpened {
