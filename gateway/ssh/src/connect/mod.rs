@@ -451,16 +451,7 @@ async fn authenticate(
                 .authenticate_publickey(username, PrivateKeyWithHashAlg::new(key, hash))
                 .await
                 .map_err(lost)?;
-            tracing::debug!(
-                method = "publickey",
-                success = result.success(),
-                "authentication attempt"
-            );
-            if result.success() {
-                Ok(())
-            } else {
-                Err(SshError::AuthFailed)
-            }
+            attempted("publickey", result.success())
         }
         Secret::Password(password) => {
             // Ask which methods the target offers ("none" does not count as a failed attempt in OpenSSH), so that
@@ -484,16 +475,7 @@ async fn authenticate(
                 .authenticate_password(username, password)
                 .await
                 .map_err(lost)?;
-            tracing::debug!(
-                method = "password",
-                success = result.success(),
-                "authentication attempt"
-            );
-            if result.success() {
-                Ok(())
-            } else {
-                Err(SshError::AuthFailed)
-            }
+            attempted("password", result.success())
         }
     }
 }
@@ -512,12 +494,7 @@ async fn keyboard_interactive(
     for _ in 0..MAX_KEYBOARD_INTERACTIVE_ROUNDS {
         match response {
             KeyboardInteractiveAuthResponse::Success => {
-                tracing::debug!(
-                    method = "keyboard-interactive",
-                    success = true,
-                    "authentication attempt"
-                );
-                return Ok(());
+                return attempted("keyboard-interactive", true);
             }
             KeyboardInteractiveAuthResponse::Failure { .. } => break,
             KeyboardInteractiveAuthResponse::InfoRequest { prompts, .. } => {
@@ -535,10 +512,15 @@ async fn keyboard_interactive(
             }
         }
     }
-    tracing::debug!(
-        method = "keyboard-interactive",
-        success = false,
-        "authentication attempt"
-    );
-    Err(SshError::AuthFailed)
+    attempted("keyboard-interactive", false)
+}
+
+/// Logs an authentication attempt's outcome and turns a refusal into [`SshError::AuthFailed`].
+fn attempted(method: &'static str, success: bool) -> Result<(), SshError> {
+    tracing::debug!(method, success, "authentication attempt");
+    if success {
+        Ok(())
+    } else {
+        Err(SshError::AuthFailed)
+    }
 }

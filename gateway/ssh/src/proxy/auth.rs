@@ -30,8 +30,12 @@ impl ProxyHandler {
         &mut self,
         user: &str,
         method: &str,
-        answer: Result<AuthResult, russh::Error>,
+        answer: Option<Result<AuthResult, russh::Error>>,
     ) -> Result<Auth, russh::Error> {
+        // `None`: the session ended while the target was asked; its reason is already set.
+        let Some(answer) = answer else {
+            return Err(russh::Error::Disconnect);
+        };
         match answer {
             Ok(AuthResult::Success) => self.accepted(user, method).await,
             Ok(AuthResult::Failure {
@@ -53,22 +57,29 @@ impl ProxyHandler {
         submethods: &str,
         response: Option<server::Response<'_>>,
     ) -> Result<Auth, russh::Error> {
+        let shared = self.shared.clone();
         let answer = match response {
             None => {
                 let submethods = (!submethods.is_empty()).then(|| submethods.to_owned());
-                self.target
-                    .authenticate_keyboard_interactive_start(user, submethods)
-                    .await
+                let start = self
+                    .target
+                    .authenticate_keyboard_interactive_start(user, submethods);
+                shared.unless_ended(start).await
             }
             Some(response) => {
                 let answers: Vec<String> = response
                     .take(MAX_PROMPTS)
                     .map(|bytes| String::from_utf8_lossy(&bytes).into_owned())
                     .collect();
-                self.target
-                    .authenticate_keyboard_interactive_respond(answers)
-                    .await
+                let respond = self
+                    .target
+                    .authenticate_keyboard_interactive_respond(answers);
+                shared.unless_ended(respond).await
             }
+        };
+        // `None`: the session ended while the target was asked; its reason is already set.
+        let Some(answer) = answer else {
+            return Err(russh::Error::Disconnect);
         };
         use KeyboardInteractiveAuthResponse as R;
         match answer {

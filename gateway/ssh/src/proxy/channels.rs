@@ -173,13 +173,11 @@ impl ProxyHandler {
             REQUEST_TIMEOUT,
             await_reply(&mut pending.target, &mut pending.early),
         );
-        tokio::select! {
-            answer = reply => match answer {
-                Ok(Some(true)) => Answer::Accepted,
-                Ok(Some(false)) => Answer::Refused,
-                Ok(None) | Err(_) => Answer::Silent,
-            },
-            () = shared.ended() => Answer::Ending,
+        match shared.unless_ended(reply).await {
+            Some(Ok(Some(true))) => Answer::Accepted,
+            Some(Ok(Some(false))) => Answer::Refused,
+            Some(Ok(None) | Err(_)) => Answer::Silent,
+            None => Answer::Ending,
         }
     }
 
@@ -239,7 +237,15 @@ impl ProxyHandler {
             reply.reject(ChannelOpenFailure::ResourceShortage).await;
             return Ok(());
         }
-        match self.target.channel_open_session().await {
+        let shared = self.shared.clone();
+        let Some(opened) = shared
+            .unless_ended(self.target.channel_open_session())
+            .await
+        else {
+            reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            return Ok(());
+        };
+        match opened {
             Ok(target) => {
                 reply.accept().await;
                 self.channels.insert(

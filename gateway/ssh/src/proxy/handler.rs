@@ -94,12 +94,16 @@ impl server::Handler for ProxyHandler {
     }
 
     async fn auth_none(&mut self, user: &str) -> Result<Auth, Self::Error> {
-        let answer = self.target.authenticate_none(user).await;
+        let shared = self.shared.clone();
+        let answer = shared.unless_ended(self.target.authenticate_none(user));
+        let answer = answer.await;
         self.relayed(user, "none", answer).await
     }
 
     async fn auth_password(&mut self, user: &str, password: &str) -> Result<Auth, Self::Error> {
-        let answer = self.target.authenticate_password(user, password).await;
+        let shared = self.shared.clone();
+        let answer = shared.unless_ended(self.target.authenticate_password(user, password));
+        let answer = answer.await;
         self.relayed(user, "password", answer).await
     }
 

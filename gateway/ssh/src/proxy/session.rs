@@ -58,6 +58,16 @@ impl Shared {
         let _ = ending.wait_for(|ending| *ending).await;
     }
 
+    /// Awaits `answer` (from the target) unless the session ends first (`None`). russh sends the
+    /// disconnect of an ending session only between callbacks, so a callback waiting on the target must
+    /// not outlive the session's end.
+    pub(super) async fn unless_ended<T>(&self, answer: impl Future<Output = T>) -> Option<T> {
+        tokio::select! {
+            answer = answer => Some(answer),
+            () = self.ended() => None,
+        }
+    }
+
     /// Runs a bridge for as long as the session lives.
     pub(crate) fn spawn(&self, task: impl std::future::Future<Output = ()> + Send + 'static) {
         let mut tasks = self.tasks.lock().unwrap_or_else(|p| p.into_inner());
