@@ -87,3 +87,22 @@ fn terminal_sizes_saturate() {
     assert_eq!(terminal_size(80, 24), (80, 24));
     assert_eq!(terminal_size(u32::MAX, 70_000), (u16::MAX, u16::MAX));
 }
+
+#[tokio::test]
+async fn a_wait_on_a_silent_target_gives_up_when_the_session_ends() {
+    let shared = Arc::new(Shared::new());
+    let answered = shared.unless_ended(async { 7 }).await;
+    assert_eq!(answered, Some(7));
+    let silent_target = tokio::spawn({
+        let shared = shared.clone();
+        async move { shared.unless_ended(std::future::pending::<()>()).await }
+    });
+    tokio::task::yield_now().await;
+    assert!(!silent_target.is_finished());
+    shared.end();
+    let outcome = tokio::time::timeout(Duration::from_secs(5), silent_target)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(outcome, None);
+}
