@@ -207,6 +207,31 @@ pub(crate) async fn handshake(
     })
 }
 
+/// The SSH handshake over an in-memory transport (no identification exchange of the gateway's own, no
+/// socket): for unit tests of the SSH proxy.
+#[cfg(test)]
+pub(crate) async fn handshake_in_memory(
+    stream: tokio::io::DuplexStream,
+    reverse: Arc<Reverse>,
+) -> Result<Handshaken, SshError> {
+    let (attempt, handler) = Attempt::new(None, reverse);
+    let failure = Arc::clone(&handler.failure);
+    let handshake = client::connect_stream(Arc::new(config()), stream, handler);
+    let result = tokio::time::timeout(Duration::from_secs(10), async {
+        handshake
+            .await
+            .map_err(|e| SshError::from_russh(&e, "the handshake"))
+    })
+    .await;
+    let (handle, host_key) = attempt.conclude(result, Duration::from_secs(10))?;
+    Ok(Handshaken {
+        handle,
+        host_key,
+        guard: SocketGuard::in_memory(),
+        failure,
+    })
+}
+
 /// One connection attempt's shared state: what the handler saw of the host key, and how far it got.
 struct Attempt {
     pinned: Option<HostKey>,
@@ -354,7 +379,7 @@ async fn tcp_and_handshake(
         .await
         .map_err(SshError::Unreachable)?;
     let std_stream = stream.into_std().map_err(SshError::Unreachable)?;
-    let guard = SocketGuard(std_stream.try_clone().map_err(SshError::Unreachable)?);
+    let guard = SocketGuard::new(std_stream.try_clone().map_err(SshError::Unreachable)?);
     let stream = TcpStream::from_std(std_stream).map_err(SshError::Unreachable)?;
     tracing::debug!(target_addr = %addr, "tcp connected to target");
 

@@ -25,6 +25,8 @@ mod bridge;
 mod channels;
 mod forward;
 mod handler;
+#[cfg(test)]
+mod memory_tests;
 mod server;
 mod session;
 #[cfg(test)]

@@ -60,7 +60,7 @@ impl SshProxy {
         self.host_key.public_key().to_openssh().unwrap_or_default()
     }
 
-    fn config(&self) -> server::Config {
+    pub(super) fn config(&self) -> server::Config {
         server::Config {
             server_id: SshId::Standard(Cow::Borrowed(concat!(
                 "SSH-2.0-Sallyport_",
