@@ -3,9 +3,10 @@
 //! as the target answered it, in order. The command (shell, exec, subsystem) hands both ends to the
 //! channel's bridge.
 //!
-//! russh 0.65 keeps one `wants_reply` flag per channel, overwritten by every request that arrives, so a
-//! reply sent later through the session `Handle` goes to whichever request came last (OpenSSH pipelines
-//! `pty-req`, `env` without a reply, and `shell`): the answer is therefore given inside the callback.
+//! russh 0.65 keeps one `wants_reply` flag per channel, overwritten by every request that arrives, and
+//! sends a reply only while it is set; a reply sent later through the session `Handle` is therefore
+//! dropped or taken for another request's once the client pipelines (OpenSSH sends `pty-req`, `env`
+//! without a reply, and `shell` without waiting). The answer is given inside the callback.
 //! What keeps that wait from holding the connection is its bounds: [`REQUEST_TIMEOUT`], and the session's
 //! end (stop, failure), which gives up the wait at once so the disconnect goes out.
 
