@@ -126,6 +126,10 @@ const FORBIDDEN_EDGES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "sallyport-transfer",
+        &["tokio", "mio", "russh", "sallyport-relay", "sallyport-ssh"],
+    ),
+    (
         "sallyport-image",
         &[
             "tokio",
