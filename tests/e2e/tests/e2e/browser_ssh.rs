@@ -2,18 +2,16 @@
 //! terminal to a real sshd in a network namespace, runs a command, resizes the window and exits; then
 //! the recording is read back, checked for the command's output and the resize, and verified.
 
-mod support;
-
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use fantoccini::{Client as Driver, Locator};
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
+use sallyport_e2e::portal::{ADMIN_PASSWORD, eventually, verifying_key};
 use sallyport_e2e::{
     Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::{Event, Outcome, Store, Verification};
-use support::{ADMIN_PASSWORD, eventually, verifying_key};
 
 /// Waits until the text of `css` satisfies `check`, returning the text.
 

@@ -2,18 +2,16 @@
 //! first code, recovery codes shown once, the second login step (a fresh code works, a replayed or wrong
 //! one does not, a recovery code works once), the per-role requirement, and an admin's reset.
 
-mod support;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use fantoccini::{Client as Driver, Locator};
 use sallyport_core::mfa;
 use sallyport_e2e::browser::steps::{click, fill, text};
+use sallyport_e2e::portal::{create_user, first_login, login_admin};
 use sallyport_e2e::{
     Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
-use support::{create_user, first_login, login_admin};
 
 fn now() -> u64 {
     SystemTime::now()

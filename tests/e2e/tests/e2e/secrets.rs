@@ -3,8 +3,6 @@
 //! `sallyport ssh` over QUIC. The recording holds the echoed command line, Enter, and in the password's place a
 //! marker counting its keystrokes; the password's bytes are in no event, and a search does not find it.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,12 +10,14 @@ use anyhow::{Context, Result, bail, ensure};
 use rexpect::ReadUntil;
 use rexpect::session::PtySession;
 use sallyport_e2e::cli::{Cli, exit_code};
+use sallyport_e2e::portal::{
+    ADMIN_PASSWORD, Terminal, eventually, login_admin, target_id, verifying_key,
+};
 use sallyport_e2e::sshd::{SUDO_TEST_PASSWORD, SUDO_TEST_USER};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, TestUser, ensure_sudo_user, require_root,
 };
 use sallyport_recordings::{Event, Outcome, SearchIndex, SessionRow, Store, Verification};
-use support::{ADMIN_PASSWORD, Terminal, eventually, login_admin, target_id, verifying_key};
 
 /// The command typed before the password.
 const SUDO_COMMAND: &str = "sudo -k; sudo true";

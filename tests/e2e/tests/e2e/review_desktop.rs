@@ -7,8 +7,6 @@
 //! a keyframe), and hold what the target drew (its known background and the xterm); `export --png --at`
 //! writes the same picture.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -17,11 +15,11 @@ use anyhow::{Context, Result, bail, ensure};
 use sallyport_core::display::InputEvent;
 use sallyport_desktop_replay::DesktopReplay;
 use sallyport_e2e::portal::Desktop;
+use sallyport_e2e::portal::{eventually, login_admin, target_id};
 use sallyport_e2e::rdp::{BACKGROUND, XTERM_AT, Xrdp};
 use sallyport_e2e::tmux::{Tmux, review_bin};
 use sallyport_e2e::{Gateway, GatewayOptions, TargetNet, require_root};
 use sallyport_recordings::Store;
-use support::{eventually, login_admin, target_id};
 
 /// A decoded PNG: width, height, RGBA.
 fn read_png(path: &Path) -> Result<(u32, u32, Vec<u8>)> {

@@ -10,8 +10,6 @@
 //! gateway's audit log. An auditor with TOTP is asked for the code after the password,
 //! and a wrong code is refused.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -19,12 +17,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use sallyport_core::mfa;
 use sallyport_e2e::http::normalize_fingerprint;
+use sallyport_e2e::portal::{
+    Terminal, create_user, eventually, first_login, login_admin, target_id,
+};
 use sallyport_e2e::tmux::{Tmux, review_bin};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::Store;
-use support::{Terminal, create_user, eventually, first_login, login_admin, target_id};
 
 const AUDITOR_PASSWORD: &str = "e2e-auditor-password-1";
 const USER_PASSWORD: &str = "e2e-user-password-1";

@@ -3,18 +3,16 @@
 //! pseudo-terminal, type a command, leave with an exit status; then find the typed marker and its
 //! output in the recording, which verifies like a browser session's.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sallyport_e2e::cli::{Cli, exit_code};
+use sallyport_e2e::portal::{ADMIN_PASSWORD, eventually, login_admin, verifying_key};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::{Event, Outcome, Store, Verification};
-use support::{ADMIN_PASSWORD, eventually, login_admin, verifying_key};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_logs_in_lists_targets_and_its_terminal_session_is_recorded() -> Result<()> {

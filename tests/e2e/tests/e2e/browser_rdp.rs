@@ -5,8 +5,6 @@
 //! target's screen follows); then the recording is read back, verified, replayed to the canvas's final
 //! picture, and sought to its middle through a keyframe.
 
-mod support;
-
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -18,10 +16,10 @@ use fantoccini::{Client as Driver, Locator};
 use sallyport_desktop_replay::DesktopReplay;
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
 use sallyport_e2e::common::run_with_timeout;
+use sallyport_e2e::portal::{ADMIN_PASSWORD, eventually, verifying_key};
 use sallyport_e2e::rdp::{BACKGROUND, Shadow, ShadowSecurity, XTERM_AT, Xrdp};
 use sallyport_e2e::{Browser, Gateway, GatewayOptions, TargetNet, require_root, wait_until_async};
 use sallyport_recordings::{DesktopEvent, Event, Outcome, Store, Verification};
-use support::{ADMIN_PASSWORD, eventually, verifying_key};
 
 /// What the scenario needs of an RDP server in a namespace.
 trait Desk {

@@ -4,18 +4,16 @@
 //! recording is tampered with: the list shows it failed, `--verify` exits non-zero naming the chunk; the
 //! asciicast export is valid and holds the marker.
 
-mod support;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use sallyport_e2e::portal::{Terminal, eventually, login_admin, target_id};
 use sallyport_e2e::tmux::{Tmux, review_bin};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::Store;
-use support::{Terminal, eventually, login_admin, target_id};
 
 fn review(args: &[&str]) -> Result<Output> {
     Ok(Command::new(review_bin()?).args(args).output()?)
