@@ -21,19 +21,14 @@ async fn admin_creates_user_target_policy_then_watches_and_terminates() -> Resul
     let browser = Browser::start().await?;
     let driver = browser.client();
     let result = scenario(driver, &gateway, &net, &account.name, &account.password).await;
-    if result.is_err() {
-        let shot =
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin_browser-failure.png");
-        let _ = browser.screenshot(&shot).await;
-        eprintln!(
-            "screenshot: {}\ngateway stderr:\n{}",
-            shot.display(),
-            gateway.stderr()
-        );
-    }
-    result?;
-    browser.close().await?;
-    Ok(())
+    browser
+        .finish(
+            result,
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "admin_browser",
+            || format!("gateway stderr:\n{}", gateway.stderr()),
+        )
+        .await
 }
 
 async fn scenario(

@@ -64,19 +64,14 @@ async fn totp_enrollment_login_recovery_requirement_and_reset() -> Result<()> {
     let driver = browser.client();
     let base = gateway.url().trim_end_matches('/').to_owned();
     let result = scenario(driver, &base, &gateway, &admin).await;
-    if result.is_err() {
-        let shot =
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("mfa_browser-failure.png");
-        let _ = browser.screenshot(&shot).await;
-        eprintln!(
-            "screenshot: {}\ngateway stderr:\n{}",
-            shot.display(),
-            gateway.stderr()
-        );
-    }
-    result?;
-    browser.close().await?;
-    Ok(())
+    browser
+        .finish(
+            result,
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "mfa_browser",
+            || format!("gateway stderr:\n{}", gateway.stderr()),
+        )
+        .await
 }
 
 async fn scenario(
