@@ -3,6 +3,7 @@
 //!
 //! The program is its own Cargo workspace (it needs `-Z build-std=core`), built into `target/bpf`, shared by
 //! every profile of the host build so that it compiles once.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::path::{Path, PathBuf};
 use std::process::Command;

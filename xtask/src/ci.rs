@@ -18,7 +18,7 @@ fn cargo() -> Command {
     cargo
 }
 
-/// The end-to-end test that boots the appliance image.
+/// The end-to-end test that boots the appliance image (the only test of the `appliance_image` executable).
 const APPLIANCE_TEST: &str = "the_appliance_boots_serves_records_and_refuses_a_modified_root";
 
 /// Setup, fmt, clippy, tidy, one build, then all tests (unit and end-to-end, the appliance's last).
@@ -64,7 +64,10 @@ pub fn run() -> anyhow::Result<()> {
         "sallyport-e2e",
     ]))?;
     // End-to-end tests start real sshd, the gateway and Chromium; two at a time fits two cores. The
-    // appliance test boots a VM, which needs both cores: it runs alone, after the image is built.
+    // scenarios are modules of one executable (`tests/e2e/tests/e2e`), so any two of them share the
+    // machine; those that must not (`tests/e2e/tests/alone`) are an executable of their own (cargo runs
+    // executables one after another) and take turns by a lock whatever the thread count. The appliance test boots a VM, which needs
+    // both cores: it runs alone, after the image is built.
     run_cmd(cargo().args([
         "test",
         "-p",

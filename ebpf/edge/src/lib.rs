@@ -4,6 +4,8 @@
 //! The programs themselves live in `ebpf/program` and are built by this crate's build script; their maps are
 //! described in `sallyport-edge-common`. Dropping an [`Edge`] detaches everything it attached: the kernel
 //! holds the attachments as links owned by this process, so they also go when the process dies.
+// The workspace forbids unsafe code here; should that ever give way, each unsafe block still says why it holds.
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::net::IpAddr;
 use std::time::Duration;

@@ -2,6 +2,7 @@
 //! network sends (truncated headers, bad lengths, fragments, extension chains). No checksums: the edge never
 //! reads them, and the kernel checks them later for what passes.
 #![allow(dead_code, missing_docs)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 use std::net::{Ipv4Addr, Ipv6Addr};
 

@@ -5,6 +5,7 @@
 //! Needs root (loading eBPF); without it the test fails and says so. The packets never leave the kernel's
 //! test harness: nothing is sent on any network.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+#![deny(clippy::undocumented_unsafe_blocks)]
 
 mod packets;
 

@@ -238,10 +238,11 @@ fn related(quoted: &parse::Quoted, config: &EdgeConfig, public: bool) -> bool {
 }
 
 fn flow_is_live(key: &FlowKey, protocol: u8, config: &EdgeConfig) -> bool {
-    // SAFETY: the value is a u64 copied out at once.
-    let Some(last_seen) = (unsafe { FLOWS.get(key) }).copied() else {
+    let Some(last_seen) = FLOWS.get_ptr_mut(key) else {
         return false;
     };
+    // SAFETY: the pointer comes from this lookup in FLOWS.
+    let last_seen = unsafe { SharedU64::new(last_seen) }.load();
     let timeout_s = if protocol == PROTO_TCP {
         config.tcp_flow_timeout_s
     } else {
@@ -258,6 +259,11 @@ fn blocklisted(source: &[u8; 16]) -> bool {
 }
 
 /// The per-source token bucket for new portal flows; IPv6 sources share a bucket per /64.
+///
+/// Every CPU may update the same bucket at once, so its two fields are read and written whole through
+/// [`SharedU64`], never through a reference. Two CPUs refilling one bucket together can leave its count
+/// approximate (one of their stores wins), as before; no read is torn and nothing takes a `&mut` to memory
+/// another CPU writes.
 fn rate_allows(source: &[u8; 16], v6: bool, config: &EdgeConfig) -> bool {
     let mut key = *source;
     if v6 {
@@ -271,18 +277,25 @@ fn rate_allows(source: &[u8; 16], v6: bool, config: &EdgeConfig) -> bool {
     let capacity = config.rate_burst.max(1) as u64 * 1000;
     match RATE.get_ptr_mut(key) {
         Some(state) => {
-            // SAFETY: the pointer comes from a successful lookup and is only used within this call; concurrent
-            // updates from another CPU can only make the count approximate, never unsafe.
-            let state = unsafe { &mut *state };
-            let elapsed = now.saturating_sub(state.last_ns).min(10 * NANOS_PER_SECOND);
+            // SAFETY: `state` comes from this lookup in RATE and points to a RateState; taking the address of
+            // its fields reads and writes nothing.
+            let (milli_tokens, last_ns) = unsafe {
+                (
+                    SharedU64::new(&raw mut (*state).milli_tokens),
+                    SharedU64::new(&raw mut (*state).last_ns),
+                )
+            };
+            let elapsed = now
+                .saturating_sub(last_ns.load())
+                .min(10 * NANOS_PER_SECOND);
             let refill = elapsed * config.rate_per_second as u64 / 1_000_000;
-            let tokens = (state.milli_tokens + refill).min(capacity);
-            state.last_ns = now;
+            let tokens = (milli_tokens.load() + refill).min(capacity);
+            last_ns.store(now);
             if tokens < 1000 {
-                state.milli_tokens = tokens;
+                milli_tokens.store(tokens);
                 false
             } else {
-                state.milli_tokens = tokens - 1000;
+                milli_tokens.store(tokens - 1000);
                 true
             }
         }
@@ -329,11 +342,49 @@ fn remember_flow(bytes: &Bytes) {
     };
     let now = now_ns();
     match FLOWS.get_ptr_mut(key) {
-        // SAFETY: the pointer comes from a successful lookup; a u64 store.
-        Some(last_seen) => unsafe { *last_seen = now },
+        Some(last_seen) => {
+            // SAFETY: the pointer comes from this lookup in FLOWS.
+            unsafe { SharedU64::new(last_seen) }.store(now);
+        }
         None => {
             let _ = FLOWS.insert(key, now, 0);
         }
+    }
+}
+
+/// A u64 inside a value of a shared (not per-CPU) map, which other CPUs may read and write while this program
+/// runs: it is read and written whole through its pointer, never through a reference, so nothing here assumes
+/// it unaliased or unchanged between two reads.
+///
+/// The accesses are the kernel's `READ_ONCE`/`WRITE_ONCE`: volatile single loads and stores of an aligned u64,
+/// which BPF never tears. `core::sync::atomic::AtomicU64` would be the same in Rust's own terms, but on this
+/// target it has only `load` and `store`, and LLVM compiles those only for BPF CPU v4 (kernel 6.6); the
+/// appliance runs Debian bookworm's 6.1, so the program is built for the generic CPU. Once that moves on,
+/// `load` and `store` here become `AtomicU64::from_ptr(..).load/store(Relaxed)` and nothing else changes.
+#[derive(Clone, Copy)]
+struct SharedU64(*mut u64);
+
+impl SharedU64 {
+    /// # Safety
+    ///
+    /// `value` must point to a u64 field of a value that a lookup in one of this program's LRU hash maps returned
+    /// during this run. Such a value is 8-aligned (the kernel places values at 8-byte boundaries) and stays
+    /// allocated while the map exists, which outlives the run: LRU maps preallocate their elements. An element
+    /// deleted or evicted meanwhile may be reused for another key; an access then lands in that key's value,
+    /// which is still a u64.
+    unsafe fn new(value: *mut u64) -> SharedU64 {
+        SharedU64(value)
+    }
+
+    fn load(self) -> u64 {
+        // SAFETY: `new`'s promise: aligned and allocated for the run. A store from another CPU at the same time
+        // is a marked access like this one (or the kernel's own copy on update), which BPF does not tear.
+        unsafe { self.0.read_volatile() }
+    }
+
+    fn store(self, value: u64) {
+        // SAFETY: as in `load`.
+        unsafe { self.0.write_volatile(value) }
     }
 }
 

@@ -158,6 +158,27 @@ impl Browser {
         Ok(())
     }
 
+    /// Ends a scenario driven in this browser: when `result` is an error, saves a screenshot as
+    /// `DIR/NAME-failure.png`, prints where, followed by what else explains the failure (`details`, asked for only
+    /// then: the gateway's stderr, a server's log), and returns the error; otherwise closes the browser and
+    /// returns the scenario's value.
+    pub async fn finish<T>(
+        self,
+        result: Result<T>,
+        dir: &Path,
+        name: &str,
+        details: impl FnOnce() -> String,
+    ) -> Result<T> {
+        if result.is_err() {
+            let shot = dir.join(format!("{name}-failure.png"));
+            let _ = self.screenshot(&shot).await;
+            eprintln!("screenshot: {}\n{}", shot.display(), details());
+        }
+        let value = result?;
+        self.close().await?;
+        Ok(value)
+    }
+
     /// Ends the session cleanly (bounded: 10 s) and then stops chromedriver.
     pub async fn close(mut self) -> Result<()> {
         if let Some(client) = self.client.take() {

@@ -644,6 +644,35 @@ fn decode_chunked(data: &[u8]) -> Result<Option<Vec<u8>>> {
     }
 }
 
+/// Reads one whole HTTP/1.1 response (with Content-Length) from a raw stream and returns its head, as sent
+/// (status line included), and its body: for tests that speak HTTP by hand on streams of their own, where
+/// [`Client`] would hide what they look at. A response without Content-Length is an error here.
+pub async fn read_head_and_body<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(String, Vec<u8>)> {
+    let mut data = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&data[..end]).into_owned();
+            let length: usize = head
+                .lines()
+                .find_map(|line| {
+                    let (name, value) = line.split_once(':')?;
+                    name.eq_ignore_ascii_case("content-length")
+                        .then(|| value.trim().parse().ok())?
+                })
+                .context("response without Content-Length")?;
+            if data.len() >= end + 4 + length {
+                return Ok((head, data[end + 4..end + 4 + length].to_vec()));
+            }
+        }
+        let n = stream.read(&mut buf).await?;
+        if n == 0 {
+            bail!("connection closed inside a response");
+        }
+        data.extend_from_slice(&buf[..n]);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -352,6 +352,22 @@ pub async fn eventually<T>(
     }
 }
 
+/// Waits (at most `timeout`) until the recordings hold a sealed session that `wanted` picks, and returns it.
+pub async fn sealed_session(
+    store: &sallyport_recordings::Store,
+    timeout: Duration,
+    wanted: impl Fn(&sallyport_recordings::SessionRow) -> bool,
+) -> Result<sallyport_recordings::SessionRow> {
+    eventually(timeout, "the session to be sealed", || {
+        store
+            .sessions()
+            .ok()?
+            .into_iter()
+            .find(|s| s.sealed && wanted(s))
+    })
+    .await
+}
+
 /// The gateway's recording verification key (hex file written beside the signing key).
 pub fn verifying_key(gateway: &Gateway) -> Result<ed25519_dalek::VerifyingKey> {
     let hex_text = std::fs::read_to_string(gateway.state_dir().join("recording-signing.pub"))?;

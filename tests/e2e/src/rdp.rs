@@ -143,9 +143,7 @@ impl Xrdp {
             require_tool(tool)?;
         }
         let user = ensure_test_user()?;
-        let startwm = user.home.join("startwm.sh");
-        fs::write(&startwm, STARTWM).context("write ~/startwm.sh")?;
-        fs::set_permissions(&startwm, fs::Permissions::from_mode(0o755))?;
+        write_startwm(&user)?;
 
         let dir = tempfile::Builder::new()
             .prefix("spe2e-xrdp-")
@@ -321,6 +319,28 @@ impl Drop for Xrdp {
         }
         forget_display(&self.out_dir());
     }
+}
+
+/// Puts [`STARTWM`] in the test user's home unless it is already there. Scenarios running side by side
+/// share that user, and sesman may start one's session while another writes the script: so the script is
+/// written beside it under a name of its own and renamed over it, and never seen half-written.
+fn write_startwm(user: &TestUser) -> Result<()> {
+    let startwm = user.home.join("startwm.sh");
+    let current = fs::read_to_string(&startwm).is_ok_and(|text| text == STARTWM)
+        && fs::metadata(&startwm).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o755);
+    if current {
+        return Ok(());
+    }
+    let written = tempfile::Builder::new()
+        .prefix(".startwm.sh.")
+        .tempfile_in(&user.home)
+        .context("a temporary file for ~/startwm.sh")?;
+    fs::write(written.path(), STARTWM).context("write ~/startwm.sh")?;
+    fs::set_permissions(written.path(), fs::Permissions::from_mode(0o755))?;
+    written
+        .persist(&startwm)
+        .context("rename the new ~/startwm.sh into place")?;
+    Ok(())
 }
 
 /// Removes the X display's socket and lock and xrdp's sockets of the session's display. The session's

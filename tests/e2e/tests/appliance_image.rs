@@ -12,8 +12,6 @@
 //!    works) and grows the data partition into the new space.
 //! 4. One byte changed in the root partition and the boot stops at dm-verity: no portal ever answers.
 
-mod support;
-
 use std::net::SocketAddr;
 use std::process::Command;
 use std::sync::Arc;
@@ -27,12 +25,12 @@ use sallyport_e2e::appliance::{
 };
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
 use sallyport_e2e::common::{quic_answered, run_with_timeout};
+use sallyport_e2e::portal::ADMIN_PASSWORD;
 use sallyport_e2e::tunnel::{NsSockets, spawn_forward_to};
 use sallyport_e2e::{
     Browser, Client, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::{Event, Store};
-use support::ADMIN_PASSWORD;
 
 /// Boot deadline: software emulation answered in 29–42 s here; a cold first boot also makes the data partition.
 const BOOT: Duration = Duration::from_secs(300);

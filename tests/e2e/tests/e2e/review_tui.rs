@@ -4,18 +4,16 @@
 //! recording is tampered with: the list shows it failed, `--verify` exits non-zero naming the chunk; the
 //! asciicast export is valid and holds the marker.
 
-mod support;
-
 use std::process::{Command, Output};
 use std::time::Duration;
 
 use anyhow::{Context, Result, ensure};
+use sallyport_e2e::portal::{Terminal, login_admin, sealed_session, target_id};
 use sallyport_e2e::tmux::{Tmux, review_bin};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::Store;
-use support::{Terminal, eventually, login_admin, target_id};
 
 fn review(args: &[&str]) -> Result<Output> {
     Ok(Command::new(review_bin()?).args(args).output()?)
@@ -66,14 +64,7 @@ async fn a_recorded_session_is_found_replayed_verified_and_exported() -> Result<
     terminal.type_text("exit\r").await?;
     let db = gateway.recordings_db();
     let store = Store::open_read_only(&db)?;
-    let session = eventually(Duration::from_secs(15), "the session to be sealed", || {
-        store
-            .sessions()
-            .ok()?
-            .into_iter()
-            .find(|s| s.target == "alpha" && s.sealed)
-    })
-    .await?;
+    let session = sealed_session(&store, Duration::from_secs(15), |s| s.target == "alpha").await?;
     drop(store);
 
     let index_dir = tempfile::tempdir()?;

@@ -1,15 +1,13 @@
 //! Session limits from `[sessions]`: a per-user cap on concurrent sessions (released when a session
 //! ends), the idle timeout (input resets it), and the maximum session duration.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use anyhow::Result;
+use sallyport_e2e::portal::{Terminal, login_admin, target_id};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
-use support::{Terminal, login_admin, target_id};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn concurrent_cap_idle_timeout_and_maximum_duration() -> Result<()> {

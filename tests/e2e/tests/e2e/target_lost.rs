@@ -1,17 +1,15 @@
 //! A target connection lost in the middle of a session ends that session with an error the user can
 //! read (not a silent close), a close frame, and a recording that says why; the gateway keeps serving.
 
-mod support;
-
 use std::process::Command;
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use sallyport_e2e::portal::{Terminal, eventually, login_admin, target_id};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::{Event, Outcome, Store};
-use support::{Terminal, eventually, login_admin, target_id};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_target_lost_mid_session_is_reported_and_recorded() -> Result<()> {

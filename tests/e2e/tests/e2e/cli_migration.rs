@@ -3,29 +3,16 @@
 //! the new address (QUIC connection migration), and the terminal goes on in the same recorded session
 //! without a word about it.
 
-mod support;
-
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use rexpect_nix::sys::signal::Signal;
 use sallyport_e2e::cli::{Cli, exit_code};
-use sallyport_e2e::common::{descendants, signal_pid};
+use sallyport_e2e::portal::{ADMIN_PASSWORD, eventually, login_admin};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::{Event, Store};
-use support::{ADMIN_PASSWORD, eventually, login_admin};
-
-/// The `sallyport` process this test started.
-fn cli_pid() -> Result<u32> {
-    descendants(std::process::id())
-        .into_iter()
-        .find(|pid| {
-            std::fs::read_to_string(format!("/proc/{pid}/comm"))
-                .is_ok_and(|comm| comm.trim() == "sallyport")
-        })
-        .context("the sallyport process is not running")
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_session_survives_a_change_of_the_client_address() -> Result<()> {
@@ -43,9 +30,12 @@ async fn a_session_survives_a_change_of_the_client_address() -> Result<()> {
     ssh.send_line(&user.password)?;
     ssh.send_line("echo before-$((1+1))")?;
     ssh.exp_string("before-2")?;
-    let pid = cli_pid()?;
     for round in 1..=3 {
-        signal_pid(pid, "USR1")?;
+        // The pseudo-terminal's own child is the `sallyport` process (no shell between), and only this test's:
+        // other scenarios in the executable run their own CLIs beside it.
+        ssh.process_mut()
+            .signal(Signal::SIGUSR1)
+            .context("SIGUSR1 to the sallyport process")?;
         let command = format!("echo after-{round}-$((40+2))");
         ssh.send_line(&command)?;
         // Nothing but the command's own output: no error, no reconnect message.

@@ -11,43 +11,15 @@ use std::net::Ipv4Addr;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use sallyport_e2e::http::SourceDialer;
-use sallyport_e2e::http::form_encode;
+use sallyport_e2e::http::{SourceDialer, form_encode, read_head_and_body};
 use sallyport_e2e::portal::{ADMIN_PASSWORD, login_admin};
 use sallyport_e2e::{Gateway, GatewayOptions};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// The test gateway's limits: the default five failures per source and 1 s first wait, a username
 /// locked after eight failures for a short while.
 const USER_MAX_FAILURES: usize = 8;
 const USER_LOCK_SECS: u64 = 4;
-
-/// Reads one whole HTTP/1.1 response (with Content-Length) and returns its head and body.
-async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(String, Vec<u8>)> {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&data[..end]).into_owned();
-            let length: usize = head
-                .lines()
-                .find_map(|line| {
-                    let (name, value) = line.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
-                })
-                .context("response without Content-Length")?;
-            if data.len() >= end + 4 + length {
-                return Ok((head, data[end + 4..end + 4 + length].to_vec()));
-            }
-        }
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            bail!("connection closed inside a response");
-        }
-        data.extend_from_slice(&buf[..n]);
-    }
-}
 
 /// A login answer.
 #[derive(Debug)]
@@ -93,7 +65,7 @@ async fn login(
     )
     .await?;
     tls.flush().await?;
-    let (head, body) = tokio::time::timeout(Duration::from_secs(30), read_response(&mut tls))
+    let (head, body) = tokio::time::timeout(Duration::from_secs(30), read_head_and_body(&mut tls))
         .await
         .context("login answer timed out")??;
     let mut lines = head.lines();

@@ -8,8 +8,6 @@
 //! Controls run before the gateway starts, so each assertion is shown able to fail: without the edge
 //! the same scan finds closed ports, pings are answered and UDP to any listening port is echoed.
 
-mod support;
-
 use std::net::{Ipv4Addr, SocketAddr, UdpSocket};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -18,11 +16,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sallyport_e2e::common::{quic_answered, require_tool, run_with_timeout};
+use sallyport_e2e::portal::{Terminal, login_admin, target_id};
 use sallyport_e2e::tunnel::NsSockets;
 use sallyport_e2e::{
     Client, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
-use support::{Terminal, login_admin, target_id};
 
 const PORTAL_PORT: u16 = 443;
 /// Another UDP port with a listener on the gateway's side: the edge must keep it unreachable.

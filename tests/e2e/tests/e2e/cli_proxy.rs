@@ -3,8 +3,6 @@
 //! names and sizes of the files moved; port forwarding is refused and audited. The target password
 //! reaches ssh through `SSH_ASKPASS`, as a script would give it.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
@@ -13,12 +11,12 @@ use std::time::Duration;
 use anyhow::{Context, Result};
 use sallyport_e2e::cli::{Cli, cli_bin};
 use sallyport_e2e::common::run_with_timeout;
+use sallyport_e2e::portal::{ADMIN_PASSWORD, login_admin};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
     wait_until,
 };
 use sallyport_recordings::{Event, FileTransfer, Store, TransferDirection, TransferProtocol};
-use support::{ADMIN_PASSWORD, login_admin};
 
 /// An OpenSSH tool (`ssh`, `scp`, `sftp`) set up to go through `sallyport proxy`.
 fn openssh(tool: &str, cli: &Cli, askpass: &Path) -> Result<Command> {

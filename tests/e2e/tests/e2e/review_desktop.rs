@@ -7,8 +7,6 @@
 //! a keyframe), and hold what the target drew (its known background and the xterm); `export --png --at`
 //! writes the same picture.
 
-mod support;
-
 use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::{Duration, Instant};
@@ -17,11 +15,11 @@ use anyhow::{Context, Result, bail, ensure};
 use sallyport_core::display::InputEvent;
 use sallyport_desktop_replay::DesktopReplay;
 use sallyport_e2e::portal::Desktop;
+use sallyport_e2e::portal::{login_admin, sealed_session, target_id};
 use sallyport_e2e::rdp::{BACKGROUND, XTERM_AT, Xrdp};
 use sallyport_e2e::tmux::{Tmux, review_bin};
 use sallyport_e2e::{Gateway, GatewayOptions, TargetNet, require_root};
 use sallyport_recordings::Store;
-use support::{eventually, login_admin, target_id};
 
 /// A decoded PNG: width, height, RGBA.
 fn read_png(path: &Path) -> Result<(u32, u32, Vec<u8>)> {
@@ -132,14 +130,7 @@ async fn a_desktop_recording_replays_seeks_to_its_middle_and_exports_the_recorde
 
     let db = gateway.recordings_db();
     let store = Store::open_read_only(&db)?;
-    let session = eventually(Duration::from_secs(15), "the session to be sealed", || {
-        store
-            .sessions()
-            .ok()?
-            .into_iter()
-            .find(|s| s.target == "desk" && s.sealed)
-    })
-    .await?;
+    let session = sealed_session(&store, Duration::from_secs(15), |s| s.target == "desk").await?;
     let events = store.events(&session.id)?;
     drop(store);
     let duration = events.last().map_or(0, |e| e.at_ms);

@@ -2,15 +2,13 @@
 //! `network:NAME` may then type an address there and get a recorded session, while forbidden addresses,
 //! names, and users without such a policy are refused before any target row is made.
 
-mod support;
-
 use std::time::Duration;
 
 use anyhow::Result;
+use sallyport_e2e::portal::{Terminal, add_policy, create_user, first_login, login_admin};
 use sallyport_e2e::{
     Client, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
-use support::{Terminal, add_policy, create_user, first_login, login_admin};
 
 async fn submit(client: &Client, address: &str) -> Result<(u16, String, String)> {
     let origin = client.origin();

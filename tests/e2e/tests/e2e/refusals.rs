@@ -2,16 +2,14 @@
 //! foreign Origin, wrong target password, unreachable target, changed host key (refused before any
 //! credential is sent) and more than twenty forbidden target addresses.
 
-mod support;
-
 use std::time::Duration;
 
 use anyhow::{Result, bail};
+use sallyport_e2e::portal::{Terminal, login_admin, target_id};
 use sallyport_e2e::{
     Gateway, GatewayOptions, HandshakeError, KeyPair, Sshd, SshdOptions, TargetNet,
     ensure_test_user, require_root,
 };
-use support::{Terminal, login_admin, target_id};
 
 /// Target addresses that must never be dialled, in the encodings attackers use, and names that resolve
 /// to them. `OWN` is replaced by the gateway's own address on the test link, `HOSTNAME` by this machine's

@@ -5,8 +5,6 @@
 //! target's screen follows); then the recording is read back, verified, replayed to the canvas's final
 //! picture, and sought to its middle through a keyframe.
 
-mod support;
-
 use std::io::Write;
 use std::net::Ipv4Addr;
 use std::process::{Command, Stdio};
@@ -18,10 +16,10 @@ use fantoccini::{Client as Driver, Locator};
 use sallyport_desktop_replay::DesktopReplay;
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
 use sallyport_e2e::common::run_with_timeout;
+use sallyport_e2e::portal::{ADMIN_PASSWORD, sealed_session, verifying_key};
 use sallyport_e2e::rdp::{BACKGROUND, Shadow, ShadowSecurity, XTERM_AT, Xrdp};
 use sallyport_e2e::{Browser, Gateway, GatewayOptions, TargetNet, require_root, wait_until_async};
 use sallyport_recordings::{DesktopEvent, Event, Outcome, Store, Verification};
-use support::{ADMIN_PASSWORD, eventually, verifying_key};
 
 /// What the scenario needs of an RDP server in a namespace.
 trait Desk {
@@ -113,30 +111,18 @@ async fn scenario(net: &TargetNet, desk: &dyn Desk, addr: Ipv4Addr, port: u16) -
     .await?;
     let browser = Browser::start().await?;
     let result = drive(browser.client(), &gateway, desk).await;
-    if result.is_err() {
-        let shot =
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser_rdp-failure.png");
-        let _ = browser.screenshot(&shot).await;
-        eprintln!(
-            "screenshot: {}\ngateway stderr:\n{}\n{}",
-            shot.display(),
-            gateway.stderr(),
-            desk.log()
-        );
-    }
-    let live = result?;
-    browser.close().await?;
+    let live = browser
+        .finish(
+            result,
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "browser_rdp",
+            || format!("gateway stderr:\n{}\n{}", gateway.stderr(), desk.log()),
+        )
+        .await?;
 
     // The recording: sealed, verified, and carrying the server's PDUs, the input and the resize.
     let store = Store::open_read_only(&gateway.recordings_db())?;
-    let session = eventually(Duration::from_secs(15), "the session to be sealed", || {
-        store
-            .sessions()
-            .ok()?
-            .into_iter()
-            .find(|s| s.target == "desk" && s.sealed)
-    })
-    .await?;
+    let session = sealed_session(&store, Duration::from_secs(15), |s| s.target == "desk").await?;
     assert_eq!(session.protocol, "rdp");
     let events = store.events(&session.id)?;
     let markers: Vec<&str> = events

@@ -10,8 +10,6 @@
 //! gateway's audit log. An auditor with TOTP is asked for the code after the password,
 //! and a wrong code is refused.
 
-mod support;
-
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
@@ -19,12 +17,14 @@ use std::time::Duration;
 use anyhow::{Context, Result, ensure};
 use sallyport_core::mfa;
 use sallyport_e2e::http::normalize_fingerprint;
+use sallyport_e2e::portal::{
+    Terminal, create_user, first_login, login_admin, sealed_session, target_id,
+};
 use sallyport_e2e::tmux::{Tmux, review_bin};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::Store;
-use support::{Terminal, create_user, eventually, first_login, login_admin, target_id};
 
 const AUDITOR_PASSWORD: &str = "e2e-auditor-password-1";
 const USER_PASSWORD: &str = "e2e-user-password-1";
@@ -143,14 +143,7 @@ async fn an_auditor_reviews_a_gateways_recordings_remotely() -> Result<()> {
     terminal.type_text("exit\r").await?;
     let db = gateway.recordings_db();
     let store = Store::open_read_only(&db)?;
-    let session = eventually(Duration::from_secs(15), "the session to be sealed", || {
-        store
-            .sessions()
-            .ok()?
-            .into_iter()
-            .find(|s| s.target == "alpha" && s.sealed)
-    })
-    .await?;
+    let session = sealed_session(&store, Duration::from_secs(15), |s| s.target == "alpha").await?;
     drop(store);
 
     let one_time = create_user(&admin, "audrey", "auditor", "").await?;

@@ -3,16 +3,16 @@
 //! match the spec table below. Then revocation: disabling a user, a password change and a logout end
 //! that user's live sessions within a second.
 
-mod support;
-
 use std::time::{Duration, Instant};
 
 use anyhow::{Result, bail};
+use sallyport_e2e::portal::{
+    Terminal, add_policy, create_user, first_login, login_admin, target_id,
+};
 use sallyport_e2e::{
     Client, Gateway, GatewayOptions, HandshakeError, Sshd, SshdOptions, TargetNet,
     ensure_test_user, require_root,
 };
-use support::{Terminal, add_policy, create_user, first_login, login_admin, target_id};
 
 /// Who asks, in the order of the expectation columns.
 const WHO: [&str; 5] = ["anonymous", "user", "other user", "auditor", "admin"];

@@ -10,7 +10,7 @@ use std::net::Ipv4Addr;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
-use sallyport_e2e::http::SourceDialer;
+use sallyport_e2e::http::{SourceDialer, read_head_and_body};
 use sallyport_e2e::portal::login_admin;
 use sallyport_e2e::{Gateway, GatewayOptions};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -73,33 +73,6 @@ async fn until_cut<S: AsyncRead + AsyncWrite + Unpin>(
         after: started.elapsed(),
         received,
     })
-}
-
-/// Reads one whole HTTP/1.1 response (with Content-Length) and returns its head and body.
-async fn read_response<S: AsyncRead + Unpin>(stream: &mut S) -> Result<(String, Vec<u8>)> {
-    let mut data = Vec::new();
-    let mut buf = [0u8; 4096];
-    loop {
-        if let Some(end) = data.windows(4).position(|w| w == b"\r\n\r\n") {
-            let head = String::from_utf8_lossy(&data[..end]).into_owned();
-            let length: usize = head
-                .lines()
-                .find_map(|line| {
-                    let (name, value) = line.split_once(':')?;
-                    name.eq_ignore_ascii_case("content-length")
-                        .then(|| value.trim().parse().ok())?
-                })
-                .context("response without Content-Length")?;
-            if data.len() >= end + 4 + length {
-                return Ok((head, data[end + 4..end + 4 + length].to_vec()));
-            }
-        }
-        let n = stream.read(&mut buf).await?;
-        if n == 0 {
-            bail!("connection closed inside a response");
-        }
-        data.extend_from_slice(&buf[..n]);
-    }
 }
 
 /// The ways a connection stalls, each with the deadline that must cut it.
@@ -174,7 +147,7 @@ async fn stall(
             tls.write_all(format!("GET /login HTTP/1.1\r\nHost: {host}\r\n\r\n").as_bytes())
                 .await?;
             tls.flush().await?;
-            let (head, _) = read_response(&mut tls).await?;
+            let (head, _) = read_head_and_body(&mut tls).await?;
             if !head.starts_with("HTTP/1.1 200") {
                 bail!("GET /login answered {head:?}");
             }
@@ -349,7 +322,7 @@ async fn the_per_source_cap_closes_the_next_connection_before_tls() -> Result<()
     tls.write_all(b"GET /login HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n")
         .await?;
     tls.flush().await?;
-    let (head, body) = read_response(&mut tls).await?;
+    let (head, body) = read_head_and_body(&mut tls).await?;
     assert!(head.starts_with("HTTP/1.1 200"), "{head}");
     assert!(String::from_utf8_lossy(&body).contains("Log in"));
     Ok(())

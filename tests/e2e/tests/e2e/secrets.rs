@@ -3,8 +3,6 @@
 //! `sallyport ssh` over QUIC. The recording holds the echoed command line, Enter, and in the password's place a
 //! marker counting its keystrokes; the password's bytes are in no event, and a search does not find it.
 
-mod support;
-
 use std::path::Path;
 use std::time::Duration;
 
@@ -12,12 +10,14 @@ use anyhow::{Context, Result, bail, ensure};
 use rexpect::ReadUntil;
 use rexpect::session::PtySession;
 use sallyport_e2e::cli::{Cli, exit_code};
+use sallyport_e2e::portal::{
+    ADMIN_PASSWORD, Terminal, login_admin, sealed_session, target_id, verifying_key,
+};
 use sallyport_e2e::sshd::{SUDO_TEST_PASSWORD, SUDO_TEST_USER};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, TestUser, ensure_sudo_user, require_root,
 };
 use sallyport_recordings::{Event, Outcome, SearchIndex, SessionRow, Store, Verification};
-use support::{ADMIN_PASSWORD, Terminal, eventually, login_admin, target_id, verifying_key};
 
 /// The command typed before the password.
 const SUDO_COMMAND: &str = "sudo -k; sudo true";
@@ -198,15 +198,10 @@ async fn wait_output(
 async fn check_recording(gateway: &Gateway, user: &TestUser) -> Result<()> {
     let password = user.password.as_str();
     let store = Store::open_read_only(&gateway.recordings_db())?;
-    let session: SessionRow =
-        eventually(Duration::from_secs(15), "the session to be sealed", || {
-            store
-                .sessions()
-                .ok()?
-                .into_iter()
-                .find(|s| s.user == "admin" && s.target == "alpha" && s.sealed)
-        })
-        .await?;
+    let session: SessionRow = sealed_session(&store, Duration::from_secs(15), |s| {
+        s.user == "admin" && s.target == "alpha"
+    })
+    .await?;
     assert_eq!(session.outcome, Some(Outcome::Ended), "{session:?}");
     let key = verifying_key(gateway)?;
     assert!(

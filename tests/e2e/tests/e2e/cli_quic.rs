@@ -3,18 +3,16 @@
 //! pseudo-terminal, type a command, leave with an exit status; then find the typed marker and its
 //! output in the recording, which verifies like a browser session's.
 
-mod support;
-
 use std::os::unix::fs::PermissionsExt;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sallyport_e2e::cli::{Cli, exit_code};
+use sallyport_e2e::portal::{ADMIN_PASSWORD, login_admin, sealed_session, verifying_key};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::{Event, Outcome, Store, Verification};
-use support::{ADMIN_PASSWORD, eventually, login_admin, verifying_key};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn cli_logs_in_lists_targets_and_its_terminal_session_is_recorded() -> Result<()> {
@@ -66,12 +64,8 @@ async fn cli_logs_in_lists_targets_and_its_terminal_session_is_recorded() -> Res
 
     // The recording holds the typed command and its output, sealed and verified.
     let store = Store::open_read_only(&gateway.recordings_db())?;
-    let session = eventually(Duration::from_secs(10), "the session to be sealed", || {
-        store
-            .sessions()
-            .ok()?
-            .into_iter()
-            .find(|s| s.user == "admin" && s.target == "alpha" && s.sealed)
+    let session = sealed_session(&store, Duration::from_secs(10), |s| {
+        s.user == "admin" && s.target == "alpha"
     })
     .await?;
     assert_eq!(session.outcome, Some(Outcome::Ended));

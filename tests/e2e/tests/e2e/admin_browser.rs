@@ -1,17 +1,15 @@
 //! An admin in headless Chromium creates a user, a target and a policy; that user logs in and connects;
 //! the admin watches the session live, terminates it, and finds every step in the audit log.
 
-mod support;
-
 use std::time::Duration;
 
 use anyhow::Result;
 use fantoccini::Client as Driver;
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
+use sallyport_e2e::portal::{ADMIN_PASSWORD, Terminal, first_login, target_id};
 use sallyport_e2e::{
     Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
-use support::{ADMIN_PASSWORD, Terminal, first_login, target_id};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn admin_creates_user_target_policy_then_watches_and_terminates() -> Result<()> {
@@ -23,19 +21,14 @@ async fn admin_creates_user_target_policy_then_watches_and_terminates() -> Resul
     let browser = Browser::start().await?;
     let driver = browser.client();
     let result = scenario(driver, &gateway, &net, &account.name, &account.password).await;
-    if result.is_err() {
-        let shot =
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("admin_browser-failure.png");
-        let _ = browser.screenshot(&shot).await;
-        eprintln!(
-            "screenshot: {}\ngateway stderr:\n{}",
-            shot.display(),
-            gateway.stderr()
-        );
-    }
-    result?;
-    browser.close().await?;
-    Ok(())
+    browser
+        .finish(
+            result,
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "admin_browser",
+            || format!("gateway stderr:\n{}", gateway.stderr()),
+        )
+        .await
 }
 
 async fn scenario(

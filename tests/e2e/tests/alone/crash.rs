@@ -5,19 +5,14 @@
 //! signed checkpoint) are cut and the session row's totals fixed to match; after the restart the
 //! session is reported damaged, not sealed, and the gateway's audit log says so.
 
-mod support;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail, ensure};
+use sallyport_e2e::portal::{Terminal, login_admin, target_id, verifying_key};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::{Event, LedgerState, Outcome, Store, Verification};
-use support::{Terminal, login_admin, target_id, verifying_key};
-
-/// The two busy sessions would share two cores with each other; one at a time keeps the loss bound honest.
-static ONE_BUSY_SESSION: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 
 /// How much of the recording's end a crash may lose (the chunk interval and the checkpoint interval are one
 /// second; this allows for the writer's tick and scheduling on a busy machine).
@@ -157,7 +152,7 @@ fn findings_text(v: &sallyport_recordings::DatabaseVerification) -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_during_a_busy_session_loses_at_most_about_a_second() -> Result<()> {
-    let _one = ONE_BUSY_SESSION.lock().await;
+    let _alone = crate::ALONE.lock().await;
     let mut crashed = crash_during_a_session("crash", AtKill::Busy).await?;
     let killed_at = crashed.killed_at;
     let gateway = &mut crashed.gateway;
@@ -273,7 +268,7 @@ async fn sigkill_during_a_busy_session_loses_at_most_about_a_second() -> Result<
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn chunks_cut_while_the_gateway_is_down_are_reported_not_sealed() -> Result<()> {
-    let _one = ONE_BUSY_SESSION.lock().await;
+    let _alone = crate::ALONE.lock().await;
     let mut crashed = crash_during_a_session("crcut", AtKill::Settled).await?;
     let gateway = &mut crashed.gateway;
     let key = verifying_key(gateway)?;

@@ -3,8 +3,6 @@
 //! words naming the access policy, never reaches the target's X clipboard, and the recording holds the
 //! refusal and the allowed transfer by size. The policy page shows the setting.
 
-mod support;
-
 use std::io::Write;
 use std::process::Stdio;
 use std::time::Duration;
@@ -12,11 +10,11 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use sallyport_e2e::common::run_with_timeout;
 use sallyport_e2e::portal::Desktop;
+use sallyport_e2e::portal::{create_user, first_login, login_admin, target_id};
 use sallyport_e2e::rdp::{BACKGROUND, Xrdp};
 use sallyport_e2e::{Gateway, GatewayOptions, TargetNet, require_root};
 use sallyport_recordings::{DesktopEvent, Event, Store};
 use serde_json::json;
-use support::{create_user, first_login, login_admin, target_id};
 
 const CAROL_PASSWORD: &str = "carol-clipboard-pw-1";
 

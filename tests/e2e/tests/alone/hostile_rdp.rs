@@ -70,6 +70,7 @@ async fn outcome(addr: SocketAddr) -> Result<String, String> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_rdp_servers_end_only_their_own_session() -> Result<()> {
+    let _alone = crate::ALONE.lock().await;
     require_root()?;
     let net = TargetNet::create("hrdp")?;
     let xrdp = Xrdp::start(&net)?;

@@ -2,18 +2,16 @@
 //! terminal to a real sshd in a network namespace, runs a command, resizes the window and exits; then
 //! the recording is read back, checked for the command's output and the resize, and verified.
 
-mod support;
-
 use std::time::Duration;
 
 use anyhow::{Result, bail};
 use fantoccini::{Client as Driver, Locator};
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
+use sallyport_e2e::portal::{ADMIN_PASSWORD, sealed_session, verifying_key};
 use sallyport_e2e::{
     Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
 use sallyport_recordings::{Event, Outcome, Store, Verification};
-use support::{ADMIN_PASSWORD, eventually, verifying_key};
 
 /// Waits until the text of `css` satisfies `check`, returning the text.
 
@@ -27,27 +25,19 @@ async fn browser_logs_in_runs_a_command_resizes_and_the_recording_verifies() -> 
     let browser = Browser::start().await?;
     let driver = browser.client();
     let result = drive(driver, &gateway, &user.name, &user.password).await;
-    if result.is_err() {
-        let shot =
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("browser_ssh-failure.png");
-        let _ = browser.screenshot(&shot).await;
-        eprintln!(
-            "screenshot: {}\ngateway stderr:\n{}",
-            shot.display(),
-            gateway.stderr()
-        );
-    }
-    let marker = result?;
-    browser.close().await?;
+    let marker = browser
+        .finish(
+            result,
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "browser_ssh",
+            || format!("gateway stderr:\n{}", gateway.stderr()),
+        )
+        .await?;
 
     // The recording: the marker in the output, the resize, a verified chain and seal.
     let store = Store::open_read_only(&gateway.recordings_db())?;
-    let session = eventually(Duration::from_secs(10), "the session to be sealed", || {
-        store
-            .sessions()
-            .ok()?
-            .into_iter()
-            .find(|s| s.user == "admin" && s.target == "alpha" && s.sealed)
+    let session = sealed_session(&store, Duration::from_secs(10), |s| {
+        s.user == "admin" && s.target == "alpha"
     })
     .await?;
     assert_eq!(session.outcome, Some(Outcome::Ended));

@@ -3,8 +3,6 @@
 //! datagrams, a foreign certificate, an expired one (in X.509 and in the gateway's records), a revoked
 //! (logged-out) one, and a disabled user, whose live session ends at once.
 
-mod support;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
@@ -13,10 +11,10 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, PKCS_ED25519,
 };
 use sallyport_e2e::cli::{Cli, exit_code, quic_connect};
+use sallyport_e2e::portal::{add_policy, create_user, first_login, login_admin};
 use sallyport_e2e::{
     Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
-use support::{add_policy, create_user, first_login, login_admin};
 
 /// Sends `bytes` on a new stream, ends it, and returns everything the gateway answered.
 async fn exchange(conn: &quinn::Connection, bytes: &[u8]) -> Result<String> {

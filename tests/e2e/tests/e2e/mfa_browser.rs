@@ -2,18 +2,16 @@
 //! first code, recovery codes shown once, the second login step (a fresh code works, a replayed or wrong
 //! one does not, a recovery code works once), the per-role requirement, and an admin's reset.
 
-mod support;
-
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use fantoccini::{Client as Driver, Locator};
 use sallyport_core::mfa;
 use sallyport_e2e::browser::steps::{click, fill, text};
+use sallyport_e2e::portal::{create_user, first_login, login_admin};
 use sallyport_e2e::{
     Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
 };
-use support::{create_user, first_login, login_admin};
 
 fn now() -> u64 {
     SystemTime::now()
@@ -66,19 +64,14 @@ async fn totp_enrollment_login_recovery_requirement_and_reset() -> Result<()> {
     let driver = browser.client();
     let base = gateway.url().trim_end_matches('/').to_owned();
     let result = scenario(driver, &base, &gateway, &admin).await;
-    if result.is_err() {
-        let shot =
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("mfa_browser-failure.png");
-        let _ = browser.screenshot(&shot).await;
-        eprintln!(
-            "screenshot: {}\ngateway stderr:\n{}",
-            shot.display(),
-            gateway.stderr()
-        );
-    }
-    result?;
-    browser.close().await?;
-    Ok(())
+    browser
+        .finish(
+            result,
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "mfa_browser",
+            || format!("gateway stderr:\n{}", gateway.stderr()),
+        )
+        .await
 }
 
 async fn scenario(

@@ -2,14 +2,12 @@
 //! variant an attacker can produce, every Set-Cookie carries the right flags, login rotates the session
 //! (no fixation), and login cannot be turned into an open redirect.
 
-mod support;
-
 use anyhow::Result;
+use sallyport_e2e::portal::{ADMIN_PASSWORD, target_id};
 use sallyport_e2e::{
     Gateway, GatewayOptions, HandshakeError, Sshd, SshdOptions, TargetNet, ensure_test_user,
     require_root,
 };
-use support::{ADMIN_PASSWORD, target_id};
 
 /// Origins that are not this portal, for a portal at `https://127.0.0.1:{port}`. `None` is no Origin.
 fn foreign_origins(port: u16) -> Vec<Option<String>> {
