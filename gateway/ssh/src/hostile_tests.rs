@@ -3,7 +3,7 @@
 //! the session, and one that asks a hundred keyboard-interactive questions at once.
 //!
 //! The pre-handshake breakages (banners, packet lengths, garbage, KEXINIT bombs, resets) and real OpenSSH floods
-//! are in the end-to-end test `tests/e2e/tests/hostile_targets.rs`; this file covers what a byte-level fake
+//! are in the end-to-end test `tests/e2e/tests/e2e/hostile_targets.rs`; this file covers what a byte-level fake
 //! cannot do without session keys, and the identification exchange the gateway does itself: an SSH-1 target
 //! refused at its first line, other lines before an SSH-1.99 line accepted, and a target that hangs up at once,
 //! right after its line, or with a reset, each told apart in words.

@@ -32,7 +32,7 @@
 //!
 //! # What a target can and cannot make the gateway hold
 //!
-//! Checked against hostile targets (`tests/e2e/tests/hostile_targets.rs`, and the russh-server tests in this
+//! Checked against hostile targets (`tests/e2e/tests/e2e/hostile_targets.rs`, and the russh-server tests in this
 //! crate): before the shell is open, everything runs under the connect deadline, and russh bounds what it
 //! reads (an identification line of 255 bytes after at most 20 other lines, packets of 256 KiB, name-lists of
 //! 16 KiB). Afterwards, output is bounded as above, window overruns change nothing (russh forwards the extra data
