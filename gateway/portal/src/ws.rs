@@ -17,7 +17,7 @@ use sallyport_core::frames::{
     parse_client_text,
 };
 use sallyport_core::policy::Authorized;
-use sallyport_relay::{DesktopTransport, TerminalTransport, TransportClosed};
+use sallyport_relay::{Desktop, DesktopTransport, Terminal, TerminalTransport, TransportClosed};
 use sallyport_state::AuditEvent;
 
 use crate::Portal;
@@ -83,7 +83,7 @@ pub async fn terminal(
         .max_message_size(MAX_CONTROL_LEN.max(MAX_INPUT_LEN) + 1024)
         .on_upgrade(move |socket| async move {
             broker
-                .run_terminal(decision, client, WsTransport { socket })
+                .run(decision, client, Terminal(WsTransport { socket }))
                 .await
         })
 }
@@ -107,7 +107,7 @@ pub async fn desktop(
         .max_message_size(MAX_DESKTOP_TEXT.max(MAX_INPUT_MESSAGE) + 1024)
         .on_upgrade(move |socket| async move {
             broker
-                .run_desktop(decision, client, WsTransport { socket })
+                .run(decision, client, Desktop(WsTransport { socket }))
                 .await
         })
 }

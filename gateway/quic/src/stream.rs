@@ -15,7 +15,7 @@ use sallyport_core::quic::{
     StatusInfo, TargetInfo,
 };
 use sallyport_relay::access::{AccessError, decide, visible_targets};
-use sallyport_relay::{TerminalTransport, TransportClosed};
+use sallyport_relay::{Proxy, Terminal, TerminalTransport, TransportClosed};
 use sallyport_state::AuditEvent;
 use tracing::{Instrument, debug, info_span, warn};
 
@@ -327,10 +327,10 @@ async fn session(
         Carries::Terminal => {
             shared
                 .broker
-                .run_terminal(decision, client, transport)
+                .run(decision, client, Terminal(transport))
                 .await
         }
-        Carries::Ssh => shared.broker.run_proxy(decision, client, transport).await,
+        Carries::Ssh => shared.broker.run(decision, client, Proxy(transport)).await,
     }
 }
 
