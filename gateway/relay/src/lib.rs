@@ -25,6 +25,8 @@ mod desktop;
 mod limits;
 mod live;
 mod pipeline;
+#[cfg(test)]
+mod pipeline_tests;
 mod proxy;
 mod resolve;
 mod terminal;
