@@ -17,7 +17,9 @@ use sallyport_core::frames::{
     parse_client_text,
 };
 use sallyport_core::policy::Authorized;
-use sallyport_relay::{Desktop, DesktopTransport, Terminal, TerminalTransport, TransportClosed};
+use sallyport_relay::{
+    Desktop, DesktopTransport, Terminal, TerminalTransport, Transport, TransportClosed,
+};
 use sallyport_state::AuditEvent;
 
 use crate::Portal;
@@ -135,7 +137,9 @@ impl TerminalTransport for WsTransport {
             .await
             .map_err(|_| TransportClosed)
     }
+}
 
+impl Transport for WsTransport {
     async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
         self.socket
             .send(Message::Text(msg.to_json().into()))
@@ -167,13 +171,6 @@ impl DesktopTransport for WsTransport {
             .map_err(|_| TransportClosed)
     }
 
-    async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
-        self.socket
-            .send(Message::Text(msg.to_json().into()))
-            .await
-            .map_err(|_| TransportClosed)
-    }
-
     async fn send_desktop_control(
         &mut self,
         msg: &DesktopServerControl,
@@ -182,10 +179,6 @@ impl DesktopTransport for WsTransport {
             .send(Message::Text(msg.to_json().into()))
             .await
             .map_err(|_| TransportClosed)
-    }
-
-    async fn close(&mut self) {
-        close_socket(&mut self.socket).await;
     }
 }
 

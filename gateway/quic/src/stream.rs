@@ -15,7 +15,7 @@ use sallyport_core::quic::{
     StatusInfo, TargetInfo,
 };
 use sallyport_relay::access::{AccessError, decide, visible_targets};
-use sallyport_relay::{Proxy, Terminal, TerminalTransport, TransportClosed};
+use sallyport_relay::{Proxy, Terminal, TerminalTransport, Transport, TransportClosed};
 use sallyport_state::AuditEvent;
 use tracing::{Instrument, debug, info_span, warn};
 
@@ -401,7 +401,9 @@ impl TerminalTransport for QuicTransport {
             .await
             .map_err(|_| TransportClosed)
     }
+}
 
+impl Transport for QuicTransport {
     async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
         send_json(&mut self.send, &msg.to_json()).await
     }

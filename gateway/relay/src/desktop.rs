@@ -18,19 +18,19 @@ use sallyport_core::display::{
     InputEvent, encode_input,
 };
 use sallyport_core::errors::ErrorKind;
-use sallyport_core::frames::{Credential, FrameError, ServerControl};
+use sallyport_core::frames::{Credential, FrameError};
 use sallyport_core::policy::{Authorized, ClipboardAccess, Protocol};
 use sallyport_recordings::{DesktopEvent, Event, EventSink};
 
 use crate::broker::record;
 use crate::limits::Deadlines;
 use crate::live::LiveHandle;
-use crate::pipeline::{Dialled, End, Refusal, Session, SessionKind};
-use crate::terminal::{failed, not_a_connect};
-use crate::traits::{BoxFuture, TargetError, TransportClosed};
+use crate::pipeline::{Dialled, End, Refusal, Session, SessionKind, connect_message};
+use crate::terminal::failed;
+use crate::traits::{BoxFuture, TargetError, Transport, TransportClosed};
 
 /// Frames to and from the user of a desktop.
-pub trait DesktopTransport: Send {
+pub trait DesktopTransport: Transport {
     /// The next client message; `None` when the client is gone. Must be cancel-safe.
     fn recv(&mut self) -> impl Future<Output = Option<Result<DesktopMessage, FrameError>>> + Send;
     /// Sends one display update (`sallyport_core::display` format).
@@ -38,18 +38,11 @@ pub trait DesktopTransport: Send {
         &mut self,
         update: Vec<u8>,
     ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
-    /// Sends a control message.
-    fn send_control(
-        &mut self,
-        msg: &ServerControl,
-    ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
     /// Sends a desktop-only control message (clipboard).
     fn send_desktop_control(
         &mut self,
         msg: &DesktopServerControl,
     ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
-    /// Ends the transport politely, once the session is over.
-    fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
 /// What a protocol needs to open a desktop. The address is already vetted by the egress rules.
@@ -159,11 +152,8 @@ pub struct Desktop<T>(pub T);
 
 impl<T: DesktopTransport> SessionKind for Desktop<T> {
     type Request = DesktopConnectRequest;
+    type Transport = T;
     type Channel = Box<dyn DesktopChannel>;
-
-    fn protocol(&self, decision: &Authorized) -> &'static str {
-        decision.protocol().as_str()
-    }
 
     fn admit(&self, decision: &Authorized) -> Result<(), Refusal> {
         if decision.protocol() != Protocol::Rdp {
@@ -176,12 +166,11 @@ impl<T: DesktopTransport> SessionKind for Desktop<T> {
     }
 
     async fn request(&mut self, timeout: Duration) -> Result<Option<Self::Request>, Refusal> {
-        match tokio::time::timeout(timeout, self.0.recv()).await {
-            Ok(Some(Ok(DesktopMessage::Connect(request)))) => Ok(Some(request)),
-            Ok(Some(Ok(_))) => Err(not_a_connect()),
-            Ok(Some(Err(error))) => Err((ErrorKind::BadRequest, Some(error.to_string()))),
-            Ok(None) | Err(_) => Ok(None),
-        }
+        connect_message(timeout, self.0.recv(), |message| match message {
+            DesktopMessage::Connect(request) => Some(request),
+            _ => None,
+        })
+        .await
     }
 
     fn connecting(&self, request: &Self::Request, addr: SocketAddr) -> Vec<Event> {
@@ -223,14 +212,6 @@ impl<T: DesktopTransport> SessionKind for Desktop<T> {
         })
     }
 
-    fn connect_detail(&self, _decision: &Authorized, addr: SocketAddr) -> String {
-        addr.to_string()
-    }
-
-    fn connected_marker(&self, _fingerprint: &str) -> String {
-        "connected".to_owned()
-    }
-
     async fn relay(
         &mut self,
         mut channel: Self::Channel,
@@ -263,12 +244,8 @@ impl<T: DesktopTransport> SessionKind for Desktop<T> {
         channel.close().await;
     }
 
-    async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
-        self.0.send_control(msg).await
-    }
-
-    async fn close(&mut self) {
-        self.0.close().await;
+    fn transport(&mut self) -> &mut T {
+        &mut self.0
     }
 }
 

@@ -52,5 +52,5 @@ pub use sallyport_recordings::{
 pub use terminal::Terminal;
 pub use traits::{
     BoxFuture, TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector,
-    TerminalOpened, TerminalTransport, TransportClosed,
+    TerminalOpened, TerminalTransport, Transport, TransportClosed,
 };

@@ -9,7 +9,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sallyport_core::errors::ErrorKind;
-use sallyport_core::frames::ServerControl;
+use sallyport_core::frames::{FrameError, ServerControl};
 use sallyport_core::policy::Authorized;
 use sallyport_recordings::{Event, Outcome, SessionMeta, SessionRecorder};
 use sallyport_state::HostKeyPin;
@@ -18,7 +18,7 @@ use tracing::{Instrument, info_span, warn};
 use crate::broker::{Broker, now_ms, record};
 use crate::live::{LiveHandle, LiveInfo, SessionSlot};
 use crate::resolve::{ResolveError, resolve_target};
-use crate::traits::{TargetError, TransportClosed};
+use crate::traits::{TargetError, Transport};
 
 /// Why a session did not start or ended badly: what the user is told (detail `None`: the kind's
 /// plain words alone).
@@ -74,15 +74,22 @@ impl Session<'_> {
 /// A kind of session: its transport and the steps that differ between kinds. Sealed: the broker's
 /// kinds are [`Terminal`](crate::Terminal), [`Desktop`](crate::Desktop) and [`Proxy`](crate::Proxy).
 pub trait SessionKind: Send {
+    /// The user's side of the session.
+    type Transport: Transport;
     /// What the user asked for in the connect message.
     type Request: Send;
     /// What the protocol relays over once dialled.
     type Channel: Send;
 
-    /// The protocol the span, the recording and the audit name (`ssh`, `rdp`, `ssh-proxy`).
-    fn protocol(&self, decision: &Authorized) -> &'static str;
+    /// The protocol the span, the recording and the audit name (`ssh`, `rdp`, `ssh-proxy`): the
+    /// target's, unless the kind files its sessions under another.
+    fn protocol(&self, decision: &Authorized) -> &'static str {
+        decision.protocol().as_str()
+    }
     /// Refuses a decision this kind cannot carry, before anything is read or dialled.
-    fn admit(&self, decision: &Authorized) -> Result<(), Refusal>;
+    fn admit(&self, _decision: &Authorized) -> Result<(), Refusal> {
+        Ok(())
+    }
     /// The user's connect message; `Ok(None)` when the user went away (or never spoke) in time.
     fn request(
         &mut self,
@@ -97,10 +104,14 @@ pub trait SessionKind: Send {
         addr: SocketAddr,
         pinned_key: Option<String>,
     ) -> impl Future<Output = Result<Dialled<Self::Channel>, TargetError>> + Send;
-    /// The detail of the `connect` audit event.
-    fn connect_detail(&self, decision: &Authorized, addr: SocketAddr) -> String;
+    /// The detail of the `connect` audit event: the address dialled, unless the kind says more.
+    fn connect_detail(&self, _decision: &Authorized, addr: SocketAddr) -> String {
+        addr.to_string()
+    }
     /// The marker recorded once the user heard `connected`.
-    fn connected_marker(&self, fingerprint: &str) -> String;
+    fn connected_marker(&self, _fingerprint: &str) -> String {
+        "connected".to_owned()
+    }
     /// Relays until either side ends the session (the channel is closed when it returns).
     fn relay(
         &mut self,
@@ -110,13 +121,28 @@ pub trait SessionKind: Send {
     ) -> impl Future<Output = End> + Send;
     /// Gives up a channel that will not be relayed (the user left before `connected`).
     fn abandon(channel: Self::Channel) -> impl Future<Output = ()> + Send;
-    /// Sends a control message to the user.
-    fn send_control(
-        &mut self,
-        msg: &ServerControl,
-    ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
-    /// Ends the transport politely.
-    fn close(&mut self) -> impl Future<Output = ()> + Send;
+    /// The user's side.
+    fn transport(&mut self) -> &mut Self::Transport;
+}
+
+/// The user's connect message, read by `next` within `timeout`; `connect` picks it out of a message
+/// (`None`: it was another message, refused). `Ok(None)` when the user went away or said nothing.
+pub(crate) async fn connect_message<M, R>(
+    timeout: Duration,
+    next: impl Future<Output = Option<Result<M, FrameError>>>,
+    connect: impl FnOnce(M) -> Option<R>,
+) -> Result<Option<R>, Refusal> {
+    match tokio::time::timeout(timeout, next).await {
+        Ok(Some(Ok(message))) => match connect(message) {
+            Some(request) => Ok(Some(request)),
+            None => Err((
+                ErrorKind::BadRequest,
+                Some("the first message must be a connect".into()),
+            )),
+        },
+        Ok(Some(Err(error))) => Err((ErrorKind::BadRequest, Some(error.to_string()))),
+        Ok(None) | Err(_) => Ok(None),
+    }
 }
 
 /// What [`Broker::admit`] prepared before anything is dialled.
@@ -147,10 +173,11 @@ impl Broker {
         async {
             if let Err((error, detail)) = self.session(&decision, client_addr, &mut kind).await {
                 let _ = kind
+                    .transport()
                     .send_control(&ServerControl::error(error, detail.as_deref()))
                     .await;
             }
-            kind.close().await;
+            kind.transport().close().await;
         }
         .instrument(span)
         .await
@@ -287,20 +314,8 @@ impl Broker {
             },
         };
         session.audit("connect", kind.connect_detail(decision, addr));
-        let connected = ServerControl::Connected {
-            session_id: recording.id().to_owned(),
-            host_key_fingerprint: dialled.fingerprint.clone(),
-            host_key_first_seen: first_seen,
-        };
-        if kind.send_control(&connected).await.is_err() {
-            K::abandon(dialled.channel).await;
-            return Ok(End::ClientClosed);
-        }
-        let marker = Event::Marker(kind.connected_marker(&dialled.fingerprint));
-        if let Err(error) = record(recording, marker).await {
-            K::abandon(dialled.channel).await;
-            return Err((error.kind, error.detail));
-        }
+        // Registered before the user hears `connected`, so a session the user sees can be terminated
+        // (and watched) at once.
         let mut live = self.live().register(LiveInfo {
             session_id: recording.id().to_owned(),
             user_id: decision.user().user_id,
@@ -311,6 +326,20 @@ impl Broker {
             bytes_up: 0,
             bytes_down: 0,
         });
+        let connected = ServerControl::Connected {
+            session_id: recording.id().to_owned(),
+            host_key_fingerprint: dialled.fingerprint.clone(),
+            host_key_first_seen: first_seen,
+        };
+        if kind.transport().send_control(&connected).await.is_err() {
+            K::abandon(dialled.channel).await;
+            return Ok(End::ClientClosed);
+        }
+        let marker = Event::Marker(kind.connected_marker(&dialled.fingerprint));
+        if let Err(error) = record(recording, marker).await {
+            K::abandon(dialled.channel).await;
+            return Err((error.kind, error.detail));
+        }
         Ok(kind.relay(dialled.channel, session, &mut live).await)
     }
 

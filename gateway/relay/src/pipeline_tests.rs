@@ -23,7 +23,7 @@ use crate::{
     BoxFuture, Broker, BrokerConfig, Connectors, Desktop, DesktopConnect, DesktopConnector,
     DesktopOpened, DesktopTransport, Proxy, ProxyConnect, ProxyConnector, ProxyOpened, TargetError,
     TargetEvent, Terminal, TerminalChannel, TerminalConnect, TerminalConnector, TerminalOpened,
-    TerminalTransport, TransportClosed,
+    TerminalTransport, Transport, TransportClosed,
 };
 
 const HOST_KEY: &str = "ssh-ed25519 AAAAtest";
@@ -52,6 +52,9 @@ impl TerminalTransport for MemoryTransport {
             .send(Sent::Output(data.to_vec()))
             .map_err(|_| TransportClosed)
     }
+}
+
+impl Transport for MemoryTransport {
     async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
         self.sent
             .send(Sent::Control(msg.clone()))
@@ -71,17 +74,11 @@ impl DesktopTransport for MemoryTransport {
     async fn send_update(&mut self, _update: Vec<u8>) -> Result<(), TransportClosed> {
         Ok(())
     }
-    async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
-        TerminalTransport::send_control(self, msg).await
-    }
     async fn send_desktop_control(
         &mut self,
         _msg: &sallyport_core::display::DesktopServerControl,
     ) -> Result<(), TransportClosed> {
         Ok(())
-    }
-    async fn close(&mut self) {
-        TerminalTransport::close(self).await;
     }
 }
 
@@ -387,11 +384,18 @@ async fn a_terminal_session_records_before_forwarding_and_is_audited_from_pin_to
     assert_eq!(gw.broker.live().list().len(), 1, "registered as live");
 
     user.send(ClientMessage::Input(b"ls\r".to_vec()));
+    let written = || gw.connectors.written.lock().unwrap().clone();
+    for _ in 0..1000 {
+        if !written().is_empty() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(written(), b"ls\r", "the keystrokes reach the target");
     target
         .send(TargetEvent::Output(b"ls\r\nfile\r\n".to_vec()))
         .unwrap();
     assert_eq!(user.next().await, Sent::Output(b"ls\r\nfile\r\n".to_vec()));
-    assert_eq!(&*gw.connectors.written.lock().unwrap(), b"ls\r");
     target.send(TargetEvent::Exit(0)).unwrap();
     assert_eq!(
         user.next().await,
@@ -419,6 +423,9 @@ async fn a_terminal_session_records_before_forwarding_and_is_audited_from_pin_to
     let events = gw.recorded(&session_id);
     assert!(events.contains(&Event::Marker("connecting to 10.0.0.5:22 as root".into())));
     assert!(events.contains(&Event::Output(b"ls\r\nfile\r\n".to_vec())));
+    let input_at = events.iter().position(|e| matches!(e, Event::Input(_)));
+    let output_at = events.iter().position(|e| matches!(e, Event::Output(_)));
+    assert!(input_at < output_at, "recorded in order: {events:?}");
     assert!(events.contains(&Event::Marker("exit status 0".into())));
     assert_eq!(
         events.last(),
@@ -536,7 +543,7 @@ async fn a_terminated_session_tells_the_user_why_and_is_sealed_as_terminated() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_idle_session_ends_and_input_keeps_it_open() {
     let config = BrokerConfig {
-        idle_timeout: Some(Duration::from_millis(600)),
+        idle_timeout: Some(Duration::from_millis(1500)),
         ..BrokerConfig::default()
     };
     let gw = gateway(config, Limits::default());
@@ -545,7 +552,7 @@ async fn an_idle_session_ends_and_input_keeps_it_open() {
     user.send(connect_message());
     connected(&mut user).await;
     for _ in 0..3 {
-        tokio::time::sleep(Duration::from_millis(300)).await;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         user.send(ClientMessage::Input(b"x".to_vec()));
     }
     assert!(
@@ -555,7 +562,7 @@ async fn an_idle_session_ends_and_input_keeps_it_open() {
     let (kind, message) = error_of(&user.next().await);
     assert_eq!(kind, ErrorKind::Terminated);
     assert!(
-        message.ends_with("no input for 0 s (idle timeout)"),
+        message.ends_with("no input for 1 s (idle timeout)"),
         "{message}"
     );
     user.ended().await;

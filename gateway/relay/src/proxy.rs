@@ -19,7 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sallyport_core::errors::ErrorKind;
-use sallyport_core::frames::{ClientMessage, ServerControl};
+use sallyport_core::frames::ClientMessage;
 use sallyport_core::policy::{Authorized, Protocol};
 use sallyport_recordings::{Event, EventSink, FileTransfer};
 use sallyport_state::{AuditEvent, StateDb};
@@ -30,7 +30,7 @@ use crate::broker::{audit_into, record};
 use crate::limits::Deadlines;
 use crate::live::{LiveHandle, LivePublisher};
 use crate::pipeline::{Dialled, End, Refusal, Session, SessionKind};
-use crate::traits::{BoxFuture, TargetError, TerminalTransport, TransportClosed};
+use crate::traits::{BoxFuture, TargetError, TerminalTransport};
 
 /// The protocol name proxied sessions are filed under in recordings and audit.
 pub const PROXY_PROTOCOL: &str = "ssh-proxy";
@@ -198,6 +198,7 @@ pub struct Proxy<T>(pub T);
 impl<T: TerminalTransport> SessionKind for Proxy<T> {
     /// A proxy stream has no connect message: the user's ssh speaks once the target is ready.
     type Request = ();
+    type Transport = T;
     type Channel = Box<dyn ProxySession>;
 
     fn protocol(&self, _decision: &Authorized) -> &'static str {
@@ -284,12 +285,8 @@ impl<T: TerminalTransport> SessionKind for Proxy<T> {
 
     async fn abandon(_session: Self::Channel) {}
 
-    async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
-        self.0.send_control(msg).await
-    }
-
-    async fn close(&mut self) {
-        self.0.close().await;
+    fn transport(&mut self) -> &mut T {
+        &mut self.0
     }
 }
 

@@ -7,15 +7,14 @@ use std::time::Duration;
 
 use sallyport_core::errors::ErrorKind;
 use sallyport_core::frames::{ClientMessage, ConnectRequest, ServerControl};
-use sallyport_core::policy::Authorized;
 use sallyport_recordings::Event;
 
 use crate::broker::record;
 use crate::limits::Deadlines;
 use crate::live::LiveHandle;
-use crate::pipeline::{Dialled, End, Refusal, Session, SessionKind};
+use crate::pipeline::{Dialled, End, Refusal, Session, SessionKind, connect_message};
 use crate::traits::{
-    TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalTransport, TransportClosed,
+    TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalTransport,
 };
 
 /// A terminal session over this transport: run it with [`Broker::run`](crate::Broker::run).
@@ -23,23 +22,15 @@ pub struct Terminal<T>(pub T);
 
 impl<T: TerminalTransport> SessionKind for Terminal<T> {
     type Request = ConnectRequest;
+    type Transport = T;
     type Channel = Box<dyn TerminalChannel>;
 
-    fn protocol(&self, decision: &Authorized) -> &'static str {
-        decision.protocol().as_str()
-    }
-
-    fn admit(&self, _decision: &Authorized) -> Result<(), Refusal> {
-        Ok(())
-    }
-
     async fn request(&mut self, timeout: Duration) -> Result<Option<ConnectRequest>, Refusal> {
-        match tokio::time::timeout(timeout, self.0.recv()).await {
-            Ok(Some(Ok(ClientMessage::Connect(request)))) => Ok(Some(request)),
-            Ok(Some(Ok(_))) => Err(not_a_connect()),
-            Ok(Some(Err(error))) => Err((ErrorKind::BadRequest, Some(error.to_string()))),
-            Ok(None) | Err(_) => Ok(None),
-        }
+        connect_message(timeout, self.0.recv(), |message| match message {
+            ClientMessage::Connect(request) => Some(request),
+            _ => None,
+        })
+        .await
     }
 
     fn connecting(&self, request: &ConnectRequest, addr: SocketAddr) -> Vec<Event> {
@@ -79,14 +70,6 @@ impl<T: TerminalTransport> SessionKind for Terminal<T> {
         })
     }
 
-    fn connect_detail(&self, _decision: &Authorized, addr: SocketAddr) -> String {
-        addr.to_string()
-    }
-
-    fn connected_marker(&self, _fingerprint: &str) -> String {
-        "connected".to_owned()
-    }
-
     async fn relay(
         &mut self,
         mut channel: Self::Channel,
@@ -102,21 +85,9 @@ impl<T: TerminalTransport> SessionKind for Terminal<T> {
         channel.close().await;
     }
 
-    async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
-        self.0.send_control(msg).await
+    fn transport(&mut self) -> &mut T {
+        &mut self.0
     }
-
-    async fn close(&mut self) {
-        self.0.close().await;
-    }
-}
-
-/// The refusal of a first message that is not a connect (terminals and desktops alike).
-pub(crate) fn not_a_connect() -> Refusal {
-    (
-        ErrorKind::BadRequest,
-        Some("the first message must be a connect".into()),
-    )
 }
 
 /// Ends a relay loop on a failed step.
