@@ -17,6 +17,7 @@
 //! This crate never depends on the portal or on SSH; the daemon wires it.
 
 mod identity;
+mod preamble;
 mod stream;
 mod tls;
 

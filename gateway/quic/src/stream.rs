@@ -11,8 +11,7 @@ use sallyport_core::frames::{
     ClientMessage, FrameError, MAX_CONTROL_LEN, MAX_INPUT_LEN, ServerControl,
 };
 use sallyport_core::quic::{
-    CLOSE_DONE, CLOSE_REFUSED, Frame, FrameDecoder, FrameType, MAX_PREAMBLE_LEN, Preamble,
-    StatusInfo, TargetInfo,
+    CLOSE_DONE, CLOSE_REFUSED, Frame, FrameDecoder, FrameType, Preamble, StatusInfo, TargetInfo,
 };
 use sallyport_relay::access::{AccessError, decide, visible_targets};
 use sallyport_relay::{Proxy, Terminal, TerminalTransport, Transport, TransportClosed};
@@ -20,7 +19,8 @@ use sallyport_state::AuditEvent;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::Shared;
-use crate::identity::{Identity, Refusal, identify};
+use crate::identity::{Identity, identify};
+use crate::preamble::read_preamble;
 
 /// Stream reset code for a stream the gateway refused.
 const RESET_REFUSED: u32 = 1;
@@ -119,36 +119,6 @@ async fn refuse(mut send: SendStream, kind: ErrorKind, detail: &str) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), send.stopped()).await;
 }
 
-/// Reads the preamble within its deadline. Returns it with the bytes read past it.
-async fn read_preamble(
-    shared: &Shared,
-    recv: &mut RecvStream,
-) -> Result<(Preamble, Vec<u8>), String> {
-    let mut buf = Vec::with_capacity(MAX_PREAMBLE_LEN);
-    let mut chunk = [0u8; MAX_PREAMBLE_LEN];
-    let read = async {
-        loop {
-            match Preamble::parse(&buf) {
-                Ok(Some((preamble, used))) => return Ok((preamble, buf[used..].to_vec())),
-                Ok(None) => {}
-                Err(error) => return Err(error.to_string()),
-            }
-            // Never more than the preamble's bound is buffered: parse decides by then.
-            let want = (MAX_PREAMBLE_LEN + 1)
-                .saturating_sub(buf.len())
-                .clamp(1, chunk.len());
-            match recv.read(&mut chunk[..want]).await {
-                Ok(Some(n)) => buf.extend_from_slice(&chunk[..n]),
-                Ok(None) => return Err("the stream ended before its preamble".to_owned()),
-                Err(error) => return Err(format!("the stream failed: {error}")),
-            }
-        }
-    };
-    tokio::time::timeout(shared.config.preamble_timeout, read)
-        .await
-        .map_err(|_| "no preamble within the deadline".to_owned())?
-}
-
 async fn stream(
     shared: &Arc<Shared>,
     conn: &Connection,
@@ -157,7 +127,7 @@ async fn stream(
     mut recv: RecvStream,
 ) {
     let client = conn.remote_address();
-    let (preamble, rest) = match read_preamble(shared, &mut recv).await {
+    let (preamble, rest) = match read_preamble(shared.config.preamble_timeout, &mut recv).await {
         Ok(found) => found,
         Err(detail) => {
             audit(shared, "quic_stream_refused", None, client, detail.clone());
@@ -171,11 +141,7 @@ async fn stream(
         Ok(identity) => identity,
         Err(refusal) => {
             audit(shared, "quic_refused", None, client, refusal.to_string());
-            let kind = match refusal {
-                Refusal::Internal => ErrorKind::Internal,
-                _ => ErrorKind::NotAllowed,
-            };
-            refuse(send, kind, &refusal.to_string()).await;
+            refuse(send, refusal.error_kind(), &refusal.to_string()).await;
             conn.close(
                 VarInt::from_u32(CLOSE_REFUSED),
                 refusal.to_string().as_bytes(),
