@@ -19,6 +19,7 @@
 mod identity;
 mod preamble;
 mod stream;
+mod target;
 mod tls;
 
 use std::future::Future;

@@ -10,10 +10,11 @@ use sallyport_core::errors::ErrorKind;
 use sallyport_core::frames::{
     ClientMessage, FrameError, MAX_CONTROL_LEN, MAX_INPUT_LEN, ServerControl,
 };
+use sallyport_core::policy::Authorized;
 use sallyport_core::quic::{
     CLOSE_DONE, CLOSE_REFUSED, Frame, FrameDecoder, FrameType, Preamble, StatusInfo, TargetInfo,
 };
-use sallyport_relay::access::{AccessError, decide, visible_targets};
+use sallyport_relay::access::visible_targets;
 use sallyport_relay::{Proxy, Terminal, TerminalTransport, Transport, TransportClosed};
 use sallyport_state::AuditEvent;
 use tracing::{Instrument, debug, info_span, warn};
@@ -21,6 +22,7 @@ use tracing::{Instrument, debug, info_span, warn};
 use crate::Shared;
 use crate::identity::{Identity, identify};
 use crate::preamble::read_preamble;
+use crate::target::decide_target;
 
 /// Stream reset code for a stream the gateway refused.
 const RESET_REFUSED: u32 = 1;
@@ -387,9 +389,8 @@ fn authorize_target(
     client: SocketAddr,
     identity: &Identity,
     target_name: &str,
-) -> Result<sallyport_core::policy::Authorized, (ErrorKind, String)> {
-    let state = shared.broker.state();
-    let refused = |detail: String| {
+) -> Result<Authorized, (ErrorKind, String)> {
+    decide_target(shared.broker.state(), identity, target_name, |detail| {
         shared.broker.audit(AuditEvent {
             kind: "connect_refused".into(),
             actor: Some(identity.user.username.clone()),
@@ -398,34 +399,5 @@ fn authorize_target(
             detail: Some(detail),
             ..AuditEvent::default()
         });
-    };
-    let target = match state.targets() {
-        Ok(targets) => targets.into_iter().find(|t| t.name == target_name),
-        Err(error) => {
-            warn!(%error, "could not read targets");
-            return Err((ErrorKind::Internal, "the target list is unavailable".into()));
-        }
-    };
-    // An unknown target gets the same words as a forbidden one: names are not disclosed.
-    let Some(target) = target else {
-        refused("no such target".into());
-        return Err((
-            ErrorKind::NotAllowed,
-            format!("no target {target_name} for you"),
-        ));
-    };
-    match decide(state, &identity.user, &target) {
-        Ok(decision) => Ok(decision),
-        Err(AccessError::Denied(denied)) => {
-            refused(format!("not allowed: {denied}"));
-            Err((ErrorKind::NotAllowed, denied.to_string()))
-        }
-        Err(AccessError::State(error)) => {
-            warn!(%error, "could not decide access");
-            Err((
-                ErrorKind::Internal,
-                "the access decision is unavailable".into(),
-            ))
-        }
-    }
+    })
 }
