@@ -71,8 +71,9 @@ impl Session<'_> {
     }
 }
 
-/// A kind of session: its transport and the steps that differ between kinds. Sealed: the broker's
-/// kinds are [`Terminal`](crate::Terminal), [`Desktop`](crate::Desktop) and [`Proxy`](crate::Proxy).
+/// A kind of session: its transport and the steps that differ between kinds. Sealed in effect (the
+/// types its steps take are not exported): the kinds are [`Terminal`](crate::Terminal),
+/// [`Desktop`](crate::Desktop) and [`Proxy`](crate::Proxy); a file transfer kind would be a fourth.
 pub trait SessionKind: Send {
     /// The user's side of the session.
     type Transport: Transport;
