@@ -1,5 +1,5 @@
-//! `cargo xtask tidy`: the project's rules that tools check: module docs, no should_panic tests, and the
-//! dependency edges ARCHITECTURE.md forbids.
+//! `cargo xtask tidy`: the project's rules that tools check: module docs, no should_panic tests, no
+//! non-test source file over [`MAX_LINES`] lines, and the dependency edges ARCHITECTURE.md forbids.
 
 use std::path::Path;
 use std::process::Command;
@@ -7,6 +7,13 @@ use std::process::Command;
 use anyhow::{Context, bail};
 
 use crate::root;
+
+/// The most lines a non-test source file may have: past this a file holds more than one concern, and a
+/// reader can no longer see what it is for. Test files (see [`is_test_file`]) are exempt.
+const MAX_LINES: usize = 600;
+
+/// Source files the size limit applies to, by extension (data, prose and lock files are not code).
+const SIZED_EXTENSIONS: &[&str] = &["rs", "js", "css", "html", "sh"];
 
 /// Dependency rules: (package, crates it must never depend on, directly or not).
 const FORBIDDEN_EDGES: &[(&str, &[&str])] = &[
@@ -21,6 +28,9 @@ const FORBIDDEN_EDGES: &[(&str, &[&str])] = &[
             "mio",
             "sallyport-recordings",
             "sallyport-state",
+            // The image encoders live with their only user, the RDP crate.
+            "png",
+            "jpeg-encoder",
         ],
     ),
     (
@@ -116,6 +126,36 @@ const FORBIDDEN_EDGES: &[(&str, &[&str])] = &[
         ],
     ),
     (
+        "sallyport-transfer",
+        &["tokio", "mio", "russh", "sallyport-relay", "sallyport-ssh"],
+    ),
+    (
+        "sallyport-image",
+        &[
+            "tokio",
+            "mio",
+            "sallyport-core",
+            "sallyport-state",
+            "sallyport-relay",
+            "sallyport-ssh",
+            "sallyport-rdp",
+            "sallyport-portal",
+            "sallyport-quic",
+            "sallyport-gateway",
+            "sallyport-tls-pin",
+        ],
+    ),
+    (
+        "sallyport-tls-pin",
+        &[
+            "tokio",
+            "sallyport-core",
+            "sallyport-state",
+            "sallyport-relay",
+            "sallyport-recordings",
+        ],
+    ),
+    (
         "sallyport",
         &[
             "sallyport-state",
@@ -188,7 +228,8 @@ fn check_sources(dir: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
             }
             continue;
         }
-        if path.extension().and_then(|e| e.to_str()) != Some("rs") {
+        let extension = path.extension().and_then(|e| e.to_str()).unwrap_or("");
+        if !SIZED_EXTENSIONS.contains(&extension) {
             continue;
         }
         let text = std::fs::read_to_string(&path)?;
@@ -197,6 +238,15 @@ fn check_sources(dir: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
             .unwrap_or(&path)
             .display()
             .to_string();
+        let lines = text.lines().count();
+        if lines > MAX_LINES && !is_test_file(Path::new(&shown)) {
+            problems.push(format!(
+                "{shown}: {lines} lines, over the limit of {MAX_LINES} for a non-test file; split it by concern"
+            ));
+        }
+        if extension != "rs" {
+            continue;
+        }
         let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("");
         if !first.starts_with("//!") {
             problems.push(format!(
@@ -208,4 +258,43 @@ fn check_sources(dir: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
         }
     }
     Ok(())
+}
+
+/// Whether a file (a path relative to the root) is test code: anything under a `tests` or `benches`
+/// folder (integration tests, the e2e harness, the fuzz targets), or a module named `tests.rs` or
+/// `*_tests.rs` (a crate's unit tests moved beside the code they test).
+fn is_test_file(relative: &Path) -> bool {
+    let in_test_folder = relative
+        .parent()
+        .into_iter()
+        .flat_map(Path::components)
+        .any(|c| matches!(c.as_os_str().to_str(), Some("tests" | "benches")));
+    let stem = relative.file_stem().and_then(|s| s.to_str()).unwrap_or("");
+    in_test_folder || stem == "tests" || stem.ends_with("_tests")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn test_files_are_told_from_code() {
+        for test in [
+            "tests/e2e/src/hostile.rs",
+            "recordings/tests/ledger.rs",
+            "tui/src/tests.rs",
+            "gateway/ssh/src/hostile_tests.rs",
+            "tests/fuzz/fuzz_targets/ledger.rs",
+        ] {
+            assert!(is_test_file(Path::new(test)), "{test} is test code");
+        }
+        for code in [
+            "gateway/portal/src/admin.rs",
+            "gateway/portal/web/src/desktop.js",
+            "tui/src/testsuite.rs",
+            "xtask/src/tidy.rs",
+        ] {
+            assert!(!is_test_file(Path::new(code)), "{code} is not test code");
+        }
+    }
 }

@@ -8,7 +8,6 @@ use std::sync::Arc;
 use anyhow::{Context, anyhow};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
-use sha2::{Digest, Sha256};
 
 use crate::config::PortalSection;
 
@@ -47,7 +46,7 @@ pub fn load_or_create(section: &PortalSection, state_dir: &Path) -> anyhow::Resu
     let first = certs
         .first()
         .ok_or_else(|| anyhow!("{} holds no certificate", cert_path.display()))?;
-    let fingerprint = fingerprint(first);
+    let fingerprint = sallyport_tls_pin::fingerprint(first);
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .with_context(|| format!("reading {}", key_path.display()))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -109,15 +108,6 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     file.write_all(contents)
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
-}
-
-/// SHA-256 of a certificate, as colon-separated upper-case hex.
-pub fn fingerprint(cert: &CertificateDer<'_>) -> String {
-    Sha256::digest(cert.as_ref())
-        .iter()
-        .map(|b| format!("{b:02X}"))
-        .collect::<Vec<_>>()
-        .join(":")
 }
 
 /// An SSH proxy host key that lives in memory only (for a gateway whose QUIC endpoint is off, so no

@@ -27,6 +27,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
         web!("node_modules/@xterm/addon-fit/lib/addon-fit.js"),
     ),
     ("terminal.js", "text/javascript", web!("src/terminal.js")),
+    (
+        "desktop-protocol.js",
+        "text/javascript",
+        web!("src/desktop-protocol.js"),
+    ),
     ("desktop.js", "text/javascript", web!("src/desktop.js")),
     ("watch.js", "text/javascript", web!("src/watch.js")),
     ("style.css", "text/css", web!("src/style.css")),

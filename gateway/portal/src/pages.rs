@@ -465,7 +465,8 @@ fn desktop_page(user: &CurrentUser, target: &TargetRecord) -> Response {
         host = escape(&target.host),
         port = target.port
     );
-    let head = r#"<script src="/assets/desktop.js" defer></script>"#;
+    // Deferred scripts run in order: the protocol codec first, then the page that uses it.
+    let head = r#"<script src="/assets/desktop-protocol.js" defer></script><script src="/assets/desktop.js" defer></script>"#;
     layout(
         &target.name,
         Some(&user.user),

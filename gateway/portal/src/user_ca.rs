@@ -12,7 +12,7 @@ use rcgen::{
     KeyPair, KeyUsagePurpose, PKCS_ED25519, PublicKeyData, SerialNumber, SignatureAlgorithm,
 };
 use rustls::pki_types::CertificateDer;
-use sha2::{Digest, Sha256};
+use sallyport_tls_pin::Sha256Fingerprint;
 
 /// Why the CA could not be made or could not issue.
 #[derive(Debug, thiserror::Error)]
@@ -71,9 +71,10 @@ fn unix_time(seconds: i64) -> Result<time::OffsetDateTime, CaError> {
     time::OffsetDateTime::from_unix_timestamp(seconds).map_err(|_| CaError::Time)
 }
 
-/// SHA-256 of a certificate's DER, lowercase hex.
+/// SHA-256 of a certificate's DER, lowercase hex: how the state database keys client certificates (the
+/// QUIC endpoint looks them up by the same spelling).
 pub fn cert_fingerprint(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
+    Sha256Fingerprint::of(der).hex()
 }
 
 impl UserCa {

@@ -7,7 +7,7 @@ use sallyport_core::errors::ErrorKind;
 use sallyport_core::policy::Authenticated;
 use sallyport_relay::now_ms;
 use sallyport_state::StateDb;
-use sha2::{Digest, Sha256};
+use sallyport_tls_pin::Sha256Fingerprint;
 
 /// A user proved by a client certificate.
 #[derive(Debug, Clone)]
@@ -65,7 +65,8 @@ fn identify_at(
     now_ms: u64,
 ) -> Result<Identity, Refusal> {
     let cert = chain.first().ok_or(Refusal::NoCertificate)?;
-    let fingerprint = hex::encode(Sha256::digest(cert.as_ref()));
+    // Spelled as the portal recorded it when it issued the certificate (lowercase hex).
+    let fingerprint = Sha256Fingerprint::of(cert.as_ref()).hex();
     let record = state
         .client_cert(&fingerprint)
         .map_err(|_| Refusal::Internal)?
@@ -112,7 +113,7 @@ mod tests {
         let cert = CertificateDer::from(b"a certificate".to_vec());
         state
             .add_client_cert(&ClientCertRecord {
-                fingerprint: hex::encode(Sha256::digest(cert.as_ref())),
+                fingerprint: Sha256Fingerprint::of(cert.as_ref()).hex(),
                 user_id: user.id,
                 issued_at_ms: 0,
                 expires_at_ms: expires,
@@ -161,7 +162,7 @@ mod tests {
     #[test]
     fn a_revoked_certificate_is_refused_and_a_disabled_account_is_said_first() {
         let (state, cert, user_id) = issued(NOW + 1);
-        let fingerprint = hex::encode(Sha256::digest(cert.as_ref()));
+        let fingerprint = Sha256Fingerprint::of(cert.as_ref()).hex();
         state.revoke_client_cert(&fingerprint, NOW).unwrap();
         let chain = [cert];
         assert_eq!(

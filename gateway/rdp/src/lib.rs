@@ -12,11 +12,18 @@
 //! Every fast-path frame is checked by the gateway's own strict rules before ironrdp (which skips
 //! malformed updates) decodes it: a malformed or out-of-range update ends the session with an error.
 //!
+//! The session's logic that needs no socket is sans-io and unit-tested: `pacer` (when keyframes and
+//! resizes go out; time is a parameter), `input` (browser input events to fast-path input) and
+//! [`encode`] (damaged rectangles as solid colour, PNG or JPEG; the PNG keyframes).
+//!
 //! [`RdpConnector`] plugs this into the relay's broker.
 
 mod clipboard;
 mod connect;
+pub mod encode;
 mod error;
+mod input;
+mod pacer;
 mod relay_adapter;
 mod session;
 mod strict;

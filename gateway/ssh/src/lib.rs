@@ -14,7 +14,7 @@
 //! - [`SshConnector`] implements the relay's `TerminalConnector` on top of the above (the broker's entry point).
 //! - [`SshProxy`] implements the relay's `ProxyConnector`: the SSH server behind `sallyport proxy` (OpenSSH's
 //!   `ProxyCommand`), which relays the user's authentication to the target, bridges channels and records
-//!   terminal bytes, commands, and files moved by SFTP ([`sftp`]) and legacy scp ([`scp`]); forwarding is
+//!   terminal bytes, commands, and files moved by SFTP and legacy scp (watched by `sallyport-transfer`); forwarding is
 //!   refused and audited unless policy allows it.
 //!
 //! Security-relevant behaviour, all inside this crate:
@@ -38,9 +38,7 @@ mod hostile_tests;
 mod identification;
 mod proxy;
 mod relay_adapter;
-pub mod scp;
 pub mod session;
-pub mod sftp;
 
 pub use connect::{ConnectRequest, Connected, connect};
 pub use credential::Credential;

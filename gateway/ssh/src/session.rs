@@ -353,12 +353,27 @@ fn signal_text(signal: Sig) -> String {
 
 /// A second handle on the TCP socket given to russh; shuts it down when dropped so that russh's session task
 /// ends even if the target never answers again.
-pub(crate) struct SocketGuard(pub(crate) std::net::TcpStream);
+pub(crate) struct SocketGuard(Option<std::net::TcpStream>);
+
+impl SocketGuard {
+    /// Shuts `socket` (a clone of the connection's) down when dropped.
+    pub(crate) fn new(socket: std::net::TcpStream) -> SocketGuard {
+        SocketGuard(Some(socket))
+    }
+
+    /// For an in-memory transport, which closes when its halves are dropped.
+    #[cfg(test)]
+    pub(crate) fn in_memory() -> SocketGuard {
+        SocketGuard(None)
+    }
+}
 
 impl Drop for SocketGuard {
     fn drop(&mut self) {
         // NotConnected is expected when the peer already closed; there is nothing else to do about errors here.
-        let _ = self.0.shutdown(Shutdown::Both);
+        if let Some(socket) = &self.0 {
+            let _ = socket.shutdown(Shutdown::Both);
+        }
     }
 }
 

@@ -3,8 +3,9 @@
 //! the client and the target share one layer-2 segment that reaches nothing else.
 //!
 //! The guest is configured through a config drive (FAT, label SALLYPORT) holding `gateway.toml` and a
-//! static `.network` file, exactly as an operator would. KVM is used when it really boots a guest (the
-//! kernel prints within a deadline), software emulation otherwise; [`Appliance::accel`] says which.
+//! static `.network` file, exactly as an operator would. The QEMU command line, the config drive and the
+//! accelerator policy are `sallyport-image`'s: software emulation unless `SALLYPORT_KVM=1` asks for KVM;
+//! [`Appliance::accel`] says which.
 
 use std::fs;
 use std::io::{BufRead, BufReader, Write};
@@ -15,13 +16,16 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+pub use sallyport_image::Accel;
+use sallyport_image::config_drive::{self, DriveFile};
+use sallyport_image::qemu::{Console, DiskFormat, Network, Qemu};
 
 use crate::TargetNet;
 use crate::common::{require_tool, run_ok};
 
 /// The image `cargo xtask build-image` writes.
 pub fn image_path() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/image/sallyport.raw")
+    sallyport_image::raw_image()
 }
 
 /// A layer-2 segment in its own namespace: bridge `br0`, QEMU's `tap0`, and the veths of the client and
@@ -140,15 +144,6 @@ pub async fn wait_portal(url: &str, timeout: Duration) -> Result<Duration> {
     }
 }
 
-/// Which accelerator booted the guest.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Accel {
-    /// Hardware virtualisation.
-    Kvm,
-    /// Software emulation (TCG).
-    Tcg,
-}
-
 /// A booted appliance.
 pub struct Appliance {
     dir: PathBuf,
@@ -199,80 +194,39 @@ impl Appliance {
                 lan.guest
             ),
         )?;
-        let drive = dir.join("config.img");
-        let _ = fs::remove_file(&drive);
-        run_ok(
-            Command::new("mkfs.vfat")
-                .args(["-n", "SALLYPORT", "-C"])
-                .arg(&drive)
-                .arg("8192"),
-        )?;
-        for name in ["gateway.toml", "10-lan.network"] {
-            run_ok(
-                Command::new("mcopy")
-                    .arg("-i")
-                    .arg(&drive)
-                    .arg(files.join(name))
-                    .arg(format!("::/{name}")),
-            )?;
-        }
+        let drive_files =
+            ["gateway.toml", "10-lan.network"].map(|n| DriveFile::new(n, files.join(n)));
+        config_drive::write(&dir.join("config.img"), &drive_files, &mut |c| {
+            run_ok(c).map(drop)
+        })?;
         Ok(disk)
     }
 
-    /// Boots `dir/disk.raw` (see [`Appliance::prepare`]) on the LAN: KVM if it gets the kernel going within
-    /// 20 s, else software emulation.
+    /// Boots `dir/disk.raw` (see [`Appliance::prepare`]) on the LAN, under the accelerator
+    /// [`Accel::chosen`] picks (software emulation unless `SALLYPORT_KVM=1`).
     pub fn boot(dir: &Path, lan: &Lan) -> Result<Appliance> {
-        let kvm_usable = Path::new("/dev/kvm").exists();
-        if kvm_usable {
-            let mut appliance = Self::start(dir, lan, Accel::Kvm)?;
-            if appliance
-                .wait_serial(Duration::from_secs(20), |log| log.contains("Linux version"))
-                .is_ok()
-            {
-                return Ok(appliance);
-            }
-            appliance.kill();
-        }
-        Self::start(dir, lan, Accel::Tcg)
-    }
-
-    fn start(dir: &Path, lan: &Lan, accel: Accel) -> Result<Appliance> {
+        let accel = Accel::chosen(false)?;
         let disk = dir.join("disk.raw");
         let vars = dir.join("OVMF_VARS.fd");
-        fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)?;
+        Qemu::fresh_vars(&vars)?;
         let serial = dir.join("serial.log");
         let _ = fs::remove_file(&serial);
         let qmp = dir.join("qmp.sock");
         let _ = fs::remove_file(&qmp);
-        let mut qemu = Command::new("ip");
-        qemu.args(["netns", "exec", &lan.name, "qemu-system-x86_64"])
-            .args([
-                "-machine", "q35", "-m", "1024", "-smp", "2", "-display", "none",
-            ])
-            .args(["-no-reboot", "-no-user-config", "-nodefaults"])
-            .args([
-                "-drive",
-                "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
-            ])
-            .arg("-drive")
-            .arg(format!("if=pflash,format=raw,file={}", vars.display()))
-            .arg("-drive")
-            .arg(format!("if=virtio,format=raw,file={}", disk.display()))
-            .arg("-drive")
-            .arg(format!(
-                "if=virtio,format=raw,readonly=on,file={}",
-                dir.join("config.img").display()
-            ))
-            .args(["-netdev", "tap,id=n0,ifname=tap0,script=no,downscript=no"])
-            .args(["-device", "virtio-net-pci,netdev=n0"])
-            .args(["-serial", "stdio"])
-            .arg("-qmp")
-            .arg(format!("unix:{},server=on,wait=off", qmp.display()));
-        match accel {
-            Accel::Kvm => qemu.args(["-accel", "kvm", "-cpu", "host"]),
-            Accel::Tcg => qemu.args(["-accel", "tcg", "-cpu", "max"]),
+        let qemu = Qemu {
+            vars,
+            disk: disk.clone(),
+            disk_format: DiskFormat::Raw,
+            config_drive: Some(dir.join("config.img")),
+            network: Network::Tap {
+                ifname: "tap0".into(),
+            },
+            console: Console::SerialOnStdio,
+            qmp: Some(qmp),
+            accel,
         };
         let mut child = qemu
+            .command_in_netns(&lan.name)
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(fs::File::create(dir.join("qemu.stderr"))?)

@@ -113,7 +113,7 @@ pub async fn run() -> Result<()> {
         match accel {
             Accel::Kvm => "KVM",
             Accel::Tcg =>
-                "software emulation (TCG): /dev/kvm is missing or does not boot a guest here",
+                "software emulation (TCG; SALLYPORT_KVM=1 boots under KVM where /dev/kvm works)",
         },
         std::env::consts::ARCH
     );

@@ -11,7 +11,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, anyhow, bail};
 use rustls::ClientConfig;
 use rustls::pki_types::ServerName;
-use sha2::{Digest, Sha256};
+use sallyport_tls_pin::Sha256Fingerprint;
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpSocket, TcpStream};
 use tokio_rustls::TlsConnector;
@@ -28,20 +28,15 @@ pub type Ws = WebSocketStream<Tls>;
 
 /// Normalizes a SHA-256 fingerprint ("AB:CD:..." or "abcd...") to 64 lowercase hex digits.
 pub fn normalize_fingerprint(fp: &str) -> Result<String> {
-    let hex: String = fp
-        .chars()
-        .filter(|c| *c != ':' && !c.is_whitespace())
-        .collect::<String>()
-        .to_ascii_lowercase();
-    if hex.len() != 64 || !hex.chars().all(|c| c.is_ascii_hexdigit()) {
-        bail!("not a SHA-256 fingerprint: {fp:?}");
-    }
-    Ok(hex)
+    let packed: String = fp.chars().filter(|c| !c.is_whitespace()).collect();
+    Sha256Fingerprint::parse(&packed)
+        .map(|parsed| parsed.hex())
+        .with_context(|| format!("not a SHA-256 fingerprint: {fp:?}"))
 }
 
 /// SHA-256 of a DER certificate as 64 lowercase hex digits.
 pub fn der_fingerprint(der: &[u8]) -> String {
-    hex::encode(Sha256::digest(der))
+    Sha256Fingerprint::of(der).hex()
 }
 
 /// A rustls client configuration (ring, HTTP/1.1) that accepts exactly the certificate whose SHA-256

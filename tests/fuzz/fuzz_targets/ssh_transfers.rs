@@ -1,11 +1,11 @@
-//! Fuzzes the SSH proxy's file-transfer watchers (`sallyport_ssh::sftp::SftpWatch` and
-//! `sallyport_ssh::scp::ScpWatch`) on hostile bytes from either side. The first byte picks the protocol
+//! Fuzzes the SSH proxy's file-transfer watchers (`sallyport_transfer::sftp::SftpWatch` and
+//! `sallyport_transfer::scp::ScpWatch`) on hostile bytes from either side. The first byte picks the protocol
 //! and the split size: SFTP streams alternate between the client's and the target's bytes; scp reads a
 //! remote command line first (`scp -t DIR`, `scp -f FILE`), then the source's bytes.
 #![no_main]
 libfuzzer_sys::fuzz_target!(|data: &[u8]| {
-    use sallyport_ssh::scp::{ScpCommand, ScpWatch};
-    use sallyport_ssh::sftp::SftpWatch;
+    use sallyport_transfer::scp::{ScpCommand, ScpWatch};
+    use sallyport_transfer::sftp::SftpWatch;
     let Some((&first, rest)) = data.split_first() else {
         return;
     };

@@ -1,24 +1,17 @@
 //! `cargo xtask build-image [--print-plan]`: builds the appliance image from `image/appliance.toml` by
-//! executing the plan of [`plan`], and `cargo xtask run-vm`: boots it under QEMU for a person to try.
-//!
-//! Nothing is mounted on the build host except /proc and /sys inside the root while package scripts run
-//! (the host here has no vfat, device-mapper or loop support; see ../shared/image-notes.md). Output:
-//! `target/image/sallyport.raw` and `sallyport.raw.zst`.
+//! executing its plan (both in the `sallyport-image` crate), and `cargo xtask run-vm`: boots it under QEMU
+//! for a person to try. Output: `target/image/sallyport.raw` and `sallyport.raw.zst`.
 
-pub mod plan;
 pub mod vm;
 
-use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Seek, SeekFrom, Write};
-use std::os::unix::fs::PermissionsExt;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::fs;
+use std::path::Path;
 use std::time::Instant;
 
-use anyhow::{Context, bail};
+use anyhow::bail;
+use sallyport_image::executor::{self, Paths};
 
 use crate::{is_root, root, run_cmd};
-use plan::{Action, Definition, Plan};
 
 /// Debian packages the image build uses, with a file that proves each is present.
 const BUILD_PACKAGES: &[(&str, &str)] = &[
@@ -39,26 +32,9 @@ const BUILD_PACKAGES: &[(&str, &str)] = &[
     ("e2fsprogs", "/usr/sbin/debugfs"),
 ];
 
-/// Where the image is built.
-pub fn build_dir() -> PathBuf {
-    root().join("target/image")
-}
-
-/// The built raw disk image.
-pub fn raw_image() -> PathBuf {
-    build_dir().join("sallyport.raw")
-}
-
-/// Reads `image/appliance.toml`.
-pub fn definition() -> anyhow::Result<Definition> {
-    let path = root().join("image/appliance.toml");
-    let text = fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-    toml::from_str(&text).with_context(|| format!("in {}", path.display()))
-}
-
 /// `cargo xtask build-image`.
 pub fn build(args: &[String]) -> anyhow::Result<()> {
-    let plan = plan::plan(&definition()?);
+    let plan = sallyport_image::plan::plan(&sallyport_image::definition()?);
     if args.iter().any(|a| a == "--print-plan") {
         print!("{plan}");
         return Ok(());
@@ -72,9 +48,14 @@ pub fn build(args: &[String]) -> anyhow::Result<()> {
     crate::setup::apt_install(&crate::setup::missing(BUILD_PACKAGES))?;
     let started = Instant::now();
     fs::create_dir_all(root().join("target/image-cache"))?;
-    execute(&plan)?;
-    let raw = raw_image();
-    let compressed = build_dir().join("sallyport.raw.zst");
+    let paths = Paths {
+        build: sallyport_image::build_dir(),
+        project: root(),
+        cargo: crate::cargo().get_program().to_string_lossy().into_owned(),
+    };
+    executor::execute(&plan, &paths, &mut run_cmd)?;
+    let raw = sallyport_image::raw_image();
+    let compressed = sallyport_image::build_dir().join("sallyport.raw.zst");
     let size = |p: &Path| fs::metadata(p).map(|m| m.len()).unwrap_or(0);
     eprintln!(
         "xtask: image built in {:.0?}: {} ({} MiB raw), {} ({:.1} MiB compressed)",
@@ -84,240 +65,5 @@ pub fn build(args: &[String]) -> anyhow::Result<()> {
         compressed.display(),
         size(&compressed) as f64 / (1u64 << 20) as f64
     );
-    Ok(())
-}
-
-/// Runs every step of `plan`, in order, saying what it does and how long it took.
-pub fn execute(plan: &Plan) -> anyhow::Result<()> {
-    let build = build_dir();
-    let rootfs = build.join("root");
-    let total = plan.steps.len();
-    for (index, step) in plan.steps.iter().enumerate() {
-        let started = Instant::now();
-        eprintln!("xtask: [{}/{total}] {}", index + 1, step.title);
-        run_action(&step.action, &build, &rootfs)
-            .with_context(|| format!("image step {} ({})", index + 1, step.title))?;
-        eprintln!("xtask:        done in {:.1?}", started.elapsed());
-    }
-    Ok(())
-}
-
-fn resolve(text: &str, build: &Path, rootfs: &Path) -> String {
-    text.replace("$ROOT", &rootfs.display().to_string())
-        .replace("$BUILD", &build.display().to_string())
-        .replace("$PROJECT", &root().display().to_string())
-        .replace("$CARGO", &crate::cargo().get_program().to_string_lossy())
-}
-
-fn command(argv: &[String], build: &Path, rootfs: &Path) -> anyhow::Result<Command> {
-    let words: Vec<String> = argv.iter().map(|w| resolve(w, build, rootfs)).collect();
-    let (program, rest) = words.split_first().context("an empty command")?;
-    let mut cmd = Command::new(program);
-    cmd.args(rest);
-    Ok(cmd)
-}
-
-fn run_action(action: &Action, build: &Path, rootfs: &Path) -> anyhow::Result<()> {
-    match action {
-        Action::Clean => {
-            unmount_under(build)?;
-            if build.exists() {
-                fs::remove_dir_all(build)
-                    .with_context(|| format!("removing {}", build.display()))?;
-            }
-            fs::create_dir_all(build)?;
-            Ok(())
-        }
-        Action::Run(argv) => run_cmd(&mut command(argv, build, rootfs)?),
-        Action::InRoot(argv) => in_root(argv, rootfs),
-        Action::Write {
-            path,
-            mode,
-            content,
-        } => {
-            let path = PathBuf::from(resolve(path, build, rootfs));
-            if let Some(parent) = path.parent() {
-                fs::create_dir_all(parent)?;
-            }
-            fs::write(&path, content).with_context(|| format!("writing {}", path.display()))?;
-            fs::set_permissions(&path, fs::Permissions::from_mode(*mode))?;
-            Ok(())
-        }
-        Action::CopyTree { from, to } => run_cmd(Command::new("cp").args([
-            "-a",
-            "--no-preserve=ownership",
-            &format!("{}/.", resolve(from, build, rootfs)),
-            &resolve(to, build, rootfs),
-        ])),
-        Action::Remove(globs) => {
-            let script = globs
-                .iter()
-                .map(|g| format!("rm -rf {}/{g}", rootfs.display()))
-                .collect::<Vec<_>>()
-                .join("\n");
-            run_cmd(Command::new("sh").args(["-c", &script]))
-        }
-        Action::KeepModules(prefixes) => keep_modules(prefixes, rootfs),
-        Action::Cmdline(base) => {
-            let hash = fs::read_to_string(build.join("roothash"))
-                .context("reading the root hash veritysetup wrote")?;
-            let hash = hash.trim();
-            if hash.len() != 64 || !hash.chars().all(|c| c.is_ascii_hexdigit()) {
-                bail!("unexpected root hash {hash:?}");
-            }
-            fs::write(
-                build.join("cmdline"),
-                format!("{base} sallyport.roothash={hash}"),
-            )?;
-            Ok(())
-        }
-        Action::Assemble { labels, free_mib } => assemble(build, labels, *free_mib),
-    }
-}
-
-/// Runs a command chrooted into the root, with /proc and /sys mounted for the duration only. /dev is never
-/// bind-mounted (debootstrap made the device nodes the root needs), so no cleanup can reach the host's.
-fn in_root(argv: &[String], rootfs: &Path) -> anyhow::Result<()> {
-    let proc_dir = rootfs.join("proc");
-    let sys_dir = rootfs.join("sys");
-    run_cmd(
-        Command::new("mount")
-            .args(["-t", "proc", "proc"])
-            .arg(&proc_dir),
-    )?;
-    let sys = run_cmd(
-        Command::new("mount")
-            .args(["-t", "sysfs", "sysfs"])
-            .arg(&sys_dir),
-    );
-    let result = sys.and_then(|()| {
-        run_cmd(
-            Command::new("chroot")
-                .arg(rootfs)
-                .args(argv)
-                .env("DEBIAN_FRONTEND", "noninteractive")
-                .env("LC_ALL", "C.UTF-8")
-                .env("PATH", "/usr/sbin:/usr/bin:/sbin:/bin"),
-        )
-    });
-    let _ = Command::new("umount").arg(&sys_dir).status();
-    let _ = Command::new("umount").arg(&proc_dir).status();
-    result
-}
-
-/// Unmounts whatever a failed build left mounted below `dir` (deepest first).
-fn unmount_under(dir: &Path) -> anyhow::Result<()> {
-    let prefix = dir.display().to_string();
-    let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
-    let mut points: Vec<&str> = mounts
-        .lines()
-        .filter_map(|l| l.split_whitespace().nth(1))
-        .filter(|p| p.starts_with(&prefix))
-        .collect();
-    points.sort_by_key(|p| std::cmp::Reverse(p.len()));
-    for point in points {
-        run_cmd(Command::new("umount").args(["-l", point]))?;
-    }
-    Ok(())
-}
-
-/// Deletes every kernel module outside `prefixes` (paths under `kernel/`) and runs depmod.
-fn keep_modules(prefixes: &[String], rootfs: &Path) -> anyhow::Result<()> {
-    let modules = rootfs.join("usr/lib/modules");
-    let mut versions = Vec::new();
-    for entry in fs::read_dir(&modules).with_context(|| format!("reading {}", modules.display()))? {
-        let entry = entry?;
-        versions.push(entry.file_name().to_string_lossy().into_owned());
-        let kernel_dir = entry.path().join("kernel");
-        prune(&kernel_dir, &kernel_dir, prefixes)?;
-    }
-    for version in versions {
-        in_root(&["depmod".to_owned(), version], rootfs)?;
-    }
-    Ok(())
-}
-
-fn prune(dir: &Path, kernel_dir: &Path, prefixes: &[String]) -> anyhow::Result<()> {
-    for entry in fs::read_dir(dir)? {
-        let path = entry?.path();
-        let relative = path
-            .strip_prefix(kernel_dir)
-            .map(|p| p.display().to_string())
-            .unwrap_or_default();
-        let kept = prefixes.iter().any(|prefix| {
-            relative.starts_with(prefix.as_str()) || prefix.starts_with(&format!("{relative}/"))
-        });
-        if !kept {
-            if path.is_dir() {
-                fs::remove_dir_all(&path)?;
-            } else {
-                fs::remove_file(&path)?;
-            }
-        } else if path.is_dir() {
-            prune(&path, kernel_dir, prefixes)?;
-        }
-    }
-    Ok(())
-}
-
-const MIB: u64 = 1 << 20;
-
-fn mib_ceil(bytes: u64) -> u64 {
-    bytes.div_ceil(MIB)
-}
-
-/// Lays out the GPT with sfdisk and copies each part to its offset; nothing is mounted or looped.
-fn assemble(build: &Path, labels: &[String; 2], free_mib: u64) -> anyhow::Result<()> {
-    let esp = build.join("esp.img");
-    let root_fs = build.join("root.erofs");
-    let verity = build.join("root.verity");
-    let sizes =
-        [&esp, &root_fs, &verity].map(|p| fs::metadata(p).map(|m| mib_ceil(m.len())).unwrap_or(0));
-    if sizes.contains(&0) {
-        bail!("a part of the disk is missing or empty: {sizes:?} MiB");
-    }
-    // 1 MiB for the primary GPT in front, 1 MiB for the backup at the end.
-    let total_mib = 1 + sizes.iter().sum::<u64>() + free_mib + 1;
-    let disk = build.join("sallyport.raw");
-    let file = File::create(&disk)?;
-    file.set_len(total_mib * MIB)?;
-    drop(file);
-    let script = format!(
-        "label: gpt\nfirst-lba: 2048\n\
-         size={}MiB, type=C12A7328-F81F-11D2-BA4B-00A0C93EC93B, name=\"esp\"\n\
-         size={}MiB, type=4F68BCE3-E8CD-4DB1-96E7-FBCAF984B709, name=\"{}\"\n\
-         size={}MiB, type=2C7357ED-EBD2-46D9-AEC1-23D437EC2BF5, name=\"{}\"\n",
-        sizes[0], sizes[1], labels[0], sizes[2], labels[1]
-    );
-    let mut sfdisk = Command::new("sfdisk")
-        .args(["--quiet", "--no-reread", "--no-tell-kernel"])
-        .arg(&disk)
-        .stdin(std::process::Stdio::piped())
-        .spawn()
-        .context("starting sfdisk")?;
-    sfdisk
-        .stdin
-        .take()
-        .context("sfdisk stdin")?
-        .write_all(script.as_bytes())?;
-    if !sfdisk.wait()?.success() {
-        bail!("sfdisk could not write the partition table:\n{script}");
-    }
-    let mut offset = MIB;
-    let mut out = OpenOptions::new().write(true).open(&disk)?;
-    for (part, size) in [&esp, &root_fs, &verity].iter().zip(sizes) {
-        let mut input = File::open(part)?;
-        out.seek(SeekFrom::Start(offset))?;
-        let mut buffer = vec![0u8; MIB as usize];
-        loop {
-            let n = input.read(&mut buffer)?;
-            if n == 0 {
-                break;
-            }
-            out.write_all(&buffer[..n])?;
-        }
-        offset += size * MIB;
-    }
-    out.sync_all()?;
     Ok(())
 }

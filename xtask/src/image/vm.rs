@@ -1,12 +1,14 @@
 //! `cargo xtask run-vm [--port N] [--kvm] [--config FILE]`: boots the built image under QEMU for a person to
 //! try it: UEFI (OVMF), the serial console on this terminal, the appliance's 443 (TCP and UDP) forwarded to
 //! `127.0.0.1:N` (8443 unless told). The disk is a copy-on-write overlay, so the built image stays pristine;
-//! `--config FILE` attaches a config drive holding that gateway.toml.
+//! `--config FILE` attaches a config drive holding that gateway.toml. Software emulation unless `--kvm` (or
+//! `SALLYPORT_KVM=1`): the policy of `sallyport_image::Accel::chosen`.
 
-use std::path::Path;
 use std::process::Command;
 
 use anyhow::{Context, bail};
+use sallyport_image::config_drive::{self, DriveFile};
+use sallyport_image::qemu::{Accel, Console, DiskFormat, Network, Qemu};
 
 use crate::run_cmd;
 
@@ -32,14 +34,15 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             ),
         }
     }
-    let raw = super::raw_image();
+    let accel = Accel::chosen(kvm)?;
+    let raw = sallyport_image::raw_image();
     if !raw.exists() {
         bail!(
             "no image at {}; run `cargo xtask build-image` first",
             raw.display()
         );
     }
-    let work = super::build_dir().join("run-vm");
+    let work = sallyport_image::build_dir().join("run-vm");
     std::fs::create_dir_all(&work)?;
     let overlay = work.join("disk.qcow2");
     let _ = std::fs::remove_file(&overlay);
@@ -51,65 +54,33 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
             .arg("4G"),
     )?;
     let vars = work.join("OVMF_VARS.fd");
-    std::fs::copy("/usr/share/OVMF/OVMF_VARS_4M.fd", &vars)
-        .context("copying the UEFI variables")?;
-    let mut qemu = Command::new("qemu-system-x86_64");
-    qemu.args([
-        "-machine",
-        "q35",
-        "-m",
-        "1024",
-        "-smp",
-        "2",
-        "-nographic",
-        "-no-reboot",
-    ])
-    .args([
-        "-drive",
-        "if=pflash,format=raw,readonly=on,file=/usr/share/OVMF/OVMF_CODE_4M.fd",
-    ])
-    .arg("-drive")
-    .arg(format!("if=pflash,format=raw,file={}", vars.display()))
-    .arg("-drive")
-    .arg(format!("if=virtio,format=qcow2,file={}", overlay.display()))
-    .arg("-netdev")
-    .arg(format!(
-        "user,id=net0,hostfwd=tcp:127.0.0.1:{port}-:443,hostfwd=udp:127.0.0.1:{port}-:443"
-    ))
-    .args(["-device", "virtio-net-pci,netdev=net0"]);
-    if let Some(config) = config {
-        let drive = work.join("config.img");
-        config_drive(Path::new(&config), &drive)?;
-        qemu.arg("-drive")
-            .arg(format!("if=virtio,format=raw,file={}", drive.display()));
-    }
-    if kvm {
-        qemu.args(["-accel", "kvm", "-cpu", "host"]);
-    } else {
-        qemu.args(["-accel", "tcg", "-cpu", "max"]);
-    }
+    Qemu::fresh_vars(&vars)?;
+    let config_drive = match config {
+        Some(config) => {
+            let drive = work.join("config.img");
+            config_drive::write(
+                &drive,
+                &[DriveFile::new("gateway.toml", config)],
+                &mut run_cmd,
+            )?;
+            Some(drive)
+        }
+        None => None,
+    };
+    let qemu = Qemu {
+        vars,
+        disk: overlay,
+        disk_format: DiskFormat::Qcow2,
+        config_drive,
+        network: Network::Forward443 { port },
+        console: Console::Terminal,
+        qmp: None,
+        accel,
+    };
     eprintln!(
         "xtask: booting {} under {} (about 40 s under emulation); the portal will answer on https://127.0.0.1:{port}/ ; Ctrl-A X quits",
         raw.display(),
-        if kvm { "KVM" } else { "software emulation" }
+        accel.describe()
     );
-    run_cmd(&mut qemu)
-}
-
-/// A FAT config drive labelled SALLYPORT holding `gateway.toml`, written without mounting.
-pub fn config_drive(config: &Path, drive: &Path) -> anyhow::Result<()> {
-    let _ = std::fs::remove_file(drive);
-    run_cmd(
-        Command::new("mkfs.vfat")
-            .args(["-n", "SALLYPORT", "-C"])
-            .arg(drive)
-            .arg("8192"),
-    )?;
-    run_cmd(
-        Command::new("mcopy")
-            .arg("-i")
-            .arg(drive)
-            .arg(config)
-            .arg("::/gateway.toml"),
-    )
+    run_cmd(&mut qemu.command())
 }

@@ -1,10 +1,9 @@
 // Sallyport desktop page: the connect form, then the remote desktop on a canvas over the desktop WebSocket.
 //
 // Protocol (sallyport-core's display module): text messages are JSON control (connect, resize and
-// clipboard up; connected, error, clipboard and clipboard_refused down); binary messages up are input events, binary messages down are display
-// updates: u8 1 | u16 width | u16 height | u16 count, then per rectangle u16 x, y, w, h | u8 encoding
-// (1 solid RGBA, 2 PNG, 3 JPEG for photo-like rectangles) | u32 length | bytes. The password goes to
-// the gateway once, in the connect.
+// clipboard up; connected, error, clipboard and clipboard_refused down); binary messages up are input
+// events, binary messages down are display updates, both encoded and read by desktop-protocol.js (loaded
+// before this file). The password goes to the gateway once, in the connect.
 (() => {
   "use strict";
   const form = document.getElementById("connect-form");
@@ -46,16 +45,7 @@
     Delete: 0xe053, MetaLeft: 0xe05b, MetaRight: 0xe05c, ContextMenu: 0xe05d,
   };
 
-  // Input events in the display module's binary encoding.
-  const input = {
-    key: (scancode, down) => [1, down ? 1 : 0, scancode >> 8, scancode & 0xff],
-    unicode: (cp, down) => [2, down ? 1 : 0, (cp >>> 24) & 0xff, (cp >>> 16) & 0xff, (cp >>> 8) & 0xff, cp & 0xff],
-    move: (x, y) => [3, x >> 8, x & 0xff, y >> 8, y & 0xff],
-    button: (b, down, x, y) => [4, down ? 1 : 0, b, x >> 8, x & 0xff, y >> 8, y & 0xff],
-    wheel: (vertical, units) => [5, vertical ? 1 : 0, (units >> 8) & 0xff, units & 0xff],
-    ctrlAltDel: () => [6],
-    releaseAll: () => [7],
-  };
+  const { input, parseUpdate } = globalThis.sallyportDesktopProtocol;
 
   const areaSize = () => {
     const r = area.getBoundingClientRect();
@@ -89,20 +79,15 @@
     });
 
     const paint = async (buffer) => {
-      const view = new DataView(buffer);
-      if (view.getUint8(0) !== 1) return;
-      const width = view.getUint16(1), height = view.getUint16(3), count = view.getUint16(5);
+      const update = parseUpdate(buffer);
+      if (!update) return;
+      const { width, height } = update;
       if (canvas.width !== width || canvas.height !== height) {
         canvas.width = width;
         canvas.height = height;
       }
-      let at = 7;
       const pending = [];
-      for (let i = 0; i < count; i++) {
-        const x = view.getUint16(at), y = view.getUint16(at + 2), w = view.getUint16(at + 4), h = view.getUint16(at + 6);
-        const encoding = view.getUint8(at + 8), len = view.getUint32(at + 9);
-        const data = new Uint8Array(buffer, at + 13, len);
-        at += 13 + len;
+      for (const { x, y, w, h, encoding, data } of update.rects) {
         if (encoding === 1) {
           pending.push(Promise.resolve(() => {
             ctx.fillStyle = `rgb(${data[0]},${data[1]},${data[2]})`;

@@ -14,9 +14,10 @@ use russh::{Channel, ChannelMsg};
 use sallyport_core::errors::ErrorKind as UserErrorKind;
 use sallyport_relay::{ProxyEvent, ProxySink, TargetError, TransferDirection};
 
-use super::Shared;
-use crate::scp::ScpWatch;
-use crate::sftp::{SftpWatch, TransferEvent, WatchError};
+use super::session::Shared;
+use sallyport_transfer::scp::ScpWatch;
+use sallyport_transfer::sftp::SftpWatch;
+use sallyport_transfer::{TransferEvent, WatchError};
 
 /// What a channel is used for, which decides what is recorded of it.
 pub(super) enum Usage {
@@ -239,7 +240,7 @@ impl Bridge {
                                     to_client.id(),
                                     signal_name,
                                     core_dumped,
-                                    crate::sftp::clean_name(error_message.as_bytes()),
+                                    sallyport_transfer::clean_name(error_message.as_bytes()),
                                     lang_tag,
                                 )
                                 .await;

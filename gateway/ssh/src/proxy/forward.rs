@@ -4,16 +4,17 @@
 //! towards the user's ssh. Their bytes are not recorded (they are not a terminal and may be anything);
 //! each forward is audited when it opens and recorded with its byte counts when it closes.
 //!
-//! When policy does not allow forwarding, the user's requests are refused by the handler (and audited)
-//! and every channel the target opens is refused here, as for terminal sessions.
+//! When policy does not allow forwarding, the user's requests are refused (and audited) and every channel
+//! the target opens is refused here, as for terminal sessions.
 
 use std::sync::{Arc, OnceLock};
 
 use russh::client::ChannelOpenHandle;
-use russh::{Channel, ChannelMsg, server};
+use russh::{Channel, ChannelMsg, ChannelOpenFailure, server};
 use sallyport_relay::{ProxyEvent, ProxySink};
 
-use super::Shared;
+use super::handler::ProxyHandler;
+use super::session::Shared;
 use crate::connect::refuse_channel;
 
 /// Where the channels a target opens go: the user's side of the same proxied connection.
@@ -208,4 +209,78 @@ pub(super) async fn pipe(
             "{what} closed: {up} bytes from the user, {down} bytes to the user"
         )))
         .await;
+}
+
+impl ProxyHandler {
+    /// The user's ssh asks for a local forward (`-L`, `-W`): `to` as the target sees it, `from` the
+    /// originator the user's ssh names.
+    pub(super) async fn local_forward(
+        &mut self,
+        channel: Channel<server::Msg>,
+        to: (&str, u32),
+        from: (&str, u32),
+        reply: server::ChannelOpenHandle,
+    ) -> Result<(), russh::Error> {
+        let what = format!(
+            "local forwarding to {}:{} (as the target sees it)",
+            super::shown(to.0),
+            to.1
+        );
+        if !self.forwarding || self.user.is_none() {
+            drop(channel);
+            reply
+                .reject(ChannelOpenFailure::AdministrativelyProhibited)
+                .await;
+            return self.refuse_forwarding("port_forward", what).await;
+        }
+        match self
+            .target
+            .channel_open_direct_tcpip(to.0, to.1, from.0, from.1)
+            .await
+        {
+            Ok(target) => {
+                reply.accept().await;
+                self.audit_allowed("port_forward", &what).await?;
+                self.shared
+                    .spawn(pipe(channel, target, what, self.sink.clone()));
+            }
+            Err(error) => {
+                self.marker(format!("{what}: the target refused it: {error}"))
+                    .await?;
+                reply.reject(ChannelOpenFailure::ConnectFailed).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// The user's ssh asks for a remote forward (`-R`): the target listens, and its connections come
+    /// back through [`Reverse::forwarded_tcpip`].
+    pub(super) async fn remote_forward(
+        &mut self,
+        address: &str,
+        port: &mut u32,
+    ) -> Result<bool, russh::Error> {
+        let what = format!(
+            "remote forwarding of {}:{port} on the target",
+            super::shown(address)
+        );
+        if !self.forwarding || self.user.is_none() {
+            self.refuse_forwarding("port_forward", what).await?;
+            return Ok(false);
+        }
+        match self.target.tcpip_forward(address, *port).await {
+            Ok(bound) => {
+                if *port == 0 {
+                    *port = bound;
+                }
+                self.audit_allowed("port_forward", &what).await?;
+                Ok(true)
+            }
+            Err(error) => {
+                self.marker(format!("{what}: the target refused it: {error}"))
+                    .await?;
+                Ok(false)
+            }
+        }
+    }
 }

@@ -9,9 +9,9 @@
 //! here. A sans-io parser of hostile bytes: a line is at most [`MAX_LINE`] bytes, directories nest at
 //! most [`MAX_DEPTH`] deep, anything else is an error and the caller ends the session.
 
-use sallyport_relay::{FileTransfer, TransferDirection, TransferProtocol};
+use sallyport_recordings::{FileTransfer, TransferDirection, TransferProtocol};
 
-use crate::sftp::{TransferEvent, WatchError, clean_name};
+use crate::{TransferEvent, WatchError, clean_name};
 
 /// Longest protocol line (OpenSSH's scp uses a 2 KiB buffer for it).
 pub const MAX_LINE: usize = 4096;

@@ -481,12 +481,9 @@ mod tests {
     /// The printed plan is `image/plan.txt`; run with `UPDATE_SNAPSHOTS=1` to accept a change.
     #[test]
     fn plan_matches_its_snapshot() {
-        let root = crate::root();
-        let definition: Definition =
-            toml::from_str(&std::fs::read_to_string(root.join("image/appliance.toml")).unwrap())
-                .unwrap();
+        let definition = crate::definition().unwrap();
         let printed = plan(&definition).to_string();
-        let snapshot = root.join("image/plan.txt");
+        let snapshot = crate::image_dir().join("plan.txt");
         if std::env::var_os("UPDATE_SNAPSHOTS").is_some() {
             std::fs::write(&snapshot, &printed).unwrap();
         }
@@ -499,10 +496,7 @@ mod tests {
 
     #[test]
     fn the_plan_installs_no_ssh_server_or_compiler() {
-        let root = crate::root();
-        let definition: Definition =
-            toml::from_str(&std::fs::read_to_string(root.join("image/appliance.toml")).unwrap())
-                .unwrap();
+        let definition = crate::definition().unwrap();
         for forbidden in [
             "openssh-server",
             "gcc",
