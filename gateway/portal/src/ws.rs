@@ -18,7 +18,7 @@ use sallyport_core::frames::{
 };
 use sallyport_core::policy::Authorized;
 use sallyport_relay::{
-    Desktop, DesktopTransport, Terminal, TerminalTransport, Transport, TransportClosed,
+    Desktop, DesktopTransport, SessionKind, Terminal, TerminalTransport, Transport, TransportClosed,
 };
 use sallyport_state::AuditEvent;
 
@@ -76,18 +76,16 @@ pub async fn terminal(
     user: CurrentUser,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let decision = match authorize_upgrade(&portal, client, target_id, &headers, &user) {
-        Ok(decision) => decision,
-        Err(refused) => return *refused,
-    };
-    let broker = portal.broker.clone();
-    upgrade
-        .max_message_size(MAX_CONTROL_LEN.max(MAX_INPUT_LEN) + 1024)
-        .on_upgrade(move |socket| async move {
-            broker
-                .run(decision, client, Terminal(WsTransport { socket }))
-                .await
-        })
+    let max_message_size = MAX_CONTROL_LEN.max(MAX_INPUT_LEN) + 1024;
+    let checked = authorize_upgrade(&portal, client, target_id, &headers, &user);
+    upgrade_into(
+        &portal,
+        checked,
+        client,
+        upgrade,
+        max_message_size,
+        Terminal,
+    )
 }
 
 /// `GET /ws/desktop/{target_id}`: the same checks, then a desktop session.
@@ -99,17 +97,32 @@ pub async fn desktop(
     user: CurrentUser,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let decision = match authorize_upgrade(&portal, client, target_id, &headers, &user) {
+    // Clipboard text is the longest message a desktop client sends.
+    let max_message_size = MAX_DESKTOP_TEXT.max(MAX_INPUT_MESSAGE) + 1024;
+    let checked = authorize_upgrade(&portal, client, target_id, &headers, &user);
+    upgrade_into(&portal, checked, client, upgrade, max_message_size, Desktop)
+}
+
+/// Answers a refused upgrade over HTTP, or upgrades and runs the session of the kind `kind` makes of
+/// the socket.
+fn upgrade_into<K: SessionKind + 'static>(
+    portal: &Portal,
+    checked: Result<Authorized, Box<Response>>,
+    client: SocketAddr,
+    upgrade: WebSocketUpgrade,
+    max_message_size: usize,
+    kind: fn(WsTransport) -> K,
+) -> Response {
+    let decision = match checked {
         Ok(decision) => decision,
         Err(refused) => return *refused,
     };
     let broker = portal.broker.clone();
     upgrade
-        // Clipboard text is the longest message a desktop client sends.
-        .max_message_size(MAX_DESKTOP_TEXT.max(MAX_INPUT_MESSAGE) + 1024)
+        .max_message_size(max_message_size)
         .on_upgrade(move |socket| async move {
             broker
-                .run(decision, client, Desktop(WsTransport { socket }))
+                .run(decision, client, kind(WsTransport { socket }))
                 .await
         })
 }
