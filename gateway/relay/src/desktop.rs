@@ -25,7 +25,7 @@ use sallyport_recordings::{DesktopEvent, Event, EventSink};
 use crate::broker::record;
 use crate::limits::Deadlines;
 use crate::live::LiveHandle;
-use crate::pipeline::{Dialled, End, Refusal, Session, SessionKind, connect_message};
+use crate::pipeline::{Dialled, End, GiveUp, Refusal, Session, SessionKind, connect_message};
 use crate::terminal::failed;
 use crate::traits::{BoxFuture, TargetError, Transport, TransportClosed};
 
@@ -240,12 +240,14 @@ impl<T: DesktopTransport> SessionKind for Desktop<T> {
         end
     }
 
-    async fn abandon(channel: Self::Channel) {
-        channel.close().await;
-    }
-
     fn transport(&mut self) -> &mut T {
         &mut self.0
+    }
+}
+
+impl GiveUp for Box<dyn DesktopChannel> {
+    async fn give_up(self) {
+        DesktopChannel::close(self).await;
     }
 }
 

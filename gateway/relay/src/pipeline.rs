@@ -80,7 +80,7 @@ pub trait SessionKind: Send {
     /// What the user asked for in the connect message.
     type Request: Send;
     /// What the protocol relays over once dialled.
-    type Channel: Send;
+    type Channel: GiveUp;
 
     /// The protocol the span, the recording and the audit name (`ssh`, `rdp`, `ssh-proxy`): the
     /// target's, unless the kind files its sessions under another.
@@ -120,10 +120,15 @@ pub trait SessionKind: Send {
         session: &Session<'_>,
         live: &mut LiveHandle,
     ) -> impl Future<Output = End> + Send;
-    /// Gives up a channel that will not be relayed (the user left before `connected`).
-    fn abandon(channel: Self::Channel) -> impl Future<Output = ()> + Send;
     /// The user's side.
     fn transport(&mut self) -> &mut Self::Transport;
+}
+
+/// A dialled channel the pipeline can give up without relaying it (the user left before
+/// `connected`, or pinning failed): closed politely, or simply dropped.
+pub trait GiveUp: Send {
+    /// Closes the channel.
+    fn give_up(self) -> impl Future<Output = ()> + Send;
 }
 
 /// The user's connect message, read by `next` within `timeout`; `connect` picks it out of a message
@@ -309,7 +314,7 @@ impl Broker {
             None => match self.pin_on_first_use(session, &dialled) {
                 Ok(first_seen) => first_seen,
                 Err(error) => {
-                    K::abandon(dialled.channel).await;
+                    dialled.channel.give_up().await;
                     return Err(error);
                 }
             },
@@ -333,12 +338,12 @@ impl Broker {
             host_key_first_seen: first_seen,
         };
         if kind.transport().send_control(&connected).await.is_err() {
-            K::abandon(dialled.channel).await;
+            dialled.channel.give_up().await;
             return Ok(End::ClientClosed);
         }
         let marker = Event::Marker(kind.connected_marker(&dialled.fingerprint));
         if let Err(error) = record(recording, marker).await {
-            K::abandon(dialled.channel).await;
+            dialled.channel.give_up().await;
             return Err((error.kind, error.detail));
         }
         Ok(kind.relay(dialled.channel, session, &mut live).await)

@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use crate::broker::{audit_into, record};
 use crate::limits::Deadlines;
 use crate::live::{LiveHandle, LivePublisher};
-use crate::pipeline::{Dialled, End, Refusal, Session, SessionKind};
+use crate::pipeline::{Dialled, End, GiveUp, Refusal, Session, SessionKind};
 use crate::traits::{BoxFuture, TargetError, TerminalTransport};
 
 /// The protocol name proxied sessions are filed under in recordings and audit.
@@ -283,11 +283,14 @@ impl<T: TerminalTransport> SessionKind for Proxy<T> {
         proxy_relay(&mut self.0, channel, sink, session, live).await
     }
 
-    async fn abandon(_session: Self::Channel) {}
-
     fn transport(&mut self) -> &mut T {
         &mut self.0
     }
+}
+
+/// A session never served ends when dropped: the target connection closes with it.
+impl GiveUp for Box<dyn ProxySession> {
+    async fn give_up(self) {}
 }
 
 /// Moves the user's SSH bytes between the transport and the SSH server until the server is done,

@@ -12,7 +12,7 @@ use sallyport_recordings::Event;
 use crate::broker::record;
 use crate::limits::Deadlines;
 use crate::live::LiveHandle;
-use crate::pipeline::{Dialled, End, Refusal, Session, SessionKind, connect_message};
+use crate::pipeline::{Dialled, End, GiveUp, Refusal, Session, SessionKind, connect_message};
 use crate::traits::{
     TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalTransport,
 };
@@ -81,12 +81,14 @@ impl<T: TerminalTransport> SessionKind for Terminal<T> {
         end
     }
 
-    async fn abandon(channel: Self::Channel) {
-        channel.close().await;
-    }
-
     fn transport(&mut self) -> &mut T {
         &mut self.0
+    }
+}
+
+impl GiveUp for Box<dyn TerminalChannel> {
+    async fn give_up(self) {
+        TerminalChannel::close(self).await;
     }
 }
 
