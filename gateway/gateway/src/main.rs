@@ -121,30 +121,36 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         .with_context(|| format!("listening on {}", config.portal.listen))?;
     let local = listener.local_addr()?;
 
-    let mut broker = Broker::new(
-        state.clone(),
-        recorder.clone(),
-        own_addresses(local.ip()),
-        Arc::new(sallyport_ssh::SshConnector::default()),
-        config.sessions.broker_config(),
-    )
-    .with_desktop(
-        Arc::new(sallyport_rdp::RdpConnector {
+    // Only the QUIC endpoint carries `sallyport proxy` streams; without it the proxy's SSH server
+    // gets a throwaway host key that nothing can reach, and no key is written to the state directory.
+    let proxy = if config.quic.enabled {
+        let proxy = tls::load_or_create_proxy_host_key(&config.state_dir)?;
+        println!("ssh proxy host key: {}", proxy.host_key_fingerprint());
+        proxy
+    } else {
+        tls::ephemeral_proxy_host_key()?
+    };
+    let connectors = sallyport_relay::Connectors {
+        terminal: Arc::new(sallyport_ssh::SshConnector::default()),
+        desktop: Arc::new(sallyport_rdp::RdpConnector {
             keyframe_interval: std::time::Duration::from_millis(
                 config.recording.desktop_keyframe_interval_ms.max(100),
             ),
         }),
-        config.desktop.desktop_config(),
+        proxy: Arc::new(proxy),
+    };
+    let broker = Broker::new(
+        state.clone(),
+        recorder.clone(),
+        own_addresses(local.ip()),
+        connectors,
+        config.sessions.broker_config(),
     )
+    .with_desktop_config(config.desktop.desktop_config())
     .with_archive(sallyport_relay::archive::Archive::new(
         recordings_path.clone(),
         recording_public_key,
     ));
-    if config.quic.enabled {
-        let proxy = tls::load_or_create_proxy_host_key(&config.state_dir)?;
-        println!("ssh proxy host key: {}", proxy.host_key_fingerprint());
-        broker = broker.with_proxy(Arc::new(proxy));
-    }
     let broker = Arc::new(broker);
     // The QUIC endpoint shares the portal's address and port (UDP) and its certificate.
     let quic = if config.quic.enabled {

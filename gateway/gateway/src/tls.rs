@@ -110,15 +110,28 @@ pub fn write_private(path: &Path, contents: &[u8]) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// An SSH proxy host key that lives in memory only (for a gateway whose QUIC endpoint is off, so no
+/// `sallyport proxy` stream can reach it).
+pub fn ephemeral_proxy_host_key() -> anyhow::Result<sallyport_ssh::SshProxy> {
+    Ok(sallyport_ssh::SshProxy::from_openssh(
+        &new_proxy_host_key()?
+    )?)
+}
+
+/// A new Ed25519 SSH proxy host key (OpenSSH PEM).
+fn new_proxy_host_key() -> anyhow::Result<String> {
+    let mut seed = [0u8; 32];
+    getrandom::fill(&mut seed).map_err(|e| anyhow!("no randomness: {e}"))?;
+    Ok(sallyport_ssh::SshProxy::generate_host_key(seed)?)
+}
+
 /// Loads the SSH host key `sallyport proxy` sessions present to users' ssh, or makes one on first start
 /// (Ed25519, 0600), so users' `known_hosts` entries stay valid across restarts. The public half is written
 /// beside it (`ssh-proxy-host-key.pub`, an OpenSSH line) for admins to hand out.
 pub fn load_or_create_proxy_host_key(state_dir: &Path) -> anyhow::Result<sallyport_ssh::SshProxy> {
     let path = state_dir.join("ssh-proxy-host-key");
     if !path.exists() {
-        let mut seed = [0u8; 32];
-        getrandom::fill(&mut seed).map_err(|e| anyhow!("no randomness: {e}"))?;
-        let pem = sallyport_ssh::SshProxy::generate_host_key(seed)?;
+        let pem = new_proxy_host_key()?;
         write_private(&path, pem.as_bytes())?;
     }
     let pem =

@@ -17,7 +17,9 @@ use sallyport_core::frames::{
     parse_client_text,
 };
 use sallyport_core::policy::Authorized;
-use sallyport_relay::{DesktopTransport, TerminalTransport, TransportClosed};
+use sallyport_relay::{
+    Desktop, DesktopTransport, SessionKind, Terminal, TerminalTransport, Transport, TransportClosed,
+};
 use sallyport_state::AuditEvent;
 
 use crate::Portal;
@@ -74,18 +76,16 @@ pub async fn terminal(
     user: CurrentUser,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let decision = match authorize_upgrade(&portal, client, target_id, &headers, &user) {
-        Ok(decision) => decision,
-        Err(refused) => return *refused,
-    };
-    let broker = portal.broker.clone();
-    upgrade
-        .max_message_size(MAX_CONTROL_LEN.max(MAX_INPUT_LEN) + 1024)
-        .on_upgrade(move |socket| async move {
-            broker
-                .run_terminal(decision, client, WsTransport { socket })
-                .await
-        })
+    let max_message_size = MAX_CONTROL_LEN.max(MAX_INPUT_LEN) + 1024;
+    let checked = authorize_upgrade(&portal, client, target_id, &headers, &user);
+    upgrade_into(
+        &portal,
+        checked,
+        client,
+        upgrade,
+        max_message_size,
+        Terminal,
+    )
 }
 
 /// `GET /ws/desktop/{target_id}`: the same checks, then a desktop session.
@@ -97,17 +97,32 @@ pub async fn desktop(
     user: CurrentUser,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    let decision = match authorize_upgrade(&portal, client, target_id, &headers, &user) {
+    // Clipboard text is the longest message a desktop client sends.
+    let max_message_size = MAX_DESKTOP_TEXT.max(MAX_INPUT_MESSAGE) + 1024;
+    let checked = authorize_upgrade(&portal, client, target_id, &headers, &user);
+    upgrade_into(&portal, checked, client, upgrade, max_message_size, Desktop)
+}
+
+/// Answers a refused upgrade over HTTP, or upgrades and runs the session of the kind `kind` makes of
+/// the socket.
+fn upgrade_into<K: SessionKind + 'static>(
+    portal: &Portal,
+    checked: Result<Authorized, Box<Response>>,
+    client: SocketAddr,
+    upgrade: WebSocketUpgrade,
+    max_message_size: usize,
+    kind: fn(WsTransport) -> K,
+) -> Response {
+    let decision = match checked {
         Ok(decision) => decision,
         Err(refused) => return *refused,
     };
     let broker = portal.broker.clone();
     upgrade
-        // Clipboard text is the longest message a desktop client sends.
-        .max_message_size(MAX_DESKTOP_TEXT.max(MAX_INPUT_MESSAGE) + 1024)
+        .max_message_size(max_message_size)
         .on_upgrade(move |socket| async move {
             broker
-                .run_desktop(decision, client, WsTransport { socket })
+                .run(decision, client, kind(WsTransport { socket }))
                 .await
         })
 }
@@ -135,7 +150,9 @@ impl TerminalTransport for WsTransport {
             .await
             .map_err(|_| TransportClosed)
     }
+}
 
+impl Transport for WsTransport {
     async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
         self.socket
             .send(Message::Text(msg.to_json().into()))
@@ -167,13 +184,6 @@ impl DesktopTransport for WsTransport {
             .map_err(|_| TransportClosed)
     }
 
-    async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
-        self.socket
-            .send(Message::Text(msg.to_json().into()))
-            .await
-            .map_err(|_| TransportClosed)
-    }
-
     async fn send_desktop_control(
         &mut self,
         msg: &DesktopServerControl,
@@ -182,10 +192,6 @@ impl DesktopTransport for WsTransport {
             .send(Message::Text(msg.to_json().into()))
             .await
             .map_err(|_| TransportClosed)
-    }
-
-    async fn close(&mut self) {
-        close_socket(&mut self.socket).await;
     }
 }
 

@@ -10,14 +10,16 @@
 //!
 //! Each bidirectional stream is one request ([`sallyport_core::quic::Preamble`]): a terminal session,
 //! the target list, status or logout. Terminal sessions get the same policy decision
-//! ([`sallyport_relay::access::decide`]) and run through the same [`Broker::run_terminal`] as the
+//! ([`sallyport_relay::access::decide`]) and run through the same [`Broker::run`] as the
 //! browser's WebSocket, so they are egress-vetted and recorded identically. Connection migration is on:
 //! a client whose address changes keeps its connection, and the change is audited.
 //!
 //! This crate never depends on the portal or on SSH; the daemon wires it.
 
 mod identity;
+mod preamble;
 mod stream;
+mod target;
 mod tls;
 
 use std::future::Future;

@@ -10,17 +10,19 @@ use sallyport_core::errors::ErrorKind;
 use sallyport_core::frames::{
     ClientMessage, FrameError, MAX_CONTROL_LEN, MAX_INPUT_LEN, ServerControl,
 };
+use sallyport_core::policy::Authorized;
 use sallyport_core::quic::{
-    CLOSE_DONE, CLOSE_REFUSED, Frame, FrameDecoder, FrameType, MAX_PREAMBLE_LEN, Preamble,
-    StatusInfo, TargetInfo,
+    CLOSE_DONE, CLOSE_REFUSED, Frame, FrameDecoder, FrameType, Preamble, StatusInfo, TargetInfo,
 };
-use sallyport_relay::access::{AccessError, decide, visible_targets};
-use sallyport_relay::{TerminalTransport, TransportClosed};
+use sallyport_relay::access::visible_targets;
+use sallyport_relay::{Proxy, Terminal, TerminalTransport, Transport, TransportClosed};
 use sallyport_state::AuditEvent;
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::Shared;
-use crate::identity::{Identity, Refusal, identify};
+use crate::identity::{Identity, identify};
+use crate::preamble::read_preamble;
+use crate::target::decide_target;
 
 /// Stream reset code for a stream the gateway refused.
 const RESET_REFUSED: u32 = 1;
@@ -119,36 +121,6 @@ async fn refuse(mut send: SendStream, kind: ErrorKind, detail: &str) {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), send.stopped()).await;
 }
 
-/// Reads the preamble within its deadline. Returns it with the bytes read past it.
-async fn read_preamble(
-    shared: &Shared,
-    recv: &mut RecvStream,
-) -> Result<(Preamble, Vec<u8>), String> {
-    let mut buf = Vec::with_capacity(MAX_PREAMBLE_LEN);
-    let mut chunk = [0u8; MAX_PREAMBLE_LEN];
-    let read = async {
-        loop {
-            match Preamble::parse(&buf) {
-                Ok(Some((preamble, used))) => return Ok((preamble, buf[used..].to_vec())),
-                Ok(None) => {}
-                Err(error) => return Err(error.to_string()),
-            }
-            // Never more than the preamble's bound is buffered: parse decides by then.
-            let want = (MAX_PREAMBLE_LEN + 1)
-                .saturating_sub(buf.len())
-                .clamp(1, chunk.len());
-            match recv.read(&mut chunk[..want]).await {
-                Ok(Some(n)) => buf.extend_from_slice(&chunk[..n]),
-                Ok(None) => return Err("the stream ended before its preamble".to_owned()),
-                Err(error) => return Err(format!("the stream failed: {error}")),
-            }
-        }
-    };
-    tokio::time::timeout(shared.config.preamble_timeout, read)
-        .await
-        .map_err(|_| "no preamble within the deadline".to_owned())?
-}
-
 async fn stream(
     shared: &Arc<Shared>,
     conn: &Connection,
@@ -157,7 +129,7 @@ async fn stream(
     mut recv: RecvStream,
 ) {
     let client = conn.remote_address();
-    let (preamble, rest) = match read_preamble(shared, &mut recv).await {
+    let (preamble, rest) = match read_preamble(shared.config.preamble_timeout, &mut recv).await {
         Ok(found) => found,
         Err(detail) => {
             audit(shared, "quic_stream_refused", None, client, detail.clone());
@@ -171,11 +143,7 @@ async fn stream(
         Ok(identity) => identity,
         Err(refusal) => {
             audit(shared, "quic_refused", None, client, refusal.to_string());
-            let kind = match refusal {
-                Refusal::Internal => ErrorKind::Internal,
-                _ => ErrorKind::NotAllowed,
-            };
-            refuse(send, kind, &refusal.to_string()).await;
+            refuse(send, refusal.error_kind(), &refusal.to_string()).await;
             conn.close(
                 VarInt::from_u32(CLOSE_REFUSED),
                 refusal.to_string().as_bytes(),
@@ -327,10 +295,10 @@ async fn session(
         Carries::Terminal => {
             shared
                 .broker
-                .run_terminal(decision, client, transport)
+                .run(decision, client, Terminal(transport))
                 .await
         }
-        Carries::Ssh => shared.broker.run_proxy(decision, client, transport).await,
+        Carries::Ssh => shared.broker.run(decision, client, Proxy(transport)).await,
     }
 }
 
@@ -401,7 +369,9 @@ impl TerminalTransport for QuicTransport {
             .await
             .map_err(|_| TransportClosed)
     }
+}
 
+impl Transport for QuicTransport {
     async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
         send_json(&mut self.send, &msg.to_json()).await
     }
@@ -419,9 +389,8 @@ fn authorize_target(
     client: SocketAddr,
     identity: &Identity,
     target_name: &str,
-) -> Result<sallyport_core::policy::Authorized, (ErrorKind, String)> {
-    let state = shared.broker.state();
-    let refused = |detail: String| {
+) -> Result<Authorized, (ErrorKind, String)> {
+    decide_target(shared.broker.state(), identity, target_name, |detail| {
         shared.broker.audit(AuditEvent {
             kind: "connect_refused".into(),
             actor: Some(identity.user.username.clone()),
@@ -430,34 +399,5 @@ fn authorize_target(
             detail: Some(detail),
             ..AuditEvent::default()
         });
-    };
-    let target = match state.targets() {
-        Ok(targets) => targets.into_iter().find(|t| t.name == target_name),
-        Err(error) => {
-            warn!(%error, "could not read targets");
-            return Err((ErrorKind::Internal, "the target list is unavailable".into()));
-        }
-    };
-    // An unknown target gets the same words as a forbidden one: names are not disclosed.
-    let Some(target) = target else {
-        refused("no such target".into());
-        return Err((
-            ErrorKind::NotAllowed,
-            format!("no target {target_name} for you"),
-        ));
-    };
-    match decide(state, &identity.user, &target) {
-        Ok(decision) => Ok(decision),
-        Err(AccessError::Denied(denied)) => {
-            refused(format!("not allowed: {denied}"));
-            Err((ErrorKind::NotAllowed, denied.to_string()))
-        }
-        Err(AccessError::State(error)) => {
-            warn!(%error, "could not decide access");
-            Err((
-                ErrorKind::Internal,
-                "the access decision is unavailable".into(),
-            ))
-        }
-    }
+    })
 }

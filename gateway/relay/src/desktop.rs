@@ -14,21 +14,23 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use sallyport_core::display::{
-    ClipboardPolicy, DesktopMessage, DesktopServerControl, DesktopSize, InputEvent, encode_input,
+    ClipboardPolicy, DesktopConnectRequest, DesktopMessage, DesktopServerControl, DesktopSize,
+    InputEvent, encode_input,
 };
 use sallyport_core::errors::ErrorKind;
-use sallyport_core::frames::{Credential, FrameError, ServerControl};
+use sallyport_core::frames::{Credential, FrameError};
 use sallyport_core::policy::{Authorized, ClipboardAccess, Protocol};
-use sallyport_recordings::{DesktopEvent, Event, EventSink, SessionRecorder};
-use sallyport_state::HostKeyPin;
-use tracing::{Instrument, info_span};
+use sallyport_recordings::{DesktopEvent, Event, EventSink};
 
-use crate::broker::{Broker, End, Opened, now_ms, record};
-use crate::live::{LiveHandle, LiveInfo};
-use crate::traits::{BoxFuture, TargetError, TransportClosed};
+use crate::broker::record;
+use crate::limits::Deadlines;
+use crate::live::LiveHandle;
+use crate::pipeline::{Dialled, End, GiveUp, Refusal, Session, SessionKind, connect_message};
+use crate::terminal::failed;
+use crate::traits::{BoxFuture, TargetError, Transport, TransportClosed};
 
 /// Frames to and from the user of a desktop.
-pub trait DesktopTransport: Send {
+pub trait DesktopTransport: Transport {
     /// The next client message; `None` when the client is gone. Must be cancel-safe.
     fn recv(&mut self) -> impl Future<Output = Option<Result<DesktopMessage, FrameError>>> + Send;
     /// Sends one display update (`sallyport_core::display` format).
@@ -36,18 +38,11 @@ pub trait DesktopTransport: Send {
         &mut self,
         update: Vec<u8>,
     ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
-    /// Sends a control message.
-    fn send_control(
-        &mut self,
-        msg: &ServerControl,
-    ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
     /// Sends a desktop-only control message (clipboard).
     fn send_desktop_control(
         &mut self,
         msg: &DesktopServerControl,
     ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
-    /// Ends the transport politely, once the session is over.
-    fn close(&mut self) -> impl Future<Output = ()> + Send;
 }
 
 /// What a protocol needs to open a desktop. The address is already vetted by the egress rules.
@@ -152,214 +147,107 @@ impl Default for DesktopConfig {
     }
 }
 
-impl Broker {
-    /// Runs one desktop session over `transport` for an authorized user and an RDP target, until either
-    /// side ends it. Every failure reaches the user as a plain-words error; none escapes this task.
-    pub async fn run_desktop<T: DesktopTransport>(
-        &self,
-        decision: Authorized,
-        client_addr: SocketAddr,
-        mut transport: T,
-    ) {
-        let span = info_span!(
-            "session",
-            user = %decision.user().username,
-            target = %decision.target().name,
-            protocol = decision.protocol().as_str(),
-            client_addr = %client_addr,
-            session_id = tracing::field::Empty,
-        );
-        async {
-            if let Err((kind, detail)) = self
-                .desktop_session(&decision, client_addr, &mut transport)
-                .await
-            {
-                let _ = transport
-                    .send_control(&ServerControl::error(kind, detail.as_deref()))
-                    .await;
-            }
-            transport.close().await;
-        }
-        .instrument(span)
-        .await
-    }
+/// A desktop session over this transport: run it with [`Broker::run`](crate::Broker::run).
+pub struct Desktop<T>(pub T);
 
-    async fn desktop_session<T: DesktopTransport>(
-        &self,
-        decision: &Authorized,
-        client_addr: SocketAddr,
-        transport: &mut T,
-    ) -> Result<(), (ErrorKind, Option<String>)> {
+impl<T: DesktopTransport> SessionKind for Desktop<T> {
+    type Request = DesktopConnectRequest;
+    type Transport = T;
+    type Channel = Box<dyn DesktopChannel>;
+
+    fn admit(&self, decision: &Authorized) -> Result<(), Refusal> {
         if decision.protocol() != Protocol::Rdp {
             return Err((
                 ErrorKind::BadRequest,
                 Some("this target is not an RDP target".into()),
             ));
         }
-        let Some(connector) = self.desktop_connector() else {
-            return Err((
-                ErrorKind::Internal,
-                Some("RDP is not available on this gateway".into()),
-            ));
-        };
-        let timeout = self.config().connect_message_timeout;
-        let request = match tokio::time::timeout(timeout, transport.recv()).await {
-            Ok(Some(Ok(DesktopMessage::Connect(request)))) => request,
-            Ok(Some(Ok(_))) => {
-                return Err((
-                    ErrorKind::BadRequest,
-                    Some("the first message must be a connect".into()),
-                ));
-            }
-            Ok(Some(Err(error))) => return Err((ErrorKind::BadRequest, Some(error.to_string()))),
-            Ok(None) | Err(_) => return Ok(()),
-        };
-        let Opened {
-            addr,
-            slot: _slot,
-            recording,
-        } = self.open_session(decision, client_addr).await?;
-        tracing::Span::current().record("session_id", recording.id());
-        let result = self
-            .desktop_connect_and_relay(
-                decision,
-                client_addr,
-                transport,
-                &recording,
-                connector.as_ref(),
-                request,
-                addr,
-            )
-            .await;
-        self.conclude(decision, client_addr, recording, result)
+        Ok(())
     }
 
-    #[allow(clippy::too_many_arguments)]
-    async fn desktop_connect_and_relay<T: DesktopTransport>(
-        &self,
-        decision: &Authorized,
-        client_addr: SocketAddr,
-        transport: &mut T,
-        recording: &SessionRecorder,
-        connector: &dyn DesktopConnector,
-        request: sallyport_core::display::DesktopConnectRequest,
-        addr: SocketAddr,
-    ) -> Result<End, (ErrorKind, String)> {
-        let target = decision.target();
-        let internal = |error: &dyn std::fmt::Display| (ErrorKind::Internal, error.to_string());
-        let pinned = self
-            .state()
-            .pinned_host_key(target.id)
-            .map_err(|e| internal(&e))?;
-        for event in [
+    async fn request(&mut self, timeout: Duration) -> Result<Option<Self::Request>, Refusal> {
+        connect_message(timeout, self.0.recv(), |message| match message {
+            DesktopMessage::Connect(request) => Some(request),
+            _ => None,
+        })
+        .await
+    }
+
+    fn connecting(&self, request: &Self::Request, addr: SocketAddr) -> Vec<Event> {
+        vec![
             Event::Marker(format!("connecting to {addr} as {}", request.username)),
             Event::Desktop(DesktopEvent::Resize {
                 width: request.size.width,
                 height: request.size.height,
             }),
-        ] {
-            record(recording, event)
-                .await
-                .map_err(|e| (e.kind, e.detail))?;
-        }
+        ]
+    }
+
+    async fn dial(
+        session: &Session<'_>,
+        request: Self::Request,
+        addr: SocketAddr,
+        pinned_key: Option<String>,
+    ) -> Result<Dialled<Self::Channel>, TargetError> {
+        let broker = session.broker;
         let connect = DesktopConnect {
             addr,
             username: request.username,
             domain: request.domain,
             credential: request.credential,
-            pinned_key: pinned.as_ref().map(|pin| pin.public_key.clone()),
+            pinned_key,
             size: request.size,
-            timeout: self.config().target_connect_timeout,
-            recording: recording.sink(),
-            clipboard: session_clipboard(self.desktop_config().clipboard, decision.clipboard()),
+            timeout: broker.config().target_connect_timeout,
+            recording: session.recording.sink(),
+            clipboard: session_clipboard(
+                broker.desktop_config().clipboard,
+                session.decision.clipboard(),
+            ),
         };
-        let opened = match connector.connect(connect).await {
-            Ok(opened) => opened,
-            Err(error) => {
-                if error.kind == ErrorKind::HostKeyChanged {
-                    self.audit_for(
-                        decision,
-                        client_addr,
-                        "host_key_mismatch",
-                        Some(recording.id()),
-                        Some(error.detail.clone()),
-                    );
-                }
-                return Err((error.kind, error.detail));
-            }
+        let opened = broker.connectors().desktop.connect(connect).await?;
+        Ok(Dialled {
+            channel: opened.channel,
+            key: opened.key,
+            fingerprint: opened.key_fingerprint,
+        })
+    }
+
+    async fn relay(
+        &mut self,
+        mut channel: Self::Channel,
+        session: &Session<'_>,
+        live: &mut LiveHandle,
+    ) -> End {
+        let gateway = session.broker.desktop_config();
+        let desktop = DesktopConfig {
+            clipboard: session_clipboard(gateway.clipboard, session.decision.clipboard()),
+            ..gateway.clone()
         };
-        let first_seen = match pinned {
-            Some(_) => false,
-            None => {
-                let pin = HostKeyPin {
-                    public_key: opened.key.clone(),
-                    fingerprint: opened.key_fingerprint.clone(),
-                    first_seen_ms: now_ms(),
-                };
-                let pinned_now = self
-                    .state()
-                    .pin_host_key(target.id, &pin)
-                    .map_err(|e| internal(&e))?;
-                if pinned_now {
-                    self.audit_for(
-                        decision,
-                        client_addr,
-                        "host_key_pinned",
-                        Some(recording.id()),
-                        Some(pin.fingerprint.clone()),
-                    );
-                }
-                pinned_now
-            }
-        };
-        self.audit_for(
-            decision,
-            client_addr,
-            "connect",
-            Some(recording.id()),
-            Some(addr.to_string()),
-        );
-        let connected = ServerControl::Connected {
-            session_id: recording.id().to_owned(),
-            host_key_fingerprint: opened.key_fingerprint.clone(),
-            host_key_first_seen: first_seen,
-        };
-        let mut channel = opened.channel;
-        let end = if transport.send_control(&connected).await.is_err() {
-            End::ClientClosed
+        let pasting_refused = if !gateway.clipboard.to_target {
+            "the gateway does not let clipboard text reach targets"
         } else {
-            let _ = recording.record(Event::Marker("connected".into()));
-            let mut live = self.live().register(LiveInfo {
-                session_id: recording.id().to_owned(),
-                user_id: decision.user().user_id,
-                username: decision.user().username.clone(),
-                target: target.name.clone(),
-                client_addr,
-                started_at_ms: recording.started_at_ms(),
-                bytes_up: 0,
-                bytes_down: 0,
-            });
-            let desktop = DesktopConfig {
-                clipboard: session_clipboard(self.desktop_config().clipboard, decision.clipboard()),
-                ..self.desktop_config().clone()
-            };
-            let pasting_refused = if !self.desktop_config().clipboard.to_target {
-                "the gateway does not let clipboard text reach targets"
-            } else {
-                "your access policy does not let clipboard text reach this target"
-            };
-            desktop_relay(
-                transport,
-                channel.as_mut(),
-                recording,
-                &mut live,
-                self.config(),
-                (&desktop, pasting_refused),
-            )
-            .await
+            "your access policy does not let clipboard text reach this target"
         };
+        let end = desktop_relay(
+            &mut self.0,
+            channel.as_mut(),
+            session,
+            live,
+            (&desktop, pasting_refused),
+        )
+        .await;
         channel.close().await;
-        Ok(end)
+        end
+    }
+
+    fn transport(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
+
+impl GiveUp for Box<dyn DesktopChannel> {
+    async fn give_up(self) {
+        DesktopChannel::close(self).await;
     }
 }
 
@@ -379,47 +267,27 @@ fn session_clipboard(gateway: ClipboardPolicy, access: ClipboardAccess) -> Clipb
 async fn desktop_relay<T: DesktopTransport>(
     transport: &mut T,
     channel: &mut dyn DesktopChannel,
-    recording: &SessionRecorder,
+    session: &Session<'_>,
     live: &mut LiveHandle,
-    limits: &crate::BrokerConfig,
     (desktop, pasting_refused): (&DesktopConfig, &str),
 ) -> End {
-    let far = Duration::from_secs(365 * 24 * 3600);
-    let idle_after = limits.idle_timeout.unwrap_or(far);
-    let idle = tokio::time::sleep(idle_after);
-    let max = tokio::time::sleep(limits.max_duration.unwrap_or(far));
+    let recording = session.recording;
+    let mut deadlines = Deadlines::start(session.broker.config());
     // The next display update may go out at this time; `pending` says there is damage to send.
     let next_frame = tokio::time::sleep(Duration::ZERO);
-    tokio::pin!(idle, max, next_frame);
+    tokio::pin!(next_frame);
     let mut pending = false;
     let mut first = true;
     loop {
         tokio::select! {
-            () = &mut idle, if limits.idle_timeout.is_some() => {
-                let reason = format!("no input for {} s (idle timeout)", idle_after.as_secs());
-                let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
-                return End::Terminated(reason);
-            }
-            () = &mut max, if limits.max_duration.is_some() => {
-                let reason = format!("the maximum session duration of {} s was reached", limits.max_duration.unwrap_or(far).as_secs());
-                let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
-                return End::Terminated(reason);
-            }
-            changed = live.terminated.changed() => {
-                let reason = live.terminated.borrow().clone();
-                let reason = match (changed, reason) {
-                    (Ok(()), None) => continue,
-                    (Ok(()), Some(reason)) => reason,
-                    (Err(_), _) => "the gateway is shutting down".to_owned(),
-                };
-                let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
+            reason = deadlines.reached(&mut live.terminated, recording) => {
                 return End::Terminated(reason);
             }
             () = &mut next_frame, if pending => {
                 pending = false;
                 let update = match channel.take_update(first) {
                     Ok(update) => update,
-                    Err(error) => return End::Failed(error.kind, error.detail),
+                    Err(error) => return failed(error),
                 };
                 first = false;
                 if let Some(update) = update {
@@ -435,23 +303,23 @@ async fn desktop_relay<T: DesktopTransport>(
                 None => return End::ClientClosed,
                 Some(Err(error)) => return End::Failed(ErrorKind::BadRequest, error.to_string()),
                 Some(Ok(DesktopMessage::Input(events))) => {
-                    idle.as_mut().reset(tokio::time::Instant::now() + idle_after);
+                    deadlines.input();
                     let encoded = encode_input(&events);
                     live.counters.add_up(encoded.len());
                     if let Err(error) = record(recording, Event::Desktop(DesktopEvent::Input(encoded))).await {
-                        return End::Failed(error.kind, error.detail);
+                        return failed(error);
                     }
                     if let Err(error) = channel.input(events).await {
-                        return End::Failed(error.kind, error.detail);
+                        return failed(error);
                     }
                 }
                 Some(Ok(DesktopMessage::Resize(size))) => {
                     let event = Event::Desktop(DesktopEvent::Resize { width: size.width, height: size.height });
                     if let Err(error) = record(recording, event).await {
-                        return End::Failed(error.kind, error.detail);
+                        return failed(error);
                     }
                     if let Err(error) = channel.resize(size).await {
-                        return End::Failed(error.kind, error.detail);
+                        return failed(error);
                     }
                 }
                 Some(Ok(DesktopMessage::Connect(_))) => {
@@ -468,7 +336,7 @@ async fn desktop_relay<T: DesktopTransport>(
                     };
                     if let Some(message) = refusal {
                         if let Err(error) = record(recording, Event::Marker(format!("clipboard to the target refused: {message}"))).await {
-                            return End::Failed(error.kind, error.detail);
+                            return failed(error);
                         }
                         if transport.send_desktop_control(&DesktopServerControl::ClipboardRefused { message }).await.is_err() {
                             return End::ClientClosed;
@@ -477,11 +345,11 @@ async fn desktop_relay<T: DesktopTransport>(
                     }
                     let event = Event::Desktop(DesktopEvent::Clipboard { to_target: true, bytes: u32::try_from(text.len()).unwrap_or(u32::MAX) });
                     if let Err(error) = record(recording, event).await {
-                        return End::Failed(error.kind, error.detail);
+                        return failed(error);
                     }
                     live.counters.add_up(text.len());
                     if let Err(error) = channel.set_clipboard(text).await {
-                        return End::Failed(error.kind, error.detail);
+                        return failed(error);
                     }
                 }
             },
@@ -494,7 +362,7 @@ async fn desktop_relay<T: DesktopTransport>(
                     }
                     let event = Event::Desktop(DesktopEvent::Clipboard { to_target: false, bytes: u32::try_from(text.len()).unwrap_or(u32::MAX) });
                     if let Err(error) = record(recording, event).await {
-                        return End::Failed(error.kind, error.detail);
+                        return failed(error);
                     }
                     live.counters.add_down(text.len());
                     if transport.send_desktop_control(&DesktopServerControl::Clipboard { text }).await.is_err() {
@@ -503,7 +371,7 @@ async fn desktop_relay<T: DesktopTransport>(
                 }
                 DesktopTargetEvent::ClipboardRefused(message) => {
                     if let Err(error) = record(recording, Event::Marker(format!("clipboard from the target refused: {message}"))).await {
-                        return End::Failed(error.kind, error.detail);
+                        return failed(error);
                     }
                     if transport.send_desktop_control(&DesktopServerControl::ClipboardRefused { message }).await.is_err() {
                         return End::ClientClosed;
@@ -513,7 +381,7 @@ async fn desktop_relay<T: DesktopTransport>(
                     let _ = record(recording, Event::Marker(format!("target closed: {reason}"))).await;
                     return End::TargetClosed;
                 }
-                DesktopTargetEvent::Failed(error) => return End::Failed(error.kind, error.detail),
+                DesktopTargetEvent::Failed(error) => return failed(error),
             },
         }
     }

@@ -1,16 +1,17 @@
 //! The session broker: joins a transport (the portal's WebSocket, later QUIC) to a protocol (SSH, later
 //! RDP) with the recorder in between.
 //!
-//! A transport implements [`TerminalTransport`] (frames to and from the user); a protocol implements
-//! [`TerminalConnector`] (dial a target, then a [`TerminalChannel`]). [`Broker::run_terminal`] takes an
+//! Every session runs through one pipeline, [`Broker::run`], over a [`SessionKind`]: it takes an
 //! [`Authorized`](sallyport_core::policy::Authorized) decision, resolves and vets the target address,
-//! opens the recording before anything is dialled (fail closed), connects, pins or checks the host key
-//! and relays both ways, recording every frame before it is forwarded.
+//! claims a session slot, opens the recording before anything is dialled (fail closed), connects,
+//! pins or checks the target's key, audits, registers the live session, relays both ways (recording
+//! every frame before it is forwarded) and seals the recording. The broker is built with every
+//! protocol's connector ([`Connectors`]).
 //!
-//! Desktops (RDP) take the same path through [`Broker::run_desktop`] with [`DesktopTransport`],
-//! [`DesktopConnector`] and [`DesktopChannel`]. OpenSSH clients through `sallyport proxy` take it
-//! through [`Broker::run_proxy`]: a [`ProxyConnector`] terminates their SSH and records through a
-//! [`ProxySink`].
+//! The kinds: a [`Terminal`] over a [`TerminalTransport`] (a [`TerminalConnector`] dials, then a
+//! [`TerminalChannel`]); a [`Desktop`] (RDP) over a [`DesktopTransport`] with [`DesktopConnector`]
+//! and [`DesktopChannel`]; a [`Proxy`] for OpenSSH clients through `sallyport proxy`, where a
+//! [`ProxyConnector`] terminates their SSH and records through a [`ProxySink`].
 //!
 //! [`archive::Archive`] reads the stored recordings for the portal's review API, read-only.
 //!
@@ -21,28 +22,35 @@ pub mod access;
 pub mod archive;
 mod broker;
 mod desktop;
+mod limits;
 mod live;
+mod pipeline;
+#[cfg(test)]
+mod pipeline_tests;
 mod proxy;
 mod resolve;
+mod terminal;
 mod traits;
 
-pub use broker::{Broker, BrokerConfig, now_ms};
+pub use broker::{Broker, BrokerConfig, Connectors, now_ms};
 pub use desktop::{
-    DesktopChannel, DesktopConfig, DesktopConnect, DesktopConnector, DesktopOpened,
+    Desktop, DesktopChannel, DesktopConfig, DesktopConnect, DesktopConnector, DesktopOpened,
     DesktopTargetEvent, DesktopTransport,
 };
 pub use live::{
     Counters, LimitHit, LiveHandle, LiveInfo, LivePublisher, LiveSessions, SessionSlot,
 };
+pub use pipeline::SessionKind;
 pub use proxy::{
-    PROXY_PROTOCOL, ProxyConnect, ProxyConnector, ProxyEvent, ProxyOpened, ProxySession, ProxySink,
-    ProxyStream,
+    PROXY_PROTOCOL, Proxy, ProxyConnect, ProxyConnector, ProxyEvent, ProxyOpened, ProxySession,
+    ProxySink, ProxyStream,
 };
 pub use resolve::{ResolveError, resolve_target};
 pub use sallyport_recordings::{
     DesktopEvent, EventSink, FileTransfer, TransferDirection, TransferProtocol,
 };
+pub use terminal::Terminal;
 pub use traits::{
     BoxFuture, TargetError, TargetEvent, TerminalChannel, TerminalConnect, TerminalConnector,
-    TerminalOpened, TerminalTransport, TransportClosed,
+    TerminalOpened, TerminalTransport, Transport, TransportClosed,
 };

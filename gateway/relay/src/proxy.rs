@@ -19,16 +19,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sallyport_core::errors::ErrorKind;
-use sallyport_core::frames::{ClientMessage, ServerControl};
+use sallyport_core::frames::ClientMessage;
 use sallyport_core::policy::{Authorized, Protocol};
-use sallyport_recordings::{Event, EventSink, FileTransfer, TryRecordError};
+use sallyport_recordings::{Event, EventSink, FileTransfer};
 use sallyport_state::{AuditEvent, StateDb};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
-use tracing::{Instrument, info_span};
 
-use crate::broker::{Broker, End, Opened, audit_into, record};
-use crate::live::{LiveHandle, LiveInfo, LivePublisher};
+use crate::broker::{audit_into, record};
+use crate::limits::Deadlines;
+use crate::live::{LiveHandle, LivePublisher};
+use crate::pipeline::{Dialled, End, GiveUp, Refusal, Session, SessionKind};
 use crate::traits::{BoxFuture, TargetError, TerminalTransport};
 
 /// The protocol name proxied sessions are filed under in recordings and audit.
@@ -185,66 +186,26 @@ impl ProxySink {
                 Event::Marker(format!("{kind}: {detail}"))
             }
         };
-        let unavailable = |error: &dyn std::fmt::Display| TargetError {
-            kind: ErrorKind::RecordingUnavailable,
-            detail: error.to_string(),
-        };
-        match self.recording.try_record(event) {
-            Ok(()) => Ok(()),
-            Err(TryRecordError::Full(event)) => {
-                tokio::task::block_in_place(|| self.recording.record(event))
-                    .map_err(|e| unavailable(&e))
-            }
-            Err(TryRecordError::Failed(error)) => Err(unavailable(&error)),
-        }
+        record(&self.recording, event).await
     }
 }
 
-impl Broker {
-    /// Runs one `sallyport proxy` session over `transport` (the user's SSH bytes in data frames) for an
-    /// authorized user and target, until either side ends it. The first frame back is `connected` (the
-    /// target's host key fingerprint) or an error in words; then SSH flows both ways.
-    pub async fn run_proxy<T: TerminalTransport>(
-        &self,
-        decision: Authorized,
-        client_addr: SocketAddr,
-        mut transport: T,
-    ) {
-        let span = info_span!(
-            "session",
-            user = %decision.user().username,
-            target = %decision.target().name,
-            protocol = PROXY_PROTOCOL,
-            client_addr = %client_addr,
-            session_id = tracing::field::Empty,
-        );
-        async {
-            if let Err((kind, detail)) = self
-                .proxy_session(&decision, client_addr, &mut transport)
-                .await
-            {
-                let _ = transport
-                    .send_control(&ServerControl::error(kind, detail.as_deref()))
-                    .await;
-            }
-            transport.close().await;
-        }
-        .instrument(span)
-        .await
+/// A `sallyport proxy` session over this transport (the user's SSH bytes in data frames): run it
+/// with [`Broker::run`](crate::Broker::run). The first frame back is `connected` (the target's host
+/// key fingerprint) or an error in words; then SSH flows both ways.
+pub struct Proxy<T>(pub T);
+
+impl<T: TerminalTransport> SessionKind for Proxy<T> {
+    /// A proxy stream has no connect message: the user's ssh speaks once the target is ready.
+    type Request = ();
+    type Transport = T;
+    type Channel = Box<dyn ProxySession>;
+
+    fn protocol(&self, _decision: &Authorized) -> &'static str {
+        PROXY_PROTOCOL
     }
 
-    async fn proxy_session<T: TerminalTransport>(
-        &self,
-        decision: &Authorized,
-        client_addr: SocketAddr,
-        transport: &mut T,
-    ) -> Result<(), (ErrorKind, Option<String>)> {
-        let Some(connector) = self.proxy_connector() else {
-            return Err((
-                ErrorKind::BadRequest,
-                Some("ssh proxying is not enabled on this gateway".into()),
-            ));
-        };
+    fn admit(&self, decision: &Authorized) -> Result<(), Refusal> {
         if decision.protocol() != Protocol::Ssh {
             return Err((
                 ErrorKind::NotAllowed,
@@ -255,249 +216,178 @@ impl Broker {
                 )),
             ));
         }
-        let Opened {
-            addr,
-            slot: _slot,
-            recording,
-        } = self
-            .open_session_as(decision, client_addr, PROXY_PROTOCOL)
-            .await?;
-        let session_id = recording.id().to_owned();
-        tracing::Span::current().record("session_id", session_id.as_str());
-        let result = self
-            .proxy_connect_and_serve(
-                decision,
-                client_addr,
-                transport,
-                &recording,
-                connector.as_ref(),
-                addr,
-            )
-            .await;
-        self.conclude(decision, client_addr, recording, result)
+        Ok(())
     }
 
-    async fn proxy_connect_and_serve<T: TerminalTransport>(
-        &self,
-        decision: &Authorized,
-        client_addr: SocketAddr,
-        transport: &mut T,
-        recording: &sallyport_recordings::SessionRecorder,
-        connector: &dyn ProxyConnector,
+    async fn request(&mut self, _timeout: Duration) -> Result<Option<()>, Refusal> {
+        Ok(Some(()))
+    }
+
+    fn connecting(&self, _request: &(), addr: SocketAddr) -> Vec<Event> {
+        vec![Event::Marker(format!("ssh proxy: connecting to {addr}"))]
+    }
+
+    async fn dial(
+        session: &Session<'_>,
+        _request: (),
         addr: SocketAddr,
-    ) -> Result<End, (ErrorKind, String)> {
-        let target = decision.target();
-        let pinned = self
-            .state()
-            .pinned_host_key(target.id)
-            .map_err(|e| (ErrorKind::Internal, e.to_string()))?;
-        record(
-            recording,
-            Event::Marker(format!("ssh proxy: connecting to {addr}")),
-        )
-        .await
-        .map_err(|e| (e.kind, e.detail))?;
+        pinned_key: Option<String>,
+    ) -> Result<Dialled<Self::Channel>, TargetError> {
+        let config = session.broker.config();
         let request = ProxyConnect {
             addr,
-            pinned_host_key: pinned.as_ref().map(|pin| pin.public_key.clone()),
-            timeout: self.config().target_connect_timeout,
-            login_timeout: self.config().connect_message_timeout,
-            forwarding: decision.forwarding(),
+            pinned_host_key: pinned_key,
+            timeout: config.target_connect_timeout,
+            login_timeout: config.connect_message_timeout,
+            forwarding: session.decision.forwarding(),
         };
-        let opened = self.dialled(
-            connector.connect(request).await,
-            decision,
-            client_addr,
-            recording.id(),
-        )?;
-        let first_seen = self.pin_on_first_use(
-            decision,
-            client_addr,
-            recording.id(),
-            pinned.is_some(),
-            &opened.host_key,
-            &opened.host_key_fingerprint,
-        )?;
-        self.audit_for(
-            decision,
-            client_addr,
-            "connect",
-            Some(recording.id()),
-            Some(format!(
-                "{addr} (ssh proxy, port forwarding {})",
-                if decision.forwarding() {
-                    "allowed"
-                } else {
-                    "refused"
-                }
-            )),
-        );
-        let connected = ServerControl::Connected {
-            session_id: recording.id().to_owned(),
-            host_key_fingerprint: opened.host_key_fingerprint.clone(),
-            host_key_first_seen: first_seen,
+        let opened = session.broker.connectors().proxy.connect(request).await?;
+        Ok(Dialled {
+            channel: opened.session,
+            key: opened.host_key,
+            fingerprint: opened.host_key_fingerprint,
+        })
+    }
+
+    fn connect_detail(&self, decision: &Authorized, addr: SocketAddr) -> String {
+        let forwarding = if decision.forwarding() {
+            "allowed"
+        } else {
+            "refused"
         };
-        if transport.send_control(&connected).await.is_err() {
-            return Ok(End::ClientClosed);
-        }
-        record(
-            recording,
-            Event::Marker(format!(
-                "connected; target host key {}",
-                opened.host_key_fingerprint
-            )),
-        )
-        .await
-        .map_err(|e| (e.kind, e.detail))?;
-        let mut live = self.live().register(LiveInfo {
-            session_id: recording.id().to_owned(),
-            user_id: decision.user().user_id,
-            username: decision.user().username.clone(),
-            target: target.name.clone(),
-            client_addr,
-            started_at_ms: recording.started_at_ms(),
-            bytes_up: 0,
-            bytes_down: 0,
-        });
+        format!("{addr} (ssh proxy, port forwarding {forwarding})")
+    }
+
+    fn connected_marker(&self, fingerprint: &str) -> String {
+        format!("connected; target host key {fingerprint}")
+    }
+
+    async fn relay(
+        &mut self,
+        channel: Self::Channel,
+        session: &Session<'_>,
+        live: &mut LiveHandle,
+    ) -> End {
+        let (decision, recording) = (session.decision, session.recording);
         let sink = ProxySink {
             recording: recording.sink(),
             watchers: Some(live.publisher()),
             audit: Some(Arc::new(AuditContext {
-                state: self.state().clone(),
+                state: session.broker.state().clone(),
                 actor: decision.user().username.clone(),
-                client_addr: client_addr.to_string(),
-                target: target.name.clone(),
+                client_addr: session.client_addr.to_string(),
+                target: decision.target().name.clone(),
                 session_id: recording.id().to_owned(),
             })),
         };
-        Ok(self
-            .proxy_relay(transport, opened.session, sink, recording, &mut live)
-            .await)
+        proxy_relay(&mut self.0, channel, sink, session, live).await
     }
 
-    /// Moves the user's SSH bytes between the transport and the SSH server until the server is done,
-    /// and applies the session's limits (idle, maximum duration, terminate).
-    async fn proxy_relay<T: TerminalTransport>(
-        &self,
-        transport: &mut T,
-        session: Box<dyn ProxySession>,
-        sink: ProxySink,
-        recording: &sallyport_recordings::SessionRecorder,
-        live: &mut LiveHandle,
-    ) -> End {
-        let limits = self.config();
-        let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
-        let (stop_tx, stop_rx) = watch::channel(None);
-        let serve = session.serve(Box::new(theirs), sink, stop_rx);
-        tokio::pin!(serve);
-        let (mut from_server, mut to_server) = tokio::io::split(ours);
+    fn transport(&mut self) -> &mut T {
+        &mut self.0
+    }
+}
 
-        // Deadlines that are off sleep "forever" (a year) and are disabled in the select below.
-        let far = Duration::from_secs(365 * 24 * 3600);
-        let idle_after = limits.idle_timeout.unwrap_or(far);
-        let idle = tokio::time::sleep(idle_after);
-        let max = tokio::time::sleep(limits.max_duration.unwrap_or(far));
-        let grace = tokio::time::sleep(far);
-        tokio::pin!(idle, max, grace);
+/// A session never served ends when dropped: the target connection closes with it.
+impl GiveUp for Box<dyn ProxySession> {
+    async fn give_up(self) {}
+}
 
-        // Client bytes read from the transport and not yet taken by the server.
-        let mut pending: Vec<u8> = Vec::new();
-        let mut buf = vec![0u8; 32 * 1024];
-        let mut client_open = true;
-        let mut server_output_open = true;
-        let mut served: Option<Result<(), TargetError>> = None;
-        // Set when the broker asked the session to stop: the end to report once it has.
-        let mut stopping: Option<End> = None;
-        let stop =
-            |reason: String, end: End, grace: &mut std::pin::Pin<&mut tokio::time::Sleep>| {
-                let _ = stop_tx.send(Some(reason));
-                grace
-                    .as_mut()
-                    .reset(tokio::time::Instant::now() + STOP_GRACE);
-                end
-            };
-        loop {
-            if served.is_some() && !server_output_open {
-                break;
-            }
-            tokio::select! {
-                message = transport.recv(), if client_open && pending.is_empty() => match message {
-                    None => {
-                        // The user's ssh is gone: the server hears EOF and ends the session.
-                        client_open = false;
-                        let _ = to_server.shutdown().await;
-                    }
-                    Some(Ok(ClientMessage::Input(data))) => {
-                        idle.as_mut().reset(tokio::time::Instant::now() + idle_after);
-                        live.counters.add_up(data.len());
-                        pending = data;
-                    }
-                    Some(Ok(_)) => {
-                        return End::Failed(
-                            ErrorKind::BadRequest,
-                            "a proxy stream carries only ssh bytes in data frames".into(),
-                        );
-                    }
-                    Some(Err(error)) => return End::Failed(ErrorKind::BadRequest, error.to_string()),
-                },
-                written = to_server.write(&pending), if !pending.is_empty() => match written {
-                    Ok(n) => {
-                        pending.drain(..n.min(pending.len()));
-                    }
-                    // The server stopped reading: its end arrives through `serve`.
-                    Err(_) => pending.clear(),
-                },
-                read = from_server.read(&mut buf), if server_output_open => match read {
-                    Ok(0) | Err(_) => server_output_open = false,
-                    Ok(n) => {
-                        let data = buf.get(..n).unwrap_or_default();
-                        if transport.send_output(data).await.is_err() {
-                            return End::ClientClosed;
-                        }
-                        live.counters.add_down(n);
-                    }
-                },
-                result = &mut serve, if served.is_none() => served = Some(result),
-                () = &mut idle, if limits.idle_timeout.is_some() && stopping.is_none() => {
-                    let reason = format!("no input for {} s (idle timeout)", idle_after.as_secs());
-                    let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
-                    stopping = Some(stop(reason.clone(), End::Terminated(reason), &mut grace));
+/// Moves the user's SSH bytes between the transport and the SSH server until the server is done,
+/// and applies the session's limits (idle, maximum duration, terminate).
+async fn proxy_relay<T: TerminalTransport>(
+    transport: &mut T,
+    served_session: Box<dyn ProxySession>,
+    sink: ProxySink,
+    session: &Session<'_>,
+    live: &mut LiveHandle,
+) -> End {
+    let recording = session.recording;
+    let (ours, theirs) = tokio::io::duplex(PIPE_BYTES);
+    let (stop_tx, stop_rx) = watch::channel(None);
+    let serve = served_session.serve(Box::new(theirs), sink, stop_rx);
+    tokio::pin!(serve);
+    let (mut from_server, mut to_server) = tokio::io::split(ours);
+
+    let mut deadlines = Deadlines::start(session.broker.config());
+    // Armed once the broker asked the session to stop.
+    let grace = tokio::time::sleep(STOP_GRACE);
+    tokio::pin!(grace);
+
+    // Client bytes read from the transport and not yet taken by the server.
+    let mut pending: Vec<u8> = Vec::new();
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut client_open = true;
+    let mut server_output_open = true;
+    let mut served: Option<Result<(), TargetError>> = None;
+    // Set when the broker asked the session to stop: the end to report once it has.
+    let mut stopping: Option<End> = None;
+    let stop = |reason: String, end: End, grace: &mut std::pin::Pin<&mut tokio::time::Sleep>| {
+        let _ = stop_tx.send(Some(reason));
+        grace
+            .as_mut()
+            .reset(tokio::time::Instant::now() + STOP_GRACE);
+        end
+    };
+    loop {
+        if served.is_some() && !server_output_open {
+            break;
+        }
+        tokio::select! {
+            message = transport.recv(), if client_open && pending.is_empty() => match message {
+                None => {
+                    // The user's ssh is gone: the server hears EOF and ends the session.
+                    client_open = false;
+                    let _ = to_server.shutdown().await;
                 }
-                () = &mut max, if limits.max_duration.is_some() && stopping.is_none() => {
-                    let reason = format!(
-                        "the maximum session duration of {} s was reached",
-                        limits.max_duration.unwrap_or(far).as_secs()
+                Some(Ok(ClientMessage::Input(data))) => {
+                    deadlines.input();
+                    live.counters.add_up(data.len());
+                    pending = data;
+                }
+                Some(Ok(_)) => {
+                    return End::Failed(
+                        ErrorKind::BadRequest,
+                        "a proxy stream carries only ssh bytes in data frames".into(),
                     );
-                    let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
-                    stopping = Some(stop(reason.clone(), End::Terminated(reason), &mut grace));
                 }
-                changed = live.terminated.changed(), if stopping.is_none() => {
-                    let reason = live.terminated.borrow().clone();
-                    // The sender lives in the registry entry our handle removes, so `changed` fails only
-                    // if the registry itself is gone; end the session rather than spin.
-                    let reason = match (changed, reason) {
-                        (Ok(()), None) => continue,
-                        (Ok(()), Some(reason)) => reason,
-                        (Err(_), _) => "the gateway is shutting down".to_owned(),
-                    };
-                    let _ = record(recording, Event::Marker(format!("terminated: {reason}"))).await;
-                    stopping = Some(stop(reason.clone(), End::Terminated(reason), &mut grace));
+                Some(Err(error)) => return End::Failed(ErrorKind::BadRequest, error.to_string()),
+            },
+            written = to_server.write(&pending), if !pending.is_empty() => match written {
+                Ok(n) => {
+                    pending.drain(..n.min(pending.len()));
                 }
-                () = &mut grace, if stopping.is_some() => break,
+                // The server stopped reading: its end arrives through `serve`.
+                Err(_) => pending.clear(),
+            },
+            read = from_server.read(&mut buf), if server_output_open => match read {
+                Ok(0) | Err(_) => server_output_open = false,
+                Ok(n) => {
+                    let data = buf.get(..n).unwrap_or_default();
+                    if transport.send_output(data).await.is_err() {
+                        return End::ClientClosed;
+                    }
+                    live.counters.add_down(n);
+                }
+            },
+            result = &mut serve, if served.is_none() => served = Some(result),
+            reason = deadlines.reached(&mut live.terminated, recording), if stopping.is_none() => {
+                stopping = Some(stop(reason.clone(), End::Terminated(reason), &mut grace));
             }
+            () = &mut grace, if stopping.is_some() => break,
         }
-        if let Some(end) = stopping {
-            return end;
-        }
-        match served {
-            Some(Err(error)) => End::Failed(error.kind, error.detail),
-            // The session ended on its own: the user's ssh closed it, or the target did.
-            Some(Ok(())) | None => {
-                if client_open {
-                    End::TargetClosed
-                } else {
-                    End::ClientClosed
-                }
+    }
+    if let Some(end) = stopping {
+        return end;
+    }
+    match served {
+        Some(Err(error)) => End::Failed(error.kind, error.detail),
+        // The session ended on its own: the user's ssh closed it, or the target did.
+        Some(Ok(())) | None => {
+            if client_open {
+                End::TargetClosed
+            } else {
+                End::ClientClosed
             }
         }
     }

@@ -16,15 +16,9 @@ pub type BoxFuture<'a, T> = Pin<Box<dyn Future<Output = T> + Send + 'a>>;
 #[error("the client closed the connection")]
 pub struct TransportClosed;
 
-/// Frames to and from the user (a WebSocket today, a QUIC stream later).
-pub trait TerminalTransport: Send {
-    /// The next client message; `None` when the client is gone. Must be cancel-safe.
-    fn recv(&mut self) -> impl Future<Output = Option<Result<ClientMessage, FrameError>>> + Send;
-    /// Sends terminal output.
-    fn send_output(
-        &mut self,
-        data: &[u8],
-    ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
+/// What every transport to the user does, whatever the session carries: control messages and a polite
+/// end.
+pub trait Transport: Send {
     /// Sends a control message.
     fn send_control(
         &mut self,
@@ -32,6 +26,17 @@ pub trait TerminalTransport: Send {
     ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
     /// Ends the transport politely (a WebSocket close frame), once the session is over.
     fn close(&mut self) -> impl Future<Output = ()> + Send;
+}
+
+/// Terminal frames to and from the user (a browser WebSocket, a QUIC stream).
+pub trait TerminalTransport: Transport {
+    /// The next client message; `None` when the client is gone. Must be cancel-safe.
+    fn recv(&mut self) -> impl Future<Output = Option<Result<ClientMessage, FrameError>>> + Send;
+    /// Sends terminal output.
+    fn send_output(
+        &mut self,
+        data: &[u8],
+    ) -> impl Future<Output = Result<(), TransportClosed>> + Send;
 }
 
 /// What a protocol needs to open a terminal on a target. The address is already vetted by the egress
