@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sallyport_core::quic::{CliError, CliLoginRequest, CliLoginResponse};
 use sallyport_state::{AuditEvent, ClientCertRecord, LoginOutcome};
+use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::Portal;
@@ -45,18 +46,9 @@ pub async fn login(
             "the command-line client is not enabled on this gateway",
         );
     };
-    if let Some(refused) = refuse_foreign_or_not_json(&headers) {
-        return refused;
-    }
-    let request: CliLoginRequest = match serde_json::from_slice(&body) {
+    let request: CliLoginRequest = match login_request(&headers, &body) {
         Ok(request) => request,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                &format!("the login request is malformed: {e}"),
-            );
-        }
+        Err(refused) => return *refused,
     };
     let public_key: [u8; 32] = match hex::decode(&request.public_key)
         .ok()
@@ -285,16 +277,19 @@ pub(crate) async fn check_credentials(
     Ok((user, method))
 }
 
-/// Refuses a program's POST that a browser page on another site could have sent: a foreign Origin, or a body
-/// that is not `application/json` (which no page can send cross-site without a CORS preflight this portal
-/// never answers).
-pub(crate) fn refuse_foreign_or_not_json(headers: &HeaderMap) -> Option<Response> {
+/// The JSON login request of a program (the CLI, the reviewer), unless it must be refused: a foreign Origin, or
+/// a body that is not `application/json` (which no page can send cross-site without a CORS preflight this portal
+/// never answers), or one that does not parse.
+pub(crate) fn login_request<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, Box<Response>> {
     if headers.contains_key(header::ORIGIN) && !same_origin(headers) {
-        return Some(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "foreign_origin",
             "request refused: it came from another site",
-        ));
+        )));
     }
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -305,11 +300,17 @@ pub(crate) fn refuse_foreign_or_not_json(headers: &HeaderMap) -> Option<Response
                 .is_some_and(|t| t.trim() == "application/json")
         });
     if !is_json {
-        return Some(error(
+        return Err(Box::new(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "bad_request",
             "the login must be sent as application/json",
-        ));
+        )));
     }
-    None
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("the login request is malformed: {e}"),
+        ))
+    })
 }

@@ -35,7 +35,7 @@ use serde::Deserialize;
 use tracing::warn;
 
 use crate::Portal;
-use crate::cli_api::{check_credentials, error, refuse_foreign_or_not_json};
+use crate::cli_api::{check_credentials, error, login_request};
 
 /// What the reviewer tells the audit log it is.
 const VIA: &str = "sallyport-review";
@@ -57,18 +57,9 @@ pub async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = refuse_foreign_or_not_json(&headers) {
-        return refused;
-    }
-    let request: ReviewLoginRequest = match serde_json::from_slice(&body) {
+    let request: ReviewLoginRequest = match login_request(&headers, &body) {
         Ok(request) => request,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                &format!("the login request is malformed: {e}"),
-            );
-        }
+        Err(refused) => return *refused,
     };
     let (user, method) = match check_credentials(
         &portal,

@@ -1,11 +1,13 @@
 //! The terminal WebSocket: checks Origin, login and policy before upgrading, then hands the socket to
 //! the broker as a [`TerminalTransport`] (terminals) or a [`DesktopTransport`] (desktops).
 
+use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{ConnectInfo, FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sallyport_core::display::{
@@ -17,12 +19,45 @@ use sallyport_core::frames::{
     parse_client_text,
 };
 use sallyport_core::policy::Authorized;
-use sallyport_relay::{DesktopTransport, TerminalTransport, TransportClosed};
+use sallyport_relay::{Broker, DesktopTransport, TerminalTransport, TransportClosed};
 use sallyport_state::AuditEvent;
 
 use crate::Portal;
 use crate::access::{AccessError, decide};
 use crate::auth::{CurrentUser, same_origin};
+
+/// A session WebSocket's request that passed the Origin, login and policy checks: the extractor makes them
+/// before any upgrade, and answers a refusal over HTTP after auditing it. Put it after the
+/// [`WebSocketUpgrade`], so that a request that is no upgrade at all is refused as such first.
+pub(crate) struct AuthorizedUpgrade {
+    portal: Arc<Portal>,
+    client: SocketAddr,
+    decision: Authorized,
+}
+
+impl FromRequestParts<Arc<Portal>> for AuthorizedUpgrade {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        portal: &Arc<Portal>,
+    ) -> Result<Self, Self::Rejection> {
+        let ConnectInfo(client) = ConnectInfo::<SocketAddr>::from_request_parts(parts, portal)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let Path(target_id) = Path::<i64>::from_request_parts(parts, portal)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let user = CurrentUser::from_request_parts(parts, portal).await?;
+        let decision = authorize_upgrade(portal, client, target_id, &parts.headers, &user)
+            .map_err(|refused| *refused)?;
+        Ok(AuthorizedUpgrade {
+            portal: portal.clone(),
+            client,
+            decision,
+        })
+    }
+}
 
 /// Origin, login and policy checks before any upgrade; a refusal is audited and answered over HTTP.
 fn authorize_upgrade(
@@ -65,51 +100,54 @@ fn authorize_upgrade(
     }
 }
 
+impl AuthorizedUpgrade {
+    /// Upgrades to a WebSocket taking messages up to `max_message_size`, and runs the session over it.
+    fn run<Session>(
+        self,
+        upgrade: WebSocketUpgrade,
+        max_message_size: usize,
+        session: impl FnOnce(Arc<Broker>, Authorized, SocketAddr, WsTransport) -> Session
+        + Send
+        + 'static,
+    ) -> Response
+    where
+        Session: Future<Output = ()> + Send + 'static,
+    {
+        let AuthorizedUpgrade {
+            portal,
+            client,
+            decision,
+        } = self;
+        let broker = portal.broker.clone();
+        upgrade
+            .max_message_size(max_message_size)
+            .on_upgrade(move |socket| session(broker, decision, client, WsTransport { socket }))
+    }
+}
+
 /// `GET /ws/terminal/{target_id}`.
-pub async fn terminal(
-    State(portal): State<Arc<Portal>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    Path(target_id): Path<i64>,
-    headers: HeaderMap,
-    user: CurrentUser,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let decision = match authorize_upgrade(&portal, client, target_id, &headers, &user) {
-        Ok(decision) => decision,
-        Err(refused) => return *refused,
-    };
-    let broker = portal.broker.clone();
-    upgrade
-        .max_message_size(MAX_CONTROL_LEN.max(MAX_INPUT_LEN) + 1024)
-        .on_upgrade(move |socket| async move {
-            broker
-                .run_terminal(decision, client, WsTransport { socket })
-                .await
-        })
+pub async fn terminal(upgrade: WebSocketUpgrade, session: AuthorizedUpgrade) -> Response {
+    let max = MAX_CONTROL_LEN.max(MAX_INPUT_LEN) + 1024;
+    session.run(
+        upgrade,
+        max,
+        |broker, decision, client, transport| async move {
+            broker.run_terminal(decision, client, transport).await
+        },
+    )
 }
 
 /// `GET /ws/desktop/{target_id}`: the same checks, then a desktop session.
-pub async fn desktop(
-    State(portal): State<Arc<Portal>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    Path(target_id): Path<i64>,
-    headers: HeaderMap,
-    user: CurrentUser,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let decision = match authorize_upgrade(&portal, client, target_id, &headers, &user) {
-        Ok(decision) => decision,
-        Err(refused) => return *refused,
-    };
-    let broker = portal.broker.clone();
-    upgrade
-        // Clipboard text is the longest message a desktop client sends.
-        .max_message_size(MAX_DESKTOP_TEXT.max(MAX_INPUT_MESSAGE) + 1024)
-        .on_upgrade(move |socket| async move {
-            broker
-                .run_desktop(decision, client, WsTransport { socket })
-                .await
-        })
+pub async fn desktop(upgrade: WebSocketUpgrade, session: AuthorizedUpgrade) -> Response {
+    // Clipboard text is the longest message a desktop client sends.
+    let max = MAX_DESKTOP_TEXT.max(MAX_INPUT_MESSAGE) + 1024;
+    session.run(
+        upgrade,
+        max,
+        |broker, decision, client, transport| async move {
+            broker.run_desktop(decision, client, transport).await
+        },
+    )
 }
 
 /// A browser WebSocket as the broker's transport.
@@ -117,30 +155,40 @@ struct WsTransport {
     socket: WebSocket,
 }
 
-impl TerminalTransport for WsTransport {
-    async fn recv(&mut self) -> Option<Result<ClientMessage, FrameError>> {
+impl WsTransport {
+    /// The next text or binary message, parsed with `text` or `binary`; `None` once the socket closes.
+    async fn recv_parsed<T>(
+        &mut self,
+        text: impl FnOnce(&str) -> T,
+        binary: impl FnOnce(&[u8]) -> T,
+    ) -> Option<T> {
         loop {
             match self.socket.recv().await? {
-                Ok(Message::Text(text)) => return Some(parse_client_text(text.as_str())),
-                Ok(Message::Binary(bytes)) => return Some(parse_client_binary(&bytes)),
+                Ok(Message::Text(message)) => return Some(text(message.as_str())),
+                Ok(Message::Binary(bytes)) => return Some(binary(&bytes)),
                 Ok(Message::Ping(_) | Message::Pong(_)) => continue,
                 Ok(Message::Close(_)) | Err(_) => return None,
             }
         }
     }
 
-    async fn send_output(&mut self, data: &[u8]) -> Result<(), TransportClosed> {
-        self.socket
-            .send(Message::Binary(data.to_vec().into()))
+    async fn send(&mut self, message: Message) -> Result<(), TransportClosed> {
+        self.socket.send(message).await.map_err(|_| TransportClosed)
+    }
+}
+
+impl TerminalTransport for WsTransport {
+    async fn recv(&mut self) -> Option<Result<ClientMessage, FrameError>> {
+        self.recv_parsed(parse_client_text, parse_client_binary)
             .await
-            .map_err(|_| TransportClosed)
+    }
+
+    async fn send_output(&mut self, data: &[u8]) -> Result<(), TransportClosed> {
+        self.send(Message::Binary(data.to_vec().into())).await
     }
 
     async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
-        self.socket
-            .send(Message::Text(msg.to_json().into()))
-            .await
-            .map_err(|_| TransportClosed)
+        self.send(Message::Text(msg.to_json().into())).await
     }
 
     async fn close(&mut self) {
@@ -150,38 +198,23 @@ impl TerminalTransport for WsTransport {
 
 impl DesktopTransport for WsTransport {
     async fn recv(&mut self) -> Option<Result<DesktopMessage, FrameError>> {
-        loop {
-            match self.socket.recv().await? {
-                Ok(Message::Text(text)) => return Some(parse_desktop_text(text.as_str())),
-                Ok(Message::Binary(bytes)) => return Some(parse_desktop_binary(&bytes)),
-                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-                Ok(Message::Close(_)) | Err(_) => return None,
-            }
-        }
+        self.recv_parsed(parse_desktop_text, parse_desktop_binary)
+            .await
     }
 
     async fn send_update(&mut self, update: Vec<u8>) -> Result<(), TransportClosed> {
-        self.socket
-            .send(Message::Binary(update.into()))
-            .await
-            .map_err(|_| TransportClosed)
+        self.send(Message::Binary(update.into())).await
     }
 
     async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
-        self.socket
-            .send(Message::Text(msg.to_json().into()))
-            .await
-            .map_err(|_| TransportClosed)
+        self.send(Message::Text(msg.to_json().into())).await
     }
 
     async fn send_desktop_control(
         &mut self,
         msg: &DesktopServerControl,
     ) -> Result<(), TransportClosed> {
-        self.socket
-            .send(Message::Text(msg.to_json().into()))
-            .await
-            .map_err(|_| TransportClosed)
+        self.send(Message::Text(msg.to_json().into())).await
     }
 
     async fn close(&mut self) {
