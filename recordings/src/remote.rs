@@ -27,6 +27,8 @@ use crate::error::RecordingError;
 use crate::ledger::{Body, SessionEnd};
 use crate::session::{Outcome, SessionRow};
 use crate::store::{Store, load_session};
+use crate::stored::{CHUNK_COLUMNS, chunk_part, insert_chunk, load_seal, seal_columns, unhex};
+pub use crate::stored::{ChunkPart, SealPart};
 
 /// Most stored chunk bytes one [`SessionPart`] carries (the gateway stops adding chunks past it; a single
 /// larger chunk still travels alone). Also the most stored bytes of ledger entries in one [`LedgerPart`].
@@ -97,36 +99,6 @@ pub struct ReviewSessions {
     pub sessions: Vec<SessionRow>,
 }
 
-/// A session's seal as stored (hex).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SealPart {
-    /// The final chain hash the seal covers.
-    pub hash: String,
-    /// The Ed25519 signature.
-    pub signature: String,
-    /// The key the gateway says it signed with (the reviewer checks against its own copy).
-    pub public_key: String,
-}
-
-/// One stored chunk (hex for binary fields).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChunkPart {
-    /// Its sequence number.
-    pub seq: u64,
-    /// Its first event's time (ms since the session started).
-    pub t_start_ms: u64,
-    /// Its last event's time.
-    pub t_end_ms: u64,
-    /// Its size before compression.
-    pub raw_len: u64,
-    /// The stored zstd frame.
-    pub data: String,
-    /// The stored chain hash.
-    pub hash: String,
-}
-
 /// `GET /api/review/sessions/{id}/chunks?from=SEQ`: the session's row and seal as they are now, and its
 /// stored chunks from `SEQ` on, at most [`PART_MAX_BYTES`] of them; `more` says whether chunks follow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,10 +148,6 @@ pub struct LedgerPart {
     pub more: bool,
 }
 
-fn unhex(text: &str, what: &str) -> Result<Vec<u8>, RecordingError> {
-    hex::decode(text).map_err(|e| RecordingError::Corrupt(format!("{what} is not hex: {e}")))
-}
-
 impl Store {
     /// A session's row, seal and stored chunks from `from_seq` on, up to `max_bytes` of chunk data (at least
     /// one chunk when there is one), as the review API sends them.
@@ -196,46 +164,23 @@ impl Store {
         let Some(session) = load_session(conn, id)? else {
             return Err(RecordingError::NoSuchSession(id.to_owned()));
         };
-        type Seal = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
-        let seal: Seal = conn.query_row(
-            "SELECT seal_hash, seal_sig, seal_key FROM sessions WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
-        let seal = match seal {
-            (Some(h), Some(s), Some(k)) => Some(SealPart {
-                hash: hex::encode(h),
-                signature: hex::encode(s),
-                public_key: hex::encode(k),
-            }),
-            _ => None,
-        };
-        let mut stmt = conn.prepare(
-            "SELECT seq, t_start_ms, t_end_ms, raw_len, data, hash FROM chunks
-             WHERE session_id = ?1 AND seq >= ?2 ORDER BY seq",
-        )?;
+        let seal = load_seal(conn, id)?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE session_id = ?1 AND seq >= ?2 ORDER BY seq"
+        ))?;
         let mut rows = stmt.query(params![id, from_seq])?;
         let mut chunks = Vec::new();
         let mut bytes = 0u64;
         let mut more = false;
         while let Some(row) = rows.next()? {
-            let data = row
-                .get_ref(4)?
-                .as_blob()
-                .map_err(|e| RecordingError::Corrupt(format!("a chunk's data: {e}")))?;
-            if !chunks.is_empty() && bytes.saturating_add(data.len() as u64) > max_bytes {
+            let chunk = chunk_part(row)?;
+            let size = (chunk.data.len() / 2) as u64;
+            if !chunks.is_empty() && bytes.saturating_add(size) > max_bytes {
                 more = true;
                 break;
             }
-            bytes = bytes.saturating_add(data.len() as u64);
-            chunks.push(ChunkPart {
-                seq: row.get(0)?,
-                t_start_ms: row.get(1)?,
-                t_end_ms: row.get(2)?,
-                raw_len: row.get(3)?,
-                data: hex::encode(data),
-                hash: hex::encode(row.get::<_, Vec<u8>>(5)?),
-            });
+            bytes = bytes.saturating_add(size);
+            chunks.push(chunk);
         }
         Ok(SessionPart {
             session,
@@ -449,14 +394,7 @@ impl Mirror {
     /// what the mirror holds. Returns how many chunks were added.
     pub fn apply(&mut self, part: &SessionPart) -> Result<u64, RecordingError> {
         let s = &part.session;
-        let (seal_hash, seal_sig, seal_key) = match &part.seal {
-            Some(seal) => (
-                Some(unhex(&seal.hash, "the seal hash")?),
-                Some(unhex(&seal.signature, "the seal signature")?),
-                Some(unhex(&seal.public_key, "the seal key")?),
-            ),
-            None => (None, None, None),
-        };
+        let (seal_hash, seal_sig, seal_key) = seal_columns(part.seal.as_ref())?;
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO sessions (id, user, target, target_addr, protocol, client_addr, started_at_ms, ended_at_ms,
@@ -503,19 +441,7 @@ impl Mirror {
                     c.seq, s.id
                 )));
             }
-            tx.execute(
-                "INSERT INTO chunks (session_id, seq, t_start_ms, t_end_ms, raw_len, data, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    s.id,
-                    c.seq,
-                    c.t_start_ms,
-                    c.t_end_ms,
-                    c.raw_len,
-                    unhex(&c.data, "chunk data")?,
-                    unhex(&c.hash, "a chunk hash")?
-                ],
-            )?;
+            insert_chunk(&tx, &s.id, c)?;
             next += 1;
             added += 1;
         }
