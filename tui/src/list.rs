@@ -295,18 +295,10 @@ impl Component for SessionList {
 
     fn handle(&mut self, event: &UiEvent, ctx: &Ctx<'_>) -> Handled {
         match self.view.navigate(event, self.visible.len()) {
-            Nav::Moved => return Handled::Consumed,
+            Nav::Handled => return Handled::Consumed,
+            // A second click on the selected row opens it.
+            Nav::Reclicked => return self.handle(&UiEvent::Key(KeyCode::Enter.into()), ctx),
             Nav::Missed => return Handled::Ignored,
-            Nav::Clicked(row) => {
-                if row < self.visible.len() {
-                    if self.view.state.selected() == Some(row) {
-                        // A second click on the selected row opens it.
-                        return self.handle(&UiEvent::Key(KeyCode::Enter.into()), ctx);
-                    }
-                    self.view.state.select(Some(row));
-                }
-                return Handled::Consumed;
-            }
             Nav::Other => {}
         }
         let UiEvent::Key(key) = event else {

@@ -124,14 +124,8 @@ impl Component for SearchResults {
 
     fn handle(&mut self, event: &UiEvent, _ctx: &Ctx<'_>) -> Handled {
         match self.view.navigate(event, self.hits.len()) {
-            Nav::Moved => return Handled::Consumed,
+            Nav::Handled | Nav::Reclicked => return Handled::Consumed,
             Nav::Missed => return Handled::Ignored,
-            Nav::Clicked(row) => {
-                if row < self.hits.len() {
-                    self.view.state.select(Some(row));
-                }
-                return Handled::Consumed;
-            }
             Nav::Other => {}
         }
         let UiEvent::Key(key) = event else {

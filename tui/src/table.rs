@@ -40,10 +40,10 @@ pub struct TableView {
 /// What [`TableView::navigate`] made of an event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Nav {
-    /// A key or the wheel moved the selection.
-    Moved,
-    /// A left click on the row with this index (it may lie past the last row).
-    Clicked(usize),
+    /// A key or the wheel moved the selection, or a click selected a row (or landed past the last one).
+    Handled,
+    /// A left click on the row that was already selected (the list opens it).
+    Reclicked,
     /// A left click outside the rows.
     Missed,
     /// Not a table movement: the component's own keys.
@@ -90,7 +90,7 @@ impl TableView {
     }
 
     /// The movement keys (down/`j`, up/`k`, page down, page up) and the wheel move the selection within
-    /// `len` rows; a left click is reported with its row.
+    /// `len` rows; a left click selects the row it lands on.
     pub fn navigate(&mut self, event: &UiEvent, len: usize) -> Nav {
         let delta = match event {
             UiEvent::Key(key) => match key.code {
@@ -104,14 +104,22 @@ impl TableView {
                 MouseEventKind::ScrollDown => 3,
                 MouseEventKind::ScrollUp => -3,
                 MouseEventKind::Down(MouseButton::Left) => {
-                    return row_at(&self.state, self.rows_area, mouse)
-                        .map_or(Nav::Missed, Nav::Clicked);
+                    let Some(row) = row_at(&self.state, self.rows_area, mouse) else {
+                        return Nav::Missed;
+                    };
+                    if row < len {
+                        if self.state.selected() == Some(row) {
+                            return Nav::Reclicked;
+                        }
+                        self.state.select(Some(row));
+                    }
+                    return Nav::Handled;
                 }
                 _ => return Nav::Other,
             },
         };
         self.select_by(len, delta);
-        Nav::Moved
+        Nav::Handled
     }
 }
 
@@ -125,9 +133,9 @@ mod tests {
     fn keys_and_wheel_move_the_selection_inside_the_rows() {
         let mut view = TableView::first_selected();
         let key = |code: KeyCode| UiEvent::Key(code.into());
-        assert_eq!(view.navigate(&key(KeyCode::Char('j')), 5), Nav::Moved);
+        assert_eq!(view.navigate(&key(KeyCode::Char('j')), 5), Nav::Handled);
         assert_eq!(view.state.selected(), Some(1));
-        assert_eq!(view.navigate(&key(KeyCode::PageDown), 5), Nav::Moved);
+        assert_eq!(view.navigate(&key(KeyCode::PageDown), 5), Nav::Handled);
         assert_eq!(view.state.selected(), Some(4));
         let wheel_up = UiEvent::Mouse(MouseEvent {
             kind: MouseEventKind::ScrollUp,
@@ -135,7 +143,7 @@ mod tests {
             row: 0,
             modifiers: KeyModifiers::NONE,
         });
-        assert_eq!(view.navigate(&wheel_up, 5), Nav::Moved);
+        assert_eq!(view.navigate(&wheel_up, 5), Nav::Handled);
         assert_eq!(view.state.selected(), Some(1));
         assert_eq!(view.navigate(&key(KeyCode::Enter), 5), Nav::Other);
         // Nothing drawn yet: a click lands outside the rows.

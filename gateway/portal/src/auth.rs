@@ -1,10 +1,11 @@
 //! Login sessions, the session cookie, the current-user extractor and the Origin check.
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use axum::extract::FromRequestParts;
+use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -163,6 +164,17 @@ impl<S: Sync> FromRequestParts<S> for SameOrigin {
             Err(foreign_origin())
         }
     }
+}
+
+/// The client's address of a request, for the extractors that audit it.
+pub(crate) async fn client_addr<S: Send + Sync>(
+    parts: &mut Parts,
+    state: &S,
+) -> Result<SocketAddr, Response> {
+    let ConnectInfo(client) = ConnectInfo::<SocketAddr>::from_request_parts(parts, state)
+        .await
+        .map_err(IntoResponse::into_response)?;
+    Ok(client)
 }
 
 /// The logged-in user of a request. Pages that need one redirect to the login page without it, and

@@ -35,6 +35,7 @@ use serde::Deserialize;
 use tracing::warn;
 
 use crate::Portal;
+use crate::auth::client_addr;
 use crate::cli_api::{check_credentials, error, login_request};
 
 /// What the reviewer tells the audit log it is.
@@ -146,9 +147,7 @@ impl FromRequestParts<Arc<Portal>> for Reviewer {
         parts: &mut Parts,
         portal: &Arc<Portal>,
     ) -> Result<Self, Self::Rejection> {
-        let ConnectInfo(client) = ConnectInfo::<SocketAddr>::from_request_parts(parts, portal)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let client = client_addr(parts, portal).await?;
         let token = parts
             .headers
             .get(header::AUTHORIZATION)

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{ConnectInfo, FromRequestParts, Path};
+use axum::extract::{FromRequestParts, Path};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -24,7 +24,7 @@ use sallyport_state::AuditEvent;
 
 use crate::Portal;
 use crate::access::{AccessError, decide};
-use crate::auth::{CurrentUser, same_origin};
+use crate::auth::{CurrentUser, client_addr, same_origin};
 
 /// A session WebSocket's request that passed the Origin, login and policy checks: the extractor makes them
 /// before any upgrade, and answers a refusal over HTTP after auditing it. Put it after the
@@ -42,9 +42,7 @@ impl FromRequestParts<Arc<Portal>> for AuthorizedUpgrade {
         parts: &mut Parts,
         portal: &Arc<Portal>,
     ) -> Result<Self, Self::Rejection> {
-        let ConnectInfo(client) = ConnectInfo::<SocketAddr>::from_request_parts(parts, portal)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let client = client_addr(parts, portal).await?;
         let Path(target_id) = Path::<i64>::from_request_parts(parts, portal)
             .await
             .map_err(IntoResponse::into_response)?;

@@ -15,7 +15,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Router;
-use axum::extract::{ConnectInfo, FromRequestParts};
+use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
@@ -23,7 +23,7 @@ use axum::routing::{get, post};
 use sallyport_state::{AuditEvent, StateError};
 
 use crate::access::AdminUser;
-use crate::auth::{CurrentUser, SameOrigin};
+use crate::auth::{CurrentUser, SameOrigin, client_addr};
 use crate::pages::{escape, layout};
 use crate::{Portal, edge, watch};
 
@@ -155,9 +155,7 @@ impl FromRequestParts<Arc<Portal>> for AdminChange {
         parts: &mut Parts,
         portal: &Arc<Portal>,
     ) -> Result<Self, Self::Rejection> {
-        let ConnectInfo(client) = ConnectInfo::<SocketAddr>::from_request_parts(parts, portal)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let client = client_addr(parts, portal).await?;
         let AdminUser(admin) = AdminUser::from_request_parts(parts, portal).await?;
         SameOrigin::from_request_parts(parts, portal).await?;
         Ok(AdminChange {
