@@ -63,19 +63,11 @@ pub async fn login(
             );
         }
     };
-    let (user, method) = match check_credentials(
-        &portal,
-        client,
-        &request.username,
-        &request.password,
-        request.code.as_deref(),
-        "command-line client",
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(refusal) => return refusal.into_response(),
-    };
+    let (user, method) =
+        match check_credentials(&portal, client, &request, "command-line client").await {
+            Ok(found) => found,
+            Err(refused) => return *refused,
+        };
     let state = portal.broker.state();
     let audit = |kind: &str, detail: String| {
         portal.broker.audit(AuditEvent {
@@ -86,7 +78,6 @@ pub async fn login(
             ..AuditEvent::default()
         })
     };
-    portal.login_succeeded(client.ip(), &request.username);
     let now = SystemTime::now();
     let issued = match ca.issue(
         &user.username,
@@ -167,8 +158,35 @@ impl Refusal {
 /// The browser login's rules for a program's login (the CLI's, the reviewer's): the throttle first, argon2id
 /// without user enumeration, one-time passwords sent to the browser, then the TOTP or a recovery code for
 /// accounts that have one (wrong codes count as failed logins) and the MFA requirement of the user's role.
-/// Failures are audited with `via` as their detail. Returns the user and the second factor used.
+/// Failures are audited with `via` as their detail; a success makes the throttle forget the source's failures.
+/// Returns the user and the second factor used.
 pub(crate) async fn check_credentials(
+    portal: &Portal,
+    client: SocketAddr,
+    request: &impl Credentials,
+    via: &str,
+) -> Result<(sallyport_state::UserRecord, &'static str), Box<Response>> {
+    let (username, password, code) = request.credentials();
+    let found = verify_credentials(portal, client, username, password, code, via)
+        .await
+        .map_err(|refusal| Box::new(refusal.into_response()))?;
+    portal.login_succeeded(client.ip(), username);
+    Ok(found)
+}
+
+/// The credentials a program's login request carries: username, password and the second factor's code.
+pub(crate) trait Credentials {
+    fn credentials(&self) -> (&str, &str, Option<&str>);
+}
+
+impl Credentials for CliLoginRequest {
+    fn credentials(&self) -> (&str, &str, Option<&str>) {
+        (&self.username, &self.password, self.code.as_deref())
+    }
+}
+
+/// The checks of [`check_credentials`].
+async fn verify_credentials(
     portal: &Portal,
     client: SocketAddr,
     username: &str,

@@ -36,7 +36,7 @@ use tracing::warn;
 
 use crate::Portal;
 use crate::auth::client_addr;
-use crate::cli_api::{check_credentials, error, login_request};
+use crate::cli_api::{Credentials, check_credentials, error, login_request};
 
 /// What the reviewer tells the audit log it is.
 const VIA: &str = "sallyport-review";
@@ -51,6 +51,12 @@ fn audit(portal: &Portal, kind: &str, actor: &str, client: SocketAddr, detail: S
     });
 }
 
+impl Credentials for ReviewLoginRequest {
+    fn credentials(&self) -> (&str, &str, Option<&str>) {
+        (&self.username, &self.password, self.code.as_deref())
+    }
+}
+
 /// `POST /api/review/login`.
 pub async fn login(
     State(portal): State<Arc<Portal>>,
@@ -62,21 +68,11 @@ pub async fn login(
         Ok(request) => request,
         Err(refused) => return *refused,
     };
-    let (user, method) = match check_credentials(
-        &portal,
-        client,
-        &request.username,
-        &request.password,
-        request.code.as_deref(),
-        VIA,
-    )
-    .await
-    {
+    // Right credentials make the throttle forget this source's failures, whatever the role.
+    let (user, method) = match check_credentials(&portal, client, &request, VIA).await {
         Ok(found) => found,
-        Err(refusal) => return refusal.into_response(),
+        Err(refused) => return *refused,
     };
-    // The credentials were right, so the throttle forgets this source's failures either way.
-    portal.login_succeeded(client.ip(), &request.username);
     if !matches!(user.role, Role::Admin | Role::Auditor) {
         audit(
             &portal,
