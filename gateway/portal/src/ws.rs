@@ -26,13 +26,14 @@ use crate::Portal;
 use crate::access::{AccessError, decide};
 use crate::auth::{CurrentUser, client_addr, same_origin};
 
-/// A session WebSocket's request that passed the Origin, login and policy checks: the extractor makes them
-/// before any upgrade, and answers a refusal over HTTP after auditing it. Put it after the
-/// [`WebSocketUpgrade`], so that a request that is no upgrade at all is refused as such first.
+/// A session WebSocket's upgrade request that passed the Origin, login and policy checks: the extractor
+/// makes them before any upgrade (in this order: the login, that it is an upgrade at all, then the Origin
+/// and the policy), and answers a refusal over HTTP after auditing it.
 pub(crate) struct AuthorizedUpgrade {
     portal: Arc<Portal>,
     client: SocketAddr,
     decision: Authorized,
+    upgrade: WebSocketUpgrade,
 }
 
 impl FromRequestParts<Arc<Portal>> for AuthorizedUpgrade {
@@ -47,12 +48,16 @@ impl FromRequestParts<Arc<Portal>> for AuthorizedUpgrade {
             .await
             .map_err(IntoResponse::into_response)?;
         let user = CurrentUser::from_request_parts(parts, portal).await?;
+        let upgrade = WebSocketUpgrade::from_request_parts(parts, portal)
+            .await
+            .map_err(IntoResponse::into_response)?;
         let decision = authorize_upgrade(portal, client, target_id, &parts.headers, &user)
             .map_err(|refused| *refused)?;
         Ok(AuthorizedUpgrade {
             portal: portal.clone(),
             client,
             decision,
+            upgrade,
         })
     }
 }
@@ -102,7 +107,6 @@ impl AuthorizedUpgrade {
     /// Upgrades to a WebSocket taking messages up to `max_message_size`, and runs the session over it.
     fn run<Session>(
         self,
-        upgrade: WebSocketUpgrade,
         max_message_size: usize,
         session: impl FnOnce(Arc<Broker>, Authorized, SocketAddr, WsTransport) -> Session
         + Send
@@ -115,6 +119,7 @@ impl AuthorizedUpgrade {
             portal,
             client,
             decision,
+            upgrade,
         } = self;
         let broker = portal.broker.clone();
         upgrade
@@ -124,28 +129,20 @@ impl AuthorizedUpgrade {
 }
 
 /// `GET /ws/terminal/{target_id}`.
-pub async fn terminal(upgrade: WebSocketUpgrade, session: AuthorizedUpgrade) -> Response {
+pub async fn terminal(session: AuthorizedUpgrade) -> Response {
     let max = MAX_CONTROL_LEN.max(MAX_INPUT_LEN) + 1024;
-    session.run(
-        upgrade,
-        max,
-        |broker, decision, client, transport| async move {
-            broker.run_terminal(decision, client, transport).await
-        },
-    )
+    session.run(max, |broker, decision, client, transport| async move {
+        broker.run_terminal(decision, client, transport).await
+    })
 }
 
 /// `GET /ws/desktop/{target_id}`: the same checks, then a desktop session.
-pub async fn desktop(upgrade: WebSocketUpgrade, session: AuthorizedUpgrade) -> Response {
+pub async fn desktop(session: AuthorizedUpgrade) -> Response {
     // Clipboard text is the longest message a desktop client sends.
     let max = MAX_DESKTOP_TEXT.max(MAX_INPUT_MESSAGE) + 1024;
-    session.run(
-        upgrade,
-        max,
-        |broker, decision, client, transport| async move {
-            broker.run_desktop(decision, client, transport).await
-        },
-    )
+    session.run(max, |broker, decision, client, transport| async move {
+        broker.run_desktop(decision, client, transport).await
+    })
 }
 
 /// A browser WebSocket as the broker's transport.
