@@ -18,6 +18,9 @@ use crate::error::RecordingError;
 use crate::ledger::{LedgerProof, ProofCheck};
 use crate::session::{Outcome, SessionRow};
 use crate::store::{Store, load_session};
+use crate::stored::{
+    CHUNK_COLUMNS, ChunkPart, SealPart, chunk_part, insert_chunk, load_seal, seal_columns, unhex,
+};
 use crate::verify::{self, Verification};
 
 /// The format's name, the file's first field.
@@ -30,8 +33,8 @@ const FORMAT_V1: &str = "sallyport-evidence-v1";
 struct File {
     format: String,
     session: SessionFields,
-    seal: Option<SealFields>,
-    chunks: Vec<ChunkFields>,
+    seal: Option<SealPart>,
+    chunks: Vec<ChunkPart>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     ledger: Option<LedgerProof>,
 }
@@ -51,25 +54,6 @@ struct SessionFields {
     chunk_count: u64,
     bytes_raw: u64,
     bytes_stored: u64,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct SealFields {
-    hash: String,
-    signature: String,
-    public_key: String,
-}
-
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-struct ChunkFields {
-    seq: u64,
-    t_start_ms: u64,
-    t_end_ms: u64,
-    raw_len: u64,
-    data: String,
-    hash: String,
 }
 
 /// What [`check_evidence`] found.
@@ -92,35 +76,15 @@ impl Store {
         let Some(row) = load_session(conn, id)? else {
             return Err(RecordingError::NoSuchSession(id.to_owned()));
         };
-        type Seal = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
-        let seal: Seal = conn.query_row(
-            "SELECT seal_hash, seal_sig, seal_key FROM sessions WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
-        let seal = match seal {
-            (Some(h), Some(s), Some(k)) => Some(SealFields {
-                hash: hex::encode(h),
-                signature: hex::encode(s),
-                public_key: hex::encode(k),
-            }),
-            _ => None,
-        };
-        let mut stmt = conn.prepare(
-            "SELECT seq, t_start_ms, t_end_ms, raw_len, data, hash FROM chunks WHERE session_id = ?1 ORDER BY seq",
-        )?;
-        let chunks = stmt
-            .query_map([id], |r| {
-                Ok(ChunkFields {
-                    seq: r.get(0)?,
-                    t_start_ms: r.get(1)?,
-                    t_end_ms: r.get(2)?,
-                    raw_len: r.get(3)?,
-                    data: hex::encode(r.get::<_, Vec<u8>>(4)?),
-                    hash: hex::encode(r.get::<_, Vec<u8>>(5)?),
-                })
-            })?
-            .collect::<Result<Vec<_>, _>>()?;
+        let seal = load_seal(conn, id)?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE session_id = ?1 ORDER BY seq"
+        ))?;
+        let mut rows = stmt.query([id])?;
+        let mut chunks = Vec::new();
+        while let Some(row) = rows.next()? {
+            chunks.push(chunk_part(row)?);
+        }
         let ledger = crate::ledger::export_proof(conn, id)?;
         let file = File {
             format: FORMAT.to_owned(),
@@ -173,22 +137,11 @@ fn parse(bytes: &[u8]) -> Result<File, RecordingError> {
     Ok(file)
 }
 
-fn unhex(text: &str, what: &str) -> Result<Vec<u8>, RecordingError> {
-    hex::decode(text).map_err(|e| RecordingError::Corrupt(format!("{what} is not hex: {e}")))
-}
-
 /// Loads a parsed file into a fresh in-memory recordings database.
 fn load(file: &File) -> Result<Connection, RecordingError> {
     let conn = crate::schema::open_in_memory()?;
     let s = &file.session;
-    let (seal_hash, seal_sig, seal_key) = match &file.seal {
-        Some(seal) => (
-            Some(unhex(&seal.hash, "the seal hash")?),
-            Some(unhex(&seal.signature, "the seal signature")?),
-            Some(unhex(&seal.public_key, "the seal key")?),
-        ),
-        None => (None, None, None),
-    };
+    let (seal_hash, seal_sig, seal_key) = seal_columns(file.seal.as_ref())?;
     conn.execute(
         "INSERT INTO sessions (id, user, target, target_addr, protocol, client_addr, started_at_ms, ended_at_ms,
              outcome, chunk_count, bytes_raw, bytes_stored, seal_hash, seal_sig, seal_key)
@@ -212,19 +165,7 @@ fn load(file: &File) -> Result<Connection, RecordingError> {
         ],
     )?;
     for c in &file.chunks {
-        conn.execute(
-            "INSERT INTO chunks (session_id, seq, t_start_ms, t_end_ms, raw_len, data, hash)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-            params![
-                s.id,
-                c.seq,
-                c.t_start_ms,
-                c.t_end_ms,
-                c.raw_len,
-                unhex(&c.data, "chunk data")?,
-                unhex(&c.hash, "a chunk hash")?
-            ],
-        )?;
+        insert_chunk(&conn, &s.id, c)?;
     }
     Ok(conn)
 }

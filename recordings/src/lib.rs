@@ -47,6 +47,7 @@ mod schema;
 mod search;
 mod session;
 mod store;
+mod stored;
 #[cfg(feature = "danger-tamper")]
 mod tamper;
 pub mod text;

@@ -27,6 +27,8 @@ use crate::error::RecordingError;
 use crate::ledger::{Body, SessionEnd};
 use crate::session::{Outcome, SessionRow};
 use crate::store::{Store, load_session};
+use crate::stored::{CHUNK_COLUMNS, chunk_part, insert_chunk, load_seal, seal_columns, unhex};
+pub use crate::stored::{ChunkPart, SealPart};
 
 /// Most stored chunk bytes one [`SessionPart`] carries (the gateway stops adding chunks past it; a single
 /// larger chunk still travels alone). Also the most stored bytes of ledger entries in one [`LedgerPart`].
@@ -97,36 +99,6 @@ pub struct ReviewSessions {
     pub sessions: Vec<SessionRow>,
 }
 
-/// A session's seal as stored (hex).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct SealPart {
-    /// The final chain hash the seal covers.
-    pub hash: String,
-    /// The Ed25519 signature.
-    pub signature: String,
-    /// The key the gateway says it signed with (the reviewer checks against its own copy).
-    pub public_key: String,
-}
-
-/// One stored chunk (hex for binary fields).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ChunkPart {
-    /// Its sequence number.
-    pub seq: u64,
-    /// Its first event's time (ms since the session started).
-    pub t_start_ms: u64,
-    /// Its last event's time.
-    pub t_end_ms: u64,
-    /// Its size before compression.
-    pub raw_len: u64,
-    /// The stored zstd frame.
-    pub data: String,
-    /// The stored chain hash.
-    pub hash: String,
-}
-
 /// `GET /api/review/sessions/{id}/chunks?from=SEQ`: the session's row and seal as they are now, and its
 /// stored chunks from `SEQ` on, at most [`PART_MAX_BYTES`] of them; `more` says whether chunks follow.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -176,10 +148,6 @@ pub struct LedgerPart {
     pub more: bool,
 }
 
-fn unhex(text: &str, what: &str) -> Result<Vec<u8>, RecordingError> {
-    hex::decode(text).map_err(|e| RecordingError::Corrupt(format!("{what} is not hex: {e}")))
-}
-
 impl Store {
     /// A session's row, seal and stored chunks from `from_seq` on, up to `max_bytes` of chunk data (at least
     /// one chunk when there is one), as the review API sends them.
@@ -196,46 +164,23 @@ impl Store {
         let Some(session) = load_session(conn, id)? else {
             return Err(RecordingError::NoSuchSession(id.to_owned()));
         };
-        type Seal = (Option<Vec<u8>>, Option<Vec<u8>>, Option<Vec<u8>>);
-        let seal: Seal = conn.query_row(
-            "SELECT seal_hash, seal_sig, seal_key FROM sessions WHERE id = ?1",
-            [id],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-        )?;
-        let seal = match seal {
-            (Some(h), Some(s), Some(k)) => Some(SealPart {
-                hash: hex::encode(h),
-                signature: hex::encode(s),
-                public_key: hex::encode(k),
-            }),
-            _ => None,
-        };
-        let mut stmt = conn.prepare(
-            "SELECT seq, t_start_ms, t_end_ms, raw_len, data, hash FROM chunks
-             WHERE session_id = ?1 AND seq >= ?2 ORDER BY seq",
-        )?;
+        let seal = load_seal(conn, id)?;
+        let mut stmt = conn.prepare(&format!(
+            "SELECT {CHUNK_COLUMNS} FROM chunks WHERE session_id = ?1 AND seq >= ?2 ORDER BY seq"
+        ))?;
         let mut rows = stmt.query(params![id, from_seq])?;
         let mut chunks = Vec::new();
         let mut bytes = 0u64;
         let mut more = false;
         while let Some(row) = rows.next()? {
-            let data = row
-                .get_ref(4)?
-                .as_blob()
-                .map_err(|e| RecordingError::Corrupt(format!("a chunk's data: {e}")))?;
-            if !chunks.is_empty() && bytes.saturating_add(data.len() as u64) > max_bytes {
+            let chunk = chunk_part(row)?;
+            let size = (chunk.data.len() / 2) as u64;
+            if !chunks.is_empty() && bytes.saturating_add(size) > max_bytes {
                 more = true;
                 break;
             }
-            bytes = bytes.saturating_add(data.len() as u64);
-            chunks.push(ChunkPart {
-                seq: row.get(0)?,
-                t_start_ms: row.get(1)?,
-                t_end_ms: row.get(2)?,
-                raw_len: row.get(3)?,
-                data: hex::encode(data),
-                hash: hex::encode(row.get::<_, Vec<u8>>(5)?),
-            });
+            bytes = bytes.saturating_add(size);
+            chunks.push(chunk);
         }
         Ok(SessionPart {
             session,
@@ -449,14 +394,7 @@ impl Mirror {
     /// what the mirror holds. Returns how many chunks were added.
     pub fn apply(&mut self, part: &SessionPart) -> Result<u64, RecordingError> {
         let s = &part.session;
-        let (seal_hash, seal_sig, seal_key) = match &part.seal {
-            Some(seal) => (
-                Some(unhex(&seal.hash, "the seal hash")?),
-                Some(unhex(&seal.signature, "the seal signature")?),
-                Some(unhex(&seal.public_key, "the seal key")?),
-            ),
-            None => (None, None, None),
-        };
+        let (seal_hash, seal_sig, seal_key) = seal_columns(part.seal.as_ref())?;
         let tx = self.conn.transaction()?;
         tx.execute(
             "INSERT INTO sessions (id, user, target, target_addr, protocol, client_addr, started_at_ms, ended_at_ms,
@@ -503,19 +441,7 @@ impl Mirror {
                     c.seq, s.id
                 )));
             }
-            tx.execute(
-                "INSERT INTO chunks (session_id, seq, t_start_ms, t_end_ms, raw_len, data, hash)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
-                params![
-                    s.id,
-                    c.seq,
-                    c.t_start_ms,
-                    c.t_end_ms,
-                    c.raw_len,
-                    unhex(&c.data, "chunk data")?,
-                    unhex(&c.hash, "a chunk hash")?
-                ],
-            )?;
+            insert_chunk(&tx, &s.id, c)?;
             next += 1;
             added += 1;
         }
@@ -544,337 +470,4 @@ fn ledger_next(conn: &Connection) -> Result<u64, RecordingError> {
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-    use crate::{Event, Limits, Recorder, SessionMeta};
-    use ed25519_dalek::SigningKey;
-
-    fn meta() -> SessionMeta {
-        SessionMeta {
-            user: "alice".into(),
-            target: "web".into(),
-            target_addr: "10.0.0.5:22".into(),
-            protocol: "ssh".into(),
-            client_addr: "192.0.2.1:5000".into(),
-        }
-    }
-
-    /// Brings `mirror` up to `store` as the reviewer does: rows and chunks (one chunk per part), then the ledger
-    /// (`per_part` entries per part), then the sessions its new entries name beyond the mirror, until they agree.
-    fn sync(store: &Store, mirror: &mut Mirror, per_part: usize) -> u64 {
-        let fetch = |mirror: &mut Mirror, id: &str| {
-            let mut from = mirror.held(id).unwrap();
-            loop {
-                let part = store.session_part(id, from, 1).unwrap();
-                mirror.apply(&part).unwrap();
-                match part.chunks.last() {
-                    Some(last) if part.more => from = last.seq + 1,
-                    _ => break,
-                }
-            }
-        };
-        for row in store.sessions().unwrap() {
-            if !mirror.is_current(&row).unwrap() {
-                fetch(mirror, &row.id);
-            }
-        }
-        let mut added = 0;
-        loop {
-            let start = mirror.ledger_next().unwrap();
-            loop {
-                let part = store
-                    .ledger_part(mirror.ledger_next().unwrap(), per_part, u64::MAX)
-                    .unwrap();
-                assert!(part.entries.len() <= per_part);
-                added += mirror.apply_ledger(&part).unwrap();
-                if !part.more {
-                    break;
-                }
-            }
-            let behind = mirror.sessions_behind_ledger(start).unwrap();
-            if behind.is_empty() {
-                return added;
-            }
-            for id in behind {
-                fetch(mirror, &id);
-            }
-        }
-    }
-
-    fn settled(store: &Store, id: &str) -> SessionRow {
-        let mut last = store.session(id).unwrap().unwrap();
-        loop {
-            std::thread::sleep(std::time::Duration::from_millis(100));
-            let now = store.session(id).unwrap().unwrap();
-            if now == last {
-                return now;
-            }
-            last = now;
-        }
-    }
-
-    #[test]
-    fn a_mirror_of_the_ledger_in_parts_verifies_the_whole_database_and_refuses_skips_and_rewrites()
-    {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("r.db");
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let limits = Limits {
-            chunk_max_bytes: 256,
-            chunk_max_age: std::time::Duration::from_secs(60),
-            ..Limits::default()
-        };
-        let recorder = Recorder::start(&db, key.clone(), limits).unwrap();
-        let record = |lines: usize, finish: bool| {
-            let session = recorder.open_session(meta()).unwrap();
-            for i in 0..lines {
-                session
-                    .record(Event::Output(
-                        format!("line {i} of output, long enough to fill chunks\r\n").into_bytes(),
-                    ))
-                    .unwrap();
-            }
-            let id = session.id().to_owned();
-            if finish {
-                session.finish(crate::Outcome::Ended).unwrap();
-                None
-            } else {
-                Some((id, session))
-            }
-        };
-        record(60, true);
-        record(30, true);
-        let (live, live_session) = record(40, false).unwrap();
-        let (empty, empty_session) = record(0, false).unwrap();
-        let store = Store::open_read_only(&db).unwrap();
-        assert!(settled(&store, &live).chunk_count >= 3);
-        let verifying = key.verifying_key();
-
-        // The ledger first: every session it names is behind the empty mirror, until fetched.
-        let mirror_path = dir.path().join("mirror.db");
-        let mut mirror = Mirror::open(&mirror_path).unwrap();
-        let early = store.ledger_part(0, usize::MAX, u64::MAX).unwrap();
-        assert!(!early.more && early.entries.len() > 10);
-        mirror.apply_ledger(&early).unwrap();
-        let mut behind = mirror.sessions_behind_ledger(0).unwrap();
-        behind.sort();
-        let mut all: Vec<String> = store
-            .sessions()
-            .unwrap()
-            .into_iter()
-            .map(|r| r.id)
-            .collect();
-        all.sort();
-        assert_eq!(behind, all);
-        drop(mirror);
-        std::fs::remove_file(&mirror_path).unwrap();
-
-        // Part by part, three entries at a time, while two sessions are still open.
-        let mut mirror = Mirror::open(&mirror_path).unwrap();
-        let added = sync(&store, &mut mirror, 3);
-        assert!(added >= early.entries.len() as u64, "{added}");
-        assert!(mirror.sessions_behind_ledger(0).unwrap().is_empty());
-        let copy = Store::open_read_only(&mirror_path).unwrap();
-        let v = copy.verify_database(&verifying, &[]).unwrap();
-        assert!(v.is_clean(), "{:#?}", v.ledger.findings);
-        assert_eq!(v.sessions.len(), 4);
-        assert!(matches!(
-            v.ledger.state(&live),
-            Some(crate::LedgerState::Live { .. })
-        ));
-        assert_eq!(
-            v.ledger.state(&empty),
-            Some(&crate::LedgerState::Live { chunks: 0 })
-        );
-        assert!(v.ledger.entries >= added);
-
-        // The open sessions end and one more is recorded: the mirror grows by what is new only.
-        live_session.finish(crate::Outcome::Ended).unwrap();
-        empty_session.finish(crate::Outcome::Ended).unwrap();
-        record(10, true);
-        recorder.shutdown().unwrap();
-        let held = mirror.ledger_next().unwrap();
-        let more = sync(&store, &mut mirror, 3);
-        assert_eq!(mirror.ledger_next().unwrap(), held + more);
-        assert_eq!(sync(&store, &mut mirror, 3), 0);
-        let v = copy.verify_database(&verifying, &[]).unwrap();
-        assert!(v.is_clean(), "{:#?}", v.ledger.findings);
-        assert_eq!(v.sessions.len(), 5);
-        assert!(matches!(
-            v.ledger.state(&live),
-            Some(crate::LedgerState::Sealed { .. })
-        ));
-        assert_eq!(
-            copy.latest_checkpoint().unwrap(),
-            store.latest_checkpoint().unwrap()
-        );
-
-        // Refused, all or nothing: a part that skips an entry, one that starts before the mirror's end (it would
-        // rewrite held entries), one with a gap inside, and one whose last entry is malformed.
-        let next = mirror.ledger_next().unwrap();
-        let all = store.ledger_part(0, usize::MAX, u64::MAX).unwrap().entries;
-        assert_eq!(all.len() as u64, next);
-        let mut ahead = all.last().unwrap().clone();
-        ahead.seq = next + 1;
-        let mut follows = all.last().unwrap().clone();
-        follows.seq = next;
-        let mut gap = follows.clone();
-        gap.seq = next + 2;
-        let mut broken = follows.clone();
-        broken.seq = next + 1;
-        broken.body = "not hex".into();
-        for (part, says) in [
-            (vec![ahead.clone()], "where entry"),
-            (all[all.len() - 2..].to_vec(), "again"),
-            (vec![follows.clone(), gap], "where entry"),
-            (vec![follows.clone(), broken], "not hex"),
-        ] {
-            let refused = mirror.apply_ledger(&LedgerPart {
-                entries: part,
-                more: false,
-            });
-            assert!(
-                matches!(&refused, Err(RecordingError::Corrupt(why)) if why.contains(says)),
-                "{refused:?}"
-            );
-            assert_eq!(mirror.ledger_next().unwrap(), next);
-        }
-        let held: Vec<LedgerEntryPart> = copy.ledger_part(0, usize::MAX, u64::MAX).unwrap().entries;
-        assert_eq!(held, all, "the held entries are untouched");
-        // What the gateway sends is stored, not judged: an entry that continues the numbers but not the chain is
-        // kept, and the verifier names it.
-        assert_eq!(
-            mirror
-                .apply_ledger(&LedgerPart {
-                    entries: vec![follows],
-                    more: false,
-                })
-                .unwrap(),
-            1
-        );
-        let v = copy.verify_database(&verifying, &[]).unwrap();
-        assert!(
-            v.ledger
-                .findings
-                .iter()
-                .any(|f| f.entry == Some(next) && f.what.contains("changed")),
-            "{:#?}",
-            v.ledger.findings
-        );
-    }
-
-    #[test]
-    fn a_mirror_made_before_the_ledger_drops_the_entries_its_migration_made_up() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("r.db");
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let recorder = Recorder::start(&db, key.clone(), Limits::default()).unwrap();
-        let session = recorder.open_session(meta()).unwrap();
-        session
-            .record(Event::Output(b"hello\r\n".to_vec()))
-            .unwrap();
-        session.finish(crate::Outcome::Ended).unwrap();
-        recorder.shutdown().unwrap();
-        let store = Store::open_read_only(&db).unwrap();
-        let id = store.sessions().unwrap()[0].id.clone();
-
-        // A mirror of the schema before the ledger, holding the session.
-        let mirror_path = dir.path().join("mirror.db");
-        drop(Mirror::open(&mirror_path).unwrap());
-        {
-            let conn = Connection::open(&mirror_path).unwrap();
-            conn.execute_batch("DROP TABLE ledger; PRAGMA user_version = 1;")
-                .unwrap();
-        }
-        let part = store.session_part(&id, 0, u64::MAX).unwrap();
-        {
-            let mut old = Mirror {
-                conn: Connection::open(&mirror_path).unwrap(),
-            };
-            old.apply(&part).unwrap();
-        }
-        // Migrated as a database, it would vouch for the session with an entry of its own.
-        let migrated = dir.path().join("migrated.db");
-        std::fs::copy(&mirror_path, &migrated).unwrap();
-        assert_eq!(store_entries(&Store::open(&migrated).unwrap()), 1);
-        let mut mirror = Mirror::open(&mirror_path).unwrap();
-        assert_eq!(mirror.ledger_next().unwrap(), 0);
-        assert_eq!(sync(&store, &mut mirror, 100), store_entries(&store));
-        let copy = Store::open_read_only(&mirror_path).unwrap();
-        let v = copy.verify_database(&key.verifying_key(), &[]).unwrap();
-        assert!(v.is_clean(), "{:#?}", v.ledger.findings);
-    }
-
-    fn store_entries(store: &Store) -> u64 {
-        store
-            .ledger_part(0, usize::MAX, u64::MAX)
-            .unwrap()
-            .entries
-            .len() as u64
-    }
-
-    #[test]
-    fn a_mirror_fed_in_parts_verifies_and_replays_like_the_original() {
-        let dir = tempfile::tempdir().unwrap();
-        let db = dir.path().join("r.db");
-        let key = SigningKey::from_bytes(&[7; 32]);
-        let limits = Limits {
-            chunk_max_bytes: 64,
-            ..Limits::default()
-        };
-        let recorder = Recorder::start(&db, key.clone(), limits).unwrap();
-        let session = recorder.open_session(meta()).unwrap();
-        let id = session.id().to_owned();
-        for i in 0..40 {
-            session
-                .record(Event::Output(
-                    format!("line {i} of output\r\n").into_bytes(),
-                ))
-                .unwrap();
-        }
-        session.finish(crate::Outcome::Ended).unwrap();
-        recorder.shutdown().unwrap();
-
-        let store = Store::open_read_only(&db).unwrap();
-        let row = store.session(&id).unwrap().unwrap();
-        assert!(row.chunk_count > 3, "{}", row.chunk_count);
-        let mirror_path = dir.path().join("mirror.db");
-        let mut mirror = Mirror::open(&mirror_path).unwrap();
-        assert!(!mirror.is_current(&row).unwrap());
-        // Small parts, as a large session travels; a repeated part adds nothing.
-        let mut from = 0;
-        loop {
-            let part = store.session_part(&id, from, 1).unwrap();
-            assert_eq!(part.chunks.len(), 1);
-            assert_eq!(mirror.apply(&part).unwrap(), 1);
-            assert_eq!(mirror.apply(&part).unwrap(), 0);
-            from += 1;
-            if !part.more {
-                break;
-            }
-        }
-        assert!(mirror.is_current(&row).unwrap());
-        let copy = Store::open_read_only(&mirror_path).unwrap();
-        assert!(copy.verify(&id, &key.verifying_key()).unwrap().is_intact());
-        assert_eq!(copy.events(&id).unwrap(), store.events(&id).unwrap());
-
-        // A gap is refused.
-        let gap = store.session_part(&id, 2, u64::MAX).unwrap();
-        let mut fresh = Mirror::open(&dir.path().join("fresh.db")).unwrap();
-        assert!(matches!(fresh.apply(&gap), Err(RecordingError::Corrupt(_))));
-        // A byte changed on the way is caught by the verifier.
-        let mut bad = store.session_part(&id, 0, u64::MAX).unwrap();
-        let mut data = hex::decode(&bad.chunks[1].data).unwrap();
-        data[0] ^= 1;
-        bad.chunks[1].data = hex::encode(data);
-        let tampered_path = dir.path().join("tampered.db");
-        Mirror::open(&tampered_path).unwrap().apply(&bad).unwrap();
-        let tampered = Store::open_read_only(&tampered_path).unwrap();
-        assert!(
-            !tampered
-                .verify(&id, &key.verifying_key())
-                .unwrap()
-                .is_intact()
-        );
-    }
-}
+mod tests;

@@ -33,14 +33,7 @@ impl Utf8Stream {
 
 /// Writes `events` of `session` as asciicast v2.
 pub fn write(out: &mut impl Write, session: &SessionRow, events: &[TimedEvent]) -> io::Result<()> {
-    let (cols, rows) = events
-        .iter()
-        .take_while(|e| !matches!(e.event, Event::Output(_)))
-        .find_map(|e| match e.event {
-            Event::Resize { cols, rows } => Some((cols, rows)),
-            _ => None,
-        })
-        .unwrap_or((80, 24));
+    let (cols, rows) = crate::replay::initial_size(events);
     let header = json!({
         "version": 2,
         "width": cols,

@@ -2,17 +2,18 @@
 //! sessions marked, each with its integrity state.
 
 use ratatui::Frame;
-use ratatui::crossterm::event::{KeyCode, MouseButton, MouseEventKind};
+use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Row, Table, TableState};
+use ratatui::widgets::{Block, Borders, Cell, Row};
 use sallyport_recordings::{Outcome, SessionRow};
 
 use crate::app::{Action, Component, Ctx, Handled, UiEvent};
 use crate::format;
 use crate::model::Integrity;
 use crate::screen_view::clean;
+use crate::table::{Nav, TableView};
 
 /// A parsed filter: every given condition must hold.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -148,9 +149,7 @@ pub struct SessionList {
     descending: bool,
     /// Indices into the context's sessions, in display order.
     visible: Vec<usize>,
-    state: TableState,
-    /// Where the table's first row was drawn, and how many rows fit (for mouse clicks).
-    rows_area: Rect,
+    view: TableView,
 }
 
 impl Default for SessionList {
@@ -160,8 +159,7 @@ impl Default for SessionList {
             sort: SortKey::Start,
             descending: true,
             visible: Vec::new(),
-            state: TableState::default().with_selected(Some(0)),
-            rows_area: Rect::default(),
+            view: TableView::first_selected(),
         }
     }
 }
@@ -188,12 +186,12 @@ impl SessionList {
         let position = selected
             .and_then(|id| self.visible.iter().position(|&i| ctx.sessions[i].id == id))
             .unwrap_or(0);
-        self.state.select(Some(position));
+        self.view.state.select(Some(position));
     }
 
     /// The selected session.
     pub fn selected<'a>(&self, ctx: &Ctx<'a>) -> Option<&'a SessionRow> {
-        let i = *self.visible.get(self.state.selected()?)?;
+        let i = *self.visible.get(self.view.state.selected()?)?;
         ctx.sessions.get(i)
     }
 
@@ -203,7 +201,7 @@ impl SessionList {
     }
 
     fn select_by(&mut self, delta: isize) {
-        crate::table::select_by(&mut self.state, self.visible.len(), delta);
+        self.view.select_by(self.visible.len(), delta);
     }
 }
 
@@ -291,83 +289,58 @@ impl Component for SessionList {
             .borders(Borders::TOP)
             .title(Line::from(title))
             .title(Line::from(sort).right_aligned());
-        let table = Table::new(rows, widths)
-            .header(
-                Row::new(header)
-                    .style(Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)),
-            )
-            .block(block)
-            .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
-            .column_spacing(1);
-        self.rows_area = Rect {
-            y: area.y + 2,
-            height: area.height.saturating_sub(2),
-            ..area
-        };
-        frame.render_stateful_widget(table, area, &mut self.state);
+        self.view
+            .render(frame, area, rows, widths, Row::new(header), block);
     }
 
     fn handle(&mut self, event: &UiEvent, ctx: &Ctx<'_>) -> Handled {
-        match event {
-            UiEvent::Key(key) => match key.code {
-                KeyCode::Down | KeyCode::Char('j') => self.select_by(1),
-                KeyCode::Up | KeyCode::Char('k') => self.select_by(-1),
-                KeyCode::PageDown => self.select_by(20),
-                KeyCode::PageUp => self.select_by(-20),
-                KeyCode::Home | KeyCode::Char('g') => self.state.select(Some(0)),
-                KeyCode::End | KeyCode::Char('G') => self.select_by(isize::MAX),
-                KeyCode::Char('s') => {
-                    self.sort = self.sort.next();
-                    self.refresh(ctx);
-                }
-                KeyCode::Char('r') => {
-                    self.descending = !self.descending;
-                    self.refresh(ctx);
-                }
-                KeyCode::Enter => {
-                    return match self.selected(ctx) {
-                        Some(s) => Handled::Action(Action::Open {
-                            id: s.id.clone(),
-                            query: None,
-                            at_ms: None,
-                        }),
-                        None => Handled::Consumed,
-                    };
-                }
-                KeyCode::Char('v') => {
-                    return match self.selected(ctx) {
-                        Some(s) => Handled::Action(Action::ShowIntegrity(s.id.clone())),
-                        None => Handled::Consumed,
-                    };
-                }
-                KeyCode::Char('e') | KeyCode::Char('E') => {
-                    return match self.selected(ctx) {
-                        Some(s) => Handled::Action(Action::Export {
-                            id: s.id.clone(),
-                            evidence: key.code == KeyCode::Char('E'),
-                        }),
-                        None => Handled::Consumed,
-                    };
-                }
-                _ => return Handled::Ignored,
-            },
-            UiEvent::Mouse(mouse) => match mouse.kind {
-                MouseEventKind::ScrollDown => self.select_by(3),
-                MouseEventKind::ScrollUp => self.select_by(-3),
-                MouseEventKind::Down(MouseButton::Left) => {
-                    let Some(row) = crate::table::row_at(&self.state, self.rows_area, mouse) else {
-                        return Handled::Ignored;
-                    };
-                    if row < self.visible.len() {
-                        if self.state.selected() == Some(row) {
-                            // A second click on the selected row opens it.
-                            return self.handle(&UiEvent::Key(KeyCode::Enter.into()), ctx);
-                        }
-                        self.state.select(Some(row));
-                    }
-                }
-                _ => return Handled::Ignored,
-            },
+        match self.view.navigate(event, self.visible.len()) {
+            Nav::Handled => return Handled::Consumed,
+            // A second click on the selected row opens it.
+            Nav::Reclicked => return self.handle(&UiEvent::Key(KeyCode::Enter.into()), ctx),
+            Nav::Missed => return Handled::Ignored,
+            Nav::Other => {}
+        }
+        let UiEvent::Key(key) = event else {
+            return Handled::Ignored;
+        };
+        match key.code {
+            KeyCode::Home | KeyCode::Char('g') => self.view.state.select(Some(0)),
+            KeyCode::End | KeyCode::Char('G') => self.select_by(isize::MAX),
+            KeyCode::Char('s') => {
+                self.sort = self.sort.next();
+                self.refresh(ctx);
+            }
+            KeyCode::Char('r') => {
+                self.descending = !self.descending;
+                self.refresh(ctx);
+            }
+            KeyCode::Enter => {
+                return match self.selected(ctx) {
+                    Some(s) => Handled::Action(Action::Open {
+                        id: s.id.clone(),
+                        query: None,
+                        at_ms: None,
+                    }),
+                    None => Handled::Consumed,
+                };
+            }
+            KeyCode::Char('v') => {
+                return match self.selected(ctx) {
+                    Some(s) => Handled::Action(Action::ShowIntegrity(s.id.clone())),
+                    None => Handled::Consumed,
+                };
+            }
+            KeyCode::Char('e') | KeyCode::Char('E') => {
+                return match self.selected(ctx) {
+                    Some(s) => Handled::Action(Action::Export {
+                        id: s.id.clone(),
+                        evidence: key.code == KeyCode::Char('E'),
+                    }),
+                    None => Handled::Consumed,
+                };
+            }
+            _ => return Handled::Ignored,
         }
         Handled::Consumed
     }

@@ -62,6 +62,18 @@ pub struct TerminalReplay {
     marker: Option<String>,
 }
 
+/// A recording's terminal size (columns, rows) at its start: its first resize before any output, 80×24 without one.
+pub(crate) fn initial_size(events: &[TimedEvent]) -> (u16, u16) {
+    events
+        .iter()
+        .take_while(|e| !matches!(e.event, Event::Output(_)))
+        .find_map(|e| match e.event {
+            Event::Resize { cols, rows } => Some((cols, rows)),
+            _ => None,
+        })
+        .unwrap_or((80, 24))
+}
+
 /// A size clamped to what the emulator accepts.
 fn clamp_size(cols: u16, rows: u16) -> (std::num::NonZeroU16, std::num::NonZeroU16) {
     let clamp = |v: u16, max: u16| {
@@ -74,14 +86,7 @@ impl TerminalReplay {
     /// Starts a replay at the session's beginning. The initial size is the first recorded resize (80×24 when the
     /// recording has none before its first output).
     pub fn new(events: Vec<TimedEvent>) -> TerminalReplay {
-        let (cols, rows) = events
-            .iter()
-            .take_while(|e| !matches!(e.event, Event::Output(_)))
-            .find_map(|e| match e.event {
-                Event::Resize { cols, rows } => Some((cols, rows)),
-                _ => None,
-            })
-            .unwrap_or((80, 24));
+        let (cols, rows) = initial_size(&events);
         let (rows, cols) = clamp_size(cols, rows);
         let parser = vt100::Parser::new(rows, cols, 0);
         let start = Checkpoint {

@@ -4,16 +4,17 @@
 use std::time::Duration;
 
 use ratatui::Frame;
-use ratatui::crossterm::event::{KeyCode, MouseButton, MouseEventKind};
+use ratatui::crossterm::event::KeyCode;
 use ratatui::layout::{Constraint, Rect};
 use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
-use ratatui::widgets::{Block, Borders, Cell, Row, Table, TableState};
+use ratatui::widgets::{Block, Borders, Cell, Row};
 use sallyport_recordings::SessionHits;
 
 use crate::app::{Action, Component, Ctx, Handled, UiEvent};
 use crate::format;
 use crate::screen_view::clean;
+use crate::table::{Nav, TableView};
 
 /// The search results component.
 #[derive(Default)]
@@ -22,8 +23,7 @@ pub struct SearchResults {
     pub query: String,
     hits: Vec<SessionHits>,
     elapsed: Duration,
-    state: TableState,
-    rows_area: Rect,
+    view: TableView,
 }
 
 impl SearchResults {
@@ -40,16 +40,12 @@ impl SearchResults {
         self.query = query;
         self.hits = hits;
         self.elapsed = elapsed;
-        self.state.select(Some(0));
+        self.view.state.select(Some(0));
     }
 
     /// How many sessions matched.
     pub fn len(&self) -> usize {
         self.hits.len()
-    }
-
-    fn select_by(&mut self, delta: isize) {
-        crate::table::select_by(&mut self.state, self.hits.len(), delta);
     }
 }
 
@@ -91,32 +87,25 @@ impl Component for SearchResults {
             self.hits.len(),
             self.elapsed.as_secs_f64() * 1000.0
         );
-        let table = Table::new(
-            rows,
-            [
-                Constraint::Length(11),
-                Constraint::Length(18),
-                Constraint::Length(7),
-                Constraint::Length(4),
-                Constraint::Fill(1),
-            ],
-        )
-        .header(
-            Row::new(["Start", "Session", "At", "Hits", "Excerpt"])
-                .style(Style::default().add_modifier(Modifier::BOLD | Modifier::UNDERLINED)),
-        )
-        .block(Block::default().borders(Borders::TOP).title(Span::styled(
+        let widths = [
+            Constraint::Length(11),
+            Constraint::Length(18),
+            Constraint::Length(7),
+            Constraint::Length(4),
+            Constraint::Fill(1),
+        ];
+        let block = Block::default().borders(Borders::TOP).title(Span::styled(
             title,
             Style::default().add_modifier(Modifier::BOLD),
-        )))
-        .row_highlight_style(Style::default().add_modifier(Modifier::REVERSED))
-        .column_spacing(1);
-        self.rows_area = Rect {
-            y: area.y + 2,
-            height: area.height.saturating_sub(2),
-            ..area
-        };
-        frame.render_stateful_widget(table, area, &mut self.state);
+        ));
+        self.view.render(
+            frame,
+            area,
+            rows,
+            widths,
+            Row::new(["Start", "Session", "At", "Hits", "Excerpt"]),
+            block,
+        );
         if self.hits.is_empty() {
             let text = Line::from(Span::styled(
                 "  No session contains this text.",
@@ -134,39 +123,27 @@ impl Component for SearchResults {
     }
 
     fn handle(&mut self, event: &UiEvent, _ctx: &Ctx<'_>) -> Handled {
-        match event {
-            UiEvent::Key(key) => match key.code {
-                KeyCode::Down | KeyCode::Char('j') => self.select_by(1),
-                KeyCode::Up | KeyCode::Char('k') => self.select_by(-1),
-                KeyCode::PageDown => self.select_by(20),
-                KeyCode::PageUp => self.select_by(-20),
-                KeyCode::Enter => {
-                    let Some(hit) = self.state.selected().and_then(|i| self.hits.get(i)) else {
-                        return Handled::Consumed;
-                    };
-                    return Handled::Action(Action::Open {
-                        id: hit.session_id.clone(),
-                        query: Some(self.query.clone()),
-                        at_ms: Some(hit.first_at_ms),
-                    });
-                }
-                KeyCode::Esc | KeyCode::Char('q') => return Handled::Action(Action::Back),
-                _ => return Handled::Ignored,
-            },
-            UiEvent::Mouse(mouse) => match mouse.kind {
-                MouseEventKind::ScrollDown => self.select_by(3),
-                MouseEventKind::ScrollUp => self.select_by(-3),
-                MouseEventKind::Down(MouseButton::Left) => {
-                    let Some(row) = crate::table::row_at(&self.state, self.rows_area, mouse) else {
-                        return Handled::Ignored;
-                    };
-                    if row < self.hits.len() {
-                        self.state.select(Some(row));
-                    }
-                }
-                _ => return Handled::Ignored,
-            },
+        match self.view.navigate(event, self.hits.len()) {
+            Nav::Handled | Nav::Reclicked => return Handled::Consumed,
+            Nav::Missed => return Handled::Ignored,
+            Nav::Other => {}
         }
-        Handled::Consumed
+        let UiEvent::Key(key) = event else {
+            return Handled::Ignored;
+        };
+        match key.code {
+            KeyCode::Enter => {
+                let Some(hit) = self.view.state.selected().and_then(|i| self.hits.get(i)) else {
+                    return Handled::Consumed;
+                };
+                Handled::Action(Action::Open {
+                    id: hit.session_id.clone(),
+                    query: Some(self.query.clone()),
+                    at_ms: Some(hit.first_at_ms),
+                })
+            }
+            KeyCode::Esc | KeyCode::Char('q') => Handled::Action(Action::Back),
+            _ => Handled::Ignored,
+        }
     }
 }

@@ -33,12 +33,18 @@ pub fn visible_targets(
     sallyport_relay::access::visible_targets(portal.broker.state(), user)
 }
 
-fn forbidden() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        "not allowed: this page is for administrators",
-    )
-        .into_response()
+/// The logged-in user of a request whose role `allowed` accepts; any other gets 403 with `refusal`.
+async fn user_with_role(
+    parts: &mut Parts,
+    portal: &Arc<Portal>,
+    allowed: fn(Role) -> bool,
+    refusal: &'static str,
+) -> Result<CurrentUser, Response> {
+    let user = CurrentUser::from_request_parts(parts, portal).await?;
+    if !allowed(user.user.role) {
+        return Err((StatusCode::FORBIDDEN, refusal).into_response());
+    }
+    Ok(user)
 }
 
 /// A logged-in admin.
@@ -51,11 +57,15 @@ impl FromRequestParts<Arc<Portal>> for AdminUser {
         parts: &mut Parts,
         portal: &Arc<Portal>,
     ) -> Result<Self, Self::Rejection> {
-        let user = CurrentUser::from_request_parts(parts, portal).await?;
-        if user.user.role != Role::Admin {
-            return Err(forbidden());
-        }
-        Ok(AdminUser(user))
+        let allowed = |role| role == Role::Admin;
+        user_with_role(
+            parts,
+            portal,
+            allowed,
+            "not allowed: this page is for administrators",
+        )
+        .await
+        .map(AdminUser)
     }
 }
 
@@ -69,14 +79,14 @@ impl FromRequestParts<Arc<Portal>> for ReviewerUser {
         parts: &mut Parts,
         portal: &Arc<Portal>,
     ) -> Result<Self, Self::Rejection> {
-        let user = CurrentUser::from_request_parts(parts, portal).await?;
-        if !matches!(user.user.role, Role::Admin | Role::Auditor) {
-            return Err((
-                StatusCode::FORBIDDEN,
-                "not allowed: this page is for administrators and auditors",
-            )
-                .into_response());
-        }
-        Ok(ReviewerUser(user))
+        let allowed = |role| matches!(role, Role::Admin | Role::Auditor);
+        user_with_role(
+            parts,
+            portal,
+            allowed,
+            "not allowed: this page is for administrators and auditors",
+        )
+        .await
+        .map(ReviewerUser)
     }
 }

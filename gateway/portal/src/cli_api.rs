@@ -18,6 +18,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sallyport_core::quic::{CliError, CliLoginRequest, CliLoginResponse};
 use sallyport_state::{AuditEvent, ClientCertRecord, LoginOutcome};
+use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::Portal;
@@ -45,18 +46,9 @@ pub async fn login(
             "the command-line client is not enabled on this gateway",
         );
     };
-    if let Some(refused) = refuse_foreign_or_not_json(&headers) {
-        return refused;
-    }
-    let request: CliLoginRequest = match serde_json::from_slice(&body) {
+    let request: CliLoginRequest = match login_request(&headers, &body) {
         Ok(request) => request,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                &format!("the login request is malformed: {e}"),
-            );
-        }
+        Err(refused) => return *refused,
     };
     let public_key: [u8; 32] = match hex::decode(&request.public_key)
         .ok()
@@ -71,19 +63,11 @@ pub async fn login(
             );
         }
     };
-    let (user, method) = match check_credentials(
-        &portal,
-        client,
-        &request.username,
-        &request.password,
-        request.code.as_deref(),
-        "command-line client",
-    )
-    .await
-    {
-        Ok(found) => found,
-        Err(refusal) => return refusal.into_response(),
-    };
+    let (user, method) =
+        match check_credentials(&portal, client, &request, "command-line client").await {
+            Ok(found) => found,
+            Err(refused) => return *refused,
+        };
     let state = portal.broker.state();
     let audit = |kind: &str, detail: String| {
         portal.broker.audit(AuditEvent {
@@ -94,7 +78,6 @@ pub async fn login(
             ..AuditEvent::default()
         })
     };
-    portal.login_succeeded(client.ip(), &request.username);
     let now = SystemTime::now();
     let issued = match ca.issue(
         &user.username,
@@ -175,8 +158,35 @@ impl Refusal {
 /// The browser login's rules for a program's login (the CLI's, the reviewer's): the throttle first, argon2id
 /// without user enumeration, one-time passwords sent to the browser, then the TOTP or a recovery code for
 /// accounts that have one (wrong codes count as failed logins) and the MFA requirement of the user's role.
-/// Failures are audited with `via` as their detail. Returns the user and the second factor used.
+/// Failures are audited with `via` as their detail; a success makes the throttle forget the source's failures.
+/// Returns the user and the second factor used.
 pub(crate) async fn check_credentials(
+    portal: &Portal,
+    client: SocketAddr,
+    request: &impl Credentials,
+    via: &str,
+) -> Result<(sallyport_state::UserRecord, &'static str), Box<Response>> {
+    let (username, password, code) = request.credentials();
+    let found = verify_credentials(portal, client, username, password, code, via)
+        .await
+        .map_err(|refusal| Box::new(refusal.into_response()))?;
+    portal.login_succeeded(client.ip(), username);
+    Ok(found)
+}
+
+/// The credentials a program's login request carries: username, password and the second factor's code.
+pub(crate) trait Credentials {
+    fn credentials(&self) -> (&str, &str, Option<&str>);
+}
+
+impl Credentials for CliLoginRequest {
+    fn credentials(&self) -> (&str, &str, Option<&str>) {
+        (&self.username, &self.password, self.code.as_deref())
+    }
+}
+
+/// The checks of [`check_credentials`].
+async fn verify_credentials(
     portal: &Portal,
     client: SocketAddr,
     username: &str,
@@ -285,16 +295,19 @@ pub(crate) async fn check_credentials(
     Ok((user, method))
 }
 
-/// Refuses a program's POST that a browser page on another site could have sent: a foreign Origin, or a body
-/// that is not `application/json` (which no page can send cross-site without a CORS preflight this portal
-/// never answers).
-pub(crate) fn refuse_foreign_or_not_json(headers: &HeaderMap) -> Option<Response> {
+/// The JSON login request of a program (the CLI, the reviewer), unless it must be refused: a foreign Origin, or
+/// a body that is not `application/json` (which no page can send cross-site without a CORS preflight this portal
+/// never answers), or one that does not parse.
+pub(crate) fn login_request<T: DeserializeOwned>(
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<T, Box<Response>> {
     if headers.contains_key(header::ORIGIN) && !same_origin(headers) {
-        return Some(error(
+        return Err(Box::new(error(
             StatusCode::FORBIDDEN,
             "foreign_origin",
             "request refused: it came from another site",
-        ));
+        )));
     }
     let is_json = headers
         .get(header::CONTENT_TYPE)
@@ -305,11 +318,17 @@ pub(crate) fn refuse_foreign_or_not_json(headers: &HeaderMap) -> Option<Response
                 .is_some_and(|t| t.trim() == "application/json")
         });
     if !is_json {
-        return Some(error(
+        return Err(Box::new(error(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "bad_request",
             "the login must be sent as application/json",
-        ));
+        )));
     }
-    None
+    serde_json::from_slice(body).map_err(|e| {
+        Box::new(error(
+            StatusCode::BAD_REQUEST,
+            "bad_request",
+            &format!("the login request is malformed: {e}"),
+        ))
+    })
 }

@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use sallyport_core::egress::{Host, parse_host};
 use sallyport_core::policy::Protocol;
@@ -17,8 +17,7 @@ use serde::Deserialize;
 
 use crate::Portal;
 use crate::access::{AccessError, decide};
-use crate::admin::refuse_foreign_origin;
-use crate::auth::CurrentUser;
+use crate::auth::{CurrentUser, SameOrigin};
 use crate::pages::{escape, layout};
 
 fn refuse(user: &CurrentUser, status: StatusCode, message: &str) -> Response {
@@ -74,13 +73,10 @@ pub struct AddressForm {
 pub async fn submit(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     user: CurrentUser,
+    _: SameOrigin,
     Form(form): Form<AddressForm>,
 ) -> Response {
-    if let Some(refused) = refuse_foreign_origin(&headers) {
-        return refused;
-    }
     let ip = match parse_host(&form.address) {
         Ok(Host::Ip(ip)) => ip,
         Ok(Host::Name(_)) => {

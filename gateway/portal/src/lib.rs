@@ -204,10 +204,6 @@ impl Portal {
             .route("/login/mfa", get(mfa::code_form).post(mfa::verify_code))
             .route("/account/mfa", get(mfa::account_page).post(mfa::enroll))
             .route(
-                "/admin/mfa",
-                get(admin::mfa_settings).post(admin::save_mfa_settings),
-            )
-            .route(
                 "/password",
                 get(pages::password_form).post(pages::change_password),
             )
@@ -215,10 +211,6 @@ impl Portal {
             .route(
                 "/connect-ip",
                 get(connect_ip::form).post(connect_ip::submit),
-            )
-            .route(
-                "/admin/networks/connect-by-ip",
-                post(admin::toggle_connect_by_ip),
             )
             .route("/connect/{target_id}", get(pages::connect_page))
             .route("/ws/terminal/{target_id}", get(ws::terminal))
@@ -231,36 +223,7 @@ impl Portal {
             .route("/api/review/sessions/{id}/chunks", get(review_api::chunks))
             .route("/api/review/ledger", get(review_api::ledger))
             .route("/assets/{name}", get(assets::serve_asset))
-            .route("/admin", get(admin::index))
-            .route("/admin/users", get(admin::users).post(admin::create_user))
-            .route("/admin/users/{id}/update", post(admin::update_user))
-            .route("/admin/users/{id}/{action}", post(admin::user_action))
-            .route(
-                "/admin/targets",
-                get(admin::targets).post(admin::save_target),
-            )
-            .route("/admin/targets/{id}/delete", post(admin::delete_target))
-            .route(
-                "/admin/networks",
-                get(admin::networks).post(admin::add_network),
-            )
-            .route("/admin/networks/delete", post(admin::delete_network))
-            .route(
-                "/admin/policies",
-                get(admin::policies).post(admin::add_policy),
-            )
-            .route("/admin/policies/{id}/delete", post(admin::delete_policy))
-            .route("/admin/hostkeys", get(admin::host_keys))
-            .route(
-                "/admin/hostkeys/{target_id}/forget",
-                post(admin::forget_host_key),
-            )
-            .route("/admin/audit", get(admin::audit_log))
-            .route("/admin/edge", get(edge::edge_page))
-            .route("/admin/metrics", get(edge::metrics))
-            .route("/admin/sessions", get(watch::sessions))
-            .route("/admin/sessions/{id}/terminate", post(watch::terminate))
-            .route("/admin/sessions/{id}/watch", get(watch::watch_page))
+            .merge(admin::routes())
             .route("/ws/watch/{id}", get(watch::watch_socket))
             .fallback(pages::not_found)
             .layer(axum::extract::DefaultBodyLimit::max(

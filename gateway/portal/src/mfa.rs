@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::Portal;
-use crate::auth::{CurrentUser, same_origin, session_cookie};
+use crate::auth::{CurrentUser, SameOrigin, session_cookie};
 use crate::pages::{escape, layout};
 
 /// The cookie that carries a login between its password and its code.
@@ -236,15 +236,9 @@ pub async fn verify_code(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
+    _: SameOrigin,
     Form(form): Form<CodeForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return (
-            StatusCode::FORBIDDEN,
-            "request refused: it did not come from this portal's own pages",
-        )
-            .into_response();
-    }
     let expired = || (StatusCode::UNAUTHORIZED, Redirect::to("/login")).into_response();
     let Some(token) = pending_token(&headers) else {
         return expired();
@@ -349,17 +343,10 @@ pub async fn account_page(State(portal): State<Arc<Portal>>, user: CurrentUser) 
 pub async fn enroll(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     user: CurrentUser,
+    _: SameOrigin,
     Form(form): Form<CodeForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return (
-            StatusCode::FORBIDDEN,
-            "request refused: it did not come from this portal's own pages",
-        )
-            .into_response();
-    }
     let Some((secret, _)) = lock(&portal.mfa.enrollments)
         .get(&user.user.user_id)
         .copied()

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use crate::Portal;
 use crate::access::{AccessError, decide, visible_targets};
-use crate::auth::{CurrentUser, expired_cookie, same_origin, session_cookie, session_token};
+use crate::auth::{CurrentUser, SameOrigin, expired_cookie, session_cookie, session_token};
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -89,14 +89,6 @@ pub async fn security_headers(mut response: Response) -> Response {
     response
 }
 
-fn forbidden_origin() -> Response {
-    (
-        StatusCode::FORBIDDEN,
-        "request refused: it did not come from this portal's own pages",
-    )
-        .into_response()
-}
-
 /// `GET /`.
 pub async fn home(headers: HeaderMap, State(portal): State<Arc<Portal>>) -> Redirect {
     match session_token(&headers).and_then(|token| portal.logins.lookup(&token)) {
@@ -145,12 +137,9 @@ pub struct LoginForm {
 pub async fn login(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
+    _: SameOrigin,
     Form(form): Form<LoginForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden_origin();
-    }
     let throttle = || {
         portal
             .throttle
@@ -241,12 +230,9 @@ pub async fn login(
 pub async fn logout(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     user: CurrentUser,
+    _: SameOrigin,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden_origin();
-    }
     // Logging out ends everything this user has open, on every device.
     portal.revoke_user(user.user.user_id, "you logged out");
     portal.broker.audit(AuditEvent {
@@ -298,13 +284,10 @@ pub struct PasswordForm {
 pub async fn change_password(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    headers: HeaderMap,
     user: CurrentUser,
+    _: SameOrigin,
     Form(form): Form<PasswordForm>,
 ) -> Response {
-    if !same_origin(&headers) {
-        return forbidden_origin();
-    }
     if form.new_password != form.repeat {
         return (
             StatusCode::BAD_REQUEST,

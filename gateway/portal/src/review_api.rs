@@ -35,7 +35,8 @@ use serde::Deserialize;
 use tracing::warn;
 
 use crate::Portal;
-use crate::cli_api::{check_credentials, error, refuse_foreign_or_not_json};
+use crate::auth::client_addr;
+use crate::cli_api::{Credentials, check_credentials, error, login_request};
 
 /// What the reviewer tells the audit log it is.
 const VIA: &str = "sallyport-review";
@@ -50,6 +51,12 @@ fn audit(portal: &Portal, kind: &str, actor: &str, client: SocketAddr, detail: S
     });
 }
 
+impl Credentials for ReviewLoginRequest {
+    fn credentials(&self) -> (&str, &str, Option<&str>) {
+        (&self.username, &self.password, self.code.as_deref())
+    }
+}
+
 /// `POST /api/review/login`.
 pub async fn login(
     State(portal): State<Arc<Portal>>,
@@ -57,34 +64,15 @@ pub async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Response {
-    if let Some(refused) = refuse_foreign_or_not_json(&headers) {
-        return refused;
-    }
-    let request: ReviewLoginRequest = match serde_json::from_slice(&body) {
+    let request: ReviewLoginRequest = match login_request(&headers, &body) {
         Ok(request) => request,
-        Err(e) => {
-            return error(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                &format!("the login request is malformed: {e}"),
-            );
-        }
+        Err(refused) => return *refused,
     };
-    let (user, method) = match check_credentials(
-        &portal,
-        client,
-        &request.username,
-        &request.password,
-        request.code.as_deref(),
-        VIA,
-    )
-    .await
-    {
+    // Right credentials make the throttle forget this source's failures, whatever the role.
+    let (user, method) = match check_credentials(&portal, client, &request, VIA).await {
         Ok(found) => found,
-        Err(refusal) => return refusal.into_response(),
+        Err(refused) => return *refused,
     };
-    // The credentials were right, so the throttle forgets this source's failures either way.
-    portal.login_succeeded(client.ip(), &request.username);
     if !matches!(user.role, Role::Admin | Role::Auditor) {
         audit(
             &portal,
@@ -155,9 +143,7 @@ impl FromRequestParts<Arc<Portal>> for Reviewer {
         parts: &mut Parts,
         portal: &Arc<Portal>,
     ) -> Result<Self, Self::Rejection> {
-        let ConnectInfo(client) = ConnectInfo::<SocketAddr>::from_request_parts(parts, portal)
-            .await
-            .map_err(IntoResponse::into_response)?;
+        let client = client_addr(parts, portal).await?;
         let token = parts
             .headers
             .get(header::AUTHORIZATION)

@@ -1,18 +1,17 @@
 //! Live sessions for admins: the list (who, what, since when, from where, bytes each way), terminate,
 //! and read-only watching of a terminal over its own WebSocket.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
-use axum::extract::{ConnectInfo, Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::Portal;
 use crate::access::AdminUser;
-use crate::admin::{audit, page, refuse_foreign_origin};
+use crate::admin::{AdminChange, page, post_button};
 use crate::pages::{escape, layout};
 
 /// `GET /admin/sessions`.
@@ -25,8 +24,13 @@ pub async fn sessions(State(portal): State<Arc<Portal>>, AdminUser(admin): Admin
         .iter()
         .map(|s| {
             format!(
-                r#"<tr data-session="{id}" data-user="{user}"><td>{user}</td><td>{target}</td><td>{client}</td><td>{secs} s</td><td>{up}</td><td>{down}</td><td><a class="watch" href="/admin/sessions/{id}/watch">Watch</a> <form method="post" action="/admin/sessions/{id}/terminate" class="inline"><button type="submit" class="terminate">Terminate</button></form></td></tr>"#,
+                r#"<tr data-session="{id}" data-user="{user}"><td>{user}</td><td>{target}</td><td>{client}</td><td>{secs} s</td><td>{up}</td><td>{down}</td><td><a class="watch" href="/admin/sessions/{id}/watch">Watch</a> {terminate}</td></tr>"#,
                 id = escape(&s.session_id),
+                terminate = post_button(
+                    &format!("/admin/sessions/{}/terminate", escape(&s.session_id)),
+                    r#" class="terminate""#,
+                    "Terminate"
+                ),
                 user = escape(&s.username),
                 target = escape(&s.target),
                 client = s.client_addr,
@@ -44,29 +48,18 @@ pub async fn sessions(State(portal): State<Arc<Portal>>, AdminUser(admin): Admin
 }
 
 /// `POST /admin/sessions/{id}/terminate`.
-pub async fn terminate(
-    State(portal): State<Arc<Portal>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    Path(session_id): Path<String>,
-    headers: HeaderMap,
-    AdminUser(admin): AdminUser,
-) -> Response {
-    if let Some(refused) = refuse_foreign_origin(&headers) {
-        return refused;
+pub async fn terminate(Path(session_id): Path<String>, change: AdminChange) -> Response {
+    let reason = format!("terminated by administrator {}", change.admin.user.username);
+    if !change.portal.broker.live().terminate(&session_id, &reason) {
+        return not_live();
     }
-    let reason = format!("terminated by administrator {}", admin.user.username);
-    if !portal.broker.live().terminate(&session_id, &reason) {
-        return (StatusCode::NOT_FOUND, "that session is not live").into_response();
-    }
-    audit(
-        &portal,
-        &admin,
-        client,
-        "terminate",
-        None,
-        format!("session {session_id}"),
-    );
+    change.audit("terminate", None, format!("session {session_id}"));
     Redirect::to("/admin/sessions").into_response()
+}
+
+/// The answer for a session id that is not (or no longer) live.
+fn not_live() -> Response {
+    (StatusCode::NOT_FOUND, "that session is not live").into_response()
 }
 
 /// `GET /admin/sessions/{id}/watch`: a read-only terminal.
@@ -76,7 +69,7 @@ pub async fn watch_page(
     AdminUser(admin): AdminUser,
 ) -> Response {
     let Some((info, _)) = portal.broker.live().watch(&session_id) else {
-        return (StatusCode::NOT_FOUND, "that session is not live").into_response();
+        return not_live();
     };
     let body = format!(
         r#"<h1>Watching {user} on {target}</h1><p>Read-only. Output from now on.</p><div id="status" data-state="idle"></div><div id="terminal"></div>"#,
@@ -96,23 +89,14 @@ pub async fn watch_page(
 
 /// `GET /ws/watch/{id}`: the watched session's output, read-only.
 pub async fn watch_socket(
-    State(portal): State<Arc<Portal>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
     Path(session_id): Path<String>,
-    headers: HeaderMap,
-    AdminUser(admin): AdminUser,
+    change: AdminChange,
     upgrade: WebSocketUpgrade,
 ) -> Response {
-    if let Some(refused) = refuse_foreign_origin(&headers) {
-        return refused;
-    }
-    let Some((info, output)) = portal.broker.live().watch(&session_id) else {
-        return (StatusCode::NOT_FOUND, "that session is not live").into_response();
+    let Some((info, output)) = change.portal.broker.live().watch(&session_id) else {
+        return not_live();
     };
-    audit(
-        &portal,
-        &admin,
-        client,
+    change.audit(
         "watch",
         Some(&info.target),
         format!("session {session_id} of {}", info.username),

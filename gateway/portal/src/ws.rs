@@ -5,7 +5,8 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
-use axum::extract::{ConnectInfo, Path, State};
+use axum::extract::{FromRequestParts, Path};
+use axum::http::request::Parts;
 use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sallyport_core::display::{
@@ -24,7 +25,43 @@ use sallyport_state::AuditEvent;
 
 use crate::Portal;
 use crate::access::{AccessError, decide};
-use crate::auth::{CurrentUser, same_origin};
+use crate::auth::{CurrentUser, client_addr, same_origin};
+
+/// A session WebSocket's upgrade request that passed the Origin, login and policy checks: the extractor
+/// makes them before any upgrade (in this order: the login, that it is an upgrade at all, then the Origin
+/// and the policy), and answers a refusal over HTTP after auditing it.
+pub(crate) struct AuthorizedUpgrade {
+    portal: Arc<Portal>,
+    client: SocketAddr,
+    decision: Authorized,
+    upgrade: WebSocketUpgrade,
+}
+
+impl FromRequestParts<Arc<Portal>> for AuthorizedUpgrade {
+    type Rejection = Response;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        portal: &Arc<Portal>,
+    ) -> Result<Self, Self::Rejection> {
+        let client = client_addr(parts, portal).await?;
+        let Path(target_id) = Path::<i64>::from_request_parts(parts, portal)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let user = CurrentUser::from_request_parts(parts, portal).await?;
+        let upgrade = WebSocketUpgrade::from_request_parts(parts, portal)
+            .await
+            .map_err(IntoResponse::into_response)?;
+        let decision = authorize_upgrade(portal, client, target_id, &parts.headers, &user)
+            .map_err(|refused| *refused)?;
+        Ok(AuthorizedUpgrade {
+            portal: portal.clone(),
+            client,
+            decision,
+            upgrade,
+        })
+    }
+}
 
 /// Origin, login and policy checks before any upgrade; a refusal is audited and answered over HTTP.
 fn authorize_upgrade(
@@ -67,64 +104,42 @@ fn authorize_upgrade(
     }
 }
 
+impl AuthorizedUpgrade {
+    /// Upgrades to a WebSocket taking messages up to `max_message_size`, and runs the session of the
+    /// kind `kind` makes of the socket.
+    fn run<K: SessionKind + 'static>(
+        self,
+        max_message_size: usize,
+        kind: fn(WsTransport) -> K,
+    ) -> Response {
+        let AuthorizedUpgrade {
+            portal,
+            client,
+            decision,
+            upgrade,
+        } = self;
+        let broker = portal.broker.clone();
+        upgrade
+            .max_message_size(max_message_size)
+            .on_upgrade(move |socket| async move {
+                broker
+                    .run(decision, client, kind(WsTransport { socket }))
+                    .await
+            })
+    }
+}
+
 /// `GET /ws/terminal/{target_id}`.
-pub async fn terminal(
-    State(portal): State<Arc<Portal>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    Path(target_id): Path<i64>,
-    headers: HeaderMap,
-    user: CurrentUser,
-    upgrade: WebSocketUpgrade,
-) -> Response {
-    let max_message_size = MAX_CONTROL_LEN.max(MAX_INPUT_LEN) + 1024;
-    let checked = authorize_upgrade(&portal, client, target_id, &headers, &user);
-    upgrade_into(
-        &portal,
-        checked,
-        client,
-        upgrade,
-        max_message_size,
-        Terminal,
-    )
+pub async fn terminal(session: AuthorizedUpgrade) -> Response {
+    let max = MAX_CONTROL_LEN.max(MAX_INPUT_LEN) + 1024;
+    session.run(max, Terminal)
 }
 
 /// `GET /ws/desktop/{target_id}`: the same checks, then a desktop session.
-pub async fn desktop(
-    State(portal): State<Arc<Portal>>,
-    ConnectInfo(client): ConnectInfo<SocketAddr>,
-    Path(target_id): Path<i64>,
-    headers: HeaderMap,
-    user: CurrentUser,
-    upgrade: WebSocketUpgrade,
-) -> Response {
+pub async fn desktop(session: AuthorizedUpgrade) -> Response {
     // Clipboard text is the longest message a desktop client sends.
-    let max_message_size = MAX_DESKTOP_TEXT.max(MAX_INPUT_MESSAGE) + 1024;
-    let checked = authorize_upgrade(&portal, client, target_id, &headers, &user);
-    upgrade_into(&portal, checked, client, upgrade, max_message_size, Desktop)
-}
-
-/// Answers a refused upgrade over HTTP, or upgrades and runs the session of the kind `kind` makes of
-/// the socket.
-fn upgrade_into<K: SessionKind + 'static>(
-    portal: &Portal,
-    checked: Result<Authorized, Box<Response>>,
-    client: SocketAddr,
-    upgrade: WebSocketUpgrade,
-    max_message_size: usize,
-    kind: fn(WsTransport) -> K,
-) -> Response {
-    let decision = match checked {
-        Ok(decision) => decision,
-        Err(refused) => return *refused,
-    };
-    let broker = portal.broker.clone();
-    upgrade
-        .max_message_size(max_message_size)
-        .on_upgrade(move |socket| async move {
-            broker
-                .run(decision, client, kind(WsTransport { socket }))
-                .await
-        })
+    let max = MAX_DESKTOP_TEXT.max(MAX_INPUT_MESSAGE) + 1024;
+    session.run(max, Desktop)
 }
 
 /// A browser WebSocket as the broker's transport.
@@ -132,32 +147,42 @@ struct WsTransport {
     socket: WebSocket,
 }
 
-impl TerminalTransport for WsTransport {
-    async fn recv(&mut self) -> Option<Result<ClientMessage, FrameError>> {
+impl WsTransport {
+    /// The next text or binary message, parsed with `text` or `binary`; `None` once the socket closes.
+    async fn recv_parsed<T>(
+        &mut self,
+        text: impl FnOnce(&str) -> T,
+        binary: impl FnOnce(&[u8]) -> T,
+    ) -> Option<T> {
         loop {
             match self.socket.recv().await? {
-                Ok(Message::Text(text)) => return Some(parse_client_text(text.as_str())),
-                Ok(Message::Binary(bytes)) => return Some(parse_client_binary(&bytes)),
+                Ok(Message::Text(message)) => return Some(text(message.as_str())),
+                Ok(Message::Binary(bytes)) => return Some(binary(&bytes)),
                 Ok(Message::Ping(_) | Message::Pong(_)) => continue,
                 Ok(Message::Close(_)) | Err(_) => return None,
             }
         }
     }
 
-    async fn send_output(&mut self, data: &[u8]) -> Result<(), TransportClosed> {
-        self.socket
-            .send(Message::Binary(data.to_vec().into()))
+    async fn send(&mut self, message: Message) -> Result<(), TransportClosed> {
+        self.socket.send(message).await.map_err(|_| TransportClosed)
+    }
+}
+
+impl TerminalTransport for WsTransport {
+    async fn recv(&mut self) -> Option<Result<ClientMessage, FrameError>> {
+        self.recv_parsed(parse_client_text, parse_client_binary)
             .await
-            .map_err(|_| TransportClosed)
+    }
+
+    async fn send_output(&mut self, data: &[u8]) -> Result<(), TransportClosed> {
+        self.send(Message::Binary(data.to_vec().into())).await
     }
 }
 
 impl Transport for WsTransport {
     async fn send_control(&mut self, msg: &ServerControl) -> Result<(), TransportClosed> {
-        self.socket
-            .send(Message::Text(msg.to_json().into()))
-            .await
-            .map_err(|_| TransportClosed)
+        self.send(Message::Text(msg.to_json().into())).await
     }
 
     async fn close(&mut self) {
@@ -167,31 +192,19 @@ impl Transport for WsTransport {
 
 impl DesktopTransport for WsTransport {
     async fn recv(&mut self) -> Option<Result<DesktopMessage, FrameError>> {
-        loop {
-            match self.socket.recv().await? {
-                Ok(Message::Text(text)) => return Some(parse_desktop_text(text.as_str())),
-                Ok(Message::Binary(bytes)) => return Some(parse_desktop_binary(&bytes)),
-                Ok(Message::Ping(_) | Message::Pong(_)) => continue,
-                Ok(Message::Close(_)) | Err(_) => return None,
-            }
-        }
+        self.recv_parsed(parse_desktop_text, parse_desktop_binary)
+            .await
     }
 
     async fn send_update(&mut self, update: Vec<u8>) -> Result<(), TransportClosed> {
-        self.socket
-            .send(Message::Binary(update.into()))
-            .await
-            .map_err(|_| TransportClosed)
+        self.send(Message::Binary(update.into())).await
     }
 
     async fn send_desktop_control(
         &mut self,
         msg: &DesktopServerControl,
     ) -> Result<(), TransportClosed> {
-        self.socket
-            .send(Message::Text(msg.to_json().into()))
-            .await
-            .map_err(|_| TransportClosed)
+        self.send(Message::Text(msg.to_json().into())).await
     }
 }
 

@@ -5,7 +5,6 @@ use ipnet::IpNet;
 use rusqlite::{OptionalExtension, params};
 use sallyport_core::policy::{ClipboardAccess, Policy, Protocol, Role, Subject, TargetSelector};
 
-use crate::audit::{AuditEvent, AuditRecord};
 use crate::db::{HostKeyPin, StateDb, StateError, TargetSpec, join_tags};
 use crate::users::UserRecord;
 
@@ -27,23 +26,6 @@ pub struct PinnedKey {
     pub target: String,
     /// The pin.
     pub pin: HostKeyPin,
-}
-
-/// A filter over audit events; empty fields match everything.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct AuditFilter {
-    /// Acting user.
-    pub actor: Option<String>,
-    /// Target name.
-    pub target: Option<String>,
-    /// Event kind.
-    pub kind: Option<String>,
-    /// From this time (unix ms), inclusive.
-    pub from_ms: Option<u64>,
-    /// Until this time (unix ms), inclusive.
-    pub to_ms: Option<u64>,
-    /// At most this many, newest first.
-    pub limit: u32,
 }
 
 fn join<T>(items: &[T], text: impl Fn(&T) -> String) -> String {
@@ -358,41 +340,6 @@ impl StateDb {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
-
-    /// Audit events matching `filter`, newest first.
-    pub fn audit_query(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StateError> {
-        let conn = self.lock();
-        let mut stmt = conn.prepare(
-            "SELECT at_ms, kind, actor, client_addr, target, session_id, detail FROM audit_events
-             WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR kind = ?3)
-               AND (?4 IS NULL OR at_ms >= ?4) AND (?5 IS NULL OR at_ms <= ?5)
-             ORDER BY id DESC LIMIT ?6",
-        )?;
-        let rows = stmt.query_map(
-            params![
-                filter.actor,
-                filter.target,
-                filter.kind,
-                filter.from_ms,
-                filter.to_ms,
-                filter.limit.max(1)
-            ],
-            |r| {
-                Ok(AuditRecord {
-                    at_ms: r.get(0)?,
-                    event: AuditEvent {
-                        kind: r.get(1)?,
-                        actor: r.get(2)?,
-                        client_addr: r.get(3)?,
-                        target: r.get(4)?,
-                        session_id: r.get(5)?,
-                        detail: r.get(6)?,
-                    },
-                })
-            },
-        )?;
-        Ok(rows.collect::<Result<_, _>>()?)
-    }
 }
 
 #[cfg(test)]
@@ -465,51 +412,5 @@ mod tests {
 
         db.delete_user(alice.id).unwrap();
         assert!(db.user_groups(alice.id).unwrap().is_empty());
-    }
-
-    #[test]
-    fn audit_filters() {
-        let db = StateDb::open_in_memory().unwrap();
-        for (at, kind, actor) in [
-            (10, "login", "a"),
-            (20, "login_failed", "b"),
-            (30, "connect", "a"),
-        ] {
-            db.audit(
-                at,
-                &AuditEvent {
-                    kind: kind.into(),
-                    actor: Some(actor.into()),
-                    ..AuditEvent::default()
-                },
-            )
-            .unwrap();
-        }
-        let all = AuditFilter {
-            limit: 100,
-            ..AuditFilter::default()
-        };
-        assert_eq!(db.audit_query(&all).unwrap().len(), 3);
-        let by_a = AuditFilter {
-            actor: Some("a".into()),
-            ..all.clone()
-        };
-        assert_eq!(
-            db.audit_query(&by_a)
-                .unwrap()
-                .iter()
-                .map(|r| r.at_ms)
-                .collect::<Vec<_>>(),
-            vec![30, 10]
-        );
-        let window = AuditFilter {
-            from_ms: Some(15),
-            to_ms: Some(25),
-            ..all.clone()
-        };
-        assert_eq!(
-            db.audit_query(&window).unwrap()[0].event.kind,
-            "login_failed"
-        );
     }
 }

@@ -13,8 +13,8 @@ mod db;
 mod mfa;
 mod users;
 
-pub use admin::{AuditFilter, PinnedKey, PolicyRecord};
-pub use audit::{AuditEvent, AuditRecord};
+pub use admin::{PinnedKey, PolicyRecord};
+pub use audit::{AuditEvent, AuditFilter, AuditRecord};
 pub use client_certs::ClientCertRecord;
 pub use db::{HostKeyPin, NetworkRecord, StateDb, StateError, TargetRecord, TargetSpec};
 pub use mfa::TotpState;

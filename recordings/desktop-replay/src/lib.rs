@@ -87,6 +87,30 @@ struct Activation {
     drdynvc_channel_id: Option<u16>,
 }
 
+impl Activation {
+    /// The decoder's parameters from an activation event (`None` for any other event).
+    fn of(event: &DesktopEvent) -> Option<Activation> {
+        match *event {
+            DesktopEvent::Activation {
+                width,
+                height,
+                io_channel_id,
+                user_channel_id,
+                share_id,
+                drdynvc_channel_id,
+            } => Some(Activation {
+                width,
+                height,
+                io_channel_id,
+                user_channel_id,
+                share_id,
+                drdynvc_channel_id,
+            }),
+            _ => None,
+        }
+    }
+}
+
 /// The desktop events of one session, in order, ready to be replayed.
 #[derive(Debug, Clone)]
 pub struct DesktopReplay {
@@ -138,24 +162,7 @@ impl DesktopReplay {
         let activation = events[..=start]
             .iter()
             .rev()
-            .find_map(|(_, e)| match e {
-                DesktopEvent::Activation {
-                    width,
-                    height,
-                    io_channel_id,
-                    user_channel_id,
-                    share_id,
-                    drdynvc_channel_id,
-                } => Some(Activation {
-                    width: *width,
-                    height: *height,
-                    io_channel_id: *io_channel_id,
-                    user_channel_id: *user_channel_id,
-                    share_id: *share_id,
-                    drdynvc_channel_id: *drdynvc_channel_id,
-                }),
-                _ => None,
-            })
+            .find_map(|(_, e)| Activation::of(e))
             .ok_or(ReplayError::NotStarted(at_ms))?;
         let mut decoder = Decoder::new(activation)?;
         let mut from_keyframe_ms = None;
@@ -166,27 +173,12 @@ impl DesktopReplay {
         for (at, event) in &events[start + 1..] {
             match event {
                 DesktopEvent::Activation { .. } => {
-                    // A reactivation: a new size and a black desktop, as the live session had.
-                    decoder = Decoder::new(match event {
-                        DesktopEvent::Activation {
-                            width,
-                            height,
-                            io_channel_id,
-                            user_channel_id,
-                            share_id,
-                            drdynvc_channel_id,
-                        } => Activation {
-                            width: *width,
-                            height: *height,
-                            io_channel_id: *io_channel_id,
-                            user_channel_id: *user_channel_id,
-                            share_id: *share_id,
-                            drdynvc_channel_id: drdynvc_channel_id
-                                .or(activation.drdynvc_channel_id),
-                        },
-                        _ => activation,
-                    })?
-                    .with_count(decoder.pdus);
+                    // A reactivation: a new size and a black desktop, as the live session had. It
+                    // keeps the dynamic channel when it names none.
+                    let mut next = Activation::of(event).unwrap_or(activation);
+                    next.drdynvc_channel_id =
+                        next.drdynvc_channel_id.or(activation.drdynvc_channel_id);
+                    decoder = Decoder::new(next)?.with_count(decoder.pdus);
                 }
                 DesktopEvent::ServerPdu { fast_path, data } => {
                     decoder.pdu(*at, *fast_path, data)?;
@@ -323,5 +315,32 @@ impl Decoder {
             from_keyframe_ms,
             pdus_decoded: self.pdus,
         }
+    }
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_an_activation_event_gives_the_decoder_parameters() {
+        let event = DesktopEvent::Activation {
+            width: 1024,
+            height: 768,
+            io_channel_id: 1003,
+            user_channel_id: 1007,
+            share_id: 0x0001_03ea,
+            drdynvc_channel_id: Some(1008),
+        };
+        let activation = Activation::of(&event).unwrap();
+        assert_eq!((activation.width, activation.height), (1024, 768));
+        assert_eq!(
+            (activation.io_channel_id, activation.user_channel_id),
+            (1003, 1007)
+        );
+        assert_eq!(activation.share_id, 0x0001_03ea);
+        assert_eq!(activation.drdynvc_channel_id, Some(1008));
+        assert!(Activation::of(&DesktopEvent::Input(vec![1, 2])).is_none());
     }
 }

@@ -1,0 +1,119 @@
+//! The targets page: the list, adding or changing a target, and deleting one added here (configuration
+//! targets are changed in the file).
+
+use std::sync::Arc;
+
+use axum::Form;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use sallyport_core::egress::parse_host;
+use sallyport_core::policy::Protocol;
+use sallyport_state::TargetSpec;
+use serde::Deserialize;
+
+use super::{AdminChange, Answer, OrErrorPage, page, post_button, split_list, table};
+use crate::Portal;
+use crate::access::AdminUser;
+use crate::pages::escape;
+
+/// `GET /admin/targets`.
+pub(super) async fn list(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUser) -> Answer {
+    let targets = portal.broker.state().targets().or_error_page(&admin)?;
+    let rows: String = targets
+        .iter()
+        .map(|t| {
+            format!(
+                r#"<tr data-target="{name}"><td>{name}</td><td>{host}:{port}</td><td>{protocol}</td><td>{tags}</td><td>{delete}</td></tr>"#,
+                name = escape(&t.name),
+                host = escape(&t.host),
+                port = t.port,
+                protocol = t.protocol.as_str(),
+                tags = escape(&t.tags.join(", ")),
+                delete = post_button(&format!("/admin/targets/{}/delete", t.id), "", "Delete"),
+            )
+        })
+        .collect();
+    let body = format!(
+        r#"{table}
+<p>Targets from the configuration file are changed there.</p>
+<h2>Add or change a target</h2><form class="card" method="post" action="/admin/targets" id="add-target">
+<label>Name <input name="name" id="target-name" required></label>
+<label>Address (IP or DNS name inside a network) <input name="address" id="target-address" required></label>
+<label>Port <input name="port" id="target-port" type="number" min="1" max="65535" value="22" required></label>
+<label>Protocol <select name="protocol"><option value="ssh">ssh</option></select></label>
+<label>Tags (comma-separated) <input name="tags" id="target-tags"></label>
+<button type="submit" id="save-target">Save target</button></form>"#,
+        table = table(
+            "targets",
+            &["Name", "Address", "Protocol", "Tags", ""],
+            &rows
+        )
+    );
+    Ok(page("Targets", &admin, &body))
+}
+
+/// The target form.
+#[derive(Deserialize)]
+pub(super) struct TargetForm {
+    name: String,
+    address: String,
+    port: u16,
+    protocol: String,
+    #[serde(default)]
+    tags: String,
+}
+
+/// `POST /admin/targets`.
+pub(super) async fn save(change: AdminChange, Form(form): Form<TargetForm>) -> Answer {
+    let bad = |message: &str| Err(change.refuse(StatusCode::BAD_REQUEST, message));
+    let name = form.name.trim();
+    if name.is_empty() || name.len() > 64 || name.chars().any(char::is_control) {
+        return bad("a target name is 1 to 64 printable characters");
+    }
+    if let Err(error) = parse_host(&form.address) {
+        return bad(&error.to_string());
+    }
+    let Some(protocol) = Protocol::parse(&form.protocol) else {
+        return bad("unknown protocol");
+    };
+    if form.port == 0 {
+        return bad("port 0 is not a port");
+    }
+    let spec = TargetSpec {
+        name: name.to_owned(),
+        host: form.address.trim().to_owned(),
+        port: form.port,
+        protocol,
+        tags: split_list(&form.tags),
+    };
+    change.check(change.portal.broker.state().upsert_target(&spec))?;
+    change.done(
+        "target_saved",
+        Some(name),
+        format!("{}:{} tags {}", spec.host, spec.port, spec.tags.join(",")),
+        "/admin/targets",
+    )
+}
+
+/// `POST /admin/targets/{id}/delete`.
+pub(super) async fn delete(Path(id): Path<i64>, change: AdminChange) -> Answer {
+    let state = change.portal.broker.state();
+    let name = state
+        .target(id)
+        .ok()
+        .flatten()
+        .map(|t| t.name)
+        .unwrap_or_default();
+    if !change.check(state.delete_target(id))? {
+        return Err(change.refuse(
+            StatusCode::BAD_REQUEST,
+            "only targets added here can be deleted here; remove configuration targets from the file",
+        ));
+    }
+    change.done(
+        "target_deleted",
+        Some(&name),
+        format!("target {name}"),
+        "/admin/targets",
+    )
+}
