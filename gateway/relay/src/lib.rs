@@ -47,7 +47,7 @@ pub use proxy::{
 };
 pub use resolve::{ResolveError, resolve_target};
 pub use sallyport_recordings::{
-    DesktopEvent, EventSink, FileTransfer, TransferDirection, TransferProtocol,
+    DesktopEvent, Event, EventSink, FileTransfer, TransferDirection, TransferProtocol,
 };
 pub use terminal::Terminal;
 pub use traits::{

@@ -21,7 +21,7 @@ use std::time::Duration;
 use sallyport_core::errors::ErrorKind;
 use sallyport_core::frames::ClientMessage;
 use sallyport_core::policy::{Authorized, Protocol};
-use sallyport_recordings::{Event, EventSink, FileTransfer};
+use sallyport_recordings::{Event, EventSink};
 use sallyport_state::{AuditEvent, StateDb};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -92,24 +92,12 @@ pub trait ProxySession: Send {
     ) -> BoxFuture<'static, Result<(), TargetError>>;
 }
 
-/// Something a proxied session records or reports.
+/// Something a proxied session records or reports: an event of the recording as it is, or a security
+/// event that is audited and recorded.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ProxyEvent {
-    /// Bytes the user sent into a terminal or command channel.
-    Input(Vec<u8>),
-    /// Output of a terminal or command (stdout and stderr) from the target.
-    Output(Vec<u8>),
-    /// The user's terminal size.
-    Resize {
-        /// Columns.
-        cols: u16,
-        /// Rows.
-        rows: u16,
-    },
-    /// Free text: channel requests, commands run, exit statuses, authentication.
-    Marker(String),
-    /// A file moved by sftp or scp.
-    FileTransfer(FileTransfer),
+    /// Recorded as it is (its output also goes to the live watchers).
+    Recorded(Event),
     /// A security event, audited and recorded (a refused or an allowed forwarding, for instance).
     Audit {
         /// Event kind (`port_forward_refused`, ...).
@@ -117,6 +105,12 @@ pub enum ProxyEvent {
         /// Detail.
         detail: String,
     },
+}
+
+impl From<Event> for ProxyEvent {
+    fn from(event: Event) -> ProxyEvent {
+        ProxyEvent::Recorded(event)
+    }
 }
 
 /// Where a proxied session records: the recording, the live watchers, the audit log. Cheap to clone;
@@ -157,18 +151,14 @@ impl ProxySink {
 
     /// Records an event before the bytes it describes are passed on. Waits (off the async workers) while
     /// the recorder's queue is full; an error means recording failed and the session must end.
-    pub async fn record(&self, event: ProxyEvent) -> Result<(), TargetError> {
-        let event = match event {
-            ProxyEvent::Input(bytes) => Event::Input(bytes),
-            ProxyEvent::Output(bytes) => {
-                if let Some(watchers) = &self.watchers {
-                    watchers.publish(&bytes);
+    pub async fn record(&self, event: impl Into<ProxyEvent>) -> Result<(), TargetError> {
+        let event = match event.into() {
+            ProxyEvent::Recorded(event) => {
+                if let (Event::Output(bytes), Some(watchers)) = (&event, &self.watchers) {
+                    watchers.publish(bytes);
                 }
-                Event::Output(bytes)
+                event
             }
-            ProxyEvent::Resize { cols, rows } => Event::Resize { cols, rows },
-            ProxyEvent::Marker(text) => Event::Marker(text),
-            ProxyEvent::FileTransfer(transfer) => Event::FileTransfer(transfer),
             ProxyEvent::Audit { kind, detail } => {
                 if let Some(context) = &self.audit {
                     audit_into(

@@ -12,7 +12,7 @@ use std::sync::Arc;
 use russh::server;
 use russh::{Channel, ChannelMsg};
 use sallyport_core::errors::ErrorKind as UserErrorKind;
-use sallyport_relay::{ProxyEvent, ProxySink, TargetError, TransferDirection};
+use sallyport_relay::{Event, ProxyEvent, ProxySink, TargetError, TransferDirection};
 
 use super::session::Shared;
 use sallyport_transfer::scp::ScpWatch;
@@ -63,7 +63,7 @@ fn watch_failed(error: WatchError) -> Stop {
     })
 }
 
-async fn record(sink: &ProxySink, event: ProxyEvent) -> Result<(), Stop> {
+async fn record(sink: &ProxySink, event: impl Into<ProxyEvent>) -> Result<(), Stop> {
     sink.record(event).await.map_err(Stop::Fail)
 }
 
@@ -71,10 +71,10 @@ async fn record_transfers(sink: &ProxySink, events: Vec<TransferEvent>) -> Resul
     for event in events {
         match event {
             TransferEvent::Transfer(transfer) => {
-                record(sink, ProxyEvent::FileTransfer(transfer)).await?
+                record(sink, Event::FileTransfer(transfer)).await?
             }
             TransferEvent::Change(what) => {
-                record(sink, ProxyEvent::Marker(format!("file change: {what}"))).await?
+                record(sink, Event::Marker(format!("file change: {what}"))).await?
             }
         }
     }
@@ -118,7 +118,7 @@ impl Bridge {
                             up += data.len() as u64;
                             match &mut usage {
                                 Usage::Terminal => {
-                                    record(sink, ProxyEvent::Input(data.to_vec())).await?
+                                    record(sink, Event::Input(data.to_vec())).await?
                                 }
                                 Usage::Sftp(watch) => {
                                     let events = watch.client_bytes(&data).map_err(watch_failed)?;
@@ -138,7 +138,7 @@ impl Bridge {
                         ChannelMsg::ExtendedData { data, ext } => {
                             up += data.len() as u64;
                             if matches!(usage, Usage::Terminal) {
-                                record(sink, ProxyEvent::Input(data.to_vec())).await?;
+                                record(sink, Event::Input(data.to_vec())).await?;
                             }
                             to_target
                                 .extended_data(ext, &data[..])
@@ -155,7 +155,7 @@ impl Bridge {
                         } => {
                             record(
                                 sink,
-                                ProxyEvent::Resize {
+                                Event::Resize {
                                     cols: u16::try_from(col_width).unwrap_or(u16::MAX),
                                     rows: u16::try_from(row_height).unwrap_or(u16::MAX),
                                 },
@@ -167,7 +167,7 @@ impl Bridge {
                                 .map_err(|_| Stop::Closed)?;
                         }
                         ChannelMsg::Signal { signal } => {
-                            record(sink, ProxyEvent::Marker(format!("signal {signal:?}"))).await?;
+                            record(sink, Event::Marker(format!("signal {signal:?}"))).await?;
                             to_target.signal(signal).await.map_err(|_| Stop::Closed)?;
                         }
                         // Requests are answered by the handler (after the command, with a refusal); their
@@ -184,7 +184,7 @@ impl Bridge {
                             down += data.len() as u64;
                             match &mut usage {
                                 Usage::Terminal => {
-                                    record(sink, ProxyEvent::Output(data.to_vec())).await?
+                                    record(sink, Event::Output(data.to_vec())).await?
                                 }
                                 Usage::Sftp(watch) => {
                                     watch.server_bytes(&data).map_err(watch_failed)?
@@ -204,7 +204,7 @@ impl Bridge {
                             down += data.len() as u64;
                             // Standard error is text in every use: recorded as output.
                             if !matches!(usage, Usage::Opaque) {
-                                record(sink, ProxyEvent::Output(data.to_vec())).await?;
+                                record(sink, Event::Output(data.to_vec())).await?;
                             }
                             to_client
                                 .extended_data(ext, &data[..])
@@ -214,11 +214,8 @@ impl Bridge {
                         ChannelMsg::Eof => to_client.eof().await.map_err(|_| Stop::Closed)?,
                         ChannelMsg::Close => return Err(Stop::Closed),
                         ChannelMsg::ExitStatus { exit_status } => {
-                            record(
-                                sink,
-                                ProxyEvent::Marker(format!("exit status {exit_status}")),
-                            )
-                            .await?;
+                            record(sink, Event::Marker(format!("exit status {exit_status}")))
+                                .await?;
                             to_client
                                 .exit_status(exit_status)
                                 .await
@@ -232,7 +229,7 @@ impl Bridge {
                         } => {
                             record(
                                 sink,
-                                ProxyEvent::Marker(format!("killed by signal {signal_name:?}")),
+                                Event::Marker(format!("killed by signal {signal_name:?}")),
                             )
                             .await?;
                             let _ = server
@@ -262,7 +259,7 @@ impl Bridge {
         if matches!(usage, Usage::Opaque) {
             let _ = record(
                 sink,
-                ProxyEvent::Marker(format!(
+                Event::Marker(format!(
                     "subsystem channel closed: {up} bytes up, {down} bytes down"
                 )),
             )
@@ -274,7 +271,7 @@ impl Bridge {
             (Err(Stop::Fail(error)), _) | (_, Err(Stop::Fail(error))) => {
                 let _ = record(
                     sink,
-                    ProxyEvent::Marker(format!("session ended: {}", error.detail)),
+                    Event::Marker(format!("session ended: {}", error.detail)),
                 )
                 .await;
                 shared.fail(&server, error).await;

@@ -14,7 +14,7 @@ use std::time::Duration;
 
 use russh::server::{ChannelOpenHandle, Msg, Session};
 use russh::{Channel, ChannelId, ChannelMsg, ChannelOpenFailure, Pty};
-use sallyport_relay::ProxyEvent;
+use sallyport_relay::Event;
 use sallyport_transfer::scp::{ScpCommand, ScpWatch};
 
 use super::handler::ProxyHandler;
@@ -284,7 +284,7 @@ impl ProxyHandler {
                 pending.pty = true;
             }
             let (cols, rows) = terminal_size(size.0, size.1);
-            self.record(ProxyEvent::Resize { cols, rows }).await?;
+            self.record(Event::Resize { cols, rows }).await?;
             self.marker(format!("pty {} ({cols}x{rows})", shown(term)))
                 .await?;
         }
@@ -419,7 +419,7 @@ impl ProxyHandler {
                 .window_change(cols, rows, width, height)
                 .await;
             let (cols, rows) = terminal_size(cols, rows);
-            self.record(ProxyEvent::Resize { cols, rows }).await?;
+            self.record(Event::Resize { cols, rows }).await?;
         }
         Ok(())
     }

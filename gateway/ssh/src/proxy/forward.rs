@@ -11,7 +11,7 @@ use std::sync::{Arc, OnceLock};
 
 use russh::client::ChannelOpenHandle;
 use russh::{Channel, ChannelMsg, ChannelOpenFailure, server};
-use sallyport_relay::{ProxyEvent, ProxySink};
+use sallyport_relay::{Event, ProxyEvent, ProxySink};
 
 use super::handler::ProxyHandler;
 use super::session::Shared;
@@ -139,9 +139,7 @@ async fn bridge_back(
     let Some(user_channel) = opened else {
         let _ = user
             .sink
-            .record(ProxyEvent::Marker(format!(
-                "{what}: the user's ssh refused it"
-            )))
+            .record(Event::Marker(format!("{what}: the user's ssh refused it")))
             .await;
         return refuse_channel("forwarded", channel, reply).await;
     };
@@ -205,7 +203,7 @@ pub(super) async fn pipe(
     let _ = to_target.close().await;
     let _ = to_user.close().await;
     let _ = sink
-        .record(ProxyEvent::Marker(format!(
+        .record(Event::Marker(format!(
             "{what} closed: {up} bytes from the user, {down} bytes to the user"
         )))
         .await;

@@ -8,7 +8,7 @@ use std::sync::{Arc, OnceLock};
 use russh::server::{self, Auth, ChannelOpenHandle, Msg, Session};
 use russh::{Channel, ChannelId, ChannelOpenFailure, Pty};
 use sallyport_core::errors::ErrorKind as UserErrorKind;
-use sallyport_relay::{ProxyEvent, ProxySink, TargetError};
+use sallyport_relay::{Event, ProxyEvent, ProxySink, TargetError};
 
 use super::channels::Pending;
 use super::session::Shared;
@@ -33,7 +33,7 @@ pub(super) struct ProxyHandler {
 
 impl ProxyHandler {
     /// Records `event`; a recording failure ends the session (fail closed).
-    pub(super) async fn record(&self, event: ProxyEvent) -> Result<(), russh::Error> {
+    pub(super) async fn record(&self, event: impl Into<ProxyEvent>) -> Result<(), russh::Error> {
         match self.sink.record(event).await {
             Ok(()) => Ok(()),
             Err(error) => {
@@ -44,7 +44,7 @@ impl ProxyHandler {
     }
 
     pub(super) async fn marker(&self, text: String) -> Result<(), russh::Error> {
-        self.record(ProxyEvent::Marker(text)).await
+        self.record(Event::Marker(text)).await
     }
 
     /// Records that a forward was allowed by policy.
