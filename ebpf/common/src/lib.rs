@@ -110,6 +110,28 @@ pub struct FlowKey {
     pub remote: [u8; 16],
 }
 
+impl FlowKey {
+    /// The key of a flow seen from the appliance's side: its own address and port, then the peer's
+    /// (ports in network byte order). Ingress and egress both build keys this way, so a reply finds the
+    /// entry its outbound packet made.
+    pub const fn new(
+        protocol: u8,
+        local: [u8; 16],
+        local_port_be: u16,
+        remote: [u8; 16],
+        remote_port_be: u16,
+    ) -> FlowKey {
+        FlowKey {
+            protocol,
+            padding: [0; 3],
+            local_port_be,
+            remote_port_be,
+            local,
+            remote,
+        }
+    }
+}
+
 /// A per-source token bucket for new portal flows.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

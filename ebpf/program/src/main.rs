@@ -154,14 +154,7 @@ fn transport_reason(
             Reason::PortalUdp
         };
     }
-    let key = FlowKey {
-        protocol,
-        padding: [0; 3],
-        local_port_be: destination_port,
-        remote_port_be: source_port,
-        local: ip.dst,
-        remote: ip.src,
-    };
+    let key = FlowKey::new(protocol, ip.dst, destination_port, ip.src, source_port);
     if flow_is_live(&key, protocol, config) {
         return Reason::FlowReply;
     }
@@ -226,14 +219,13 @@ fn related(quoted: &parse::Quoted, config: &EdgeConfig, public: bool) -> bool {
     if public && ours && quoted.source_port_be == config.portal_port_be {
         return true;
     }
-    let key = FlowKey {
-        protocol: quoted.protocol,
-        padding: [0; 3],
-        local_port_be: quoted.source_port_be,
-        remote_port_be: quoted.destination_port_be,
-        local: quoted.src,
-        remote: quoted.dst,
-    };
+    let key = FlowKey::new(
+        quoted.protocol,
+        quoted.src,
+        quoted.source_port_be,
+        quoted.dst,
+        quoted.destination_port_be,
+    );
     flow_is_live(&key, quoted.protocol, config)
 }
 
@@ -332,14 +324,7 @@ fn remember_flow(bytes: &Bytes) {
     {
         return;
     }
-    let key = FlowKey {
-        protocol,
-        padding: [0; 3],
-        local_port_be: source_port,
-        remote_port_be: destination_port,
-        local: ip.src,
-        remote: ip.dst,
-    };
+    let key = FlowKey::new(protocol, ip.src, source_port, ip.dst, destination_port);
     let now = now_ns();
     match FLOWS.get_ptr_mut(key) {
         Some(last_seen) => {
