@@ -44,20 +44,25 @@ async fn a_session_survives_a_change_of_the_client_address() -> Result<()> {
             !seen.contains("sallyport:"),
             "the terminal noticed the move: {seen:?}"
         );
+        // The CLI handles the signal on a task of its own, so the command may have left before the move;
+        // the gateway notices a move on the client's next data. Empty lines are that data, until this
+        // move is seen: two moves with nothing sent between them would reach the gateway as one.
+        let mut nudges = 0;
+        while address_changes(&gateway)?.len() < round {
+            nudges += 1;
+            if nudges > 50 {
+                anyhow::bail!("move {round} was not seen after {nudges} empty lines");
+            }
+            ssh.send_line("")?;
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
     }
     ssh.send_line("exit")?;
     ssh.exp_eof()?;
     assert_eq!(exit_code(ssh.process().wait()?), Some(0));
 
     // The gateway saw the client's address change, and it was one session throughout.
-    let db = rusqlite::Connection::open(gateway.state_db())?;
-    db.busy_timeout(Duration::from_secs(5))?;
-    let moves: Vec<String> = db
-        .prepare(
-            "SELECT detail FROM audit_events WHERE kind = 'client_address_changed' ORDER BY id",
-        )?
-        .query_map([], |row| row.get::<_, String>(0))?
-        .collect::<Result<_, _>>()?;
+    let moves = address_changes(&gateway)?;
     assert!(
         moves.len() >= 3,
         "expected three address changes, saw {moves:?}"
@@ -93,4 +98,17 @@ async fn a_session_survives_a_change_of_the_client_address() -> Result<()> {
         );
     }
     Ok(())
+}
+
+/// The details of the gateway's `client_address_changed` audit events, oldest first.
+fn address_changes(gateway: &Gateway) -> Result<Vec<String>> {
+    let db = rusqlite::Connection::open(gateway.state_db())?;
+    db.busy_timeout(Duration::from_secs(5))?;
+    let moves = db
+        .prepare(
+            "SELECT detail FROM audit_events WHERE kind = 'client_address_changed' ORDER BY id",
+        )?
+        .query_map([], |row| row.get::<_, String>(0))?
+        .collect::<Result<_, _>>()?;
+    Ok(moves)
 }
