@@ -299,4 +299,32 @@ mod tests {
             assert!(!is_test_file(Path::new(code)), "{code} is not test code");
         }
     }
+
+    #[test]
+    fn a_source_file_over_the_limit_is_a_problem_unless_it_is_a_test() -> anyhow::Result<()> {
+        let dir = tempfile::tempdir()?;
+        let lines = |n: usize| format!("//! A file of {n} lines.\n{}", "fn f() {}\n".repeat(n - 1));
+        std::fs::write(dir.path().join("at_limit.rs"), lines(MAX_LINES))?;
+        std::fs::write(dir.path().join("page.js"), lines(MAX_LINES + 1))?;
+        std::fs::write(dir.path().join("notes.md"), lines(MAX_LINES + 1))?;
+        std::fs::create_dir(dir.path().join("tests"))?;
+        std::fs::write(dir.path().join("tests/long.rs"), lines(MAX_LINES + 1))?;
+        std::fs::write(dir.path().join("long_tests.rs"), lines(MAX_LINES + 1))?;
+        std::fs::write(dir.path().join("over.rs"), lines(MAX_LINES + 1))?;
+        let mut problems = Vec::new();
+        check_sources(dir.path(), &mut problems)?;
+        problems.sort();
+        assert_eq!(problems.len(), 2, "{problems:#?}");
+        assert!(
+            problems[0].contains("over.rs: 601 lines"),
+            "{}",
+            problems[0]
+        );
+        assert!(
+            problems[1].contains("page.js: 601 lines"),
+            "{}",
+            problems[1]
+        );
+        Ok(())
+    }
 }
