@@ -34,6 +34,11 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
     ("desktop.js", "text/javascript", web!("src/desktop.js")),
     ("watch.js", "text/javascript", web!("src/watch.js")),
+    (
+        "local-time.js",
+        "text/javascript",
+        web!("src/local-time.js"),
+    ),
     ("style.css", "text/css", web!("src/style.css")),
 ];
 

@@ -38,6 +38,11 @@ pub struct AuditFilter {
     pub from_ms: Option<u64>,
     /// Until this time (unix ms), inclusive.
     pub to_ms: Option<u64>,
+    /// Only events older than this event id (the next page, newest first).
+    pub before_id: Option<i64>,
+    /// Only events newer than this event id (the previous page: the oldest `limit` of them, still
+    /// returned newest first).
+    pub after_id: Option<i64>,
     /// At most this many, newest first.
     pub limit: u32,
 }
@@ -45,6 +50,8 @@ pub struct AuditFilter {
 /// A stored audit event.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AuditRecord {
+    /// The event's id: it grows with every event stored, so pages are keyed on it.
+    pub id: i64,
     /// When (unix ms).
     pub at_ms: u64,
     /// The event.
@@ -72,13 +79,20 @@ impl StateDb {
 
     /// Audit events matching `filter`, newest first.
     pub fn audit_query(&self, filter: &AuditFilter) -> Result<Vec<AuditRecord>, StateError> {
+        // A previous page walks up from `after_id`, so it is read oldest first and turned around.
+        let order = if filter.after_id.is_some() {
+            "ASC"
+        } else {
+            "DESC"
+        };
         let conn = self.lock();
-        let mut stmt = conn.prepare(
-            "SELECT at_ms, kind, actor, client_addr, target, session_id, detail FROM audit_events
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id, at_ms, kind, actor, client_addr, target, session_id, detail FROM audit_events
              WHERE (?1 IS NULL OR actor = ?1) AND (?2 IS NULL OR target = ?2) AND (?3 IS NULL OR kind = ?3)
                AND (?4 IS NULL OR at_ms >= ?4) AND (?5 IS NULL OR at_ms <= ?5)
-             ORDER BY id DESC LIMIT ?6",
-        )?;
+               AND (?6 IS NULL OR id < ?6) AND (?7 IS NULL OR id > ?7)
+             ORDER BY id {order} LIMIT ?8"
+        ))?;
         let rows = stmt.query_map(
             params![
                 filter.actor,
@@ -86,23 +100,30 @@ impl StateDb {
                 filter.kind,
                 filter.from_ms,
                 filter.to_ms,
+                filter.before_id,
+                filter.after_id,
                 filter.limit.max(1)
             ],
             |r| {
                 Ok(AuditRecord {
-                    at_ms: r.get(0)?,
+                    id: r.get(0)?,
+                    at_ms: r.get(1)?,
                     event: AuditEvent {
-                        kind: r.get(1)?,
-                        actor: r.get(2)?,
-                        client_addr: r.get(3)?,
-                        target: r.get(4)?,
-                        session_id: r.get(5)?,
-                        detail: r.get(6)?,
+                        kind: r.get(2)?,
+                        actor: r.get(3)?,
+                        client_addr: r.get(4)?,
+                        target: r.get(5)?,
+                        session_id: r.get(6)?,
+                        detail: r.get(7)?,
                     },
                 })
             },
         )?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        let mut records = rows.collect::<Result<Vec<_>, _>>()?;
+        if filter.after_id.is_some() {
+            records.reverse();
+        }
+        Ok(records)
     }
 }
 
@@ -155,5 +176,52 @@ mod tests {
             db.audit_query(&window).unwrap()[0].event.kind,
             "login_failed"
         );
+    }
+
+    #[test]
+    fn pages_walk_back_and_forth_on_the_event_id() {
+        let db = StateDb::open_in_memory().unwrap();
+        for at in 1..=7 {
+            db.audit(
+                at,
+                &AuditEvent {
+                    kind: if at % 2 == 0 { "even" } else { "odd" }.into(),
+                    ..AuditEvent::default()
+                },
+            )
+            .unwrap();
+        }
+        let times = |filter: &AuditFilter| {
+            db.audit_query(filter)
+                .unwrap()
+                .iter()
+                .map(|r| r.at_ms)
+                .collect::<Vec<_>>()
+        };
+        let first = AuditFilter {
+            kind: Some("odd".into()),
+            limit: 2,
+            ..AuditFilter::default()
+        };
+        let page = db.audit_query(&first).unwrap();
+        assert_eq!(page.iter().map(|r| r.at_ms).collect::<Vec<_>>(), [7, 5]);
+        let next = AuditFilter {
+            before_id: Some(page[1].id),
+            ..first.clone()
+        };
+        let second = db.audit_query(&next).unwrap();
+        assert_eq!(second.iter().map(|r| r.at_ms).collect::<Vec<_>>(), [3, 1]);
+        // Back from the second page: the page just newer than its first event, newest first.
+        let previous = AuditFilter {
+            after_id: Some(second[0].id),
+            ..first.clone()
+        };
+        assert_eq!(times(&previous), [7, 5]);
+        let previous_of_one = AuditFilter {
+            after_id: Some(second[1].id),
+            limit: 1,
+            ..first.clone()
+        };
+        assert_eq!(times(&previous_of_one), [3]);
     }
 }

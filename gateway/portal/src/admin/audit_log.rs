@@ -1,33 +1,159 @@
-//! The audit log page (admins and auditors): the events, filtered by who, target, kind and time.
+//! The audit log page (admins and auditors): the events, filtered by who, target, kind and time, a
+//! page of [`PAGE_SIZE`] at a time, with the times as dates.
+//!
+//! Times go out as `<time datetime="…Z">` with a UTC text, and the date pickers take UTC; the page's
+//! script (`web/src/local-time.js`) shows both in the viewer's time zone and sends the pickers' times
+//! as Unix ms, which `from`/`to` accept as well (the form of links and older bookmarks).
 
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
+use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use sallyport_core::policy::Role;
-use sallyport_state::AuditFilter;
-use serde::Deserialize;
+use sallyport_state::{AuditFilter, AuditRecord};
+use serde::{Deserialize, Serialize};
+use time::OffsetDateTime;
+use time::macros::format_description;
 
-use super::{Answer, OrErrorPage, table};
+use super::{Answer, OrErrorPage, Refused, error_page, table};
 use crate::Portal;
 use crate::access::ReviewerUser;
+use crate::auth::CurrentUser;
 use crate::pages::{escape, layout};
 
-/// The audit log's filter, from the query string.
-#[derive(Deserialize, Default)]
+/// Events on one page of the audit log.
+const PAGE_SIZE: u32 = 100;
+
+/// The audit log's filter and page, from the query string (the export takes the same filter).
+#[derive(Deserialize, Serialize, Default, Clone, Debug, PartialEq, Eq)]
 pub(super) struct AuditQuery {
-    #[serde(default)]
-    user: String,
-    #[serde(default)]
-    target: String,
-    #[serde(default)]
-    kind: String,
-    /// Unix ms.
-    #[serde(default)]
-    from: String,
-    /// Unix ms.
-    #[serde(default)]
-    to: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) user: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) target: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) kind: String,
+    /// Unix ms, or a date picker's `2026-12-02T01:02[:03[.456]]` in UTC.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) from: String,
+    /// Unix ms, or a date picker's time in UTC; inclusive.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) to: String,
+    /// The next page: events older than this event id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) before: String,
+    /// The previous page: events newer than this event id.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub(super) after: String,
+}
+
+/// Why a query string is not a filter, in words.
+#[derive(Debug, PartialEq, Eq)]
+pub(super) struct BadFilter(String);
+
+impl AuditQuery {
+    /// The filter this query asks for, at most `limit` events.
+    pub(super) fn filter(&self, limit: u32) -> Result<AuditFilter, BadFilter> {
+        let some = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
+        Ok(AuditFilter {
+            actor: some(&self.user),
+            target: some(&self.target),
+            kind: some(&self.kind),
+            from_ms: parse_time("from", &self.from)?,
+            to_ms: parse_time("to", &self.to)?,
+            before_id: parse_id("before", &self.before)?,
+            after_id: parse_id("after", &self.after)?,
+            limit,
+        })
+    }
+
+    /// This query's filter alone: the times as Unix ms, no page.
+    pub(super) fn normalized(filter: &AuditFilter) -> AuditQuery {
+        let text = |v: &Option<String>| v.clone().unwrap_or_default();
+        let number = |v: Option<u64>| v.map(|v| v.to_string()).unwrap_or_default();
+        AuditQuery {
+            user: text(&filter.actor),
+            target: text(&filter.target),
+            kind: text(&filter.kind),
+            from: number(filter.from_ms),
+            to: number(filter.to_ms),
+            ..AuditQuery::default()
+        }
+    }
+
+    /// The query string of this query (without the `?`).
+    pub(super) fn query_string(&self) -> String {
+        serde_urlencoded::to_string(self).unwrap_or_default()
+    }
+}
+
+/// A time from the filter: Unix ms, or a date picker's value read as UTC; empty is no bound.
+fn parse_time(field: &str, text: &str) -> Result<Option<u64>, BadFilter> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    if let Ok(ms) = text.parse::<u64>() {
+        return Ok(Some(ms));
+    }
+    let picker = format_description!(
+        version = 2,
+        "[year]-[month]-[day]T[hour]:[minute][optional [:[second][optional [.[subsecond]]]]]"
+    );
+    time::PrimitiveDateTime::parse(text, picker)
+        .ok()
+        .map(|at| at.assume_utc().unix_timestamp_nanos() / 1_000_000)
+        .and_then(|ms| u64::try_from(ms).ok())
+        .map(Some)
+        .ok_or_else(|| {
+            BadFilter(format!(
+                "“{field}” is not a date and time such as 2026-12-02T01:02 (or Unix milliseconds)"
+            ))
+        })
+}
+
+fn parse_id(field: &str, text: &str) -> Result<Option<i64>, BadFilter> {
+    let text = text.trim();
+    if text.is_empty() {
+        return Ok(None);
+    }
+    text.parse()
+        .map(Some)
+        .map_err(|_| BadFilter(format!("“{field}” is not an event number")))
+}
+
+/// A time as UTC, to the millisecond: `2026-12-02T01:02:03.456Z`.
+pub(super) fn iso_time(at_ms: u64) -> String {
+    format_utc(
+        at_ms,
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"),
+    )
+}
+
+/// A time as a date picker's value in UTC, to the millisecond: `2026-12-02T01:02:03.456`.
+fn picker_time(at_ms: u64) -> String {
+    format_utc(
+        at_ms,
+        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]"),
+    )
+}
+
+/// A time for people who read the page without its script: `2026-12-02 01:02:03 UTC`.
+fn utc_text(at_ms: u64) -> String {
+    format_utc(
+        at_ms,
+        format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC"),
+    )
+}
+
+fn format_utc(at_ms: u64, format: &[time::format_description::BorrowedFormatItem<'_>]) -> String {
+    i128::from(at_ms)
+        .checked_mul(1_000_000)
+        .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
+        .and_then(|at| at.format(format).ok())
+        // Beyond year 9999: the number is all there is to show.
+        .unwrap_or_else(|| at_ms.to_string())
 }
 
 /// `GET /admin/audit` (admins and auditors).
@@ -36,71 +162,182 @@ pub(super) async fn page(
     ReviewerUser(viewer): ReviewerUser,
     Query(query): Query<AuditQuery>,
 ) -> Answer {
-    let some = |s: &str| (!s.trim().is_empty()).then(|| s.trim().to_owned());
-    let filter = AuditFilter {
-        actor: some(&query.user),
-        target: some(&query.target),
-        kind: some(&query.kind),
-        from_ms: query.from.trim().parse().ok(),
-        to_ms: query.to.trim().parse().ok(),
-        limit: 500,
-    };
-    let records = portal
+    let filter = filter_or_refuse(&viewer, &query, PAGE_SIZE + 1)?;
+    let mut records = portal
         .broker
         .state()
         .audit_query(&filter)
         .or_error_page(&viewer)?;
-    let cell = |v: &Option<String>| escape(v.as_deref().unwrap_or(""));
-    let rows: String = records
-        .iter()
-        .map(|r| {
-            format!(
-                r#"<tr class="audit" data-kind="{kind}"><td>{at}</td><td>{kind}</td><td>{actor}</td><td>{client}</td><td>{target}</td><td>{session}</td><td>{detail}</td></tr>"#,
-                at = r.at_ms,
-                kind = escape(&r.event.kind),
-                actor = cell(&r.event.actor),
-                client = cell(&r.event.client_addr),
-                target = cell(&r.event.target),
-                session = cell(&r.event.session_id),
-                detail = cell(&r.event.detail)
-            )
-        })
-        .collect();
-    let body = format!(
-        r#"<form method="get" action="/admin/audit" class="filters">
-<input name="user" placeholder="user" value="{user}"> <input name="target" placeholder="target" value="{target}"> <input name="kind" placeholder="kind" value="{kind}">
-<input name="from" placeholder="from (unix ms)" value="{from}"> <input name="to" placeholder="to (unix ms)" value="{to}"> <button type="submit">Filter</button></form>
-{table}"#,
-        user = escape(&query.user),
-        target = escape(&query.target),
-        kind = escape(&query.kind),
-        from = escape(&query.from),
-        to = escape(&query.to),
-        table = table(
+    let page = Page::cut(&filter, &mut records);
+    let filter_only = AuditQuery::normalized(&filter);
+    let body = [
+        filter_form(&filter_only),
+        table(
             "audit",
-            &[
-                "When (unix ms)",
-                "Kind",
-                "Who",
-                "From",
-                "Target",
-                "Session",
-                "Detail"
-            ],
-            &rows
-        )
-    );
+            &["When", "Kind", "Who", "From", "Target", "Session", "Detail"],
+            &records.iter().map(row).collect::<String>(),
+        ),
+        paging(&filter_only, &page),
+        export_links(&filter_only),
+    ]
+    .concat();
+    let head = r#"<script src="/assets/local-time.js" defer></script>"#;
     Ok(if viewer.user.role == Role::Admin {
-        super::page("Audit log", &viewer, &body)
+        super::page_with_head("Audit log", &viewer, &body, head)
     } else {
         // Auditors see the log without the admin navigation.
         layout(
             "Audit log",
             Some(&viewer.user),
-            &format!("<h1>Audit log</h1>{body}"),
+            &["<h1>Audit log</h1>", &body].concat(),
             "",
-            "",
+            head,
         )
         .into_response()
     })
 }
+
+/// The filter of `query`, or the page saying why it is not one.
+pub(super) fn filter_or_refuse(
+    viewer: &CurrentUser,
+    query: &AuditQuery,
+    limit: u32,
+) -> Result<AuditFilter, Refused> {
+    query
+        .filter(limit)
+        .map_err(|BadFilter(why)| error_page(viewer, StatusCode::BAD_REQUEST, &why).into())
+}
+
+/// Where a page of events is among its neighbours: the event ids the links to them start from.
+#[derive(Debug, PartialEq, Eq)]
+struct Page {
+    newer_after: Option<i64>,
+    older_before: Option<i64>,
+}
+
+impl Page {
+    /// Cuts the one event fetched beyond [`PAGE_SIZE`] (it only tells that more lie that way) and
+    /// says which neighbouring pages exist.
+    fn cut(filter: &AuditFilter, records: &mut Vec<AuditRecord>) -> Page {
+        let more = records.len() > PAGE_SIZE as usize;
+        if more {
+            if filter.after_id.is_some() {
+                // Read upwards from `after`: the extra event is the newest.
+                records.remove(0);
+            } else {
+                records.truncate(PAGE_SIZE as usize);
+            }
+        }
+        let (newer, older) = if filter.after_id.is_some() {
+            (more, true)
+        } else {
+            (filter.before_id.is_some(), more)
+        };
+        Page {
+            newer_after: records.first().filter(|_| newer).map(|r| r.id),
+            older_before: records.last().filter(|_| older).map(|r| r.id),
+        }
+    }
+}
+
+fn row(record: &AuditRecord) -> String {
+    let cell = |v: &Option<String>| escape(v.as_deref().unwrap_or(""));
+    format!(
+        r#"<tr class="audit" data-kind="{kind}"><td>{at}</td><td>{kind}</td><td>{actor}</td><td>{client}</td><td>{target}</td><td>{session}</td><td>{detail}</td></tr>"#,
+        at = time_element(record.at_ms),
+        kind = escape(&record.event.kind),
+        actor = cell(&record.event.actor),
+        client = cell(&record.event.client_addr),
+        target = cell(&record.event.target),
+        session = cell(&record.event.session_id),
+        detail = cell(&record.event.detail)
+    )
+}
+
+/// A time the script shows in the viewer's zone (the exact time on hover); UTC without it.
+fn time_element(at_ms: u64) -> String {
+    format!(
+        r#"<time datetime="{iso}" title="{iso}">{text}</time>"#,
+        iso = iso_time(at_ms),
+        text = utc_text(at_ms)
+    )
+}
+
+fn filter_form(query: &AuditQuery) -> String {
+    format!(
+        r#"<form method="get" action="/admin/audit" class="filters" id="audit-filter">
+<input name="user" placeholder="user" aria-label="user" value="{user}"> <input name="target" placeholder="target" aria-label="target" value="{target}"> <input name="kind" placeholder="kind" aria-label="kind" value="{kind}">
+{from} {to} <span class="time-zone" data-time-zone>(UTC)</span> <button type="submit">Filter</button></form>
+"#,
+        user = escape(&query.user),
+        target = escape(&query.target),
+        kind = escape(&query.kind),
+        from = time_picker("from", "From", &query.from),
+        to = time_picker("to", "To", &query.to),
+    )
+}
+
+/// A date picker for a bound in Unix ms, shown in UTC; the script turns it to the viewer's zone.
+fn time_picker(name: &str, label: &str, ms: &str) -> String {
+    let (value, ms) = match ms.parse::<u64>() {
+        Ok(at) => (picker_time(at), at.to_string()),
+        Err(_) => (String::new(), String::new()),
+    };
+    format!(
+        r#"<label>{label} <input type="datetime-local" step="any" name="{name}" value="{value}" data-unix-ms="{ms}"></label>"#
+    )
+}
+
+fn paging(query: &AuditQuery, page: &Page) -> String {
+    let link = |rel: &str, id: &str, text: &str, page: AuditQuery| {
+        format!(
+            r#"<a rel="{rel}" id="{id}" href="/admin/audit?{href}">{text}</a>"#,
+            href = escape(&page.query_string())
+        )
+    };
+    let newer = page.newer_after.map(|after| {
+        link(
+            "prev",
+            "audit-newer",
+            "← Newer",
+            AuditQuery {
+                after: after.to_string(),
+                ..query.clone()
+            },
+        )
+    });
+    let older = page.older_before.map(|before| {
+        link(
+            "next",
+            "audit-older",
+            "Older →",
+            AuditQuery {
+                before: before.to_string(),
+                ..query.clone()
+            },
+        )
+    });
+    let links: Vec<String> = [newer, older].into_iter().flatten().collect();
+    if links.is_empty() {
+        return String::new();
+    }
+    format!(r#"<nav class="paging">{}</nav>"#, links.join(" · "))
+}
+
+fn export_links(query: &AuditQuery) -> String {
+    let href = |format: &str| {
+        let filter = query.query_string();
+        let and = if filter.is_empty() { "" } else { "&" };
+        escape(&format!("/admin/audit/export?format={format}{and}{filter}"))
+    };
+    format!(
+        r#"<p class="export">Export this filter (newest first, at most {limit} events): <a id="export-csv" href="{csv}" download>CSV</a> · <a id="export-jsonl" href="{jsonl}" download>JSON lines</a></p>"#,
+        limit = super::audit_export::EXPORT_LIMIT,
+        csv = href("csv"),
+        jsonl = href("jsonl"),
+    )
+}
+
+#[cfg(test)]
+#[path = "audit_log_tests.rs"]
+mod tests;

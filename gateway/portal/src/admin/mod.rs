@@ -1,8 +1,9 @@
 //! The admin pages: users (add, disable, delete, reset password, role, groups), targets, networks,
-//! policies, pinned host keys, the MFA requirement and the audit log. Every change is checked for
+//! policies, pinned host keys, the MFA requirement and the audit log (and its export). Every change is checked for
 //! Origin, done by an admin, and audited with who, what and from where: [`AdminChange`] does all three
 //! for every change handler, and [`table`] and [`post_button`] draw what the pages share.
 
+mod audit_export;
 mod audit_log;
 mod host_keys;
 mod mfa;
@@ -72,6 +73,7 @@ pub(crate) fn routes() -> Router<Arc<Portal>> {
         )
         .route("/admin/mfa", get(mfa::settings).post(mfa::save))
         .route("/admin/audit", get(audit_log::page))
+        .route("/admin/audit/export", get(audit_export::download))
         .route("/admin/edge", get(edge::edge_page))
         .route("/admin/metrics", get(edge::metrics))
         .route("/admin/sessions", get(watch::sessions))
@@ -81,12 +83,17 @@ pub(crate) fn routes() -> Router<Arc<Portal>> {
 
 /// An admin page: the admin navigation, the title and `body`.
 pub(crate) fn page(title: &str, user: &CurrentUser, body: &str) -> Response {
+    page_with_head(title, user, body, "")
+}
+
+/// An admin page with `head` (its scripts) in the document's head.
+fn page_with_head(title: &str, user: &CurrentUser, body: &str, head: &str) -> Response {
     layout(
         title,
         Some(&user.user),
         &format!("{NAV}<h1>{}</h1>{body}", escape(title)),
         "",
-        "",
+        head,
     )
     .into_response()
 }

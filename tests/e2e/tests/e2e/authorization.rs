@@ -114,6 +114,11 @@ const SPEC: &[(&str, &str, [u16; 5])] = &[
         [303, 403, 403, 403, 303],
     ),
     ("GET", "/admin/audit", [303, 403, 403, 200, 200]),
+    (
+        "GET",
+        "/admin/audit/export?format=csv",
+        [303, 403, 403, 200, 200],
+    ),
     ("GET", "/admin/edge", [303, 403, 403, 403, 200]),
     ("GET", "/admin/metrics", [303, 403, 403, 403, 200]),
     ("GET", "/admin/sessions", [303, 403, 403, 403, 200]),

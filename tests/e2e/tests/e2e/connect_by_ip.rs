@@ -134,5 +134,40 @@ async fn typed_addresses_follow_the_network_switch_egress_rules_and_policy() -> 
         audit.contains(r#"data-kind="connect_by_ip""#)
             && audit.contains(r#"data-kind="network_connect_by_ip""#)
     );
+
+    // The export of a filter holds what the page showed for it, and is itself audited.
+    let shown = admin
+        .get("/admin/audit?kind=connect_by_ip")
+        .await?
+        .text()
+        .matches(r#"data-kind="#)
+        .count();
+    let export = admin
+        .get("/admin/audit/export?format=jsonl&kind=connect_by_ip")
+        .await?;
+    assert_eq!(export.status, 200, "{}", export.text());
+    assert_eq!(
+        export.header("content-disposition"),
+        Some(r#"attachment; filename="sallyport-audit.jsonl""#)
+    );
+    let exported: Vec<serde_json::Value> = export
+        .text()
+        .lines()
+        .map(serde_json::from_str)
+        .collect::<Result<_, _>>()?;
+    assert!(
+        !exported.is_empty() && exported.len() == shown,
+        "exported {exported:?}, the page showed {shown}"
+    );
+    assert!(
+        exported
+            .iter()
+            .all(|event| event["kind"] == "connect_by_ip")
+    );
+    let audit = admin.get("/admin/audit?kind=audit_exported").await?.text();
+    assert!(
+        audit.contains(r#"data-kind="audit_exported""#) && audit.contains("kind=connect_by_ip"),
+        "the export is not audited:\n{audit}"
+    );
     Ok(())
 }
