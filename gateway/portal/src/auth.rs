@@ -140,30 +140,13 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
-/// A request that came from this portal's own pages (see [`same_origin`]). As an extractor it refuses any
-/// other with 403 before the handler runs; put it after the login extractor so that an anonymous visitor is
-/// still sent to the login page first.
-pub struct SameOrigin;
-
-/// The refusal of a state change that did not come from the portal's own pages.
+/// The refusal of a state change that did not come from the portal's own pages (the Origin layer's).
 pub fn foreign_origin() -> Response {
     (
         StatusCode::FORBIDDEN,
         "request refused: it did not come from this portal's own pages",
     )
         .into_response()
-}
-
-impl<S: Sync> FromRequestParts<S> for SameOrigin {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        if same_origin(&parts.headers) {
-            Ok(SameOrigin)
-        } else {
-            Err(foreign_origin())
-        }
-    }
 }
 
 /// The client's address of a request, for the extractors that audit it.
@@ -258,26 +241,6 @@ mod tests {
             ("host", "gw.example"),
             ("origin", "null")
         ])));
-    }
-
-    #[tokio::test]
-    async fn same_origin_extractor_refuses_a_foreign_origin_with_403() {
-        let parts = |origin: &str| {
-            let (parts, ()) = axum::http::Request::builder()
-                .header("host", "gw.example")
-                .header("origin", origin)
-                .body(())
-                .unwrap()
-                .into_parts();
-            parts
-        };
-        let mut ours = parts("https://gw.example");
-        assert!(SameOrigin::from_request_parts(&mut ours, &()).await.is_ok());
-        let mut foreign = parts("https://evil.example");
-        let Err(refused) = SameOrigin::from_request_parts(&mut foreign, &()).await else {
-            panic!("a foreign origin was let through");
-        };
-        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
     }
 
     #[test]

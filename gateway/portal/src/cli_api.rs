@@ -6,7 +6,8 @@
 //! enumeration, wrong codes counted as failed logins, one-time passwords and missing MFA enrollment
 //! sent to the browser. The request must be JSON (`Content-Type: application/json`), which a page on
 //! another site cannot send without a CORS preflight this portal never answers; a browser's foreign
-//! Origin is refused outright. Answers are JSON: [`CliLoginResponse`] or [`CliError`].
+//! Origin is refused outright (by the Origin layer, which names this route among its exemptions from
+//! needing an Origin at all). Answers are JSON: [`CliLoginResponse`] or [`CliError`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -22,7 +23,6 @@ use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::Portal;
-use crate::auth::same_origin;
 
 pub(crate) fn error(status: StatusCode, kind: &str, message: &str) -> Response {
     let body = CliError {
@@ -295,20 +295,13 @@ async fn verify_credentials(
     Ok((user, method))
 }
 
-/// The JSON login request of a program (the CLI, the reviewer), unless it must be refused: a foreign Origin, or
-/// a body that is not `application/json` (which no page can send cross-site without a CORS preflight this portal
+/// The JSON login request of a program (the CLI, the reviewer), unless it must be refused (a foreign Origin
+/// was refused by the Origin layer already): a body that is not `application/json` (which no page can send cross-site without a CORS preflight this portal
 /// never answers), or one that does not parse.
 pub(crate) fn login_request<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
 ) -> Result<T, Box<Response>> {
-    if headers.contains_key(header::ORIGIN) && !same_origin(headers) {
-        return Err(Box::new(error(
-            StatusCode::FORBIDDEN,
-            "foreign_origin",
-            "request refused: it came from another site",
-        )));
-    }
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())

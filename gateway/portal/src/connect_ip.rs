@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::Portal;
 use crate::access::{AccessError, decide};
-use crate::auth::{CurrentUser, SameOrigin};
+use crate::auth::CurrentUser;
 use crate::pages::{escape, layout};
 
 fn refuse(user: &CurrentUser, status: StatusCode, message: &str) -> Response {
@@ -74,7 +74,6 @@ pub async fn submit(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     user: CurrentUser,
-    _: SameOrigin,
     Form(form): Form<AddressForm>,
 ) -> Response {
     let ip = match parse_host(&form.address) {

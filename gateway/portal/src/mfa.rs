@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::Portal;
-use crate::auth::{CurrentUser, SameOrigin, session_cookie};
+use crate::auth::{CurrentUser, session_cookie};
 use crate::pages::{escape, layout};
 
 /// The cookie that carries a login between its password and its code.
@@ -236,7 +236,6 @@ pub async fn verify_code(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    _: SameOrigin,
     Form(form): Form<CodeForm>,
 ) -> Response {
     let expired = || (StatusCode::UNAUTHORIZED, Redirect::to("/login")).into_response();
@@ -344,7 +343,6 @@ pub async fn enroll(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     user: CurrentUser,
-    _: SameOrigin,
     Form(form): Form<CodeForm>,
 ) -> Response {
     let Some((secret, _)) = lock(&portal.mfa.enrollments)

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use crate::Portal;
 use crate::access::{AccessError, decide, visible_targets};
-use crate::auth::{CurrentUser, SameOrigin, expired_cookie, session_cookie, session_token};
+use crate::auth::{CurrentUser, expired_cookie, session_cookie, session_token};
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -137,7 +137,6 @@ pub struct LoginForm {
 pub async fn login(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    _: SameOrigin,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let throttle = || {
@@ -231,7 +230,6 @@ pub async fn logout(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     user: CurrentUser,
-    _: SameOrigin,
 ) -> Response {
     // Logging out ends everything this user has open, on every device.
     portal.revoke_user(user.user.user_id, "you logged out");
@@ -285,7 +283,6 @@ pub async fn change_password(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     user: CurrentUser,
-    _: SameOrigin,
     Form(form): Form<PasswordForm>,
 ) -> Response {
     if form.new_password != form.repeat {
