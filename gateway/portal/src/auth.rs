@@ -101,7 +101,7 @@ impl LoginSessions {
     /// Ends every login session of a user.
     pub fn remove_user(&self, user_id: i64) {
         self.lock()
-            .retain(|_, session| session.user.user_id != user_id);
+            .retain(|_, session| session.user.user_id() != user_id);
     }
 }
 
@@ -178,7 +178,7 @@ impl FromRequestParts<Arc<Portal>> for CurrentUser {
         let token = session_token(&parts.headers).ok_or_else(to_login)?;
         let user = portal.logins.lookup(&token).ok_or_else(to_login)?;
         // Re-read the user so that a disabled or demoted user loses access at once.
-        let stored = match portal.broker.state().user(user.user_id) {
+        let stored = match portal.broker.state().user(user.user_id()) {
             Ok(Some(stored)) if !stored.disabled => stored,
             _ => {
                 portal.logins.remove(&token);
@@ -200,12 +200,9 @@ impl FromRequestParts<Arc<Portal>> for CurrentUser {
                 return Err(Redirect::to("/account/mfa").into_response());
             }
         }
-        let user = Authenticated {
-            user_id: stored.id,
-            username: stored.username,
-            role: stored.role,
-        };
-        Ok(CurrentUser { user })
+        Ok(CurrentUser {
+            user: stored.authenticated(),
+        })
     }
 }
 
@@ -257,11 +254,13 @@ mod tests {
     fn sessions_expire_when_idle() {
         let store = LoginSessions::new(Duration::from_millis(30), Duration::from_secs(60));
         let token = store
-            .create(Authenticated {
-                user_id: 1,
-                username: "a".into(),
-                role: Role::User,
-            })
+            .create(
+                sallyport_state::StateDb::open_in_memory()
+                    .unwrap()
+                    .create_user("a", "correct horse battery", Role::User, false, 0)
+                    .unwrap()
+                    .authenticated(),
+            )
             .unwrap();
         assert!(store.lookup(&token).is_some());
         std::thread::sleep(Duration::from_millis(40));

@@ -150,7 +150,7 @@ pub async fn submit(
     };
     portal.broker.audit(AuditEvent {
         kind: "connect_by_ip".into(),
-        actor: Some(user.user.username.clone()),
+        actor: Some(user.user.username().to_owned()),
         client_addr: Some(client.to_string()),
         target: Some(target.name.clone()),
         ..AuditEvent::default()

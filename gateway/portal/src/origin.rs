@@ -76,7 +76,7 @@ pub(crate) async fn require_same_origin(
             let detail = "websocket refused: foreign or missing Origin";
             let actor = session_token(request.headers())
                 .and_then(|token| portal.logins.lookup(&token))
-                .map(|user| user.username);
+                .map(|user| user.username().to_owned());
             let client = request
                 .extensions()
                 .get::<ConnectInfo<SocketAddr>>()

@@ -45,9 +45,9 @@ pub fn layout(
     let who = match user {
         Some(user) => format!(
             r#"{nav}<a href="/account/mfa" style="color:inherit">Security</a><span class="who">{} ({})</span><form method="post" action="/logout"><button type="submit" id="logout">Log out</button></form>"#,
-            escape(&user.username),
-            user.role.as_str(),
-            nav = match user.role {
+            escape(user.username()),
+            user.role().as_str(),
+            nav = match user.role() {
                 Role::Admin => r#"<a href="/admin" style="color:inherit">Admin</a>"#,
                 Role::Auditor => r#"<a href="/admin/audit" style="color:inherit">Audit log</a>"#,
                 Role::User => "",
@@ -232,10 +232,10 @@ pub async fn logout(
     user: CurrentUser,
 ) -> Response {
     // Logging out ends everything this user has open, on every device.
-    portal.revoke_user(user.user.user_id, "you logged out");
+    portal.revoke_user(user.user.user_id(), "you logged out");
     portal.broker.audit(AuditEvent {
         kind: "logout".into(),
-        actor: Some(user.user.username.clone()),
+        actor: Some(user.user.username().to_owned()),
         client_addr: Some(client.to_string()),
         ..AuditEvent::default()
     });
@@ -300,19 +300,19 @@ pub async fn change_password(
             .into_response();
     }
     let state = portal.broker.state().clone();
-    let id = user.user.user_id;
+    let id = user.user.user_id();
     match tokio::task::spawn_blocking(move || state.set_password(id, &form.new_password)).await {
         Ok(Ok(())) => {
             // A new password ends every other login and every live session of this user; this browser
             // gets a fresh login session.
-            portal.revoke_user(user.user.user_id, "your password was changed");
+            portal.revoke_user(user.user.user_id(), "your password was changed");
             let Ok(token) = portal.logins.create(user.user.clone()) else {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness available")
                     .into_response();
             };
             portal.broker.audit(AuditEvent {
                 kind: "password_changed".into(),
-                actor: Some(user.user.username.clone()),
+                actor: Some(user.user.username().to_owned()),
                 client_addr: Some(client.to_string()),
                 ..AuditEvent::default()
             });

@@ -90,11 +90,7 @@ pub async fn login(
             "not allowed: recordings are for auditors and administrators",
         );
     }
-    let authenticated = Authenticated {
-        user_id: user.id,
-        username: user.username.clone(),
-        role: user.role,
-    };
+    let authenticated = user.authenticated();
     let token = match portal.logins.create(authenticated) {
         Ok(token) => token,
         Err(e) => {
@@ -155,7 +151,7 @@ impl FromRequestParts<Arc<Portal>> for Reviewer {
             .to_owned();
         let user = portal.logins.lookup(&token).ok_or_else(login_required)?;
         // Re-read the account, so that a disabled or demoted one loses access at once.
-        let stored = match portal.broker.state().user(user.user_id) {
+        let stored = match portal.broker.state().user(user.user_id()) {
             Ok(Some(stored)) if !stored.disabled && !stored.must_change_password => stored,
             _ => {
                 portal.logins.remove(&token);
@@ -170,11 +166,7 @@ impl FromRequestParts<Arc<Portal>> for Reviewer {
             ));
         }
         Ok(Reviewer {
-            user: Authenticated {
-                user_id: stored.id,
-                username: stored.username,
-                role: stored.role,
-            },
+            user: stored.authenticated(),
             token,
             client,
         })
@@ -213,7 +205,7 @@ pub async fn logout(State(portal): State<Arc<Portal>>, reviewer: Reviewer) -> Re
     audit(
         &portal,
         "review_logout",
-        &reviewer.user.username,
+        reviewer.user.username(),
         reviewer.client,
         VIA.into(),
     );
@@ -241,7 +233,7 @@ pub async fn sessions(State(portal): State<Arc<Portal>>, reviewer: Reviewer) -> 
             audit(
                 &portal,
                 "recordings_listed",
-                &reviewer.user.username,
+                reviewer.user.username(),
                 reviewer.client,
                 format!("{VIA}: {} sessions", sessions.len()),
             );
@@ -288,7 +280,7 @@ pub async fn chunks(
     };
     portal.broker.audit(AuditEvent {
         kind: "recording_read".into(),
-        actor: Some(reviewer.user.username.clone()),
+        actor: Some(reviewer.user.username().to_owned()),
         client_addr: Some(reviewer.client.to_string()),
         target: Some(part.session.target.clone()),
         session_id: Some(part.session.id.clone()),
@@ -329,7 +321,7 @@ pub async fn ledger(
     audit(
         &portal,
         "recordings_ledger_read",
-        &reviewer.user.username,
+        reviewer.user.username(),
         reviewer.client,
         format!("{VIA}: {sent}"),
     );

@@ -74,7 +74,7 @@ fn authorize_upgrade(
     let refuse = |status: StatusCode, detail: &str| {
         portal.broker.audit(AuditEvent {
             kind: "connect_refused".into(),
-            actor: Some(user.user.username.clone()),
+            actor: Some(user.user.username().to_owned()),
             client_addr: Some(client.to_string()),
             detail: Some(detail.to_owned()),
             ..AuditEvent::default()

@@ -90,7 +90,7 @@ pub(super) async fn page(
             &rows
         )
     );
-    Ok(if viewer.user.role == Role::Admin {
+    Ok(if viewer.user.role() == Role::Admin {
         super::page("Audit log", &viewer, &body)
     } else {
         // Auditors see the log without the admin navigation.

@@ -172,7 +172,7 @@ impl AdminChange {
     pub(crate) fn audit(&self, kind: &str, target: Option<&str>, detail: String) {
         self.portal.broker.audit(AuditEvent {
             kind: kind.to_owned(),
-            actor: Some(self.admin.user.username.clone()),
+            actor: Some(self.admin.user.username().to_owned()),
             client_addr: Some(self.client.to_string()),
             target: target.map(str::to_owned),
             detail: Some(detail),
