@@ -10,6 +10,7 @@
 
 mod access;
 mod admin;
+mod api_error;
 mod assets;
 mod auth;
 mod cli_api;

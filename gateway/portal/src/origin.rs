@@ -13,6 +13,7 @@ use axum::response::{IntoResponse, Response};
 use sallyport_state::AuditEvent;
 
 use crate::Portal;
+use crate::api_error::ApiError;
 use crate::auth::{foreign_origin, same_origin, session_token};
 
 /// Routes that programs call (the CLI's login, the reviewer's login and logout), where a missing Origin
@@ -90,11 +91,12 @@ pub(crate) async fn require_same_origin(
             });
             (StatusCode::FORBIDDEN, detail).into_response()
         }
-        Verdict::ForeignProgram => crate::cli_api::error(
+        Verdict::ForeignProgram => ApiError::new(
             StatusCode::FORBIDDEN,
             "foreign_origin",
             "request refused: it came from another site",
-        ),
+        )
+        .into_response(),
         Verdict::ForeignChange => foreign_origin(),
     }
 }

@@ -232,22 +232,31 @@ async fn programs_need_no_origin_but_browsers_need_theirs() {
     let portal = portal();
     // Without an Origin the programs' routes reach their handlers: the CLI login is off on this
     // portal, the review login wants JSON, the review logout wants its bearer token.
+    // Their refusals are JSON in words (`ApiError`).
     let expected = [
-        ("/api/cli/login", StatusCode::NOT_FOUND),
-        ("/api/review/login", StatusCode::UNSUPPORTED_MEDIA_TYPE),
-        ("/api/review/logout", StatusCode::UNAUTHORIZED),
+        ("/api/cli/login", StatusCode::NOT_FOUND, "cli_disabled"),
+        (
+            "/api/review/login",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_request",
+        ),
+        (
+            "/api/review/logout",
+            StatusCode::UNAUTHORIZED,
+            "login_required",
+        ),
     ];
     assert_eq!(
         PROGRAM_ROUTES,
-        expected.map(|(path, _)| path),
+        expected.map(|(path, _, _)| path),
         "the exemptions are exactly the programs' routes"
     );
-    for (path, status) in expected {
-        assert_eq!(
-            ask(&portal.router, "POST", path, None).await.0,
-            status,
-            "{path}"
-        );
+    for (path, status, kind) in expected {
+        let (got, body) = ask(&portal.router, "POST", path, None).await;
+        assert_eq!(got, status, "{path}: {body}");
+        let body: serde_json::Value = serde_json::from_str(&body).unwrap();
+        assert_eq!(body["error"], kind, "{path}: {body}");
+        assert!(body["message"].as_str().is_some_and(|m| !m.is_empty()));
     }
     // Every other state change needs an Origin: a missing one is refused like a foreign one.
     let (status, body) = ask(&portal.router, "POST", "/login", None).await;
