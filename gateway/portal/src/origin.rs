@@ -1,7 +1,9 @@
 //! The Origin check, as one layer on the whole router, so that no route can forget it: every request
 //! that may change state (any method but `GET`, `HEAD` and `OPTIONS`) and every WebSocket upgrade must
 //! come from this portal's own pages ([`same_origin`]), or it is refused with 403 before any handler
-//! runs. The only exemptions are [`PROGRAM_ROUTES`], named here and nowhere else.
+//! runs. The only exemptions are [`PROGRAM_ROUTES`], named here and nowhere else. An upgrade is told by
+//! its `Upgrade: websocket` header, which axum's `WebSocketUpgrade` requires before it upgrades
+//! anything, so no WebSocket can open without passing here.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
