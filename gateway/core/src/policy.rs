@@ -69,15 +69,45 @@ impl Protocol {
     }
 }
 
-/// A user who proved their identity in this login session.
+/// A user who proved their identity: a password (and second factor), a login session's token or a
+/// client certificate, checked against the state database. The fields are private so that nothing
+/// can edit one into another user; [`Authenticated::new`] is called in one place only,
+/// `sallyport_state::UserRecord::authenticated`, on a user record the state database just read for
+/// the credential it checked (this sans-io crate cannot see the database, so tidy enforces that
+/// nothing else calls it). An [`Authorized`] is made only from one.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Authenticated {
+    user_id: i64,
+    username: String,
+    role: Role,
+}
+
+impl Authenticated {
+    /// The user of a checked credential. Only `sallyport_state::UserRecord::authenticated` calls
+    /// this (and this crate's tests): see the type's documentation.
+    #[doc(hidden)]
+    pub fn new(user_id: i64, username: String, role: Role) -> Authenticated {
+        Authenticated {
+            user_id,
+            username,
+            role,
+        }
+    }
+
     /// Database id of the user.
-    pub user_id: i64,
+    pub fn user_id(&self) -> i64 {
+        self.user_id
+    }
+
     /// Login name.
-    pub username: String,
-    /// Role at login time.
-    pub role: Role,
+    pub fn username(&self) -> &str {
+        &self.username
+    }
+
+    /// Role when the credential was checked.
+    pub fn role(&self) -> Role {
+        self.role
+    }
 }
 
 /// A target as the policy sees it.

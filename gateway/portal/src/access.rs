@@ -41,7 +41,7 @@ async fn user_with_role(
     refusal: &'static str,
 ) -> Result<CurrentUser, Response> {
     let user = CurrentUser::from_request_parts(parts, portal).await?;
-    if !allowed(user.user.role) {
+    if !allowed(user.user.role()) {
         return Err((StatusCode::FORBIDDEN, refusal).into_response());
     }
     Ok(user)

@@ -101,7 +101,7 @@ impl LoginSessions {
     /// Ends every login session of a user.
     pub fn remove_user(&self, user_id: i64) {
         self.lock()
-            .retain(|_, session| session.user.user_id != user_id);
+            .retain(|_, session| session.user.user_id() != user_id);
     }
 }
 
@@ -140,30 +140,13 @@ pub fn same_origin(headers: &HeaderMap) -> bool {
     }
 }
 
-/// A request that came from this portal's own pages (see [`same_origin`]). As an extractor it refuses any
-/// other with 403 before the handler runs; put it after the login extractor so that an anonymous visitor is
-/// still sent to the login page first.
-pub struct SameOrigin;
-
-/// The refusal of a state change that did not come from the portal's own pages.
+/// The refusal of a state change that did not come from the portal's own pages (the Origin layer's).
 pub fn foreign_origin() -> Response {
     (
         StatusCode::FORBIDDEN,
         "request refused: it did not come from this portal's own pages",
     )
         .into_response()
-}
-
-impl<S: Sync> FromRequestParts<S> for SameOrigin {
-    type Rejection = Response;
-
-    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        if same_origin(&parts.headers) {
-            Ok(SameOrigin)
-        } else {
-            Err(foreign_origin())
-        }
-    }
 }
 
 /// The client's address of a request, for the extractors that audit it.
@@ -195,7 +178,7 @@ impl FromRequestParts<Arc<Portal>> for CurrentUser {
         let token = session_token(&parts.headers).ok_or_else(to_login)?;
         let user = portal.logins.lookup(&token).ok_or_else(to_login)?;
         // Re-read the user so that a disabled or demoted user loses access at once.
-        let stored = match portal.broker.state().user(user.user_id) {
+        let stored = match portal.broker.state().user(user.user_id()) {
             Ok(Some(stored)) if !stored.disabled => stored,
             _ => {
                 portal.logins.remove(&token);
@@ -217,12 +200,9 @@ impl FromRequestParts<Arc<Portal>> for CurrentUser {
                 return Err(Redirect::to("/account/mfa").into_response());
             }
         }
-        let user = Authenticated {
-            user_id: stored.id,
-            username: stored.username,
-            role: stored.role,
-        };
-        Ok(CurrentUser { user })
+        Ok(CurrentUser {
+            user: stored.authenticated(),
+        })
     }
 }
 
@@ -260,26 +240,6 @@ mod tests {
         ])));
     }
 
-    #[tokio::test]
-    async fn same_origin_extractor_refuses_a_foreign_origin_with_403() {
-        let parts = |origin: &str| {
-            let (parts, ()) = axum::http::Request::builder()
-                .header("host", "gw.example")
-                .header("origin", origin)
-                .body(())
-                .unwrap()
-                .into_parts();
-            parts
-        };
-        let mut ours = parts("https://gw.example");
-        assert!(SameOrigin::from_request_parts(&mut ours, &()).await.is_ok());
-        let mut foreign = parts("https://evil.example");
-        let Err(refused) = SameOrigin::from_request_parts(&mut foreign, &()).await else {
-            panic!("a foreign origin was let through");
-        };
-        assert_eq!(refused.status(), StatusCode::FORBIDDEN);
-    }
-
     #[test]
     fn cookie_is_found_among_others() {
         let map = headers(&[("cookie", "a=1; __Host-sallyport=abc; b=2")]);
@@ -294,11 +254,13 @@ mod tests {
     fn sessions_expire_when_idle() {
         let store = LoginSessions::new(Duration::from_millis(30), Duration::from_secs(60));
         let token = store
-            .create(Authenticated {
-                user_id: 1,
-                username: "a".into(),
-                role: Role::User,
-            })
+            .create(
+                sallyport_state::StateDb::open_in_memory()
+                    .unwrap()
+                    .create_user("a", "correct horse battery", Role::User, false, 0)
+                    .unwrap()
+                    .authenticated(),
+            )
             .unwrap();
         assert!(store.lookup(&token).is_some());
         std::thread::sleep(Duration::from_millis(40));

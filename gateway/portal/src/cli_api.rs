@@ -6,7 +6,8 @@
 //! enumeration, wrong codes counted as failed logins, one-time passwords and missing MFA enrollment
 //! sent to the browser. The request must be JSON (`Content-Type: application/json`), which a page on
 //! another site cannot send without a CORS preflight this portal never answers; a browser's foreign
-//! Origin is refused outright. Answers are JSON: [`CliLoginResponse`] or [`CliError`].
+//! Origin is refused outright (by the Origin layer, which names this route among its exemptions from
+//! needing an Origin at all). Answers are JSON: [`CliLoginResponse`] or an [`ApiError`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,21 +17,13 @@ use axum::body::Bytes;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use sallyport_core::quic::{CliError, CliLoginRequest, CliLoginResponse};
+use sallyport_core::quic::{CliLoginRequest, CliLoginResponse};
 use sallyport_state::{AuditEvent, ClientCertRecord, LoginOutcome};
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::Portal;
-use crate::auth::same_origin;
-
-pub(crate) fn error(status: StatusCode, kind: &str, message: &str) -> Response {
-    let body = CliError {
-        error: kind.to_owned(),
-        message: message.to_owned(),
-    };
-    (status, axum::Json(body)).into_response()
-}
+use crate::api_error::ApiError;
 
 /// `POST /api/cli/login`.
 pub async fn login(
@@ -38,36 +31,30 @@ pub async fn login(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
+) -> Result<Response, ApiError> {
     let Some(ca) = portal.user_ca.clone() else {
-        return error(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "cli_disabled",
             "the command-line client is not enabled on this gateway",
-        );
+        ));
     };
-    let request: CliLoginRequest = match login_request(&headers, &body) {
-        Ok(request) => request,
-        Err(refused) => return *refused,
-    };
+    let request: CliLoginRequest = login_request(&headers, &body)?;
     let public_key: [u8; 32] = match hex::decode(&request.public_key)
         .ok()
         .and_then(|bytes| bytes.try_into().ok())
     {
         Some(key) => key,
         None => {
-            return error(
+            return Err(ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "bad_request",
                 "the public key must be 32 bytes of Ed25519, in hex",
-            );
+            ));
         }
     };
     let (user, method) =
-        match check_credentials(&portal, client, &request, "command-line client").await {
-            Ok(found) => found,
-            Err(refused) => return *refused,
-        };
+        check_credentials(&portal, client, &request, "command-line client").await?;
     let state = portal.broker.state();
     let audit = |kind: &str, detail: String| {
         portal.broker.audit(AuditEvent {
@@ -88,11 +75,11 @@ pub async fn login(
         Ok(issued) => issued,
         Err(e) => {
             warn!(error = %e, "could not issue a client certificate");
-            return error(
+            return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "the certificate could not be issued",
-            );
+            ));
         }
     };
     let record = ClientCertRecord {
@@ -104,11 +91,11 @@ pub async fn login(
     };
     if let Err(e) = state.add_client_cert(&record) {
         warn!(error = %e, "could not record a client certificate");
-        return error(
+        return Err(ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "the certificate could not be recorded",
-        );
+        ));
     }
     audit(
         "cli_login",
@@ -118,41 +105,12 @@ pub async fn login(
             issued.expires_at_ms
         ),
     );
-    axum::Json(CliLoginResponse {
+    Ok(axum::Json(CliLoginResponse {
         username: user.username,
         certificate: issued.pem,
         expires_at_ms: issued.expires_at_ms,
     })
-    .into_response()
-}
-
-/// Why an API login was refused: the HTTP status and the [`CliError`] body (the review API sends the same
-/// shape).
-pub(crate) struct Refusal {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-    retry_after: Option<u64>,
-}
-
-impl Refusal {
-    fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Refusal {
-        Refusal {
-            status,
-            kind,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    /// The JSON answer.
-    pub(crate) fn into_response(self) -> Response {
-        let mut response = error(self.status, self.kind, &self.message);
-        if let Some(value) = self.retry_after.and_then(|s| s.to_string().parse().ok()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        response
-    }
+    .into_response())
 }
 
 /// The browser login's rules for a program's login (the CLI's, the reviewer's): the throttle first, argon2id
@@ -165,11 +123,9 @@ pub(crate) async fn check_credentials(
     client: SocketAddr,
     request: &impl Credentials,
     via: &str,
-) -> Result<(sallyport_state::UserRecord, &'static str), Box<Response>> {
+) -> Result<(sallyport_state::UserRecord, &'static str), ApiError> {
     let (username, password, code) = request.credentials();
-    let found = verify_credentials(portal, client, username, password, code, via)
-        .await
-        .map_err(|refusal| Box::new(refusal.into_response()))?;
+    let found = verify_credentials(portal, client, username, password, code, via).await?;
     portal.login_succeeded(client.ip(), username);
     Ok(found)
 }
@@ -193,10 +149,10 @@ async fn verify_credentials(
     password: &str,
     code: Option<&str>,
     via: &str,
-) -> Result<(sallyport_state::UserRecord, &'static str), Refusal> {
+) -> Result<(sallyport_state::UserRecord, &'static str), ApiError> {
     if let Some(wait) = portal.login_wait(client.ip(), username) {
         let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-        let mut refusal = Refusal::new(
+        let mut refusal = ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "throttled",
             format!("too many failed logins; try again in {seconds} seconds"),
@@ -214,7 +170,7 @@ async fn verify_credentials(
         })
     };
     let internal = || {
-        Refusal::new(
+        ApiError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
             "internal",
             "the login could not be checked; try again",
@@ -228,7 +184,7 @@ async fn verify_credentials(
         Ok(Ok(LoginOutcome::Failure)) => {
             audit("login_failed");
             portal.record_login_failure(client, username);
-            return Err(Refusal::new(
+            return Err(ApiError::new(
                 StatusCode::UNAUTHORIZED,
                 "bad_credentials",
                 "wrong username or password",
@@ -244,7 +200,7 @@ async fn verify_credentials(
         }
     };
     if user.must_change_password {
-        return Err(Refusal::new(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "password_change_required",
             "your password is a one-time password: log in once in the browser and choose a new one",
@@ -254,7 +210,7 @@ async fn verify_credentials(
     let method = match state.totp(user.id) {
         Ok(Some(_)) => match code.map(str::trim) {
             None | Some("") => {
-                return Err(Refusal::new(
+                return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
                     "code_required",
                     "enter the code from your authenticator app (or a recovery code)",
@@ -265,7 +221,7 @@ async fn verify_credentials(
                 None => {
                     audit("mfa_failed");
                     portal.record_login_failure(client, username);
-                    return Err(Refusal::new(
+                    return Err(ApiError::new(
                         StatusCode::UNAUTHORIZED,
                         "bad_code",
                         "that code is not valid",
@@ -279,7 +235,7 @@ async fn verify_credentials(
                 .map(|roles| roles.contains(&user.role))
                 .unwrap_or(true);
             if required {
-                return Err(Refusal::new(
+                return Err(ApiError::new(
                     StatusCode::FORBIDDEN,
                     "mfa_enrollment_required",
                     "your role must use two-factor authentication: set it up in the browser first",
@@ -295,20 +251,13 @@ async fn verify_credentials(
     Ok((user, method))
 }
 
-/// The JSON login request of a program (the CLI, the reviewer), unless it must be refused: a foreign Origin, or
-/// a body that is not `application/json` (which no page can send cross-site without a CORS preflight this portal
+/// The JSON login request of a program (the CLI, the reviewer), unless it must be refused (a foreign Origin
+/// was refused by the Origin layer already): a body that is not `application/json` (which no page can send cross-site without a CORS preflight this portal
 /// never answers), or one that does not parse.
 pub(crate) fn login_request<T: DeserializeOwned>(
     headers: &HeaderMap,
     body: &[u8],
-) -> Result<T, Box<Response>> {
-    if headers.contains_key(header::ORIGIN) && !same_origin(headers) {
-        return Err(Box::new(error(
-            StatusCode::FORBIDDEN,
-            "foreign_origin",
-            "request refused: it came from another site",
-        )));
-    }
+) -> Result<T, ApiError> {
     let is_json = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
@@ -318,17 +267,17 @@ pub(crate) fn login_request<T: DeserializeOwned>(
                 .is_some_and(|t| t.trim() == "application/json")
         });
     if !is_json {
-        return Err(Box::new(error(
+        return Err(ApiError::new(
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "bad_request",
             "the login must be sent as application/json",
-        )));
+        ));
     }
     serde_json::from_slice(body).map_err(|e| {
-        Box::new(error(
+        ApiError::new(
             StatusCode::BAD_REQUEST,
             "bad_request",
-            &format!("the login request is malformed: {e}"),
-        ))
+            format!("the login request is malformed: {e}"),
+        )
     })
 }

@@ -17,7 +17,7 @@ use serde::Deserialize;
 
 use crate::Portal;
 use crate::access::{AccessError, decide};
-use crate::auth::{CurrentUser, SameOrigin};
+use crate::auth::CurrentUser;
 use crate::pages::{escape, layout};
 
 fn refuse(user: &CurrentUser, status: StatusCode, message: &str) -> Response {
@@ -74,7 +74,6 @@ pub async fn submit(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     user: CurrentUser,
-    _: SameOrigin,
     Form(form): Form<AddressForm>,
 ) -> Response {
     let ip = match parse_host(&form.address) {
@@ -151,7 +150,7 @@ pub async fn submit(
     };
     portal.broker.audit(AuditEvent {
         kind: "connect_by_ip".into(),
-        actor: Some(user.user.username.clone()),
+        actor: Some(user.user.username().to_owned()),
         client_addr: Some(client.to_string()),
         target: Some(target.name.clone()),
         ..AuditEvent::default()

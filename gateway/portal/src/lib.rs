@@ -10,14 +10,17 @@
 
 mod access;
 mod admin;
+mod api_error;
 mod assets;
 mod auth;
 mod cli_api;
 mod connect_ip;
 mod edge;
 mod mfa;
+mod origin;
 mod pages;
 mod review_api;
+mod routes;
 mod server;
 mod user_ca;
 mod watch;
@@ -27,12 +30,12 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use axum::Router;
-use axum::routing::{get, post};
 use sallyport_core::throttle::{LoginThrottle, ThrottleConfig};
 use sallyport_relay::Broker;
 
 pub use auth::LoginSessions;
 pub use edge::{EdgeControl, EdgeCounter, EdgeInterface, EdgeStatus};
+pub use routes::ROUTES;
 pub use server::serve;
 pub use user_ca::{CaError, IssuedCert, UserCa, cert_fingerprint};
 
@@ -195,37 +198,15 @@ impl Portal {
             .record_success(source, username, now);
     }
 
-    /// The portal's routes.
+    /// The portal's routes ([`routes::ROUTES`]), behind the Origin layer, the body limit and the security
+    /// headers.
     pub fn router(self: &Arc<Self>) -> Router {
-        Router::new()
-            .route("/", get(pages::home))
-            .route("/login", get(pages::login_form).post(pages::login))
-            .route("/logout", post(pages::logout))
-            .route("/login/mfa", get(mfa::code_form).post(mfa::verify_code))
-            .route("/account/mfa", get(mfa::account_page).post(mfa::enroll))
-            .route(
-                "/password",
-                get(pages::password_form).post(pages::change_password),
-            )
-            .route("/targets", get(pages::targets))
-            .route(
-                "/connect-ip",
-                get(connect_ip::form).post(connect_ip::submit),
-            )
-            .route("/connect/{target_id}", get(pages::connect_page))
-            .route("/ws/terminal/{target_id}", get(ws::terminal))
-            .route("/ws/desktop/{target_id}", get(ws::desktop))
-            .route("/api/cli/login", post(cli_api::login))
-            .route("/api/review/login", post(review_api::login))
-            .route("/api/review/logout", post(review_api::logout))
-            .route("/api/review/key", get(review_api::key))
-            .route("/api/review/sessions", get(review_api::sessions))
-            .route("/api/review/sessions/{id}/chunks", get(review_api::chunks))
-            .route("/api/review/ledger", get(review_api::ledger))
-            .route("/assets/{name}", get(assets::serve_asset))
-            .merge(admin::routes())
-            .route("/ws/watch/{id}", get(watch::watch_socket))
+        routes::router()
             .fallback(pages::not_found)
+            .layer(axum::middleware::from_fn_with_state(
+                self.clone(),
+                origin::require_same_origin,
+            ))
             .layer(axum::extract::DefaultBodyLimit::max(
                 self.config.max_body_bytes,
             ))

@@ -21,7 +21,7 @@ use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::Portal;
-use crate::auth::{CurrentUser, SameOrigin, session_cookie};
+use crate::auth::{CurrentUser, session_cookie};
 use crate::pages::{escape, layout};
 
 /// The cookie that carries a login between its password and its code.
@@ -103,7 +103,7 @@ fn start_session(
     client: SocketAddr,
     detail: Option<String>,
 ) -> Response {
-    let username = user.username.clone();
+    let username = user.username().to_owned();
     let Ok(token) = portal.logins.create(user) else {
         return internal("no randomness available");
     };
@@ -122,11 +122,7 @@ fn start_session(
 
 /// Called when the password was right: straight in, or on to the code for users with TOTP.
 pub fn password_accepted(portal: &Portal, user: UserRecord, client: SocketAddr) -> Response {
-    let authenticated = Authenticated {
-        user_id: user.id,
-        username: user.username.clone(),
-        role: user.role,
-    };
+    let authenticated = user.authenticated();
     match portal.broker.state().totp(user.id) {
         Ok(None) => start_session(
             portal,
@@ -236,7 +232,6 @@ pub async fn verify_code(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
-    _: SameOrigin,
     Form(form): Form<CodeForm>,
 ) -> Response {
     let expired = || (StatusCode::UNAUTHORIZED, Redirect::to("/login")).into_response();
@@ -255,12 +250,12 @@ pub async fn verify_code(
         entry.attempts += 1;
         (entry.user.clone(), entry.must_change_password)
     };
-    let accepted = check_second_factor(&portal, user.user_id, &form.code);
+    let accepted = check_second_factor(&portal, user.user_id(), &form.code);
     match accepted {
         Some(method) => {
             lock(&portal.mfa.pending).remove(&key(&token));
             if method == "recovery code" {
-                audit(&portal, "recovery_code_used", &user.username, client, None);
+                audit(&portal, "recovery_code_used", user.username(), client, None);
             }
             let mut response = start_session(
                 &portal,
@@ -278,8 +273,8 @@ pub async fn verify_code(
             response
         }
         None => {
-            audit(&portal, "mfa_failed", &user.username, client, None);
-            portal.record_login_failure(client, &user.username);
+            audit(&portal, "mfa_failed", user.username(), client, None);
+            portal.record_login_failure(client, user.username());
             (
                 StatusCode::UNAUTHORIZED,
                 code_page(Some("That code is not valid.")),
@@ -291,7 +286,7 @@ pub async fn verify_code(
 
 /// `GET /account/mfa`: enrollment (QR code and secret) or the current state.
 pub async fn account_page(State(portal): State<Arc<Portal>>, user: CurrentUser) -> Response {
-    let enrolled = match portal.broker.state().totp(user.user.user_id) {
+    let enrolled = match portal.broker.state().totp(user.user.user_id()) {
         Ok(totp) => totp.is_some(),
         Err(_) => return internal("the MFA state is unavailable"),
     };
@@ -312,9 +307,9 @@ pub async fn account_page(State(portal): State<Arc<Portal>>, user: CurrentUser) 
             )
                 .into_response();
         }
-        enrollments.insert(user.user.user_id, (secret, Instant::now()));
+        enrollments.insert(user.user.user_id(), (secret, Instant::now()));
     }
-    let Some(url) = mfa::enrollment_url(&secret, &user.user.username) else {
+    let Some(url) = mfa::enrollment_url(&secret, user.user.username()) else {
         return internal("could not make the enrollment link");
     };
     let qr = match qrcode::QrCode::new(url.as_bytes()) {
@@ -344,11 +339,10 @@ pub async fn enroll(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     user: CurrentUser,
-    _: SameOrigin,
     Form(form): Form<CodeForm>,
 ) -> Response {
     let Some((secret, _)) = lock(&portal.mfa.enrollments)
-        .get(&user.user.user_id)
+        .get(&user.user.user_id())
         .copied()
     else {
         return Redirect::to("/account/mfa").into_response();
@@ -376,13 +370,13 @@ pub async fn enroll(
         portal
             .broker
             .state()
-            .enable_totp(user.user.user_id, &secret, step, &normalized)
+            .enable_totp(user.user.user_id(), &secret, step, &normalized)
     {
         warn!(%error, "could not store the TOTP secret");
         return internal("two-factor authentication could not be turned on");
     }
-    lock(&portal.mfa.enrollments).remove(&user.user.user_id);
-    audit(&portal, "mfa_enrolled", &user.user.username, client, None);
+    lock(&portal.mfa.enrollments).remove(&user.user.user_id());
+    audit(&portal, "mfa_enrolled", user.user.username(), client, None);
     let list: String = codes
         .iter()
         .map(|c| format!("<li><code>{c}</code></li>"))

@@ -17,7 +17,7 @@ use tracing::{debug, warn};
 
 use crate::Portal;
 use crate::access::{AccessError, decide, visible_targets};
-use crate::auth::{CurrentUser, SameOrigin, expired_cookie, session_cookie, session_token};
+use crate::auth::{CurrentUser, expired_cookie, session_cookie, session_token};
 
 /// Escapes text for HTML element content and attribute values.
 pub fn escape(text: &str) -> String {
@@ -45,9 +45,9 @@ pub fn layout(
     let who = match user {
         Some(user) => format!(
             r#"{nav}<a href="/account/mfa" style="color:inherit">Security</a><span class="who">{} ({})</span><form method="post" action="/logout"><button type="submit" id="logout">Log out</button></form>"#,
-            escape(&user.username),
-            user.role.as_str(),
-            nav = match user.role {
+            escape(user.username()),
+            user.role().as_str(),
+            nav = match user.role() {
                 Role::Admin => r#"<a href="/admin" style="color:inherit">Admin</a>"#,
                 Role::Auditor => r#"<a href="/admin/audit" style="color:inherit">Audit log</a>"#,
                 Role::User => "",
@@ -137,7 +137,6 @@ pub struct LoginForm {
 pub async fn login(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
-    _: SameOrigin,
     Form(form): Form<LoginForm>,
 ) -> Response {
     let throttle = || {
@@ -231,13 +230,12 @@ pub async fn logout(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     user: CurrentUser,
-    _: SameOrigin,
 ) -> Response {
     // Logging out ends everything this user has open, on every device.
-    portal.revoke_user(user.user.user_id, "you logged out");
+    portal.revoke_user(user.user.user_id(), "you logged out");
     portal.broker.audit(AuditEvent {
         kind: "logout".into(),
-        actor: Some(user.user.username.clone()),
+        actor: Some(user.user.username().to_owned()),
         client_addr: Some(client.to_string()),
         ..AuditEvent::default()
     });
@@ -285,7 +283,6 @@ pub async fn change_password(
     State(portal): State<Arc<Portal>>,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     user: CurrentUser,
-    _: SameOrigin,
     Form(form): Form<PasswordForm>,
 ) -> Response {
     if form.new_password != form.repeat {
@@ -303,19 +300,19 @@ pub async fn change_password(
             .into_response();
     }
     let state = portal.broker.state().clone();
-    let id = user.user.user_id;
+    let id = user.user.user_id();
     match tokio::task::spawn_blocking(move || state.set_password(id, &form.new_password)).await {
         Ok(Ok(())) => {
             // A new password ends every other login and every live session of this user; this browser
             // gets a fresh login session.
-            portal.revoke_user(user.user.user_id, "your password was changed");
+            portal.revoke_user(user.user.user_id(), "your password was changed");
             let Ok(token) = portal.logins.create(user.user.clone()) else {
                 return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness available")
                     .into_response();
             };
             portal.broker.audit(AuditEvent {
                 kind: "password_changed".into(),
-                actor: Some(user.user.username.clone()),
+                actor: Some(user.user.username().to_owned()),
                 client_addr: Some(client.to_string()),
                 ..AuditEvent::default()
             });

@@ -35,8 +35,9 @@ use serde::Deserialize;
 use tracing::warn;
 
 use crate::Portal;
+use crate::api_error::ApiError;
 use crate::auth::client_addr;
-use crate::cli_api::{Credentials, check_credentials, error, login_request};
+use crate::cli_api::{Credentials, check_credentials, login_request};
 
 /// What the reviewer tells the audit log it is.
 const VIA: &str = "sallyport-review";
@@ -63,16 +64,10 @@ pub async fn login(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     headers: HeaderMap,
     body: Bytes,
-) -> Response {
-    let request: ReviewLoginRequest = match login_request(&headers, &body) {
-        Ok(request) => request,
-        Err(refused) => return *refused,
-    };
+) -> Result<Response, ApiError> {
+    let request: ReviewLoginRequest = login_request(&headers, &body)?;
     // Right credentials make the throttle forget this source's failures, whatever the role.
-    let (user, method) = match check_credentials(&portal, client, &request, VIA).await {
-        Ok(found) => found,
-        Err(refused) => return *refused,
-    };
+    let (user, method) = check_credentials(&portal, client, &request, VIA).await?;
     if !matches!(user.role, Role::Admin | Role::Auditor) {
         audit(
             &portal,
@@ -84,26 +79,18 @@ pub async fn login(
                 user.role.as_str()
             ),
         );
-        return error(
-            StatusCode::FORBIDDEN,
-            "not_reviewer",
-            "not allowed: recordings are for auditors and administrators",
-        );
+        return Err(not_reviewer());
     }
-    let authenticated = Authenticated {
-        user_id: user.id,
-        username: user.username.clone(),
-        role: user.role,
-    };
+    let authenticated = user.authenticated();
     let token = match portal.logins.create(authenticated) {
         Ok(token) => token,
         Err(e) => {
             warn!(error = %e, "could not start a review login session");
-            return error(
+            return Err(ApiError::new(
                 StatusCode::INTERNAL_SERVER_ERROR,
                 "internal",
                 "the login could not be completed; try again",
-            );
+            ));
         }
     };
     audit(
@@ -113,12 +100,12 @@ pub async fn login(
         client,
         format!("{VIA} (second factor: {method})"),
     );
-    axum::Json(ReviewLoginResponse {
+    Ok(axum::Json(ReviewLoginResponse {
         token,
         username: user.username,
         role: user.role.as_str().to_owned(),
     })
-    .into_response()
+    .into_response())
 }
 
 /// An auditor or admin holding a live review token.
@@ -128,11 +115,19 @@ pub struct Reviewer {
     client: SocketAddr,
 }
 
-fn login_required() -> Response {
-    error(
+fn login_required() -> ApiError {
+    ApiError::new(
         StatusCode::UNAUTHORIZED,
         "login_required",
         "log in first (the login may have ended: it times out when idle)",
+    )
+}
+
+fn not_reviewer() -> ApiError {
+    ApiError::new(
+        StatusCode::FORBIDDEN,
+        "not_reviewer",
+        "not allowed: recordings are for auditors and administrators",
     )
 }
 
@@ -144,8 +139,18 @@ impl FromRequestParts<Arc<Portal>> for Reviewer {
         portal: &Arc<Portal>,
     ) -> Result<Self, Self::Rejection> {
         let client = client_addr(parts, portal).await?;
-        let token = parts
-            .headers
+        Reviewer::check(&parts.headers, portal, client).map_err(IntoResponse::into_response)
+    }
+}
+
+impl Reviewer {
+    /// The reviewer whose bearer token is in `headers`, if it is live and still an auditor's or admin's.
+    fn check(
+        headers: &HeaderMap,
+        portal: &Portal,
+        client: SocketAddr,
+    ) -> Result<Reviewer, ApiError> {
+        let token = headers
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.strip_prefix("Bearer "))
@@ -155,7 +160,7 @@ impl FromRequestParts<Arc<Portal>> for Reviewer {
             .to_owned();
         let user = portal.logins.lookup(&token).ok_or_else(login_required)?;
         // Re-read the account, so that a disabled or demoted one loses access at once.
-        let stored = match portal.broker.state().user(user.user_id) {
+        let stored = match portal.broker.state().user(user.user_id()) {
             Ok(Some(stored)) if !stored.disabled && !stored.must_change_password => stored,
             _ => {
                 portal.logins.remove(&token);
@@ -163,44 +168,39 @@ impl FromRequestParts<Arc<Portal>> for Reviewer {
             }
         };
         if !matches!(stored.role, Role::Admin | Role::Auditor) {
-            return Err(error(
-                StatusCode::FORBIDDEN,
-                "not_reviewer",
-                "not allowed: recordings are for auditors and administrators",
-            ));
+            return Err(not_reviewer());
         }
         Ok(Reviewer {
-            user: Authenticated {
-                user_id: stored.id,
-                username: stored.username,
-                role: stored.role,
-            },
+            user: stored.authenticated(),
             token,
             client,
         })
     }
 }
 
-fn archive_error(e: &ArchiveError) -> Response {
-    match e {
-        ArchiveError::NoSuchSession(id) => error(
-            StatusCode::NOT_FOUND,
-            "no_such_session",
-            &format!("no recorded session {id}"),
-        ),
-        ArchiveError::Internal(detail) => {
-            warn!(error = %detail, "the review API could not read the recordings");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "internal",
-                "the recordings could not be read",
-            )
+/// A recordings error, in the review API's words (the detail of an internal one goes to the log only).
+impl From<ArchiveError> for ApiError {
+    fn from(e: ArchiveError) -> Self {
+        match e {
+            ArchiveError::NoSuchSession(id) => ApiError::new(
+                StatusCode::NOT_FOUND,
+                "no_such_session",
+                format!("no recorded session {id}"),
+            ),
+            ArchiveError::Internal(detail) => {
+                warn!(error = %detail, "the review API could not read the recordings");
+                ApiError::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "internal",
+                    "the recordings could not be read",
+                )
+            }
         }
     }
 }
 
-fn no_archive() -> Response {
-    error(
+fn no_archive() -> ApiError {
+    ApiError::new(
         StatusCode::NOT_FOUND,
         "recordings_unavailable",
         "this gateway does not serve recordings",
@@ -213,7 +213,7 @@ pub async fn logout(State(portal): State<Arc<Portal>>, reviewer: Reviewer) -> Re
     audit(
         &portal,
         "review_logout",
-        &reviewer.user.username,
+        reviewer.user.username(),
         reviewer.client,
         VIA.into(),
     );
@@ -221,34 +221,32 @@ pub async fn logout(State(portal): State<Arc<Portal>>, reviewer: Reviewer) -> Re
 }
 
 /// `GET /api/review/key`.
-pub async fn key(State(portal): State<Arc<Portal>>, _reviewer: Reviewer) -> Response {
-    match portal.broker.archive() {
-        Some(archive) => axum::Json(ReviewKey {
-            public_key: hex::encode(archive.public_key()),
-        })
-        .into_response(),
-        None => no_archive(),
-    }
+pub async fn key(
+    State(portal): State<Arc<Portal>>,
+    _reviewer: Reviewer,
+) -> Result<Response, ApiError> {
+    let archive = portal.broker.archive().ok_or_else(no_archive)?;
+    Ok(axum::Json(ReviewKey {
+        public_key: hex::encode(archive.public_key()),
+    })
+    .into_response())
 }
 
 /// `GET /api/review/sessions`.
-pub async fn sessions(State(portal): State<Arc<Portal>>, reviewer: Reviewer) -> Response {
-    let Some(archive) = portal.broker.archive() else {
-        return no_archive();
-    };
-    match archive.sessions().await {
-        Ok(sessions) => {
-            audit(
-                &portal,
-                "recordings_listed",
-                &reviewer.user.username,
-                reviewer.client,
-                format!("{VIA}: {} sessions", sessions.len()),
-            );
-            axum::Json(ReviewSessions { sessions }).into_response()
-        }
-        Err(e) => archive_error(&e),
-    }
+pub async fn sessions(
+    State(portal): State<Arc<Portal>>,
+    reviewer: Reviewer,
+) -> Result<Response, ApiError> {
+    let archive = portal.broker.archive().ok_or_else(no_archive)?;
+    let sessions = archive.sessions().await?;
+    audit(
+        &portal,
+        "recordings_listed",
+        reviewer.user.username(),
+        reviewer.client,
+        format!("{VIA}: {} sessions", sessions.len()),
+    );
+    Ok(axum::Json(ReviewSessions { sessions }).into_response())
 }
 
 /// The query of a chunks request.
@@ -266,29 +264,24 @@ pub async fn chunks(
     reviewer: Reviewer,
     Path(id): Path<String>,
     Query(query): Query<ChunksQuery>,
-) -> Response {
+) -> Result<Response, ApiError> {
     // Session ids are 32 hex characters; anything else names nothing.
     if id.is_empty() || id.len() > 64 || !id.bytes().all(|b| b.is_ascii_hexdigit()) {
-        return error(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             "no_such_session",
             "no recorded session by that name",
-        );
+        ));
     }
-    let Some(archive) = portal.broker.archive() else {
-        return no_archive();
-    };
-    let part: SessionPart = match archive.part(&id, query.from).await {
-        Ok(part) => part,
-        Err(e) => return archive_error(&e),
-    };
+    let archive = portal.broker.archive().ok_or_else(no_archive)?;
+    let part: SessionPart = archive.part(&id, query.from).await?;
     let sent = match (part.chunks.first(), part.chunks.last()) {
         (Some(first), Some(last)) => format!("chunks {}..={}", first.seq, last.seq),
         _ => "no chunks".to_owned(),
     };
     portal.broker.audit(AuditEvent {
         kind: "recording_read".into(),
-        actor: Some(reviewer.user.username.clone()),
+        actor: Some(reviewer.user.username().to_owned()),
         client_addr: Some(reviewer.client.to_string()),
         target: Some(part.session.target.clone()),
         session_id: Some(part.session.id.clone()),
@@ -297,7 +290,7 @@ pub async fn chunks(
             part.session.chunk_count, query.from
         )),
     });
-    axum::Json(part).into_response()
+    Ok(axum::Json(part).into_response())
 }
 
 /// The query of a ledger request.
@@ -314,14 +307,9 @@ pub async fn ledger(
     State(portal): State<Arc<Portal>>,
     reviewer: Reviewer,
     Query(query): Query<LedgerQuery>,
-) -> Response {
-    let Some(archive) = portal.broker.archive() else {
-        return no_archive();
-    };
-    let part: LedgerPart = match archive.ledger(query.from).await {
-        Ok(part) => part,
-        Err(e) => return archive_error(&e),
-    };
+) -> Result<Response, ApiError> {
+    let archive = portal.broker.archive().ok_or_else(no_archive)?;
+    let part: LedgerPart = archive.ledger(query.from).await?;
     let sent = match (part.entries.first(), part.entries.last()) {
         (Some(first), Some(last)) => format!("ledger entries {}..={}", first.seq, last.seq),
         _ => format!("no ledger entries from {}", query.from),
@@ -329,9 +317,9 @@ pub async fn ledger(
     audit(
         &portal,
         "recordings_ledger_read",
-        &reviewer.user.username,
+        reviewer.user.username(),
         reviewer.client,
         format!("{VIA}: {sent}"),
     );
-    axum::Json(part).into_response()
+    Ok(axum::Json(part).into_response())
 }

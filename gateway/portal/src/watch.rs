@@ -49,7 +49,10 @@ pub async fn sessions(State(portal): State<Arc<Portal>>, AdminUser(admin): Admin
 
 /// `POST /admin/sessions/{id}/terminate`.
 pub async fn terminate(Path(session_id): Path<String>, change: AdminChange) -> Response {
-    let reason = format!("terminated by administrator {}", change.admin.user.username);
+    let reason = format!(
+        "terminated by administrator {}",
+        change.admin.user.username()
+    );
     if !change.portal.broker.live().terminate(&session_id, &reason) {
         return not_live();
     }

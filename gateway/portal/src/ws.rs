@@ -1,4 +1,4 @@
-//! The terminal WebSocket: checks Origin, login and policy before upgrading, then hands the socket to
+//! The terminal WebSocket: checks login and policy before upgrading (the Origin layer checked its Origin), then hands the socket to
 //! the broker as a [`TerminalTransport`] (terminals) or a [`DesktopTransport`] (desktops).
 
 use std::net::SocketAddr;
@@ -6,8 +6,8 @@ use std::sync::Arc;
 
 use axum::extract::ws::{CloseFrame, Message, WebSocket, WebSocketUpgrade, close_code};
 use axum::extract::{FromRequestParts, Path};
+use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
 use sallyport_core::display::{
     DesktopMessage, DesktopServerControl, MAX_DESKTOP_TEXT, MAX_INPUT_MESSAGE,
@@ -25,11 +25,12 @@ use sallyport_state::AuditEvent;
 
 use crate::Portal;
 use crate::access::{AccessError, decide};
-use crate::auth::{CurrentUser, client_addr, same_origin};
+use crate::auth::{CurrentUser, client_addr};
 
-/// A session WebSocket's upgrade request that passed the Origin, login and policy checks: the extractor
-/// makes them before any upgrade (in this order: the login, that it is an upgrade at all, then the Origin
-/// and the policy), and answers a refusal over HTTP after auditing it.
+/// A session WebSocket's upgrade request that passed the login and policy checks (the Origin layer on
+/// the whole router checked its Origin first): the extractor makes them before any upgrade (in this
+/// order: the login, that it is an upgrade at all, then the policy), and answers a refusal over HTTP
+/// after auditing it.
 pub(crate) struct AuthorizedUpgrade {
     portal: Arc<Portal>,
     client: SocketAddr,
@@ -52,8 +53,8 @@ impl FromRequestParts<Arc<Portal>> for AuthorizedUpgrade {
         let upgrade = WebSocketUpgrade::from_request_parts(parts, portal)
             .await
             .map_err(IntoResponse::into_response)?;
-        let decision = authorize_upgrade(portal, client, target_id, &parts.headers, &user)
-            .map_err(|refused| *refused)?;
+        let decision =
+            authorize_upgrade(portal, client, target_id, &user).map_err(|refused| *refused)?;
         Ok(AuthorizedUpgrade {
             portal: portal.clone(),
             client,
@@ -63,30 +64,23 @@ impl FromRequestParts<Arc<Portal>> for AuthorizedUpgrade {
     }
 }
 
-/// Origin, login and policy checks before any upgrade; a refusal is audited and answered over HTTP.
+/// The target and policy checks before any upgrade; a refusal is audited and answered over HTTP.
 fn authorize_upgrade(
     portal: &Portal,
     client: SocketAddr,
     target_id: i64,
-    headers: &HeaderMap,
     user: &CurrentUser,
 ) -> Result<Authorized, Box<Response>> {
     let refuse = |status: StatusCode, detail: &str| {
         portal.broker.audit(AuditEvent {
             kind: "connect_refused".into(),
-            actor: Some(user.user.username.clone()),
+            actor: Some(user.user.username().to_owned()),
             client_addr: Some(client.to_string()),
             detail: Some(detail.to_owned()),
             ..AuditEvent::default()
         });
         Box::new((status, detail.to_owned()).into_response())
     };
-    if !same_origin(headers) {
-        return Err(refuse(
-            StatusCode::FORBIDDEN,
-            "websocket refused: foreign or missing Origin",
-        ));
-    }
     let target = match portal.broker.state().target(target_id) {
         Ok(Some(target)) => target,
         _ => return Err(refuse(StatusCode::NOT_FOUND, "no such target")),

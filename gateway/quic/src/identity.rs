@@ -84,11 +84,7 @@ fn identify_at(
         return Err(Refusal::Expired);
     }
     Ok(Identity {
-        user: Authenticated {
-            user_id: user.id,
-            username: user.username,
-            role: user.role,
-        },
+        user: user.authenticated(),
         fingerprint,
         expires_at_ms: record.expires_at_ms,
     })
@@ -127,8 +123,8 @@ mod tests {
     fn a_valid_certificate_names_its_user() {
         let (state, cert, user_id) = issued(NOW + 1);
         let identity = identify_at(&state, &[cert], NOW).unwrap();
-        assert_eq!(identity.user.user_id, user_id);
-        assert_eq!(identity.user.username, "alice");
+        assert_eq!(identity.user.user_id(), user_id);
+        assert_eq!(identity.user.username(), "alice");
         assert_eq!(identity.expires_at_ms, NOW + 1);
         assert_eq!(identity.fingerprint.len(), 64);
     }

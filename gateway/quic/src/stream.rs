@@ -78,7 +78,7 @@ pub(crate) async fn connection(shared: &Arc<Shared>, incoming: Incoming) {
             return;
         }
     };
-    let span = info_span!("quic", user = %identity.user.username, client_addr = %client);
+    let span = info_span!("quic", user = %identity.user.username(), client_addr = %client);
     async {
         debug!("quic connection accepted");
         loop {
@@ -151,7 +151,7 @@ async fn stream(
             return;
         }
     };
-    let username = identity.user.username.clone();
+    let username = identity.user.username().to_owned();
     match preamble {
         Preamble::Targets => {
             let json = match visible_targets(shared.broker.state(), &identity.user) {
@@ -178,7 +178,7 @@ async fn stream(
         Preamble::Status => {
             let info = StatusInfo {
                 username,
-                role: identity.user.role.as_str().to_owned(),
+                role: identity.user.role().as_str().to_owned(),
                 expires_at_ms: identity.expires_at_ms,
             };
             reply(send, &serde_json::to_string(&info).unwrap_or_default()).await;
@@ -233,7 +233,7 @@ async fn logout(
             audit(
                 shared,
                 "cli_logout",
-                Some(&identity.user.username),
+                Some(identity.user.username()),
                 client,
                 format!("certificate {} revoked", &identity.fingerprint[..16]),
             );
@@ -288,7 +288,7 @@ async fn session(
         last_addr: client,
         shared_audit: AuditSink {
             broker: shared.broker.clone(),
-            user: identity.user.username.clone(),
+            user: identity.user.username().to_owned(),
         },
     };
     match carries {
@@ -393,7 +393,7 @@ fn authorize_target(
     decide_target(shared.broker.state(), identity, target_name, |detail| {
         shared.broker.audit(AuditEvent {
             kind: "connect_refused".into(),
-            actor: Some(identity.user.username.clone()),
+            actor: Some(identity.user.username().to_owned()),
             client_addr: Some(client.to_string()),
             target: Some(target_name.to_owned()),
             detail: Some(detail),

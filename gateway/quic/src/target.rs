@@ -53,7 +53,7 @@ pub(crate) fn decide_target(
 mod tests {
     use std::cell::RefCell;
 
-    use sallyport_core::policy::{Authenticated, Protocol, Role};
+    use sallyport_core::policy::{Protocol, Role};
     use sallyport_state::TargetSpec;
 
     use super::*;
@@ -77,11 +77,7 @@ mod tests {
             .create_user("alice", "correct horse battery", role, false, 0)
             .unwrap();
         Identity {
-            user: Authenticated {
-                user_id: user.id,
-                username: user.username,
-                role,
-            },
+            user: user.authenticated(),
             fingerprint: "00".repeat(32),
             expires_at_ms: u64::MAX,
         }

@@ -19,7 +19,7 @@ struct Context {
 
 fn context(state: &StateDb, user: &Authenticated) -> Result<Context, StateError> {
     Ok(Context {
-        groups: state.user_groups(user.user_id)?,
+        groups: state.user_groups(user.user_id())?,
         policies: state.policies()?.into_iter().map(|p| p.policy).collect(),
         networks: state.networks()?,
     })

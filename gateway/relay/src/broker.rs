@@ -185,7 +185,7 @@ impl Broker {
     ) {
         self.audit(AuditEvent {
             kind: kind.to_owned(),
-            actor: Some(decision.user().username.clone()),
+            actor: Some(decision.user().username().to_owned()),
             client_addr: Some(client_addr.to_string()),
             target: Some(decision.target().name.clone()),
             session_id: session_id.map(str::to_owned),

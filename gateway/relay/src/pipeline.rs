@@ -170,7 +170,7 @@ impl Broker {
     ) {
         let span = info_span!(
             "session",
-            user = %decision.user().username,
+            user = %decision.user().username(),
             target = %decision.target().name,
             protocol = kind.protocol(&decision),
             client_addr = %client_addr,
@@ -248,7 +248,7 @@ impl Broker {
         };
         // The recording exists before anything is dialled: no recording, no session.
         let meta = SessionMeta {
-            user: decision.user().username.clone(),
+            user: decision.user().username().to_owned(),
             target: target.name.clone(),
             target_addr: addr.to_string(),
             protocol: protocol.to_owned(),
@@ -256,7 +256,7 @@ impl Broker {
         };
         let config = self.config();
         let slot = match self.live().claim_slot(
-            decision.user().user_id,
+            decision.user().user_id(),
             config.max_sessions,
             config.max_sessions_per_user,
         ) {
@@ -324,8 +324,8 @@ impl Broker {
         // (and watched) at once.
         let mut live = self.live().register(LiveInfo {
             session_id: recording.id().to_owned(),
-            user_id: decision.user().user_id,
-            username: decision.user().username.clone(),
+            user_id: decision.user().user_id(),
+            username: decision.user().username().to_owned(),
             target: decision.target().name.clone(),
             client_addr: session.client_addr,
             started_at_ms: recording.started_at_ms(),

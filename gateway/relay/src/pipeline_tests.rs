@@ -12,7 +12,7 @@ use sallyport_core::errors::ErrorKind;
 use sallyport_core::frames::{
     ClientMessage, ConnectRequest, Credential, FrameError, ServerControl, TerminalSize,
 };
-use sallyport_core::policy::{Authenticated, Authorized, Protocol, Role};
+use sallyport_core::policy::{Authorized, Protocol, Role};
 use sallyport_recordings::{Event, Limits, Recorder, SessionMeta, Store};
 use sallyport_state::{AuditFilter, HostKeyPin, StateDb, TargetSpec};
 use tempfile::TempDir;
@@ -239,11 +239,7 @@ impl Gateway {
             .state
             .create_user(&username, "correct horse battery", role, false, 0)
             .unwrap();
-        let user = Authenticated {
-            user_id: record.id,
-            username,
-            role,
-        };
+        let user = record.authenticated();
         decide(&self.state, &user, &target)
     }
 

@@ -264,7 +264,7 @@ impl<T: TerminalTransport> SessionKind for Proxy<T> {
             watchers: Some(live.publisher()),
             audit: Some(Arc::new(AuditContext {
                 state: session.broker.state().clone(),
-                actor: decision.user().username.clone(),
+                actor: decision.user().username().to_owned(),
                 client_addr: session.client_addr.to_string(),
                 target: decision.target().name.clone(),
                 session_id: recording.id().to_owned(),

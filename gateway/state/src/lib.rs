@@ -8,6 +8,7 @@
 
 mod admin;
 mod audit;
+mod authenticated;
 mod client_certs;
 mod db;
 mod mfa;

@@ -164,7 +164,7 @@ pub(super) async fn download(
     let described = AuditQuery::normalized(&filter).query_string();
     portal.broker.audit(AuditEvent {
         kind: "audit_exported".to_owned(),
-        actor: Some(viewer.user.username.clone()),
+        actor: Some(viewer.user.username().to_owned()),
         client_addr: Some(client.to_string()),
         detail: Some(format!(
             "{} events as {}{}{described}",

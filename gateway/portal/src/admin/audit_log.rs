@@ -182,7 +182,7 @@ pub(super) async fn page(
     ]
     .concat();
     let head = r#"<script src="/assets/local-time.js" defer></script>"#;
-    Ok(if viewer.user.role == Role::Admin {
+    Ok(if viewer.user.role() == Role::Admin {
         super::page_with_head("Audit log", &viewer, &body, head)
     } else {
         // Auditors see the log without the admin navigation.

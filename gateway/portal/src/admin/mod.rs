@@ -1,7 +1,8 @@
 //! The admin pages: users (add, disable, delete, reset password, role, groups), targets, networks,
-//! policies, pinned host keys, the MFA requirement and the audit log (and its export). Every change is checked for
-//! Origin, done by an admin, and audited with who, what and from where: [`AdminChange`] does all three
-//! for every change handler, and [`table`] and [`post_button`] draw what the pages share.
+//! policies, pinned host keys, the MFA requirement and the audit log (and its export). Every change is done by an admin
+//! and audited with who, what and from where: [`AdminChange`] does both for every change handler (the
+//! Origin layer on the whole router has already refused foreign changes), and [`table`] and
+//! [`post_button`] draw what the pages share.
 
 mod audit_export;
 mod audit_log;
@@ -15,16 +16,15 @@ mod users;
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::Router;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Redirect, Response};
-use axum::routing::{get, post};
+use axum::routing::{MethodRouter, get, post};
 use sallyport_state::{AuditEvent, StateError};
 
 use crate::access::AdminUser;
-use crate::auth::{CurrentUser, SameOrigin, client_addr};
+use crate::auth::{CurrentUser, client_addr};
 use crate::pages::{escape, layout};
 use crate::{Portal, edge, watch};
 
@@ -49,36 +49,38 @@ impl IntoResponse for Refused {
     }
 }
 
-/// The admin routes (the live sessions and the edge pages included).
-pub(crate) fn routes() -> Router<Arc<Portal>> {
-    Router::new()
-        .route("/admin", get(index))
-        .route("/admin/users", get(users::list).post(users::create))
-        .route("/admin/users/{id}/update", post(users::update))
-        .route("/admin/users/{id}/{action}", post(users::action))
-        .route("/admin/targets", get(targets::list).post(targets::save))
-        .route("/admin/targets/{id}/delete", post(targets::delete))
-        .route("/admin/networks", get(networks::list).post(networks::add))
-        .route("/admin/networks/delete", post(networks::delete))
-        .route(
-            "/admin/networks/connect-by-ip",
-            post(networks::toggle_connect_by_ip),
-        )
-        .route("/admin/policies", get(policies::list).post(policies::add))
-        .route("/admin/policies/{id}/delete", post(policies::delete))
-        .route("/admin/hostkeys", get(host_keys::list))
-        .route(
-            "/admin/hostkeys/{target_id}/forget",
-            post(host_keys::forget),
-        )
-        .route("/admin/mfa", get(mfa::settings).post(mfa::save))
-        .route("/admin/audit", get(audit_log::page))
-        .route("/admin/audit/export", get(audit_export::download))
-        .route("/admin/edge", get(edge::edge_page))
-        .route("/admin/metrics", get(edge::metrics))
-        .route("/admin/sessions", get(watch::sessions))
-        .route("/admin/sessions/{id}/terminate", post(watch::terminate))
-        .route("/admin/sessions/{id}/watch", get(watch::watch_page))
+/// The handler of an admin route of [`crate::routes::ROUTES`] (the live sessions and the edge pages
+/// included).
+pub(crate) fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Arc<Portal>>> {
+    Some(match (method, path) {
+        ("GET", "/admin") => get(index),
+        ("GET", "/admin/users") => get(users::list),
+        ("POST", "/admin/users") => post(users::create),
+        ("POST", "/admin/users/{id}/update") => post(users::update),
+        ("POST", "/admin/users/{id}/{action}") => post(users::action),
+        ("GET", "/admin/targets") => get(targets::list),
+        ("POST", "/admin/targets") => post(targets::save),
+        ("POST", "/admin/targets/{id}/delete") => post(targets::delete),
+        ("GET", "/admin/networks") => get(networks::list),
+        ("POST", "/admin/networks") => post(networks::add),
+        ("POST", "/admin/networks/delete") => post(networks::delete),
+        ("POST", "/admin/networks/connect-by-ip") => post(networks::toggle_connect_by_ip),
+        ("GET", "/admin/policies") => get(policies::list),
+        ("POST", "/admin/policies") => post(policies::add),
+        ("POST", "/admin/policies/{id}/delete") => post(policies::delete),
+        ("GET", "/admin/hostkeys") => get(host_keys::list),
+        ("POST", "/admin/hostkeys/{target_id}/forget") => post(host_keys::forget),
+        ("GET", "/admin/mfa") => get(mfa::settings),
+        ("POST", "/admin/mfa") => post(mfa::save),
+        ("GET", "/admin/audit") => get(audit_log::page),
+        ("GET", "/admin/audit/export") => get(audit_export::download),
+        ("GET", "/admin/edge") => get(edge::edge_page),
+        ("GET", "/admin/metrics") => get(edge::metrics),
+        ("GET", "/admin/sessions") => get(watch::sessions),
+        ("POST", "/admin/sessions/{id}/terminate") => post(watch::terminate),
+        ("GET", "/admin/sessions/{id}/watch") => get(watch::watch_page),
+        _ => return None,
+    })
 }
 
 /// An admin page: the admin navigation, the title and `body`.
@@ -147,8 +149,8 @@ fn split_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-/// A state change asked by an admin from the portal's own pages: the extractor refuses any other (a
-/// non-admin first, then a foreign Origin, before the form is read), and carries what the audit needs.
+/// A state change asked by an admin (the Origin layer made sure it came from the portal's own pages):
+/// the extractor refuses a non-admin before the form is read, and carries what the audit needs.
 pub(crate) struct AdminChange {
     pub(crate) portal: Arc<Portal>,
     pub(crate) admin: CurrentUser,
@@ -164,7 +166,6 @@ impl FromRequestParts<Arc<Portal>> for AdminChange {
     ) -> Result<Self, Self::Rejection> {
         let client = client_addr(parts, portal).await?;
         let AdminUser(admin) = AdminUser::from_request_parts(parts, portal).await?;
-        SameOrigin::from_request_parts(parts, portal).await?;
         Ok(AdminChange {
             portal: portal.clone(),
             admin,
@@ -178,7 +179,7 @@ impl AdminChange {
     pub(crate) fn audit(&self, kind: &str, target: Option<&str>, detail: String) {
         self.portal.broker.audit(AuditEvent {
             kind: kind.to_owned(),
-            actor: Some(self.admin.user.username.clone()),
+            actor: Some(self.admin.user.username().to_owned()),
             client_addr: Some(self.client.to_string()),
             target: target.map(str::to_owned),
             detail: Some(detail),

@@ -193,7 +193,7 @@ pub(super) async fn update(
     let state = change.portal.broker.state();
     let role = change.role(&form.role)?;
     let user = change.existing_user(id)?;
-    if user.id == change.admin.user.user_id && role != Role::Admin {
+    if user.id == change.admin.user.user_id() && role != Role::Admin {
         return Err(change.refuse(
             StatusCode::BAD_REQUEST,
             "you cannot take the admin role from yourself",
@@ -228,7 +228,7 @@ pub(super) async fn action(Path((id, action)): Path<(i64, String)>, change: Admi
     let portal = &change.portal;
     let state = portal.broker.state();
     let user = change.existing_user(id)?;
-    if user.id == change.admin.user.user_id && action != "reset-password" {
+    if user.id == change.admin.user.user_id() && action != "reset-password" {
         return Err(change.refuse(
             StatusCode::BAD_REQUEST,
             "you cannot disable or delete yourself",

@@ -50,6 +50,9 @@ const SPEC: &[(&str, &str, [u16; 5])] = &[
     ("GET", "/connect/999999", [303, 404, 404, 404, 404]),
     ("WS", "/ws/terminal/{alpha}", [303, 101, 403, 403, 101]),
     ("WS", "/ws/terminal/999999", [303, 404, 404, 404, 404]),
+    ("WS", "/ws/desktop/999999", [303, 404, 404, 404, 404]),
+    // The CLI's login, like the review API's, takes JSON only (and no cookie).
+    ("POST", "/api/cli/login", [415, 415, 415, 415, 415]),
     ("GET", "/admin", [303, 403, 403, 403, 200]),
     ("GET", "/admin/users", [303, 403, 403, 403, 200]),
     ("POST", "/admin/users", [303, 403, 403, 403, 422]),
@@ -137,6 +140,62 @@ const SPEC: &[(&str, &str, [u16; 5])] = &[
     // Last: logging out ends the login.
     ("POST", "/logout", [303, 303, 303, 303, 303]),
 ];
+
+/// Paths of the spec that no route of the portal serves: they must answer 404.
+const UNROUTED: &[&str] = &["/assets/../state.db", "/no-such-page"];
+
+/// True when the spec's `path` is one of the portal's route `pattern` (`{...}` matches any segment).
+fn matches_route(pattern: &str, path: &str) -> bool {
+    let path = path.replace("{alpha}", "1");
+    let (pattern, path): (Vec<_>, Vec<_>) =
+        (pattern.split('/').collect(), path.split('/').collect());
+    pattern.len() == path.len()
+        && pattern
+            .iter()
+            .zip(&path)
+            .all(|(want, got)| want.starts_with('{') || want == got)
+}
+
+/// The spec covers exactly the portal's routes: every route has a row (a `WS` row for a WebSocket),
+/// and every row is a route, but for the few [`UNROUTED`] paths that check the 404.
+#[test]
+fn the_spec_covers_every_route_of_the_portal() {
+    let routes = sallyport_portal::ROUTES;
+    let missing: Vec<_> = routes
+        .iter()
+        .filter(|(method, pattern)| {
+            !SPEC
+                .iter()
+                .any(|(m, path, _)| m == method && matches_route(pattern, path))
+        })
+        .collect();
+    assert!(
+        missing.is_empty(),
+        "routes missing from the spec: {missing:?}"
+    );
+    let unknown: Vec<_> = SPEC
+        .iter()
+        .filter(|(method, path, _)| {
+            !UNROUTED.contains(path)
+                && !routes
+                    .iter()
+                    .any(|(m, pattern)| m == method && matches_route(pattern, path))
+        })
+        .map(|(method, path, _)| (method, path))
+        .collect();
+    assert!(
+        unknown.is_empty(),
+        "spec rows that are no route: {unknown:?}"
+    );
+    for path in UNROUTED {
+        let row = SPEC.iter().find(|(_, p, _)| p == path);
+        assert_eq!(
+            row.map(|(_, _, statuses)| *statuses),
+            Some([404; 5]),
+            "{path}"
+        );
+    }
+}
 
 async fn ask(client: &Client, method: &str, path: &str) -> Result<u16> {
     let origin = client.origin();
