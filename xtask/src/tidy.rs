@@ -1,5 +1,6 @@
 //! `cargo xtask tidy`: the project's rules that tools check: module docs, no should_panic tests, no
-//! non-test source file over [`MAX_LINES`] lines, and the dependency edges ARCHITECTURE.md forbids.
+//! non-test source file over [`MAX_LINES`] lines, calls only one place may make, and the dependency
+//! edges ARCHITECTURE.md forbids.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,6 +15,28 @@ const MAX_LINES: usize = 600;
 
 /// Source files the size limit applies to, by extension (data, prose and lock files are not code).
 const SIZED_EXTENSIONS: &[&str] = &["rs", "js", "css", "html", "sh"];
+
+/// Calls that only one place may make, so that a guarantee cannot be bypassed by a second caller:
+/// (the call, the files that may contain it). The needles are split with `concat!` so this file does not
+/// match itself.
+const RESTRICTED_CALLS: &[(&str, &[&str])] = &[
+    // An `Authenticated` (on which every `Authorized` rests) is made only from a user record read for
+    // a checked credential.
+    (
+        concat!("Authenticated::", "new("),
+        &[
+            "gateway/state/src/authenticated.rs",
+            "gateway/core/src/policy.rs",
+        ],
+    ),
+    // Every portal route is in `ROUTES`, so the authorization matrix and the Origin layer see it.
+    (concat!(".rou", "te("), &["gateway/portal/src/routes.rs"]),
+    // The Origin check is the router's layer; no handler makes (or forgets) it on its own.
+    (
+        concat!("same_", "origin("),
+        &["gateway/portal/src/origin.rs", "gateway/portal/src/auth.rs"],
+    ),
+];
 
 /// Dependency rules: (package, crates it must never depend on, directly or not).
 const FORBIDDEN_EDGES: &[(&str, &[&str])] = &[
@@ -254,6 +277,17 @@ fn check_sources(dir: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
             problems.push(format!(
                 "{shown}: the file must start with a `//!` comment saying what it is for"
             ));
+        }
+        for (call, allowed) in RESTRICTED_CALLS {
+            if text.contains(call)
+                && !allowed.contains(&shown.as_str())
+                && !is_test_file(Path::new(&shown))
+            {
+                problems.push(format!(
+                    "{shown}: `{call}` may appear only in {}",
+                    allowed.join(", ")
+                ));
+            }
         }
         if text.contains(concat!("#[should", "_panic")) {
             problems.push(format!("{shown}: a should_panic test hides which panic happened; assert on a Result instead"));

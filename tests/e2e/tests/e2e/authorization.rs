@@ -146,7 +146,12 @@ const UNROUTED: &[&str] = &["/assets/../state.db", "/no-such-page"];
 
 /// True when the spec's `path` is one of the portal's route `pattern` (`{...}` matches any segment).
 fn matches_route(pattern: &str, path: &str) -> bool {
-    let path = path.replace("{alpha}", "1");
+    // A row may carry a query string (the export's format); routes match on the path alone.
+    let path = path
+        .split('?')
+        .next()
+        .unwrap_or(path)
+        .replace("{alpha}", "1");
     let (pattern, path): (Vec<_>, Vec<_>) =
         (pattern.split('/').collect(), path.split('/').collect());
     pattern.len() == path.len()
