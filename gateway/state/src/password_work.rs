@@ -27,15 +27,10 @@ pub const BUSY_RETRY_AFTER_SECONDS: u64 = 2;
 /// A job for an argon2 worker thread.
 type Job = Box<dyn FnOnce() + Send>;
 
-/// A few argon2 worker threads, one per slot, and the slots that are free.
-///
-/// Why threads of their own: argon2id allocates its 19 MiB anew for every computation, and glibc's
-/// malloc, once such a block is freed, keeps it in the arena of the thread that freed it (its
-/// dynamic mmap threshold rises past 19 MiB after the first free). Run on whichever blocking thread
-/// happened to take the request, a burst left about 19 MiB behind in each of up to 16 arenas (244 MB
-/// after a dozen sign-ins). Run on the same few threads, each one reuses the block it freed, so the
-/// memory kept is at most `limit` × 19 MiB however many sign-ins come. This needs no unsafe code,
-/// no allocator settings and no change to the argon2 calls or the stored hashes.
+/// A few argon2 worker threads, one per slot, and the slots that are free. The work runs on the
+/// slot's own thread, so the argon2 work is never on more threads than slots. (That alone did not
+/// keep glibc from holding on to the freed 19 MiB blocks; the gateway binary fixes glibc's mmap
+/// threshold for that, see its `malloc_tunables`.)
 struct PasswordSlots {
     limit: usize,
     free: Mutex<Vec<usize>>,
@@ -73,7 +68,7 @@ impl PasswordSlots {
 }
 
 /// How many argon2 computations may run at once: one per core, but at most two. More would not
-/// finish a burst sooner on a small appliance, and each one keeps 19 MiB (see [`PasswordSlots`]);
+/// finish a burst sooner on a small appliance, and each one holds 19 MiB while it runs;
 /// two verifications take well under 100 ms in a release build, dozens of sign-ins a second.
 fn slot_limit() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
