@@ -17,7 +17,7 @@ use anyhow::Context;
 use sallyport_core::mfa;
 use sallyport_core::policy::Role;
 use sallyport_core::throttle::{LoginThrottle, ThrottleConfig, Verdict};
-use sallyport_state::{AuditEvent, LoginOutcome, StateDb, UserRecord};
+use sallyport_state::{AuditEvent, LoginOutcome, StateDb, StateError, UserRecord};
 
 use crate::config::Config;
 
@@ -82,9 +82,15 @@ pub fn run(config: &Config) -> anyhow::Result<()> {
                 tracing::warn!(%error, kind, "could not write the audit event");
             }
         };
-        let user = match state.verify_login(&username, &password)? {
-            LoginOutcome::Success(user) => user,
-            LoginOutcome::Failure => {
+        let user = match state.verify_login(&username, &password) {
+            Ok(LoginOutcome::Success(user)) => user,
+            Err(StateError::Busy(words)) => {
+                println!("{words}");
+                std::thread::sleep(FAILURE_PAUSE);
+                continue;
+            }
+            Err(error) => return Err(error.into()),
+            Ok(LoginOutcome::Failure) => {
                 audit("login_failed", Some("console".into()));
                 throttle.record_failure(CONSOLE_SOURCE, &username, started.elapsed());
                 println!("Wrong username or password.");

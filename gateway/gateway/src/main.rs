@@ -10,6 +10,7 @@ mod console;
 mod edge;
 mod keys;
 mod logging;
+mod malloc_tunables;
 mod recordings;
 mod tls;
 
@@ -56,6 +57,7 @@ struct Cli {
 }
 
 fn main() -> std::process::ExitCode {
+    malloc_tunables::fix_mmap_threshold();
     let cli = Cli::parse();
     match run(cli) {
         Ok(()) => std::process::ExitCode::SUCCESS,

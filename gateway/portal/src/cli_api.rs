@@ -18,7 +18,9 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sallyport_core::quic::{CliLoginRequest, CliLoginResponse};
-use sallyport_state::{AuditEvent, ClientCertRecord, LoginOutcome};
+use sallyport_state::{
+    AuditEvent, BUSY_RETRY_AFTER_SECONDS, ClientCertRecord, LoginOutcome, StateError,
+};
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
@@ -189,6 +191,11 @@ async fn verify_credentials(
                 "bad_credentials",
                 "wrong username or password",
             ));
+        }
+        Ok(Err(StateError::Busy(words))) => {
+            let mut refusal = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", words);
+            refusal.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);
+            return Err(refusal);
         }
         Ok(Err(e)) => {
             warn!(error = %e, "api login check failed");

@@ -136,8 +136,8 @@ pub async fn edge_page(State(portal): State<Arc<Portal>>, AdminUser(admin): Admi
     page("Edge", &admin, &body)
 }
 
-/// `GET /admin/metrics`: the edge counters (and whether it is attached) and the recordings ledger's cost, in
-/// Prometheus text format.
+/// `GET /admin/metrics`: the edge counters (and whether it is attached), the recordings ledger's cost and
+/// the sign-in bound's figures, in Prometheus text format.
 pub async fn metrics(State(portal): State<Arc<Portal>>, AdminUser(_admin): AdminUser) -> Response {
     let status = status(&portal);
     let mut text = String::new();
@@ -178,7 +178,26 @@ pub async fn metrics(State(portal): State<Arc<Portal>>, AdminUser(_admin): Admin
         status.tracked_flows
     );
     let ledger = portal.broker.recorder_stats();
+    let signins = sallyport_state::password_work_figures();
     for (name, kind, help, value) in [
+        (
+            "sallyport_signin_verifications_limit",
+            "gauge",
+            "How many argon2id password verifications or hashes may run at once.",
+            signins.limit as f64,
+        ),
+        (
+            "sallyport_signin_verifications_peak",
+            "gauge",
+            "The most argon2id password verifications or hashes that ran at once since start.",
+            signins.peak as f64,
+        ),
+        (
+            "sallyport_signin_refused_total",
+            "counter",
+            "Sign-ins and password changes refused because too many ran at once.",
+            signins.refused as f64,
+        ),
         (
             "sallyport_ledger_entries_total",
             "counter",

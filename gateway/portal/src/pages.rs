@@ -11,7 +11,9 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use sallyport_core::policy::{Authenticated, Protocol, Role};
 use sallyport_core::throttle::LockEvent;
-use sallyport_state::{AuditEvent, LoginOutcome, TargetRecord};
+use sallyport_state::{
+    AuditEvent, BUSY_RETRY_AFTER_SECONDS, LoginOutcome, StateError, TargetRecord,
+};
 use serde::Deserialize;
 use tracing::{debug, warn};
 
@@ -95,6 +97,14 @@ pub async fn home(headers: HeaderMap, State(portal): State<Arc<Portal>>) -> Redi
         Some(_) => Redirect::to("/targets"),
         None => Redirect::to("/login"),
     }
+}
+
+/// Words of the state database (lower case, no full stop, as the CLI shows them) as a sentence of a page.
+fn capitalized_sentence(words: &str) -> String {
+    let mut chars = words.chars();
+    chars.next().map_or_else(String::new, |first| {
+        format!("{}{}.", first.to_uppercase(), chars.as_str())
+    })
 }
 
 fn login_page(error: Option<&str>) -> Html<String> {
@@ -206,6 +216,12 @@ pub async fn login(
             )
                 .into_response()
         }
+        Ok(Err(StateError::Busy(words))) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, BUSY_RETRY_AFTER_SECONDS.to_string())],
+            login_page(Some(&capitalized_sentence(&words))),
+        )
+            .into_response(),
         Ok(Err(error)) => {
             warn!(%error, "login check failed");
             (
@@ -322,6 +338,12 @@ pub async fn change_password(
             )
                 .into_response()
         }
+        Ok(Err(StateError::Busy(words))) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            [(header::RETRY_AFTER, BUSY_RETRY_AFTER_SECONDS.to_string())],
+            password_page(&user.user, Some(&capitalized_sentence(&words))),
+        )
+            .into_response(),
         _ => (
             StatusCode::INTERNAL_SERVER_ERROR,
             password_page(&user.user, Some("The password could not be saved.")),

@@ -19,6 +19,9 @@ pub enum StateError {
     /// Password hashing failed.
     #[error("password hashing failed: {0}")]
     Hash(String),
+    /// Too many password hashes or verifications at once; the words say to try again shortly.
+    #[error("{0}")]
+    Busy(String),
     /// A name is already taken.
     #[error("{0} already exists")]
     Exists(String),

@@ -12,6 +12,7 @@ mod authenticated;
 mod client_certs;
 mod db;
 mod mfa;
+mod password_work;
 mod users;
 
 pub use admin::{PinnedKey, PolicyRecord};
@@ -19,4 +20,7 @@ pub use audit::{AuditEvent, AuditFilter, AuditRecord};
 pub use client_certs::ClientCertRecord;
 pub use db::{HostKeyPin, NetworkRecord, StateDb, StateError, TargetRecord, TargetSpec};
 pub use mfa::TotpState;
+pub use password_work::{
+    BUSY_RETRY_AFTER_SECONDS, BUSY_WORDS, PasswordWorkFigures, password_work_figures,
+};
 pub use users::{LoginOutcome, UserRecord, random_password};

@@ -8,6 +8,7 @@ use rusqlite::{OptionalExtension, params};
 use sallyport_core::policy::Role;
 
 use crate::db::{StateDb, StateError};
+use crate::password_work::with_password_slot;
 
 /// A portal user as stored (without the password hash).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -47,6 +48,11 @@ pub fn random_password() -> Result<String, StateError> {
 }
 
 fn hash_password(password: &str) -> Result<String, StateError> {
+    let password = password.to_owned();
+    with_password_slot(move || argon2id_hash(&password))?
+}
+
+fn argon2id_hash(password: &str) -> Result<String, StateError> {
     Argon2::default()
         .hash_password(password.as_bytes())
         .map(|hash| hash.to_string())
@@ -57,16 +63,20 @@ fn hash_password(password: &str) -> Result<String, StateError> {
 /// argon2 work as a known one and timing does not reveal which usernames exist.
 fn dummy_hash() -> &'static str {
     static DUMMY: OnceLock<String> = OnceLock::new();
-    DUMMY.get_or_init(|| hash_password("sallyport-dummy-password").unwrap_or_default())
+    // Outside the bound: it runs once per process, and a refusal here would leave no dummy.
+    DUMMY.get_or_init(|| argon2id_hash("sallyport-dummy-password").unwrap_or_default())
 }
 
-fn password_matches(password: &str, stored: &str) -> bool {
-    match PasswordHash::new(stored) {
-        Ok(parsed) => Argon2::default()
+fn password_matches(password: &str, stored: &str) -> Result<bool, StateError> {
+    let Ok(parsed) = PasswordHash::new(stored) else {
+        return Ok(false);
+    };
+    let password = password.to_owned();
+    with_password_slot(move || {
+        Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
-            .is_ok(),
-        Err(_) => false,
-    }
+            .is_ok()
+    })
 }
 
 impl StateDb {
@@ -105,7 +115,8 @@ impl StateDb {
         })
     }
 
-    /// Checks a login. Slow on purpose (argon2id): call it from a blocking thread in async code.
+    /// Checks a login. Slow on purpose (argon2id) and bounded (see `password_work`): call it from a
+    /// blocking thread in async code. [`StateError::Busy`] when too many run at once.
     pub fn verify_login(&self, username: &str, password: &str) -> Result<LoginOutcome, StateError> {
         let found = {
             let conn = self.lock();
@@ -119,14 +130,14 @@ impl StateDb {
         match found {
             Some((user, hash)) => {
                 let user = user?;
-                if password_matches(password, &hash) && !user.disabled {
+                if password_matches(password, &hash)? && !user.disabled {
                     Ok(LoginOutcome::Success(user))
                 } else {
                     Ok(LoginOutcome::Failure)
                 }
             }
             None => {
-                let _ = password_matches(password, dummy_hash());
+                password_matches(password, dummy_hash())?;
                 Ok(LoginOutcome::Failure)
             }
         }

@@ -111,9 +111,17 @@ fn error_page(user: &CurrentUser, status: StatusCode, message: &str) -> Response
 fn state_error(user: &CurrentUser, error: StateError) -> Response {
     let status = match error {
         StateError::Exists(_) => StatusCode::CONFLICT,
+        StateError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     };
-    error_page(user, status, &error.to_string())
+    let mut page = error_page(user, status, &error.to_string());
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        page.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(sallyport_state::BUSY_RETRY_AFTER_SECONDS),
+        );
+    }
+    page
 }
 
 /// A state database answer, or the error page that shows its error to `user`.

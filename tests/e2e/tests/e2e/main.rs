@@ -26,6 +26,7 @@ mod review_remote;
 mod review_tui;
 mod secrets;
 mod session_limits;
+mod signin_burst;
 mod slowloris;
 mod target_lost;
 mod web_security;
