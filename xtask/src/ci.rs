@@ -31,6 +31,9 @@ pub fn run() -> anyhow::Result<()> {
             "the end-to-end tests need root (network namespaces, a test user for sshd); run `cargo xtask ci` as root"
         );
     }
+    // The suite builds the image at its end, and a unit test of the image crate already writes a
+    // config drive with the image build's tools: install them before any test runs.
+    crate::image::install_build_packages()?;
     run_cmd(cargo().args(["fmt", "--all", "--check"]))?;
     run_cmd(cargo().args([
         "clippy",

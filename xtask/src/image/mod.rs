@@ -32,6 +32,12 @@ const BUILD_PACKAGES: &[(&str, &str)] = &[
     ("e2fsprogs", "/usr/sbin/debugfs"),
 ];
 
+/// Installs the image build's host packages that are missing. CI calls it before the unit tests too:
+/// `sallyport-image`'s config-drive test writes a real FAT drive with dosfstools and mtools.
+pub fn install_build_packages() -> anyhow::Result<()> {
+    crate::setup::apt_install(&crate::setup::missing(BUILD_PACKAGES))
+}
+
 /// `cargo xtask build-image`.
 pub fn build(args: &[String]) -> anyhow::Result<()> {
     let plan = sallyport_image::plan::plan(&sallyport_image::definition()?);
@@ -45,7 +51,7 @@ pub fn build(args: &[String]) -> anyhow::Result<()> {
         );
     }
     crate::setup::run()?;
-    crate::setup::apt_install(&crate::setup::missing(BUILD_PACKAGES))?;
+    install_build_packages()?;
     let started = Instant::now();
     fs::create_dir_all(root().join("target/image-cache"))?;
     let paths = Paths {
