@@ -8,8 +8,7 @@
 //! [`StateError::Busy`], whose words the portal shows with HTTP 503 and `Retry-After`.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::mpsc::{Sender, channel};
-use std::sync::{Condvar, Mutex, OnceLock, PoisonError};
+use std::sync::{Condvar, Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
 use crate::db::StateError;
@@ -24,46 +23,26 @@ pub const BUSY_WORDS: &str = "too many sign-ins at once; try again in a moment";
 /// The `Retry-After` (seconds) that goes with the refusal: about one argon2 verification's time.
 pub const BUSY_RETRY_AFTER_SECONDS: u64 = 2;
 
-/// A job for an argon2 worker thread.
-type Job = Box<dyn FnOnce() + Send>;
-
-/// A few argon2 worker threads, one per slot, and the slots that are free. The work runs on the
-/// slot's own thread, so the argon2 work is never on more threads than slots. (That alone did not
-/// keep glibc from holding on to the freed 19 MiB blocks; the gateway binary fixes glibc's mmap
-/// threshold for that, see its `malloc_tunables`.)
+/// A counting semaphore over argon2 work, and what it has seen. The work runs on the caller's own
+/// (blocking) thread; the bound is what keeps memory known. (Keeping glibc from holding on to the
+/// freed 19 MiB blocks is the gateway binary's mmap threshold, see its `malloc_tunables`.)
 struct PasswordSlots {
     limit: usize,
-    free: Mutex<Vec<usize>>,
+    running: Mutex<usize>,
     freed: Condvar,
-    workers: Vec<Sender<Job>>,
     peak: AtomicUsize,
     refused: AtomicUsize,
 }
 
 impl PasswordSlots {
-    /// Starts `limit` worker threads.
-    fn start(limit: usize) -> std::io::Result<PasswordSlots> {
-        let workers = (0..limit)
-            .map(|index| {
-                let (jobs, queue) = channel::<Job>();
-                std::thread::Builder::new()
-                    .name(format!("argon2-{index}"))
-                    .spawn(move || {
-                        for job in queue {
-                            job();
-                        }
-                    })
-                    .map(|_| jobs)
-            })
-            .collect::<std::io::Result<Vec<_>>>()?;
-        Ok(PasswordSlots {
+    const fn new(limit: usize) -> PasswordSlots {
+        PasswordSlots {
             limit,
-            free: Mutex::new((0..limit).collect()),
+            running: Mutex::new(0),
             freed: Condvar::new(),
-            workers,
             peak: AtomicUsize::new(0),
             refused: AtomicUsize::new(0),
-        })
+        }
     }
 }
 
@@ -74,76 +53,58 @@ fn slot_limit() -> usize {
     std::thread::available_parallelism().map_or(1, |n| n.get().min(2))
 }
 
-fn slots() -> Result<&'static PasswordSlots, StateError> {
-    static SLOTS: OnceLock<Result<PasswordSlots, String>> = OnceLock::new();
-    SLOTS
-        .get_or_init(|| PasswordSlots::start(slot_limit()).map_err(|e| e.to_string()))
-        .as_ref()
-        .map_err(|e| StateError::Hash(format!("no argon2 worker thread: {e}")))
+fn slots() -> &'static PasswordSlots {
+    static SLOTS: std::sync::OnceLock<PasswordSlots> = std::sync::OnceLock::new();
+    SLOTS.get_or_init(|| PasswordSlots::new(slot_limit()))
 }
 
-/// Frees the slot when the work ends.
-struct SlotGuard {
-    slots: &'static PasswordSlots,
-    index: usize,
-}
+/// Frees the slot when the work ends (a panic in the work included).
+struct SlotGuard<'a>(&'a PasswordSlots);
 
-impl Drop for SlotGuard {
+impl Drop for SlotGuard<'_> {
     fn drop(&mut self) {
-        let mut free = self
-            .slots
-            .free
+        let mut running = self
+            .0
+            .running
             .lock()
             .unwrap_or_else(PoisonError::into_inner);
-        free.push(self.index);
-        drop(free);
-        self.slots.freed.notify_one();
+        *running -= 1;
+        drop(running);
+        self.0.freed.notify_one();
     }
 }
 
-/// Runs `work` (an argon2 hash or verification) on the worker of a free slot, waiting at most
-/// `wait` for one; refuses with [`StateError::Busy`] when none became free.
-fn run_in_slot<T: Send + 'static>(
-    slots: &'static PasswordSlots,
+/// Runs `work` (an argon2 hash or verification) once a slot is free, waiting at most `wait` for one;
+/// refuses with [`StateError::Busy`] when none became free.
+fn run_in_slot<T>(
+    slots: &PasswordSlots,
     wait: Duration,
-    work: impl FnOnce() -> T + Send + 'static,
+    work: impl FnOnce() -> T,
 ) -> Result<T, StateError> {
     let deadline = Instant::now() + wait;
-    let mut free = slots.free.lock().unwrap_or_else(PoisonError::into_inner);
-    let index = loop {
-        if let Some(index) = free.pop() {
-            break index;
-        }
+    let mut running = slots.running.lock().unwrap_or_else(PoisonError::into_inner);
+    while *running >= slots.limit {
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             slots.refused.fetch_add(1, Ordering::Relaxed);
             return Err(StateError::Busy(BUSY_WORDS.to_owned()));
         }
-        free = slots
+        running = slots
             .freed
-            .wait_timeout(free, left)
+            .wait_timeout(running, left)
             .unwrap_or_else(PoisonError::into_inner)
             .0;
-    };
-    slots
-        .peak
-        .fetch_max(slots.limit - free.len(), Ordering::Relaxed);
-    drop(free);
-    let _guard = SlotGuard { slots, index };
-    let (answer, result) = channel();
-    let job: Job = Box::new(move || {
-        let _ = answer.send(work());
-    });
-    let stopped = || StateError::Hash("the argon2 worker thread stopped".into());
-    slots.workers[index].send(job).map_err(|_| stopped())?;
-    result.recv().map_err(|_| stopped())
+    }
+    *running += 1;
+    slots.peak.fetch_max(*running, Ordering::Relaxed);
+    drop(running);
+    let _guard = SlotGuard(slots);
+    Ok(work())
 }
 
 /// Runs one argon2 hash or verification within the process-wide bound.
-pub(crate) fn with_password_slot<T: Send + 'static>(
-    work: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, StateError> {
-    run_in_slot(slots()?, SLOT_WAIT, work)
+pub(crate) fn with_password_slot<T>(work: impl FnOnce() -> T) -> Result<T, StateError> {
+    run_in_slot(slots(), SLOT_WAIT, work)
 }
 
 /// What the bound has seen in this process, for the metrics page.
@@ -159,17 +120,11 @@ pub struct PasswordWorkFigures {
 
 /// The bound and what it has seen so far.
 pub fn password_work_figures() -> PasswordWorkFigures {
-    match slots() {
-        Ok(slots) => PasswordWorkFigures {
-            limit: slots.limit,
-            peak: slots.peak.load(Ordering::Relaxed),
-            refused: slots.refused.load(Ordering::Relaxed),
-        },
-        Err(_) => PasswordWorkFigures {
-            limit: 0,
-            peak: 0,
-            refused: 0,
-        },
+    let slots = slots();
+    PasswordWorkFigures {
+        limit: slots.limit,
+        peak: slots.peak.load(Ordering::Relaxed),
+        refused: slots.refused.load(Ordering::Relaxed),
     }
 }
 
@@ -180,7 +135,7 @@ mod tests {
     use std::sync::{Arc, Barrier};
 
     fn leaked_slots(limit: usize) -> &'static PasswordSlots {
-        Box::leak(Box::new(PasswordSlots::start(limit).unwrap()))
+        Box::leak(Box::new(PasswordSlots::new(limit)))
     }
 
     #[test]
@@ -206,7 +161,11 @@ mod tests {
         }
         assert_eq!(seen.load(Ordering::SeqCst), 2);
         assert_eq!(slots.peak.load(Ordering::SeqCst), 2);
-        assert_eq!(slots.free.lock().unwrap().len(), 2);
+        assert_eq!(
+            *slots.running.lock().unwrap(),
+            0,
+            "every slot is free again"
+        );
     }
 
     #[test]

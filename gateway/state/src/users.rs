@@ -48,8 +48,7 @@ pub fn random_password() -> Result<String, StateError> {
 }
 
 fn hash_password(password: &str) -> Result<String, StateError> {
-    let password = password.to_owned();
-    with_password_slot(move || argon2id_hash(&password))?
+    with_password_slot(|| argon2id_hash(password))?
 }
 
 fn argon2id_hash(password: &str) -> Result<String, StateError> {
@@ -71,8 +70,7 @@ fn password_matches(password: &str, stored: &str) -> Result<bool, StateError> {
     let Ok(parsed) = PasswordHash::new(stored) else {
         return Ok(false);
     };
-    let password = password.to_owned();
-    with_password_slot(move || {
+    with_password_slot(|| {
         Argon2::default()
             .verify_password(password.as_bytes(), &parsed)
             .is_ok()
