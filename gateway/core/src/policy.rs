@@ -301,22 +301,79 @@ impl TargetSelector {
 }
 
 impl Policy {
-    fn grants(
-        &self,
-        user: &Authenticated,
-        groups: &[String],
-        target: &TargetRef,
-        protocol: Protocol,
-    ) -> bool {
+    fn grants(&self, principal: &Principal<'_>, target: &TargetRef, protocol: Protocol) -> bool {
         let subject = self.subjects.iter().any(|s| match s {
-            Subject::User(name) => name == &user.username,
-            Subject::Group(group) => groups.contains(group),
-            Subject::Role(role) => *role == user.role,
+            Subject::User(name) => name == principal.username,
+            Subject::Group(group) => principal.groups.contains(group),
+            Subject::Role(role) => *role == principal.role,
         });
         subject
             && self.protocols.contains(&protocol)
             && self.targets.iter().any(|t| t.matches(target))
     }
+}
+
+/// Whom a decision is about: a user's name, role and groups. [`authorize`] makes one from an
+/// [`Authenticated`]; the admin's policy preview makes one from a stored user, so that "who reaches
+/// what" is answered by the same rules as a real connect, without a proof value anyone could dial with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Principal<'a> {
+    /// Login name.
+    pub username: &'a str,
+    /// Role.
+    pub role: Role,
+    /// The groups the user is in.
+    pub groups: &'a [String],
+}
+
+/// What [`evaluate`] allows: through which policies, and with which rights.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Grant {
+    /// Names of the policies that grant this user this target over this protocol, in the order given.
+    /// Empty when an admin reaches the target through no policy.
+    pub policies: Vec<String>,
+    /// Whether SSH port forwarding is allowed (see [`Authorized::forwarding`]).
+    pub forwarding: bool,
+    /// Which way clipboard text may cross (see [`Authorized::clipboard`]).
+    pub clipboard: ClipboardAccess,
+}
+
+/// The policy rules themselves, without a proof: [`authorize`] is this plus the [`Authorized`] value.
+/// Auditors never open sessions; admins may reach every target (they manage them all anyway); users
+/// reach what a policy grants them, directly, through a group or through their role.
+pub fn evaluate(
+    principal: &Principal<'_>,
+    target: &TargetRef,
+    protocol: Protocol,
+    policies: &[Policy],
+) -> Result<Grant, PolicyDenied> {
+    if principal.role == Role::Auditor {
+        return Err(PolicyDenied::RoleMayNotConnect(principal.role.as_str()));
+    }
+    if target.protocol != protocol {
+        return Err(PolicyDenied::WrongProtocol(protocol.as_str()));
+    }
+    let granting: Vec<&Policy> = policies
+        .iter()
+        .filter(|p| p.grants(principal, target, protocol))
+        .collect();
+    if granting.is_empty() && principal.role != Role::Admin {
+        return Err(PolicyDenied::NoPolicy);
+    }
+    // An admin reaching a target through no policy gets both clipboard directions (within the
+    // gateway's ceiling) and no forwarding; otherwise each right is the union of the granting policies'.
+    let none = granting.is_empty();
+    let (mut forwarding, mut to_target, mut to_client) = (false, none, none);
+    for policy in &granting {
+        forwarding |= policy.forwarding;
+        to_target |= policy.clipboard.to_target();
+        to_client |= policy.clipboard.to_client();
+    }
+    Ok(Grant {
+        policies: granting.iter().map(|p| p.name.clone()).collect(),
+        forwarding,
+        clipboard: ClipboardAccess::from_directions(to_target, to_client),
+    })
 }
 
 /// Proof that `user` may open `protocol` to `target`. Only [`authorize`] makes one.
@@ -369,8 +426,8 @@ pub enum PolicyDenied {
     NoPolicy,
 }
 
-/// The policy decision. Auditors never open sessions; admins may reach every target (they manage them
-/// all anyway); users reach what a policy grants them, directly, through a group or through their role.
+/// The policy decision: [`evaluate`]'s rules for an authenticated user, and the proof value every
+/// dial requires.
 pub fn authorize(
     user: &Authenticated,
     groups: &[String],
@@ -378,32 +435,18 @@ pub fn authorize(
     protocol: Protocol,
     policies: &[Policy],
 ) -> Result<Authorized, PolicyDenied> {
-    if user.role == Role::Auditor {
-        return Err(PolicyDenied::RoleMayNotConnect(user.role.as_str()));
-    }
-    if target.protocol != protocol {
-        return Err(PolicyDenied::WrongProtocol(protocol.as_str()));
-    }
-    let mut granting = policies
-        .iter()
-        .filter(|p| p.grants(user, groups, target, protocol))
-        .peekable();
-    let granted = granting.peek().is_some();
-    let (mut forwarding, mut to_target, mut to_client) = (false, !granted, !granted);
-    for policy in granting {
-        forwarding |= policy.forwarding;
-        to_target |= policy.clipboard.to_target();
-        to_client |= policy.clipboard.to_client();
-    }
-    if !granted && user.role != Role::Admin {
-        return Err(PolicyDenied::NoPolicy);
-    }
+    let principal = Principal {
+        username: &user.username,
+        role: user.role,
+        groups,
+    };
+    let grant = evaluate(&principal, target, protocol, policies)?;
     Ok(Authorized {
         user: user.clone(),
         target: target.clone(),
         protocol,
-        forwarding,
-        clipboard: ClipboardAccess::from_directions(to_target, to_client),
+        forwarding: grant.forwarding,
+        clipboard: grant.clipboard,
     })
 }
 

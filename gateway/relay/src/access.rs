@@ -26,7 +26,7 @@ fn context(state: &StateDb, user: &Authenticated) -> Result<Context, StateError>
 }
 
 /// The policy's view of a target, with the networks its address lies in (for `network:` selectors).
-fn target_ref(target: &TargetRecord, networks: &[NetworkRecord]) -> TargetRef {
+pub(crate) fn target_ref(target: &TargetRecord, networks: &[NetworkRecord]) -> TargetRef {
     let mut view = target.to_ref();
     if let Ok(Host::Ip(ip)) = parse_host(&target.host) {
         view.networks = networks

@@ -173,6 +173,10 @@ impl<T: DesktopTransport> SessionKind for Desktop<T> {
         .await
     }
 
+    fn target_username(&self, request: &Self::Request) -> Option<String> {
+        Some(request.username.clone())
+    }
+
     fn connecting(&self, request: &Self::Request, addr: SocketAddr) -> Vec<Event> {
         vec![
             Event::Marker(format!("connecting to {addr} as {}", request.username)),

@@ -14,6 +14,8 @@
 //! [`ProxyConnector`] terminates their SSH and records through a [`ProxySink`].
 //!
 //! [`archive::Archive`] reads the stored recordings for the portal's review API, read-only.
+//! [`target_list`] is a user's target list with their own last use of each target and its search;
+//! [`preview`] the admin's "who reaches what" under the same rules as [`access`].
 //!
 //! This crate never parses protocol bytes itself and never depends on a transport or protocol crate;
 //! those depend on it.
@@ -27,8 +29,10 @@ mod live;
 mod pipeline;
 #[cfg(test)]
 mod pipeline_tests;
+pub mod preview;
 mod proxy;
 mod resolve;
+pub mod target_list;
 mod terminal;
 mod traits;
 

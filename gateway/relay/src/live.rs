@@ -27,6 +27,8 @@ pub struct LiveInfo {
     pub target: String,
     /// The client's address.
     pub client_addr: SocketAddr,
+    /// What the session carries: `ssh`, `rdp` or `ssh-proxy`.
+    pub protocol: String,
     /// When it started (unix ms).
     pub started_at_ms: u64,
     /// Bytes from the user to the target so far.
@@ -269,6 +271,7 @@ mod tests {
             username: format!("u{user_id}"),
             target: "t".into(),
             client_addr: "127.0.0.1:1".parse().unwrap(),
+            protocol: "ssh".into(),
             started_at_ms: 1,
             bytes_up: 0,
             bytes_down: 0,

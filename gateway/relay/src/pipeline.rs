@@ -96,6 +96,11 @@ pub trait SessionKind: Send {
         &mut self,
         timeout: Duration,
     ) -> impl Future<Output = Result<Option<Self::Request>, Refusal>> + Send;
+    /// The username the user asked to log in to the target as, when the connect message says (the
+    /// target list remembers it per user and target). Never a credential.
+    fn target_username(&self, _request: &Self::Request) -> Option<String> {
+        None
+    }
     /// Events recorded before dialling.
     fn connecting(&self, request: &Self::Request, addr: SocketAddr) -> Vec<Event>;
     /// Dials the vetted `addr` and checks the target's key against `pinned_key`.
@@ -300,6 +305,7 @@ impl Broker {
                 .map_err(|e| (e.kind, e.detail))?;
         }
         let pinned_key = pinned.as_ref().map(|pin| pin.public_key.clone());
+        let target_username = kind.target_username(&request);
         let dialled = K::dial(session, request, addr, pinned_key)
             .await
             .map_err(|error| {
@@ -320,6 +326,7 @@ impl Broker {
             },
         };
         session.audit("connect", kind.connect_detail(decision, addr));
+        self.remember_use(decision, target_username.as_deref());
         // Registered before the user hears `connected`, so a session the user sees can be terminated
         // (and watched) at once.
         let mut live = self.live().register(LiveInfo {
@@ -328,6 +335,7 @@ impl Broker {
             username: decision.user().username().to_owned(),
             target: decision.target().name.clone(),
             client_addr: session.client_addr,
+            protocol: kind.protocol(decision).to_owned(),
             started_at_ms: recording.started_at_ms(),
             bytes_up: 0,
             bytes_down: 0,
@@ -347,6 +355,20 @@ impl Broker {
             return Err((error.kind, error.detail));
         }
         Ok(kind.relay(dialled.channel, session, &mut live).await)
+    }
+
+    /// Remembers that this user reached this target now, as `username` (the target list's "last used"
+    /// and its username field). Recorded once the target accepted the login, so a mistyped username is
+    /// not remembered; a failure is logged and never ends the session.
+    fn remember_use(&self, decision: &Authorized, username: Option<&str>) {
+        if let Err(error) = self.state().record_target_use(
+            decision.user().user_id(),
+            decision.target().id,
+            now_ms(),
+            username,
+        ) {
+            warn!(%error, "could not remember the target's last use");
+        }
     }
 
     /// Pins the key a target presented when none was pinned before (audited). True when this

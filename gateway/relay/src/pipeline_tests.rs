@@ -374,10 +374,17 @@ async fn connected(user: &mut User) -> String {
 async fn a_terminal_session_records_before_forwarding_and_is_audited_from_pin_to_disconnect() {
     let gw = gateway(BrokerConfig::default(), Limits::default());
     let decision = gw.allowed("web");
+    let (user_id, target_id) = (decision.user().user_id(), decision.target().id);
     let (mut user, target) = start_terminal(&gw, decision);
     user.send(connect_message());
     let session_id = connected(&mut user).await;
-    assert_eq!(gw.broker.live().list().len(), 1, "registered as live");
+    let live = gw.broker.live().list();
+    assert_eq!(live.len(), 1, "registered as live");
+    assert_eq!(live[0].protocol, "ssh");
+    // The target list remembers the use and the target username (never the password).
+    let used = gw.state.target_use(user_id, target_id).unwrap().unwrap();
+    assert_eq!(used.username.as_deref(), Some("root"));
+    assert!(used.last_used_ms >= live[0].started_at_ms);
 
     user.send(ClientMessage::Input(b"ls\r".to_vec()));
     let written = || gw.connectors.written.lock().unwrap().clone();
@@ -621,6 +628,7 @@ async fn a_changed_host_key_is_audited_and_the_connect_fails() {
         fingerprint: "SHA256:old".into(),
         first_seen_ms: 1,
     };
+    let user_id = decision.user().user_id();
     gw.state.pin_host_key(decision.target().id, &pin).unwrap();
     *gw.connectors.failure.lock().unwrap() = Some(TargetError {
         kind: ErrorKind::HostKeyChanged,
@@ -633,6 +641,10 @@ async fn a_changed_host_key_is_audited_and_the_connect_fails() {
     user.ended().await;
     let kinds: Vec<String> = gw.audit_kinds().into_iter().map(|(kind, _)| kind).collect();
     assert_eq!(kinds, ["host_key_mismatch", "connect_failed"]);
+    assert!(
+        gw.state.target_uses(user_id).unwrap().is_empty(),
+        "a failed connect is no use of the target"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

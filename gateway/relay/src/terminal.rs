@@ -33,6 +33,10 @@ impl<T: TerminalTransport> SessionKind for Terminal<T> {
         .await
     }
 
+    fn target_username(&self, request: &ConnectRequest) -> Option<String> {
+        Some(request.username.clone())
+    }
+
     fn connecting(&self, request: &ConnectRequest, addr: SocketAddr) -> Vec<Event> {
         vec![
             Event::Marker(format!("connecting to {addr} as {}", request.username)),

@@ -143,6 +143,32 @@ impl StateDb {
             .collect::<Result<_, _>>()?)
     }
 
+    /// Every user's groups, by user id (one query for the policy preview's whole matrix).
+    pub fn all_user_groups(
+        &self,
+    ) -> Result<std::collections::HashMap<i64, Vec<String>>, StateError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare("SELECT user_id, group_name FROM user_groups ORDER BY group_name")?;
+        let rows = stmt.query_map([], |r| Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?)))?;
+        let mut groups = std::collections::HashMap::<i64, Vec<String>>::new();
+        for row in rows {
+            let (user_id, group) = row?;
+            groups.entry(user_id).or_default().push(group);
+        }
+        Ok(groups)
+    }
+
+    /// Every group some user is in, by name (groups exist only through their members).
+    pub fn group_names(&self) -> Result<Vec<String>, StateError> {
+        let conn = self.lock();
+        let mut stmt =
+            conn.prepare("SELECT DISTINCT group_name FROM user_groups ORDER BY group_name")?;
+        Ok(stmt
+            .query_map([], |r| r.get(0))?
+            .collect::<Result<_, _>>()?)
+    }
+
     /// Replaces a user's groups.
     pub fn set_user_groups(&self, user_id: i64, groups: &[String]) -> Result<(), StateError> {
         let mut conn = self.lock();

@@ -104,20 +104,7 @@ impl StateDb {
                 filter.after_id,
                 filter.limit.max(1)
             ],
-            |r| {
-                Ok(AuditRecord {
-                    id: r.get(0)?,
-                    at_ms: r.get(1)?,
-                    event: AuditEvent {
-                        kind: r.get(2)?,
-                        actor: r.get(3)?,
-                        client_addr: r.get(4)?,
-                        target: r.get(5)?,
-                        session_id: r.get(6)?,
-                        detail: r.get(7)?,
-                    },
-                })
-            },
+            record_from_row,
         )?;
         let mut records = rows.collect::<Result<Vec<_>, _>>()?;
         if filter.after_id.is_some() {
@@ -125,6 +112,41 @@ impl StateDb {
         }
         Ok(records)
     }
+}
+
+impl StateDb {
+    /// The newest `limit` events of any of `kinds`, newest first (the dashboard's recent sign-ins and
+    /// refusals). No kinds: no events.
+    pub fn audit_recent(&self, kinds: &[&str], limit: u32) -> Result<Vec<AuditRecord>, StateError> {
+        if kinds.is_empty() {
+            return Ok(Vec::new());
+        }
+        let marks = vec!["?"; kinds.len()].join(", ");
+        let conn = self.lock();
+        let mut stmt = conn.prepare(&format!(
+            "SELECT id, at_ms, kind, actor, client_addr, target, session_id, detail FROM audit_events
+             WHERE kind IN ({marks}) ORDER BY id DESC LIMIT {}",
+            limit.max(1)
+        ))?;
+        let rows = stmt.query_map(rusqlite::params_from_iter(kinds), record_from_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+/// One row of `SELECT id, at_ms, kind, actor, client_addr, target, session_id, detail`.
+fn record_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AuditRecord> {
+    Ok(AuditRecord {
+        id: r.get(0)?,
+        at_ms: r.get(1)?,
+        event: AuditEvent {
+            kind: r.get(2)?,
+            actor: r.get(3)?,
+            client_addr: r.get(4)?,
+            target: r.get(5)?,
+            session_id: r.get(6)?,
+            detail: r.get(7)?,
+        },
+    })
 }
 
 #[cfg(test)]
@@ -223,5 +245,35 @@ mod tests {
             ..first.clone()
         };
         assert_eq!(times(&previous_of_one), [3]);
+    }
+
+    #[test]
+    fn recent_events_of_several_kinds_newest_first() {
+        let db = StateDb::open_in_memory().unwrap();
+        for (at, kind) in [
+            (1, "login"),
+            (2, "connect"),
+            (3, "login_failed"),
+            (4, "login"),
+        ] {
+            db.audit(
+                at,
+                &AuditEvent {
+                    kind: kind.into(),
+                    ..AuditEvent::default()
+                },
+            )
+            .unwrap();
+        }
+        let times = |kinds: &[&str], limit| {
+            db.audit_recent(kinds, limit)
+                .unwrap()
+                .iter()
+                .map(|r| r.at_ms)
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(times(&["login", "login_failed"], 10), [4, 3, 1]);
+        assert_eq!(times(&["login", "login_failed"], 2), [4, 3]);
+        assert_eq!(times(&[], 10), Vec::<u64>::new());
     }
 }

@@ -114,6 +114,15 @@ const MIGRATIONS: &[&str] = &[
     r#"
     ALTER TABLE policies ADD COLUMN clipboard TEXT NOT NULL DEFAULT 'both';
 "#,
+    r#"
+    CREATE TABLE target_use (
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        target_id INTEGER NOT NULL REFERENCES targets(id) ON DELETE CASCADE,
+        last_used_ms INTEGER NOT NULL,
+        target_username TEXT,
+        PRIMARY KEY (user_id, target_id)
+    );
+"#,
 ];
 
 /// A handle to the state database, cheap to clone and shareable between threads.

@@ -1,5 +1,5 @@
 //! Sallyport's state database: users, targets, networks, pinned host keys, the CLI's client
-//! certificates and audit events.
+//! certificates, each user's last use of each target, and audit events.
 //!
 //! One SQLite file (WAL) on the data partition, schema migrated by `PRAGMA user_version`. The API is
 //! synchronous and quick; the one slow call, password verification (argon2id), is meant to be run on a
@@ -13,6 +13,7 @@ mod client_certs;
 mod db;
 mod mfa;
 mod password_work;
+mod target_use;
 mod users;
 
 pub use admin::{PinnedKey, PolicyRecord};
@@ -23,4 +24,5 @@ pub use mfa::TotpState;
 pub use password_work::{
     BUSY_RETRY_AFTER_SECONDS, BUSY_WORDS, PasswordWorkFigures, password_work_figures,
 };
+pub use target_use::TargetUse;
 pub use users::{LoginOutcome, UserRecord, random_password};

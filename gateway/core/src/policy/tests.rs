@@ -193,3 +193,54 @@ fn selectors_parse_and_print() {
     }
     assert_eq!(TargetSelector::parse("host:x"), None);
 }
+
+#[test]
+fn evaluate_names_the_granting_policies_and_agrees_with_authorize() {
+    let web = target();
+    let mut by_group = policy(&["group:ops"], &["tag:prod"]);
+    by_group.name = "ops-prod".into();
+    let mut by_user = policy(&["user:u"], &["name:web"]);
+    by_user.name = "u-web".into();
+    let mut other = policy(&["user:someone"], &["*"]);
+    other.name = "other".into();
+    let policies = [by_group, other, by_user];
+    let groups = vec!["ops".to_owned()];
+    for role in [Role::Admin, Role::Auditor, Role::User] {
+        for groups in [&groups[..], &[][..]] {
+            let principal = Principal {
+                username: "u",
+                role,
+                groups,
+            };
+            let grant = evaluate(&principal, &web, Protocol::Ssh, &policies);
+            let proof = authorize(&user(role), groups, &web, Protocol::Ssh, &policies);
+            assert_eq!(grant.is_ok(), proof.is_ok(), "{role:?} {groups:?}");
+            if let (Ok(grant), Ok(proof)) = (&grant, &proof) {
+                assert_eq!(grant.forwarding, proof.forwarding());
+                assert_eq!(grant.clipboard, proof.clipboard());
+            }
+        }
+    }
+    let principal = Principal {
+        username: "u",
+        role: Role::User,
+        groups: &groups,
+    };
+    let grant = evaluate(&principal, &web, Protocol::Ssh, &policies).unwrap();
+    assert_eq!(grant.policies, ["ops-prod", "u-web"]);
+    let admin = Principal {
+        username: "root",
+        role: Role::Admin,
+        groups: &[],
+    };
+    assert!(
+        evaluate(&admin, &web, Protocol::Ssh, &policies)
+            .unwrap()
+            .policies
+            .is_empty()
+    );
+    assert_eq!(
+        evaluate(&admin, &web, Protocol::Rdp, &policies),
+        Err(PolicyDenied::WrongProtocol("rdp"))
+    );
+}
