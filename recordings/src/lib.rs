@@ -62,7 +62,7 @@ pub use evidence::{EvidenceCheck, check_evidence};
 pub use ledger::{
     Checkpoint, Finding, LedgerReport, LedgerState, ProofCheck, RecoveredSession, Recovery,
 };
-pub use recorder::{EventSink, Limits, Recorder, RecorderStats, SessionRecorder};
+pub use recorder::{EventSink, Limits, Recorder, RecorderHealth, RecorderStats, SessionRecorder};
 pub use search::{
     IndexProgress, Moment, OVERLAP, SearchIndex, SessionHits, find_moments, searchable,
 };

@@ -79,6 +79,7 @@ pub struct Recorder {
 struct Inner {
     tx: SyncSender<Msg>,
     stats: Arc<SharedStats>,
+    queue_capacity: usize,
     thread: Mutex<Option<JoinHandle<()>>>,
     next_handle: AtomicU64,
 }
@@ -133,6 +134,7 @@ impl Recorder {
         if let Some(pages) = limits.max_db_pages {
             conn.pragma_update(None, "max_page_count", pages)?;
         }
+        let limits_capacity = limits.channel_capacity;
         let (tx, rx) = mpsc::sync_channel(limits.channel_capacity);
         let writer = Writer::new(conn, signing_key, limits, anchor, Arc::clone(&stats))?;
         let thread = std::thread::Builder::new()
@@ -143,6 +145,7 @@ impl Recorder {
             inner: Arc::new(Inner {
                 tx,
                 stats,
+                queue_capacity: limits_capacity,
                 thread: Mutex::new(Some(thread)),
                 next_handle: AtomicU64::new(0),
             }),
@@ -179,6 +182,7 @@ impl Recorder {
             started_at_ms,
             opened,
             tx: self.inner.tx.clone(),
+            stats: Arc::clone(&self.inner.stats),
             shared,
             finished: false,
         })
@@ -191,6 +195,26 @@ impl Recorder {
             ledger_entries: stats.ledger_entries.load(Ordering::Relaxed),
             checkpoints: stats.checkpoints.load(Ordering::Relaxed),
             ledger_seconds: stats.ledger_nanos.load(Ordering::Relaxed) as f64 / 1e9,
+        }
+    }
+
+    /// The writer's backlog and health now: for the admin dashboard.
+    pub fn health(&self) -> RecorderHealth {
+        let stats = &self.inner.stats;
+        RecorderHealth {
+            queued_events: stats.queued_events.load(Ordering::Relaxed),
+            queue_capacity: self.inner.queue_capacity,
+            failing: stats
+                .failing
+                .load(Ordering::Relaxed)
+                .then(|| {
+                    stats
+                        .failure
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner())
+                        .clone()
+                })
+                .flatten(),
         }
     }
 
@@ -213,6 +237,18 @@ pub struct RecorderStats {
     pub ledger_seconds: f64,
 }
 
+/// The writer's backlog and health, from [`Recorder::health`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecorderHealth {
+    /// Events handed to the writer and not yet taken up by it.
+    pub queued_events: u64,
+    /// How many events the queue holds before recording waits (sessions then slow down).
+    pub queue_capacity: usize,
+    /// The writer's last write failed, with these words (sessions are refused or ended until a write
+    /// succeeds again).
+    pub failing: Option<String>,
+}
+
 /// The recorder of one session. Send it to (or share it with) the task that relays the session.
 ///
 /// Dropping it without [`finish`](SessionRecorder::finish) ends the recording as [`Outcome::Incomplete`], keeping
@@ -223,6 +259,7 @@ pub struct SessionRecorder {
     started_at_ms: u64,
     opened: Instant,
     tx: SyncSender<Msg>,
+    stats: Arc<SharedStats>,
     shared: Arc<Shared>,
     finished: bool,
 }
@@ -260,6 +297,7 @@ impl SessionRecorder {
             handle: self.handle,
             opened: self.opened,
             tx: self.tx.clone(),
+            stats: self.stats.clone(),
             shared: self.shared.clone(),
         }
     }
@@ -286,6 +324,9 @@ pub struct EventSink {
     handle: u64,
     opened: Instant,
     tx: SyncSender<Msg>,
+    /// Counts the events in the writer's queue (counted before sending, so the writer never takes
+    /// one off before it was counted).
+    stats: Arc<SharedStats>,
     shared: Arc<Shared>,
 }
 
@@ -318,7 +359,11 @@ impl EventSink {
             at_ms: self.elapsed_ms(),
             event,
         };
-        self.tx.send(msg).map_err(|_| RecordingError::Stopped)
+        self.stats.queued_events.fetch_add(1, Ordering::Relaxed);
+        self.tx.send(msg).map_err(|_| {
+            self.stats.queued_events.fetch_sub(1, Ordering::Relaxed);
+            RecordingError::Stopped
+        })
     }
 
     /// Records an event without blocking: a full queue gives the event back.
@@ -329,7 +374,12 @@ impl EventSink {
             at_ms: self.elapsed_ms(),
             event,
         };
-        match self.tx.try_send(msg) {
+        self.stats.queued_events.fetch_add(1, Ordering::Relaxed);
+        let sent = self.tx.try_send(msg);
+        if sent.is_err() {
+            self.stats.queued_events.fetch_sub(1, Ordering::Relaxed);
+        }
+        match sent {
             Ok(()) => Ok(()),
             Err(TrySendError::Full(Msg::Event { event, .. })) => Err(TryRecordError::Full(event)),
             Err(_) => Err(TryRecordError::Failed(RecordingError::Stopped)),

@@ -7,9 +7,9 @@
 //! later events are dropped, and it ends as [`Outcome::Failed`].
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::mpsc::{Receiver, RecvTimeoutError, SyncSender};
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 use ed25519_dalek::SigningKey;
@@ -87,6 +87,25 @@ pub(crate) struct SharedStats {
     pub ledger_entries: AtomicU64,
     pub checkpoints: AtomicU64,
     pub ledger_nanos: AtomicU64,
+    /// Events handed to the writer's queue and not yet taken off it (the recording backlog).
+    pub queued_events: AtomicU64,
+    /// Whether the writer's last write failed (its words in `failure`).
+    pub failing: AtomicBool,
+    pub failure: Mutex<Option<String>>,
+}
+
+impl SharedStats {
+    /// Publishes the writer's health after a message, taking the lock only when it changed.
+    fn set_health(&self, unhealthy: Option<&String>) {
+        if self.failing.load(Ordering::Relaxed) == unhealthy.is_some() {
+            return;
+        }
+        *self
+            .failure
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner()) = unhealthy.cloned();
+        self.failing.store(unhealthy.is_some(), Ordering::Relaxed);
+    }
 }
 
 /// The writer's I/O half: everything a flush needs besides the session itself.
@@ -184,7 +203,16 @@ impl Writer {
                     let _ = reply.send(self.finish_all());
                     return;
                 }
-                Ok(msg) => self.handle(msg),
+                Ok(msg) => {
+                    if matches!(msg, Msg::Event { .. }) {
+                        self.sink
+                            .stats
+                            .queued_events
+                            .fetch_sub(1, Ordering::Relaxed);
+                    }
+                    self.handle(msg);
+                    self.sink.stats.set_health(self.sink.unhealthy.as_ref());
+                }
                 Err(RecvTimeoutError::Timeout) => {}
                 Err(RecvTimeoutError::Disconnected) => {
                     let _ = self.finish_all();

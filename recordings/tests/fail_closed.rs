@@ -49,6 +49,11 @@ fn a_full_database_fails_the_session_and_refuses_new_ones() {
     // New sessions are refused while the database takes no writes.
     let refused = recorder.open_session(meta("bob"));
     assert!(refused.is_err(), "a new session must be refused");
+    // The dashboard hears it in words, and the queue is drained (the refusal came back through it).
+    let health = recorder.health();
+    assert!(health.failing.is_some(), "{health:?}");
+    assert_eq!(health.queued_events, 0, "{health:?}");
+    assert_eq!(health.queue_capacity, Limits::default().channel_capacity);
 
     // Finishing reports the failure and stores the session as failed, sealed over what was written.
     assert!(matches!(
@@ -73,4 +78,24 @@ fn a_full_database_fails_the_session_and_refuses_new_ones() {
         "the refused session left no row"
     );
     assert!(store.integrity_check().unwrap());
+}
+
+#[test]
+fn a_healthy_recorder_reports_its_backlog_drained() {
+    let dir = tempfile::tempdir().unwrap();
+    let recorder = Recorder::start(&db_path(&dir), key(), Limits::default()).unwrap();
+    let session = recorder.open_session(meta("alice")).unwrap();
+    for _ in 0..100 {
+        session
+            .record(Event::Output(b"hello\r\n".to_vec()))
+            .unwrap();
+    }
+    let health = recorder.health();
+    assert!(health.queued_events <= 100, "{health:?}");
+    // Finishing waits for the writer, which took every event off the queue before it.
+    session.finish(Outcome::Ended).unwrap();
+    let health = recorder.health();
+    assert_eq!(health.queued_events, 0, "{health:?}");
+    assert_eq!(health.failing, None);
+    recorder.shutdown().unwrap();
 }

@@ -1,5 +1,6 @@
 //! sallyport-edge: loads Sallyport's eBPF edge into the kernel, attaches it (XDP on ingress, TC on egress),
-//! configures it, manages its blocklist and reads its counters.
+//! configures it, manages its blocklist and reads its counters; [`DropHistory`] keeps the last hour of
+//! drops per reason from once-a-minute samples.
 //!
 //! The programs themselves live in `ebpf/program` and are built by this crate's build script; their maps are
 //! described in `sallyport-edge-common`. Dropping an [`Edge`] detaches everything it attached: the kernel
@@ -21,6 +22,9 @@ use nix::time::{ClockId, clock_gettime};
 use sallyport_edge_common::{BlockEntry, EdgeConfig, FlowKey, ipv4_mapped, maps};
 
 pub use sallyport_edge_common::{Reason, Role, verdict};
+
+mod history;
+pub use history::{DropHistory, HISTORY_MINUTES, MinuteDrops};
 
 /// The compiled programs, embedded at build time.
 static PROGRAM: &[u8] = include_bytes_aligned!(concat!(env!("OUT_DIR"), "/sallyport-edge.bpf.o"));
