@@ -1,5 +1,6 @@
-//! Starts the XDP edge from `[edge]`, keeps it current (own addresses, expired blocklist entries) and
-//! exposes it to the portal as an [`EdgeControl`].
+//! Starts the XDP edge from `[edge]`, keeps it current (own addresses, expired blocklist entries),
+//! samples its counters once a minute into the last hour's drop history, and exposes it to the portal
+//! as an [`EdgeControl`] and to the dashboard as an [`EdgeSource`].
 //!
 //! Without configured interfaces the gateway runs without the edge and says so; with `edge.required`
 //! (the appliance) a failure to attach is fatal, so the appliance never serves without its edge.
@@ -9,20 +10,30 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use ipnet::IpNet;
-use sallyport_edge::{Edge, EdgeSettings, Role};
+use sallyport_edge::{DropHistory, Edge, EdgeSettings, Role};
 use sallyport_portal::{EdgeControl, EdgeCounter, EdgeInterface, EdgeStatus};
+use sallyport_relay::dashboard::{EdgeSource, EdgeSummary};
 use tracing::{info, warn};
 
 use crate::config::{EdgeRole, EdgeSection};
 
 /// How often own addresses are re-read (DHCP renewals) and expired blocklist entries swept.
 const MAINTENANCE_PERIOD: Duration = Duration::from_secs(5);
+/// Maintenance rounds between two samples of the counters for the drop history (one a minute).
+const ROUNDS_PER_SAMPLE: u32 = 12;
+
+/// The current minute, as the drop history counts them.
+fn current_minute() -> u64 {
+    sallyport_relay::now_ms() / 60_000
+}
 
 /// The edge as the portal sees it: attached, or the reason it is not.
 pub struct EdgeHandle {
     edge: Option<Mutex<Edge>>,
     not_attached: Option<String>,
     block_locked_out_sources: bool,
+    /// Drops per reason over the last hour, sampled by the maintenance task.
+    history: Mutex<DropHistory>,
 }
 
 impl EdgeHandle {
@@ -33,6 +44,7 @@ impl EdgeHandle {
                 edge: None,
                 not_attached: Some(reason),
                 block_locked_out_sources: false,
+                history: Mutex::default(),
             })
         };
         if section.interfaces.is_empty() {
@@ -46,6 +58,7 @@ impl EdgeHandle {
                 edge: Some(Mutex::new(edge)),
                 not_attached: None,
                 block_locked_out_sources: section.block_locked_out_sources,
+                history: Mutex::default(),
             })),
             Err(error) if section.required => Err(error.context(
                 "the edge is required (edge.required) and could not be attached; refusing to start",
@@ -69,7 +82,8 @@ impl EdgeHandle {
         let handle = Arc::downgrade(self);
         tokio::spawn(async move {
             let mut tick = tokio::time::interval(MAINTENANCE_PERIOD);
-            loop {
+            // The first round samples at once: the starting point the first minute's drops count from.
+            for round in 0u32.. {
                 tick.tick().await;
                 let Some(handle) = handle.upgrade() else {
                     return;
@@ -83,6 +97,18 @@ impl EdgeHandle {
                 }
                 if let Err(error) = edge.sweep_expired() {
                     warn!(%error, "edge: sweeping the blocklist failed");
+                }
+                if round % ROUNDS_PER_SAMPLE == 0 {
+                    match edge.counters() {
+                        Ok(counters) => handle
+                            .history
+                            .lock()
+                            .unwrap_or_else(|poisoned| poisoned.into_inner())
+                            .sample(current_minute(), &counters),
+                        Err(error) => {
+                            warn!(%error, "edge: reading counters for the history failed")
+                        }
+                    }
                 }
             }
         });
@@ -188,6 +214,35 @@ impl EdgeControl for EdgeHandle {
             counters,
             blocked,
             tracked_flows: edge.flow_count().unwrap_or(0),
+        }
+    }
+}
+
+impl EdgeSource for EdgeHandle {
+    fn summary(&self) -> EdgeSummary {
+        if self.edge.is_none() {
+            return EdgeSummary {
+                not_attached: Some(
+                    self.not_attached
+                        .clone()
+                        .unwrap_or_else(|| "the edge is not loaded".into()),
+                ),
+                ..EdgeSummary::default()
+            };
+        }
+        let minute = current_minute();
+        let history = self
+            .history
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        EdgeSummary {
+            not_attached: None,
+            drops_last_hour: history
+                .last_hour(minute)
+                .into_iter()
+                .map(|(reason, packets)| (reason.label().to_owned(), packets))
+                .collect(),
+            minutes_sampled: history.minutes(minute).len(),
         }
     }
 }

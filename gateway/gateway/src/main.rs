@@ -152,7 +152,12 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     .with_archive(sallyport_relay::archive::Archive::new(
         recordings_path.clone(),
         recording_public_key,
-    ));
+    ))
+    .with_dashboard(sallyport_relay::dashboard::DashboardSources {
+        state_dir: config.state_dir.clone(),
+        recordings_db: recordings_path.clone(),
+        edge: Some(edge.clone() as Arc<dyn sallyport_relay::dashboard::EdgeSource>),
+    });
     let broker = Arc::new(broker);
     // The QUIC endpoint shares the portal's address and port (UDP) and its certificate.
     let quic = if config.quic.enabled {

@@ -81,6 +81,7 @@ pub struct Broker {
     desktop_config: DesktopConfig,
     live: LiveSessions,
     archive: Option<crate::archive::Archive>,
+    dashboard: Option<crate::dashboard::DashboardSources>,
 }
 
 impl Broker {
@@ -103,6 +104,7 @@ impl Broker {
             desktop_config: DesktopConfig::default(),
             live: LiveSessions::default(),
             archive: None,
+            dashboard: None,
         }
     }
 
@@ -116,6 +118,17 @@ impl Broker {
     pub fn with_archive(mut self, archive: crate::archive::Archive) -> Self {
         self.archive = Some(archive);
         self
+    }
+
+    /// Adds what the admin dashboard needs beyond the broker's own state (the edge, the directories).
+    pub fn with_dashboard(mut self, sources: crate::dashboard::DashboardSources) -> Self {
+        self.dashboard = Some(sources);
+        self
+    }
+
+    /// The dashboard's sources, when the daemon gave them.
+    pub fn dashboard_sources(&self) -> Option<&crate::dashboard::DashboardSources> {
+        self.dashboard.as_ref()
     }
 
     /// The stored recordings, when the daemon gave access to them.
@@ -168,6 +181,11 @@ impl Broker {
     /// What the recordings ledger has cost so far (for metrics).
     pub fn recorder_stats(&self) -> sallyport_recordings::RecorderStats {
         self.recorder.stats()
+    }
+
+    /// The recorder's backlog and health (for the dashboard).
+    pub fn recorder_health(&self) -> sallyport_recordings::RecorderHealth {
+        self.recorder.health()
     }
 
     /// Records an audit event in the state database and on the `audit` log target.

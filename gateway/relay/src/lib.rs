@@ -15,7 +15,7 @@
 //!
 //! [`archive::Archive`] reads the stored recordings for the portal's review API, read-only.
 //! [`target_list`] is a user's target list with their own last use of each target and its search;
-//! [`preview`] the admin's "who reaches what" under the same rules as [`access`].
+//! [`dashboard`] is the admin dashboard's snapshot; [`preview`] the admin's "who reaches what" under the same rules as [`access`].
 //!
 //! This crate never parses protocol bytes itself and never depends on a transport or protocol crate;
 //! those depend on it.
@@ -23,6 +23,7 @@
 pub mod access;
 pub mod archive;
 mod broker;
+pub mod dashboard;
 mod desktop;
 mod limits;
 mod live;
