@@ -9,21 +9,23 @@ use sallyport_state::{StateDb, TargetSpec};
 use super::*;
 use crate::access::decide;
 
+/// A policy over text selectors, as an admin types them in the form.
 fn policy(name: &str, subjects: &[&str], targets: &[&str], protocols: &[Protocol]) -> Policy {
-    Policy {
+    let subjects = subjects.iter().filter_map(|s| Subject::parse(s));
+    let targets = targets.iter().filter_map(|t| TargetSelector::parse(t));
+    let policy = Policy {
         name: name.into(),
-        subjects: subjects
-            .iter()
-            .map(|s| Subject::parse(s).unwrap())
-            .collect(),
-        targets: targets
-            .iter()
-            .map(|t| TargetSelector::parse(t).unwrap())
-            .collect(),
+        subjects: subjects.collect(),
+        targets: targets.collect(),
         protocols: protocols.to_vec(),
         forwarding: false,
         clipboard: ClipboardAccess::Both,
-    }
+    };
+    assert!(
+        !policy.subjects.is_empty() && !policy.targets.is_empty(),
+        "{policy:?}"
+    );
+    policy
 }
 
 /// ann (group ops), bob, carol (auditor), root (admin), dave (disabled); web and db in network lab,
