@@ -97,7 +97,8 @@ pub trait SessionKind: Send {
         timeout: Duration,
     ) -> impl Future<Output = Result<Option<Self::Request>, Refusal>> + Send;
     /// The username the user asked to log in to the target as, when the connect message says (the
-    /// target list remembers it per user and target). Never a credential.
+    /// target list remembers it per user and target). Never a credential. A proxied session has none
+    /// here; its SSH server tells it once the target accepted it (`ProxySink::target_login`).
     fn target_username(&self, _request: &Self::Request) -> Option<String> {
         None
     }

@@ -691,3 +691,37 @@ async fn an_unreachable_proxy_target_is_a_failed_connect_recorded_and_audited() 
         Some("TargetUnreachable: connection refused")
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_proxied_login_is_remembered_as_the_targets_username() {
+    let gw = gateway(BrokerConfig::default(), Limits::default());
+    let decision = gw.allowed("web");
+    let (user_id, target_id) = (decision.user().user_id(), decision.target().id);
+    let recording = gw
+        .recorder
+        .open_session(SessionMeta {
+            user: decision.user().username().into(),
+            target: "web".into(),
+            target_addr: "10.0.0.5:22".into(),
+            protocol: "ssh-proxy".into(),
+            client_addr: client().to_string(),
+        })
+        .unwrap();
+    gw.state
+        .record_target_use(user_id, target_id, 1, None)
+        .unwrap();
+    let sink = crate::proxy::ProxySink::for_session(&gw.state, &decision, client(), &recording);
+    sink.target_login("deploy");
+    let used = gw.state.target_use(user_id, target_id).unwrap().unwrap();
+    assert_eq!(used.username.as_deref(), Some("deploy"));
+    assert!(used.last_used_ms > 1);
+    // A sink without the session's context (a protocol's own tests) remembers nothing.
+    crate::proxy::ProxySink::recording_only(recording.sink()).target_login("other");
+    assert_eq!(
+        gw.state
+            .remembered_username(user_id, target_id)
+            .unwrap()
+            .as_deref(),
+        Some("deploy")
+    );
+}

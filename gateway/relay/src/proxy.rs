@@ -21,7 +21,7 @@ use std::time::Duration;
 use sallyport_core::errors::ErrorKind;
 use sallyport_core::frames::ClientMessage;
 use sallyport_core::policy::{Authorized, Protocol};
-use sallyport_recordings::{Event, EventSink};
+use sallyport_recordings::{Event, EventSink, SessionRecorder};
 use sallyport_state::{AuditEvent, StateDb};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::watch;
@@ -125,6 +125,9 @@ pub struct ProxySink {
 /// The fields of every audit event of one session.
 struct AuditContext {
     state: StateDb,
+    /// The portal user and the target, for remembering the target username once the target accepts it.
+    user_id: i64,
+    target_id: i64,
     actor: String,
     client_addr: String,
     target: String,
@@ -146,6 +149,44 @@ impl ProxySink {
             recording,
             watchers: None,
             audit: None,
+        }
+    }
+
+    /// A sink for one session: its recording and its audit context (no watchers yet).
+    pub(crate) fn for_session(
+        state: &StateDb,
+        decision: &Authorized,
+        client_addr: SocketAddr,
+        recording: &SessionRecorder,
+    ) -> ProxySink {
+        ProxySink {
+            recording: recording.sink(),
+            watchers: None,
+            audit: Some(Arc::new(AuditContext {
+                state: state.clone(),
+                user_id: decision.user().user_id(),
+                target_id: decision.target().id,
+                actor: decision.user().username().to_owned(),
+                client_addr: client_addr.to_string(),
+                target: decision.target().name.clone(),
+                session_id: recording.id().to_owned(),
+            })),
+        }
+    }
+
+    /// The target accepted the user's ssh as `username`: the target list remembers it for this user
+    /// and target (the connect that came before had no username to tell). A failure is logged only.
+    pub fn target_login(&self, username: &str) {
+        let Some(context) = &self.audit else {
+            return;
+        };
+        if let Err(error) = context.state.record_target_use(
+            context.user_id,
+            context.target_id,
+            crate::now_ms(),
+            Some(username),
+        ) {
+            tracing::warn!(%error, "could not remember the target username");
         }
     }
 
@@ -258,18 +299,13 @@ impl<T: TerminalTransport> SessionKind for Proxy<T> {
         session: &Session<'_>,
         live: &mut LiveHandle,
     ) -> End {
-        let (decision, recording) = (session.decision, session.recording);
-        let sink = ProxySink {
-            recording: recording.sink(),
-            watchers: Some(live.publisher()),
-            audit: Some(Arc::new(AuditContext {
-                state: session.broker.state().clone(),
-                actor: decision.user().username().to_owned(),
-                client_addr: session.client_addr.to_string(),
-                target: decision.target().name.clone(),
-                session_id: recording.id().to_owned(),
-            })),
-        };
+        let mut sink = ProxySink::for_session(
+            session.broker.state(),
+            session.decision,
+            session.client_addr,
+            session.recording,
+        );
+        sink.watchers = Some(live.publisher());
         proxy_relay(&mut self.0, channel, sink, session, live).await
     }
 

@@ -16,8 +16,8 @@ use crate::db::{StateDb, StateError};
 pub struct TargetUse {
     /// When the last session to it connected (unix ms).
     pub last_used_ms: u64,
-    /// The username they logged in to the target with last time it was known (a proxied session does
-    /// not tell it, and leaves the one remembered before).
+    /// The username they logged in to the target with last time it was known (a use recorded without
+    /// one keeps the one remembered before).
     pub username: Option<String>,
 }
 

@@ -119,6 +119,7 @@ impl ProxyHandler {
     async fn accepted(&mut self, user: &str, method: &str) -> Result<Auth, russh::Error> {
         self.user = Some(user.to_owned());
         self.shared.authenticated.store(true, Ordering::Relaxed);
+        self.sink.target_login(user);
         self.marker(format!(
             "authenticated to {} as {user} ({method}, relayed to the target)",
             self.addr
