@@ -19,6 +19,7 @@ mod demo;
 mod image;
 mod setup;
 mod tidy;
+mod tidy_html;
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
