@@ -1,5 +1,7 @@
 //! Installs the portal's third-party browser code (xterm.js) from the npm registry at build time, from
 //! the committed package-lock.json, so the assets can be embedded in the binary and no CDN is ever used.
+//! Only what the build embeds is installed (`--omit=dev`): ESLint, the dev dependency, is installed by
+//! `cargo xtask ci`'s lint step alone, so a demo or a release build never fetches it.
 
 use std::path::Path;
 use std::process::Command;
@@ -14,7 +16,13 @@ fn main() {
         return;
     }
     let status = Command::new("npm")
-        .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+        .args([
+            "ci",
+            "--omit=dev",
+            "--no-audit",
+            "--no-fund",
+            "--ignore-scripts",
+        ])
         .current_dir(&web)
         .status();
     match status {

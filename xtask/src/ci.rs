@@ -21,7 +21,7 @@ fn cargo() -> Command {
 /// The end-to-end test that boots the appliance image (the only test of the `appliance_image` executable).
 const APPLIANCE_TEST: &str = "the_appliance_boots_serves_records_and_refuses_a_modified_root";
 
-/// Setup, fmt, clippy, tidy, one build, then all tests (unit and end-to-end, the appliance's last).
+/// Setup, fmt, clippy, tidy, the JavaScript lint, one build, then all tests (unit and end-to-end, the appliance's last).
 pub fn run() -> anyhow::Result<()> {
     let started = std::time::Instant::now();
     check_free_disk()?;
@@ -45,6 +45,7 @@ pub fn run() -> anyhow::Result<()> {
         "warnings",
     ]))?;
     crate::tidy::run()?;
+    lint_js()?;
     // The eBPF program is its own workspace (BPF target, nightly): formatted and linted on its own.
     let program = crate::root().join("ebpf/program");
     run_cmd(cargo().args(["fmt", "--check"]).current_dir(&program))?;
@@ -94,6 +95,23 @@ pub fn run() -> anyhow::Result<()> {
     ]))?;
     eprintln!("xtask: ci passed in {:.0?}", started.elapsed());
     Ok(())
+}
+
+/// ESLint over the portal's own scripts (`gateway/portal/web/eslint.config.js`): the dev dependencies
+/// installed from the lock file (the portal's build installs only what it embeds), then any lint error
+/// or warning fails the suite.
+fn lint_js() -> anyhow::Result<()> {
+    let web = crate::root().join("gateway/portal/web");
+    run_cmd(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+            .current_dir(&web),
+    )?;
+    run_cmd(
+        Command::new(web.join("node_modules/.bin/eslint"))
+            .args(["--max-warnings", "0", "src"])
+            .current_dir(&web),
+    )
 }
 
 /// Fails early, with the figures, when the target directory's disk cannot hold a full build: running

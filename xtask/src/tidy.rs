@@ -1,6 +1,6 @@
 //! `cargo xtask tidy`: the project's rules that tools check: module docs, no should_panic tests, no
-//! non-test source file over [`MAX_LINES`] lines, calls only one place may make, and the dependency
-//! edges ARCHITECTURE.md forbids.
+//! non-test source file over [`MAX_LINES`] lines, no HTML built from strings ([`crate::tidy_html`]),
+//! calls only one place may make, and the dependency edges ARCHITECTURE.md forbids.
 
 use std::path::Path;
 use std::process::Command;
@@ -286,6 +286,13 @@ fn check_sources(dir: &Path, problems: &mut Vec<String>) -> anyhow::Result<()> {
                 problems.push(format!(
                     "{shown}: `{call}` may appear only in {}",
                     allowed.join(", ")
+                ));
+            }
+        }
+        if !is_test_file(Path::new(&shown)) {
+            for (line, builder) in crate::tidy_html::html_builders(&text) {
+                problems.push(format!(
+                    "{shown}:{line}: `{builder}` builds HTML from strings; draw it with a maud template (gateway/portal/src/html), which escapes every value"
                 ));
             }
         }

@@ -4,7 +4,6 @@
 use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use sallyport_core::policy::{Authenticated, Authorized, Role};
@@ -12,6 +11,7 @@ use sallyport_state::{StateError, TargetRecord};
 
 use crate::Portal;
 use crate::auth::CurrentUser;
+use crate::html::PageError;
 
 pub use sallyport_relay::access::AccessError;
 
@@ -42,7 +42,10 @@ async fn user_with_role(
 ) -> Result<CurrentUser, Response> {
     let user = CurrentUser::from_request_parts(parts, portal).await?;
     if !allowed(user.user.role()) {
-        return Err((StatusCode::FORBIDDEN, refusal).into_response());
+        return Err(PageError::forbidden(refusal)
+            .link("/targets", "Back to your targets")
+            .shown_to(&user)
+            .into_response());
     }
     Ok(user)
 }

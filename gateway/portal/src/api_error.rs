@@ -1,57 +1,66 @@
 //! [`ApiError`]: the one refusal of the portal's JSON APIs (the CLI's login, the review API), in words
-//! a person can read: an HTTP status, a machine-readable kind and a message, sent as the
+//! a person can read: a [`Refusal`] (status, machine-readable kind, message, wait) sent as the
 //! [`CliError`] JSON shape both APIs' clients parse, with a `Retry-After` when waiting helps. Handlers
-//! return `Result<Response, ApiError>` and use `?`.
+//! return `Result<Response, ApiError>` and use `?`; state database errors convert as the pages' do.
 
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use sallyport_core::quic::CliError;
+use sallyport_state::StateError;
+
+use crate::refusal::Refusal;
 
 /// Why a JSON API request was refused.
 #[derive(Debug)]
-pub(crate) struct ApiError {
-    status: StatusCode,
-    kind: &'static str,
-    message: String,
-    /// Seconds to wait before trying again, sent as `Retry-After`.
-    pub(crate) retry_after: Option<u64>,
-}
+pub(crate) struct ApiError(pub(crate) Refusal);
 
 impl ApiError {
     /// A refusal with `status`, the kind `kind` (`bad_request`, `login_required`, …) and `message`.
     pub(crate) fn new(status: StatusCode, kind: &'static str, message: impl Into<String>) -> Self {
-        ApiError {
-            status,
-            kind,
-            message: message.into(),
-            retry_after: None,
-        }
+        ApiError(Refusal::new(status, kind, message))
+    }
+
+    /// The same refusal, with a wait of `seconds` before trying again.
+    pub(crate) fn retry_after(mut self, seconds: u64) -> Self {
+        self.0.retry_after = Some(seconds);
+        self
+    }
+}
+
+impl From<Refusal> for ApiError {
+    fn from(refusal: Refusal) -> Self {
+        ApiError(refusal)
+    }
+}
+
+impl From<StateError> for ApiError {
+    fn from(error: StateError) -> Self {
+        ApiError(error.into())
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
+        let ApiError(refusal) = self;
         let body = CliError {
-            error: self.kind.to_owned(),
-            message: self.message,
+            error: refusal.kind.to_owned(),
+            message: refusal.message.clone(),
         };
-        let mut response = (self.status, axum::Json(body)).into_response();
-        if let Some(value) = self.retry_after.and_then(|s| s.to_string().parse().ok()) {
-            response.headers_mut().insert(header::RETRY_AFTER, value);
-        }
-        response
+        refusal.respond(axum::Json(body))
     }
 }
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used)]
 mod tests {
+    use axum::http::header;
+
     use super::*;
 
     #[tokio::test]
     async fn renders_the_json_shape_the_clients_parse_with_its_status_and_wait() {
-        let mut refusal = ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", "wait");
-        refusal.retry_after = Some(7);
+        let refusal =
+            ApiError::new(StatusCode::TOO_MANY_REQUESTS, "throttled", "wait").retry_after(7);
         let response = refusal.into_response();
         assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
         assert_eq!(response.headers()[header::RETRY_AFTER], "7");

@@ -18,14 +18,13 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use sallyport_core::quic::{CliLoginRequest, CliLoginResponse};
-use sallyport_state::{
-    AuditEvent, BUSY_RETRY_AFTER_SECONDS, ClientCertRecord, LoginOutcome, StateError,
-};
+use sallyport_state::{AuditEvent, ClientCertRecord, LoginOutcome};
 use serde::de::DeserializeOwned;
 use tracing::warn;
 
 use crate::Portal;
 use crate::api_error::ApiError;
+use crate::refusal::{LOGIN_UNCHECKED, Refusal};
 
 /// `POST /api/cli/login`.
 pub async fn login(
@@ -154,13 +153,12 @@ async fn verify_credentials(
 ) -> Result<(sallyport_state::UserRecord, &'static str), ApiError> {
     if let Some(wait) = portal.login_wait(client.ip(), username) {
         let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-        let mut refusal = ApiError::new(
+        return Err(ApiError::new(
             StatusCode::TOO_MANY_REQUESTS,
             "throttled",
             format!("too many failed logins; try again in {seconds} seconds"),
-        );
-        refusal.retry_after = Some(seconds);
-        return Err(refusal);
+        )
+        .retry_after(seconds));
     }
     let audit = |kind: &str| {
         portal.broker.audit(AuditEvent {
@@ -170,13 +168,6 @@ async fn verify_credentials(
             detail: Some(via.to_owned()),
             ..AuditEvent::default()
         })
-    };
-    let internal = || {
-        ApiError::new(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            "the login could not be checked; try again",
-        )
     };
     let state = portal.broker.state().clone();
     let (name, secret) = (username.to_owned(), password.to_owned());
@@ -192,18 +183,10 @@ async fn verify_credentials(
                 "wrong username or password",
             ));
         }
-        Ok(Err(StateError::Busy(words))) => {
-            let mut refusal = ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "busy", words);
-            refusal.retry_after = Some(BUSY_RETRY_AFTER_SECONDS);
-            return Err(refusal);
-        }
-        Ok(Err(e)) => {
-            warn!(error = %e, "api login check failed");
-            return Err(internal());
-        }
-        Err(e) => {
-            warn!(error = %e, "api login task failed");
-            return Err(internal());
+        Ok(Err(error)) => return Err(Refusal::state(error, LOGIN_UNCHECKED).into()),
+        Err(error) => {
+            warn!(%error, "api login task failed");
+            return Err(Refusal::internal(LOGIN_UNCHECKED).into());
         }
     };
     if user.must_change_password {
@@ -250,10 +233,7 @@ async fn verify_credentials(
             }
             "password"
         }
-        Err(e) => {
-            warn!(error = %e, "could not read the user's MFA state");
-            return Err(internal());
-        }
+        Err(error) => return Err(Refusal::state(error, LOGIN_UNCHECKED).into()),
     };
     Ok((user, method))
 }

@@ -9,7 +9,8 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{ConnectInfo, State};
 use axum::http::StatusCode;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::Redirect;
+use maud::{Markup, html};
 use sallyport_core::egress::{Host, parse_host};
 use sallyport_core::policy::Protocol;
 use sallyport_state::{AuditEvent, TargetRecord};
@@ -18,48 +19,44 @@ use serde::Deserialize;
 use crate::Portal;
 use crate::access::{AccessError, decide};
 use crate::auth::CurrentUser;
-use crate::pages::{escape, layout};
+use crate::html::components::field;
+use crate::html::{PageError, ShownTo, page};
 
-fn refuse(user: &CurrentUser, status: StatusCode, message: &str) -> Response {
-    let body = format!(
-        r#"<h1>Not connected</h1><p class="error" id="error">{}</p><p><a href="/connect-ip">Back</a></p>"#,
-        escape(message)
-    );
-    (
-        status,
-        layout("Connect by IP", Some(&user.user), &body, "", ""),
-    )
-        .into_response()
+/// The refusal of an address, with the way back to the form.
+fn refuse(user: &CurrentUser, status: StatusCode, message: impl Into<String>) -> PageError {
+    PageError::new(status, message)
+        .titled("Not connected")
+        .link("/connect-ip", "Try another address")
+        .shown_to(user)
 }
 
 /// `GET /connect-ip`.
-pub async fn form(State(portal): State<Arc<Portal>>, user: CurrentUser) -> Response {
-    let networks = match portal.broker.state().networks() {
-        Ok(networks) => networks,
-        Err(_) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the network list is unavailable",
-            )
-                .into_response();
-        }
-    };
-    let open: String = networks
-        .iter()
-        .filter(|n| n.connect_by_ip)
-        .map(|n| format!("<li>{} <code>{}</code></li>", escape(&n.name), n.cidr))
-        .collect();
-    let body = if open.is_empty() {
-        r#"<h1>Connect by IP</h1><p id="no-networks">No network allows connecting by IP address; pick a target from the list.</p>"#.to_owned()
-    } else {
-        format!(
-            r#"<h1>Connect by IP</h1><p>Networks where you may type an address:</p><ul id="ip-networks">{open}</ul>
-<form class="card" method="post" action="/connect-ip"><label>IP address <input name="address" id="ip-address" required></label>
-<label>Port <input name="port" id="ip-port" type="number" min="1" max="65535" value="22" required></label>
-<button type="submit" id="ip-connect">Continue</button></form>"#
-        )
-    };
-    layout("Connect by IP", Some(&user.user), &body, "", "").into_response()
+pub async fn form(
+    State(portal): State<Arc<Portal>>,
+    user: CurrentUser,
+) -> Result<Markup, PageError> {
+    let networks = portal.broker.state().networks().shown_to(&user)?;
+    let open: Vec<_> = networks.iter().filter(|n| n.connect_by_ip).collect();
+    Ok(page(
+        "Connect by IP",
+        Some(&user.user),
+        html! {
+            h1 { "Connect by IP" }
+            @if open.is_empty() {
+                p id="no-networks" { "No network allows connecting by IP address; pick a target from the list." }
+            } @else {
+                p { "Networks where you may type an address:" }
+                ul id="ip-networks" { @for n in &open { li { (n.name) " " code { (n.cidr) } } } }
+                form.card method="post" action="/connect-ip" {
+                    (field("IP address", html! { input name="address" id="ip-address" required autocapitalize="off"; }))
+                    (field("Port", html! {
+                        input name="port" id="ip-port" type="number" min="1" max="65535" value="22" required;
+                    }))
+                    button type="submit" id="ip-connect" { "Continue" }
+                }
+            }
+        },
+    ))
 }
 
 /// The address form.
@@ -75,30 +72,34 @@ pub async fn submit(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     user: CurrentUser,
     Form(form): Form<AddressForm>,
-) -> Response {
+) -> Result<Redirect, PageError> {
     let ip = match parse_host(&form.address) {
         Ok(Host::Ip(ip)) => ip,
         Ok(Host::Name(_)) => {
-            return refuse(
+            return Err(refuse(
                 &user,
                 StatusCode::BAD_REQUEST,
                 "type an IP address; names are for named targets",
-            );
+            ));
         }
-        Err(error) => return refuse(&user, StatusCode::BAD_REQUEST, &error.to_string()),
+        Err(error) => return Err(refuse(&user, StatusCode::BAD_REQUEST, error.to_string())),
     };
     if form.port == 0 {
-        return refuse(&user, StatusCode::BAD_REQUEST, "port 0 is not a port");
+        return Err(refuse(
+            &user,
+            StatusCode::BAD_REQUEST,
+            "port 0 is not a port",
+        ));
     }
     let state = portal.broker.state();
     let ip = match portal.broker.check_address(ip) {
         Ok(ip) => ip,
         Err(reason) => {
-            return refuse(
+            return Err(refuse(
                 &user,
                 StatusCode::FORBIDDEN,
-                &format!("not allowed: {reason}"),
-            );
+                format!("not allowed: {reason}"),
+            ));
         }
     };
     let allowed_here = state
@@ -106,11 +107,11 @@ pub async fn submit(
         .map(|nets| nets.iter().any(|n| n.connect_by_ip && n.cidr.contains(&ip)))
         .unwrap_or(false);
     if !allowed_here {
-        return refuse(
+        return Err(refuse(
             &user,
             StatusCode::FORBIDDEN,
             "not allowed: connecting by IP is not turned on for the network of that address",
-        );
+        ));
     }
     // Decide before making the row, so a refused address leaves nothing behind.
     let provisional = TargetRecord {
@@ -124,30 +125,15 @@ pub async fn submit(
     match decide(&portal, &user.user, &provisional) {
         Ok(_) => {}
         Err(AccessError::Denied(denied)) => {
-            return refuse(
+            return Err(refuse(
                 &user,
                 StatusCode::FORBIDDEN,
-                &format!("not allowed: {denied}"),
-            );
+                format!("not allowed: {denied}"),
+            ));
         }
-        Err(AccessError::State(_)) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the access decision is unavailable",
-            )
-                .into_response();
-        }
+        Err(AccessError::State(error)) => return Err(PageError::from(error).shown_to(&user)),
     }
-    let target = match state.adhoc_target(ip, form.port) {
-        Ok(target) => target,
-        Err(_) => {
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the target could not be recorded",
-            )
-                .into_response();
-        }
-    };
+    let target = state.adhoc_target(ip, form.port).shown_to(&user)?;
     portal.broker.audit(AuditEvent {
         kind: "connect_by_ip".into(),
         actor: Some(user.user.username().to_owned()),
@@ -155,5 +141,5 @@ pub async fn submit(
         target: Some(target.name.clone()),
         ..AuditEvent::default()
     });
-    Redirect::to(&format!("/connect/{}", target.id)).into_response()
+    Ok(Redirect::to(&format!("/connect/{}", target.id)))
 }

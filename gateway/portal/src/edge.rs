@@ -13,11 +13,12 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use ipnet::IpNet;
+use maud::{Markup, html};
 
 use crate::Portal;
 use crate::access::AdminUser;
-use crate::admin::page;
-use crate::pages::escape;
+use crate::html::admin_page;
+use crate::html::components::table;
 
 /// What the portal asks of the edge. Implementations must not block for long: they are called from
 /// request handlers.
@@ -76,64 +77,57 @@ fn status(portal: &Portal) -> EdgeStatus {
 }
 
 /// `GET /admin/edge`: attachments, counters and the blocklist.
-pub async fn edge_page(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUser) -> Response {
+pub async fn edge_page(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUser) -> Markup {
     let status = status(&portal);
-    let mut body = String::new();
-    match &status.not_attached {
-        Some(reason) => {
-            let _ = write!(
-                body,
-                r#"<p class="error" id="edge-state">Not attached: {}. Every port this machine listens on is reachable as far as its own firewall allows.</p>"#,
-                escape(reason)
-            );
-        }
-        None => body.push_str(
-            r#"<p id="edge-state">Attached: only the portal port and replies of the gateway's own connections come in.</p>"#,
-        ),
-    }
-    let interfaces: String = status
+    let interfaces: Vec<Markup> = status
         .interfaces
         .iter()
-        .map(|i| {
-            format!(
-                "<tr><td>{}</td><td>{}</td><td>{}</td></tr>",
-                escape(&i.name),
-                escape(&i.role),
-                escape(&i.mode)
-            )
-        })
+        .map(|i| html! { tr { td { (i.name) } td { (i.role) } td { (i.mode) } } })
         .collect();
-    let counters: String = status
+    let counters: Vec<Markup> = status
         .counters
         .iter()
         .map(|c| {
-            format!(
-                r#"<tr data-reason="{reason}"><td>{reason}</td><td>{verdict}</td><td class="num">{packets}</td></tr>"#,
-                reason = escape(&c.reason),
-                verdict = if c.passes { "pass" } else { "drop" },
-                packets = c.packets
-            )
+            html! {
+                tr data-reason=(c.reason) {
+                    td { (c.reason) }
+                    td { (if c.passes { "pass" } else { "drop" }) }
+                    td.num { (c.packets) }
+                }
+            }
         })
         .collect();
-    let blocked: String = status
+    let blocked: Vec<Markup> = status
         .blocked
         .iter()
-        .map(|(net, left)| {
-            format!(
-                r#"<tr data-source="{net}"><td>{net}</td><td class="num">{secs}</td></tr>"#,
-                secs = left.as_secs()
-            )
-        })
+        .map(|(net, left)| html! { tr data-source=(net) { td { (net) } td.num { (left.as_secs()) } } })
         .collect();
-    let _ = write!(
-        body,
-        r#"<h2>Interfaces</h2><table id="edge-interfaces"><thead><tr><th>Interface</th><th>Role</th><th>XDP mode</th></tr></thead><tbody>{interfaces}</tbody></table>
-<h2>Packets by verdict</h2><table id="edge-counters"><thead><tr><th>Reason</th><th>Verdict</th><th>Packets</th></tr></thead><tbody>{counters}</tbody></table>
-<h2>Blocked sources</h2><p>Sources locked out after repeated failed logins are dropped by the edge until their wait ends.</p><table id="edge-blocklist"><thead><tr><th>Source</th><th>Seconds left</th></tr></thead><tbody>{blocked}</tbody></table>
-<p>Tracked outbound flows: <span id="edge-flows">{flows}</span>. The same figures for monitoring: <a href="/admin/metrics">/admin/metrics</a>.</p>"#,
-        flows = status.tracked_flows
-    );
-    page("Edge", &admin, &body)
+    admin_page(
+        "Edge",
+        &admin,
+        &[],
+        html! {
+            @match &status.not_attached {
+                Some(reason) => p.error id="edge-state" {
+                    "Not attached: " (reason) ". Every port this machine listens on is reachable as far as its own firewall allows."
+                },
+                None => p id="edge-state" {
+                    "Attached: only the portal port and replies of the gateway's own connections come in."
+                },
+            }
+            h2 { "Interfaces" }
+            (table("edge-interfaces", &["Interface", "Role", "XDP mode"], &interfaces, "No interface is attached."))
+            h2 { "Packets by verdict" }
+            (table("edge-counters", &["Reason", "Verdict", "Packets"], &counters, "No packet counted yet."))
+            h2 { "Blocked sources" }
+            p { "Sources locked out after repeated failed logins are dropped by the edge until their wait ends." }
+            (table("edge-blocklist", &["Source", "Seconds left"], &blocked, "No source is blocked."))
+            p {
+                "Tracked outbound flows: " span id="edge-flows" { (status.tracked_flows) } ". "
+                "The same figures for monitoring: " a href="/admin/metrics" { "/admin/metrics" } "."
+            }
+        },
+    )
 }
 
 /// `GET /admin/metrics`: the edge counters (and whether it is attached), the recordings ledger's cost and

@@ -13,6 +13,7 @@ use axum::Form;
 use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, PreEscaped, html};
 use sallyport_core::mfa;
 use sallyport_core::policy::Authenticated;
 use sallyport_state::{AuditEvent, UserRecord};
@@ -22,7 +23,9 @@ use tracing::warn;
 
 use crate::Portal;
 use crate::auth::{CurrentUser, session_cookie};
-use crate::pages::{escape, layout};
+use crate::html::components::{error, field};
+use crate::html::{PageError, ShownTo, page};
+use crate::pages::NO_RANDOMNESS;
 
 /// The cookie that carries a login between its password and its code.
 const PENDING_COOKIE: &str = "__Host-sallyport-mfa";
@@ -92,7 +95,15 @@ fn audit(portal: &Portal, kind: &str, username: &str, client: SocketAddr, detail
 }
 
 fn internal(message: &str) -> Response {
-    (StatusCode::INTERNAL_SERVER_ERROR, message.to_owned()).into_response()
+    PageError::internal(message).into_response()
+}
+
+/// The refusal when too many logins or enrollments wait at once (the bound on what is kept).
+fn too_many(what: &str) -> PageError {
+    PageError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("too many {what} in progress; try again shortly"),
+    )
 }
 
 /// Starts the login session (both factors done) and sends the user on.
@@ -105,7 +116,7 @@ fn start_session(
 ) -> Response {
     let username = user.username().to_owned();
     let Ok(token) = portal.logins.create(user) else {
-        return internal("no randomness available");
+        return internal(NO_RANDOMNESS);
     };
     audit(portal, "login", &username, client, detail);
     let next = if must_change_password {
@@ -133,17 +144,13 @@ pub fn password_accepted(portal: &Portal, user: UserRecord, client: SocketAddr) 
         ),
         Ok(Some(_)) => {
             let Some(bytes) = random::<32>() else {
-                return internal("no randomness available");
+                return internal(NO_RANDOMNESS);
             };
             let token = hex::encode(bytes);
             let mut pending = lock(&portal.mfa.pending);
             pending.retain(|_, p| p.created.elapsed() < PENDING_TTL);
             if pending.len() >= MAX_PENDING {
-                return (
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "too many logins in progress; try again shortly",
-                )
-                    .into_response();
+                return too_many("logins").into_response();
             }
             pending.insert(
                 key(&token),
@@ -175,21 +182,20 @@ pub fn password_accepted(portal: &Portal, user: UserRecord, client: SocketAddr) 
     }
 }
 
-fn code_page(error: Option<&str>) -> axum::response::Html<String> {
-    let error = error
-        .map(|e| format!(r#"<p class="error" id="error">{}</p>"#, escape(e)))
-        .unwrap_or_default();
-    layout(
+fn code_page(problem: Option<&str>) -> Markup {
+    page(
         "Second factor",
         None,
-        &format!(
-            r#"<h1>Enter your code</h1>{error}
-<form class="card" method="post" action="/login/mfa">
-<label>The 6-digit code from your authenticator app, or a recovery code <input name="code" id="mfa-code" autocomplete="one-time-code" required autofocus></label>
-<button type="submit" id="verify-code">Continue</button></form>"#
-        ),
-        "",
-        "",
+        html! {
+            h1 { "Enter your code" }
+            @if let Some(problem) = problem { (error(problem)) }
+            form.card method="post" action="/login/mfa" {
+                (field("The 6-digit code from your authenticator app, or a recovery code", html! {
+                    input name="code" id="mfa-code" autocomplete="one-time-code" inputmode="text" required autofocus;
+                }))
+                button type="submit" id="verify-code" { "Continue" }
+            }
+        },
     )
 }
 
@@ -217,7 +223,7 @@ pub(crate) fn check_second_factor(
 }
 
 /// `GET /login/mfa`.
-pub async fn code_form() -> axum::response::Html<String> {
+pub async fn code_form() -> Markup {
     code_page(None)
 }
 
@@ -284,54 +290,68 @@ pub async fn verify_code(
     }
 }
 
+/// The two-factor page of `user`, around `body`.
+fn account(user: &CurrentUser, body: Markup) -> Markup {
+    page("Two-factor authentication", Some(&user.user), body)
+}
+
 /// `GET /account/mfa`: enrollment (QR code and secret) or the current state.
-pub async fn account_page(State(portal): State<Arc<Portal>>, user: CurrentUser) -> Response {
-    let enrolled = match portal.broker.state().totp(user.user.user_id()) {
-        Ok(totp) => totp.is_some(),
-        Err(_) => return internal("the MFA state is unavailable"),
-    };
+pub async fn account_page(
+    State(portal): State<Arc<Portal>>,
+    user: CurrentUser,
+) -> Result<Markup, PageError> {
+    let enrolled = portal
+        .broker
+        .state()
+        .totp(user.user.user_id())
+        .shown_to(&user)?
+        .is_some();
     if enrolled {
-        let body = r#"<h1>Two-factor authentication</h1><p id="mfa-status">Your account uses an authenticator app. If you lose it, use a recovery code or ask an administrator to reset your MFA.</p>"#;
-        return layout("Two-factor authentication", Some(&user.user), body, "", "").into_response();
+        return Ok(account(
+            &user,
+            html! {
+                h1 { "Two-factor authentication" }
+                p id="mfa-status" {
+                    "Your account uses an authenticator app. If you lose it, use a recovery code or ask an administrator to reset your MFA."
+                }
+            },
+        ));
     }
-    let Some(secret) = random::<{ mfa::SECRET_LEN }>() else {
-        return internal("no randomness available");
-    };
+    let failed = |what: &str| PageError::internal(what).shown_to(&user);
+    let secret = random::<{ mfa::SECRET_LEN }>().ok_or_else(|| failed(NO_RANDOMNESS))?;
     {
         let mut enrollments = lock(&portal.mfa.enrollments);
         enrollments.retain(|_, (_, created)| created.elapsed() < PENDING_TTL);
         if enrollments.len() >= MAX_PENDING {
-            return (
-                StatusCode::SERVICE_UNAVAILABLE,
-                "too many enrollments in progress; try again shortly",
-            )
-                .into_response();
+            return Err(too_many("enrollments").shown_to(&user));
         }
         enrollments.insert(user.user.user_id(), (secret, Instant::now()));
     }
-    let Some(url) = mfa::enrollment_url(&secret, user.user.username()) else {
-        return internal("could not make the enrollment link");
-    };
-    let qr = match qrcode::QrCode::new(url.as_bytes()) {
-        Ok(code) => code
-            .render::<qrcode::render::svg::Color<'_>>()
-            .min_dimensions(220, 220)
-            .build(),
-        Err(_) => return internal("could not draw the QR code"),
-    };
-    let qr = qr
-        .split_once("?>")
-        .map(|(_, svg)| svg.to_owned())
-        .unwrap_or(qr);
-    let body = format!(
-        r#"<h1>Set up two-factor authentication</h1>
-<p>Scan this code with an authenticator app (or type the secret), then enter the 6-digit code it shows.</p>
-<div id="qr">{qr}</div><p>Secret: <code id="totp-secret">{secret}</code></p>
-<form class="card" method="post" action="/account/mfa"><label>Code <input name="code" id="totp-code" autocomplete="one-time-code" required></label>
-<button type="submit" id="enable-mfa">Turn on</button></form>"#,
-        secret = mfa::secret_base32(&secret)
-    );
-    layout("Two-factor authentication", Some(&user.user), &body, "", "").into_response()
+    let url = mfa::enrollment_url(&secret, user.user.username())
+        .ok_or_else(|| failed("could not make the enrollment link"))?;
+    let qr = qrcode::QrCode::new(url.as_bytes())
+        .map_err(|_| failed("could not draw the QR code"))?
+        .render::<qrcode::render::svg::Color<'_>>()
+        .min_dimensions(220, 220)
+        .build();
+    // The SVG is the QR code crate's drawing of our own URL (no user text reaches it unescaped: the
+    // username in the URL is percent-encoded), without its XML declaration.
+    let svg = qr.split_once("?>").map_or(qr.as_str(), |(_, svg)| svg);
+    Ok(account(
+        &user,
+        html! {
+            h1 { "Set up two-factor authentication" }
+            p { "Scan this code with an authenticator app (or type the secret), then enter the 6-digit code it shows." }
+            div id="qr" role="img" aria-label="QR code of the enrollment link" { (PreEscaped(svg)) }
+            p { "Secret: " code id="totp-secret" { (mfa::secret_base32(&secret)) } }
+            form.card method="post" action="/account/mfa" {
+                (field("Code", html! {
+                    input name="code" id="totp-code" autocomplete="one-time-code" required;
+                }))
+                button type="submit" id="enable-mfa" { "Turn on" }
+            }
+        },
+    ))
 }
 
 /// `POST /account/mfa`: confirms enrollment with a first code and shows the recovery codes once.
@@ -340,26 +360,25 @@ pub async fn enroll(
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     user: CurrentUser,
     Form(form): Form<CodeForm>,
-) -> Response {
+) -> Result<Response, PageError> {
     let Some((secret, _)) = lock(&portal.mfa.enrollments)
         .get(&user.user.user_id())
         .copied()
     else {
-        return Redirect::to("/account/mfa").into_response();
+        return Ok(Redirect::to("/account/mfa").into_response());
     };
     let Some(step) = mfa::verify(&secret, &form.code, unix_seconds(), None) else {
-        let body = r#"<h1>Not turned on</h1><p class="error" id="error">That code does not match. Scan the QR code again and use the newest code.</p><p><a href="/account/mfa">Try again</a></p>"#;
-        return (
-            StatusCode::BAD_REQUEST,
-            layout("Two-factor authentication", Some(&user.user), body, "", ""),
+        return Err(PageError::bad_request(
+            "That code does not match. Scan the QR code again and use the newest code.",
         )
-            .into_response();
+        .titled("Not turned on")
+        .link("/account/mfa", "Try again")
+        .shown_to(&user));
     };
+    let failed = |what: &str| PageError::internal(what).shown_to(&user);
     let mut codes = Vec::with_capacity(10);
     for _ in 0..10 {
-        let Some(bytes) = random::<10>() else {
-            return internal("no randomness available");
-        };
+        let bytes = random::<10>().ok_or_else(|| failed(NO_RANDOMNESS))?;
         codes.push(mfa::recovery_code(&bytes));
     }
     let normalized: Vec<String> = codes
@@ -373,17 +392,18 @@ pub async fn enroll(
             .enable_totp(user.user.user_id(), &secret, step, &normalized)
     {
         warn!(%error, "could not store the TOTP secret");
-        return internal("two-factor authentication could not be turned on");
+        return Err(failed("two-factor authentication could not be turned on"));
     }
     lock(&portal.mfa.enrollments).remove(&user.user.user_id());
     audit(&portal, "mfa_enrolled", user.user.username(), client, None);
-    let list: String = codes
-        .iter()
-        .map(|c| format!("<li><code>{c}</code></li>"))
-        .collect();
-    let body = format!(
-        r#"<h1>Two-factor authentication is on</h1><p>Keep these recovery codes somewhere safe. Each works once, instead of a code, if you lose your authenticator. They are shown only now.</p>
-<ol id="recovery-codes">{list}</ol><p><a href="/targets" id="continue">Continue</a></p>"#
-    );
-    layout("Two-factor authentication", Some(&user.user), &body, "", "").into_response()
+    Ok(account(
+        &user,
+        html! {
+            h1 { "Two-factor authentication is on" }
+            p { "Keep these recovery codes somewhere safe. Each works once, instead of a code, if you lose your authenticator. They are shown only now." }
+            ol id="recovery-codes" { @for code in &codes { li { code { (code) } } } }
+            p { a href="/targets" id="continue" { "Continue" } }
+        },
+    )
+    .into_response())
 }

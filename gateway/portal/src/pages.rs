@@ -1,6 +1,5 @@
-//! The portal's HTML pages: login, logout, password change, target list and the terminal page.
-//!
-//! Pages are small server-rendered HTML; every dynamic value goes through [`escape`].
+//! The portal's pages for everyone: login, logout, password change, the target list and the connect
+//! pages (terminal and desktop), drawn with the templates of [`crate::html`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -8,64 +7,20 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{ConnectInfo, Path, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
-use axum::response::{Html, IntoResponse, Redirect, Response};
-use sallyport_core::policy::{Authenticated, Protocol, Role};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use sallyport_core::policy::{Authenticated, Protocol};
 use sallyport_core::throttle::LockEvent;
-use sallyport_state::{
-    AuditEvent, BUSY_RETRY_AFTER_SECONDS, LoginOutcome, StateError, TargetRecord,
-};
+use sallyport_state::{AuditEvent, LoginOutcome, TargetRecord};
 use serde::Deserialize;
 use tracing::{debug, warn};
 
 use crate::Portal;
 use crate::access::{AccessError, decide, visible_targets};
 use crate::auth::{CurrentUser, expired_cookie, session_cookie, session_token};
-
-/// Escapes text for HTML element content and attribute values.
-pub fn escape(text: &str) -> String {
-    let mut out = String::with_capacity(text.len());
-    for c in text.chars() {
-        match c {
-            '&' => out.push_str("&amp;"),
-            '<' => out.push_str("&lt;"),
-            '>' => out.push_str("&gt;"),
-            '"' => out.push_str("&quot;"),
-            '\'' => out.push_str("&#39;"),
-            c => out.push(c),
-        }
-    }
-    out
-}
-
-pub fn layout(
-    title: &str,
-    user: Option<&Authenticated>,
-    body: &str,
-    body_attrs: &str,
-    head: &str,
-) -> Html<String> {
-    let who = match user {
-        Some(user) => format!(
-            r#"{nav}<a href="/account/mfa" style="color:inherit">Security</a><span class="who">{} ({})</span><form method="post" action="/logout"><button type="submit" id="logout">Log out</button></form>"#,
-            escape(user.username()),
-            user.role().as_str(),
-            nav = match user.role() {
-                Role::Admin => r#"<a href="/admin" style="color:inherit">Admin</a>"#,
-                Role::Auditor => r#"<a href="/admin/audit" style="color:inherit">Audit log</a>"#,
-                Role::User => "",
-            }
-        ),
-        None => String::new(),
-    };
-    Html(format!(
-        r#"<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{title} · Sallyport</title><link rel="stylesheet" href="/assets/style.css">{head}</head>
-<body{body_attrs}><header><span class="brand">Sallyport</span><a href="/targets" style="color:inherit">Targets</a>{who}</header>
-<main>{body}</main></body></html>"#,
-        title = escape(title)
-    ))
-}
+use crate::html::components::{error, field, table};
+use crate::html::{Asset, Layout, PageError, ShownTo, page};
+use crate::refusal::{LOGIN_UNCHECKED, Refusal};
 
 /// Adds the security headers every response carries.
 pub async fn security_headers(mut response: Response) -> Response {
@@ -107,27 +62,28 @@ fn capitalized_sentence(words: &str) -> String {
     })
 }
 
-fn login_page(error: Option<&str>) -> Html<String> {
-    let error = error
-        .map(|e| format!(r#"<p class="error" id="error">{}</p>"#, escape(e)))
-        .unwrap_or_default();
-    layout(
+fn login_page(problem: Option<&str>) -> Markup {
+    page(
         "Log in",
         None,
-        &format!(
-            r#"<h1>Log in</h1>{error}
-<form class="card" method="post" action="/login">
-<label>Username <input name="username" id="username" autocomplete="username" required autofocus></label>
-<label>Password <input name="password" id="password" type="password" autocomplete="current-password" required></label>
-<button type="submit" id="login">Log in</button></form>"#
-        ),
-        "",
-        "",
+        html! {
+            h1 { "Log in" }
+            @if let Some(problem) = problem { (error(problem)) }
+            form.card method="post" action="/login" {
+                (field("Username", html! {
+                    input name="username" id="username" autocomplete="username" required autofocus;
+                }))
+                (field("Password", html! {
+                    input name="password" id="password" type="password" autocomplete="current-password" required;
+                }))
+                button type="submit" id="login" { "Log in" }
+            }
+        },
     )
 }
 
 /// `GET /login`.
-pub async fn login_form() -> Html<String> {
+pub async fn login_form() -> Markup {
     login_page(None)
 }
 
@@ -164,14 +120,13 @@ pub async fn login(
             format!("{} minutes", seconds.div_ceil(60))
         };
         debug!(client_addr = %client, retry_after = seconds, "login refused: too many failures");
-        return (
-            StatusCode::TOO_MANY_REQUESTS,
-            [(header::RETRY_AFTER, seconds.to_string())],
-            login_page(Some(&format!(
-                "Too many failed logins. Try again in {when}."
-            ))),
-        )
-            .into_response();
+        let refusal = Refusal {
+            retry_after: Some(seconds),
+            ..Refusal::new(StatusCode::TOO_MANY_REQUESTS, "throttled", "")
+        };
+        return refusal.respond(login_page(Some(&format!(
+            "Too many failed logins. Try again in {when}."
+        ))));
     }
     let state = portal.broker.state().clone();
     let username = form.username.clone();
@@ -216,27 +171,14 @@ pub async fn login(
             )
                 .into_response()
         }
-        Ok(Err(StateError::Busy(words))) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, BUSY_RETRY_AFTER_SECONDS.to_string())],
-            login_page(Some(&capitalized_sentence(&words))),
-        )
-            .into_response(),
         Ok(Err(error)) => {
-            warn!(%error, "login check failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                login_page(Some("The login could not be checked; try again.")),
-            )
-                .into_response()
+            let refusal = Refusal::state(error, LOGIN_UNCHECKED);
+            refusal.respond(login_page(Some(&capitalized_sentence(&refusal.message))))
         }
         Err(error) => {
             warn!(%error, "login task failed");
-            (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                login_page(Some("The login could not be checked; try again.")),
-            )
-                .into_response()
+            let refusal = Refusal::internal(LOGIN_UNCHECKED);
+            refusal.respond(login_page(Some(&capitalized_sentence(&refusal.message))))
         }
     }
 }
@@ -262,28 +204,29 @@ pub async fn logout(
         .into_response()
 }
 
-fn password_page(user: &Authenticated, error: Option<&str>) -> Html<String> {
-    let error = error
-        .map(|e| format!(r#"<p class="error" id="error">{}</p>"#, escape(e)))
-        .unwrap_or_default();
-    layout(
+fn password_page(user: &Authenticated, problem: Option<&str>) -> Markup {
+    page(
         "Choose a password",
         Some(user),
-        &format!(
-            r#"<h1>Choose a new password</h1>
-<p>Passwords shown once (like the first admin password) must be replaced before you continue.</p>{error}
-<form class="card" method="post" action="/password">
-<label>New password (at least 12 characters) <input name="new_password" id="new_password" type="password" autocomplete="new-password" minlength="12" required autofocus></label>
-<label>Repeat it <input name="repeat" id="repeat" type="password" autocomplete="new-password" minlength="12" required></label>
-<button type="submit" id="save-password">Save</button></form>"#
-        ),
-        "",
-        "",
+        html! {
+            h1 { "Choose a new password" }
+            p { "Passwords shown once (like the first admin password) must be replaced before you continue." }
+            @if let Some(problem) = problem { (error(problem)) }
+            form.card method="post" action="/password" {
+                (field("New password (at least 12 characters)", html! {
+                    input name="new_password" id="new_password" type="password" autocomplete="new-password" minlength="12" required autofocus;
+                }))
+                (field("Repeat it", html! {
+                    input name="repeat" id="repeat" type="password" autocomplete="new-password" minlength="12" required;
+                }))
+                button type="submit" id="save-password" { "Save" }
+            }
+        },
     )
 }
 
 /// `GET /password`.
-pub async fn password_form(user: CurrentUser) -> Html<String> {
+pub async fn password_form(user: CurrentUser) -> Markup {
     password_page(&user.user, None)
 }
 
@@ -323,7 +266,8 @@ pub async fn change_password(
             // gets a fresh login session.
             portal.revoke_user(user.user.user_id(), "your password was changed");
             let Ok(token) = portal.logins.create(user.user.clone()) else {
-                return (StatusCode::INTERNAL_SERVER_ERROR, "no randomness available")
+                return PageError::internal(NO_RANDOMNESS)
+                    .shown_to(&user)
                     .into_response();
             };
             portal.broker.audit(AuditEvent {
@@ -338,54 +282,57 @@ pub async fn change_password(
             )
                 .into_response()
         }
-        Ok(Err(StateError::Busy(words))) => (
-            StatusCode::SERVICE_UNAVAILABLE,
-            [(header::RETRY_AFTER, BUSY_RETRY_AFTER_SECONDS.to_string())],
-            password_page(&user.user, Some(&capitalized_sentence(&words))),
-        )
-            .into_response(),
-        _ => (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            password_page(&user.user, Some("The password could not be saved.")),
-        )
-            .into_response(),
+        Ok(Err(error)) => {
+            let refusal = Refusal::state(error, "the password could not be saved");
+            refusal.respond(password_page(
+                &user.user,
+                Some(&capitalized_sentence(&refusal.message)),
+            ))
+        }
+        Err(error) => {
+            warn!(%error, "password change task failed");
+            let refusal = Refusal::internal("the password could not be saved");
+            refusal.respond(password_page(
+                &user.user,
+                Some(&capitalized_sentence(&refusal.message)),
+            ))
+        }
     }
 }
 
 /// `GET /targets`.
-pub async fn targets(State(portal): State<Arc<Portal>>, user: CurrentUser) -> Response {
-    let targets = match visible_targets(&portal, &user.user) {
-        Ok(targets) => targets,
-        Err(error) => {
-            warn!(%error, "could not list targets");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the target list is unavailable",
-            )
-                .into_response();
-        }
-    };
-    let rows: String = targets
+pub async fn targets(
+    State(portal): State<Arc<Portal>>,
+    user: CurrentUser,
+) -> Result<Markup, PageError> {
+    let targets = visible_targets(&portal, &user.user).shown_to(&user)?;
+    let rows: Vec<Markup> = targets
         .iter()
         .map(|t| {
-            format!(
-                r#"<tr data-target="{name}"><td>{name}</td><td>{host}:{port}</td><td>{protocol}</td><td><a class="connect" href="/connect/{id}">Connect</a></td></tr>"#,
-                name = escape(&t.name),
-                host = escape(&t.host),
-                port = t.port,
-                protocol = t.protocol.as_str(),
-                id = t.id
-            )
+            html! {
+                tr data-target=(t.name) {
+                    td { (t.name) }
+                    td { (t.host) ":" (t.port) }
+                    td { (t.protocol.as_str()) }
+                    td { a.connect href={ "/connect/" (t.id) } { "Connect" } }
+                }
+            }
         })
         .collect();
-    let body = if targets.is_empty() {
-        "<h1>Targets</h1><p>No targets are registered yet.</p><p><a href=\"/connect-ip\" id=\"connect-ip\">Connect by IP address</a></p>".to_owned()
-    } else {
-        format!(
-            r#"<h1>Targets</h1><p><a href="/connect-ip" id="connect-ip">Connect by IP address</a></p><table id="targets"><thead><tr><th>Name</th><th>Address</th><th>Protocol</th><th></th></tr></thead><tbody>{rows}</tbody></table>"#
-        )
-    };
-    layout("Targets", Some(&user.user), &body, "", "").into_response()
+    Ok(page(
+        "Targets",
+        Some(&user.user),
+        html! {
+            h1 { "Targets" }
+            p { a href="/connect-ip" id="connect-ip" { "Connect by IP address" } }
+            (table(
+                "targets",
+                &["Name", "Address", "Protocol", ""],
+                &rows,
+                "No target is open to you yet: an administrator grants targets with a policy.",
+            ))
+        },
+    ))
 }
 
 /// `GET /connect/{target_id}`: the connect form and the terminal.
@@ -393,96 +340,140 @@ pub async fn connect_page(
     State(portal): State<Arc<Portal>>,
     Path(target_id): Path<i64>,
     user: CurrentUser,
-) -> Response {
-    let target = match portal.broker.state().target(target_id) {
-        Ok(Some(target)) => target,
-        _ => return not_found().await.into_response(),
+) -> Result<Markup, PageError> {
+    let no_target = || {
+        PageError::not_found("there is no such target")
+            .link("/targets", "Back to your targets")
+            .shown_to(&user)
     };
+    let target = portal
+        .broker
+        .state()
+        .target(target_id)
+        .shown_to(&user)?
+        .ok_or_else(no_target)?;
     // The page is shown only to users the policy lets through; the WebSocket checks again.
     match decide(&portal, &user.user, &target) {
         Ok(_) => {}
         Err(AccessError::Denied(denied)) => {
-            let body = format!(
-                r#"<h1>Not allowed</h1><p id="error" class="error">{}</p>"#,
-                escape(&denied.to_string())
-            );
-            return (
-                StatusCode::FORBIDDEN,
-                layout("Not allowed", Some(&user.user), &body, "", ""),
-            )
-                .into_response();
+            return Err(PageError::forbidden(denied.to_string()).shown_to(&user));
         }
-        Err(AccessError::State(error)) => {
-            warn!(%error, "could not decide access");
-            return (
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "the access decision is unavailable",
-            )
-                .into_response();
+        Err(AccessError::State(error)) => return Err(PageError::from(error).shown_to(&user)),
+    }
+    Ok(match target.protocol {
+        Protocol::Rdp => desktop_page(&user, &target),
+        Protocol::Ssh => terminal_page(&user, &target),
+    })
+}
+
+/// The heading of a connect page: the target, its address and, for desktops, the protocol.
+fn target_heading(target: &TargetRecord, protocol: Option<&str>) -> Markup {
+    html! {
+        h1 {
+            (target.name) " "
+            small { (target.host) ":" (target.port) @if let Some(p) = protocol { " (" (p) ")" } }
         }
     }
-    if target.protocol == Protocol::Rdp {
-        return desktop_page(&user, &target);
+}
+
+/// The terminal page of an SSH target: the connect form, then the terminal.
+fn terminal_page(user: &CurrentUser, target: &TargetRecord) -> Markup {
+    let username_label = format!("Username on {}", target.name);
+    let body = html! {
+        (target_heading(target, None))
+        form.card id="connect-form" autocomplete="off" {
+            (field(&username_label, html! {
+                input name="username" id="target-username" required autofocus autocapitalize="off";
+            }))
+            fieldset.auth-choice {
+                legend { "Sign in with" }
+                label { input type="radio" name="auth" value="password" checked; " Password" }
+                label { input type="radio" name="auth" value="key" id="auth-key"; " Private key" }
+            }
+            div id="password-fields" {
+                (field("Password", html! {
+                    input name="password" id="target-password" type="password" autocomplete="off";
+                }))
+            }
+            div id="key-fields" hidden {
+                (field("Private key (PEM)", html! {
+                    textarea name="private_key" id="target-key" rows="6" spellcheck="false" {}
+                }))
+                (field("Passphrase (if any)", html! {
+                    input name="passphrase" id="target-passphrase" type="password" autocomplete="off";
+                }))
+            }
+            p { "The credential is used for this connection only; Sallyport never stores it. The session is recorded." }
+            button type="submit" id="connect" { "Connect" }
+        }
+        div id="status" data-state="idle" role="status" {}
+        div id="terminal" hidden {}
+    };
+    let assets = [Asset::XTERM.as_slice(), &[Asset::Script("terminal.js")]].concat();
+    Layout {
+        title: &target.name,
+        viewer: Some(&user.user),
+        assets: &assets,
+        ws_path: Some(format!("/ws/terminal/{}", target.id)),
     }
-    let body = format!(
-        r#"<h1>{name} <small>{host}:{port}</small></h1>
-<form class="card" id="connect-form" autocomplete="off">
-<label>Username on {name} <input name="username" id="target-username" required autofocus autocapitalize="off"></label>
-<div class="auth-choice"><label><input type="radio" name="auth" value="password" checked> Password</label><label><input type="radio" name="auth" value="key" id="auth-key"> Private key</label></div>
-<div id="password-fields"><label>Password <input name="password" id="target-password" type="password" autocomplete="off"></label></div>
-<div id="key-fields" hidden><label>Private key (PEM) <textarea name="private_key" id="target-key" rows="6" spellcheck="false"></textarea></label>
-<label>Passphrase (if any) <input name="passphrase" id="target-passphrase" type="password" autocomplete="off"></label></div>
-<p>The credential is used for this connection only; Sallyport never stores it. The session is recorded.</p>
-<button type="submit" id="connect">Connect</button></form>
-<div id="status" data-state="idle"></div><div id="terminal" hidden></div>"#,
-        name = escape(&target.name),
-        host = escape(&target.host),
-        port = target.port
-    );
-    let head = r#"<link rel="stylesheet" href="/assets/xterm.css"><script src="/assets/xterm.js" defer></script><script src="/assets/addon-fit.js" defer></script><script src="/assets/terminal.js" defer></script>"#;
-    layout(
-        &target.name,
-        Some(&user.user),
-        &body,
-        &format!(r#" data-ws-path="/ws/terminal/{}""#, target.id),
-        head,
-    )
-    .into_response()
+    .render(body)
 }
 
 /// The desktop page of an RDP target: the connect form, then the canvas.
-fn desktop_page(user: &CurrentUser, target: &TargetRecord) -> Response {
-    let body = format!(
-        r#"<h1>{name} <small>{host}:{port} (RDP)</small></h1>
-<form class="card" id="connect-form" autocomplete="off">
-<label>Username on {name} <input name="username" id="target-username" required autofocus autocapitalize="off"></label>
-<label>Password <input name="password" id="target-password" type="password" autocomplete="off" required></label>
-<label>Domain (if any) <input name="domain" id="target-domain" autocapitalize="off"></label>
-<p>The password is used for this connection only; Sallyport never stores it. The session is recorded.</p>
-<button type="submit" id="connect">Connect</button></form>
-<div id="desktop-page" hidden><div id="desktop-toolbar"><button type="button" id="ctrl-alt-del">Ctrl+Alt+Del</button><button type="button" id="fullscreen">Full screen</button><button type="button" id="clipboard-toggle">Clipboard</button><div id="status" data-state="idle"></div></div>
-<div id="clipboard-panel" class="card" hidden><label>Clipboard text (copied on the remote desktop, or to paste there) <textarea id="clipboard-text" rows="4" autocomplete="off"></textarea></label><button type="button" id="clipboard-send">Send to the remote clipboard</button> <span id="clipboard-status" role="status"></span></div>
-<div id="desktop-area"><canvas id="desktop" tabindex="0" width="1" height="1"></canvas></div></div>"#,
-        name = escape(&target.name),
-        host = escape(&target.host),
-        port = target.port
-    );
-    // Deferred scripts run in order: the protocol codec first, then the page that uses it.
-    let head = r#"<script src="/assets/desktop-protocol.js" defer></script><script src="/assets/desktop.js" defer></script>"#;
-    layout(
-        &target.name,
-        Some(&user.user),
-        &body,
-        &format!(r#" data-ws-path="/ws/desktop/{}""#, target.id),
-        head,
-    )
-    .into_response()
+fn desktop_page(user: &CurrentUser, target: &TargetRecord) -> Markup {
+    let username_label = format!("Username on {}", target.name);
+    let body = html! {
+        (target_heading(target, Some("RDP")))
+        form.card id="connect-form" autocomplete="off" {
+            (field(&username_label, html! {
+                input name="username" id="target-username" required autofocus autocapitalize="off";
+            }))
+            (field("Password", html! {
+                input name="password" id="target-password" type="password" autocomplete="off" required;
+            }))
+            (field("Domain (if any)", html! {
+                input name="domain" id="target-domain" autocapitalize="off";
+            }))
+            p { "The password is used for this connection only; Sallyport never stores it. The session is recorded." }
+            button type="submit" id="connect" { "Connect" }
+        }
+        div id="desktop-page" hidden {
+            div id="desktop-toolbar" {
+                button type="button" id="ctrl-alt-del" { "Ctrl+Alt+Del" }
+                button type="button" id="fullscreen" { "Full screen" }
+                button type="button" id="clipboard-toggle" aria-controls="clipboard-panel" { "Clipboard" }
+                div id="status" data-state="idle" role="status" {}
+            }
+            div.card id="clipboard-panel" hidden {
+                (field("Clipboard text (copied on the remote desktop, or to paste there)", html! {
+                    textarea id="clipboard-text" rows="4" autocomplete="off" {}
+                }))
+                button type="button" id="clipboard-send" { "Send to the remote clipboard" }
+                " "
+                span id="clipboard-status" role="status" {}
+            }
+            div id="desktop-area" {
+                canvas id="desktop" tabindex="0" width="1" height="1" aria-label="Remote desktop" {}
+            }
+        }
+    };
+    Layout {
+        title: &target.name,
+        viewer: Some(&user.user),
+        // The protocol codec first, then the page that uses it.
+        assets: &[
+            Asset::Script("desktop-protocol.js"),
+            Asset::Script("desktop.js"),
+        ],
+        ws_path: Some(format!("/ws/desktop/{}", target.id)),
+    }
+    .render(body)
 }
 
+/// What the pages say when no randomness is to be had for a token.
+pub(crate) const NO_RANDOMNESS: &str = "no randomness available for a session token; try again";
+
 /// Anything else.
-pub async fn not_found() -> (StatusCode, Html<String>) {
-    (
-        StatusCode::NOT_FOUND,
-        layout("Not found", None, "<h1>Not found</h1>", "", ""),
-    )
+pub async fn not_found() -> PageError {
+    PageError::not_found("there is no page at this address").link("/", "Go to the start page")
 }

@@ -5,64 +5,79 @@ use std::sync::Arc;
 
 use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
 use tokio::sync::broadcast::error::RecvError;
 
 use crate::Portal;
 use crate::access::AdminUser;
-use crate::admin::{AdminChange, page, post_button};
-use crate::pages::{escape, layout};
+use crate::admin::AdminChange;
+use crate::html::components::{post_button, table};
+use crate::html::{Asset, Layout, PageError, admin_page};
 
 /// `GET /admin/sessions`.
-pub async fn sessions(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUser) -> Response {
+pub async fn sessions(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUser) -> Markup {
     let now = sallyport_relay::now_ms();
-    let rows: String = portal
+    let rows: Vec<Markup> = portal
         .broker
         .live()
         .list()
         .iter()
         .map(|s| {
-            format!(
-                r#"<tr data-session="{id}" data-user="{user}"><td>{user}</td><td>{target}</td><td>{client}</td><td>{secs} s</td><td>{up}</td><td>{down}</td><td><a class="watch" href="/admin/sessions/{id}/watch">Watch</a> {terminate}</td></tr>"#,
-                id = escape(&s.session_id),
-                terminate = post_button(
-                    &format!("/admin/sessions/{}/terminate", escape(&s.session_id)),
-                    r#" class="terminate""#,
-                    "Terminate"
-                ),
-                user = escape(&s.username),
-                target = escape(&s.target),
-                client = s.client_addr,
-                secs = now.saturating_sub(s.started_at_ms) / 1000,
-                up = s.bytes_up,
-                down = s.bytes_down
-            )
+            let terminate = format!("/admin/sessions/{}/terminate", s.session_id);
+            html! {
+                tr data-session=(s.session_id) data-user=(s.username) {
+                    td { (s.username) }
+                    td { (s.target) }
+                    td { (s.client_addr) }
+                    td { (now.saturating_sub(s.started_at_ms) / 1000) " s" }
+                    td { (s.bytes_up) }
+                    td { (s.bytes_down) }
+                    td {
+                        a.watch href={ "/admin/sessions/" (s.session_id) "/watch" } { "Watch" }
+                        " "
+                        (post_button(&terminate, "Terminate").class("terminate"))
+                    }
+                }
+            }
         })
         .collect();
-    let body = format!(
-        r#"<table id="sessions"><thead><tr><th>User</th><th>Target</th><th>From</th><th>For</th><th>Bytes up</th><th>Bytes down</th><th></th></tr></thead><tbody>{rows}</tbody></table>
-<p><a href="/admin/sessions">Refresh</a></p>"#
-    );
-    page("Live sessions", &admin, &body)
+    admin_page(
+        "Live sessions",
+        &admin,
+        &[],
+        html! {
+            (table(
+                "sessions",
+                &["User", "Target", "From", "For", "Bytes up", "Bytes down", ""],
+                &rows,
+                "No session is live.",
+            ))
+            p { a href="/admin/sessions" { "Refresh" } }
+        },
+    )
 }
 
 /// `POST /admin/sessions/{id}/terminate`.
-pub async fn terminate(Path(session_id): Path<String>, change: AdminChange) -> Response {
+pub async fn terminate(
+    Path(session_id): Path<String>,
+    change: AdminChange,
+) -> Result<Redirect, PageError> {
     let reason = format!(
         "terminated by administrator {}",
         change.admin.user.username()
     );
     if !change.portal.broker.live().terminate(&session_id, &reason) {
-        return not_live();
+        return Err(not_live().shown_to(&change.admin));
     }
     change.audit("terminate", None, format!("session {session_id}"));
-    Redirect::to("/admin/sessions").into_response()
+    Ok(Redirect::to("/admin/sessions"))
 }
 
 /// The answer for a session id that is not (or no longer) live.
-fn not_live() -> Response {
-    (StatusCode::NOT_FOUND, "that session is not live").into_response()
+fn not_live() -> PageError {
+    PageError::not_found("that session is not live")
+        .link("/admin/sessions", "Back to live sessions")
 }
 
 /// `GET /admin/sessions/{id}/watch`: a read-only terminal.
@@ -70,24 +85,23 @@ pub async fn watch_page(
     State(portal): State<Arc<Portal>>,
     Path(session_id): Path<String>,
     AdminUser(admin): AdminUser,
-) -> Response {
+) -> Result<Markup, PageError> {
     let Some((info, _)) = portal.broker.live().watch(&session_id) else {
-        return not_live();
+        return Err(not_live().shown_to(&admin));
     };
-    let body = format!(
-        r#"<h1>Watching {user} on {target}</h1><p>Read-only. Output from now on.</p><div id="status" data-state="idle"></div><div id="terminal"></div>"#,
-        user = escape(&info.username),
-        target = escape(&info.target)
-    );
-    let head = r#"<link rel="stylesheet" href="/assets/xterm.css"><script src="/assets/xterm.js" defer></script><script src="/assets/addon-fit.js" defer></script><script src="/assets/watch.js" defer></script>"#;
-    layout(
-        "Watch",
-        Some(&admin.user),
-        &body,
-        &format!(r#" data-ws-path="/ws/watch/{}""#, escape(&session_id)),
-        head,
-    )
-    .into_response()
+    let assets = [Asset::XTERM.as_slice(), &[Asset::Script("watch.js")]].concat();
+    Ok(Layout {
+        title: "Watch",
+        viewer: Some(&admin.user),
+        assets: &assets,
+        ws_path: Some(format!("/ws/watch/{session_id}")),
+    }
+    .render(html! {
+        h1 { "Watching " (info.username) " on " (info.target) }
+        p { "Read-only. Output from now on." }
+        div id="status" data-state="idle" role="status" {}
+        div id="terminal" {}
+    }))
 }
 
 /// `GET /ws/watch/{id}`: the watched session's output, read-only.
@@ -97,7 +111,7 @@ pub async fn watch_socket(
     upgrade: WebSocketUpgrade,
 ) -> Response {
     let Some((info, output)) = change.portal.broker.live().watch(&session_id) else {
-        return not_live();
+        return not_live().into_response();
     };
     change.audit(
         "watch",

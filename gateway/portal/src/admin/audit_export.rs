@@ -5,15 +5,15 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Query, State};
-use axum::http::{StatusCode, header};
-use axum::response::IntoResponse;
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
 use sallyport_state::{AuditEvent, AuditRecord};
 use serde::{Deserialize, Serialize};
 
 use super::audit_log::{AuditQuery, filter_or_refuse, iso_time};
-use super::{Answer, OrErrorPage, error_page};
 use crate::Portal;
 use crate::access::ReviewerUser;
+use crate::html::{PageError, ShownTo};
 
 /// The most events one export holds: the export is built in memory, so it is bounded.
 pub(super) const EXPORT_LIMIT: u32 = 100_000;
@@ -141,26 +141,19 @@ pub(super) async fn download(
     ReviewerUser(viewer): ReviewerUser,
     ConnectInfo(client): ConnectInfo<SocketAddr>,
     Query(query): Query<ExportQuery>,
-) -> Answer {
+) -> Result<Response, PageError> {
     let AuditQuery { before, after, .. } = &query.filter;
     if !before.is_empty() || !after.is_empty() {
-        return Err(error_page(
-            &viewer,
-            StatusCode::BAD_REQUEST,
+        return Err(PageError::bad_request(
             "an export holds the whole filter, not a page: leave out “before” and “after”",
         )
-        .into());
+        .shown_to(&viewer));
     }
     let filter = filter_or_refuse(&viewer, &query.filter, EXPORT_LIMIT)?;
     let state = portal.broker.state();
-    let records = state.audit_query(&filter).or_error_page(&viewer)?;
-    let body = export(&records, query.format).map_err(|error| {
-        error_page(
-            &viewer,
-            StatusCode::INTERNAL_SERVER_ERROR,
-            &error.to_string(),
-        )
-    })?;
+    let records = state.audit_query(&filter).shown_to(&viewer)?;
+    let body = export(&records, query.format)
+        .map_err(|error| PageError::internal(error.to_string()).shown_to(&viewer))?;
     let described = AuditQuery::normalized(&filter).query_string();
     portal.broker.audit(AuditEvent {
         kind: "audit_exported".to_owned(),

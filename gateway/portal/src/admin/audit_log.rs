@@ -8,19 +8,18 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::StatusCode;
-use axum::response::IntoResponse;
+use maud::{Markup, html};
 use sallyport_core::policy::Role;
 use sallyport_state::{AuditFilter, AuditRecord};
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 use time::macros::format_description;
 
-use super::{Answer, OrErrorPage, Refused, error_page, table};
 use crate::Portal;
 use crate::access::ReviewerUser;
 use crate::auth::CurrentUser;
-use crate::pages::{escape, layout};
+use crate::html::components::table;
+use crate::html::{Asset, Layout, PageError, ShownTo, admin_page};
 
 /// Events on one page of the audit log.
 const PAGE_SIZE: u32 = 100;
@@ -161,39 +160,39 @@ pub(super) async fn page(
     State(portal): State<Arc<Portal>>,
     ReviewerUser(viewer): ReviewerUser,
     Query(query): Query<AuditQuery>,
-) -> Answer {
+) -> Result<Markup, PageError> {
     let filter = filter_or_refuse(&viewer, &query, PAGE_SIZE + 1)?;
     let mut records = portal
         .broker
         .state()
         .audit_query(&filter)
-        .or_error_page(&viewer)?;
+        .shown_to(&viewer)?;
     let page = Page::cut(&filter, &mut records);
     let filter_only = AuditQuery::normalized(&filter);
-    let body = [
-        filter_form(&filter_only),
-        table(
+    let rows: Vec<Markup> = records.iter().map(row).collect();
+    let body = html! {
+        (filter_form(&filter_only))
+        (table(
             "audit",
             &["When", "Kind", "Who", "From", "Target", "Session", "Detail"],
-            &records.iter().map(row).collect::<String>(),
-        ),
-        paging(&filter_only, &page),
-        export_links(&filter_only),
-    ]
-    .concat();
-    let head = r#"<script src="/assets/local-time.js" defer></script>"#;
+            &rows,
+            "No event matches this filter.",
+        ))
+        (paging(&filter_only, &page))
+        (export_links(&filter_only))
+    };
+    let assets = [Asset::Script("local-time.js")];
     Ok(if viewer.user.role() == Role::Admin {
-        super::page_with_head("Audit log", &viewer, &body, head)
+        admin_page("Audit log", &viewer, &assets, body)
     } else {
         // Auditors see the log without the admin navigation.
-        layout(
-            "Audit log",
-            Some(&viewer.user),
-            &["<h1>Audit log</h1>", &body].concat(),
-            "",
-            head,
-        )
-        .into_response()
+        Layout {
+            title: "Audit log",
+            viewer: Some(&viewer.user),
+            assets: &assets,
+            ws_path: None,
+        }
+        .render(html! { h1 { "Audit log" } (body) })
     })
 }
 
@@ -202,10 +201,10 @@ pub(super) fn filter_or_refuse(
     viewer: &CurrentUser,
     query: &AuditQuery,
     limit: u32,
-) -> Result<AuditFilter, Refused> {
+) -> Result<AuditFilter, PageError> {
     query
         .filter(limit)
-        .map_err(|BadFilter(why)| error_page(viewer, StatusCode::BAD_REQUEST, &why).into())
+        .map_err(|BadFilter(why)| PageError::bad_request(why).shown_to(viewer))
 }
 
 /// Where a page of events is among its neighbours: the event ids the links to them start from.
@@ -240,60 +239,60 @@ impl Page {
     }
 }
 
-fn row(record: &AuditRecord) -> String {
-    let cell = |v: &Option<String>| escape(v.as_deref().unwrap_or(""));
-    format!(
-        r#"<tr class="audit" data-kind="{kind}"><td>{at}</td><td>{kind}</td><td>{actor}</td><td>{client}</td><td>{target}</td><td>{session}</td><td>{detail}</td></tr>"#,
-        at = time_element(record.at_ms),
-        kind = escape(&record.event.kind),
-        actor = cell(&record.event.actor),
-        client = cell(&record.event.client_addr),
-        target = cell(&record.event.target),
-        session = cell(&record.event.session_id),
-        detail = cell(&record.event.detail)
-    )
+fn row(record: &AuditRecord) -> Markup {
+    let cell = |v: &Option<String>| v.clone().unwrap_or_default();
+    let event = &record.event;
+    html! {
+        tr.audit data-kind=(event.kind) {
+            td { (time_element(record.at_ms)) }
+            td { (event.kind) }
+            td { (cell(&event.actor)) }
+            td { (cell(&event.client_addr)) }
+            td { (cell(&event.target)) }
+            td { (cell(&event.session_id)) }
+            td { (cell(&event.detail)) }
+        }
+    }
 }
 
 /// A time the script shows in the viewer's zone (the exact time on hover); UTC without it.
-fn time_element(at_ms: u64) -> String {
-    format!(
-        r#"<time datetime="{iso}" title="{iso}">{text}</time>"#,
-        iso = iso_time(at_ms),
-        text = utc_text(at_ms)
-    )
+fn time_element(at_ms: u64) -> Markup {
+    let iso = iso_time(at_ms);
+    html! { time datetime=(iso) title=(iso) { (utc_text(at_ms)) } }
 }
 
-fn filter_form(query: &AuditQuery) -> String {
-    format!(
-        r#"<form method="get" action="/admin/audit" class="filters" id="audit-filter">
-<input name="user" placeholder="user" aria-label="user" value="{user}"> <input name="target" placeholder="target" aria-label="target" value="{target}"> <input name="kind" placeholder="kind" aria-label="kind" value="{kind}">
-{from} {to} <span class="time-zone" data-time-zone>(UTC)</span> <button type="submit">Filter</button></form>
-"#,
-        user = escape(&query.user),
-        target = escape(&query.target),
-        kind = escape(&query.kind),
-        from = time_picker("from", "From", &query.from),
-        to = time_picker("to", "To", &query.to),
-    )
+fn filter_form(query: &AuditQuery) -> Markup {
+    html! {
+        form.filters method="get" action="/admin/audit" id="audit-filter" {
+            @for (name, value) in [("user", &query.user), ("target", &query.target), ("kind", &query.kind)] {
+                input name=(name) placeholder=(name) aria-label=(name) value=(value);
+                " "
+            }
+            (time_picker("from", "From", &query.from))
+            " "
+            (time_picker("to", "To", &query.to))
+            " "
+            span.time-zone data-time-zone { "(UTC)" }
+            " "
+            button type="submit" { "Filter" }
+        }
+    }
 }
 
 /// A date picker for a bound in Unix ms, shown in UTC; the script turns it to the viewer's zone.
-fn time_picker(name: &str, label: &str, ms: &str) -> String {
+fn time_picker(name: &str, label: &str, ms: &str) -> Markup {
     let (value, ms) = match ms.parse::<u64>() {
         Ok(at) => (picker_time(at), at.to_string()),
         Err(_) => (String::new(), String::new()),
     };
-    format!(
-        r#"<label>{label} <input type="datetime-local" step="any" name="{name}" value="{value}" data-unix-ms="{ms}"></label>"#
-    )
+    html! {
+        label { (label) " " input type="datetime-local" step="any" name=(name) value=(value) data-unix-ms=(ms); }
+    }
 }
 
-fn paging(query: &AuditQuery, page: &Page) -> String {
+fn paging(query: &AuditQuery, page: &Page) -> Markup {
     let link = |rel: &str, id: &str, text: &str, page: AuditQuery| {
-        format!(
-            r#"<a rel="{rel}" id="{id}" href="/admin/audit?{href}">{text}</a>"#,
-            href = escape(&page.query_string())
-        )
+        html! { a rel=(rel) id=(id) href={ "/admin/audit?" (page.query_string()) } { (text) } }
     };
     let newer = page.newer_after.map(|after| {
         link(
@@ -317,25 +316,29 @@ fn paging(query: &AuditQuery, page: &Page) -> String {
             },
         )
     });
-    let links: Vec<String> = [newer, older].into_iter().flatten().collect();
-    if links.is_empty() {
-        return String::new();
+    html! {
+        @if newer.is_some() || older.is_some() {
+            nav.paging aria-label="Pages of the audit log" {
+                @if let Some(newer) = &newer { (newer) }
+                @if newer.is_some() && older.is_some() { " · " }
+                @if let Some(older) = older { (older) }
+            }
+        }
     }
-    format!(r#"<nav class="paging">{}</nav>"#, links.join(" · "))
 }
 
-fn export_links(query: &AuditQuery) -> String {
-    let href = |format: &str| {
-        let filter = query.query_string();
-        let and = if filter.is_empty() { "" } else { "&" };
-        escape(&format!("/admin/audit/export?format={format}{and}{filter}"))
-    };
-    format!(
-        r#"<p class="export">Export this filter (newest first, at most {limit} events): <a id="export-csv" href="{csv}" download>CSV</a> · <a id="export-jsonl" href="{jsonl}" download>JSON lines</a></p>"#,
-        limit = super::audit_export::EXPORT_LIMIT,
-        csv = href("csv"),
-        jsonl = href("jsonl"),
-    )
+fn export_links(query: &AuditQuery) -> Markup {
+    let filter = query.query_string();
+    let and = if filter.is_empty() { "" } else { "&" };
+    let href = |format: &str| format!("/admin/audit/export?format={format}{and}{filter}");
+    html! {
+        p.export {
+            "Export this filter (newest first, at most " (super::audit_export::EXPORT_LIMIT) " events): "
+            a id="export-csv" href=(href("csv")) download { "CSV" }
+            " · "
+            a id="export-jsonl" href=(href("jsonl")) download { "JSON lines" }
+        }
+    }
 }
 
 #[cfg(test)]

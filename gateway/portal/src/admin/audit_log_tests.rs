@@ -43,7 +43,7 @@ fn times_are_shown_in_utc_with_the_exact_time_for_the_script() {
     assert_eq!(iso_time(1_796_173_323_456), "2026-12-02T01:02:03.456Z");
     assert_eq!(picker_time(1_796_173_323_456), "2026-12-02T01:02:03.456");
     assert_eq!(
-        time_element(1_796_173_323_456),
+        time_element(1_796_173_323_456).into_string(),
         r#"<time datetime="2026-12-02T01:02:03.456Z" title="2026-12-02T01:02:03.456Z">2026-12-02 01:02:03 UTC</time>"#
     );
     assert_eq!(
@@ -64,7 +64,7 @@ fn the_form_and_the_links_keep_the_filter_and_escape_it() {
     let filter = query.filter(10).unwrap();
     let normalized = AuditQuery::normalized(&filter);
     assert_eq!(normalized.from, "1796173320000");
-    let form = filter_form(&normalized);
+    let form = filter_form(&normalized).into_string();
     assert!(form.contains(r#"value="&lt;dave&gt;""#), "{form}");
     assert!(!form.contains("<dave>"), "{form}");
     assert!(
@@ -82,18 +82,21 @@ fn the_form_and_the_links_keep_the_filter_and_escape_it() {
             newer_after: Some(7),
             older_before: Some(3),
         },
-    );
+    )
+    .into_string();
     assert_eq!(
         links,
-        r#"<nav class="paging"><a rel="prev" id="audit-newer" href="/admin/audit?user=%3Cdave%3E&amp;kind=login&amp;from=1796173320000&amp;after=7">← Newer</a> · <a rel="next" id="audit-older" href="/admin/audit?user=%3Cdave%3E&amp;kind=login&amp;from=1796173320000&amp;before=3">Older →</a></nav>"#
+        r#"<nav class="paging" aria-label="Pages of the audit log"><a rel="prev" id="audit-newer" href="/admin/audit?user=%3Cdave%3E&amp;kind=login&amp;from=1796173320000&amp;after=7">← Newer</a> · <a rel="next" id="audit-older" href="/admin/audit?user=%3Cdave%3E&amp;kind=login&amp;from=1796173320000&amp;before=3">Older →</a></nav>"#
     );
-    let export = export_links(&normalized);
+    let export = export_links(&normalized).into_string();
     assert!(
         export.contains(r#"href="/admin/audit/export?format=csv&amp;user=%3Cdave%3E&amp;kind=login&amp;from=1796173320000""#),
         "{export}"
     );
     assert!(
-        export_links(&AuditQuery::default()).contains(r#"href="/admin/audit/export?format=jsonl""#)
+        export_links(&AuditQuery::default())
+            .into_string()
+            .contains(r#"href="/admin/audit/export?format=jsonl""#)
     );
 }
 

@@ -3,37 +3,48 @@
 use std::sync::Arc;
 
 use axum::extract::{Path, State};
+use maud::{Markup, html};
 
-use super::{AdminChange, Answer, OrErrorPage, page, post_button, table};
+use super::{AdminChange, Answer};
 use crate::Portal;
 use crate::access::AdminUser;
-use crate::pages::escape;
+use crate::html::components::{post_button, table};
+use crate::html::{PageError, ShownTo, admin_page};
 
 /// `GET /admin/hostkeys`.
-pub(super) async fn list(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUser) -> Answer {
-    let keys = portal.broker.state().pinned_keys().or_error_page(&admin)?;
-    let rows: String = keys
+pub(super) async fn list(
+    State(portal): State<Arc<Portal>>,
+    AdminUser(admin): AdminUser,
+) -> Result<Markup, PageError> {
+    let keys = portal.broker.state().pinned_keys().shown_to(&admin)?;
+    let rows: Vec<Markup> = keys
         .iter()
         .map(|k| {
-            format!(
-                r#"<tr data-target="{name}"><td>{name}</td><td><code>{fp}</code></td><td>{seen}</td><td>{forget}</td></tr>"#,
-                name = escape(&k.target),
-                fp = escape(&k.pin.fingerprint),
-                seen = k.pin.first_seen_ms,
-                forget = post_button(&format!("/admin/hostkeys/{}/forget", k.target_id), "", "Forget"),
-            )
+            let forget = format!("/admin/hostkeys/{}/forget", k.target_id);
+            html! {
+                tr data-target=(k.target) {
+                    td { (k.target) }
+                    td { code { (k.pin.fingerprint) } }
+                    td { (k.pin.first_seen_ms) }
+                    td { (post_button(&forget, "Forget")) }
+                }
+            }
         })
         .collect();
-    let body = format!(
-        r#"<p>Each target's SSH host key is pinned the first time anyone connects. Forget a key only after checking the target's new key out of band.</p>
-{table}"#,
-        table = table(
-            "hostkeys",
-            &["Target", "Fingerprint", "First seen (unix ms)", ""],
-            &rows
-        )
-    );
-    Ok(page("Host keys", &admin, &body))
+    Ok(admin_page(
+        "Host keys",
+        &admin,
+        &[],
+        html! {
+            p { "Each target's SSH host key is pinned the first time anyone connects. Forget a key only after checking the target's new key out of band." }
+            (table(
+                "hostkeys",
+                &["Target", "Fingerprint", "First seen (unix ms)", ""],
+                &rows,
+                "No host key is pinned yet.",
+            ))
+        },
+    ))
 }
 
 /// `POST /admin/hostkeys/{target_id}/forget`.

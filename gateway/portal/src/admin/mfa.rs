@@ -4,35 +4,46 @@ use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::State;
+use maud::{Markup, html};
 use sallyport_core::policy::Role;
 use serde::Deserialize;
 
-use super::{AdminChange, Answer, OrErrorPage, page};
+use super::{AdminChange, Answer};
 use crate::Portal;
 use crate::access::AdminUser;
+use crate::html::{PageError, ShownTo, admin_page};
 
 /// `GET /admin/mfa`: which roles must use two-factor authentication.
 pub(super) async fn settings(
     State(portal): State<Arc<Portal>>,
     AdminUser(admin): AdminUser,
-) -> Answer {
+) -> Result<Markup, PageError> {
     let required = portal
         .broker
         .state()
         .mfa_required_roles()
-        .or_error_page(&admin)?;
-    let boxes: String = [Role::Admin, Role::Auditor, Role::User]
-        .iter()
-        .map(|role| {
-            let checked = if required.contains(role) { " checked" } else { "" };
-            format!(r#"<label><input type="checkbox" name="{0}" value="on" id="require-{0}"{checked}> {0}</label>"#, role.as_str())
-        })
-        .collect();
-    let body = format!(
-        r#"<p>Users of the checked roles must set up an authenticator app before they can do anything else.</p>
-<form class="card" method="post" action="/admin/mfa">{boxes}<button type="submit" id="save-mfa">Save</button></form>"#
-    );
-    Ok(page("Two-factor authentication", &admin, &body))
+        .shown_to(&admin)?;
+    Ok(admin_page(
+        "Two-factor authentication",
+        &admin,
+        &[],
+        html! {
+            p { "Users of the checked roles must set up an authenticator app before they can do anything else." }
+            form.card method="post" action="/admin/mfa" {
+                fieldset {
+                    legend { "Roles that must use two-factor authentication" }
+                    @for role in [Role::Admin, Role::Auditor, Role::User] {
+                        label.check {
+                            input type="checkbox" name=(role.as_str()) value="on" id={ "require-" (role.as_str()) }
+                                checked[required.contains(&role)];
+                            " " (role.as_str())
+                        }
+                    }
+                }
+                button type="submit" id="save-mfa" { "Save" }
+            }
+        },
+    ))
 }
 
 /// The MFA settings form: a checkbox per role.

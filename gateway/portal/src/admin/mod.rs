@@ -1,8 +1,8 @@
 //! The admin pages: users (add, disable, delete, reset password, role, groups), targets, networks,
 //! policies, pinned host keys, the MFA requirement and the audit log (and its export). Every change is done by an admin
 //! and audited with who, what and from where: [`AdminChange`] does both for every change handler (the
-//! Origin layer on the whole router has already refused foreign changes), and [`table`] and
-//! [`post_button`] draw what the pages share.
+//! Origin layer on the whole router has already refused foreign changes); the pages are drawn with
+//! [`crate::html`]'s admin layout and components, and refusals are [`PageError`]s.
 
 mod audit_export;
 mod audit_log;
@@ -19,35 +19,18 @@ use std::sync::Arc;
 use axum::extract::FromRequestParts;
 use axum::http::StatusCode;
 use axum::http::request::Parts;
-use axum::response::{IntoResponse, Redirect, Response};
+use axum::response::{Redirect, Response};
 use axum::routing::{MethodRouter, get, post};
+use maud::{Markup, html};
 use sallyport_state::{AuditEvent, StateError};
 
 use crate::access::AdminUser;
 use crate::auth::{CurrentUser, client_addr};
-use crate::pages::{escape, layout};
+use crate::html::{PageError, ShownTo, admin_page};
 use crate::{Portal, edge, watch};
 
-const NAV: &str = r#"<nav class="admin-nav"><a href="/admin/users">Users</a> · <a href="/admin/targets">Targets</a> · <a href="/admin/networks">Networks</a> · <a href="/admin/policies">Policies</a> · <a href="/admin/hostkeys">Host keys</a> · <a href="/admin/mfa">MFA</a> · <a href="/admin/sessions">Live sessions</a> · <a href="/admin/audit">Audit log</a> · <a href="/admin/edge">Edge</a></nav>"#;
-
-/// What an admin handler answers: the page, or the page that says why not.
-type Answer = Result<Response, Refused>;
-
-/// The page that says why a request was not done, on its way out (boxed: a `Response` is large for the
-/// `Err` of every helper that may refuse).
-pub(crate) struct Refused(Box<Response>);
-
-impl From<Response> for Refused {
-    fn from(response: Response) -> Self {
-        Refused(Box::new(response))
-    }
-}
-
-impl IntoResponse for Refused {
-    fn into_response(self) -> Response {
-        *self.0
-    }
-}
+/// What an admin change answers: back to its page, or the page that says why not.
+type Answer = Result<Redirect, PageError>;
 
 /// The handler of an admin route of [`crate::routes::ROUTES`] (the live sessions and the edge pages
 /// included).
@@ -81,71 +64,6 @@ pub(crate) fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Arc<Port
         ("GET", "/admin/sessions/{id}/watch") => get(watch::watch_page),
         _ => return None,
     })
-}
-
-/// An admin page: the admin navigation, the title and `body`.
-pub(crate) fn page(title: &str, user: &CurrentUser, body: &str) -> Response {
-    page_with_head(title, user, body, "")
-}
-
-/// An admin page with `head` (its scripts) in the document's head.
-fn page_with_head(title: &str, user: &CurrentUser, body: &str, head: &str) -> Response {
-    layout(
-        title,
-        Some(&user.user),
-        &format!("{NAV}<h1>{}</h1>{body}", escape(title)),
-        "",
-        head,
-    )
-    .into_response()
-}
-
-fn error_page(user: &CurrentUser, status: StatusCode, message: &str) -> Response {
-    let body = format!(
-        r#"{NAV}<h1>Not done</h1><p class="error" id="error">{}</p><p><a href="javascript:history.back()">Back</a></p>"#,
-        escape(message)
-    );
-    (status, layout("Not done", Some(&user.user), &body, "", "")).into_response()
-}
-
-fn state_error(user: &CurrentUser, error: StateError) -> Response {
-    let status = match error {
-        StateError::Exists(_) => StatusCode::CONFLICT,
-        StateError::Busy(_) => StatusCode::SERVICE_UNAVAILABLE,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    };
-    let mut page = error_page(user, status, &error.to_string());
-    if status == StatusCode::SERVICE_UNAVAILABLE {
-        page.headers_mut().insert(
-            axum::http::header::RETRY_AFTER,
-            axum::http::HeaderValue::from(sallyport_state::BUSY_RETRY_AFTER_SECONDS),
-        );
-    }
-    page
-}
-
-/// A state database answer, or the error page that shows its error to `user`.
-trait OrErrorPage<T> {
-    fn or_error_page(self, user: &CurrentUser) -> Result<T, Refused>;
-}
-
-impl<T> OrErrorPage<T> for Result<T, StateError> {
-    fn or_error_page(self, user: &CurrentUser) -> Result<T, Refused> {
-        self.map_err(|error| state_error(user, error).into())
-    }
-}
-
-/// A table with an `id`, its column headers and its rendered rows.
-fn table(id: &str, headers: &[&str], rows: &str) -> String {
-    let headers: String = headers.iter().map(|h| format!("<th>{h}</th>")).collect();
-    format!(r#"<table id="{id}"><thead><tr>{headers}</tr></thead><tbody>{rows}</tbody></table>"#)
-}
-
-/// A one-button form that posts to `action`; `attributes` go on the button (each with a leading space).
-pub(crate) fn post_button(action: &str, attributes: &str, label: &str) -> String {
-    format!(
-        r#"<form method="post" action="{action}" class="inline"><button type="submit"{attributes}>{label}</button></form>"#
-    )
 }
 
 /// Splits a comma- or line-separated list, dropping empty items.
@@ -198,58 +116,40 @@ impl AdminChange {
     /// Audits the change done and sends the admin back to the page `back`.
     fn done(&self, kind: &str, target: Option<&str>, detail: String, back: &str) -> Answer {
         self.audit(kind, target, detail);
-        Ok(Redirect::to(back).into_response())
+        Ok(Redirect::to(back))
     }
 
-    /// The error page saying why the change was not done.
-    fn refuse(&self, status: StatusCode, message: &str) -> Refused {
-        error_page(&self.admin, status, message).into()
+    /// The page saying why the change was not done: `message`, with `status`.
+    fn refuse(&self, status: StatusCode, message: impl Into<String>) -> PageError {
+        PageError::new(status, message).shown_to(&self.admin)
     }
 
     /// The state database's answer, or its error page.
-    fn check<T>(&self, result: Result<T, StateError>) -> Result<T, Refused> {
-        result.or_error_page(&self.admin)
+    fn check<T>(&self, result: Result<T, StateError>) -> Result<T, PageError> {
+        result.shown_to(&self.admin)
     }
 
     /// A CIDR from a form, or the page saying it is not one.
-    fn parse_cidr(&self, text: &str) -> Result<ipnet::IpNet, Refused> {
+    fn parse_cidr(&self, text: &str) -> Result<ipnet::IpNet, PageError> {
         text.trim().parse().map_err(|_| {
-            self.refuse(
-                StatusCode::BAD_REQUEST,
-                "that is not a CIDR such as 10.0.0.0/16",
-            )
+            PageError::bad_request("that is not a CIDR such as 10.0.0.0/16").shown_to(&self.admin)
         })
     }
 }
 
 /// `GET /admin`.
-async fn index(AdminUser(admin): AdminUser) -> Response {
-    page(
+async fn index(AdminUser(admin): AdminUser) -> Markup {
+    admin_page(
         "Administration",
         &admin,
-        "<p>Manage who may reach what, and watch what happens.</p>",
+        &[],
+        html! { p { "Manage who may reach what, and watch what happens." } },
     )
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn tables_and_buttons_draw_the_markup_the_pages_always_had() {
-        assert_eq!(
-            table("hostkeys", &["Target", ""], "<tr></tr>"),
-            r#"<table id="hostkeys"><thead><tr><th>Target</th><th></th></tr></thead><tbody><tr></tr></tbody></table>"#
-        );
-        assert_eq!(
-            post_button(
-                "/admin/users/7/delete",
-                r#" data-action="delete""#,
-                "Delete"
-            ),
-            r#"<form method="post" action="/admin/users/7/delete" class="inline"><button type="submit" data-action="delete">Delete</button></form>"#
-        );
-    }
 
     #[test]
     fn lists_split_on_commas_and_lines_without_empty_items() {

@@ -6,39 +6,70 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::State;
 use axum::http::StatusCode;
+use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{AdminChange, Answer, OrErrorPage, page, table};
+use super::{AdminChange, Answer};
 use crate::Portal;
 use crate::access::AdminUser;
-use crate::pages::escape;
+use crate::html::components::{field, post_button, table};
+use crate::html::{PageError, ShownTo, admin_page};
 
 /// `GET /admin/networks`.
-pub(super) async fn list(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUser) -> Answer {
-    let networks = portal.broker.state().networks().or_error_page(&admin)?;
-    let rows: String = networks
+pub(super) async fn list(
+    State(portal): State<Arc<Portal>>,
+    AdminUser(admin): AdminUser,
+) -> Result<Markup, PageError> {
+    let networks = portal.broker.state().networks().shown_to(&admin)?;
+    let rows: Vec<Markup> = networks
         .iter()
         .map(|n| {
-            format!(
-                r#"<tr data-network="{name}"><td>{name}</td><td>{cidr}</td><td class="by-ip">{state}</td><td><form method="post" action="/admin/networks/connect-by-ip" class="inline"><input type="hidden" name="cidr" value="{cidr}"><input type="hidden" name="on" value="{toggle}"><button type="submit">{label}</button></form> <form method="post" action="/admin/networks/delete" class="inline"><input type="hidden" name="cidr" value="{cidr}"><button type="submit">Delete</button></form></td></tr>"#,
-                name = escape(&n.name),
-                cidr = n.cidr,
-                state = if n.connect_by_ip { "on" } else { "off" },
-                toggle = if n.connect_by_ip { "false" } else { "true" },
-                label = if n.connect_by_ip { "Turn connect by IP off" } else { "Turn connect by IP on" },
-            )
+            let cidr = n.cidr.to_string();
+            let (state, toggle, label) = if n.connect_by_ip {
+                ("on", "false", "Turn connect by IP off")
+            } else {
+                ("off", "true", "Turn connect by IP on")
+            };
+            html! {
+                tr data-network=(n.name) {
+                    td { (n.name) }
+                    td { (cidr) }
+                    td.by-ip { (state) }
+                    td {
+                        (post_button("/admin/networks/connect-by-ip", label)
+                            .hidden("cidr", cidr.as_str())
+                            .hidden("on", toggle))
+                        " "
+                        (post_button("/admin/networks/delete", "Delete").hidden("cidr", cidr.as_str()))
+                    }
+                }
+            }
         })
         .collect();
-    let body = format!(
-        r#"<p>Targets are dialled only inside these networks (never loopback, link-local, metadata services or the gateway itself).</p>
-<p>With "connect by IP" on, users may type an address in the network; policies grant such addresses with <code>network:NAME</code>.</p>
-{table}
-<h2>Add a network</h2><form class="card" method="post" action="/admin/networks" id="add-network">
-<label>Name <input name="name" required></label><label>CIDR <input name="cidr" placeholder="10.0.0.0/16" required></label>
-<button type="submit">Add network</button></form>"#,
-        table = table("networks", &["Name", "CIDR", "Connect by IP", ""], &rows)
-    );
-    Ok(page("Networks", &admin, &body))
+    Ok(admin_page(
+        "Networks",
+        &admin,
+        &[],
+        html! {
+            p { "Targets are dialled only inside these networks (never loopback, link-local, metadata services or the gateway itself)." }
+            p {
+                "With \"connect by IP\" on, users may type an address in the network; policies grant such addresses with "
+                code { "network:NAME" } "."
+            }
+            (table(
+                "networks",
+                &["Name", "CIDR", "Connect by IP", ""],
+                &rows,
+                "No networks yet: no target can be dialled until one is added.",
+            ))
+            h2 { "Add a network" }
+            form.card method="post" action="/admin/networks" id="add-network" {
+                (field("Name", html! { input name="name" required; }))
+                (field("CIDR", html! { input name="cidr" placeholder="10.0.0.0/16" required; }))
+                button type="submit" { "Add network" }
+            }
+        },
+    ))
 }
 
 /// The connect-by-IP toggle.

@@ -6,67 +6,88 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use maud::{Markup, html};
 use sallyport_core::policy::{ClipboardAccess, Policy, Protocol, Subject, TargetSelector};
 use serde::Deserialize;
 
-use super::{AdminChange, Answer, OrErrorPage, page, post_button, split_list, table};
+use super::{AdminChange, Answer, split_list};
 use crate::Portal;
 use crate::access::AdminUser;
-use crate::pages::escape;
+use crate::html::components::{field, options, post_button, table};
+use crate::html::{PageError, ShownTo, admin_page};
+
+/// Items shown as their text, joined with commas.
+fn joined<T>(items: &[T], text: impl Fn(&T) -> String) -> String {
+    items.iter().map(text).collect::<Vec<_>>().join(", ")
+}
 
 /// `GET /admin/policies`.
-pub(super) async fn list(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUser) -> Answer {
-    let policies = portal.broker.state().policies().or_error_page(&admin)?;
-    let rows: String = policies
+pub(super) async fn list(
+    State(portal): State<Arc<Portal>>,
+    AdminUser(admin): AdminUser,
+) -> Result<Markup, PageError> {
+    let policies = portal.broker.state().policies().shown_to(&admin)?;
+    let rows: Vec<Markup> = policies
         .iter()
         .map(|record| {
             let p = &record.policy;
-            format!(
-                r#"<tr data-policy="{name}"><td>{name}</td><td>{subjects}</td><td>{targets}</td><td>{protocols}</td><td>{forwarding}</td><td>{clipboard}</td><td>{delete}</td></tr>"#,
-                name = escape(&p.name),
-                subjects = escape(&p.subjects.iter().map(Subject::to_text).collect::<Vec<_>>().join(", ")),
-                targets = escape(&p.targets.iter().map(TargetSelector::to_text).collect::<Vec<_>>().join(", ")),
-                protocols = p.protocols.iter().map(|p| p.as_str()).collect::<Vec<_>>().join(", "),
-                forwarding = if p.forwarding { "allowed" } else { "refused" },
-                clipboard = clipboard_words(p.clipboard),
-                delete = post_button(&format!("/admin/policies/{}/delete", record.id), "", "Delete"),
-            )
+            let delete = format!("/admin/policies/{}/delete", record.id);
+            html! {
+                tr data-policy=(p.name) {
+                    td { (p.name) }
+                    td { (joined(&p.subjects, Subject::to_text)) }
+                    td { (joined(&p.targets, TargetSelector::to_text)) }
+                    td { (joined(&p.protocols, |p| p.as_str().to_owned())) }
+                    td { (if p.forwarding { "allowed" } else { "refused" }) }
+                    td { (clipboard_words(p.clipboard)) }
+                    td { (post_button(&delete, "Delete")) }
+                }
+            }
         })
         .collect();
-    let body = format!(
-        r#"<p>Users reach a target when a policy names them (<code>user:NAME</code>), a group of theirs (<code>group:NAME</code>) or their role (<code>role:user</code>), and the target (<code>name:NAME</code>, <code>tag:TAG</code> or <code>*</code>). Admins reach every target; auditors none.</p>
-{table}
-<h2>Add a policy</h2><form class="card" method="post" action="/admin/policies" id="add-policy">
-<label>Name <input name="name" id="policy-name" required></label>
-<label>Who (comma-separated) <input name="subjects" id="policy-subjects" placeholder="group:ops, user:alice" required></label>
-<label>Targets (comma-separated) <input name="targets" id="policy-targets" placeholder="tag:prod, name:web-1" required></label>
-<label>Protocols <input name="protocols" value="ssh" required></label>
-<label><input type="checkbox" name="forwarding" value="on" id="policy-forwarding"> Allow SSH port forwarding (local, remote, agent, X11) in <code>sallyport proxy</code> sessions; every forward is audited</label>
-<label>Desktop clipboard (text; within the gateway's own <code>[desktop] clipboard</code> setting) <select name="clipboard" id="policy-clipboard">{clipboard_options}</select></label>
-<button type="submit" id="save-policy">Add policy</button></form>"#,
-        table = table(
-            "policies",
-            &[
-                "Name",
-                "Who",
-                "Targets",
-                "Protocols",
-                "Port forwarding",
-                "Desktop clipboard",
-                ""
-            ],
-            &rows
-        ),
-        clipboard_options = ClipboardAccess::ALL
-            .iter()
-            .map(|access| format!(
-                r#"<option value="{}">{}</option>"#,
-                access.as_str(),
-                clipboard_words(*access)
+    let clipboard_choices: Vec<(&str, &str)> = ClipboardAccess::ALL
+        .iter()
+        .map(|access| (access.as_str(), clipboard_words(*access)))
+        .collect();
+    Ok(admin_page(
+        "Policies",
+        &admin,
+        &[],
+        html! {
+            p {
+                "Users reach a target when a policy names them (" code { "user:NAME" } "), a group of theirs ("
+                code { "group:NAME" } ") or their role (" code { "role:user" } "), and the target ("
+                code { "name:NAME" } ", " code { "tag:TAG" } " or " code { "*" } "). Admins reach every target; auditors none."
+            }
+            (table(
+                "policies",
+                &["Name", "Who", "Targets", "Protocols", "Port forwarding", "Desktop clipboard", ""],
+                &rows,
+                "No policies yet: users reach no target until one names them.",
             ))
-            .collect::<String>(),
-    );
-    Ok(page("Policies", &admin, &body))
+            h2 { "Add a policy" }
+            form.card method="post" action="/admin/policies" id="add-policy" {
+                (field("Name", html! { input name="name" id="policy-name" required; }))
+                (field("Who (comma-separated)", html! {
+                    input name="subjects" id="policy-subjects" placeholder="group:ops, user:alice" required autocapitalize="off";
+                }))
+                (field("Targets (comma-separated)", html! {
+                    input name="targets" id="policy-targets" placeholder="tag:prod, name:web-1" required autocapitalize="off";
+                }))
+                (field("Protocols", html! { input name="protocols" value="ssh" required autocapitalize="off"; }))
+                label.check {
+                    input type="checkbox" name="forwarding" value="on" id="policy-forwarding";
+                    " Allow SSH port forwarding (local, remote, agent, X11) in " code { "sallyport proxy" }
+                    " sessions; every forward is audited"
+                }
+                label {
+                    "Desktop clipboard (text; within the gateway's own " code { "[desktop] clipboard" } " setting) "
+                    select name="clipboard" id="policy-clipboard" { (options(&clipboard_choices, None)) }
+                }
+                button type="submit" id="save-policy" { "Add policy" }
+            }
+        },
+    ))
 }
 
 /// How the policy pages word a clipboard setting.
@@ -146,7 +167,7 @@ fn parse_policy(form: &PolicyForm) -> Result<Policy, String> {
 /// `POST /admin/policies`.
 pub(super) async fn add(change: AdminChange, Form(form): Form<PolicyForm>) -> Answer {
     let policy =
-        parse_policy(&form).map_err(|message| change.refuse(StatusCode::BAD_REQUEST, &message))?;
+        parse_policy(&form).map_err(|message| change.refuse(StatusCode::BAD_REQUEST, message))?;
     change.check(change.portal.broker.state().add_policy(&policy))?;
     change.done(
         "policy_added",

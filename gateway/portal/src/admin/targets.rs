@@ -6,50 +6,68 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use maud::{Markup, html};
 use sallyport_core::egress::parse_host;
 use sallyport_core::policy::Protocol;
 use sallyport_state::TargetSpec;
 use serde::Deserialize;
 
-use super::{AdminChange, Answer, OrErrorPage, page, post_button, split_list, table};
+use super::{AdminChange, Answer, split_list};
 use crate::Portal;
 use crate::access::AdminUser;
-use crate::pages::escape;
+use crate::html::components::{field, post_button, table};
+use crate::html::{PageError, ShownTo, admin_page};
 
 /// `GET /admin/targets`.
-pub(super) async fn list(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUser) -> Answer {
-    let targets = portal.broker.state().targets().or_error_page(&admin)?;
-    let rows: String = targets
+pub(super) async fn list(
+    State(portal): State<Arc<Portal>>,
+    AdminUser(admin): AdminUser,
+) -> Result<Markup, PageError> {
+    let targets = portal.broker.state().targets().shown_to(&admin)?;
+    let rows: Vec<Markup> = targets
         .iter()
         .map(|t| {
-            format!(
-                r#"<tr data-target="{name}"><td>{name}</td><td>{host}:{port}</td><td>{protocol}</td><td>{tags}</td><td>{delete}</td></tr>"#,
-                name = escape(&t.name),
-                host = escape(&t.host),
-                port = t.port,
-                protocol = t.protocol.as_str(),
-                tags = escape(&t.tags.join(", ")),
-                delete = post_button(&format!("/admin/targets/{}/delete", t.id), "", "Delete"),
-            )
+            let delete = format!("/admin/targets/{}/delete", t.id);
+            html! {
+                tr data-target=(t.name) {
+                    td { (t.name) }
+                    td { (t.host) ":" (t.port) }
+                    td { (t.protocol.as_str()) }
+                    td { (t.tags.join(", ")) }
+                    td { (post_button(&delete, "Delete")) }
+                }
+            }
         })
         .collect();
-    let body = format!(
-        r#"{table}
-<p>Targets from the configuration file are changed there.</p>
-<h2>Add or change a target</h2><form class="card" method="post" action="/admin/targets" id="add-target">
-<label>Name <input name="name" id="target-name" required></label>
-<label>Address (IP or DNS name inside a network) <input name="address" id="target-address" required></label>
-<label>Port <input name="port" id="target-port" type="number" min="1" max="65535" value="22" required></label>
-<label>Protocol <select name="protocol"><option value="ssh">ssh</option></select></label>
-<label>Tags (comma-separated) <input name="tags" id="target-tags"></label>
-<button type="submit" id="save-target">Save target</button></form>"#,
-        table = table(
-            "targets",
-            &["Name", "Address", "Protocol", "Tags", ""],
-            &rows
-        )
-    );
-    Ok(page("Targets", &admin, &body))
+    Ok(admin_page(
+        "Targets",
+        &admin,
+        &[],
+        html! {
+            (table(
+                "targets",
+                &["Name", "Address", "Protocol", "Tags", ""],
+                &rows,
+                "No targets yet: add one below, or in the configuration file.",
+            ))
+            p { "Targets from the configuration file are changed there." }
+            h2 { "Add or change a target" }
+            form.card method="post" action="/admin/targets" id="add-target" {
+                (field("Name", html! { input name="name" id="target-name" required; }))
+                (field("Address (IP or DNS name inside a network)", html! {
+                    input name="address" id="target-address" required autocapitalize="off";
+                }))
+                (field("Port", html! {
+                    input name="port" id="target-port" type="number" min="1" max="65535" value="22" required;
+                }))
+                (field("Protocol", html! {
+                    select name="protocol" { option value="ssh" { "ssh" } }
+                }))
+                (field("Tags (comma-separated)", html! { input name="tags" id="target-tags"; }))
+                button type="submit" id="save-target" { "Save target" }
+            }
+        },
+    ))
 }
 
 /// The target form.

@@ -7,21 +7,31 @@ use std::sync::Arc;
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use maud::{Markup, html};
 
 use sallyport_core::policy::Role;
 use sallyport_state::{StateDb, StateError, UserRecord, random_password};
 use serde::Deserialize;
 
-use super::{AdminChange, Answer, OrErrorPage, Refused, page, post_button, split_list, table};
+use super::{AdminChange, Answer, split_list};
 use crate::Portal;
 use crate::access::AdminUser;
-use crate::pages::escape;
+use crate::html::components::{field, notice, options, post_button, table};
+use crate::html::{PageError, ShownTo, admin_page};
+use crate::pages::NO_RANDOMNESS;
+
+/// The roles, as the selects offer them.
+const ROLES: [(&str, &str); 3] = [("user", "user"), ("auditor", "auditor"), ("admin", "admin")];
 
 /// `GET /admin/users`.
-pub(super) async fn list(State(portal): State<Arc<Portal>>, AdminUser(admin): AdminUser) -> Answer {
+pub(super) async fn list(
+    State(portal): State<Arc<Portal>>,
+    AdminUser(admin): AdminUser,
+) -> Result<Markup, PageError> {
     let state = portal.broker.state();
-    let users = state.users().or_error_page(&admin)?;
-    let mut rows = String::new();
+    let users = state.users().shown_to(&admin)?;
+    let mut rows = Vec::with_capacity(users.len());
     for user in &users {
         let groups = state.user_groups(user.id).unwrap_or_default().join(", ");
         let mfa = if matches!(state.totp(user.id), Ok(Some(_))) {
@@ -34,52 +44,64 @@ pub(super) async fn list(State(portal): State<Arc<Portal>>, AdminUser(admin): Ad
             (false, true) => "one-time password",
             (false, false) => "active",
         };
-        let action = |path: &str, label: &str| {
-            post_button(
-                &format!("/admin/users/{}/{path}", user.id),
-                &format!(r#" data-action="{path}""#),
-                label,
-            )
-        };
-        rows.push_str(&format!(
-            r#"<tr data-user="{name}"><td>{name}</td><td>{role}</td><td>{groups}</td><td class="status">{status}</td><td class="mfa">{mfa}</td><td>{toggle}{reset}{reset_mfa}{delete}
-<form method="post" action="/admin/users/{id}/update" class="inline"><select name="role">{options}</select><input name="groups" value="{groups}" placeholder="groups" size="12"><button type="submit" data-action="update">Save</button></form></td></tr>"#,
-            name = escape(&user.username),
-            role = user.role.as_str(),
-            groups = escape(&groups),
-            id = user.id,
-            toggle = if user.disabled { action("enable", "Enable") } else { action("disable", "Disable") },
-            reset = action("reset-password", "Reset password"),
-            reset_mfa = action("reset-mfa", "Reset MFA"),
-            delete = action("delete", "Delete"),
-            options = role_options(user.role),
-        ));
+        let base = format!("/admin/users/{}", user.id);
+        let paths = [
+            if user.disabled {
+                ("enable", "Enable")
+            } else {
+                ("disable", "Disable")
+            },
+            ("reset-password", "Reset password"),
+            ("reset-mfa", "Reset MFA"),
+            ("delete", "Delete"),
+        ]
+        .map(|(path, label)| (format!("{base}/{path}"), path, label));
+        let update = format!("{base}/update");
+        rows.push(html! {
+            tr data-user=(user.username) {
+                td { (user.username) }
+                td { (user.role.as_str()) }
+                td { (groups) }
+                td.status { (status) }
+                td.mfa { (mfa) }
+                td.actions {
+                    @for (action, path, label) in &paths {
+                        (post_button(action, label).data_action(path))
+                    }
+                    form.inline method="post" action=(update) {
+                        select name="role" aria-label={ "Role of " (user.username) } {
+                            (options(&ROLES, Some(user.role.as_str())))
+                        }
+                        input name="groups" value=(groups) placeholder="groups" size="12"
+                            aria-label={ "Groups of " (user.username) };
+                        button type="submit" data-action="update" { "Save" }
+                    }
+                }
+            }
+        });
     }
-    let body = format!(
-        r#"{table}
-<h2>Add a user</h2><form class="card" method="post" action="/admin/users" id="add-user">
-<label>Username <input name="username" id="new-username" required pattern="[A-Za-z0-9._-]{{1,64}}"></label>
-<label>Role <select name="role" id="new-role">{options}</select></label>
-<label>Groups (comma-separated) <input name="groups" id="new-groups"></label>
-<button type="submit" id="create-user">Create with a one-time password</button></form>"#,
-        table = table(
-            "users",
-            &["User", "Role", "Groups", "Status", "MFA", "Actions"],
-            &rows
-        ),
-        options = role_options(Role::User)
-    );
-    Ok(page("Users", &admin, &body))
-}
-
-fn role_options(selected: Role) -> String {
-    [Role::User, Role::Auditor, Role::Admin]
-        .iter()
-        .map(|role| {
-            let chosen = if *role == selected { " selected" } else { "" };
-            format!(r#"<option value="{0}"{chosen}>{0}</option>"#, role.as_str())
-        })
-        .collect()
+    Ok(admin_page(
+        "Users",
+        &admin,
+        &[],
+        html! {
+            (table(
+                "users",
+                &["User", "Role", "Groups", "Status", "MFA", "Actions"],
+                &rows,
+                "No users yet.",
+            ))
+            h2 { "Add a user" }
+            form.card method="post" action="/admin/users" id="add-user" {
+                (field("Username", html! {
+                    input name="username" id="new-username" required pattern="[A-Za-z0-9._-]{1,64}" autocapitalize="off";
+                }))
+                (field("Role", html! { select name="role" id="new-role" { (options(&ROLES, Some("user"))) } }))
+                (field("Groups (comma-separated)", html! { input name="groups" id="new-groups"; }))
+                button type="submit" id="create-user" { "Create with a one-time password" }
+            }
+        },
+    ))
 }
 
 /// The add-user form.
@@ -100,18 +122,17 @@ fn valid_username(name: &str) -> bool {
 }
 
 impl AdminChange {
-    fn role(&self, text: &str) -> Result<Role, Refused> {
+    fn role(&self, text: &str) -> Result<Role, PageError> {
         Role::parse(text).ok_or_else(|| self.refuse(StatusCode::BAD_REQUEST, "unknown role"))
     }
 
-    fn existing_user(&self, id: i64) -> Result<UserRecord, Refused> {
+    fn existing_user(&self, id: i64) -> Result<UserRecord, PageError> {
         self.check(self.portal.broker.state().user(id))?
             .ok_or_else(|| self.refuse(StatusCode::NOT_FOUND, "no such user"))
     }
 
-    fn one_time_password(&self) -> Result<String, Refused> {
-        random_password()
-            .map_err(|_| self.refuse(StatusCode::INTERNAL_SERVER_ERROR, "no randomness available"))
+    fn one_time_password(&self) -> Result<String, PageError> {
+        random_password().map_err(|_| self.refuse(StatusCode::INTERNAL_SERVER_ERROR, NO_RANDOMNESS))
     }
 
     /// Runs `work` (password hashing) off the async threads; `failure` is the page's text if it dies.
@@ -119,7 +140,7 @@ impl AdminChange {
         &self,
         failure: &str,
         work: impl FnOnce(&StateDb) -> Result<T, StateError> + Send + 'static,
-    ) -> Result<T, Refused> {
+    ) -> Result<T, PageError> {
         let state = self.portal.broker.state().clone();
         match tokio::task::spawn_blocking(move || work(&state)).await {
             Ok(result) => self.check(result),
@@ -128,21 +149,30 @@ impl AdminChange {
     }
 }
 
-/// The page that shows a one-time password once.
+/// The page that shows a one-time password once, after `intro`.
 fn one_time_password_page(
     change: &AdminChange,
     title: &str,
-    intro: &str,
+    intro: Markup,
     password: &str,
-) -> Answer {
-    let body = format!(
-        r#"{intro}<p><code id="one-time-password">{password}</code></p><p><a href="/admin/users">Back to users</a></p>"#
-    );
-    Ok(page(title, &change.admin, &body))
+) -> Markup {
+    admin_page(
+        title,
+        &change.admin,
+        &[],
+        html! {
+            (notice(intro))
+            p { code id="one-time-password" { (password) } }
+            p { a href="/admin/users" { "Back to users" } }
+        },
+    )
 }
 
 /// `POST /admin/users`: creates a user with a one-time password shown once.
-pub(super) async fn create(change: AdminChange, Form(form): Form<NewUser>) -> Answer {
+pub(super) async fn create(
+    change: AdminChange,
+    Form(form): Form<NewUser>,
+) -> Result<Markup, PageError> {
     let role = change.role(&form.role)?;
     if !valid_username(&form.username) {
         return Err(change.refuse(
@@ -169,11 +199,15 @@ pub(super) async fn create(change: AdminChange, Form(form): Form<NewUser>) -> An
         None,
         format!("user {} role {}", user.username, role.as_str()),
     );
-    let intro = format!(
-        "<p>User <strong>{name}</strong> was created. Give them this one-time password; it is shown only now and must be changed at first login:</p>\n",
-        name = escape(&user.username)
-    );
-    one_time_password_page(&change, "User created", &intro, &password)
+    let intro = html! {
+        "User " strong { (user.username) } " was created. Give them this one-time password; it is shown only now and must be changed at first login:"
+    };
+    Ok(one_time_password_page(
+        &change,
+        "User created",
+        intro,
+        &password,
+    ))
 }
 
 /// Role and groups of an existing user.
@@ -224,7 +258,10 @@ pub(super) async fn update(
 }
 
 /// `POST /admin/users/{id}/{action}` for disable, enable, reset-mfa, delete and reset-password.
-pub(super) async fn action(Path((id, action)): Path<(i64, String)>, change: AdminChange) -> Answer {
+pub(super) async fn action(
+    Path((id, action)): Path<(i64, String)>,
+    change: AdminChange,
+) -> Result<Response, PageError> {
     let portal = &change.portal;
     let state = portal.broker.state();
     let user = change.existing_user(id)?;
@@ -248,23 +285,25 @@ pub(super) async fn action(Path((id, action)): Path<(i64, String)>, change: Admi
             state.delete_user(id),
             Some("your account was deleted by an administrator"),
         ),
-        "reset-password" => return reset_password(&change, &user).await,
+        "reset-password" => return Ok(reset_password(&change, &user).await?.into_response()),
         _ => return Err(change.refuse(StatusCode::NOT_FOUND, "unknown action")),
     };
     change.check(done)?;
     if let Some(reason) = revoked_because {
         portal.revoke_user(id, reason);
     }
-    change.done(
-        &format!("user_{}", action.replace('-', "_")),
-        None,
-        format!("user {}", user.username),
-        "/admin/users",
-    )
+    Ok(change
+        .done(
+            &format!("user_{}", action.replace('-', "_")),
+            None,
+            format!("user {}", user.username),
+            "/admin/users",
+        )?
+        .into_response())
 }
 
 /// Gives `user` a new one-time password, shown once, and ends what they have open.
-async fn reset_password(change: &AdminChange, user: &UserRecord) -> Answer {
+async fn reset_password(change: &AdminChange, user: &UserRecord) -> Result<Markup, PageError> {
     let password = change.one_time_password()?;
     let (id, pw) = (user.id, password.clone());
     change
@@ -280,9 +319,13 @@ async fn reset_password(change: &AdminChange, user: &UserRecord) -> Answer {
         None,
         format!("user {}", user.username),
     );
-    let intro = format!(
-        "<p>The new one-time password of <strong>{}</strong> (shown only now):</p>",
-        escape(&user.username)
-    );
-    one_time_password_page(change, "Password reset", &intro, &password)
+    let intro = html! {
+        "The new one-time password of " strong { (user.username) } " (shown only now):"
+    };
+    Ok(one_time_password_page(
+        change,
+        "Password reset",
+        intro,
+        &password,
+    ))
 }

@@ -136,5 +136,68 @@ async fn scenario(
         log.contains("dave"),
         "the audit log does not name the user:\n{log}"
     );
+    on_a_phone(driver, base).await
+}
+
+/// The widest admin page on a phone's screen: the page itself never scrolls sideways (the users table
+/// scrolls inside its wrapper), the add-user form takes the width, its button is big enough to tap,
+/// and the keyboard's first stop is the skip link, drawn with a visible focus ring.
+async fn on_a_phone(driver: &Driver, base: &str) -> Result<()> {
+    driver.set_window_size(390, 844).await?;
+    driver.goto(&format!("{base}/admin/users")).await?;
+    wait_text(driver, "#users", Duration::from_secs(10), |t| {
+        t.contains("dave")
+    })
+    .await?;
+    driver
+        .find(fantoccini::Locator::Css("body"))
+        .await?
+        .send_keys(&fantoccini::key::Key::Tab.to_string())
+        .await?;
+    let layout = driver
+        .execute(
+            "const page = document.documentElement;
+             const wrapper = document.getElementById('users').parentElement;
+             const form = document.getElementById('add-user');
+             const input = document.getElementById('new-username');
+             const button = document.getElementById('create-user');
+             const focused = document.activeElement;
+             return {
+               viewport: page.clientWidth,
+               page_overflow: page.scrollWidth - page.clientWidth,
+               table_scrolls: wrapper.className === 'table-scroll' && wrapper.scrollWidth > wrapper.clientWidth,
+               input_share: input.getBoundingClientRect().width / form.getBoundingClientRect().width,
+               button_height: button.getBoundingClientRect().height,
+               first_stop: focused.className,
+               focus_ring: getComputedStyle(focused).outlineStyle,
+             };",
+            vec![],
+        )
+        .await?;
+    let number = |key: &str| layout[key].as_f64().unwrap_or(f64::NAN);
+    anyhow::ensure!(
+        number("viewport") <= 400.0,
+        "the window did not narrow: {layout}"
+    );
+    anyhow::ensure!(
+        number("page_overflow") <= 0.0,
+        "the page scrolls sideways: {layout}"
+    );
+    anyhow::ensure!(
+        layout["table_scrolls"] == true,
+        "the table does not scroll in its wrapper: {layout}"
+    );
+    anyhow::ensure!(
+        number("input_share") >= 0.9,
+        "the form's input is narrow: {layout}"
+    );
+    anyhow::ensure!(
+        number("button_height") >= 40.0,
+        "the button is small to tap: {layout}"
+    );
+    anyhow::ensure!(
+        layout["first_stop"] == "skip" && layout["focus_ring"] == "solid",
+        "the keyboard's first stop is not the skip link with a focus ring: {layout}"
+    );
     Ok(())
 }
