@@ -339,6 +339,42 @@ impl StateDb {
         Ok(())
     }
 
+    /// Replaces the policy with row id `id` by `policy` (its name may change): false when there is no
+    /// such policy, [`StateError::Exists`] when another policy has the new name.
+    pub fn update_policy(&self, id: i64, policy: &Policy) -> Result<bool, StateError> {
+        let conn = self.lock();
+        // Checked under the same lock as the write, so no other change slips between them.
+        let exists: Option<i64> = conn
+            .query_row("SELECT id FROM policies WHERE id = ?1", [id], |r| r.get(0))
+            .optional()?;
+        if exists.is_none() {
+            return Ok(false);
+        }
+        let taken: Option<i64> = conn
+            .query_row(
+                "SELECT id FROM policies WHERE name = ?1 AND id != ?2",
+                params![policy.name, id],
+                |r| r.get(0),
+            )
+            .optional()?;
+        if taken.is_some() {
+            return Err(StateError::Exists(format!("policy {}", policy.name)));
+        }
+        let updated = conn.execute(
+            "UPDATE policies SET name = ?1, subjects = ?2, targets = ?3, protocols = ?4, forwarding = ?5, clipboard = ?6 WHERE id = ?7",
+            params![
+                policy.name,
+                join(&policy.subjects, Subject::to_text),
+                join(&policy.targets, TargetSelector::to_text),
+                join(&policy.protocols, |p| p.as_str().to_owned()),
+                policy.forwarding,
+                policy.clipboard.as_str(),
+                id,
+            ],
+        )?;
+        Ok(updated == 1)
+    }
+
     /// Deletes a policy.
     pub fn delete_policy(&self, id: i64) -> Result<(), StateError> {
         self.lock()
@@ -404,6 +440,28 @@ mod tests {
         };
         db.add_policy(&forwarding).unwrap();
         assert_eq!(db.policies().unwrap()[1].policy, forwarding);
+        // An edit replaces the row in place, may rename it, but never onto another policy's name.
+        let id = db.policies().unwrap()[1].id;
+        let narrowed = Policy {
+            name: "tunnels-eu".into(),
+            targets: vec![TargetSelector::Name("web".into())],
+            protocols: vec![Protocol::Ssh, Protocol::Rdp],
+            ..forwarding.clone()
+        };
+        assert!(db.update_policy(id, &narrowed).unwrap());
+        let stored = db.policies().unwrap();
+        assert_eq!(stored.len(), 2);
+        assert_eq!((stored[1].id, &stored[1].policy), (id, &narrowed));
+        let onto_other = Policy {
+            name: "ops-prod".into(),
+            ..narrowed.clone()
+        };
+        assert!(matches!(
+            db.update_policy(id, &onto_other),
+            Err(StateError::Exists(_))
+        ));
+        assert!(!db.update_policy(999_999, &narrowed).unwrap());
+        assert_eq!(db.policies().unwrap()[1].policy, narrowed);
 
         let spec = TargetSpec {
             name: "web".into(),
