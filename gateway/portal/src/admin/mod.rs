@@ -10,6 +10,8 @@ mod host_keys;
 mod mfa;
 mod networks;
 mod policies;
+mod policy_editor;
+mod policy_form;
 mod targets;
 mod users;
 
@@ -50,6 +52,10 @@ pub(crate) fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Arc<Port
         ("POST", "/admin/networks/connect-by-ip") => post(networks::toggle_connect_by_ip),
         ("GET", "/admin/policies") => get(policies::list),
         ("POST", "/admin/policies") => post(policies::add),
+        ("POST", "/admin/policies/preview") => post(policies::preview_new),
+        ("GET", "/admin/policies/{id}/edit") => get(policies::edit),
+        ("POST", "/admin/policies/{id}/update") => post(policies::update),
+        ("POST", "/admin/policies/{id}/preview") => post(policies::preview_edit),
         ("POST", "/admin/policies/{id}/delete") => post(policies::delete),
         ("GET", "/admin/hostkeys") => get(host_keys::list),
         ("POST", "/admin/hostkeys/{target_id}/forget") => post(host_keys::forget),

@@ -1,20 +1,30 @@
 //! The policies page: who may reach which targets over which protocols, with port forwarding and the
-//! desktop clipboard; adding (the form parsed into a [`Policy`]) and deleting.
+//! desktop clipboard; the whole "who reaches what" under them; adding, editing, previewing (what a
+//! draft would grant, add and remove, nothing saved) and deleting. The form is the picker editor of
+//! [`super::policy_editor`], parsed by [`super::policy_form`]; a form that does not parse, or a name
+//! already taken, comes back filled in as it was sent, with what to fix above it.
 
 use std::sync::Arc;
 
 use axum::Form;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
-use sallyport_core::policy::{ClipboardAccess, Policy, Protocol, Subject, TargetSelector};
-use serde::Deserialize;
+use sallyport_core::policy::{Policy, Subject, TargetSelector};
+use sallyport_relay::preview::{PolicyPreview, picker_lists, preview_policy, reach_matrix};
+use sallyport_state::StateError;
 
-use super::{AdminChange, Answer, split_list};
+use super::policy_editor::{clipboard_words, editor, preview_tables, reach_table};
+use super::policy_form::Draft;
+use super::{AdminChange, Answer};
 use crate::Portal;
 use crate::access::AdminUser;
-use crate::html::components::{field, options, post_button, table};
+use crate::html::components::{post_button, table};
 use crate::html::{PageError, ShownTo, admin_page};
+
+/// The form as sent: pairs, since its checkboxes repeat keys (see [`super::policy_form`]).
+type Pairs = Form<Vec<(String, String)>>;
 
 /// Items shown as their text, joined with commas.
 fn joined<T>(items: &[T], text: impl Fn(&T) -> String) -> String {
@@ -26,7 +36,10 @@ pub(super) async fn list(
     State(portal): State<Arc<Portal>>,
     AdminUser(admin): AdminUser,
 ) -> Result<Markup, PageError> {
-    let policies = portal.broker.state().policies().shown_to(&admin)?;
+    let state = portal.broker.state();
+    let policies = state.policies().shown_to(&admin)?;
+    let reach = reach_matrix(state).shown_to(&admin)?;
+    let lists = picker_lists(state).shown_to(&admin)?;
     let rows: Vec<Markup> = policies
         .iter()
         .map(|record| {
@@ -40,14 +53,14 @@ pub(super) async fn list(
                     td { (joined(&p.protocols, |p| p.as_str().to_owned())) }
                     td { (if p.forwarding { "allowed" } else { "refused" }) }
                     td { (clipboard_words(p.clipboard)) }
-                    td { (post_button(&delete, "Delete")) }
+                    td {
+                        a href={ "/admin/policies/" (record.id) "/edit" } data-action="edit" { "Edit" }
+                        " "
+                        (post_button(&delete, "Delete"))
+                    }
                 }
             }
         })
-        .collect();
-    let clipboard_choices: Vec<(&str, &str)> = ClipboardAccess::ALL
-        .iter()
-        .map(|access| (access.as_str(), clipboard_words(*access)))
         .collect();
     Ok(admin_page(
         "Policies",
@@ -55,9 +68,8 @@ pub(super) async fn list(
         &[],
         html! {
             p {
-                "Users reach a target when a policy names them (" code { "user:NAME" } "), a group of theirs ("
-                code { "group:NAME" } ") or their role (" code { "role:user" } "), and the target ("
-                code { "name:NAME" } ", " code { "tag:TAG" } " or " code { "*" } "). Admins reach every target; auditors none."
+                "Users reach a target when a policy names them, a group of theirs or their role, and the target "
+                "by name, by tag, by network or all targets. Admins reach every target; auditors none."
             }
             (table(
                 "policies",
@@ -65,127 +77,182 @@ pub(super) async fn list(
                 &rows,
                 "No policies yet: users reach no target until one names them.",
             ))
+            h2 { "Who reaches what" }
+            p { "Every enabled user and target the stored policies connect, decided by the rules a connect runs." }
+            (reach_table(&reach))
             h2 { "Add a policy" }
-            form.card method="post" action="/admin/policies" id="add-policy" {
-                (field("Name", html! { input name="name" id="policy-name" required; }))
-                (field("Who (comma-separated)", html! {
-                    input name="subjects" id="policy-subjects" placeholder="group:ops, user:alice" required autocapitalize="off";
-                }))
-                (field("Targets (comma-separated)", html! {
-                    input name="targets" id="policy-targets" placeholder="tag:prod, name:web-1" required autocapitalize="off";
-                }))
-                (field("Protocols", html! { input name="protocols" value="ssh" required autocapitalize="off"; }))
-                label.check {
-                    input type="checkbox" name="forwarding" value="on" id="policy-forwarding";
-                    " Allow SSH port forwarding (local, remote, agent, X11) in " code { "sallyport proxy" }
-                    " sessions; every forward is audited"
-                }
-                label {
-                    "Desktop clipboard (text; within the gateway's own " code { "[desktop] clipboard" } " setting) "
-                    select name="clipboard" id="policy-clipboard" { (options(&clipboard_choices, None)) }
-                }
-                button type="submit" id="save-policy" { "Add policy" }
-            }
+            (editor(&lists, &Draft::new_policy(), None, None))
         },
     ))
 }
 
-/// How the policy pages word a clipboard setting.
-fn clipboard_words(access: ClipboardAccess) -> &'static str {
-    match access {
-        ClipboardAccess::Both => "both ways",
-        ClipboardAccess::ToTarget => "to the target only",
-        ClipboardAccess::ToClient => "from the target only",
-        ClipboardAccess::Off => "off",
-    }
-}
-
-/// The policy form.
-#[derive(Deserialize)]
-pub(super) struct PolicyForm {
-    name: String,
-    subjects: String,
-    targets: String,
-    protocols: String,
-    /// A checkbox: present (`on`) when ticked.
-    #[serde(default)]
-    forwarding: Option<String>,
-    /// `both`, `to-target`, `to-client` or `off`; both when absent.
-    #[serde(default)]
-    clipboard: Option<String>,
-}
-
-/// Parses each item of a comma-separated list with `parse`, or names the first that does not parse
-/// (`expected` says what it should have been).
-fn parse_list<T>(
-    text: &str,
-    parse: impl Fn(&str) -> Option<T>,
-    expected: &str,
-) -> Result<Vec<T>, String> {
-    split_list(text)
-        .iter()
-        .map(|item| parse(item).ok_or_else(|| format!("{item:?} is not {expected}")))
-        .collect()
-}
-
-/// Parses the policy form into a policy, naming the first thing that does not parse.
-fn parse_policy(form: &PolicyForm) -> Result<Policy, String> {
-    let name = form.name.trim();
-    if name.is_empty() || name.len() > 64 {
-        return Err("a policy name is 1 to 64 characters".into());
-    }
-    let subjects = parse_list(
-        &form.subjects,
-        Subject::parse,
-        "user:NAME, group:NAME or role:ROLE",
-    )?;
-    let targets = parse_list(
-        &form.targets,
-        TargetSelector::parse,
-        "name:NAME, tag:TAG or *",
-    )?;
-    let protocols = parse_list(&form.protocols, Protocol::parse, "a protocol (ssh)")?;
-    if subjects.is_empty() || targets.is_empty() || protocols.is_empty() {
-        return Err("a policy needs at least one subject, one target and one protocol".into());
-    }
-    let clipboard = match form.clipboard.as_deref() {
-        None | Some("") => ClipboardAccess::Both,
-        Some(text) => ClipboardAccess::parse(text).ok_or_else(|| {
-            format!("{text:?} is not a clipboard setting (both, to-target, to-client, off)")
-        })?,
+/// The editor alone on its page: for a new policy or the one with id `editing`, with what to fix or
+/// what it would change.
+fn editor_page(
+    change: &AdminChange,
+    draft: &Draft,
+    editing: Option<i64>,
+    problem: Option<&str>,
+    preview: Option<&PolicyPreview>,
+) -> Result<Markup, PageError> {
+    let lists = picker_lists(change.portal.broker.state()).shown_to(&change.admin)?;
+    let title = if editing.is_some() {
+        "Edit a policy"
+    } else {
+        "Add a policy"
     };
-    Ok(Policy {
-        name: name.to_owned(),
-        subjects,
-        targets,
-        protocols,
-        forwarding: form.forwarding.as_deref() == Some("on"),
-        clipboard,
+    Ok(admin_page(
+        title,
+        &change.admin,
+        &[],
+        html! {
+            p { a href="/admin/policies" { "Back to the policies" } }
+            @if let Some(preview) = preview { (preview_tables(preview)) }
+            (editor(&lists, draft, editing, problem))
+        },
+    ))
+}
+
+/// The form drawn again with `problem` above it, answered with `status`.
+fn refused(
+    change: &AdminChange,
+    draft: &Draft,
+    editing: Option<i64>,
+    status: StatusCode,
+    problem: &str,
+) -> Result<Response, PageError> {
+    Ok((
+        status,
+        editor_page(change, draft, editing, Some(problem), None)?,
+    )
+        .into_response())
+}
+
+/// Parses the form, or draws it again saying what to fix (400).
+fn parsed(change: &AdminChange, draft: &Draft, editing: Option<i64>) -> Result<Policy, Response> {
+    draft.parse().map_err(|problem| {
+        refused(change, draft, editing, StatusCode::BAD_REQUEST, &problem)
+            .unwrap_or_else(IntoResponse::into_response)
     })
 }
 
-/// `POST /admin/policies`.
-pub(super) async fn add(change: AdminChange, Form(form): Form<PolicyForm>) -> Answer {
-    let policy =
-        parse_policy(&form).map_err(|message| change.refuse(StatusCode::BAD_REQUEST, message))?;
-    change.check(change.portal.broker.state().add_policy(&policy))?;
-    change.done(
-        "policy_added",
-        None,
-        format!(
-            "{}: {} -> {}{}, desktop clipboard {}",
-            policy.name,
-            form.subjects,
-            form.targets,
-            if policy.forwarding {
-                " (port forwarding allowed)"
-            } else {
-                ""
-            },
-            clipboard_words(policy.clipboard)
-        ),
-        "/admin/policies",
+/// What the audit log keeps of a saved policy.
+fn audit_detail(policy: &Policy) -> String {
+    format!(
+        "{}: {} -> {} over {}{}, desktop clipboard {}",
+        policy.name,
+        joined(&policy.subjects, Subject::to_text),
+        joined(&policy.targets, TargetSelector::to_text),
+        joined(&policy.protocols, |p| p.as_str().to_owned()),
+        if policy.forwarding {
+            " (port forwarding allowed)"
+        } else {
+            ""
+        },
+        clipboard_words(policy.clipboard)
     )
+}
+
+/// Saves through `write` (an add or an update): audited and back to the list, or the form again when
+/// the name is taken (409), or the state database's error page.
+fn save(
+    change: &AdminChange,
+    pairs: &[(String, String)],
+    editing: Option<i64>,
+    write: impl FnOnce(&Policy) -> Result<bool, StateError>,
+) -> Result<Response, PageError> {
+    let draft = Draft::from_pairs(pairs);
+    let policy = match parsed(change, &draft, editing) {
+        Ok(policy) => policy,
+        Err(page) => return Ok(page),
+    };
+    match write(&policy) {
+        Ok(true) => {}
+        Ok(false) => return Err(change.refuse(StatusCode::NOT_FOUND, "there is no such policy")),
+        Err(StateError::Exists(what)) => {
+            let problem = format!("{what} already exists: choose another name");
+            return refused(change, &draft, editing, StatusCode::CONFLICT, &problem);
+        }
+        Err(other) => return Err(other).shown_to(&change.admin),
+    }
+    let kind = if editing.is_some() {
+        "policy_updated"
+    } else {
+        "policy_added"
+    };
+    change.audit(kind, None, audit_detail(&policy));
+    Ok(Redirect::to("/admin/policies").into_response())
+}
+
+/// `POST /admin/policies`.
+pub(super) async fn add(change: AdminChange, Form(pairs): Pairs) -> Result<Response, PageError> {
+    let state = change.portal.broker.state();
+    save(&change, &pairs, None, |policy| {
+        state.add_policy(policy).map(|()| true)
+    })
+}
+
+/// `GET /admin/policies/{id}/edit`.
+pub(super) async fn edit(Path(id): Path<i64>, change: AdminChange) -> Result<Markup, PageError> {
+    let policies = change.check(change.portal.broker.state().policies())?;
+    let Some(record) = policies.into_iter().find(|r| r.id == id) else {
+        return Err(change.refuse(StatusCode::NOT_FOUND, "there is no such policy"));
+    };
+    editor_page(
+        &change,
+        &Draft::from_policy(&record.policy),
+        Some(id),
+        None,
+        None,
+    )
+}
+
+/// `POST /admin/policies/{id}/update`.
+pub(super) async fn update(
+    Path(id): Path<i64>,
+    change: AdminChange,
+    Form(pairs): Pairs,
+) -> Result<Response, PageError> {
+    let state = change.portal.broker.state();
+    save(&change, &pairs, Some(id), |policy| {
+        state.update_policy(id, policy)
+    })
+}
+
+/// Draws the form again with what it would grant, add and remove; nothing is written.
+fn preview(
+    change: &AdminChange,
+    pairs: &[(String, String)],
+    editing: Option<i64>,
+) -> Result<Response, PageError> {
+    let draft = Draft::from_pairs(pairs);
+    let policy = match parsed(change, &draft, editing) {
+        Ok(policy) => policy,
+        Err(page) => return Ok(page),
+    };
+    let preview = change.check(preview_policy(
+        change.portal.broker.state(),
+        &policy,
+        editing,
+    ))?;
+    Ok(editor_page(change, &draft, editing, None, Some(&preview))?.into_response())
+}
+
+/// `POST /admin/policies/preview`.
+pub(super) async fn preview_new(
+    change: AdminChange,
+    Form(pairs): Pairs,
+) -> Result<Response, PageError> {
+    preview(&change, &pairs, None)
+}
+
+/// `POST /admin/policies/{id}/preview`.
+pub(super) async fn preview_edit(
+    Path(id): Path<i64>,
+    change: AdminChange,
+    Form(pairs): Pairs,
+) -> Result<Response, PageError> {
+    preview(&change, &pairs, Some(id))
 }
 
 /// `POST /admin/policies/{id}/delete`.
@@ -197,53 +264,4 @@ pub(super) async fn delete(Path(id): Path<i64>, change: AdminChange) -> Answer {
         format!("policy {id}"),
         "/admin/policies",
     )
-}
-
-#[cfg(test)]
-#[allow(clippy::unwrap_used)]
-mod tests {
-    use super::*;
-
-    fn form(subjects: &str, targets: &str, protocols: &str) -> PolicyForm {
-        PolicyForm {
-            name: " ops ".into(),
-            subjects: subjects.into(),
-            targets: targets.into(),
-            protocols: protocols.into(),
-            forwarding: Some("on".into()),
-            clipboard: None,
-        }
-    }
-
-    #[test]
-    fn a_policy_form_parses_into_a_policy() {
-        let policy = parse_policy(&form("group:ops, user:alice", "tag:prod", "ssh")).unwrap();
-        assert_eq!(policy.name, "ops");
-        assert_eq!(policy.subjects.len(), 2);
-        assert_eq!(policy.targets.len(), 1);
-        assert_eq!(policy.protocols, [Protocol::Ssh]);
-        assert!(policy.forwarding);
-        assert_eq!(policy.clipboard, ClipboardAccess::Both);
-    }
-
-    #[test]
-    fn the_first_item_that_does_not_parse_is_named() {
-        let refused = |f: PolicyForm| parse_policy(&f).unwrap_err();
-        assert_eq!(
-            refused(form("alice", "tag:prod", "ssh")),
-            r#""alice" is not user:NAME, group:NAME or role:ROLE"#
-        );
-        assert_eq!(
-            refused(form("user:alice", "prod", "ssh")),
-            r#""prod" is not name:NAME, tag:TAG or *"#
-        );
-        assert_eq!(
-            refused(form("user:alice", "*", "ssh, telnet")),
-            r#""telnet" is not a protocol (ssh)"#
-        );
-        assert_eq!(
-            refused(form("user:alice", "*", " , ")),
-            "a policy needs at least one subject, one target and one protocol"
-        );
-    }
 }

@@ -72,8 +72,9 @@ async fn scenario(
     .await?;
     driver.goto(&format!("{base}/admin/policies")).await?;
     fill(driver, "#policy-name", "dave-prod").await?;
-    fill(driver, "#policy-subjects", "user:dave").await?;
-    fill(driver, "#policy-targets", "tag:prod").await?;
+    // The pickers: the user and the tag are ticked, not typed.
+    click(driver, "#subject-user-dave").await?;
+    click(driver, "#target-tag-prod").await?;
     click(driver, "#save-policy").await?;
     wait_text(driver, "#policies", Duration::from_secs(10), |t| {
         t.contains("dave-prod")

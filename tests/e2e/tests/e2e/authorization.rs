@@ -104,7 +104,24 @@ const SPEC: &[(&str, &str, [u16; 5])] = &[
         [303, 403, 403, 403, 422],
     ),
     ("GET", "/admin/policies", [303, 403, 403, 403, 200]),
-    ("POST", "/admin/policies", [303, 403, 403, 403, 422]),
+    // The policy form takes repeated keys as pairs, so an empty one is refused in words (400).
+    ("POST", "/admin/policies", [303, 403, 403, 403, 400]),
+    ("POST", "/admin/policies/preview", [303, 403, 403, 403, 400]),
+    (
+        "GET",
+        "/admin/policies/999999/edit",
+        [303, 403, 403, 403, 404],
+    ),
+    (
+        "POST",
+        "/admin/policies/999999/update",
+        [303, 403, 403, 403, 400],
+    ),
+    (
+        "POST",
+        "/admin/policies/999999/preview",
+        [303, 403, 403, 403, 400],
+    ),
     (
         "POST",
         "/admin/policies/999999/delete",
