@@ -17,6 +17,7 @@ mod desktop_clipboard_policy;
 mod edge_live;
 mod harness;
 mod hostile_targets;
+mod keyboard_admin;
 mod login_throttle;
 mod mfa_browser;
 mod rdp_client;
