@@ -32,6 +32,28 @@ fn join<T>(items: &[T], text: impl Fn(&T) -> String) -> String {
     items.iter().map(text).collect::<Vec<_>>().join(",")
 }
 
+/// Runs `sql` with a policy's columns as ?1 to ?6 (name, subjects, targets, protocols, forwarding,
+/// clipboard) and `id` as ?7: the one place a policy becomes a row, for adding and editing alike.
+fn write_policy(
+    conn: &rusqlite::Connection,
+    sql: &str,
+    policy: &Policy,
+    id: Option<i64>,
+) -> Result<usize, rusqlite::Error> {
+    conn.execute(
+        sql,
+        params![
+            policy.name,
+            join(&policy.subjects, Subject::to_text),
+            join(&policy.targets, TargetSelector::to_text),
+            join(&policy.protocols, |p| p.as_str().to_owned()),
+            policy.forwarding,
+            policy.clipboard.as_str(),
+            id,
+        ],
+    )
+}
+
 fn policy_from_columns(
     name: String,
     subjects: &str,
@@ -322,16 +344,12 @@ impl StateDb {
 
     /// Adds a policy.
     pub fn add_policy(&self, policy: &Policy) -> Result<(), StateError> {
-        let inserted = self.lock().execute(
-            "INSERT INTO policies (name, subjects, targets, protocols, forwarding, clipboard) VALUES (?1, ?2, ?3, ?4, ?5, ?6) ON CONFLICT(name) DO NOTHING",
-            params![
-                policy.name,
-                join(&policy.subjects, Subject::to_text),
-                join(&policy.targets, TargetSelector::to_text),
-                join(&policy.protocols, |p| p.as_str().to_owned()),
-                policy.forwarding,
-                policy.clipboard.as_str(),
-            ],
+        // A NULL id gives the row a new one.
+        let inserted = write_policy(
+            &self.lock(),
+            "INSERT INTO policies (name, subjects, targets, protocols, forwarding, clipboard, id) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7) ON CONFLICT(name) DO NOTHING",
+            policy,
+            None,
         )?;
         if inserted == 0 {
             return Err(StateError::Exists(format!("policy {}", policy.name)));
@@ -360,17 +378,11 @@ impl StateDb {
         if taken.is_some() {
             return Err(StateError::Exists(format!("policy {}", policy.name)));
         }
-        let updated = conn.execute(
+        let updated = write_policy(
+            &conn,
             "UPDATE policies SET name = ?1, subjects = ?2, targets = ?3, protocols = ?4, forwarding = ?5, clipboard = ?6 WHERE id = ?7",
-            params![
-                policy.name,
-                join(&policy.subjects, Subject::to_text),
-                join(&policy.targets, TargetSelector::to_text),
-                join(&policy.protocols, |p| p.as_str().to_owned()),
-                policy.forwarding,
-                policy.clipboard.as_str(),
-                id,
-            ],
+            policy,
+            Some(id),
         )?;
         Ok(updated == 1)
     }

@@ -13,13 +13,14 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, html};
 use sallyport_core::policy::{Policy, Subject, TargetSelector};
 use sallyport_relay::preview::{PolicyPreview, picker_lists, preview_policy, reach_matrix};
-use sallyport_state::StateError;
+use sallyport_state::{StateDb, StateError};
 
 use super::policy_editor::{clipboard_words, editor, preview_tables, reach_table};
 use super::policy_form::Draft;
 use super::{AdminChange, Answer};
 use crate::Portal;
 use crate::access::AdminUser;
+use crate::auth::CurrentUser;
 use crate::html::components::{post_button, table};
 use crate::html::{PageError, ShownTo, admin_page};
 
@@ -89,13 +90,14 @@ pub(super) async fn list(
 /// The editor alone on its page: for a new policy or the one with id `editing`, with what to fix or
 /// what it would change.
 fn editor_page(
-    change: &AdminChange,
+    state: &StateDb,
+    admin: &CurrentUser,
     draft: &Draft,
     editing: Option<i64>,
     problem: Option<&str>,
     preview: Option<&PolicyPreview>,
 ) -> Result<Markup, PageError> {
-    let lists = picker_lists(change.portal.broker.state()).shown_to(&change.admin)?;
+    let lists = picker_lists(state).shown_to(admin)?;
     let title = if editing.is_some() {
         "Edit a policy"
     } else {
@@ -103,7 +105,7 @@ fn editor_page(
     };
     Ok(admin_page(
         title,
-        &change.admin,
+        admin,
         &[],
         html! {
             p { a href="/admin/policies" { "Back to the policies" } }
@@ -121,11 +123,15 @@ fn refused(
     status: StatusCode,
     problem: &str,
 ) -> Result<Response, PageError> {
-    Ok((
-        status,
-        editor_page(change, draft, editing, Some(problem), None)?,
-    )
-        .into_response())
+    let page = editor_page(
+        change.portal.broker.state(),
+        &change.admin,
+        draft,
+        editing,
+        Some(problem),
+        None,
+    )?;
+    Ok((status, page).into_response())
 }
 
 /// Parses the form, or draws it again saying what to fix (400).
@@ -193,13 +199,19 @@ pub(super) async fn add(change: AdminChange, Form(pairs): Pairs) -> Result<Respo
 }
 
 /// `GET /admin/policies/{id}/edit`.
-pub(super) async fn edit(Path(id): Path<i64>, change: AdminChange) -> Result<Markup, PageError> {
-    let policies = change.check(change.portal.broker.state().policies())?;
+pub(super) async fn edit(
+    Path(id): Path<i64>,
+    State(portal): State<Arc<Portal>>,
+    AdminUser(admin): AdminUser,
+) -> Result<Markup, PageError> {
+    let state = portal.broker.state();
+    let policies = state.policies().shown_to(&admin)?;
     let Some(record) = policies.into_iter().find(|r| r.id == id) else {
-        return Err(change.refuse(StatusCode::NOT_FOUND, "there is no such policy"));
+        return Err(PageError::not_found("there is no such policy").shown_to(&admin));
     };
     editor_page(
-        &change,
+        state,
+        &admin,
         &Draft::from_policy(&record.policy),
         Some(id),
         None,
@@ -235,7 +247,15 @@ fn preview(
         &policy,
         editing,
     ))?;
-    Ok(editor_page(change, &draft, editing, None, Some(&preview))?.into_response())
+    let page = editor_page(
+        change.portal.broker.state(),
+        &change.admin,
+        &draft,
+        editing,
+        None,
+        Some(&preview),
+    )?;
+    Ok(page.into_response())
 }
 
 /// `POST /admin/policies/preview`.

@@ -94,28 +94,30 @@ fn values(groups: &[&Picks]) -> Vec<String> {
         .collect()
 }
 
+/// The picks of `items`, each `(value, label)`.
+fn picks<T>(items: &[T], pick: impl Fn(&T) -> (String, String)) -> Picks {
+    items.iter().map(pick).collect()
+}
+
+/// A pick named `name` of selector `kind`, labelled with a note: (`kind:name`, `name (note)`).
+fn noted(kind: &str, name: &str, note: &str) -> (String, String) {
+    (format!("{kind}:{name}"), format!("{name} ({note})"))
+}
+
+/// A pick labelled by its name alone.
+fn plain(kind: &str, name: &str) -> (String, String) {
+    (format!("{kind}:{name}"), name.to_owned())
+}
+
 /// The "Who" fieldset.
 fn who(lists: &PickerLists, draft: &Draft) -> Markup {
-    let users: Picks = lists
-        .users
-        .iter()
-        .map(|(name, role)| {
-            (
-                format!("user:{name}"),
-                format!("{name} ({})", role.as_str()),
-            )
-        })
-        .collect();
-    let groups: Picks = lists
-        .groups
-        .iter()
-        .map(|g| (format!("group:{g}"), g.clone()))
-        .collect();
-    let roles: Picks = lists
-        .roles
-        .iter()
-        .map(|r| (format!("role:{}", r.as_str()), role_words(*r).to_owned()))
-        .collect();
+    let users = picks(&lists.users, |(name, role)| {
+        noted("user", name, role.as_str())
+    });
+    let groups = picks(&lists.groups, |g| plain("group", g));
+    let roles = picks(&lists.roles, |r| {
+        (format!("role:{}", r.as_str()), role_words(*r).to_owned())
+    });
     let other = others(&draft.subjects, &values(&[&users, &groups, &roles]));
     let chosen = &draft.subjects;
     html! {
@@ -134,31 +136,13 @@ fn who(lists: &PickerLists, draft: &Draft) -> Markup {
 /// The "Targets" fieldset.
 fn targets(lists: &PickerLists, draft: &Draft) -> Markup {
     let any: Picks = vec![("*".to_owned(), "All targets".to_owned())];
-    let tags: Picks = lists
-        .tags
-        .iter()
-        .map(|t| (format!("tag:{t}"), t.clone()))
-        .collect();
-    let named: Picks = lists
-        .targets
-        .iter()
-        .map(|(name, protocol)| {
-            (
-                format!("name:{name}"),
-                format!("{name} ({})", protocol.as_str()),
-            )
-        })
-        .collect();
-    let networks: Picks = lists
-        .networks
-        .iter()
-        .map(|n| {
-            (
-                format!("network:{}", n.name),
-                format!("{} ({})", n.name, n.cidr),
-            )
-        })
-        .collect();
+    let tags = picks(&lists.tags, |t| plain("tag", t));
+    let named = picks(&lists.targets, |(name, protocol)| {
+        noted("name", name, protocol.as_str())
+    });
+    let networks = picks(&lists.networks, |n| {
+        noted("network", &n.name, &n.cidr.to_string())
+    });
     let other = others(&draft.targets, &values(&[&any, &tags, &named, &networks]));
     let chosen = &draft.targets;
     html! {
@@ -280,8 +264,9 @@ pub(super) fn preview_tables(preview: &PolicyPreview) -> Markup {
         section.preview id="preview" aria-labelledby="preview-heading" {
             h2 id="preview-heading" { "Preview (nothing is saved yet)" }
             p role="status" {
-                "This policy would let " (preview.granted.len()) " user and target pairs connect; saving it adds "
-                (preview.added.len()) " and removes " (preview.removed.len()) " compared with now."
+                "Pairs of user and target this policy would connect: " (preview.granted.len())
+                ". Saving it adds " (preview.added.len()) " and removes " (preview.removed.len())
+                " compared with now."
             }
             h3 { "What it grants" }
             (table("preview-granted", &REACH_HEADERS, &reach_rows(&preview.granted, false), "Nobody: no enabled user and target match it."))

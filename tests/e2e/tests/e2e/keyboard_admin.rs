@@ -126,10 +126,18 @@ async fn fill_by_keys(driver: &Driver, id: &str, text: &str) -> Result<()> {
     type_text(driver, text).await
 }
 
-/// Saves a screenshot to `dir/name`, prints where, and checks it is a PNG with something in it.
+/// Saves a screenshot to `dir/name`, prints where, and checks it is a PNG with something in it. The
+/// window is made tall for it (a WebDriver screenshot is the viewport), so the whole page is in it.
 async fn keep_screenshot(browser: &Browser, dir: &Path, name: &str) -> Result<PathBuf> {
     let path = dir.join(name);
-    browser.screenshot(&path).await?;
+    let driver = browser.client();
+    let (width, height) = driver.get_window_size().await?;
+    driver.set_window_size(1280, 2600).await?;
+    let shot = browser.screenshot(&path).await;
+    driver
+        .set_window_size(u32::try_from(width)?, u32::try_from(height)?)
+        .await?;
+    shot?;
     let bytes = std::fs::read(&path)?;
     assert!(
         bytes.len() > 1000 && bytes.starts_with(b"\x89PNG\r\n\x1a\n"),
@@ -173,7 +181,8 @@ async fn scenario(
         t.len() >= 12
     })
     .await?;
-    wait_text(driver, "#users", Duration::from_secs(10), |t| {
+    // That page names the new user with the password to hand over.
+    wait_text(driver, "main", Duration::from_secs(10), |t| {
         t.contains("erin")
     })
     .await?;
