@@ -134,14 +134,6 @@ fn refused(
     Ok((status, page).into_response())
 }
 
-/// Parses the form, or draws it again saying what to fix (400).
-fn parsed(change: &AdminChange, draft: &Draft, editing: Option<i64>) -> Result<Policy, Response> {
-    draft.parse().map_err(|problem| {
-        refused(change, draft, editing, StatusCode::BAD_REQUEST, &problem)
-            .unwrap_or_else(IntoResponse::into_response)
-    })
-}
-
 /// What the audit log keeps of a saved policy.
 fn audit_detail(policy: &Policy) -> String {
     format!(
@@ -168,9 +160,11 @@ fn save(
     write: impl FnOnce(&Policy) -> Result<bool, StateError>,
 ) -> Result<Response, PageError> {
     let draft = Draft::from_pairs(pairs);
-    let policy = match parsed(change, &draft, editing) {
+    let policy = match draft.parse() {
         Ok(policy) => policy,
-        Err(page) => return Ok(page),
+        Err(problem) => {
+            return refused(change, &draft, editing, StatusCode::BAD_REQUEST, &problem);
+        }
     };
     match write(&policy) {
         Ok(true) => {}
@@ -238,9 +232,11 @@ fn preview(
     editing: Option<i64>,
 ) -> Result<Response, PageError> {
     let draft = Draft::from_pairs(pairs);
-    let policy = match parsed(change, &draft, editing) {
+    let policy = match draft.parse() {
         Ok(policy) => policy,
-        Err(page) => return Ok(page),
+        Err(problem) => {
+            return refused(change, &draft, editing, StatusCode::BAD_REQUEST, &problem);
+        }
     };
     let preview = change.check(preview_policy(
         change.portal.broker.state(),
