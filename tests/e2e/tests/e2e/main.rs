@@ -20,6 +20,7 @@ mod hostile_targets;
 mod keyboard_admin;
 mod login_throttle;
 mod mfa_browser;
+mod policy_editor;
 mod rdp_client;
 mod refusals;
 mod review_desktop;
