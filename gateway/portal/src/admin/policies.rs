@@ -151,6 +151,20 @@ fn audit_detail(policy: &Policy) -> String {
     )
 }
 
+/// Runs `then` on the policy the form describes, or draws the form again saying what to fix (400).
+fn with_policy(
+    change: &AdminChange,
+    pairs: &[(String, String)],
+    editing: Option<i64>,
+    then: impl FnOnce(&Draft, Policy) -> Result<Response, PageError>,
+) -> Result<Response, PageError> {
+    let draft = Draft::from_pairs(pairs);
+    match draft.parse() {
+        Ok(policy) => then(&draft, policy),
+        Err(problem) => refused(change, &draft, editing, StatusCode::BAD_REQUEST, &problem),
+    }
+}
+
 /// Saves through `write` (an add or an update): audited and back to the list, or the form again when
 /// the name is taken (409), or the state database's error page.
 fn save(
@@ -159,19 +173,25 @@ fn save(
     editing: Option<i64>,
     write: impl FnOnce(&Policy) -> Result<bool, StateError>,
 ) -> Result<Response, PageError> {
-    let draft = Draft::from_pairs(pairs);
-    let policy = match draft.parse() {
-        Ok(policy) => policy,
-        Err(problem) => {
-            return refused(change, &draft, editing, StatusCode::BAD_REQUEST, &problem);
-        }
-    };
-    match write(&policy) {
+    with_policy(change, pairs, editing, |draft, policy| {
+        saved(change, draft, &policy, editing, write)
+    })
+}
+
+/// What [`save`] does once the form parsed.
+fn saved(
+    change: &AdminChange,
+    draft: &Draft,
+    policy: &Policy,
+    editing: Option<i64>,
+    write: impl FnOnce(&Policy) -> Result<bool, StateError>,
+) -> Result<Response, PageError> {
+    match write(policy) {
         Ok(true) => {}
         Ok(false) => return Err(change.refuse(StatusCode::NOT_FOUND, "there is no such policy")),
         Err(StateError::Exists(what)) => {
             let problem = format!("{what} already exists: choose another name");
-            return refused(change, &draft, editing, StatusCode::CONFLICT, &problem);
+            return refused(change, draft, editing, StatusCode::CONFLICT, &problem);
         }
         Err(other) => return Err(other).shown_to(&change.admin),
     }
@@ -180,7 +200,7 @@ fn save(
     } else {
         "policy_added"
     };
-    change.audit(kind, None, audit_detail(&policy));
+    change.audit(kind, None, audit_detail(policy));
     Ok(Redirect::to("/admin/policies").into_response())
 }
 
@@ -231,27 +251,12 @@ fn preview(
     pairs: &[(String, String)],
     editing: Option<i64>,
 ) -> Result<Response, PageError> {
-    let draft = Draft::from_pairs(pairs);
-    let policy = match draft.parse() {
-        Ok(policy) => policy,
-        Err(problem) => {
-            return refused(change, &draft, editing, StatusCode::BAD_REQUEST, &problem);
-        }
-    };
-    let preview = change.check(preview_policy(
-        change.portal.broker.state(),
-        &policy,
-        editing,
-    ))?;
-    let page = editor_page(
-        change.portal.broker.state(),
-        &change.admin,
-        &draft,
-        editing,
-        None,
-        Some(&preview),
-    )?;
-    Ok(page.into_response())
+    with_policy(change, pairs, editing, |draft, policy| {
+        let state = change.portal.broker.state();
+        let preview = change.check(preview_policy(state, &policy, editing))?;
+        let page = editor_page(state, &change.admin, draft, editing, None, Some(&preview))?;
+        Ok(page.into_response())
+    })
 }
 
 /// `POST /admin/policies/preview`.
