@@ -236,7 +236,7 @@ fn differing_pixels(a: &[u8], b: &[u8]) -> usize {
 }
 
 /// `[canvas width, canvas height, r, g, b]` of one desktop pixel.
-async fn pixel(driver: &Driver, x: u16, y: u16) -> Result<Vec<u64>> {
+pub(crate) async fn pixel(driver: &Driver, x: u16, y: u16) -> Result<Vec<u64>> {
     let value = driver
         .execute(
             "const c = document.getElementById('desktop');
