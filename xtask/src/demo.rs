@@ -2,7 +2,6 @@
 //! servers and an xrdp desktop, from `sallyport-demo`, the same code the e2e scenario `demo` runs). Prints
 //! the portal URL, the certificate fingerprint, the one-time admin password, the targets and their login,
 //! and the commands for the recordings and the CLI; Ctrl-C stops everything and removes the namespace.
-//! `--appliance` boots the appliance image under QEMU in the gateway's place ([`crate::demo_vm`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -21,14 +20,12 @@ use crate::{cargo, is_root, root, run_cmd};
 struct Options {
     listen: String,
     keep_state: bool,
-    appliance: bool,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut options = Options {
         listen: "127.0.0.1:8443".to_owned(),
         keep_state: false,
-        appliance: false,
     };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -40,10 +37,7 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
                     .clone()
             }
             "--keep-state" => options.keep_state = true,
-            "--appliance" => options.appliance = true,
-            other => bail!(
-                "unknown demo option {other:?} (known: --listen ADDR, --keep-state, --appliance)"
-            ),
+            other => bail!("unknown demo option {other:?} (known: --listen ADDR, --keep-state)"),
         }
     }
     Ok(options)
@@ -79,9 +73,6 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let stop_flag = stop.clone();
     ctrlc::set_handler(move || stop_flag.store(true, Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
-    if options.appliance {
-        return crate::demo_vm::run(&demo_dir, &stop);
-    }
     run_cmd(cargo().args(["build", "-p", "sallyport-gateway"]))?;
 
     let state_dir = demo_dir.join("state");
