@@ -13,7 +13,7 @@ use sallyport_e2e::browser::steps::{click, fill, wait_text};
 use sallyport_e2e::portal::{ADMIN_PASSWORD, Terminal, login_admin, target_id};
 use sallyport_e2e::{Browser, Gateway, GatewayOptions, require_root};
 
-use crate::browser_rdp::pixel;
+use crate::browser_rdp::wait_painted;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_demo_setup_serves_its_ssh_targets_and_its_desktop_in_the_browser() -> Result<()> {
@@ -81,27 +81,6 @@ async fn desktop(driver: &Driver, gateway: &Gateway, demo: &Demo) -> Result<()> 
         s.starts_with("Connected")
     })
     .await?;
-    let [r, g, b] = DESKTOP_BACKGROUND.map(u64::from);
-    let mut last = (Vec::new(), Vec::new());
-    // At most 30 s.
-    for _ in 0..300 {
-        let size = pixel(driver, 0, 0).await?;
-        let (w, h) = (
-            size.first().copied().unwrap_or(0),
-            size.get(1).copied().unwrap_or(0),
-        );
-        let corner = |v: u64| u16::try_from(v.saturating_sub(20)).unwrap_or(0);
-        let background = pixel(driver, corner(w), corner(h)).await?;
-        let xterm = pixel(driver, 70, 70).await?;
-        if background.get(2..) == Some(&[r, g, b][..])
-            && xterm.get(2..) == Some(&[255, 255, 255][..])
-        {
-            return Ok(());
-        }
-        last = (background, xterm);
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "the demo desktop did not show: canvas pixels (background corner, xterm) {last:?}, wanted background {DESKTOP_BACKGROUND:?}"
-    )
+    // The xterm sits at +40+40.
+    wait_painted(driver, DESKTOP_BACKGROUND, (70, 70)).await
 }
