@@ -23,6 +23,9 @@ pub const DEMO_PACKAGES: &[(&str, &str)] = &[
     ("xterm", "/usr/bin/xterm"),
     ("x11-xserver-utils", "/usr/bin/xsetroot"),
     ("x11-utils", "/usr/bin/xmessage"),
+    // The portal's build installs xterm.js from the npm registry (gateway/portal/build.rs).
+    ("nodejs", "/usr/bin/node"),
+    ("npm", "/usr/bin/npm"),
 ];
 
 /// Debian packages only the tests use, on top of [`DEMO_PACKAGES`].
@@ -33,8 +36,6 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("sudo", "/usr/bin/sudo"),
     ("chromium", "/usr/bin/chromium"),
     ("chromium-driver", "/usr/bin/chromedriver"),
-    ("nodejs", "/usr/bin/node"),
-    ("npm", "/usr/bin/npm"),
     ("nmap", "/usr/bin/nmap"),
     ("iputils-ping", "/usr/bin/ping"),
     ("nftables", "/usr/sbin/nft"),
@@ -73,12 +74,13 @@ pub fn run() -> anyhow::Result<()> {
 pub fn install(scope: Scope) -> anyhow::Result<()> {
     let mut wanted = missing(DEMO_PACKAGES);
     if scope == Scope::Tests {
-        // A Node.js from elsewhere on PATH (nvm, a tarball) serves as well as Debian's.
-        wanted.extend(missing(TEST_PACKAGES).into_iter().filter(|package| {
-            !(*package == "nodejs" || *package == "npm")
-                || !on_path(if *package == "npm" { "npm" } else { "node" })
-        }));
+        wanted.extend(missing(TEST_PACKAGES));
     }
+    // A Node.js from elsewhere on PATH (nvm, a tarball) serves as well as Debian's.
+    wanted.retain(|package| {
+        !(*package == "nodejs" || *package == "npm")
+            || !on_path(if *package == "npm" { "npm" } else { "node" })
+    });
     apt_install(&wanted)?;
     if scope == Scope::Tests {
         for component in ["rustfmt", "clippy"] {
