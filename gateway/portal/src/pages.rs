@@ -492,7 +492,10 @@ mod tests {
         let fresh = TargetLogin { username: None };
         assert!(!fresh.password_focus());
         let html = fresh.username_field(&target).into_string();
-        assert!(html.contains("autofocus") && !html.contains("value="), "{html}");
+        assert!(
+            html.contains("autofocus") && !html.contains("value="),
+            "{html}"
+        );
         let known = TargetLogin {
             username: Some("deploy\""),
         };
