@@ -11,7 +11,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result, bail, ensure};
 use fantoccini::{Client as Driver, Locator};
-use sallyport_e2e::browser::steps::{click, fill, text, wait_text};
+use sallyport_e2e::browser::steps::{
+    click, fill, first_admin_login, save_target, text, value, wait_text,
+};
 use sallyport_e2e::portal::ADMIN_PASSWORD;
 use sallyport_e2e::{
     Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
@@ -60,14 +62,7 @@ async fn scenario(
     let driver = browser.client();
     let base = gateway.url();
     let base = base.trim_end_matches('/');
-    driver.goto(base).await?;
-    fill(driver, "#username", "admin").await?;
-    fill(driver, "#password", &gateway.password()).await?;
-    click(driver, "#login").await?;
-    fill(driver, "#new_password", ADMIN_PASSWORD).await?;
-    fill(driver, "#repeat", ADMIN_PASSWORD).await?;
-    click(driver, "#save-password").await?;
-    wait_text(driver, "h1", Duration::from_secs(20), |t| t == "Targets").await?;
+    first_admin_login(driver, base, &gateway.password(), ADMIN_PASSWORD).await?;
 
     // The dashboard: the missing edge first, in words; the sign-in just made.
     driver.goto(&format!("{base}/admin")).await?;
@@ -92,15 +87,7 @@ async fn scenario(
     );
 
     // A tagged target, made by the admin.
-    driver.goto(&format!("{base}/admin/targets")).await?;
-    fill(driver, "#target-name", "web").await?;
-    fill(driver, "#target-address", &net.ns_addr().to_string()).await?;
-    fill(driver, "#target-tags", "prod").await?;
-    click(driver, "#save-target").await?;
-    wait_text(driver, "#targets", Duration::from_secs(10), |t| {
-        t.contains("web")
-    })
-    .await?;
+    save_target(driver, base, "web", &net.ns_addr().to_string(), "prod").await?;
 
     // The target list: never used yet; a typed search narrows it and keeps the query; a tag searches.
     driver.goto(&format!("{base}/targets")).await?;
@@ -123,15 +110,8 @@ async fn scenario(
         present(driver, r#"tr[data-target="alpha"]"#).await,
         "the search lost alpha"
     );
-    let kept = driver
-        .find(Locator::Css("#target-search"))
-        .await?
-        .prop("value")
-        .await?;
-    ensure!(
-        kept.as_deref() == Some("alph"),
-        "the query was not kept: {kept:?}"
-    );
+    let kept = value(driver, "#target-search").await?;
+    ensure!(kept == "alph", "the query was not kept: {kept:?}");
     fill(driver, "#target-search", "no-such-thing").await?;
     click(driver, "#search").await?;
     wait_text(driver, "#targets", Duration::from_secs(10), |t| {
@@ -207,15 +187,8 @@ async fn scenario(
 
     // The connect page fills in the username used and puts the cursor in the password field.
     driver.goto(connect_url.as_str()).await?;
-    let username = driver
-        .find(Locator::Css("#target-username"))
-        .await?
-        .prop("value")
-        .await?;
-    ensure!(
-        username.as_deref() == Some(account),
-        "the remembered username: {username:?}"
-    );
+    let username = value(driver, "#target-username").await?;
+    ensure!(username == account, "the remembered username: {username:?}");
     let focused = driver
         .execute("return document.activeElement.id", vec![])
         .await?;
