@@ -2,7 +2,8 @@
 //! dashboard warns that the gateway runs without the edge and shows the admin's sign-in; the target
 //! list searches (typed and by clicking a tag); after the admin connects to a target in the browser the
 //! dashboard lists that live session while it is open (from a second tab), the target list shows when
-//! it was last used, and its connect page fills in the target username used and focuses the password.
+//! it was last used, and its connect page fills in the target username used and focuses the password;
+//! on a phone's screen the dashboard does not scroll sideways (its tables scroll in their wrappers).
 //! Screenshots of the dashboard and the target list are kept as artefacts in
 //! `$CARGO_TARGET_TMPDIR/screenshots/` (`dashboard.png`, `targets.png`).
 
@@ -164,6 +165,8 @@ async fn scenario(
         "no watch link for the live session"
     );
     screenshot(browser, &shots.join("dashboard.png")).await?;
+    on_a_phone(driver, &format!("{base}/admin")).await?;
+    driver.set_window_size(1200, 800).await?;
 
     // The target list: alpha was used just now (a time, not "never"), and is the recent one.
     driver.goto(&format!("{base}/targets")).await?;
@@ -206,6 +209,42 @@ async fn scenario(
         s.contains("exited with status 0")
     })
     .await?;
+    Ok(())
+}
+
+/// The dashboard on a phone's screen: the page never scrolls sideways; the live sessions table, wider
+/// than the screen, scrolls inside its wrapper.
+async fn on_a_phone(driver: &Driver, url: &str) -> Result<()> {
+    driver.set_window_size(390, 844).await?;
+    driver.goto(url).await?;
+    wait_text(driver, "#live-sessions", Duration::from_secs(10), |t| {
+        t.contains("alpha")
+    })
+    .await?;
+    let layout = driver
+        .execute(
+            "const page = document.documentElement;
+             const wrapper = document.getElementById('live-sessions').parentElement;
+             return {
+               viewport: page.clientWidth,
+               page_overflow: page.scrollWidth - page.clientWidth,
+               table_scrolls: wrapper.className === 'table-scroll' && wrapper.scrollWidth > wrapper.clientWidth,
+             };",
+            vec![],
+        )
+        .await?;
+    ensure!(
+        layout["viewport"].as_f64().is_some_and(|w| w <= 400.0),
+        "the window did not narrow: {layout}"
+    );
+    ensure!(
+        layout["page_overflow"].as_f64().is_some_and(|o| o <= 0.0),
+        "the dashboard scrolls sideways on a phone: {layout}"
+    );
+    ensure!(
+        layout["table_scrolls"] == true,
+        "the live sessions table does not scroll in its wrapper: {layout}"
+    );
     Ok(())
 }
 
