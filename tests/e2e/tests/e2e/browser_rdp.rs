@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use fantoccini::{Client as Driver, Locator};
 use sallyport_desktop_replay::DesktopReplay;
-use sallyport_e2e::browser::steps::{click, fill, wait_text};
+use sallyport_e2e::browser::steps::{click, fill, first_admin_login, wait_text};
 use sallyport_e2e::common::run_with_timeout;
 use sallyport_e2e::portal::{ADMIN_PASSWORD, sealed_session, verifying_key};
 use sallyport_e2e::rdp::{BACKGROUND, Shadow, ShadowSecurity, XTERM_AT, Xrdp};
@@ -320,13 +320,7 @@ async fn pointer(driver: &Driver, x: u16, y: u16, press: bool) -> Result<()> {
 /// The browser part; returns the canvas at the end (width, height, RGBA).
 async fn drive(driver: &Driver, gateway: &Gateway, desk: &dyn Desk) -> Result<(u16, u16, Vec<u8>)> {
     driver.set_window_size(1200, 900).await?;
-    driver.goto(&gateway.url()).await?;
-    fill(driver, "#username", "admin").await?;
-    fill(driver, "#password", &gateway.password()).await?;
-    click(driver, "#login").await?;
-    fill(driver, "#new_password", ADMIN_PASSWORD).await?;
-    fill(driver, "#repeat", ADMIN_PASSWORD).await?;
-    click(driver, "#save-password").await?;
+    first_admin_login(driver, &gateway.url(), &gateway.password(), ADMIN_PASSWORD).await?;
     click(driver, r#"tr[data-target="desk"] a.connect"#).await?;
     let (username, password) = desk.credentials();
     fill(driver, "#target-username", &username).await?;
