@@ -1,7 +1,7 @@
 //! `cargo xtask`: Sallyport's task runner.
 //!
 //! - `setup`: installs what the project needs on a Debian machine and skips what is there.
-//! - `demo`: the gateway with a demo network of real OpenSSH targets (needs root).
+//! - `demo`: the gateway with a demo network of real SSH and RDP targets (needs root).
 //! - `ci`: formatting, lints (Rust and the portal's JavaScript), tidy checks, and every test including the end-to-end ones (needs root).
 //! - `bench ssh`: the SSH relay benchmarks (throughput ratio, echo latency, memory per session).
 //! - `bench edge`: the eBPF edge benchmarks (XDP drop rate against an nftables rule, bulk TCP attached against

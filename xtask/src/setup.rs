@@ -1,4 +1,5 @@
-//! `cargo xtask setup`: installs the project's system dependencies on Debian, skipping what is there.
+//! `cargo xtask setup`: installs the project's system dependencies on Debian, skipping what is there: what
+//! the demo runs ([`DEMO_PACKAGES`], [`Scope::Demo`]) and, for the tests, what only they use.
 
 use std::process::Command;
 
@@ -6,33 +7,42 @@ use anyhow::bail;
 
 use crate::{is_root, run_cmd};
 
-/// Debian packages the demo and the tests use, with the command that proves each is present.
-const PACKAGES: &[(&str, &str)] = &[
+/// Debian packages the demo runs (its targets and what it does to set them up), with the file that proves
+/// each is present. `cargo xtask demo` installs only these (and the eBPF toolchain, which the gateway's
+/// build needs).
+pub const DEMO_PACKAGES: &[(&str, &str)] = &[
     ("openssh-server", "/usr/sbin/sshd"),
-    ("openssh-client", "/usr/bin/ssh"),
     ("iproute2", "/usr/sbin/ip"),
-    ("procps", "/usr/bin/ps"),
     ("openssl", "/usr/bin/openssl"),
     ("passwd", "/usr/sbin/useradd"),
-    // The secrets test types a password at sudo's prompt on an SSH target.
-    ("sudo", "/usr/bin/sudo"),
-    ("chromium", "/usr/bin/chromium"),
-    ("chromium-driver", "/usr/bin/chromedriver"),
-    ("nodejs", "/usr/bin/node"),
-    ("npm", "/usr/bin/npm"),
-    ("nmap", "/usr/bin/nmap"),
-    ("iputils-ping", "/usr/bin/ping"),
-    ("nftables", "/usr/sbin/nft"),
-    ("tmux", "/usr/bin/tmux"),
-    // RDP targets for the desktop tests: xrdp with its Xorg backend, and FreeRDP's shadow server on Xvfb.
+    // The RDP target: xrdp with its Xorg backend, and what its desktop shows (a background, an xterm, a
+    // line of text from xmessage).
     ("xrdp", "/usr/sbin/xrdp"),
     ("xorgxrdp", "/usr/lib/xorg/modules/drivers/xrdpdev_drv.so"),
     ("xserver-xorg-core", "/usr/lib/xorg/Xorg"),
     ("xterm", "/usr/bin/xterm"),
     ("x11-xserver-utils", "/usr/bin/xsetroot"),
+    ("x11-utils", "/usr/bin/xmessage"),
+    // The portal's build installs xterm.js from the npm registry (gateway/portal/build.rs).
+    ("nodejs", "/usr/bin/node"),
+    ("npm", "/usr/bin/npm"),
+];
+
+/// Debian packages only the tests use, on top of [`DEMO_PACKAGES`].
+const TEST_PACKAGES: &[(&str, &str)] = &[
+    ("openssh-client", "/usr/bin/ssh"),
+    ("procps", "/usr/bin/ps"),
+    // The secrets test types a password at sudo's prompt on an SSH target.
+    ("sudo", "/usr/bin/sudo"),
+    ("chromium", "/usr/bin/chromium"),
+    ("chromium-driver", "/usr/bin/chromedriver"),
+    ("nmap", "/usr/bin/nmap"),
+    ("iputils-ping", "/usr/bin/ping"),
+    ("nftables", "/usr/sbin/nft"),
+    ("tmux", "/usr/bin/tmux"),
+    // The desktop tests' extra tools, and FreeRDP's shadow server on Xvfb (the NLA target).
     ("xdotool", "/usr/bin/xdotool"),
     ("xclip", "/usr/bin/xclip"),
-    ("x11-utils", "/usr/bin/xev"),
     ("freerdp2-shadow-x11", "/usr/bin/freerdp-shadow-cli"),
     ("xvfb", "/usr/bin/Xvfb"),
     ("winpr-utils", "/usr/bin/winpr-hash"),
@@ -46,31 +56,50 @@ const LLVM_PACKAGES: &[(&str, &str)] = &[
 const LLVM_BIN: &str = "/usr/lib/llvm-22/bin";
 const BPF_LINKER_VERSION: &str = "0.13.0";
 
-/// Installs what is missing.
+/// What a setup installs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Scope {
+    /// What `cargo xtask demo` runs: its targets' packages and the gateway's build toolchain.
+    Demo,
+    /// Everything: the demo's packages, the tests' peers and tools, rustfmt and clippy.
+    Tests,
+}
+
+/// `cargo xtask setup`: installs what is missing for the tests (which includes the demo).
 pub fn run() -> anyhow::Result<()> {
-    let missing: Vec<&str> = missing(PACKAGES)
-        .into_iter()
-        .filter(|package| {
-            !(*package == "nodejs" || *package == "npm")
-                || !on_path(if *package == "npm" { "npm" } else { "node" })
-        })
-        .collect();
-    apt_install(&missing)?;
-    for component in ["rustfmt", "clippy"] {
-        let probe = if component == "rustfmt" {
-            ["fmt", "--version"]
-        } else {
-            ["clippy", "--version"]
-        };
-        let present = crate::cargo()
-            .args(probe)
-            .output()
-            .map(|o| o.status.success())
-            .unwrap_or(false);
-        if !present {
-            run_cmd(Command::new("rustup").args(["component", "add", component]))?;
+    install(Scope::Tests)
+}
+
+/// Installs what `scope` needs and is missing.
+pub fn install(scope: Scope) -> anyhow::Result<()> {
+    let mut wanted = missing(DEMO_PACKAGES);
+    if scope == Scope::Tests {
+        wanted.extend(missing(TEST_PACKAGES));
+    }
+    // A Node.js from elsewhere on PATH (nvm, a tarball) serves as well as Debian's.
+    wanted.retain(|package| {
+        !(*package == "nodejs" || *package == "npm")
+            || !on_path(if *package == "npm" { "npm" } else { "node" })
+    });
+    apt_install(&wanted)?;
+    if scope == Scope::Tests {
+        for component in ["rustfmt", "clippy"] {
+            let probe = if component == "rustfmt" {
+                ["fmt", "--version"]
+            } else {
+                ["clippy", "--version"]
+            };
+            let present = crate::cargo()
+                .args(probe)
+                .output()
+                .map(|o| o.status.success())
+                .unwrap_or(false);
+            if !present {
+                run_cmd(Command::new("rustup").args(["component", "add", component]))?;
+            }
         }
     }
+    // The gateway embeds the eBPF edge, which its build compiles (ebpf/edge/build.rs): the demo needs this too.
     ebpf_toolchain()
 }
 

@@ -7,7 +7,7 @@ use axum::extract::FromRequestParts;
 use axum::http::request::Parts;
 use axum::response::{IntoResponse, Response};
 use sallyport_core::policy::{Authenticated, Authorized, Role};
-use sallyport_state::{StateError, TargetRecord};
+use sallyport_state::TargetRecord;
 
 use crate::Portal;
 use crate::auth::CurrentUser;
@@ -23,14 +23,6 @@ pub fn decide(
     target: &TargetRecord,
 ) -> Result<Authorized, AccessError> {
     sallyport_relay::access::decide(portal.broker.state(), user, target)
-}
-
-/// The targets `user` may reach.
-pub fn visible_targets(
-    portal: &Portal,
-    user: &Authenticated,
-) -> Result<Vec<TargetRecord>, StateError> {
-    sallyport_relay::access::visible_targets(portal.broker.state(), user)
 }
 
 /// The logged-in user of a request whose role `allowed` accepts; any other gets 403 with `refusal`.

@@ -24,6 +24,7 @@ mod refusal;
 mod review_api;
 mod routes;
 mod server;
+mod target_list;
 mod user_ca;
 mod watch;
 mod ws;

@@ -1,5 +1,5 @@
-//! The portal's pages for everyone: login, logout, password change, the target list and the connect
-//! pages (terminal and desktop), drawn with the templates of [`crate::html`].
+//! The portal's pages for everyone: login, logout, password change and the connect pages (terminal and
+//! desktop; the target list is [`crate::target_list`]), drawn with the templates of [`crate::html`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -16,9 +16,9 @@ use serde::Deserialize;
 use tracing::{debug, warn};
 
 use crate::Portal;
-use crate::access::{AccessError, decide, visible_targets};
+use crate::access::{AccessError, decide};
 use crate::auth::{CurrentUser, expired_cookie, session_cookie, session_token};
-use crate::html::components::{error, field, table};
+use crate::html::components::{error, field};
 use crate::html::{Asset, Layout, PageError, ShownTo, page};
 use crate::refusal::{LOGIN_UNCHECKED, Refusal};
 
@@ -300,41 +300,6 @@ pub async fn change_password(
     }
 }
 
-/// `GET /targets`.
-pub async fn targets(
-    State(portal): State<Arc<Portal>>,
-    user: CurrentUser,
-) -> Result<Markup, PageError> {
-    let targets = visible_targets(&portal, &user.user).shown_to(&user)?;
-    let rows: Vec<Markup> = targets
-        .iter()
-        .map(|t| {
-            html! {
-                tr data-target=(t.name) {
-                    td { (t.name) }
-                    td { (t.host) ":" (t.port) }
-                    td { (t.protocol.as_str()) }
-                    td { a.connect href={ "/connect/" (t.id) } { "Connect" } }
-                }
-            }
-        })
-        .collect();
-    Ok(page(
-        "Targets",
-        Some(&user.user),
-        html! {
-            h1 { "Targets" }
-            p { a href="/connect-ip" id="connect-ip" { "Connect by IP address" } }
-            (table(
-                "targets",
-                &["Name", "Address", "Protocol", ""],
-                &rows,
-                "No target is open to you yet: an administrator grants targets with a policy.",
-            ))
-        },
-    ))
-}
-
 /// `GET /connect/{target_id}`: the connect form and the terminal.
 pub async fn connect_page(
     State(portal): State<Arc<Portal>>,
@@ -360,9 +325,18 @@ pub async fn connect_page(
         }
         Err(AccessError::State(error)) => return Err(PageError::from(error).shown_to(&user)),
     }
+    // The target username this user logged in with last time (never a secret), to type it only once.
+    let remembered = portal
+        .broker
+        .state()
+        .remembered_username(user.user.user_id(), target.id)
+        .shown_to(&user)?;
+    let login = TargetLogin {
+        username: remembered.as_deref(),
+    };
     Ok(match target.protocol {
-        Protocol::Rdp => desktop_page(&user, &target),
-        Protocol::Ssh => terminal_page(&user, &target),
+        Protocol::Rdp => desktop_page(&user, &target, login),
+        Protocol::Ssh => terminal_page(&user, &target, login),
     })
 }
 
@@ -376,15 +350,38 @@ fn target_heading(target: &TargetRecord, protocol: Option<&str>) -> Markup {
     }
 }
 
+/// What the connect form fills in: the username remembered from this user's last login to the target.
+#[derive(Clone, Copy)]
+struct TargetLogin<'a> {
+    username: Option<&'a str>,
+}
+
+impl TargetLogin<'_> {
+    /// The target-username input, filled with the remembered name; it has the focus unless it is
+    /// filled, when the password field takes it (what is left to type).
+    fn username_field(self, target: &TargetRecord) -> Markup {
+        let label = format!("Username on {}", target.name);
+        field(
+            &label,
+            html! {
+                input name="username" id="target-username" required autofocus[self.username.is_none()]
+                    autocapitalize="off" value=[self.username];
+            },
+        )
+    }
+
+    /// Whether the password field takes the focus.
+    fn password_focus(self) -> bool {
+        self.username.is_some()
+    }
+}
+
 /// The terminal page of an SSH target: the connect form, then the terminal.
-fn terminal_page(user: &CurrentUser, target: &TargetRecord) -> Markup {
-    let username_label = format!("Username on {}", target.name);
+fn terminal_page(user: &CurrentUser, target: &TargetRecord, login: TargetLogin<'_>) -> Markup {
     let body = html! {
         (target_heading(target, None))
         form.card id="connect-form" autocomplete="off" {
-            (field(&username_label, html! {
-                input name="username" id="target-username" required autofocus autocapitalize="off";
-            }))
+            (login.username_field(target))
             fieldset.auth-choice {
                 legend { "Sign in with" }
                 label { input type="radio" name="auth" value="password" checked; " Password" }
@@ -392,7 +389,8 @@ fn terminal_page(user: &CurrentUser, target: &TargetRecord) -> Markup {
             }
             div id="password-fields" {
                 (field("Password", html! {
-                    input name="password" id="target-password" type="password" autocomplete="off";
+                    input name="password" id="target-password" type="password" autocomplete="off"
+                        autofocus[login.password_focus()];
                 }))
             }
             div id="key-fields" hidden {
@@ -420,16 +418,14 @@ fn terminal_page(user: &CurrentUser, target: &TargetRecord) -> Markup {
 }
 
 /// The desktop page of an RDP target: the connect form, then the canvas.
-fn desktop_page(user: &CurrentUser, target: &TargetRecord) -> Markup {
-    let username_label = format!("Username on {}", target.name);
+fn desktop_page(user: &CurrentUser, target: &TargetRecord, login: TargetLogin<'_>) -> Markup {
     let body = html! {
         (target_heading(target, Some("RDP")))
         form.card id="connect-form" autocomplete="off" {
-            (field(&username_label, html! {
-                input name="username" id="target-username" required autofocus autocapitalize="off";
-            }))
+            (login.username_field(target))
             (field("Password", html! {
-                input name="password" id="target-password" type="password" autocomplete="off" required;
+                input name="password" id="target-password" type="password" autocomplete="off" required
+                    autofocus[login.password_focus()];
             }))
             (field("Domain (if any)", html! {
                 input name="domain" id="target-domain" autocapitalize="off";
@@ -476,4 +472,36 @@ pub(crate) const NO_RANDOMNESS: &str = "no randomness available for a session to
 /// Anything else.
 pub async fn not_found() -> PageError {
     PageError::not_found("there is no page at this address").link("/", "Go to the start page")
+}
+
+#[cfg(test)]
+#[allow(clippy::unwrap_used, clippy::panic)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_remembered_username_is_filled_in_and_the_password_takes_the_focus() {
+        let target = TargetRecord {
+            id: 1,
+            name: "web".into(),
+            host: "10.0.0.5".into(),
+            port: 22,
+            protocol: Protocol::Ssh,
+            tags: Vec::new(),
+        };
+        let fresh = TargetLogin { username: None };
+        assert!(!fresh.password_focus());
+        let html = fresh.username_field(&target).into_string();
+        assert!(
+            html.contains("autofocus") && !html.contains("value="),
+            "{html}"
+        );
+        let known = TargetLogin {
+            username: Some("deploy\""),
+        };
+        assert!(known.password_focus());
+        let html = known.username_field(&target).into_string();
+        assert!(html.contains(r#"value="deploy&quot;""#), "{html}");
+        assert!(!html.contains("autofocus"), "{html}");
+    }
 }

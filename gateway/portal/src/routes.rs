@@ -9,7 +9,9 @@ use std::sync::Arc;
 use axum::Router;
 use axum::routing::{MethodRouter, get, post};
 
-use crate::{Portal, admin, assets, cli_api, connect_ip, mfa, pages, review_api, watch, ws};
+use crate::{
+    Portal, admin, assets, cli_api, connect_ip, mfa, pages, review_api, target_list, watch, ws,
+};
 
 /// Every route: the method (`GET`, `POST`, or `WS` for a WebSocket upgrade, which is a `GET`) and the
 /// path pattern as axum spells it.
@@ -84,7 +86,7 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Arc<Portal>>> {
         ("POST", "/account/mfa") => post(mfa::enroll),
         ("GET", "/password") => get(pages::password_form),
         ("POST", "/password") => post(pages::change_password),
-        ("GET", "/targets") => get(pages::targets),
+        ("GET", "/targets") => get(target_list::targets),
         ("GET", "/connect-ip") => get(connect_ip::form),
         ("POST", "/connect-ip") => post(connect_ip::submit),
         ("GET", "/connect/{target_id}") => get(pages::connect_page),

@@ -14,7 +14,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sallyport_core::policy::Role;
-use sallyport_recordings::RecorderHealth;
+// Re-exported: the dashboard's users (the portal) reach recordings only through the relay.
+pub use sallyport_recordings::RecorderHealth;
 use sallyport_state::StateDb;
 
 use crate::broker::Broker;

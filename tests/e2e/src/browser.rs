@@ -291,6 +291,57 @@ pub mod steps {
         }
     }
 
+    /// The current value of the form field `css` (what is in the box, not its `value` attribute).
+    pub async fn value(driver: &Client, css: &str) -> Result<String> {
+        let value = element(driver, css)
+            .await?
+            .prop("value")
+            .await
+            .with_context(|| format!("reading the value of {css}"))?;
+        Ok(value.unwrap_or_default())
+    }
+
+    /// The admin's first login at the portal `url`: the one-time password, replaced by `new_password`.
+    /// Returns once the target list (where the password form leads) is shown, so that the form's
+    /// redirect cannot overtake the next navigation (seen in a loaded CI run).
+    pub async fn first_admin_login(
+        driver: &Client,
+        url: &str,
+        one_time: &str,
+        new_password: &str,
+    ) -> Result<()> {
+        driver.goto(url).await?;
+        fill(driver, "#username", "admin").await?;
+        fill(driver, "#password", one_time).await?;
+        click(driver, "#login").await?;
+        fill(driver, "#new_password", new_password).await?;
+        fill(driver, "#repeat", new_password).await?;
+        click(driver, "#save-password").await?;
+        wait_text(driver, "h1", Duration::from_secs(20), |t| t == "Targets").await?;
+        Ok(())
+    }
+
+    /// Saves an SSH target on the admin's targets page of the portal at `base` (no trailing slash),
+    /// with its tags (comma-separated), and waits for it in the list.
+    pub async fn save_target(
+        driver: &Client,
+        base: &str,
+        name: &str,
+        address: &str,
+        tags: &str,
+    ) -> Result<()> {
+        driver.goto(&format!("{base}/admin/targets")).await?;
+        fill(driver, "#target-name", name).await?;
+        fill(driver, "#target-address", address).await?;
+        fill(driver, "#target-tags", tags).await?;
+        click(driver, "#save-target").await?;
+        wait_text(driver, "#targets", Duration::from_secs(10), |t| {
+            t.contains(name)
+        })
+        .await?;
+        Ok(())
+    }
+
     /// The text of `css` now, or empty when it is not on the page.
     async fn text_now(driver: &Client, css: &str) -> String {
         match driver.find(Locator::Css(css)).await {

@@ -15,9 +15,11 @@ use std::net::{Ipv4Addr, SocketAddr, TcpStream};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+pub use sallyport_demo::xrdp::self_signed_cert;
+use sallyport_demo::xrdp::{self as shared, XrdpConfig};
 use tempfile::TempDir;
 
 use crate::common::{require_root, require_tool, run_ok, signal_pid, tail, wait_or_kill};
@@ -46,75 +48,6 @@ while [ $i -lt 7200 ]; do
 done
 "#;
 
-const XRDP: &str = "/usr/sbin/xrdp";
-const SESMAN: &str = "/usr/sbin/xrdp-sesman";
-const XORGXRDP: &str = "/usr/lib/xorg/modules/drivers/xrdpdev_drv.so";
-
-/// Makes a self-signed RSA certificate and key (PEM) in `dir`.
-pub fn self_signed_cert(dir: &Path) -> Result<(PathBuf, PathBuf)> {
-    require_tool("/usr/bin/openssl")?;
-    let cert = dir.join("cert.pem");
-    let key = dir.join("key.pem");
-    run_ok(
-        Command::new("/usr/bin/openssl")
-            .args([
-                "req",
-                "-x509",
-                "-newkey",
-                "rsa:2048",
-                "-nodes",
-                "-days",
-                "2",
-                "-subj",
-                "/CN=spe2e-rdp",
-                "-keyout",
-            ])
-            .arg(&key)
-            .arg("-out")
-            .arg(&cert),
-    )?;
-    Ok((cert, key))
-}
-
-/// Copies an ini file, replacing `key=value` lines of the given sections and appending lines to sections.
-fn edit_ini(
-    source: &str,
-    changes: &[(&str, &str, &str)],
-    append: &[(&str, String)],
-) -> Result<String> {
-    let text = fs::read_to_string(source).with_context(|| format!("read {source}"))?;
-    let mut out = String::new();
-    let mut section = String::new();
-    let flush_appends = |section: &str, out: &mut String| {
-        for (s, line) in append {
-            if *s == section {
-                out.push_str(line);
-                out.push('\n');
-            }
-        }
-    };
-    for line in text.lines() {
-        let trimmed = line.trim();
-        if trimmed.starts_with('[') && trimmed.ends_with(']') {
-            flush_appends(&section, &mut out);
-            section = trimmed[1..trimmed.len() - 1].to_owned();
-        }
-        let key = trimmed.split('=').next().unwrap_or("").trim();
-        let replacement = (!trimmed.starts_with(['#', ';']) && trimmed.contains('='))
-            .then(|| {
-                changes
-                    .iter()
-                    .find(|(s, k, _)| *s == section && *k == key)
-                    .map(|(_, k, v)| format!("{k}={v}"))
-            })
-            .flatten();
-        out.push_str(&replacement.unwrap_or_else(|| line.to_owned()));
-        out.push('\n');
-    }
-    flush_appends(&section, &mut out);
-    Ok(out)
-}
-
 /// A running xrdp (sesman and xrdp); both killed by PID and reaped on drop.
 #[derive(Debug)]
 pub struct Xrdp {
@@ -130,20 +63,17 @@ impl Xrdp {
     /// Starts xrdp inside `net` for the test user and waits (at most 15 s) until it accepts connections.
     pub fn start(net: &TargetNet) -> Result<Xrdp> {
         require_root()?;
-        for tool in [
-            XRDP,
-            SESMAN,
-            XORGXRDP,
+        for tool in shared::TOOLS.iter().chain(&[
             "/usr/bin/xterm",
             "/usr/bin/xsetroot",
             "/usr/bin/xev",
             "/usr/bin/xdpyinfo",
             "/usr/bin/xclip",
-        ] {
+        ]) {
             require_tool(tool)?;
         }
         let user = ensure_test_user()?;
-        write_startwm(&user)?;
+        shared::install_startwm(&user.home, STARTWM)?;
 
         let dir = tempfile::Builder::new()
             .prefix("spe2e-xrdp-")
@@ -151,96 +81,37 @@ impl Xrdp {
             .context("xrdp tempdir")?;
         // The session (running as the test user) writes its files here.
         fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777))?;
-        let (cert, key) = self_signed_cert(dir.path())?;
-        let path = |name: &str| dir.path().join(name).display().to_string();
-        let xrdp_ini = edit_ini(
-            "/etc/xrdp/xrdp.ini",
-            &[
-                ("Globals", "fork", "false"),
-                ("Globals", "port", "3389"),
-                ("Globals", "security_layer", "tls"),
-                ("Globals", "certificate", &cert.display().to_string()),
-                ("Globals", "key_file", &key.display().to_string()),
-                ("Globals", "autorun", "Xorg"),
-                ("Logging", "LogFile", &path("xrdp.log")),
-                ("Logging", "EnableSyslog", "false"),
-            ],
-            &[],
-        )?;
-        let sesman_ini = edit_ini(
-            "/etc/xrdp/sesman.ini",
-            &[
-                ("Sessions", "KillDisconnected", "true"),
-                ("Sessions", "DisconnectedTimeLimit", "5"),
-                ("Logging", "LogFile", &path("sesman.log")),
-                ("Logging", "EnableSyslog", "false"),
-                ("ChansrvLogging", "EnableSyslog", "false"),
-                ("ChansrvLogging", "LogLevel", "DEBUG"),
-            ],
-            &[(
-                "SessionVariables",
-                format!("SPE2E_DIR={}", dir.path().join("out").display()),
-            )],
-        )?;
-        fs::write(dir.path().join("xrdp.ini"), xrdp_ini)?;
-        fs::write(dir.path().join("sesman.ini"), sesman_ini)?;
         let out = dir.path().join("out");
         fs::create_dir(&out)?;
         fs::set_permissions(&out, fs::Permissions::from_mode(0o777))?;
-
-        let mut server = Xrdp {
+        XrdpConfig {
+            dir: dir.path(),
+            port: 3389,
+            session_vars: &[("SPE2E_DIR", out.display().to_string())],
+            kill_disconnected: true,
+            chansrv_debug: true,
+        }
+        .write()?;
+        let [sesman, xrdp] = shared::spawn(net.name(), dir.path())?;
+        let mut children = [sesman, xrdp];
+        let addr = net.ns_addr();
+        let ready = shared::wait_listening(
+            &mut children,
+            SocketAddr::from((addr, 3389)),
+            Duration::from_secs(15),
+            dir.path(),
+        );
+        let [sesman, xrdp] = children;
+        let server = Xrdp {
             dir,
-            sesman: None,
-            xrdp: None,
-            addr: net.ns_addr(),
+            sesman: Some(sesman),
+            xrdp: Some(xrdp),
+            addr,
             port: 3389,
             user,
         };
-        server.sesman = Some(server.spawn(net, SESMAN, "sesman.ini", "sesman.out")?);
-        server.xrdp = Some(server.spawn(net, XRDP, "xrdp.ini", "xrdp.out")?);
-        server.wait_ready()?;
+        ready?;
         Ok(server)
-    }
-
-    fn spawn(&self, net: &TargetNet, program: &str, ini: &str, out: &str) -> Result<Child> {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join(out))?;
-        net.exec(program)
-            .args(["-n", "-c"])
-            .arg(self.dir.path().join(ini))
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .with_context(|| format!("spawn {program}"))
-    }
-
-    fn wait_ready(&mut self) -> Result<()> {
-        let target = SocketAddr::from((self.addr, self.port));
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            let mut exited = None;
-            for child in [&mut self.sesman, &mut self.xrdp].into_iter().flatten() {
-                if let Some(status) = child.try_wait()? {
-                    exited = Some(status);
-                }
-            }
-            if let Some(status) = exited {
-                bail!("xrdp exited early ({status}); logs:\n{}", self.log());
-            }
-            if TcpStream::connect_timeout(&target, Duration::from_millis(500)).is_ok() {
-                return Ok(());
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "xrdp did not listen on {target} within 15 s; logs:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
     }
 
     /// The address xrdp is reached at.
@@ -294,14 +165,9 @@ impl Xrdp {
             .filter(|s| !s.is_empty())
     }
 
-    /// The logs of xrdp and sesman (and of the session's Xorg, when there is one).
+    /// The logs of xrdp and sesman.
     pub fn log(&self) -> String {
-        let mut out = String::new();
-        for name in ["xrdp.out", "xrdp.log", "sesman.out", "sesman.log"] {
-            let text = fs::read_to_string(self.dir.path().join(name)).unwrap_or_default();
-            out.push_str(&format!("--- {name} ---\n{}\n", tail(&text, 12000)));
-        }
-        out
+        shared::log(self.dir.path())
     }
 }
 
@@ -321,55 +187,13 @@ impl Drop for Xrdp {
     }
 }
 
-/// Puts [`STARTWM`] in the test user's home unless it is already there. Scenarios running side by side
-/// share that user, and sesman may start one's session while another writes the script: so the script is
-/// written beside it under a name of its own and renamed over it, and never seen half-written.
-fn write_startwm(user: &TestUser) -> Result<()> {
-    let startwm = user.home.join("startwm.sh");
-    let current = fs::read_to_string(&startwm).is_ok_and(|text| text == STARTWM)
-        && fs::metadata(&startwm).is_ok_and(|m| m.permissions().mode() & 0o777 == 0o755);
-    if current {
-        return Ok(());
-    }
-    let written = tempfile::Builder::new()
-        .prefix(".startwm.sh.")
-        .tempfile_in(&user.home)
-        .context("a temporary file for ~/startwm.sh")?;
-    fs::write(written.path(), STARTWM).context("write ~/startwm.sh")?;
-    fs::set_permissions(written.path(), fs::Permissions::from_mode(0o755))?;
-    written
-        .persist(&startwm)
-        .context("rename the new ~/startwm.sh into place")?;
-    Ok(())
-}
-
-/// Removes the X display's socket and lock and xrdp's sockets of the session's display. The session's
-/// Xorg dies with the namespace (SIGKILL), which leaves them behind; sesman counts such leftovers as
-/// displays in use and refuses logins once its range is full.
+/// Forgets the display the session wrote to `out_dir/display` ([`shared::forget_display`]).
 fn forget_display(out_dir: &Path) {
-    let Some(display) = fs::read_to_string(out_dir.join("display"))
+    if let Some(display) = fs::read_to_string(out_dir.join("display"))
         .ok()
-        .and_then(|d| {
-            d.trim()
-                .trim_start_matches(':')
-                .split('.')
-                .next()?
-                .parse::<u32>()
-                .ok()
-        })
-    else {
-        return;
-    };
-    let _ = fs::remove_file(format!("/tmp/.X11-unix/X{display}"));
-    let _ = fs::remove_file(format!("/tmp/.X{display}-lock"));
-    for name in [
-        "xrdp_chansrv_socket",
-        "xrdp_disconnect_display",
-        "xrdp_display",
-        "xrdpapi",
-    ] {
-        let path = format!("/run/xrdp/sockdir/{name}_{display}");
-        let _ = fs::remove_file(&path).or_else(|_| fs::remove_dir_all(&path));
+        .and_then(|d| shared::display_number(&d))
+    {
+        shared::forget_display(display);
     }
 }
 

@@ -7,15 +7,16 @@
 //! sshd's stderr goes to a log file, readable with [`Sshd::log`].
 
 use std::fs::{self, File, OpenOptions};
-use std::io::{Read, Write};
-use std::net::{Ipv4Addr, SocketAddr, TcpStream};
+use std::io::Write;
+use std::net::{Ipv4Addr, SocketAddr};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command};
 use std::sync::Mutex;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use sallyport_demo::sshd::{SSH_KEYGEN, SSHD};
 use tempfile::TempDir;
 
 use crate::common::{
@@ -38,8 +39,6 @@ pub const SUDO_TEST_PASSWORD: &str = "Qv7Lk3Zw9Xj4";
 /// The sudoers drop-in that lets [`SUDO_TEST_USER`] use sudo.
 pub const SUDOERS_DROP_IN: &str = "/etc/sudoers.d/sallyport-e2e";
 
-const SSHD: &str = "/usr/sbin/sshd";
-const SSH_KEYGEN: &str = "/usr/bin/ssh-keygen";
 const SUDO: &str = "/usr/bin/sudo";
 const VISUDO: &str = "/usr/sbin/visudo";
 
@@ -78,8 +77,6 @@ impl Sshd {
         require_root()?;
         require_tool(SSHD)?;
         require_tool(SSH_KEYGEN)?;
-        // The privilege separation directory Debian's sshd insists on.
-        fs::create_dir_all("/run/sshd").context("create /run/sshd")?;
 
         let dir = tempfile::Builder::new()
             .prefix("spe2e-sshd-")
@@ -99,33 +96,14 @@ impl Sshd {
         fs::set_permissions(&keys, fs::Permissions::from_mode(0o644))?;
         sshd.generate_host_key()?;
 
-        let mut config = String::new();
-        for line in &opts.extra_config {
-            config.push_str(line);
-            config.push('\n');
+        let config = sallyport_demo::sshd::SshdConfig {
+            listen: "0.0.0.0",
+            port: opts.port,
+            host_key: &sshd.host_key_path(),
+            authorized_keys: Some(&keys),
+            extra: &opts.extra_config,
         }
-        config.push_str(&format!(
-            "Port {port}\n\
-             ListenAddress 0.0.0.0\n\
-             HostKey {host_key}\n\
-             PidFile none\n\
-             UsePAM no\n\
-             PasswordAuthentication yes\n\
-             KbdInteractiveAuthentication no\n\
-             PubkeyAuthentication yes\n\
-             PermitRootLogin no\n\
-             StrictModes no\n\
-             MaxStartups 500:30:1000\n\
-             MaxSessions 10\n\
-             LogLevel VERBOSE\n\
-             AuthorizedKeysFile {keys}\n\
-             UseDNS no\n\
-             PrintMotd no\n\
-             Subsystem sftp internal-sftp\n",
-            port = opts.port,
-            host_key = sshd.host_key_path().display(),
-            keys = keys.display(),
-        ));
+        .text();
         fs::write(sshd.config_path(), config).context("write sshd_config")?;
 
         let mut sshd = sshd;
@@ -134,61 +112,16 @@ impl Sshd {
     }
 
     fn spawn(&mut self) -> Result<()> {
-        let log = OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.log_path())
-            .context("open sshd log")?;
-        let child = Command::new("ip")
-            .args(["netns", "exec", &self.netns, SSHD, "-D", "-e", "-f"])
-            .arg(self.config_path())
-            .stdin(Stdio::null())
-            .stdout(Stdio::from(log.try_clone()?))
-            .stderr(Stdio::from(log))
-            .spawn()
-            .context("spawn sshd")?;
-        self.child = Some(child);
-        self.wait_ready()
-    }
-
-    fn wait_ready(&mut self) -> Result<()> {
+        let mut child =
+            sallyport_demo::sshd::spawn(&self.netns, &self.config_path(), &self.log_path())?;
         let target = SocketAddr::from((self.addr, self.port));
-        let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
-            if let Some(child) = self.child.as_mut()
-                && let Some(status) = child.try_wait()?
-            {
-                self.child = None;
-                bail!("sshd exited early ({status}); its log:\n{}", self.log());
-            }
-            if let Ok(mut stream) = TcpStream::connect_timeout(&target, Duration::from_millis(500))
-            {
-                stream.set_read_timeout(Some(Duration::from_secs(2)))?;
-                let mut banner = [0u8; 4];
-                if stream.read_exact(&mut banner).is_ok() && &banner == b"SSH-" {
-                    return Ok(());
-                }
-            }
-            if Instant::now() >= deadline {
-                bail!(
-                    "sshd did not serve a banner on {target} within 10 s; its log:\n{}",
-                    self.log()
-                );
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        let ready = sallyport_demo::sshd::wait_banner(&mut child, target, Duration::from_secs(10));
+        self.child = Some(child);
+        ready.with_context(|| format!("sshd's log:\n{}", self.log()))
     }
 
     fn generate_host_key(&self) -> Result<()> {
-        let key = self.host_key_path();
-        let _ = fs::remove_file(&key);
-        let _ = fs::remove_file(key.with_extension("pub"));
-        run_ok(
-            Command::new(SSH_KEYGEN)
-                .args(["-q", "-t", "ed25519", "-N", "", "-C", "spe2e-host", "-f"])
-                .arg(&key),
-        )?;
-        Ok(())
+        sallyport_demo::sshd::generate_host_key(&self.host_key_path(), "spe2e-host")
     }
 
     fn stop(&mut self) {
@@ -386,71 +319,9 @@ pub fn ensure_user(name: &'static str, password: &str) -> Result<TestUser> {
     if done.contains(&name) {
         return Ok(user);
     }
-    let exists = || {
-        run_with_timeout(
-            Command::new("id").args(["-u", name]),
-            Duration::from_secs(5),
-        )
-        .map(|o| o.status.success())
-        .unwrap_or(false)
-    };
-    if !exists() {
-        let out = run_with_timeout(
-            Command::new("useradd").args(["-m", "-s", "/bin/bash", name]),
-            Duration::from_secs(30),
-        )?;
-        // Another test process may have created it at the same moment.
-        if !out.status.success() && !exists() {
-            bail!(
-                "useradd {name} failed: {}",
-                String::from_utf8_lossy(&out.stderr).trim()
-            );
-        }
-    }
-    // chpasswd may find /etc/shadow locked by a parallel test process: retry a few times.
-    let mut last_err = String::new();
-    let mut ok = false;
-    for _ in 0..10 {
-        match chpasswd(&format!("{name}:{password}\n")) {
-            Ok(()) => {
-                ok = true;
-                break;
-            }
-            Err(e) => {
-                last_err = format!("{e:#}");
-                std::thread::sleep(Duration::from_millis(300));
-            }
-        }
-    }
-    if !ok {
-        bail!("setting the password of {name} failed: {last_err}");
-    }
-    if !user.home.is_dir() {
-        bail!("{name} has no home directory at {}", user.home.display());
-    }
+    sallyport_demo::user::ensure(name, password)?;
     done.push(name);
     Ok(user)
-}
-
-fn chpasswd(input: &str) -> Result<()> {
-    let mut child = Command::new("chpasswd")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .context("spawn chpasswd")?;
-    if let Some(mut stdin) = child.stdin.take() {
-        stdin.write_all(input.as_bytes())?;
-    }
-    let status = wait_or_kill(&mut child, Duration::from_secs(20)).context("wait chpasswd")?;
-    if !status.success() {
-        let mut err = String::new();
-        if let Some(mut stderr) = child.stderr.take() {
-            let _ = stderr.read_to_string(&mut err);
-        }
-        bail!("chpasswd: {status}: {}", err.trim());
-    }
-    Ok(())
 }
 
 /// An SSH client key pair in its own temporary directory.

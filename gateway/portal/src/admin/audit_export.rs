@@ -88,6 +88,40 @@ impl From<&AuditRecord> for ExportedEvent {
     }
 }
 
+/// The first characters with which a spreadsheet reads a cell as a formula (or, for tab and carriage
+/// return, strips them so that the next one is read as one).
+const FORMULA_STARTS: [char; 6] = ['=', '+', '-', '@', '\t', '\r'];
+
+/// A CSV cell a spreadsheet shows as text: a cell that would start a formula gets one leading `'`.
+/// Usernames typed at a failed sign-in land in the audit log as typed, so without this a stranger could
+/// put `=HYPERLINK(…)` into an auditor's spreadsheet. A cell that already starts with `'` gets one more,
+/// so removing exactly one leading `'` from every cell that has one gives back what was logged (the
+/// JSON-lines export needs no such rule and holds the text as it is).
+pub(super) fn spreadsheet_cell(text: String) -> String {
+    if text.starts_with(FORMULA_STARTS) || text.starts_with('\'') {
+        format!("'{text}")
+    } else {
+        text
+    }
+}
+
+impl ExportedEvent {
+    /// The event with every text cell made safe for spreadsheets ([`spreadsheet_cell`]); `at`, `id`
+    /// and `at_ms` start with a digit and are left alone.
+    fn spreadsheet_safe(self) -> ExportedEvent {
+        let cell = |text: Option<String>| text.map(spreadsheet_cell);
+        ExportedEvent {
+            kind: spreadsheet_cell(self.kind),
+            actor: cell(self.actor),
+            client_addr: cell(self.client_addr),
+            target: cell(self.target),
+            session_id: cell(self.session_id),
+            detail: cell(self.detail),
+            ..self
+        }
+    }
+}
+
 /// Why an export could not be written.
 #[derive(Debug, thiserror::Error)]
 pub(super) enum ExportError {
@@ -97,8 +131,9 @@ pub(super) enum ExportError {
     Json(#[from] serde_json::Error),
 }
 
-/// The export of `records` in `format`: a header line and one record per event for CSV, one JSON
-/// object per line for JSON lines.
+/// The export of `records` in `format`: a header line and one record per event for CSV (cells that
+/// would start a spreadsheet formula are prefixed, see [`spreadsheet_cell`]), one JSON object per line
+/// for JSON lines.
 pub(super) fn export(
     records: &[AuditRecord],
     format: ExportFormat,
@@ -110,7 +145,7 @@ pub(super) fn export(
                 .from_writer(Vec::new());
             writer.write_record(CSV_HEADER)?;
             for record in records {
-                writer.serialize(ExportedEvent::from(record))?;
+                writer.serialize(ExportedEvent::from(record).spreadsheet_safe())?;
             }
             writer
                 .into_inner()

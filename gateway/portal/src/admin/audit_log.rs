@@ -9,17 +9,17 @@ use std::sync::Arc;
 
 use axum::extract::{Query, State};
 use maud::{Markup, html};
-use sallyport_core::policy::Role;
 use sallyport_state::{AuditFilter, AuditRecord};
 use serde::{Deserialize, Serialize};
-use time::OffsetDateTime;
 use time::macros::format_description;
 
 use crate::Portal;
 use crate::access::ReviewerUser;
 use crate::auth::CurrentUser;
 use crate::html::components::table;
-use crate::html::{Asset, Layout, PageError, ShownTo, admin_page};
+pub(super) use crate::html::time::iso_time;
+use crate::html::time::{format_utc, time_element};
+use crate::html::{Asset, PageError, ShownTo, reviewer_page};
 
 /// Events on one page of the audit log.
 const PAGE_SIZE: u32 = 100;
@@ -122,37 +122,12 @@ fn parse_id(field: &str, text: &str) -> Result<Option<i64>, BadFilter> {
         .map_err(|_| BadFilter(format!("“{field}” is not an event number")))
 }
 
-/// A time as UTC, to the millisecond: `2026-12-02T01:02:03.456Z`.
-pub(super) fn iso_time(at_ms: u64) -> String {
-    format_utc(
-        at_ms,
-        format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"),
-    )
-}
-
 /// A time as a date picker's value in UTC, to the millisecond: `2026-12-02T01:02:03.456`.
 fn picker_time(at_ms: u64) -> String {
     format_utc(
         at_ms,
         format_description!("[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]"),
     )
-}
-
-/// A time for people who read the page without its script: `2026-12-02 01:02:03 UTC`.
-fn utc_text(at_ms: u64) -> String {
-    format_utc(
-        at_ms,
-        format_description!("[year]-[month]-[day] [hour]:[minute]:[second] UTC"),
-    )
-}
-
-fn format_utc(at_ms: u64, format: &[time::format_description::BorrowedFormatItem<'_>]) -> String {
-    i128::from(at_ms)
-        .checked_mul(1_000_000)
-        .and_then(|nanos| OffsetDateTime::from_unix_timestamp_nanos(nanos).ok())
-        .and_then(|at| at.format(format).ok())
-        // Beyond year 9999: the number is all there is to show.
-        .unwrap_or_else(|| at_ms.to_string())
 }
 
 /// `GET /admin/audit` (admins and auditors).
@@ -182,18 +157,7 @@ pub(super) async fn page(
         (export_links(&filter_only))
     };
     let assets = [Asset::Script("local-time.js")];
-    Ok(if viewer.user.role() == Role::Admin {
-        admin_page("Audit log", &viewer, &assets, body)
-    } else {
-        // Auditors see the log without the admin navigation.
-        Layout {
-            title: "Audit log",
-            viewer: Some(&viewer.user),
-            assets: &assets,
-            ws_path: None,
-        }
-        .render(html! { h1 { "Audit log" } (body) })
-    })
+    Ok(reviewer_page("Audit log", &viewer, &assets, body))
 }
 
 /// The filter of `query`, or the page saying why it is not one.
@@ -253,12 +217,6 @@ fn row(record: &AuditRecord) -> Markup {
             td { (cell(&event.detail)) }
         }
     }
-}
-
-/// A time the script shows in the viewer's zone (the exact time on hover); UTC without it.
-fn time_element(at_ms: u64) -> Markup {
-    let iso = iso_time(at_ms);
-    html! { time datetime=(iso) title=(iso) { (utc_text(at_ms)) } }
 }
 
 fn filter_form(query: &AuditQuery) -> Markup {

@@ -1,4 +1,4 @@
-//! The admin pages: users (add, disable, delete, reset password, role, groups), targets, networks,
+//! The admin pages: the dashboard (the landing page, for auditors too), users (add, disable, delete, reset password, role, groups), targets, networks,
 //! policies, pinned host keys, the MFA requirement and the audit log (and its export). Every change is done by an admin
 //! and audited with who, what and from where: [`AdminChange`] does both for every change handler (the
 //! Origin layer on the whole router has already refused foreign changes); the pages are drawn with
@@ -6,6 +6,7 @@
 
 mod audit_export;
 mod audit_log;
+mod dashboard;
 mod host_keys;
 mod mfa;
 mod networks;
@@ -23,12 +24,11 @@ use axum::http::StatusCode;
 use axum::http::request::Parts;
 use axum::response::{Redirect, Response};
 use axum::routing::{MethodRouter, get, post};
-use maud::{Markup, html};
 use sallyport_state::{AuditEvent, StateError};
 
 use crate::access::AdminUser;
 use crate::auth::{CurrentUser, client_addr};
-use crate::html::{PageError, ShownTo, admin_page};
+use crate::html::{PageError, ShownTo};
 use crate::{Portal, edge, watch};
 
 /// What an admin change answers: back to its page, or the page that says why not.
@@ -38,7 +38,7 @@ type Answer = Result<Redirect, PageError>;
 /// included).
 pub(crate) fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Arc<Portal>>> {
     Some(match (method, path) {
-        ("GET", "/admin") => get(index),
+        ("GET", "/admin") => get(dashboard::index),
         ("GET", "/admin/users") => get(users::list),
         ("POST", "/admin/users") => post(users::create),
         ("POST", "/admin/users/{id}/update") => post(users::update),
@@ -141,16 +141,6 @@ impl AdminChange {
             PageError::bad_request("that is not a CIDR such as 10.0.0.0/16").shown_to(&self.admin)
         })
     }
-}
-
-/// `GET /admin`.
-async fn index(AdminUser(admin): AdminUser) -> Markup {
-    admin_page(
-        "Administration",
-        &admin,
-        &[],
-        html! { p { "Manage who may reach what, and watch what happens." } },
-    )
 }
 
 #[cfg(test)]

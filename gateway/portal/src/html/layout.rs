@@ -69,7 +69,10 @@ impl Layout<'_> {
                             @if let Some(viewer) = self.viewer {
                                 @match viewer.role() {
                                     Role::Admin => a href="/admin" { "Admin" },
-                                    Role::Auditor => a href="/admin/audit" { "Audit log" },
+                                    Role::Auditor => {
+                                        a href="/admin" { "Dashboard" }
+                                        a href="/admin/audit" { "Audit log" }
+                                    },
                                     Role::User => {},
                                 }
                                 a href="/account/mfa" { "Security" }
@@ -137,4 +140,24 @@ pub(crate) fn admin_page(
         h1 { (title) }
         (body)
     })
+}
+
+/// A page for admins and auditors: an admin sees it as an [`admin_page`]; an auditor, who may read but
+/// not change, sees the heading and `body` without the admin navigation (whose pages would refuse them).
+pub(crate) fn reviewer_page(
+    title: &str,
+    viewer: &CurrentUser,
+    assets: &[Asset],
+    body: Markup,
+) -> Markup {
+    if viewer.user.role() == Role::Admin {
+        return admin_page(title, viewer, assets, body);
+    }
+    Layout {
+        title,
+        viewer: Some(&viewer.user),
+        assets,
+        ws_path: None,
+    }
+    .render(html! { h1 { (title) } (body) })
 }

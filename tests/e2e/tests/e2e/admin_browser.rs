@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 use fantoccini::Client as Driver;
-use sallyport_e2e::browser::steps::{click, fill, wait_text};
+use sallyport_e2e::browser::steps::{click, fill, first_admin_login, save_target, wait_text};
 use sallyport_e2e::portal::{ADMIN_PASSWORD, Terminal, first_login, target_id};
 use sallyport_e2e::{
     Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
@@ -40,16 +40,7 @@ async fn scenario(
 ) -> Result<()> {
     let base = gateway.url();
     let base = base.trim_end_matches('/');
-    driver.goto(base).await?;
-    fill(driver, "#username", "admin").await?;
-    fill(driver, "#password", &gateway.password()).await?;
-    click(driver, "#login").await?;
-    fill(driver, "#new_password", ADMIN_PASSWORD).await?;
-    fill(driver, "#repeat", ADMIN_PASSWORD).await?;
-    click(driver, "#save-password").await?;
-    // The password form's redirect must land before the next navigation, or it can overtake it (seen in
-    // a loaded CI run: the users page never appeared).
-    wait_text(driver, "h1", Duration::from_secs(20), |t| t == "Targets").await?;
+    first_admin_login(driver, base, &gateway.password(), ADMIN_PASSWORD).await?;
 
     // A user.
     driver.goto(&format!("{base}/admin/users")).await?;
@@ -61,15 +52,7 @@ async fn scenario(
     .await?;
 
     // A target with a tag, and a policy granting the tag to the user.
-    driver.goto(&format!("{base}/admin/targets")).await?;
-    fill(driver, "#target-name", "web").await?;
-    fill(driver, "#target-address", &net.ns_addr().to_string()).await?;
-    fill(driver, "#target-tags", "prod").await?;
-    click(driver, "#save-target").await?;
-    wait_text(driver, "#targets", Duration::from_secs(10), |t| {
-        t.contains("web")
-    })
-    .await?;
+    save_target(driver, base, "web", &net.ns_addr().to_string(), "prod").await?;
     driver.goto(&format!("{base}/admin/policies")).await?;
     fill(driver, "#policy-name", "dave-prod").await?;
     // The pickers: the user and the tag are ticked, not typed.

@@ -14,7 +14,7 @@ use anyhow::{Context, Result, bail};
 use fantoccini::actions::{InputSource, MOUSE_BUTTON_LEFT, MouseActions, PointerAction};
 use fantoccini::{Client as Driver, Locator};
 use sallyport_desktop_replay::DesktopReplay;
-use sallyport_e2e::browser::steps::{click, fill, wait_text};
+use sallyport_e2e::browser::steps::{click, fill, first_admin_login, wait_text};
 use sallyport_e2e::common::run_with_timeout;
 use sallyport_e2e::portal::{ADMIN_PASSWORD, sealed_session, verifying_key};
 use sallyport_e2e::rdp::{BACKGROUND, Shadow, ShadowSecurity, XTERM_AT, Xrdp};
@@ -235,6 +235,35 @@ fn differing_pixels(a: &[u8], b: &[u8]) -> usize {
         .count()
 }
 
+/// Waits (at most 30 s) until the canvas shows `background` near its bottom-right corner, whatever size the
+/// desktop got, and white (an xterm) at `white_at`; fails with the pixels last seen.
+pub(crate) async fn wait_painted(
+    driver: &Driver,
+    background: [u8; 3],
+    white_at: (u16, u16),
+) -> Result<()> {
+    let [r, g, b] = background.map(u64::from);
+    let mut last = (Vec::new(), Vec::new());
+    for _ in 0..300 {
+        let size = pixel(driver, 0, 0).await?;
+        let (w, h) = (
+            size.first().copied().unwrap_or(0),
+            size.get(1).copied().unwrap_or(0),
+        );
+        let corner = |v: u64| u16::try_from(v.saturating_sub(20)).unwrap_or(0);
+        let seen = pixel(driver, corner(w), corner(h)).await?;
+        let white = pixel(driver, white_at.0, white_at.1).await?;
+        if seen.get(2..) == Some(&[r, g, b][..]) && white.get(2..) == Some(&[255, 255, 255][..]) {
+            return Ok(());
+        }
+        last = (seen, white);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    bail!(
+        "the desktop did not show: canvas pixels [width, height, r, g, b] (background corner, xterm) {last:?}, wanted background {background:?}"
+    )
+}
+
 /// `[canvas width, canvas height, r, g, b]` of one desktop pixel.
 async fn pixel(driver: &Driver, x: u16, y: u16) -> Result<Vec<u64>> {
     let value = driver
@@ -291,13 +320,7 @@ async fn pointer(driver: &Driver, x: u16, y: u16, press: bool) -> Result<()> {
 /// The browser part; returns the canvas at the end (width, height, RGBA).
 async fn drive(driver: &Driver, gateway: &Gateway, desk: &dyn Desk) -> Result<(u16, u16, Vec<u8>)> {
     driver.set_window_size(1200, 900).await?;
-    driver.goto(&gateway.url()).await?;
-    fill(driver, "#username", "admin").await?;
-    fill(driver, "#password", &gateway.password()).await?;
-    click(driver, "#login").await?;
-    fill(driver, "#new_password", ADMIN_PASSWORD).await?;
-    fill(driver, "#repeat", ADMIN_PASSWORD).await?;
-    click(driver, "#save-password").await?;
+    first_admin_login(driver, &gateway.url(), &gateway.password(), ADMIN_PASSWORD).await?;
     click(driver, r#"tr[data-target="desk"] a.connect"#).await?;
     let (username, password) = desk.credentials();
     fill(driver, "#target-username", &username).await?;
@@ -310,29 +333,7 @@ async fn drive(driver: &Driver, gateway: &Gateway, desk: &dyn Desk) -> Result<(u
 
     // The canvas shows the target's background and its xterm.
     let (xterm_x, xterm_y) = (XTERM_AT.0 + 30, XTERM_AT.1 + 30);
-    let [r, g, b] = BACKGROUND.map(u64::from);
-    let mut last = (Vec::new(), Vec::new());
-    let mut painted = false;
-    // At most 30 s.
-    for _ in 0..300 {
-        // A background pixel near the bottom-right corner, whatever size the desktop got.
-        let size = pixel(driver, 0, 0).await?;
-        let (w, h) = (
-            size.first().copied().unwrap_or(0),
-            size.get(1).copied().unwrap_or(0),
-        );
-        let corner = |v: u64| u16::try_from(v.saturating_sub(20)).unwrap_or(0);
-        let background = pixel(driver, corner(w), corner(h)).await?;
-        let xterm = pixel(driver, xterm_x, xterm_y).await?;
-        painted = background.get(2..) == Some(&[r, g, b][..])
-            && xterm.get(2..) == Some(&[255, 255, 255][..]);
-        last = (background, xterm);
-        if painted {
-            break;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    assert!(painted, "canvas pixels (background, xterm): {last:?}");
+    wait_painted(driver, BACKGROUND, (xterm_x, xterm_y)).await?;
 
     // Typing: the pointer over the xterm gives it focus (no window manager), the canvas has the keyboard.
     pointer(driver, xterm_x, xterm_y, true).await?;

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::{Result, bail};
 use fantoccini::{Client as Driver, Locator};
-use sallyport_e2e::browser::steps::{click, fill, wait_text};
+use sallyport_e2e::browser::steps::{click, fill, first_admin_login, wait_text};
 use sallyport_e2e::portal::{ADMIN_PASSWORD, sealed_session, verifying_key};
 use sallyport_e2e::{
     Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
@@ -96,14 +96,7 @@ async fn drive(
     target_user: &str,
     target_password: &str,
 ) -> Result<String> {
-    driver.goto(&gateway.url()).await?;
-    fill(driver, "#username", "admin").await?;
-    fill(driver, "#password", &gateway.password()).await?;
-    click(driver, "#login").await?;
-    // The one-time password must be replaced first.
-    fill(driver, "#new_password", ADMIN_PASSWORD).await?;
-    fill(driver, "#repeat", ADMIN_PASSWORD).await?;
-    click(driver, "#save-password").await?;
+    first_admin_login(driver, &gateway.url(), &gateway.password(), ADMIN_PASSWORD).await?;
     click(driver, r#"tr[data-target="alpha"] a.connect"#).await?;
     fill(driver, "#target-username", target_user).await?;
     fill(driver, "#target-password", target_password).await?;

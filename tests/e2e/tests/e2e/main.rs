@@ -13,6 +13,8 @@ mod cli_proxy;
 mod cli_quic;
 mod cli_refusals;
 mod connect_by_ip;
+mod dashboard_browser;
+mod demo;
 mod desktop_clipboard_policy;
 mod edge_live;
 mod harness;
