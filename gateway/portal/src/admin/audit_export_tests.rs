@@ -39,6 +39,18 @@ fn filled_db() -> (tempfile::TempDir, StateDb) {
     (dir, db)
 }
 
+/// The filled database and every event in it, as an unfiltered export selects them.
+fn every_event() -> (tempfile::TempDir, Vec<AuditRecord>) {
+    let (dir, db) = filled_db();
+    let all = db
+        .audit_query(&AuditFilter {
+            limit: EXPORT_LIMIT,
+            ..AuditFilter::default()
+        })
+        .unwrap();
+    (dir, all)
+}
+
 /// An exported event back as the record it came from, checking its UTC time says its Unix ms.
 fn record(event: ExportedEvent) -> AuditRecord {
     assert_eq!(
@@ -76,13 +88,7 @@ fn from_spreadsheet(event: ExportedEvent) -> ExportedEvent {
 
 #[test]
 fn no_csv_cell_starts_a_spreadsheet_formula() {
-    let (_dir, db) = filled_db();
-    let all = db
-        .audit_query(&AuditFilter {
-            limit: EXPORT_LIMIT,
-            ..AuditFilter::default()
-        })
-        .unwrap();
+    let (_dir, all) = every_event();
     let csv = export(&all, ExportFormat::Csv).unwrap();
     let mut reader = csv::Reader::from_reader(csv.as_slice());
     let mut prefixed = 0;
@@ -139,13 +145,7 @@ fn an_export_read_back_is_what_the_filter_showed() {
 
 #[test]
 fn json_lines_keep_a_missing_value_apart_from_an_empty_one() {
-    let (_dir, db) = filled_db();
-    let all = db
-        .audit_query(&AuditFilter {
-            limit: EXPORT_LIMIT,
-            ..AuditFilter::default()
-        })
-        .unwrap();
+    let (_dir, all) = every_event();
     let jsonl = String::from_utf8(export(&all, ExportFormat::Jsonl).unwrap()).unwrap();
     let first: serde_json::Value = serde_json::from_str(jsonl.lines().last().unwrap()).unwrap();
     // The oldest event (i = 0) has no client address and no target.
