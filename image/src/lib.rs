@@ -19,6 +19,7 @@ pub mod config_drive;
 pub mod executor;
 pub mod plan;
 pub mod qemu;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 
