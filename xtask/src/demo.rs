@@ -2,6 +2,8 @@
 //! servers and an xrdp desktop, from `sallyport-demo`, the same code the e2e scenario `demo` runs). Prints
 //! the portal URL, the certificate fingerprint, the one-time admin password, the targets and their login,
 //! and the commands for the recordings and the CLI; Ctrl-C stops everything and removes the namespace.
+//! `--appliance` boots the built appliance image instead, with the same targets behind it
+//! ([`crate::demo_appliance`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -20,12 +22,14 @@ use crate::{cargo, is_root, root, run_cmd};
 struct Options {
     listen: String,
     keep_state: bool,
+    appliance: bool,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut options = Options {
         listen: "127.0.0.1:8443".to_owned(),
         keep_state: false,
+        appliance: false,
     };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -37,8 +41,15 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
                     .clone()
             }
             "--keep-state" => options.keep_state = true,
-            other => bail!("unknown demo option {other:?} (known: --listen ADDR, --keep-state)"),
+            "--appliance" => options.appliance = true,
+            other => bail!(
+                "unknown demo option {other:?} (known: --listen ADDR, --keep-state, --appliance)"
+            ),
         }
+    }
+    // The appliance listens on its own address and starts from a fresh copy of the image each time.
+    if options.appliance && (options.keep_state || options.listen != "127.0.0.1:8443") {
+        bail!("--appliance takes neither --listen nor --keep-state");
     }
     Ok(options)
 }
@@ -73,6 +84,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let stop_flag = stop.clone();
     ctrlc::set_handler(move || stop_flag.store(true, Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
+    if options.appliance {
+        // The gateway is inside the image: nothing to build before the boot.
+        return crate::demo_appliance::run(&demo_dir, started, &stop);
+    }
     run_cmd(cargo().args(["build", "-p", "sallyport-gateway"]))?;
 
     let state_dir = demo_dir.join("state");
@@ -170,7 +185,7 @@ pub fn read_lines(child: &mut Child) -> mpsc::Receiver<String> {
 }
 
 /// Starts building the reviewer and the CLI in the background (output in `tools-build.log`).
-fn build_tools(demo_dir: &Path) -> anyhow::Result<Child> {
+pub fn build_tools(demo_dir: &Path) -> anyhow::Result<Child> {
     let log = std::fs::File::create(demo_dir.join("tools-build.log"))?;
     eprintln!(
         "xtask: building sallyport-review and sallyport in the background (log: {})",
@@ -188,26 +203,8 @@ fn build_tools(demo_dir: &Path) -> anyhow::Result<Child> {
 
 /// What a newcomer needs after the URL: the targets and their login, then the reviewer and the CLI.
 pub fn print_next_steps(demo: &Demo, url: &str, fingerprint: &str, state_dir: &Path) {
-    let layout = demo.layout();
     let bin = target_dir().join("debug");
-    println!();
-    println!(
-        "Targets (network {} in namespace {}):",
-        layout.cidr(),
-        layout.namespace
-    );
-    for target in demo.targets() {
-        let what = if target.protocol == "rdp" {
-            "RDP desktop"
-        } else {
-            "SSH"
-        };
-        println!("  {:<6} {what:<12} {}", target.name, target.addr);
-    }
-    println!(
-        "Target login for all three: user {DEMO_USER}, password {}",
-        demo.password()
-    );
+    print_targets(demo);
     println!();
     println!(
         "Open the URL, accept the self-signed certificate (compare the fingerprint), log in as admin and choose a new password."
@@ -228,4 +225,28 @@ pub fn print_next_steps(demo: &Demo, url: &str, fingerprint: &str, state_dir: &P
         bin.join("sallyport").display()
     );
     println!("Press Ctrl-C to stop the demo and remove its namespace.");
+}
+
+/// The demo's targets, where they listen, and their login (the same behind the host's gateway and the
+/// appliance).
+pub fn print_targets(demo: &Demo) {
+    let layout = demo.layout();
+    println!();
+    println!(
+        "Targets (network {} in namespace {}):",
+        layout.cidr(),
+        layout.namespace
+    );
+    for target in demo.targets() {
+        let what = if target.protocol == "rdp" {
+            "RDP desktop"
+        } else {
+            "SSH"
+        };
+        println!("  {:<6} {what:<12} {}", target.name, target.addr);
+    }
+    println!(
+        "Target login for all three: user {DEMO_USER}, password {}",
+        demo.password()
+    );
 }
