@@ -151,6 +151,34 @@ role = "public"
     )
 }
 
+/// What booting needs on this host, with the Debian package that has it.
+const HOST_TOOLS: &[(&str, &str)] = &[
+    ("/usr/bin/qemu-system-x86_64", "qemu-system-x86"),
+    (crate::qemu::OVMF_CODE, "ovmf"),
+    ("/usr/sbin/mkfs.vfat", "dosfstools"),
+    ("/usr/bin/mcopy", "mtools"),
+];
+
+/// Fails, naming what to install or build, unless this host can boot the appliance: QEMU, the UEFI
+/// firmware, the config drive's tools, and the built image.
+pub fn check_host() -> Result<()> {
+    for (tool, package) in HOST_TOOLS {
+        if !Path::new(tool).exists() {
+            bail!(
+                "{tool} is missing: `apt-get install {package}` (`cargo xtask setup` installs it)"
+            );
+        }
+    }
+    let image = crate::raw_image();
+    if !image.exists() {
+        bail!(
+            "no appliance image at {}: `cargo xtask build-image` builds it (cargo xtask ci does)",
+            image.display()
+        );
+    }
+    Ok(())
+}
+
 /// A booted appliance.
 pub struct Appliance {
     dir: PathBuf,
@@ -167,22 +195,8 @@ impl Appliance {
     /// Copies the built image ([`crate::raw_image`]) to `dir/disk.raw` (grown to 2 GiB for the data
     /// partition) and writes a config drive with `gateway_toml` and the static address `guest` for eth0.
     pub fn prepare(dir: &Path, guest: Ipv4Addr, gateway_toml: &str) -> Result<PathBuf> {
-        for tool in [
-            "/usr/bin/qemu-system-x86_64",
-            "/usr/sbin/mkfs.vfat",
-            "/usr/bin/mcopy",
-        ] {
-            if !Path::new(tool).exists() {
-                bail!("{tool} is missing (Debian: qemu-system-x86, dosfstools, mtools)");
-            }
-        }
+        check_host()?;
         let image = crate::raw_image();
-        if !image.exists() {
-            bail!(
-                "no appliance image at {}; `cargo xtask build-image` builds it (cargo xtask ci does)",
-                image.display()
-            );
-        }
         fs::create_dir_all(dir)?;
         let disk = dir.join("disk.raw");
         run(Command::new("cp")

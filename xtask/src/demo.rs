@@ -131,7 +131,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                         "xtask: the portal answers {:.0} s after `cargo xtask demo` started",
                         started.elapsed().as_secs_f64()
                     );
-                    print_next_steps(&demo, &url, fingerprint.trim(), &state_dir);
+                    let db = state_dir.join("recordings.db");
+                    let db = db.display().to_string();
+                    print_next_steps(&demo, &url, fingerprint.trim(), ("as root, here", &db));
+                    println!("Press Ctrl-C to stop the demo and remove its namespace.");
                     // The reviewer and the CLI are not needed for the URL: they build while the demo runs.
                     tools_started = Instant::now();
                     tools = Some(build_tools(&demo_dir)?);
@@ -201,20 +204,17 @@ pub fn build_tools(demo_dir: &Path) -> anyhow::Result<Child> {
         .context("starting cargo build for sallyport-review and sallyport")
 }
 
-/// What a newcomer needs after the URL: the targets and their login, then the reviewer and the CLI.
-pub fn print_next_steps(demo: &Demo, url: &str, fingerprint: &str, state_dir: &Path) {
+/// What a newcomer needs after the URL: the targets and their login, then the reviewer (`review`: how it
+/// reaches the recordings, and its arguments) and the CLI.
+pub fn print_next_steps(demo: &Demo, url: &str, fingerprint: &str, review: (&str, &str)) {
     let bin = target_dir().join("debug");
     print_targets(demo);
     println!();
     println!(
         "Open the URL, accept the self-signed certificate (compare the fingerprint), log in as admin and choose a new password."
     );
-    println!("Review the recordings (as root, here):");
-    println!(
-        "  {} {}",
-        bin.join("sallyport-review").display(),
-        state_dir.join("recordings.db").display()
-    );
+    println!("Review the recordings ({}):", review.0);
+    println!("  {} {}", bin.join("sallyport-review").display(), review.1);
     println!("The CLI (after you set admin's new password in the browser):");
     println!(
         "  {} login {url} --username admin --fingerprint {fingerprint}",
@@ -224,12 +224,11 @@ pub fn print_next_steps(demo: &Demo, url: &str, fingerprint: &str, state_dir: &P
         "  {} ssh {DEMO_USER}@alpha",
         bin.join("sallyport").display()
     );
-    println!("Press Ctrl-C to stop the demo and remove its namespace.");
 }
 
 /// The demo's targets, where they listen, and their login (the same behind the host's gateway and the
 /// appliance).
-pub fn print_targets(demo: &Demo) {
+fn print_targets(demo: &Demo) {
     let layout = demo.layout();
     println!();
     println!(

@@ -7,7 +7,7 @@
 //! traffic, the targets dialled across the same segment. Ctrl-C powers the guest off and removes it all.
 
 use std::net::{Ipv4Addr, SocketAddr, TcpStream};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
@@ -16,7 +16,7 @@ use anyhow::bail;
 use sallyport_demo::{Demo, Layout, proc};
 use sallyport_image::vm::{self, Appliance, Lan};
 
-use crate::demo::{build_tools, print_targets, target_dir};
+use crate::demo::{build_tools, print_next_steps};
 
 /// The LAN namespace (bridge, tap, the demo network's veth).
 const LAN_NS: &str = "sallyport-demo-lan";
@@ -26,28 +26,11 @@ const HOST_IF: &str = "spdemolan0";
 const GUEST_HOST: u8 = 10;
 /// Software emulation answered in 29–42 s here; the first boot also makes the data partition.
 const BOOT: Duration = Duration::from_secs(300);
-/// What the guest needs on the host, with the Debian package that has it.
-const TOOLS: &[(&str, &str)] = &[
-    ("/usr/bin/qemu-system-x86_64", "qemu-system-x86"),
-    (sallyport_image::qemu::OVMF_CODE, "ovmf"),
-    ("/usr/sbin/mkfs.vfat", "dosfstools"),
-    ("/usr/bin/mcopy", "mtools"),
-];
-
 /// Boots the appliance with the demo targets behind it and runs until Ctrl-C (`stop`).
 pub fn run(demo_dir: &Path, started: Instant, stop: &Arc<AtomicBool>) -> anyhow::Result<()> {
-    for (tool, package) in TOOLS {
-        if !Path::new(tool).exists() {
-            bail!("{tool} is missing: `apt-get install {package}` (or `cargo xtask setup`)");
-        }
-    }
+    // Before the demo network exists, so a missing tool or image leaves nothing to clean up.
+    vm::check_host()?;
     let image = sallyport_image::raw_image();
-    if !image.exists() {
-        bail!(
-            "no appliance image at {}: `cargo xtask build-image` builds it (a release build and a debootstrap)",
-            image.display()
-        );
-    }
     let demo = Demo::start(demo_dir, Layout::demo())?;
     let layout = demo.layout().clone();
     // The demo network's host end leaves the root namespace for the bridge; the host's new veth takes its
@@ -89,8 +72,7 @@ pub fn run(demo_dir: &Path, started: Instant, stop: &Arc<AtomicBool>) -> anyhow:
             println!("url: {url}");
             println!("fingerprint: {fingerprint}");
             println!("password: {}", vm.printed("password").unwrap_or_default());
-            print_targets(&demo);
-            print_appliance_steps(&url, &fingerprint, &lan, &vm_dir);
+            print_appliance_steps(&demo, &url, &fingerprint, &lan, &vm_dir);
             tools = Some(build_tools(demo_dir)?);
             let mut tools_told = false;
             while !cancelled() && vm.is_running() {
@@ -147,34 +129,20 @@ fn wait_portal(
 
 /// The appliance's next steps: its recordings are inside the guest, so the reviewer reads them through the
 /// portal (`--gateway`), as it would from an operator's machine.
-fn print_appliance_steps(url: &str, fingerprint: &str, lan: &Lan, vm_dir: &Path) {
-    let bin: PathBuf = target_dir().join("debug");
-    let url = url.trim_end_matches('/');
-    println!();
-    println!(
-        "The appliance runs under QEMU in namespace {} (bridge br0); this host reaches it on {HOST_IF}.",
-        lan.name()
+fn print_appliance_steps(demo: &Demo, url: &str, fingerprint: &str, lan: &Lan, vm_dir: &Path) {
+    let review = format!(
+        "--gateway {} --fingerprint {fingerprint} --user admin",
+        url.trim_end_matches('/')
+    );
+    print_next_steps(
+        demo,
+        url,
+        fingerprint,
+        ("through the portal, as admin or an auditor", &review),
     );
     println!(
-        "Open the URL, accept the self-signed certificate (compare the fingerprint), log in as admin and choose a new password."
-    );
-    println!("Review the recordings through the portal (as admin or an auditor):");
-    println!(
-        "  {} --gateway {url} --fingerprint {fingerprint} --user admin",
-        bin.join("sallyport-review").display()
-    );
-    println!("The CLI (after you set admin's new password in the browser):");
-    println!(
-        "  {} login {url}/ --username admin --fingerprint {fingerprint}",
-        bin.join("sallyport").display()
-    );
-    println!(
-        "  {} ssh {}@alpha",
-        bin.join("sallyport").display(),
-        sallyport_demo::DEMO_USER
-    );
-    println!(
-        "The appliance's console log: {}",
+        "The appliance runs under QEMU in namespace {} (bridge br0); this host reaches it on {HOST_IF}; its console: {}",
+        lan.name(),
         vm_dir.join("serial.log").display()
     );
     println!("Press Ctrl-C to power the appliance off and remove the demo network.");
