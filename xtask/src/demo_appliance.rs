@@ -61,6 +61,7 @@ pub fn run(demo_dir: &Path, started: Instant, stop: &Arc<AtomicBool>) -> anyhow:
         )
         .and_then(|_| wait_portal(guest, Duration::from_secs(60), &cancelled));
     let mut tools = None;
+    let mut failed = None;
     match booted {
         Ok(()) => {
             eprintln!(
@@ -81,22 +82,37 @@ pub fn run(demo_dir: &Path, started: Instant, stop: &Arc<AtomicBool>) -> anyhow:
                     && let Ok(Some(status)) = build.try_wait()
                 {
                     tools_told = true;
-                    eprintln!("xtask: building sallyport-review and sallyport ended: {status}");
+                    if status.success() {
+                        eprintln!(
+                            "xtask: sallyport-review and sallyport are built: the commands above work now"
+                        );
+                    } else {
+                        eprintln!(
+                            "xtask: building sallyport-review and sallyport failed ({status}); see {}",
+                            demo_dir.join("tools-build.log").display()
+                        );
+                    }
                 }
                 std::thread::sleep(Duration::from_millis(200));
             }
             if !cancelled() {
-                eprintln!(
-                    "xtask: QEMU exited; console: {}",
+                failed = Some(anyhow::anyhow!(
+                    "QEMU exited; the console: {}",
                     vm_dir.join("serial.log").display()
-                );
+                ));
             }
         }
-        Err(error) if cancelled() => eprintln!("xtask: {error}"),
-        Err(error) => eprintln!("xtask: the appliance did not come up: {error:#}"),
+        Err(error) if cancelled() => {
+            // A guest still booting may not heed the power key yet, and its fresh disk is thrown away.
+            eprintln!("xtask: {error}; stopping QEMU");
+            vm.kill();
+        }
+        Err(error) => failed = Some(error.context("the appliance did not come up")),
     }
     eprintln!("xtask: powering the appliance off and removing the demo network");
-    if let Err(error) = vm.shutdown() {
+    if vm.is_running()
+        && let Err(error) = vm.shutdown()
+    {
         eprintln!("xtask: {error:#}");
     }
     if let Some(mut build) = tools {
@@ -104,7 +120,7 @@ pub fn run(demo_dir: &Path, started: Instant, stop: &Arc<AtomicBool>) -> anyhow:
     }
     drop(lan);
     drop(demo);
-    Ok(())
+    failed.map_or(Ok(()), Err)
 }
 
 /// Waits until the guest accepts TCP on 443 from the host. On the tap (unlike QEMU's user-mode network) an
