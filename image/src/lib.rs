@@ -10,7 +10,7 @@
 //! The build side runs no command by itself: every function that does takes a runner (`&mut dyn FnMut(&mut
 //! Command) -> anyhow::Result<()>`), so xtask can echo what it runs and the e2e harness can bound it in time.
 //! [`vm`] is the exception: booting a guest is one long-lived QEMU and a few quick `ip` calls, run the same
-//! way by the harness and the demo.
+//! way by the harness and the demo (the quick ones through `sallyport_demo::proc`, bounded in time).
 //! It depends on no gateway crate and not on tokio; tidy checks that.
 //!
 //! **Accelerator policy** ([`qemu::Accel::chosen`]): software emulation (TCG, `-cpu max`) unless KVM is asked

@@ -7,7 +7,8 @@
 //! static `.network` file, exactly as an operator would; [`Appliance`] reads its serial console (the
 //! one-time password, the fingerprint) and shuts it down cleanly over QMP. Unlike the build functions, this
 //! module runs its commands itself (`ip`, `cp`, QEMU): it is the run-time side, shared by the harness and
-//! xtask, and each command it runs is short or is QEMU, which the caller bounds with [`Appliance::shutdown`].
+//! xtask; each short command is bounded in time by `sallyport_demo::proc` (the one std-only runner), and
+//! QEMU ends with [`Appliance::shutdown`] or [`Appliance::kill`].
 
 use std::fs;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -19,29 +20,13 @@ use std::process::{Child, ChildStdin, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use sallyport_demo::proc::{run, run_ok};
 
 use crate::config_drive::{self, DriveFile};
 use crate::qemu::{Accel, Console, DiskFormat, Network, Qemu};
 
-/// Runs `command`; fails with its stderr when it fails, else returns its stdout.
-fn run(command: &mut Command) -> Result<String> {
-    let desc = format!("{command:?}");
-    let out = command
-        .stdin(Stdio::null())
-        .output()
-        .with_context(|| format!("running {desc}"))?;
-    if !out.status.success() {
-        bail!(
-            "{desc} failed ({}): {}",
-            out.status,
-            String::from_utf8_lossy(&out.stderr).trim()
-        );
-    }
-    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
-}
-
 fn ip(args: &[&str]) -> Result<()> {
-    run(Command::new("ip").args(args)).map(drop)
+    run_ok(Command::new("ip").args(args)).map(drop)
 }
 
 /// A layer-2 segment in its own namespace: bridge `br0` and QEMU's `tap0`; removed (with every interface
@@ -77,7 +62,7 @@ impl Lan {
     }
 
     fn ns(&self, args: &[&str]) -> Result<()> {
-        run(Command::new("ip").args(["-n", &self.name]).args(args)).map(drop)
+        run_ok(Command::new("ip").args(["-n", &self.name]).args(args)).map(drop)
     }
 
     /// Moves `ifname` (an interface of the root namespace, e.g. a veth's host end) onto the bridge; it
@@ -199,11 +184,16 @@ impl Appliance {
         let image = crate::raw_image();
         fs::create_dir_all(dir)?;
         let disk = dir.join("disk.raw");
-        run(Command::new("cp")
-            .args(["--sparse=always"])
-            .arg(&image)
-            .arg(&disk))?;
-        run(Command::new("truncate").args(["-s", "2G"]).arg(&disk))?;
+        // The image is a few hundred MiB, mostly holes: a slow disk still copies it well within this.
+        run(
+            Command::new("cp")
+                .args(["--sparse=always"])
+                .arg(&image)
+                .arg(&disk),
+            None,
+            Duration::from_secs(300),
+        )?;
+        run_ok(Command::new("truncate").args(["-s", "2G"]).arg(&disk))?;
         let files = dir.join("config");
         fs::create_dir_all(&files)?;
         fs::write(files.join("gateway.toml"), gateway_toml)?;
@@ -211,7 +201,7 @@ impl Appliance {
         let drive_files =
             ["gateway.toml", "10-lan.network"].map(|n| DriveFile::new(n, files.join(n)));
         config_drive::write(&dir.join("config.img"), &drive_files, &mut |c| {
-            run(c).map(drop)
+            run_ok(c).map(drop)
         })?;
         Ok(disk)
     }

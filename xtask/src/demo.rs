@@ -113,9 +113,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .spawn()
         .with_context(|| format!("starting {}", gateway_bin.display()))?;
     let lines = read_lines(&mut gateway);
-    let mut tools: Option<Child> = None;
-    let mut tools_told = false;
-    let mut tools_started = Instant::now();
+    let mut tools: Option<Tools> = None;
     let mut url = String::new();
     while !stop.load(Ordering::SeqCst) {
         match lines.recv_timeout(Duration::from_millis(200)) {
@@ -136,29 +134,14 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                     print_next_steps(&demo, &url, fingerprint.trim(), ("as root, here", &db));
                     println!("Press Ctrl-C to stop the demo and remove its namespace.");
                     // The reviewer and the CLI are not needed for the URL: they build while the demo runs.
-                    tools_started = Instant::now();
-                    tools = Some(build_tools(&demo_dir)?);
+                    tools = Some(Tools::start(&demo_dir)?);
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if let Some(build) = tools.as_mut()
-            && !tools_told
-            && let Ok(Some(status)) = build.try_wait()
-        {
-            tools_told = true;
-            if status.success() {
-                eprintln!(
-                    "xtask: sallyport-review and sallyport are built ({:.0} s): the commands above work now",
-                    tools_started.elapsed().as_secs_f64()
-                );
-            } else {
-                eprintln!(
-                    "xtask: building sallyport-review and sallyport failed ({status}); see {}",
-                    demo_dir.join("tools-build.log").display()
-                );
-            }
+        if let Some(tools) = tools.as_mut() {
+            tools.poll();
         }
         if let Ok(Some(status)) = gateway.try_wait() {
             eprintln!("xtask: the gateway exited ({status})");
@@ -167,8 +150,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     eprintln!("xtask: stopping the demo");
     proc::stop(&mut gateway, Duration::from_secs(5));
-    if let Some(mut build) = tools {
-        proc::stop(&mut build, Duration::from_secs(5));
+    if let Some(tools) = tools {
+        tools.stop();
     }
     drop(demo);
     Ok(())
@@ -187,21 +170,66 @@ pub fn read_lines(child: &mut Child) -> mpsc::Receiver<String> {
     lines_rx
 }
 
-/// Starts building the reviewer and the CLI in the background (output in `tools-build.log`).
-pub fn build_tools(demo_dir: &Path) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(demo_dir.join("tools-build.log"))?;
-    eprintln!(
-        "xtask: building sallyport-review and sallyport in the background (log: {})",
-        demo_dir.join("tools-build.log").display()
-    );
-    cargo()
-        .args(["build", "-q", "-p", "sallyport-review", "-p", "sallyport"])
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .context("starting cargo build for sallyport-review and sallyport")
+/// The reviewer and the CLI building in the background (output in `tools-build.log`): they are not needed
+/// for the URL, so both demos print it first and say when the printed commands work.
+pub struct Tools {
+    child: Child,
+    started: Instant,
+    log: PathBuf,
+    told: bool,
+}
+
+impl Tools {
+    /// Starts `cargo build` of sallyport-review and sallyport.
+    pub fn start(demo_dir: &Path) -> anyhow::Result<Tools> {
+        let log = demo_dir.join("tools-build.log");
+        let file = std::fs::File::create(&log)?;
+        eprintln!(
+            "xtask: building sallyport-review and sallyport in the background (log: {})",
+            log.display()
+        );
+        let child = cargo()
+            .args(["build", "-q", "-p", "sallyport-review", "-p", "sallyport"])
+            .current_dir(root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone()?))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .context("starting cargo build for sallyport-review and sallyport")?;
+        Ok(Tools {
+            child,
+            started: Instant::now(),
+            log,
+            told: false,
+        })
+    }
+
+    /// Says once, when the build has ended, whether the printed commands work now.
+    pub fn poll(&mut self) {
+        if self.told {
+            return;
+        }
+        let Ok(Some(status)) = self.child.try_wait() else {
+            return;
+        };
+        self.told = true;
+        if status.success() {
+            eprintln!(
+                "xtask: sallyport-review and sallyport are built ({:.0} s): the commands above work now",
+                self.started.elapsed().as_secs_f64()
+            );
+        } else {
+            eprintln!(
+                "xtask: building sallyport-review and sallyport failed ({status}); see {}",
+                self.log.display()
+            );
+        }
+    }
+
+    /// Stops the build if it still runs.
+    pub fn stop(mut self) {
+        proc::stop(&mut self.child, Duration::from_secs(5));
+    }
 }
 
 /// What a newcomer needs after the URL: the targets and their login, then the reviewer (`review`: how it

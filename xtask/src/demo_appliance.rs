@@ -13,10 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::bail;
-use sallyport_demo::{Demo, Layout, proc};
+use sallyport_demo::{Demo, Layout};
 use sallyport_image::vm::{self, Appliance, Lan};
 
-use crate::demo::{build_tools, print_next_steps};
+use crate::demo::{Tools, print_next_steps};
 
 /// The LAN namespace (bridge, tap, the demo network's veth).
 const LAN_NS: &str = "sallyport-demo-lan";
@@ -74,25 +74,9 @@ pub fn run(demo_dir: &Path, started: Instant, stop: &Arc<AtomicBool>) -> anyhow:
             println!("fingerprint: {fingerprint}");
             println!("password: {}", vm.printed("password").unwrap_or_default());
             print_appliance_steps(&demo, &url, &fingerprint, &lan, &vm_dir);
-            tools = Some(build_tools(demo_dir)?);
-            let mut tools_told = false;
+            let tools = tools.insert(Tools::start(demo_dir)?);
             while !cancelled() && vm.is_running() {
-                if let Some(build) = tools.as_mut()
-                    && !tools_told
-                    && let Ok(Some(status)) = build.try_wait()
-                {
-                    tools_told = true;
-                    if status.success() {
-                        eprintln!(
-                            "xtask: sallyport-review and sallyport are built: the commands above work now"
-                        );
-                    } else {
-                        eprintln!(
-                            "xtask: building sallyport-review and sallyport failed ({status}); see {}",
-                            demo_dir.join("tools-build.log").display()
-                        );
-                    }
-                }
+                tools.poll();
                 std::thread::sleep(Duration::from_millis(200));
             }
             if !cancelled() {
@@ -115,8 +99,8 @@ pub fn run(demo_dir: &Path, started: Instant, stop: &Arc<AtomicBool>) -> anyhow:
     {
         eprintln!("xtask: {error:#}");
     }
-    if let Some(mut build) = tools {
-        proc::stop(&mut build, Duration::from_secs(5));
+    if let Some(tools) = tools {
+        tools.stop();
     }
     drop(lan);
     drop(demo);
