@@ -1,13 +1,16 @@
 //! The appliance image: its definition (`image/appliance.toml`), the build plan made from it ([`plan`]), the
-//! executor that runs the plan ([`executor`]), the QEMU command line that boots the result ([`qemu`]) and the
-//! config drive an operator configures it with ([`config_drive`]). Used by `cargo xtask build-image` and
-//! `run-vm`, and by the end-to-end harness that boots the image on a test LAN.
+//! executor that runs the plan ([`executor`]), the QEMU command line that boots the result ([`qemu`]), the
+//! config drive an operator configures it with ([`config_drive`]), and the booted guest on a LAN ([`vm`]).
+//! Used by `cargo xtask build-image`, `run-vm` and `demo --appliance`, and by the end-to-end harness that
+//! boots the image on a test LAN.
 //!
 //! The data files stay beside this crate's sources: `appliance.toml`, `files/` (copied into the root),
 //! `initramfs/` (the dm-verity hook) and `plan.txt` (the printed plan's snapshot).
 //!
-//! The crate runs no command by itself: every function that does takes a runner (`&mut dyn FnMut(&mut
+//! The build side runs no command by itself: every function that does takes a runner (`&mut dyn FnMut(&mut
 //! Command) -> anyhow::Result<()>`), so xtask can echo what it runs and the e2e harness can bound it in time.
+//! [`vm`] is the exception: booting a guest is one long-lived QEMU and a few quick `ip` calls, run the same
+//! way by the harness and the demo (the quick ones through `sallyport_demo::proc`, bounded in time).
 //! It depends on no gateway crate and not on tokio; tidy checks that.
 //!
 //! **Accelerator policy** ([`qemu::Accel::chosen`]): software emulation (TCG, `-cpu max`) unless KVM is asked
@@ -19,6 +22,7 @@ pub mod config_drive;
 pub mod executor;
 pub mod plan;
 pub mod qemu;
+pub mod vm;
 
 use std::path::{Path, PathBuf};
 

@@ -2,6 +2,8 @@
 //! servers and an xrdp desktop, from `sallyport-demo`, the same code the e2e scenario `demo` runs). Prints
 //! the portal URL, the certificate fingerprint, the one-time admin password, the targets and their login,
 //! and the commands for the recordings and the CLI; Ctrl-C stops everything and removes the namespace.
+//! `--appliance` boots the built appliance image instead, with the same targets behind it
+//! ([`crate::demo_appliance`]).
 
 use std::io::{BufRead, BufReader};
 use std::path::{Path, PathBuf};
@@ -20,12 +22,14 @@ use crate::{cargo, is_root, root, run_cmd};
 struct Options {
     listen: String,
     keep_state: bool,
+    appliance: bool,
 }
 
 fn parse(args: &[String]) -> anyhow::Result<Options> {
     let mut options = Options {
         listen: "127.0.0.1:8443".to_owned(),
         keep_state: false,
+        appliance: false,
     };
     let mut iter = args.iter();
     while let Some(arg) = iter.next() {
@@ -37,8 +41,15 @@ fn parse(args: &[String]) -> anyhow::Result<Options> {
                     .clone()
             }
             "--keep-state" => options.keep_state = true,
-            other => bail!("unknown demo option {other:?} (known: --listen ADDR, --keep-state)"),
+            "--appliance" => options.appliance = true,
+            other => bail!(
+                "unknown demo option {other:?} (known: --listen ADDR, --keep-state, --appliance)"
+            ),
         }
+    }
+    // The appliance listens on its own address and starts from a fresh copy of the image each time.
+    if options.appliance && (options.keep_state || options.listen != "127.0.0.1:8443") {
+        bail!("--appliance takes neither --listen nor --keep-state");
     }
     Ok(options)
 }
@@ -73,6 +84,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     let stop_flag = stop.clone();
     ctrlc::set_handler(move || stop_flag.store(true, Ordering::SeqCst))
         .context("installing the Ctrl-C handler")?;
+    if options.appliance {
+        // The gateway is inside the image: nothing to build before the boot.
+        return crate::demo_appliance::run(&demo_dir, started, &stop);
+    }
     run_cmd(cargo().args(["build", "-p", "sallyport-gateway"]))?;
 
     let state_dir = demo_dir.join("state");
@@ -98,9 +113,7 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
         .spawn()
         .with_context(|| format!("starting {}", gateway_bin.display()))?;
     let lines = read_lines(&mut gateway);
-    let mut tools: Option<Child> = None;
-    let mut tools_told = false;
-    let mut tools_started = Instant::now();
+    let mut tools: Option<Tools> = None;
     let mut url = String::new();
     while !stop.load(Ordering::SeqCst) {
         match lines.recv_timeout(Duration::from_millis(200)) {
@@ -116,31 +129,19 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
                         "xtask: the portal answers {:.0} s after `cargo xtask demo` started",
                         started.elapsed().as_secs_f64()
                     );
-                    print_next_steps(&demo, &url, fingerprint.trim(), &state_dir);
+                    let db = state_dir.join("recordings.db");
+                    let db = db.display().to_string();
+                    print_next_steps(&demo, &url, fingerprint.trim(), ("as root, here", &db));
+                    println!("Press Ctrl-C to stop the demo and remove its namespace.");
                     // The reviewer and the CLI are not needed for the URL: they build while the demo runs.
-                    tools_started = Instant::now();
-                    tools = Some(build_tools(&demo_dir)?);
+                    tools = Some(Tools::start(&demo_dir)?);
                 }
             }
             Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => break,
         }
-        if let Some(build) = tools.as_mut()
-            && !tools_told
-            && let Ok(Some(status)) = build.try_wait()
-        {
-            tools_told = true;
-            if status.success() {
-                eprintln!(
-                    "xtask: sallyport-review and sallyport are built ({:.0} s): the commands above work now",
-                    tools_started.elapsed().as_secs_f64()
-                );
-            } else {
-                eprintln!(
-                    "xtask: building sallyport-review and sallyport failed ({status}); see {}",
-                    demo_dir.join("tools-build.log").display()
-                );
-            }
+        if let Some(tools) = tools.as_mut() {
+            tools.poll();
         }
         if let Ok(Some(status)) = gateway.try_wait() {
             eprintln!("xtask: the gateway exited ({status})");
@@ -149,8 +150,8 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     }
     eprintln!("xtask: stopping the demo");
     proc::stop(&mut gateway, Duration::from_secs(5));
-    if let Some(mut build) = tools {
-        proc::stop(&mut build, Duration::from_secs(5));
+    if let Some(tools) = tools {
+        tools.stop();
     }
     drop(demo);
     Ok(())
@@ -169,27 +170,94 @@ pub fn read_lines(child: &mut Child) -> mpsc::Receiver<String> {
     lines_rx
 }
 
-/// Starts building the reviewer and the CLI in the background (output in `tools-build.log`).
-fn build_tools(demo_dir: &Path) -> anyhow::Result<Child> {
-    let log = std::fs::File::create(demo_dir.join("tools-build.log"))?;
-    eprintln!(
-        "xtask: building sallyport-review and sallyport in the background (log: {})",
-        demo_dir.join("tools-build.log").display()
-    );
-    cargo()
-        .args(["build", "-q", "-p", "sallyport-review", "-p", "sallyport"])
-        .current_dir(root())
-        .stdin(Stdio::null())
-        .stdout(Stdio::from(log.try_clone()?))
-        .stderr(Stdio::from(log))
-        .spawn()
-        .context("starting cargo build for sallyport-review and sallyport")
+/// The reviewer and the CLI building in the background (output in `tools-build.log`): they are not needed
+/// for the URL, so both demos print it first and say when the printed commands work.
+pub struct Tools {
+    child: Child,
+    started: Instant,
+    log: PathBuf,
+    told: bool,
 }
 
-/// What a newcomer needs after the URL: the targets and their login, then the reviewer and the CLI.
-pub fn print_next_steps(demo: &Demo, url: &str, fingerprint: &str, state_dir: &Path) {
-    let layout = demo.layout();
+impl Tools {
+    /// Starts `cargo build` of sallyport-review and sallyport.
+    pub fn start(demo_dir: &Path) -> anyhow::Result<Tools> {
+        let log = demo_dir.join("tools-build.log");
+        let file = std::fs::File::create(&log)?;
+        eprintln!(
+            "xtask: building sallyport-review and sallyport in the background (log: {})",
+            log.display()
+        );
+        let child = cargo()
+            .args(["build", "-q", "-p", "sallyport-review", "-p", "sallyport"])
+            .current_dir(root())
+            .stdin(Stdio::null())
+            .stdout(Stdio::from(file.try_clone()?))
+            .stderr(Stdio::from(file))
+            .spawn()
+            .context("starting cargo build for sallyport-review and sallyport")?;
+        Ok(Tools {
+            child,
+            started: Instant::now(),
+            log,
+            told: false,
+        })
+    }
+
+    /// Says once, when the build has ended, whether the printed commands work now.
+    pub fn poll(&mut self) {
+        if self.told {
+            return;
+        }
+        let Ok(Some(status)) = self.child.try_wait() else {
+            return;
+        };
+        self.told = true;
+        if status.success() {
+            eprintln!(
+                "xtask: sallyport-review and sallyport are built ({:.0} s): the commands above work now",
+                self.started.elapsed().as_secs_f64()
+            );
+        } else {
+            eprintln!(
+                "xtask: building sallyport-review and sallyport failed ({status}); see {}",
+                self.log.display()
+            );
+        }
+    }
+
+    /// Stops the build if it still runs.
+    pub fn stop(mut self) {
+        proc::stop(&mut self.child, Duration::from_secs(5));
+    }
+}
+
+/// What a newcomer needs after the URL: the targets and their login, then the reviewer (`review`: how it
+/// reaches the recordings, and its arguments) and the CLI.
+pub fn print_next_steps(demo: &Demo, url: &str, fingerprint: &str, review: (&str, &str)) {
     let bin = target_dir().join("debug");
+    print_targets(demo);
+    println!();
+    println!(
+        "Open the URL, accept the self-signed certificate (compare the fingerprint), log in as admin and choose a new password."
+    );
+    println!("Review the recordings ({}):", review.0);
+    println!("  {} {}", bin.join("sallyport-review").display(), review.1);
+    println!("The CLI (after you set admin's new password in the browser):");
+    println!(
+        "  {} login {url} --username admin --fingerprint {fingerprint}",
+        bin.join("sallyport").display()
+    );
+    println!(
+        "  {} ssh {DEMO_USER}@alpha",
+        bin.join("sallyport").display()
+    );
+}
+
+/// The demo's targets, where they listen, and their login (the same behind the host's gateway and the
+/// appliance).
+fn print_targets(demo: &Demo) {
+    let layout = demo.layout();
     println!();
     println!(
         "Targets (network {} in namespace {}):",
@@ -208,24 +276,4 @@ pub fn print_next_steps(demo: &Demo, url: &str, fingerprint: &str, state_dir: &P
         "Target login for all three: user {DEMO_USER}, password {}",
         demo.password()
     );
-    println!();
-    println!(
-        "Open the URL, accept the self-signed certificate (compare the fingerprint), log in as admin and choose a new password."
-    );
-    println!("Review the recordings (as root, here):");
-    println!(
-        "  {} {}",
-        bin.join("sallyport-review").display(),
-        state_dir.join("recordings.db").display()
-    );
-    println!("The CLI (after you set admin's new password in the browser):");
-    println!(
-        "  {} login {url} --username admin --fingerprint {fingerprint}",
-        bin.join("sallyport").display()
-    );
-    println!(
-        "  {} ssh {DEMO_USER}@alpha",
-        bin.join("sallyport").display()
-    );
-    println!("Press Ctrl-C to stop the demo and remove its namespace.");
 }

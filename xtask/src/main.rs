@@ -1,7 +1,8 @@
 //! `cargo xtask`: Sallyport's task runner.
 //!
 //! - `setup`: installs what the project needs on a Debian machine and skips what is there.
-//! - `demo`: the gateway with a demo network of real SSH and RDP targets (needs root).
+//! - `demo`: the gateway with a demo network of real SSH and RDP targets (needs root); `--appliance` boots the
+//!   built appliance image under QEMU with the same targets behind it.
 //! - `ci`: formatting, lints (Rust and the portal's JavaScript), tidy checks, and every test including the end-to-end ones (needs root).
 //! - `bench ssh`: the SSH relay benchmarks (throughput ratio, echo latency, memory per session).
 //! - `bench edge`: the eBPF edge benchmarks (XDP drop rate against an nftables rule, bulk TCP attached against
@@ -16,6 +17,7 @@
 
 mod ci;
 mod demo;
+mod demo_appliance;
 mod image;
 mod setup;
 mod tidy;
@@ -39,7 +41,7 @@ fn main() -> std::process::ExitCode {
         Some("run-vm") => image::vm::run(&args[1..]),
         _ => {
             eprintln!(
-                "usage: cargo xtask <setup | demo [--listen ADDR] [--keep-state] | ci | bench <ssh | edge | rdp | boot | quic | review> | fuzz TARGET [SECONDS] | tidy | build-image [--print-plan] | run-vm [--port N] [--kvm] [--config FILE]>"
+                "usage: cargo xtask <setup | demo [--listen ADDR] [--keep-state] [--appliance] | ci | bench <ssh | edge | rdp | boot | quic | review> | fuzz TARGET [SECONDS] | tidy | build-image [--print-plan] | run-vm [--port N] [--kvm] [--config FILE]>"
             );
             return std::process::ExitCode::from(2);
         }

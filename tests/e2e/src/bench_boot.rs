@@ -72,9 +72,9 @@ pub async fn run() -> Result<()> {
     let mut warm = Vec::new();
     for round in 1..=rounds {
         let dir = tempfile::Builder::new().prefix("spbench-boot-").tempdir()?;
-        let disk = Appliance::prepare(dir.path(), &lan, &toml)?;
+        let disk = Appliance::prepare(dir.path(), lan.guest, &toml)?;
         for (kind, boots) in [("cold", &mut cold), ("warm", &mut warm)] {
-            let mut vm = Appliance::boot(dir.path(), &lan)?;
+            let mut vm = Appliance::boot(dir.path(), lan.name())?;
             if *accel.get_or_insert(vm.accel()) != vm.accel() {
                 bail!("the accelerator changed between boots; the figures would not compare");
             }

@@ -72,10 +72,10 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
         .prefix("spe2e-appliance-")
         .tempdir()?;
     let toml = gateway_toml(&target.cidr(), Some(&sshd.addr().to_string()));
-    let disk = Appliance::prepare(dir.path(), &lan, &toml)?;
+    let disk = Appliance::prepare(dir.path(), lan.guest, &toml)?;
 
     // 1. First boot.
-    let mut vm = Appliance::boot(dir.path(), &lan)?;
+    let mut vm = Appliance::boot(dir.path(), lan.name())?;
     let accel = vm.accel();
     let console = vm.wait_serial(BOOT, |log| {
         log.contains("password: ") && log.contains("fingerprint: ")
@@ -278,7 +278,7 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
         .write(true)
         .open(&disk)?
         .set_len(disk_size + (1 << 30))?;
-    let mut vm = Appliance::boot(dir.path(), &lan)?;
+    let mut vm = Appliance::boot(dir.path(), lan.name())?;
     vm.wait_serial(BOOT, |log| log.contains("fingerprint: "))?;
     wait_portal(&url, Duration::from_secs(60)).await?;
     assert!(
@@ -333,7 +333,7 @@ async fn the_appliance_boots_serves_records_and_refuses_a_modified_root() -> Res
         file.seek(SeekFrom::Start(root_offset + 1024 + 16))?;
         file.write_all(&[byte[0] ^ 0xff])?;
     }
-    let mut vm = Appliance::boot(dir.path(), &lan)?;
+    let mut vm = Appliance::boot(dir.path(), lan.name())?;
     let refused = vm.wait_serial(BOOT, |log| {
         log.contains("verity")
             && (log.contains("corrupt") || log.contains("panic") || log.contains("failed"))
