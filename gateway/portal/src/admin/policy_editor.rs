@@ -216,11 +216,13 @@ pub(super) fn editor(
             (group("Protocols", &boxes("protocols", "protocol", &protocols, &draft.protocols), ""))
             label.check for="policy-forwarding" {
                 input type="checkbox" name="forwarding" value="on" id="policy-forwarding" checked[draft.forwarding];
-                " Allow SSH port forwarding (local, remote, agent, X11) in " code { "sallyport proxy" }
-                " sessions; every forward is audited"
+                // One span each: in the label's flex and grid layouts every bare text run and the
+                // `code` between them would otherwise be a column of its own.
+                span { "Allow SSH port forwarding (local, remote, agent, X11) in " code { "sallyport proxy" }
+                " sessions; every forward is audited" }
             }
             label {
-                "Desktop clipboard (text; within the gateway's own " code { "[desktop] clipboard" } " setting) "
+                span { "Desktop clipboard (text; within the gateway's own " code { "[desktop] clipboard" } " setting)" }
                 select name="clipboard" id="policy-clipboard" { (options(&clipboard_choices, clipboard)) }
             }
             div.buttons {
