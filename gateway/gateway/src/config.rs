@@ -67,6 +67,10 @@ pub struct PortalSection {
     pub tls_key: Option<PathBuf>,
     /// Names and addresses the self-signed certificate is issued for.
     pub hostnames: Vec<String>,
+    /// The address users open the portal at (`https://bastion.example.org`, with a port when it is not
+    /// 443). Identity providers redirect back to it and passkeys are bound to its host name, so single
+    /// sign-on and passkeys need it; without it they are off.
+    pub public_url: Option<String>,
     /// Allow TLS 1.2 besides TLS 1.3.
     pub allow_tls12: bool,
     /// Minutes of inactivity after which a login ends.
@@ -111,6 +115,7 @@ impl Default for PortalSection {
             tls_cert: None,
             tls_key: None,
             hostnames: vec!["localhost".into(), "127.0.0.1".into()],
+            public_url: None,
             allow_tls12: false,
             session_idle_minutes: 30,
             session_max_hours: 12,
@@ -136,6 +141,7 @@ impl PortalSection {
         let secs = Duration::from_secs;
         let defaults = PortalConfig::default();
         PortalConfig {
+            public_url: self.public_url(),
             session_idle_timeout: secs(self.session_idle_minutes * 60),
             session_max_age: secs(self.session_max_hours * 3600),
             tls_handshake_timeout: secs(self.tls_handshake_timeout_secs),
@@ -157,7 +163,17 @@ impl PortalSection {
         }
     }
 
+    /// `public_url` parsed; [`PortalSection::validate`] has refused one that does not parse.
+    fn public_url(&self) -> Option<url::Url> {
+        self.public_url
+            .as_deref()
+            .and_then(|url| parse_public_url(url).ok())
+    }
+
     fn validate(&self) -> anyhow::Result<()> {
+        if let Some(url) = &self.public_url {
+            parse_public_url(url).with_context(|| format!("portal.public_url {url:?}"))?;
+        }
         let positive = [
             (
                 "tls_handshake_timeout_secs",
@@ -198,6 +214,25 @@ impl PortalSection {
         }
         Ok(())
     }
+}
+
+/// An `https://` URL with a host and nothing after it but an optional `/`.
+fn parse_public_url(text: &str) -> anyhow::Result<url::Url> {
+    let url = url::Url::parse(text)?;
+    if url.scheme() != "https" {
+        bail!("it must start with https://");
+    }
+    if url.host_str().is_none_or(str::is_empty) {
+        bail!("it names no host");
+    }
+    if url.path() != "/"
+        || url.query().is_some()
+        || url.fragment().is_some()
+        || !url.username().is_empty()
+    {
+        bail!("it must be the portal's origin only (scheme, host and port)");
+    }
+    Ok(url)
 }
 
 /// `[log]`.

@@ -46,6 +46,9 @@ pub use user_ca::{CaError, IssuedCert, UserCa, cert_fingerprint};
 /// starts from.
 #[derive(Debug, Clone)]
 pub struct PortalConfig {
+    /// The portal's own origin as users open it (`[portal] public_url`): where identity providers send
+    /// users back and what passkeys are bound to. Without it single sign-on and passkeys are off.
+    pub public_url: Option<url::Url>,
     /// A login session ends after this long without a request.
     pub session_idle_timeout: Duration,
     /// A login session ends this long after login, whatever happens.
@@ -75,6 +78,7 @@ pub struct PortalConfig {
 impl Default for PortalConfig {
     fn default() -> Self {
         PortalConfig {
+            public_url: None,
             session_idle_timeout: Duration::from_secs(30 * 60),
             session_max_age: Duration::from_secs(12 * 3600),
             tls_handshake_timeout: Duration::from_secs(10),
