@@ -38,6 +38,8 @@ const MAX_PENDING: usize = 10_000;
 
 struct Pending {
     user: Authenticated,
+    /// How the first step signed in, in the audit's words (`password`, `provider NAME subject SUB`).
+    first_factor: String,
     must_change_password: bool,
     created: Instant,
     attempts: u8,
@@ -131,8 +133,15 @@ fn start_session(
         .into_response()
 }
 
-/// Called when the password was right: straight in, or on to the code for users with TOTP.
-pub fn password_accepted(portal: &Portal, user: UserRecord, client: SocketAddr) -> Response {
+/// Called when a first factor passed (a password, an identity provider's sign-in), `first_factor` saying
+/// which in the audit's words: straight in, or on to the code for users with TOTP. Every sign-in's audit
+/// event names both steps.
+pub fn first_factor_accepted(
+    portal: &Portal,
+    user: UserRecord,
+    client: SocketAddr,
+    first_factor: &str,
+) -> Response {
     let authenticated = user.authenticated();
     match portal.broker.state().totp(user.id) {
         Ok(None) => start_session(
@@ -140,7 +149,7 @@ pub fn password_accepted(portal: &Portal, user: UserRecord, client: SocketAddr) 
             authenticated,
             user.must_change_password,
             client,
-            None,
+            Some(format!("signed in with {first_factor}")),
         ),
         Ok(Some(_)) => {
             let Some(bytes) = random::<32>() else {
@@ -156,6 +165,7 @@ pub fn password_accepted(portal: &Portal, user: UserRecord, client: SocketAddr) 
                 key(&token),
                 Pending {
                     user: authenticated,
+                    first_factor: first_factor.to_owned(),
                     must_change_password: user.must_change_password,
                     created: Instant::now(),
                     attempts: 0,
@@ -167,7 +177,9 @@ pub fn password_accepted(portal: &Portal, user: UserRecord, client: SocketAddr) 
                 "login_password_ok",
                 &user.username,
                 client,
-                Some("waiting for the second factor".into()),
+                Some(format!(
+                    "{first_factor} accepted; waiting for the second factor"
+                )),
             );
             let cookie = format!(
                 "{PENDING_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
@@ -244,7 +256,7 @@ pub async fn verify_code(
     let Some(token) = pending_token(&headers) else {
         return expired();
     };
-    let (user, must_change) = {
+    let (user, first_factor, must_change) = {
         let mut pending = lock(&portal.mfa.pending);
         let Some(entry) = pending.get_mut(&key(&token)) else {
             return expired();
@@ -254,7 +266,11 @@ pub async fn verify_code(
             return expired();
         }
         entry.attempts += 1;
-        (entry.user.clone(), entry.must_change_password)
+        (
+            entry.user.clone(),
+            entry.first_factor.clone(),
+            entry.must_change_password,
+        )
     };
     let accepted = check_second_factor(&portal, user.user_id(), &form.code);
     match accepted {
@@ -268,7 +284,7 @@ pub async fn verify_code(
                 user,
                 must_change,
                 client,
-                Some(format!("second factor: {method}")),
+                Some(format!("signed in with {first_factor}, then {method}")),
             );
             if let Ok(expire) =
                 format!("{PENDING_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")

@@ -145,7 +145,7 @@ pub async fn login(
     match outcome {
         Ok(Ok(LoginOutcome::Success(user))) => {
             portal.login_succeeded(client.ip(), &username);
-            crate::mfa::password_accepted(&portal, user, client)
+            crate::mfa::first_factor_accepted(&portal, user, client, "password")
         }
         Ok(Ok(LoginOutcome::Failure)) => {
             audit("login_failed", None);
