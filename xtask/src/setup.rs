@@ -99,8 +99,28 @@ pub fn install(scope: Scope) -> anyhow::Result<()> {
             }
         }
     }
+    if scope == Scope::Tests {
+        test_identity_provider()?;
+    }
     // The gateway embeds the eBPF edge, which its build compiles (ebpf/edge/build.rs): the demo needs this too.
     ebpf_toolchain()
+}
+
+/// The tests' OpenID provider (panva's oidc-provider, `tests/e2e/idp`) from the npm registry, as its lock
+/// file pins it; skipped when the installed tree is newer than the lock file.
+fn test_identity_provider() -> anyhow::Result<()> {
+    let dir = crate::root().join("tests/e2e/idp");
+    let modified = |path: &std::path::Path| std::fs::metadata(path).and_then(|m| m.modified()).ok();
+    let installed = modified(&dir.join("node_modules/.package-lock.json"));
+    let locked = modified(&dir.join("package-lock.json"));
+    if installed.is_some() && installed >= locked {
+        return Ok(());
+    }
+    run_cmd(
+        Command::new("npm")
+            .args(["ci", "--no-audit", "--no-fund", "--ignore-scripts"])
+            .current_dir(&dir),
+    )
 }
 
 /// The eBPF program's toolchain: nightly with rust-src (for `-Z build-std=core`) and bpf-linker, built

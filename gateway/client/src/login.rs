@@ -1,6 +1,8 @@
 //! `sallyport login`: pins the gateway's certificate on first use, asks for the portal credentials (and
-//! the TOTP code when the account has one), and stores the client certificate the gateway issues for a
-//! fresh Ed25519 key. Nothing secret is sent before the gateway is trusted.
+//! the TOTP code when the account has one) or, with `--provider`, signs in at the gateway's identity
+//! provider by the device flow (RFC 8628: the user confirms a code at the provider's page), and stores
+//! the client certificate the gateway issues for a fresh Ed25519 key. Nothing secret is sent before the
+//! gateway is trusted.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -13,6 +15,7 @@ use hyper_util::rt::TokioIo;
 use rcgen::{KeyPair, PKCS_ED25519};
 use rustls::pki_types::ServerName;
 use sallyport_core::quic::{CliError, CliLoginRequest, CliLoginResponse};
+use sallyport_core::sso::{DevicePollRequest, DevicePurpose, DeviceStartRequest, DeviceStarted};
 
 use crate::{profile, prompt};
 use sallyport_tls_pin::{self as pin, PinVerifier};
@@ -27,6 +30,8 @@ pub struct LoginOptions {
     pub fingerprint: Option<String>,
     /// Forget the pinned fingerprint and pin anew.
     pub repin: bool,
+    /// Sign in at this identity provider of the gateway (the device flow) instead of a password.
+    pub provider: Option<String>,
 }
 
 /// One HTTPS connection to the portal.
@@ -64,9 +69,14 @@ impl Https {
         Ok(Https { sender, authority })
     }
 
-    async fn login(&mut self, request: &CliLoginRequest) -> Result<(u16, Vec<u8>)> {
+    /// POSTs `request` as JSON to `path`; the status and body of the answer.
+    async fn post_json(
+        &mut self,
+        path: &str,
+        request: &impl serde::Serialize,
+    ) -> Result<(u16, Vec<u8>)> {
         let body = serde_json::to_vec(request)?;
-        let request = hyper::Request::post("/api/cli/login")
+        let request = hyper::Request::post(path)
             .header(hyper::header::HOST, &self.authority)
             .header(hyper::header::CONTENT_TYPE, "application/json")
             .body(Full::new(Bytes::from(body)))?;
@@ -74,7 +84,7 @@ impl Https {
             .sender
             .send_request(request)
             .await
-            .context("the gateway did not answer the login")?;
+            .context("the gateway did not answer")?;
         let status = response.status().as_u16();
         let body = response
             .into_body()
@@ -159,38 +169,10 @@ pub async fn run(options: LoginOptions) -> Result<()> {
             bail!("the gateway was not trusted; nothing was sent");
         }
     }
-    let username = match options.username {
-        Some(username) => username,
-        None => prompt::line("Username: ")?,
-    };
-    let password = prompt::secret("Password: ")?;
     let key = KeyPair::generate_for(&PKCS_ED25519).context("making a key pair")?;
-    let mut request = CliLoginRequest {
-        username: username.clone(),
-        password,
-        code: None,
-        public_key: hex::encode(key.public_key_raw()),
-    };
-    let mut attempts = 0;
-    let issued: CliLoginResponse = loop {
-        attempts += 1;
-        let (status, body) = https.login(&request).await?;
-        if status == 200 {
-            break serde_json::from_slice(&body)
-                .context("the gateway's answer is not understood")?;
-        }
-        let error: CliError = serde_json::from_slice(&body).unwrap_or_else(|_| CliError {
-            error: "unknown".into(),
-            message: format!(
-                "the gateway answered {status}: {}",
-                String::from_utf8_lossy(&body)
-            ),
-        });
-        if error.error == "code_required" && request.code.is_none() && attempts < 3 {
-            request.code = Some(prompt::line("Code from your authenticator app: ")?);
-            continue;
-        }
-        bail!("login refused: {}", error.message);
+    let issued = match &options.provider {
+        Some(provider) => device_sign_in(&mut https, provider, &key).await?,
+        None => password_login(&mut https, options.username, &key).await?,
     };
     profile::ensure_dir(&dir)?;
     profile::write_private(&profile::key_path(&dir), key.serialize_pem().as_bytes())?;
@@ -210,4 +192,100 @@ pub async fn run(options: LoginOptions) -> Result<()> {
         remaining(issued.expires_at_ms)
     );
     Ok(())
+}
+
+/// The gateway's refusal in its words (or the raw answer when it is not one).
+fn refusal(status: u16, body: &[u8]) -> CliError {
+    serde_json::from_slice(body).unwrap_or_else(|_| CliError {
+        error: "unknown".into(),
+        message: format!(
+            "the gateway answered {status}: {}",
+            String::from_utf8_lossy(body)
+        ),
+    })
+}
+
+/// Signs in at the gateway's identity provider by the device flow: the gateway starts it, the user
+/// confirms the code at the provider (any browser, any machine), and the gateway's answer to the
+/// polls is the certificate.
+async fn device_sign_in(
+    https: &mut Https,
+    provider: &str,
+    key: &KeyPair,
+) -> Result<CliLoginResponse> {
+    let start = DeviceStartRequest {
+        provider: provider.to_owned(),
+        purpose: DevicePurpose::Cli,
+        public_key: Some(hex::encode(key.public_key_raw())),
+    };
+    let (status, body) = https.post_json("/api/sso/device", &start).await?;
+    if status != 200 {
+        bail!("sign-in refused: {}", refusal(status, &body).message);
+    }
+    let started: DeviceStarted =
+        serde_json::from_slice(&body).context("the gateway's answer is not understood")?;
+    eprintln!(
+        "To sign in with {provider}, open
+  {}
+and confirm the code  {}",
+        started.verification_uri, started.user_code
+    );
+    if let Some(complete) = &started.verification_uri_complete {
+        eprintln!("(or open {complete}, which has the code in it)");
+    }
+    eprintln!(
+        "Waiting for the confirmation (the code is good for {} minutes) ...",
+        started.expires_in_secs.div_ceil(60)
+    );
+    let poll = DevicePollRequest {
+        device_id: started.device_id,
+    };
+    // Each poll waits up to 20 s at the gateway; the code's own lifetime bounds the loop.
+    let deadline =
+        std::time::Instant::now() + std::time::Duration::from_secs(started.expires_in_secs + 30);
+    while std::time::Instant::now() < deadline {
+        let (status, body) = https.post_json("/api/sso/device/poll", &poll).await?;
+        match status {
+            202 => continue,
+            200 => {
+                return serde_json::from_slice(&body)
+                    .context("the gateway's answer is not understood");
+            }
+            _ => bail!("sign-in refused: {}", refusal(status, &body).message),
+        }
+    }
+    bail!("the code was not confirmed in time; run sallyport login again")
+}
+
+/// Logs in with the portal password (and the authenticator code when the account has one).
+async fn password_login(
+    https: &mut Https,
+    username: Option<String>,
+    key: &KeyPair,
+) -> Result<CliLoginResponse> {
+    let username = match username {
+        Some(username) => username,
+        None => prompt::line("Username: ")?,
+    };
+    let password = prompt::secret("Password: ")?;
+    let mut request = CliLoginRequest {
+        username: username.clone(),
+        password,
+        code: None,
+        public_key: hex::encode(key.public_key_raw()),
+    };
+    let mut attempts = 0;
+    loop {
+        attempts += 1;
+        let (status, body) = https.post_json("/api/cli/login", &request).await?;
+        if status == 200 {
+            return serde_json::from_slice(&body).context("the gateway's answer is not understood");
+        }
+        let error = refusal(status, &body);
+        if error.error == "code_required" && request.code.is_none() && attempts < 3 {
+            request.code = Some(prompt::line("Code from your authenticator app: ")?);
+            continue;
+        }
+        bail!("login refused: {}", error.message);
+    }
 }

@@ -27,7 +27,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Log in to a gateway: pins its certificate on first use, asks for your portal password (and
-    /// authenticator code), and stores a short-lived client certificate (0600).
+    /// authenticator code) or signs you in at an identity provider (--provider), and stores a
+    /// short-lived client certificate (0600).
     Login {
         /// The gateway, e.g. https://bastion.example.com
         gateway: String,
@@ -40,6 +41,10 @@ enum Command {
         /// Forget the pinned fingerprint of this gateway and pin anew.
         #[arg(long)]
         repin: bool,
+        /// Sign in with this identity provider of the gateway instead of a portal password: you
+        /// confirm a code at the provider's page, in any browser.
+        #[arg(long, conflicts_with = "username")]
+        provider: Option<String>,
     },
     /// Log out: the gateway revokes the certificate and the local key and certificate are deleted.
     Logout,
@@ -118,12 +123,14 @@ async fn run(command: Command) -> Result<i32> {
             username,
             fingerprint,
             repin,
+            provider,
         } => {
             login::run(login::LoginOptions {
                 gateway,
                 username,
                 fingerprint,
                 repin,
+                provider,
             })
             .await?;
             Ok(0)

@@ -11,6 +11,7 @@
 //! - [`errors`]: the plain-words errors a user sees.
 //! - [`mfa`]: TOTP codes and recovery codes.
 //! - [`quic`]: the native client's QUIC stream preamble, frames and login/list messages.
+//! - [`sso`]: the device sign-in's messages between the programs and the portal.
 
 pub mod display;
 pub mod egress;
@@ -19,6 +20,7 @@ pub mod frames;
 pub mod mfa;
 pub mod policy;
 pub mod quic;
+pub mod sso;
 pub mod throttle;
 
 #[cfg(test)]

@@ -40,6 +40,16 @@ impl Role {
     }
 }
 
+/// True for a name a Sallyport account may have: 1 to 64 of ASCII letters, digits and `._-@` (an
+/// identity provider's e-mail address fits). One rule for accounts made by admins and by providers.
+pub fn valid_username(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "._-@".contains(c))
+}
+
 /// The protocol of a session.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]

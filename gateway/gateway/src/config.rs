@@ -33,6 +33,8 @@ pub struct Config {
     pub desktop: DesktopSection,
     /// The networks targets may live in (the virtual network and its peers).
     pub networks: Vec<NetworkEntry>,
+    /// Identity providers users may sign in with (`[[oidc]]`).
+    pub oidc: Vec<sso::OidcEntry>,
     /// Named targets.
     pub targets: Vec<TargetEntry>,
 }
@@ -49,6 +51,7 @@ impl Default for Config {
             quic: QuicSection::default(),
             desktop: DesktopSection::default(),
             networks: Vec::new(),
+            oidc: Vec::new(),
             targets: Vec::new(),
         }
     }
@@ -167,12 +170,12 @@ impl PortalSection {
     fn public_url(&self) -> Option<url::Url> {
         self.public_url
             .as_deref()
-            .and_then(|url| parse_public_url(url).ok())
+            .and_then(|url| sso::parse_public_url(url).ok())
     }
 
     fn validate(&self) -> anyhow::Result<()> {
         if let Some(url) = &self.public_url {
-            parse_public_url(url).with_context(|| format!("portal.public_url {url:?}"))?;
+            sso::parse_public_url(url).with_context(|| format!("portal.public_url {url:?}"))?;
         }
         let positive = [
             (
@@ -214,25 +217,6 @@ impl PortalSection {
         }
         Ok(())
     }
-}
-
-/// An `https://` URL with a host and nothing after it but an optional `/`.
-fn parse_public_url(text: &str) -> anyhow::Result<url::Url> {
-    let url = url::Url::parse(text)?;
-    if url.scheme() != "https" {
-        bail!("it must start with https://");
-    }
-    if url.host_str().is_none_or(str::is_empty) {
-        bail!("it names no host");
-    }
-    if url.path() != "/"
-        || url.query().is_some()
-        || url.fragment().is_some()
-        || !url.username().is_empty()
-    {
-        bail!("it must be the portal's origin only (scheme, host and port)");
-    }
-    Ok(url)
 }
 
 /// `[log]`.
@@ -580,6 +564,7 @@ impl Config {
         self.edge.validate()?;
         self.quic.validate()?;
         self.desktop.validate()?;
+        sso::validate(&self.oidc, self.portal.public_url.is_some())?;
         let mut names = std::collections::HashSet::new();
         for target in &self.targets {
             if !names.insert(&target.name) {
@@ -604,6 +589,8 @@ impl Config {
         Ok(())
     }
 }
+
+mod sso;
 
 #[cfg(test)]
 #[allow(clippy::unwrap_used, clippy::panic)]

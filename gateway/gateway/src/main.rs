@@ -180,6 +180,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     let mut portal_config = config.portal.portal_config();
     portal_config.cli_certificate_lifetime =
         Duration::from_secs(config.quic.certificate_hours * 3600);
+    portal_config.identity_providers = config.identity_providers()?;
     let portal = Portal::with_edge(
         broker,
         portal_config,

@@ -20,6 +20,30 @@ impl ApiError {
         ApiError(Refusal::new(status, kind, message))
     }
 
+    /// The throttle's refusal: too many failed logins from this source, and how long to wait.
+    pub(crate) fn throttled(wait: std::time::Duration) -> Self {
+        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "throttled",
+            format!("too many failed logins; try again in {seconds} seconds"),
+        )
+        .retry_after(seconds)
+    }
+
+    /// The status and JSON body this refusal answers with (for an answer kept to be sent later).
+    pub(crate) fn into_parts(self) -> (StatusCode, serde_json::Value) {
+        let ApiError(refusal) = self;
+        let body = CliError {
+            error: refusal.kind.to_owned(),
+            message: refusal.message.clone(),
+        };
+        (
+            refusal.status,
+            serde_json::to_value(body).unwrap_or_default(),
+        )
+    }
+
     /// The same refusal, with a wait of `seconds` before trying again.
     pub(crate) fn retry_after(mut self, seconds: u64) -> Self {
         self.0.retry_after = Some(seconds);

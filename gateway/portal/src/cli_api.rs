@@ -33,6 +33,44 @@ pub async fn login(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    if portal.user_ca.is_none() {
+        return Err(ApiError::new(
+            StatusCode::NOT_FOUND,
+            "cli_disabled",
+            "the command-line client is not enabled on this gateway",
+        ));
+    }
+    let request: CliLoginRequest = login_request(&headers, &body)?;
+    let public_key = parse_public_key(&request.public_key)?;
+    let (user, method) =
+        check_credentials(&portal, client, &request, "command-line client").await?;
+    let how = format!("password, second factor: {method}");
+    Ok(axum::Json(issue_certificate(&portal, user, public_key, client, &how)?).into_response())
+}
+
+/// The CLI's Ed25519 public key from its hex form.
+pub(crate) fn parse_public_key(hex_key: &str) -> Result<[u8; 32], ApiError> {
+    hex::decode(hex_key)
+        .ok()
+        .and_then(|bytes| bytes.try_into().ok())
+        .ok_or_else(|| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "bad_request",
+                "the public key must be 32 bytes of Ed25519, in hex",
+            )
+        })
+}
+
+/// Issues and records a client certificate for `public_key` to a user who just signed in (`how`, in
+/// the audit's words: the password and second factor, or the provider), and audits it.
+pub(crate) fn issue_certificate(
+    portal: &Portal,
+    user: sallyport_state::UserRecord,
+    public_key: [u8; 32],
+    client: SocketAddr,
+    how: &str,
+) -> Result<CliLoginResponse, ApiError> {
     let Some(ca) = portal.user_ca.clone() else {
         return Err(ApiError::new(
             StatusCode::NOT_FOUND,
@@ -40,32 +78,7 @@ pub async fn login(
             "the command-line client is not enabled on this gateway",
         ));
     };
-    let request: CliLoginRequest = login_request(&headers, &body)?;
-    let public_key: [u8; 32] = match hex::decode(&request.public_key)
-        .ok()
-        .and_then(|bytes| bytes.try_into().ok())
-    {
-        Some(key) => key,
-        None => {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "bad_request",
-                "the public key must be 32 bytes of Ed25519, in hex",
-            ));
-        }
-    };
-    let (user, method) =
-        check_credentials(&portal, client, &request, "command-line client").await?;
     let state = portal.broker.state();
-    let audit = |kind: &str, detail: String| {
-        portal.broker.audit(AuditEvent {
-            kind: kind.into(),
-            actor: Some(request.username.clone()),
-            client_addr: Some(client.to_string()),
-            detail: Some(detail),
-            ..AuditEvent::default()
-        })
-    };
     let now = SystemTime::now();
     let issued = match ca.issue(
         &user.username,
@@ -98,20 +111,22 @@ pub async fn login(
             "the certificate could not be recorded",
         ));
     }
-    audit(
-        "cli_login",
-        format!(
-            "certificate {} issued (second factor: {method}), expires at {} ms",
+    portal.broker.audit(AuditEvent {
+        kind: "cli_login".into(),
+        actor: Some(user.username.clone()),
+        client_addr: Some(client.to_string()),
+        detail: Some(format!(
+            "certificate {} issued ({how}), expires at {} ms",
             &issued.fingerprint[..16],
             issued.expires_at_ms
-        ),
-    );
-    Ok(axum::Json(CliLoginResponse {
+        )),
+        ..AuditEvent::default()
+    });
+    Ok(CliLoginResponse {
         username: user.username,
         certificate: issued.pem,
         expires_at_ms: issued.expires_at_ms,
     })
-    .into_response())
 }
 
 /// The browser login's rules for a program's login (the CLI's, the reviewer's): the throttle first, argon2id
@@ -152,13 +167,7 @@ async fn verify_credentials(
     via: &str,
 ) -> Result<(sallyport_state::UserRecord, &'static str), ApiError> {
     if let Some(wait) = portal.login_wait(client.ip(), username) {
-        let seconds = (wait.as_secs() + u64::from(wait.subsec_nanos() > 0)).max(1);
-        return Err(ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "throttled",
-            format!("too many failed logins; try again in {seconds} seconds"),
-        )
-        .retry_after(seconds));
+        return Err(ApiError::throttled(wait));
     }
     let audit = |kind: &str| {
         portal.broker.audit(AuditEvent {
@@ -189,6 +198,14 @@ async fn verify_credentials(
             return Err(Refusal::internal(LOGIN_UNCHECKED).into());
         }
     };
+    if let Err(reason) = portal.password_sign_in_allowed(&user) {
+        audit("login_refused");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "password_sign_in_off",
+            reason,
+        ));
+    }
     if user.must_change_password {
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,

@@ -24,6 +24,7 @@ mod refusal;
 mod review_api;
 mod routes;
 mod server;
+mod sso;
 mod target_list;
 mod user_ca;
 mod watch;
@@ -73,6 +74,8 @@ pub struct PortalConfig {
     pub max_body_bytes: usize,
     /// How long a certificate issued to the CLI at login stays valid.
     pub cli_certificate_lifetime: Duration,
+    /// The identity providers users may sign in with (`[[oidc]]`).
+    pub identity_providers: Vec<sallyport_sso::ProviderConfig>,
 }
 
 impl Default for PortalConfig {
@@ -89,6 +92,7 @@ impl Default for PortalConfig {
             login_throttle: ThrottleConfig::default(),
             max_body_bytes: 64 * 1024,
             cli_certificate_lifetime: Duration::from_secs(8 * 3600),
+            identity_providers: Vec::new(),
         }
     }
 }
@@ -107,6 +111,8 @@ pub struct Portal {
     edge: Option<Arc<dyn EdgeControl>>,
     /// The user CA that issues the CLI's certificates, when the QUIC endpoint is on.
     user_ca: Option<Arc<UserCa>>,
+    /// The identity providers and their sign-ins in progress.
+    sso: sso::Sso,
 }
 
 impl Portal {
@@ -131,6 +137,7 @@ impl Portal {
             throttle: Mutex::new(LoginThrottle::new(config.login_throttle.clone())),
             started: Instant::now(),
             mfa: mfa::MfaState::default(),
+            sso: sso::Sso::new(&config.identity_providers),
             config,
             edge,
             user_ca,
@@ -170,6 +177,7 @@ impl Portal {
     /// The CLI's client certificates are revoked too, so its next stream or connection is refused.
     pub fn revoke_user(&self, user_id: i64, reason: &str) {
         self.logins.remove_user(user_id);
+        self.sso.rechecks.forget(user_id);
         if let Err(error) = self
             .broker
             .state()
@@ -178,6 +186,39 @@ impl Portal {
             tracing::warn!(%error, "could not revoke the user's client certificates");
         }
         self.broker.live().terminate_user(user_id, reason);
+    }
+
+    /// How long anything a sign-in hands out can live: a login session or a CLI certificate (what a
+    /// provider account's re-check must cover).
+    pub(crate) fn recheck_horizon(&self) -> Duration {
+        self.config
+            .session_max_age
+            .max(self.config.cli_certificate_lifetime)
+    }
+
+    /// Whether `user` may sign in with a password: always, unless an admin turned password sign-in
+    /// off for everyone but admins. `Err` holds the words of the refusal.
+    pub(crate) fn password_sign_in_allowed(
+        &self,
+        user: &sallyport_state::UserRecord,
+    ) -> Result<(), String> {
+        let admins_only = self
+            .broker
+            .state()
+            .password_sign_in_admins_only()
+            .unwrap_or(false);
+        if admins_only && user.role != sallyport_core::policy::Role::Admin {
+            let providers: Vec<&str> = self.sso.names().collect();
+            let instead = if providers.is_empty() {
+                "ask an administrator".to_owned()
+            } else {
+                format!("sign in with {}", providers.join(" or "))
+            };
+            return Err(format!(
+                "password sign-in is turned off here for everyone but administrators; {instead}"
+            ));
+        }
+        Ok(())
     }
 
     /// How long a login from `source` for `username` must wait, if the throttle says so.

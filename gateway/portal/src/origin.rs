@@ -24,8 +24,13 @@ use crate::auth::{foreign_origin, same_origin, session_token};
 /// never answers) and carries the password itself, not a cookie; the review logout needs the reviewer's
 /// bearer token, which a browser never attaches on its own. A browser's Origin, when present, must
 /// still be this portal's.
-pub(crate) const PROGRAM_ROUTES: &[&str] =
-    &["/api/cli/login", "/api/review/login", "/api/review/logout"];
+pub(crate) const PROGRAM_ROUTES: &[&str] = &[
+    "/api/cli/login",
+    "/api/review/login",
+    "/api/review/logout",
+    "/api/sso/device",
+    "/api/sso/device/poll",
+];
 
 /// What the layer makes of a request.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

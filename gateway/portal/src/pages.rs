@@ -55,14 +55,14 @@ pub async fn home(headers: HeaderMap, State(portal): State<Arc<Portal>>) -> Redi
 }
 
 /// Words of the state database (lower case, no full stop, as the CLI shows them) as a sentence of a page.
-fn capitalized_sentence(words: &str) -> String {
+pub(crate) fn capitalized_sentence(words: &str) -> String {
     let mut chars = words.chars();
     chars.next().map_or_else(String::new, |first| {
         format!("{}{}.", first.to_uppercase(), chars.as_str())
     })
 }
 
-fn login_page(problem: Option<&str>) -> Markup {
+fn login_page(portal: &Portal, problem: Option<&str>) -> Markup {
     page(
         "Log in",
         None,
@@ -78,13 +78,14 @@ fn login_page(problem: Option<&str>) -> Markup {
                 }))
                 button type="submit" id="login" { "Log in" }
             }
+            (crate::sso::browser::buttons(portal))
         },
     )
 }
 
 /// `GET /login`.
-pub async fn login_form() -> Markup {
-    login_page(None)
+pub async fn login_form(State(portal): State<Arc<Portal>>) -> Markup {
+    login_page(&portal, None)
 }
 
 /// The login form's fields.
@@ -124,9 +125,10 @@ pub async fn login(
             retry_after: Some(seconds),
             ..Refusal::new(StatusCode::TOO_MANY_REQUESTS, "throttled", "")
         };
-        return refusal.respond(login_page(Some(&format!(
-            "Too many failed logins. Try again in {when}."
-        ))));
+        return refusal.respond(login_page(
+            &portal,
+            Some(&format!("Too many failed logins. Try again in {when}.")),
+        ));
     }
     let state = portal.broker.state().clone();
     let username = form.username.clone();
@@ -145,6 +147,14 @@ pub async fn login(
     match outcome {
         Ok(Ok(LoginOutcome::Success(user))) => {
             portal.login_succeeded(client.ip(), &username);
+            if let Err(reason) = portal.password_sign_in_allowed(&user) {
+                audit("login_refused", Some(reason.clone()));
+                return (
+                    StatusCode::FORBIDDEN,
+                    login_page(&portal, Some(&capitalized_sentence(&reason))),
+                )
+                    .into_response();
+            }
             crate::mfa::first_factor_accepted(&portal, user, client, "password")
         }
         Ok(Ok(LoginOutcome::Failure)) => {
@@ -167,18 +177,24 @@ pub async fn login(
             }
             (
                 StatusCode::UNAUTHORIZED,
-                login_page(Some("Wrong username or password.")),
+                login_page(&portal, Some("Wrong username or password.")),
             )
                 .into_response()
         }
         Ok(Err(error)) => {
             let refusal = Refusal::state(error, LOGIN_UNCHECKED);
-            refusal.respond(login_page(Some(&capitalized_sentence(&refusal.message))))
+            refusal.respond(login_page(
+                &portal,
+                Some(&capitalized_sentence(&refusal.message)),
+            ))
         }
         Err(error) => {
             warn!(%error, "login task failed");
             let refusal = Refusal::internal(LOGIN_UNCHECKED);
-            refusal.respond(login_page(Some(&capitalized_sentence(&refusal.message))))
+            refusal.respond(login_page(
+                &portal,
+                Some(&capitalized_sentence(&refusal.message)),
+            ))
         }
     }
 }

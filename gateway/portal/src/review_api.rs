@@ -68,9 +68,21 @@ pub async fn login(
     let request: ReviewLoginRequest = login_request(&headers, &body)?;
     // Right credentials make the throttle forget this source's failures, whatever the role.
     let (user, method) = check_credentials(&portal, client, &request, VIA).await?;
+    let how = format!("second factor: {method}");
+    Ok(axum::Json(start_review(&portal, user, client, &how)?).into_response())
+}
+
+/// Starts a review login session for a user who just signed in (`how`, in the audit's words), or
+/// refuses (and audits) one whose role may not read recordings.
+pub(crate) fn start_review(
+    portal: &Portal,
+    user: sallyport_state::UserRecord,
+    client: SocketAddr,
+    how: &str,
+) -> Result<ReviewLoginResponse, ApiError> {
     if !matches!(user.role, Role::Admin | Role::Auditor) {
         audit(
-            &portal,
+            portal,
             "review_refused",
             &user.username,
             client,
@@ -94,18 +106,17 @@ pub async fn login(
         }
     };
     audit(
-        &portal,
+        portal,
         "review_login",
         &user.username,
         client,
-        format!("{VIA} (second factor: {method})"),
+        format!("{VIA} ({how})"),
     );
-    Ok(axum::Json(ReviewLoginResponse {
+    Ok(ReviewLoginResponse {
         token,
         username: user.username,
         role: user.role.as_str().to_owned(),
     })
-    .into_response())
 }
 
 /// An auditor or admin holding a live review token.

@@ -10,7 +10,7 @@ use axum::Router;
 use axum::routing::{MethodRouter, get, post};
 
 use crate::{
-    Portal, admin, assets, cli_api, connect_ip, mfa, pages, review_api, target_list, watch, ws,
+    Portal, admin, assets, cli_api, connect_ip, mfa, pages, review_api, sso, target_list, watch, ws,
 };
 
 /// Every route: the method (`GET`, `POST`, or `WS` for a WebSocket upgrade, which is a `GET`) and the
@@ -20,6 +20,10 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/login"),
     ("POST", "/login"),
     ("POST", "/logout"),
+    ("GET", "/login/sso/{provider}"),
+    ("GET", "/login/sso/{provider}/callback"),
+    ("POST", "/api/sso/device"),
+    ("POST", "/api/sso/device/poll"),
     ("GET", "/login/mfa"),
     ("POST", "/login/mfa"),
     ("GET", "/account/mfa"),
@@ -45,6 +49,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/admin/users"),
     ("POST", "/admin/users/{id}/update"),
     ("POST", "/admin/users/{id}/{action}"),
+    ("POST", "/admin/password-sign-in"),
     ("GET", "/admin/targets"),
     ("POST", "/admin/targets"),
     ("POST", "/admin/targets/{id}/delete"),
@@ -80,6 +85,10 @@ fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Arc<Portal>>> {
         ("GET", "/login") => get(pages::login_form),
         ("POST", "/login") => post(pages::login),
         ("POST", "/logout") => post(pages::logout),
+        ("GET", "/login/sso/{provider}") => get(sso::browser::start),
+        ("GET", "/login/sso/{provider}/callback") => get(sso::browser::callback),
+        ("POST", "/api/sso/device") => post(sso::device::start),
+        ("POST", "/api/sso/device/poll") => post(sso::device::poll),
         ("GET", "/login/mfa") => get(mfa::code_form),
         ("POST", "/login/mfa") => post(mfa::verify_code),
         ("GET", "/account/mfa") => get(mfa::account_page),

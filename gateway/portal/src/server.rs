@@ -162,6 +162,8 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) {
     let acceptor = TlsAcceptor::from(tls);
+    // Provider accounts are checked again while the portal serves (it holds only a weak handle).
+    let rechecks = tokio::spawn(crate::sso::recheck::run(Arc::downgrade(&portal)));
     let router = portal.router();
     let config = &portal.config;
     let handshake_timeout = config.tls_handshake_timeout;
@@ -232,6 +234,7 @@ pub async fn serve(
             }
         });
     }
+    rechecks.abort();
     info!("portal stopped accepting connections");
 }
 

@@ -123,6 +123,12 @@ const MIGRATIONS: &[&str] = &[
         PRIMARY KEY (user_id, target_id)
     );
 "#,
+    // Accounts an identity provider owns: keyed by provider and subject; their password hash is empty.
+    r#"
+    ALTER TABLE users ADD COLUMN provider TEXT;
+    ALTER TABLE users ADD COLUMN subject TEXT;
+    CREATE UNIQUE INDEX users_provider_subject ON users(provider, subject);
+"#,
 ];
 
 /// A handle to the state database, cheap to clone and shareable between threads.

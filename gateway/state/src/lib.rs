@@ -1,4 +1,4 @@
-//! Sallyport's state database: users, targets, networks, pinned host keys, the CLI's client
+//! Sallyport's state database: users (local, and those an identity provider owns), targets, networks, pinned host keys, the CLI's client
 //! certificates, each user's last use of each target, and audit events.
 //!
 //! One SQLite file (WAL) on the data partition, schema migrated by `PRAGMA user_version`. The API is
@@ -13,6 +13,7 @@ mod client_certs;
 mod db;
 mod mfa;
 mod password_work;
+mod provider_users;
 mod target_use;
 mod users;
 
@@ -24,5 +25,6 @@ pub use mfa::TotpState;
 pub use password_work::{
     BUSY_RETRY_AFTER_SECONDS, BUSY_WORDS, PasswordWorkFigures, password_work_figures,
 };
+pub use provider_users::{MappedAccount, ProviderAccount, ProviderSignInOutcome};
 pub use target_use::TargetUse;
 pub use users::{LoginOutcome, UserRecord, random_password};

@@ -126,6 +126,11 @@ impl StateDb {
             .optional()?
         };
         match found {
+            // An account an identity provider owns has no password: the same work as a wrong one.
+            Some((_, hash)) if hash.is_empty() => {
+                password_matches(password, dummy_hash())?;
+                Ok(LoginOutcome::Failure)
+            }
             Some((user, hash)) => {
                 let user = user?;
                 if password_matches(password, &hash)? && !user.disabled {

@@ -8,6 +8,7 @@
 //! - [`gateway`]: the built `sallyport-gateway` binary with a generated configuration.
 //! - [`http`]: an HTTPS client pinned to the gateway's certificate, with cookies and WebSockets.
 //! - [`browser`]: headless Chromium through chromedriver and fantoccini.
+//! - [`idp`]: panva's oidc-provider (npm) as the tests' OpenID provider, its login page driven over HTTPS too.
 //! - [`cli`]: the built `sallyport` CLI with its own config directory, driven through a pseudo-terminal.
 //! - [`tunnel`]: TCP between the root namespace and the browser's own namespace.
 //! - [`tmux`]: terminal programs (the built `sallyport-review`) in a private tmux server, typed into and read.
@@ -34,6 +35,7 @@ pub mod gateway;
 pub mod hostile;
 pub mod hostile_rdp;
 pub mod http;
+pub mod idp;
 pub mod netns;
 pub mod paced_rdp;
 pub mod portal;

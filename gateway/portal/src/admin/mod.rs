@@ -43,6 +43,7 @@ pub(crate) fn endpoint(method: &str, path: &str) -> Option<MethodRouter<Arc<Port
         ("POST", "/admin/users") => post(users::create),
         ("POST", "/admin/users/{id}/update") => post(users::update),
         ("POST", "/admin/users/{id}/{action}") => post(users::action),
+        ("POST", "/admin/password-sign-in") => post(users::password_sign_in),
         ("GET", "/admin/targets") => get(targets::list),
         ("POST", "/admin/targets") => post(targets::save),
         ("POST", "/admin/targets/{id}/delete") => post(targets::delete),

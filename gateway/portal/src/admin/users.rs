@@ -31,8 +31,11 @@ pub(super) async fn list(
 ) -> Result<Markup, PageError> {
     let state = portal.broker.state();
     let users = state.users().shown_to(&admin)?;
+    let accounts = state.provider_accounts().shown_to(&admin)?;
+    let admins_only = state.password_sign_in_admins_only().shown_to(&admin)?;
     let mut rows = Vec::with_capacity(users.len());
     for user in &users {
+        let account = accounts.get(&user.id);
         let groups = state.user_groups(user.id).unwrap_or_default().join(", ");
         let mfa = if matches!(state.totp(user.id), Ok(Some(_))) {
             "on"
@@ -45,29 +48,43 @@ pub(super) async fn list(
             (false, false) => "active",
         };
         let base = format!("/admin/users/{}", user.id);
-        let paths = [
-            if user.disabled {
+        let paths: Vec<_> = [
+            Some(if user.disabled {
                 ("enable", "Enable")
             } else {
                 ("disable", "Disable")
-            },
-            ("reset-password", "Reset password"),
-            ("reset-mfa", "Reset MFA"),
-            ("delete", "Delete"),
+            }),
+            // A provider's account has no password here to reset.
+            account
+                .is_none()
+                .then_some(("reset-password", "Reset password")),
+            Some(("reset-mfa", "Reset MFA")),
+            Some(("delete", "Delete")),
         ]
-        .map(|(path, label)| (format!("{base}/{path}"), path, label));
+        .into_iter()
+        .flatten()
+        .map(|(path, label)| (format!("{base}/{path}"), path, label))
+        .collect();
         let update = format!("{base}/update");
         rows.push(html! {
             tr data-user=(user.username) {
                 td { (user.username) }
                 td { (user.role.as_str()) }
                 td { (groups) }
+                td.sign-in {
+                    @if let Some(account) = account {
+                        (account.provider) " " small { "subject " code { (account.subject) } }
+                    } @else { "password" }
+                }
                 td.status { (status) }
                 td.mfa { (mfa) }
                 td.actions {
                     @for (action, path, label) in &paths {
                         (post_button(action, label).data_action(path))
                     }
+                    @if let Some(account) = account {
+                        span.managed { "Role and groups set by " (account.provider) " at each sign-in" }
+                    } @else {
                     form.inline method="post" action=(update) {
                         select name="role" aria-label={ "Role of " (user.username) } {
                             (options(&ROLES, Some(user.role.as_str())))
@@ -75,6 +92,7 @@ pub(super) async fn list(
                         input name="groups" value=(groups) placeholder="groups" size="12"
                             aria-label={ "Groups of " (user.username) };
                         button type="submit" data-action="update" { "Save" }
+                    }
                     }
                 }
             }
@@ -87,14 +105,22 @@ pub(super) async fn list(
         html! {
             (table(
                 "users",
-                &["User", "Role", "Groups", "Status", "MFA", "Actions"],
+                &["User", "Role", "Groups", "Sign-in", "Status", "MFA", "Actions"],
                 &rows,
                 "No users yet.",
             ))
+            h2 { "Password sign-in" }
+            form.card method="post" action="/admin/password-sign-in" id="password-sign-in" {
+                label {
+                    input type="checkbox" name="admins_only" value="on" id="password-admins-only" checked[admins_only];
+                    " Only administrators may sign in with a password (everyone else signs in with an identity provider; local admin accounts stay for break-glass)"
+                }
+                button type="submit" id="save-password-sign-in" { "Save" }
+            }
             h2 { "Add a user" }
             form.card method="post" action="/admin/users" id="add-user" {
                 (field("Username", html! {
-                    input name="username" id="new-username" required pattern="[A-Za-z0-9._-]{1,64}" autocapitalize="off";
+                    input name="username" id="new-username" required pattern="[A-Za-z0-9._@-]{1,64}" autocapitalize="off";
                 }))
                 (field("Role", html! { select name="role" id="new-role" { (options(&ROLES, Some("user"))) } }))
                 (field("Groups (comma-separated)", html! { input name="groups" id="new-groups"; }))
@@ -111,14 +137,6 @@ pub(super) struct NewUser {
     role: String,
     #[serde(default)]
     groups: String,
-}
-
-fn valid_username(name: &str) -> bool {
-    !name.is_empty()
-        && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "._-".contains(c))
 }
 
 impl AdminChange {
@@ -174,10 +192,10 @@ pub(super) async fn create(
     Form(form): Form<NewUser>,
 ) -> Result<Markup, PageError> {
     let role = change.role(&form.role)?;
-    if !valid_username(&form.username) {
+    if !sallyport_core::policy::valid_username(&form.username) {
         return Err(change.refuse(
             StatusCode::BAD_REQUEST,
-            "usernames are 1 to 64 letters, digits, dots, dashes or underscores",
+            "usernames are 1 to 64 letters, digits, dots, dashes, underscores or @",
         ));
     }
     let password = change.one_time_password()?;
@@ -227,6 +245,12 @@ pub(super) async fn update(
     let state = change.portal.broker.state();
     let role = change.role(&form.role)?;
     let user = change.existing_user(id)?;
+    if change.check(state.provider_account(id))?.is_some() {
+        return Err(change.refuse(
+            StatusCode::BAD_REQUEST,
+            "this account's role and groups are set by its identity provider at each sign-in",
+        ));
+    }
     if user.id == change.admin.user.user_id() && role != Role::Admin {
         return Err(change.refuse(
             StatusCode::BAD_REQUEST,
@@ -285,6 +309,12 @@ pub(super) async fn action(
             state.delete_user(id),
             Some("your account was deleted by an administrator"),
         ),
+        "reset-password" if change.check(state.provider_account(id))?.is_some() => {
+            return Err(change.refuse(
+                StatusCode::BAD_REQUEST,
+                "this account signs in at its identity provider and has no password here",
+            ));
+        }
         "reset-password" => return Ok(reset_password(&change, &user).await?.into_response()),
         _ => return Err(change.refuse(StatusCode::NOT_FOUND, "unknown action")),
     };
@@ -328,4 +358,37 @@ async fn reset_password(change: &AdminChange, user: &UserRecord) -> Result<Marku
         intro,
         &password,
     ))
+}
+
+/// The password sign-in setting's form (a checkbox, absent when unticked).
+#[derive(Deserialize)]
+pub(super) struct PasswordSignIn {
+    #[serde(default)]
+    admins_only: Option<String>,
+}
+
+/// `POST /admin/password-sign-in`: password sign-in for everyone, or for admins only.
+pub(super) async fn password_sign_in(
+    change: AdminChange,
+    Form(form): Form<PasswordSignIn>,
+) -> Answer {
+    let admins_only = form.admins_only.is_some();
+    change.check(
+        change
+            .portal
+            .broker
+            .state()
+            .set_password_sign_in_admins_only(admins_only),
+    )?;
+    let words = if admins_only {
+        "password sign-in for admins only"
+    } else {
+        "password sign-in for everyone"
+    };
+    change.done(
+        "password_sign_in_changed",
+        None,
+        words.into(),
+        "/admin/users",
+    )
 }

@@ -32,5 +32,6 @@ mod secrets;
 mod session_limits;
 mod signin_burst;
 mod slowloris;
+mod sso;
 mod target_lost;
 mod web_security;

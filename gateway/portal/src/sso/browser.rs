@@ -1,0 +1,317 @@
+//! The browser's provider sign-in (authorization-code flow with PKCE):
+//!
+//! - `GET /login/sso/{provider}`: a fresh `state`, `nonce` and PKCE verifier kept here, a
+//!   browser-binding cookie set, and the browser sent to the provider;
+//! - `GET /login/sso/{provider}/callback`: the `state` taken (one use), the binding cookie checked
+//!   (a callback from another browser is refused), the provider's `iss` checked, the code traded and
+//!   the ID token verified, then [`super::admit`] and the same second step as a password login.
+//!
+//! The binding cookie is `SameSite=Lax` because the callback is a navigation from the provider's site,
+//! which `Strict` cookies do not ride along with; for the same reason the login session's `Strict`
+//! cookie is set on a page that moves on by itself (a `Strict` cookie set in a redirect answering a
+//! cross-site navigation is not sent on the redirect's own request).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Redirect, Response};
+use maud::{Markup, html};
+use sallyport_sso::SsoError;
+use serde::Deserialize;
+use tracing::warn;
+
+use super::{PendingLogin, audit, first_factor, key};
+use crate::Portal;
+use crate::html::components::error;
+use crate::html::{PageError, page};
+use crate::pages::{NO_RANDOMNESS, capitalized_sentence};
+
+/// The cookie that ties a provider sign-in to the browser that started it.
+const BINDING_COOKIE: &str = "__Host-sallyport-sso";
+
+/// The login page's provider buttons (nothing without providers).
+pub(crate) fn buttons(portal: &Portal) -> Markup {
+    html! {
+        @for name in portal.sso.names() {
+            a.button.sso id={ "sso-" (name) } href={ "/login/sso/" (name) } { "Sign in with " (name) }
+        }
+    }
+}
+
+fn binding_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|pair| pair.trim().split_once('='))
+        .find(|(name, _)| *name == BINDING_COOKIE)
+        .map(|(_, value)| value.to_owned())
+}
+
+fn random_hex() -> Option<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(hex::encode(bytes))
+}
+
+/// Where the provider sends the browser back for this provider.
+fn callback_url(portal: &Portal, provider: &str) -> Option<url::Url> {
+    portal
+        .config
+        .public_url
+        .as_ref()?
+        .join(&format!("/login/sso/{provider}/callback"))
+        .ok()
+}
+
+/// A refused sign-in as a page: what went wrong and the way back to the login page.
+fn refusal_page(status: StatusCode, provider: &str, reason: &str) -> Response {
+    let body = page(
+        "Sign-in refused",
+        None,
+        html! {
+            h1 { "Sign-in with " (provider) " refused" }
+            (error(&capitalized_sentence(reason)))
+            p { a href="/login" { "Back to the login page" } }
+        },
+    );
+    (status, body).into_response()
+}
+
+/// `GET /login/sso/{provider}`.
+pub async fn start(
+    State(portal): State<Arc<Portal>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+) -> Response {
+    let Some(provider) = portal.sso.provider(&name) else {
+        return PageError::new(StatusCode::NOT_FOUND, "no such identity provider").into_response();
+    };
+    if let Some(wait) = portal.login_wait(client.ip(), &throttle_name(&name, client)) {
+        return refusal_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &name,
+            &format!(
+                "too many failed sign-ins from your address; try again in {} seconds",
+                wait.as_secs().max(1)
+            ),
+        );
+    }
+    let Some(redirect) = callback_url(&portal, &name) else {
+        return refusal_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &name,
+            "single sign-on needs the portal's public_url set in its configuration",
+        );
+    };
+    let (url, login) = match provider.begin(&redirect).await {
+        Ok(started) => started,
+        Err(error) => {
+            warn!(provider = %name, %error, "could not start a provider sign-in");
+            return refusal_page(
+                StatusCode::BAD_GATEWAY,
+                &name,
+                &format!("the identity provider could not be reached ({error})"),
+            );
+        }
+    };
+    let Some(binding) = random_hex() else {
+        return PageError::internal(NO_RANDOMNESS).into_response();
+    };
+    let state = login.state().to_owned();
+    let pending = PendingLogin {
+        provider: name.clone(),
+        login,
+        binding: key(&binding),
+        created: std::time::Instant::now(),
+    };
+    if !portal.sso.remember(&state, pending) {
+        return PageError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "too many sign-ins in progress; try again shortly",
+        )
+        .into_response();
+    }
+    let cookie = format!(
+        "{BINDING_COOKIE}={binding}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
+        super::PENDING_TTL.as_secs()
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to(url.as_str())).into_response()
+}
+
+/// The callback's query.
+#[derive(Deserialize)]
+pub struct Callback {
+    code: Option<String>,
+    state: Option<String>,
+    iss: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+}
+
+/// The throttle's key for provider sign-ins from one source: failures count against the source, and
+/// against this per-source name rather than any account (whose name is unknown before the check).
+pub(crate) fn throttle_name(provider: &str, client: SocketAddr) -> String {
+    format!("sso:{provider}:{}", client.ip())
+}
+
+/// `GET /login/sso/{provider}/callback`.
+pub async fn callback(
+    State(portal): State<Arc<Portal>>,
+    ConnectInfo(client): ConnectInfo<SocketAddr>,
+    Path(name): Path<String>,
+    headers: HeaderMap,
+    Query(query): Query<Callback>,
+) -> Response {
+    let throttled = throttle_name(&name, client);
+    if let Some(wait) = portal.login_wait(client.ip(), &throttled) {
+        return refusal_page(
+            StatusCode::TOO_MANY_REQUESTS,
+            &name,
+            &format!(
+                "too many failed sign-ins from your address; try again in {} seconds",
+                wait.as_secs().max(1)
+            ),
+        );
+    }
+    let refuse = |status: StatusCode, actor: Option<&str>, reason: &str| {
+        audit(
+            &portal,
+            "sso_refused",
+            actor,
+            client,
+            format!("provider {name}: {reason}"),
+        );
+        portal.record_login_failure(client, &throttled);
+        refusal_page(status, &name, reason)
+    };
+    let Some(provider) = portal.sso.provider(&name) else {
+        return refuse(StatusCode::NOT_FOUND, None, "no such identity provider");
+    };
+    let Some(state) = query.state.as_deref() else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            None,
+            "the answer carried no state; start the sign-in again from the login page",
+        );
+    };
+    let Some(pending) = portal.sso.take(state) else {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            None,
+            "this sign-in answer was already used, has expired or was never started here; start again from the login page",
+        );
+    };
+    let bound = binding_token(&headers).is_some_and(|token| key(&token) == pending.binding);
+    if !bound {
+        return refuse(
+            StatusCode::FORBIDDEN,
+            None,
+            "this sign-in was started in another browser; start again from the login page",
+        );
+    }
+    if pending.provider != name {
+        return refuse(
+            StatusCode::BAD_REQUEST,
+            None,
+            "the answer came back for another provider than the sign-in was started with",
+        );
+    }
+    if let Some(code) = query.error.as_deref() {
+        let description = query
+            .error_description
+            .as_deref()
+            .unwrap_or("no reason given");
+        return refuse(
+            StatusCode::FORBIDDEN,
+            None,
+            &format!("the identity provider said no ({code}: {description})"),
+        );
+    }
+    let Some(code) = query.code.as_deref() else {
+        return refuse(StatusCode::BAD_REQUEST, None, "the answer carried no code");
+    };
+    let sign_in = match provider
+        .finish(pending.login, code, query.iss.as_deref())
+        .await
+    {
+        Ok(sign_in) => sign_in,
+        Err(SsoError::Refused(reason)) => {
+            return refuse(StatusCode::FORBIDDEN, None, &reason);
+        }
+        Err(SsoError::Unreachable(reason)) => {
+            warn!(provider = %name, %reason, "provider sign-in failed");
+            audit(
+                &portal,
+                "sso_refused",
+                None,
+                client,
+                format!("provider {name}: {reason}"),
+            );
+            return refusal_page(
+                StatusCode::BAD_GATEWAY,
+                &name,
+                &format!("the identity provider could not be reached ({reason})"),
+            );
+        }
+    };
+    let (user, identity) = match super::admit(&portal, &provider, sign_in, client, "browser").await
+    {
+        Ok(admitted) => admitted,
+        Err(refused) => {
+            return refuse(
+                StatusCode::FORBIDDEN,
+                refused.username.as_deref(),
+                &refused.reason,
+            );
+        }
+    };
+    portal.login_succeeded(client.ip(), &throttled);
+    let how = first_factor(&name, &identity);
+    let response = crate::mfa::first_factor_accepted(&portal, user, client, &how);
+    let mut response = continue_page(response);
+    if let Ok(expire) =
+        format!("{BINDING_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0").parse()
+    {
+        response.headers_mut().append(header::SET_COOKIE, expire);
+    }
+    response
+}
+
+/// A redirect answering the callback, turned into a page that moves on by itself (`Refresh`): the `Strict`
+/// cookies it sets then ride along, since the next request starts from this portal's own page.
+fn continue_page(response: Response) -> Response {
+    let Some(location) = response
+        .headers()
+        .get(header::LOCATION)
+        .and_then(|v| v.to_str().ok())
+        .map(str::to_owned)
+    else {
+        return response;
+    };
+    let (mut parts, _) = response.into_parts();
+    parts.status = StatusCode::OK;
+    parts.headers.remove(header::LOCATION);
+    if let Ok(refresh) = format!("0;url={location}").parse() {
+        parts.headers.insert(header::REFRESH, refresh);
+    }
+    parts.headers.remove(header::CONTENT_TYPE);
+    parts.headers.remove(header::CONTENT_LENGTH);
+    let body = page(
+        "Signed in",
+        None,
+        html! {
+            h1 { "Signed in" }
+            p { a #continue href=(location) { "Continue" } }
+        },
+    );
+    let body = body.into_response();
+    let (body_parts, body) = body.into_parts();
+    for (name, value) in &body_parts.headers {
+        parts.headers.insert(name.clone(), value.clone());
+    }
+    Response::from_parts(parts, body)
+}
