@@ -80,6 +80,10 @@ struct OpenArgs {
     /// SALLYPORT_REVIEW_PASSWORD).
     #[arg(long, requires = "gateway")]
     user: Option<String>,
+    /// With --gateway: sign in at this identity provider of the gateway instead of a portal password
+    /// (you confirm a code at the provider's page, in any browser).
+    #[arg(long, requires = "gateway", conflicts_with = "user")]
+    provider: Option<String>,
     /// The appliance's public signing key (hex, or a file holding it); default: recording-signing.pub beside the
     /// database.
     #[arg(long)]
@@ -151,6 +155,7 @@ impl OpenArgs {
             url,
             fingerprint: self.fingerprint.clone(),
             user: self.user.clone(),
+            provider: self.provider.clone(),
         })?;
         let dir = remote::mirror_dir(remote.addr());
         {
@@ -273,6 +278,7 @@ fn run_resolved(cli: Cli, remote: Option<Arc<remote::Remote>>) -> anyhow::Result
                 gateway: None,
                 fingerprint: None,
                 user: None,
+                provider: None,
                 key,
                 index: None,
             };

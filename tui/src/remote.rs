@@ -163,6 +163,8 @@ pub struct Options {
     pub fingerprint: Option<String>,
     /// `--user`, when given.
     pub user: Option<String>,
+    /// `--provider`: sign in at the gateway's identity provider by the device flow.
+    pub provider: Option<String>,
 }
 
 /// A logged-in connection to a gateway's review API.
@@ -229,6 +231,97 @@ fn answer<T: serde::de::DeserializeOwned>(
     }
 }
 
+/// Logs in with the portal password: the username given or asked, the password from [`PASSWORD_ENV`] or
+/// asked without echo, then the second factor when the account has one.
+fn password_login(
+    agent: &ureq::Agent,
+    addr: &GatewayAddr,
+    user: Option<&str>,
+) -> anyhow::Result<ReviewLoginResponse> {
+    let username = match user {
+        Some(user) => user.to_owned(),
+        None => ask_line(&format!("username on {}: ", addr.name()))?,
+    };
+    let password = match std::env::var(PASSWORD_ENV) {
+        Ok(password) if !password.is_empty() => password,
+        _ => rpassword::prompt_password(format!("password for {username}: "))
+            .context("reading the password")?,
+    };
+    let login = |code: Option<String>| -> anyhow::Result<ReviewLoginResponse> {
+        let body = serde_json::to_string(&ReviewLoginRequest {
+            username: username.clone(),
+            password: password.clone(),
+            code,
+        })?;
+        answer(
+            agent
+                .post(&format!("{}/api/review/login", addr.base()))
+                .set("Content-Type", "application/json")
+                .send_string(&body),
+            "the login",
+        )
+    };
+    match login(None) {
+        Err(e)
+            if e.downcast_ref::<Refused>()
+                .is_some_and(|r| r.kind == "code_required") =>
+        {
+            let code = ask_line("code from your authenticator app (or a recovery code): ")?;
+            login(Some(code))
+        }
+        other => other,
+    }
+}
+
+/// Signs in at the gateway's identity provider by the device flow: the gateway starts it, the user
+/// confirms the code at the provider's page, and the gateway's answer to the polls is the review token.
+fn device_sign_in(
+    agent: &ureq::Agent,
+    addr: &GatewayAddr,
+    provider: &str,
+) -> anyhow::Result<ReviewLoginResponse> {
+    use sallyport_core::sso::{DevicePollRequest, DevicePurpose, DeviceStartRequest, DeviceStarted};
+    let start = serde_json::to_string(&DeviceStartRequest {
+        provider: provider.to_owned(),
+        purpose: DevicePurpose::Review,
+        public_key: None,
+    })?;
+    let started: DeviceStarted = answer(
+        agent
+            .post(&format!("{}/api/sso/device", addr.base()))
+            .set("Content-Type", "application/json")
+            .send_string(&start),
+        "the sign-in",
+    )?;
+    eprintln!(
+        "To sign in with {provider}, open\n  {}\nand confirm the code  {}",
+        started.verification_uri, started.user_code
+    );
+    if let Some(complete) = &started.verification_uri_complete {
+        eprintln!("(or open {complete}, which has the code in it)");
+    }
+    let poll = serde_json::to_string(&DevicePollRequest {
+        device_id: started.device_id,
+    })?;
+    // Each poll waits up to 20 s at the gateway; the code's lifetime bounds the loop.
+    let deadline = std::time::Instant::now() + Duration::from_secs(started.expires_in_secs + 30);
+    while std::time::Instant::now() < deadline {
+        let answered: serde_json::Value = answer(
+            agent
+                .post(&format!("{}/api/sso/device/poll", addr.base()))
+                .set("Content-Type", "application/json")
+                .send_string(&poll),
+            "the sign-in",
+        )?;
+        if answered.get("status").and_then(|s| s.as_str()) == Some("pending") {
+            continue;
+        }
+        return serde_json::from_value(answered)
+            .context("the gateway's answer to the sign-in is not what was expected");
+    }
+    bail!("the code was not confirmed in time; sign in again")
+}
+
 /// The gateway refused a request; `kind` is its stable name (`bad_credentials`, `not_reviewer`, …).
 #[derive(Debug)]
 pub struct Refused {
@@ -262,9 +355,8 @@ fn agent(verifier: Arc<PinVerifier>) -> anyhow::Result<ureq::Agent> {
 }
 
 impl Remote {
-    /// Reaches the gateway, checks (or pins, after asking) its certificate, and logs in: the username from
-    /// `--user` or asked, the password from [`PASSWORD_ENV`] or asked without echo, then the second factor
-    /// when the account has one.
+    /// Reaches the gateway, checks (or pins, after asking) its certificate, and logs in: with the portal
+    /// password ([`password_login`]), or at the gateway's identity provider (`--provider`, [`device_sign_in`]).
     pub fn connect(options: &Options) -> anyhow::Result<Remote> {
         let addr = GatewayAddr::parse(&options.url)?;
         let given = options
@@ -318,38 +410,9 @@ impl Remote {
             }
             remember_pin(&addr, &seen)?;
         }
-        let username = match &options.user {
-            Some(user) => user.clone(),
-            None => ask_line(&format!("username on {}: ", addr.name()))?,
-        };
-        let password = match std::env::var(PASSWORD_ENV) {
-            Ok(password) if !password.is_empty() => password,
-            _ => rpassword::prompt_password(format!("password for {username}: "))
-                .context("reading the password")?,
-        };
-        let login = |code: Option<String>| -> anyhow::Result<ReviewLoginResponse> {
-            let body = serde_json::to_string(&ReviewLoginRequest {
-                username: username.clone(),
-                password: password.clone(),
-                code,
-            })?;
-            answer(
-                agent
-                    .post(&format!("{}/api/review/login", addr.base()))
-                    .set("Content-Type", "application/json")
-                    .send_string(&body),
-                "the login",
-            )
-        };
-        let response = match login(None) {
-            Err(e)
-                if e.downcast_ref::<Refused>()
-                    .is_some_and(|r| r.kind == "code_required") =>
-            {
-                let code = ask_line("code from your authenticator app (or a recovery code): ")?;
-                login(Some(code))?
-            }
-            other => other?,
+        let response = match &options.provider {
+            Some(provider) => device_sign_in(&agent, &addr, provider)?,
+            None => password_login(&agent, &addr, options.user.as_deref())?,
         };
         Ok(Remote {
             agent,

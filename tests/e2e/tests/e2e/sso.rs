@@ -21,6 +21,9 @@ use sallyport_e2e::{
     free_port, require_root,
 };
 
+/// Failed sign-ins one source may make before it must wait.
+const SOURCE_MAX_FAILURES: u32 = 20;
+
 /// The re-check interval the gateway is given (the shortest it accepts).
 const RECHECK_SECS: u64 = 10;
 
@@ -69,9 +72,12 @@ async fn setup(name: &str) -> Result<Setup> {
         .extra_toml(&idp.gateway_toml(RECHECK_SECS, &[("engineers", "user", &["eng"])]));
     let mut opts = opts;
     opts.extra_portal.push(format!("public_url = \"{url}\""));
+    // The refusal scenario fails on purpose more often than the default throttle lets a source.
+    opts.extra_portal
+        .push(format!("login_source_max_failures = {SOURCE_MAX_FAILURES}"));
     let gateway = Gateway::start(opts).await?;
     let admin = login_admin(&gateway).await?;
-    add_policy(&admin, "eng-alpha", "group:eng", "alpha").await?;
+    add_policy(&admin, "eng-alpha", "group:eng", "name:alpha").await?;
     Ok(Setup {
         _sshd: sshd,
         net,
@@ -360,6 +366,21 @@ async fn crafted_tokens_replays_and_foreign_callbacks_are_refused_and_nothing_is
     }
     // Only frank's one genuine sign-in made an account.
     assert_eq!(user_rows(&setup.admin).await?, before + 1);
+
+    // Refused callbacks count against the source like wrong passwords: it is made to wait.
+    let mut throttled = None;
+    for attempt in 0..=SOURCE_MAX_FAILURES {
+        let answer = stranger
+            .get(&format!("/login/sso/{IDP_NAME}/callback?code=abc&state=guess-{attempt}"))
+            .await?;
+        if answer.status == 429 {
+            throttled = Some(answer.text());
+            break;
+        }
+        assert_eq!(answer.status, 400, "{}", answer.text());
+    }
+    let throttled = throttled.context("the source was never throttled")?;
+    assert!(throttled.contains("Too many failed sign-ins"), "{throttled}");
     drop(setup.net);
     Ok(())
 }
