@@ -280,7 +280,9 @@ fn device_sign_in(
     addr: &GatewayAddr,
     provider: &str,
 ) -> anyhow::Result<ReviewLoginResponse> {
-    use sallyport_core::sso::{DevicePollRequest, DevicePurpose, DeviceStartRequest, DeviceStarted};
+    use sallyport_core::sso::{
+        DevicePollRequest, DevicePurpose, DeviceStartRequest, DeviceStarted,
+    };
     let start = serde_json::to_string(&DeviceStartRequest {
         provider: provider.to_owned(),
         purpose: DevicePurpose::Review,

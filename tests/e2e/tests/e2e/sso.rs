@@ -42,6 +42,12 @@ fn accounts(dave_groups: Vec<&'static str>, dave_disabled: bool) -> Vec<IdpAccou
             disabled: false,
         },
         IdpAccount {
+            login: "aud",
+            password: "aud-idp-password",
+            groups: vec!["audit"],
+            disabled: false,
+        },
+        IdpAccount {
             login: "frank",
             password: "frank-idp-password",
             groups: vec!["engineers"],
@@ -69,7 +75,10 @@ async fn setup(name: &str) -> Result<Setup> {
     let idp = TestIdp::start(&url, &accounts(vec!["engineers"], false)).await?;
     let opts = GatewayOptions::for_net(&net)
         .listen(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
-        .extra_toml(&idp.gateway_toml(RECHECK_SECS, &[("engineers", "user", &["eng"])]));
+        .extra_toml(&idp.gateway_toml(
+            RECHECK_SECS,
+            &[("engineers", "user", &["eng"]), ("audit", "auditor", &[])],
+        ));
     let mut opts = opts;
     opts.extra_portal.push(format!("public_url = \"{url}\""));
     // The refusal scenario fails on purpose more often than the default throttle lets a source.
@@ -371,7 +380,9 @@ async fn crafted_tokens_replays_and_foreign_callbacks_are_refused_and_nothing_is
     let mut throttled = None;
     for attempt in 0..=SOURCE_MAX_FAILURES {
         let answer = stranger
-            .get(&format!("/login/sso/{IDP_NAME}/callback?code=abc&state=guess-{attempt}"))
+            .get(&format!(
+                "/login/sso/{IDP_NAME}/callback?code=abc&state=guess-{attempt}"
+            ))
             .await?;
         if answer.status == 429 {
             throttled = Some(answer.text());
@@ -380,7 +391,10 @@ async fn crafted_tokens_replays_and_foreign_callbacks_are_refused_and_nothing_is
         assert_eq!(answer.status, 400, "{}", answer.text());
     }
     let throttled = throttled.context("the source was never throttled")?;
-    assert!(throttled.contains("Too many failed sign-ins"), "{throttled}");
+    assert!(
+        throttled.contains("Too many failed sign-ins"),
+        "{throttled}"
+    );
     drop(setup.net);
     Ok(())
 }
@@ -470,30 +484,7 @@ async fn the_cli_signs_in_by_the_device_flow_and_opens_a_terminal() -> Result<()
     if !complete.starts_with(&setup.idp.issuer()) {
         bail!("the CLI shows {complete:?}, not a page of the provider");
     }
-    // The provider's pages, completed in Chromium: confirm the code, sign in.
-    let browser = Browser::start().await?;
-    let driver = browser.client();
-    let result = async {
-        driver.goto(&complete).await?;
-        click(driver, "button[autofocus]").await?;
-        fill(driver, "#idp-login", "dave").await?;
-        fill(driver, "#idp-password", "dave-idp-password").await?;
-        click(driver, "#idp-submit").await?;
-        wait_text(driver, "body", Duration::from_secs(20), |t| {
-            t.contains("Sign-in Success") || t.contains("successfully")
-        })
-        .await?;
-        Ok(())
-    }
-    .await;
-    browser
-        .finish(
-            result,
-            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
-            "sso_device",
-            || setup.idp.log(),
-        )
-        .await?;
+    confirm_device_code(&setup, &complete, "dave", "dave-idp-password", "sso_device").await?;
     let printed = tokio::task::spawn_blocking(move || -> Result<String> {
         let rest = login.exp_eof()?;
         let status = login.process().wait()?;
@@ -531,5 +522,106 @@ async fn the_cli_signs_in_by_the_device_flow_and_opens_a_terminal() -> Result<()
         Ok(())
     })
     .await??;
+    Ok(())
+}
+
+/// Completes a device sign-in at the provider's pages in Chromium: the code (already in `complete`)
+/// confirmed, `login` signed in, the provider's success page reached.
+async fn confirm_device_code(
+    setup: &Setup,
+    complete: &str,
+    login: &str,
+    password: &str,
+    name: &str,
+) -> Result<()> {
+    let browser = Browser::start().await?;
+    let driver = browser.client();
+    let result = async {
+        driver.goto(complete).await?;
+        click(driver, "button[autofocus]").await?;
+        fill(driver, "#idp-login", login).await?;
+        fill(driver, "#idp-password", password).await?;
+        click(driver, "#idp-submit").await?;
+        wait_text(driver, "body", Duration::from_secs(20), |t| {
+            t.contains("Sign-in Success")
+        })
+        .await?;
+        Ok(())
+    }
+    .await;
+    browser
+        .finish(
+            result,
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+            name,
+            || setup.idp.log(),
+        )
+        .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_reviewer_signs_in_by_the_device_flow() -> Result<()> {
+    use std::io::BufRead;
+    let setup = setup("sso5").await?;
+    let home = tempfile::tempdir()?;
+    let fingerprint = setup
+        .gateway
+        .fingerprint()
+        .context("the gateway printed no fingerprint")?;
+    let url = format!("https://127.0.0.1:{}", setup.gateway.port());
+    let mut review = std::process::Command::new(sallyport_e2e::tmux::review_bin()?)
+        .args(["--verify", "--gateway", &url, "--fingerprint", &fingerprint])
+        .args(["--provider", IDP_NAME])
+        .env("XDG_CONFIG_HOME", home.path().join("config"))
+        .env("XDG_CACHE_HOME", home.path().join("cache"))
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()?;
+    let stderr = review.stderr.take().context("no stderr")?;
+    let (lines_tx, lines_rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr)
+            .lines()
+            .map_while(Result::ok)
+        {
+            if lines_tx.send(line).is_err() {
+                return;
+            }
+        }
+    });
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let mut said = String::new();
+    let complete = loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        let Ok(line) = lines_rx.recv_timeout(left) else {
+            let _ = review.kill();
+            bail!("the reviewer showed no code within 20 s:\n{said}");
+        };
+        said.push_str(&line);
+        said.push('\n');
+        if let Some(rest) = line.strip_prefix("(or open ") {
+            break rest
+                .trim_end_matches(", which has the code in it)")
+                .to_owned();
+        }
+    };
+    confirm_device_code(&setup, &complete, "aud", "aud-idp-password", "sso_review").await?;
+    let output = tokio::task::spawn_blocking(move || review.wait_with_output()).await??;
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
+    let rest: Vec<String> = lines_rx.try_iter().collect();
+    assert!(
+        output.status.success(),
+        "the reviewer failed: {stdout}\n{said}{}",
+        rest.join("\n")
+    );
+    assert!(stdout.contains("0 sessions failed"), "{stdout}");
+    let logins = audit_rows(&setup.admin, "review_login").await?;
+    assert!(
+        logins
+            .iter()
+            .any(|r| r.contains("aud") && r.contains("provider TestIdP subject aud")),
+        "{logins:?}"
+    );
     Ok(())
 }
