@@ -158,7 +158,7 @@ pub fn map_identity(
     let mut groups = BTreeSet::new();
     let mut matched = BTreeSet::new();
     for rule in &config.group_rules {
-        if listed.iter().any(|g| *g == rule.provider_group) {
+        if listed.contains(&rule.provider_group) {
             matched.insert(rule.provider_group.clone());
             groups.extend(rule.groups.iter().cloned());
             if role.is_none_or(|r| rank(rule.role) > rank(r)) {

@@ -53,10 +53,20 @@ const SPEC: &[(&str, &str, [u16; 5])] = &[
     ("WS", "/ws/desktop/999999", [303, 404, 404, 404, 404]),
     // The CLI's login, like the review API's, takes JSON only (and no cookie).
     ("POST", "/api/cli/login", [415, 415, 415, 415, 415]),
+    // Single sign-on: this gateway has no provider, so the paths name none; the device routes are JSON only.
+    ("GET", "/login/sso/NoSuchIdP", [404, 404, 404, 404, 404]),
+    (
+        "GET",
+        "/login/sso/NoSuchIdP/callback",
+        [404, 404, 404, 404, 404],
+    ),
+    ("POST", "/api/sso/device", [415, 415, 415, 415, 415]),
+    ("POST", "/api/sso/device/poll", [415, 415, 415, 415, 415]),
     // The dashboard: auditors read it too (without the admin-only watch links).
     ("GET", "/admin", [303, 403, 403, 200, 200]),
     ("GET", "/admin/users", [303, 403, 403, 403, 200]),
     ("POST", "/admin/users", [303, 403, 403, 403, 422]),
+    ("POST", "/admin/password-sign-in", [303, 403, 403, 403, 303]),
     (
         "POST",
         "/admin/users/999999/update",
