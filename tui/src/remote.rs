@@ -280,33 +280,35 @@ fn device_sign_in(
     addr: &GatewayAddr,
     provider: &str,
 ) -> anyhow::Result<ReviewLoginResponse> {
-    use sallyport_core::sso::{
-        DevicePollRequest, DevicePurpose, DeviceStartRequest, DeviceStarted,
-    };
-    let start = serde_json::to_string(&DeviceStartRequest {
-        provider: provider.to_owned(),
-        purpose: DevicePurpose::Review,
-        public_key: None,
-    })?;
-    let started: DeviceStarted = answer(
+    // The messages of the portal's `sallyport_core::sso`, as JSON (the reviewer does not depend on the
+    // gateway's core).
+    let start = serde_json::json!({ "provider": provider, "purpose": "review" }).to_string();
+    let started: serde_json::Value = answer(
         agent
             .post(&format!("{}/api/sso/device", addr.base()))
             .set("Content-Type", "application/json")
             .send_string(&start),
         "the sign-in",
     )?;
-    eprintln!(
-        "To sign in with {provider}, open\n  {}\nand confirm the code  {}",
-        started.verification_uri, started.user_code
-    );
-    if let Some(complete) = &started.verification_uri_complete {
+    let field = |name: &str| started.get(name).and_then(|v| v.as_str());
+    let (Some(device_id), Some(uri), Some(code)) = (
+        field("device_id"),
+        field("verification_uri"),
+        field("user_code"),
+    ) else {
+        bail!("the gateway's answer to the sign-in is not what was expected");
+    };
+    eprintln!("To sign in with {provider}, open\n  {uri}\nand confirm the code  {code}");
+    if let Some(complete) = field("verification_uri_complete") {
         eprintln!("(or open {complete}, which has the code in it)");
     }
-    let poll = serde_json::to_string(&DevicePollRequest {
-        device_id: started.device_id,
-    })?;
+    let expires_in_secs = started
+        .get("expires_in_secs")
+        .and_then(|v| v.as_u64())
+        .unwrap_or(600);
+    let poll = serde_json::json!({ "device_id": device_id }).to_string();
     // Each poll waits up to 20 s at the gateway; the code's lifetime bounds the loop.
-    let deadline = std::time::Instant::now() + Duration::from_secs(started.expires_in_secs + 30);
+    let deadline = std::time::Instant::now() + Duration::from_secs(expires_in_secs + 30);
     while std::time::Instant::now() < deadline {
         let answered: serde_json::Value = answer(
             agent

@@ -11,9 +11,11 @@
 //! No JWT, JWK or signature code is written here: every check is the crate's.
 
 mod config;
+mod device;
 mod mapping;
 mod provider;
 
 pub use config::{GroupRule, ProviderConfig};
+pub use device::DeviceLogin;
 pub use mapping::{Identity, MappingRefusal, map_identity};
-pub use provider::{CodeLogin, DeviceLogin, Provider, SignIn, SsoError, Tokens};
+pub use provider::{CodeLogin, Provider, SignIn, SsoError, Tokens};

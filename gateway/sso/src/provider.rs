@@ -47,7 +47,7 @@ impl AdditionalClaims for ExtraClaims {}
 pub struct ExtraMetadata {
     /// RFC 8628's endpoint, when the provider has the device flow.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    device_authorization_endpoint: Option<DeviceAuthorizationUrl>,
+    pub(crate) device_authorization_endpoint: Option<DeviceAuthorizationUrl>,
     /// RFC 9207: the provider puts `iss` in its authorization responses.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     authorization_response_iss_parameter_supported: Option<bool>,
@@ -144,35 +144,6 @@ impl CodeLogin {
     }
 }
 
-/// A started device-flow login: what the user is told, and what the gateway polls with.
-pub struct DeviceLogin {
-    details: openidconnect::core::CoreDeviceAuthorizationResponse,
-}
-
-impl DeviceLogin {
-    /// The code the user types at the provider.
-    pub fn user_code(&self) -> &str {
-        self.details.user_code().secret()
-    }
-
-    /// Where the user types it.
-    pub fn verification_uri(&self) -> &str {
-        self.details.verification_uri().as_str()
-    }
-
-    /// The same with the code filled in, when the provider offers it.
-    pub fn verification_uri_complete(&self) -> Option<&str> {
-        self.details
-            .verification_uri_complete()
-            .map(|uri| uri.secret().as_str())
-    }
-
-    /// How long the code is valid.
-    pub fn expires_in(&self) -> Duration {
-        self.details.expires_in()
-    }
-}
-
 /// What the provider's tokens let the gateway check again later.
 #[derive(Clone)]
 pub struct Tokens {
@@ -205,8 +176,8 @@ struct Discovered {
 
 /// One configured provider.
 pub struct Provider {
-    config: ProviderConfig,
-    http: reqwest::Client,
+    pub(crate) config: ProviderConfig,
+    pub(crate) http: reqwest::Client,
     discovered: Mutex<Option<Discovered>>,
 }
 
@@ -222,7 +193,10 @@ fn words(error: &dyn std::error::Error) -> String {
 }
 
 /// A token-endpoint error as words: the provider's own answer means it refused.
-fn token_error<RE: std::error::Error + 'static, T: openidconnect::ErrorResponse + 'static>(
+pub(crate) fn token_error<
+    RE: std::error::Error + 'static,
+    T: openidconnect::ErrorResponse + 'static,
+>(
     what: &str,
     error: RequestTokenError<RE, T>,
 ) -> SsoError {
@@ -274,7 +248,7 @@ impl Provider {
 
     /// The provider's metadata and keys: cached, fetched when older than an hour, or when `refetch`
     /// (a token named an unknown key) and the last fetch is more than a few seconds old.
-    async fn metadata(&self, refetch: bool) -> Result<Arc<Metadata>, SsoError> {
+    pub(crate) async fn metadata(&self, refetch: bool) -> Result<Arc<Metadata>, SsoError> {
         {
             let cached = self
                 .discovered
@@ -313,7 +287,7 @@ impl Provider {
         Ok(metadata)
     }
 
-    fn client(&self, metadata: &Metadata) -> OidcClient {
+    pub(crate) fn client(&self, metadata: &Metadata) -> OidcClient {
         OidcClient::from_provider_metadata(
             metadata.clone(),
             ClientId::new(self.config.client_id.clone()),
@@ -321,7 +295,7 @@ impl Provider {
         )
     }
 
-    fn scopes(&self) -> impl Iterator<Item = Scope> + '_ {
+    pub(crate) fn scopes(&self) -> impl Iterator<Item = Scope> + '_ {
         self.config
             .scopes
             .iter()
@@ -397,7 +371,7 @@ impl Provider {
     /// Checks the token response's ID token (a key it names that the cached JWKS lacks fetches the
     /// keys again, once) and reads userinfo; `nonce` is the login's, or `None` where the flow has none
     /// (the device flow, a refresh), when the token's subject must be `subject` if given.
-    async fn signed_in(
+    pub(crate) async fn signed_in(
         &self,
         response: TokenResponse,
         nonce: &Nonce,
@@ -589,46 +563,6 @@ impl Provider {
                 "the identity provider has no userinfo endpoint to check the account at".into(),
             )),
         }
-    }
-
-    /// Starts a device-flow login (RFC 8628) for a program without a browser.
-    pub async fn start_device(&self) -> Result<DeviceLogin, SsoError> {
-        let metadata = self.metadata(false).await?;
-        let Some(endpoint) = metadata
-            .additional_metadata()
-            .device_authorization_endpoint
-            .clone()
-        else {
-            return Err(SsoError::Refused(format!(
-                "{} offers no device sign-in; use the browser sign-in",
-                self.config.name
-            )));
-        };
-        let client = self
-            .client(&metadata)
-            .set_device_authorization_url(endpoint);
-        let details = client
-            .exchange_device_code()
-            .add_scopes(self.scopes())
-            .request_async(&self.http)
-            .await
-            .map_err(|e| token_error("the device sign-in", e))?;
-        Ok(DeviceLogin { details })
-    }
-
-    /// Polls the provider (at its interval, until the code expires) until the user finished the
-    /// device login there, then checks the ID token like the code flow's.
-    pub async fn finish_device(&self, device: &DeviceLogin) -> Result<SignIn, SsoError> {
-        let metadata = self.metadata(false).await?;
-        let client = self.client(&metadata);
-        let response = client
-            .exchange_device_access_token(&device.details)
-            .map_err(|e| SsoError::Unreachable(format!("the provider has no token endpoint: {e}")))?
-            .request_async(&self.http, tokio::time::sleep, None)
-            .await
-            .map_err(|e| token_error("the device sign-in", e))?;
-        self.signed_in(response, &Nonce::new(String::new()), None)
-            .await
     }
 }
 
