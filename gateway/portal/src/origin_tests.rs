@@ -231,7 +231,7 @@ async fn the_portals_own_origin_and_reads_get_past_the_layer() {
 async fn programs_need_no_origin_but_browsers_need_theirs() {
     let portal = portal();
     // Without an Origin the programs' routes reach their handlers: the CLI login is off on this
-    // portal, the review login wants JSON, the review logout wants its bearer token.
+    // portal, the review login and the device sign-in want JSON, the review logout wants its bearer token.
     // Their refusals are JSON in words (`ApiError`).
     let expected = [
         ("/api/cli/login", StatusCode::NOT_FOUND, "cli_disabled"),
@@ -244,6 +244,16 @@ async fn programs_need_no_origin_but_browsers_need_theirs() {
             "/api/review/logout",
             StatusCode::UNAUTHORIZED,
             "login_required",
+        ),
+        (
+            "/api/sso/device",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_request",
+        ),
+        (
+            "/api/sso/device/poll",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_request",
         ),
     ];
     assert_eq!(
