@@ -35,7 +35,9 @@ pub struct LoginSessions {
     max_age: Duration,
 }
 
-fn token_key(token: &str) -> [u8; 32] {
+/// The SHA-256 of a secret token: what the portal's in-memory stores key on, so that a memory dump
+/// does not hand out live tokens.
+pub(crate) fn token_key(token: &str) -> [u8; 32] {
     Sha256::digest(token.as_bytes()).into()
 }
 
@@ -105,16 +107,21 @@ impl LoginSessions {
     }
 }
 
-/// The session token in the request's cookies, if any.
-pub fn session_token(headers: &HeaderMap) -> Option<String> {
+/// The value of the cookie `name` in the request, if any.
+pub(crate) fn cookie(headers: &HeaderMap, name: &str) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
         .filter_map(|value| value.to_str().ok())
         .flat_map(|value| value.split(';'))
         .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == COOKIE_NAME)
+        .find(|(found, _)| *found == name)
         .map(|(_, value)| value.to_owned())
+}
+
+/// The session token in the request's cookies, if any.
+pub fn session_token(headers: &HeaderMap) -> Option<String> {
+    cookie(headers, COOKIE_NAME)
 }
 
 /// The `Set-Cookie` value for a new session.

@@ -18,11 +18,10 @@ use sallyport_core::mfa;
 use sallyport_core::policy::Authenticated;
 use sallyport_state::{AuditEvent, UserRecord};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use tracing::warn;
 
 use crate::Portal;
-use crate::auth::{CurrentUser, session_cookie};
+use crate::auth::{CurrentUser, cookie, session_cookie, token_key as key};
 use crate::html::components::{error, field};
 use crate::html::{PageError, ShownTo, page};
 use crate::pages::NO_RANDOMNESS;
@@ -58,10 +57,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
         .unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
-fn key(token: &str) -> [u8; 32] {
-    Sha256::digest(token.as_bytes()).into()
-}
-
 fn unix_seconds() -> u64 {
     SystemTime::now()
         .duration_since(UNIX_EPOCH)
@@ -73,17 +68,6 @@ fn random<const N: usize>() -> Option<[u8; N]> {
     let mut bytes = [0u8; N];
     getrandom::fill(&mut bytes).ok()?;
     Some(bytes)
-}
-
-fn pending_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == PENDING_COOKIE)
-        .map(|(_, value)| value.to_owned())
 }
 
 fn audit(portal: &Portal, kind: &str, username: &str, client: SocketAddr, detail: Option<String>) {
@@ -253,7 +237,7 @@ pub async fn verify_code(
     Form(form): Form<CodeForm>,
 ) -> Response {
     let expired = || (StatusCode::UNAUTHORIZED, Redirect::to("/login")).into_response();
-    let Some(token) = pending_token(&headers) else {
+    let Some(token) = cookie(&headers, PENDING_COOKIE) else {
         return expired();
     };
     let (user, first_factor, must_change) = {

@@ -24,6 +24,7 @@ use tracing::warn;
 
 use super::{PendingLogin, audit, first_factor, key};
 use crate::Portal;
+use crate::auth::cookie;
 use crate::html::components::error;
 use crate::html::{PageError, page};
 use crate::pages::{NO_RANDOMNESS, capitalized_sentence};
@@ -38,17 +39,6 @@ pub(crate) fn buttons(portal: &Portal) -> Markup {
             a.button.sso id={ "sso-" (name) } href={ "/login/sso/" (name) } { "Sign in with " (name) }
         }
     }
-}
-
-fn binding_token(headers: &HeaderMap) -> Option<String> {
-    headers
-        .get_all(header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|pair| pair.trim().split_once('='))
-        .find(|(name, _)| *name == BINDING_COOKIE)
-        .map(|(_, value)| value.to_owned())
 }
 
 fn random_hex() -> Option<String> {
@@ -81,6 +71,19 @@ fn refusal_page(status: StatusCode, provider: &str, reason: &str) -> Response {
     (status, body).into_response()
 }
 
+/// The refusal while the throttle makes this source wait before another provider sign-in.
+fn throttled_page(portal: &Portal, provider: &str, client: SocketAddr) -> Option<Response> {
+    let wait = portal.login_wait(client.ip(), &throttle_name(provider, client))?;
+    Some(refusal_page(
+        StatusCode::TOO_MANY_REQUESTS,
+        provider,
+        &format!(
+            "too many failed sign-ins from your address; try again in {} seconds",
+            wait.as_secs().max(1)
+        ),
+    ))
+}
+
 /// `GET /login/sso/{provider}`.
 pub async fn start(
     State(portal): State<Arc<Portal>>,
@@ -90,15 +93,8 @@ pub async fn start(
     let Some(provider) = portal.sso.provider(&name) else {
         return PageError::new(StatusCode::NOT_FOUND, "no such identity provider").into_response();
     };
-    if let Some(wait) = portal.login_wait(client.ip(), &throttle_name(&name, client)) {
-        return refusal_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            &name,
-            &format!(
-                "too many failed sign-ins from your address; try again in {} seconds",
-                wait.as_secs().max(1)
-            ),
-        );
+    if let Some(page) = throttled_page(&portal, &name, client) {
+        return page;
     }
     let Some(redirect) = callback_url(&portal, &name) else {
         return refusal_page(
@@ -166,17 +162,10 @@ pub async fn callback(
     headers: HeaderMap,
     Query(query): Query<Callback>,
 ) -> Response {
-    let throttled = throttle_name(&name, client);
-    if let Some(wait) = portal.login_wait(client.ip(), &throttled) {
-        return refusal_page(
-            StatusCode::TOO_MANY_REQUESTS,
-            &name,
-            &format!(
-                "too many failed sign-ins from your address; try again in {} seconds",
-                wait.as_secs().max(1)
-            ),
-        );
+    if let Some(page) = throttled_page(&portal, &name, client) {
+        return page;
     }
+    let throttled = throttle_name(&name, client);
     let refuse = |status: StatusCode, actor: Option<&str>, reason: &str| {
         audit(
             &portal,
@@ -205,7 +194,8 @@ pub async fn callback(
             "this sign-in answer was already used, has expired or was never started here; start again from the login page",
         );
     };
-    let bound = binding_token(&headers).is_some_and(|token| key(&token) == pending.binding);
+    let bound =
+        cookie(&headers, BINDING_COOKIE).is_some_and(|token| key(&token) == pending.binding);
     if !bound {
         return refuse(
             StatusCode::FORBIDDEN,

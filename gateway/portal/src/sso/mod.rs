@@ -19,11 +19,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sallyport_sso::{Identity, Provider, ProviderConfig, SignIn, map_identity};
-use sallyport_state::{AuditEvent, MappedAccount, StateError, UserRecord};
-use sha2::{Digest, Sha256};
+use sallyport_state::{AuditEvent, MappedAccount, ProviderSignInOutcome, StateError, UserRecord};
 use tracing::warn;
 
 use crate::Portal;
+pub(crate) use crate::auth::token_key as key;
 
 /// How long a started sign-in waits for its callback.
 const PENDING_TTL: Duration = Duration::from_secs(600);
@@ -34,10 +34,6 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex
         .lock()
         .unwrap_or_else(|poisoned| poisoned.into_inner())
-}
-
-fn key(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
 }
 
 /// A code-flow sign-in between its start and its callback.
@@ -139,6 +135,29 @@ pub(crate) fn first_factor(provider: &str, identity: &Identity) -> String {
     format!("provider {provider} subject {}", identity.subject)
 }
 
+/// Creates or brings in line the account `identity` names at `provider` (on a blocking thread: SQLite).
+pub(crate) async fn store_account(
+    portal: &Portal,
+    provider: &str,
+    identity: &Identity,
+) -> Result<Result<ProviderSignInOutcome, StateError>, tokio::task::JoinError> {
+    let state = portal.broker.state().clone();
+    let (provider, identity) = (provider.to_owned(), identity.clone());
+    tokio::task::spawn_blocking(move || {
+        state.sign_in_provider_user(
+            &MappedAccount {
+                provider: &provider,
+                subject: &identity.subject,
+                username: &identity.username,
+                role: identity.role,
+                groups: &identity.groups,
+            },
+            sallyport_relay::now_ms(),
+        )
+    })
+    .await
+}
+
 /// Lets a verified provider sign-in in, or says why not: the claims mapped by the provider's rules,
 /// the account created or updated (one transaction; nothing is written for a refusal), the tokens
 /// kept for the re-check, the account change audited. `via` names the flow for the audit.
@@ -162,28 +181,7 @@ pub(crate) async fn admit(
         reason,
         username: Some(identity.username.clone()),
     };
-    let state = portal.broker.state().clone();
-    let (name, subject, username, role, groups) = (
-        config.name.clone(),
-        identity.subject.clone(),
-        identity.username.clone(),
-        identity.role,
-        identity.groups.clone(),
-    );
-    let outcome = tokio::task::spawn_blocking(move || {
-        state.sign_in_provider_user(
-            &MappedAccount {
-                provider: &name,
-                subject: &subject,
-                username: &username,
-                role,
-                groups: &groups,
-            },
-            sallyport_relay::now_ms(),
-        )
-    })
-    .await;
-    let outcome = match outcome {
+    let outcome = match store_account(portal, &config.name, &identity).await {
         Ok(Ok(outcome)) => outcome,
         Ok(Err(StateError::Exists(_))) => {
             return Err(refused(format!(

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sallyport_sso::{SsoError, Tokens, map_identity};
-use sallyport_state::{AuditEvent, MappedAccount};
+use sallyport_state::AuditEvent;
 use tracing::warn;
 
 use super::lock;
@@ -175,22 +175,7 @@ async fn recheck_one(
         Ok(identity) => identity,
         Err(refusal) => return end(refusal.to_string()),
     };
-    let state = portal.broker.state().clone();
-    let (name, identity_for_db) = (provider_name.to_owned(), identity.clone());
-    let stored = tokio::task::spawn_blocking(move || {
-        state.sign_in_provider_user(
-            &MappedAccount {
-                provider: &name,
-                subject: &identity_for_db.subject,
-                username: &identity_for_db.username,
-                role: identity_for_db.role,
-                groups: &identity_for_db.groups,
-            },
-            sallyport_relay::now_ms(),
-        )
-    })
-    .await;
-    match stored {
+    match super::store_account(portal, provider_name, &identity).await {
         Ok(Ok(outcome)) if outcome.user.id == user_id && outcome.changes.is_empty() => {
             portal.sso.rechecks.checked(user_id, sign_in.tokens);
         }
