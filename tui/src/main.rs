@@ -81,9 +81,17 @@ struct OpenArgs {
     #[arg(long, requires = "gateway")]
     user: Option<String>,
     /// With --gateway: sign in at this identity provider of the gateway instead of a portal password
-    /// (you confirm a code at the provider's page, in any browser).
+    /// (in your browser when one can be opened here, otherwise by confirming a code at the provider's
+    /// page, in any browser).
     #[arg(long, requires = "gateway", conflicts_with = "user")]
     provider: Option<String>,
+    /// With --gateway: sign in in your browser, any way the portal's login page offers (a provider, a
+    /// passkey, a password and its second factor).
+    #[arg(long, requires = "gateway", conflicts_with = "user")]
+    browser: bool,
+    /// With --provider: confirm a code at the provider's page instead of opening a browser here.
+    #[arg(long, requires = "provider", conflicts_with = "browser")]
+    device: bool,
     /// The appliance's public signing key (hex, or a file holding it); default: recording-signing.pub beside the
     /// database.
     #[arg(long)]
@@ -156,6 +164,8 @@ impl OpenArgs {
             fingerprint: self.fingerprint.clone(),
             user: self.user.clone(),
             provider: self.provider.clone(),
+            browser: self.browser,
+            device: self.device,
         })?;
         let dir = remote::mirror_dir(remote.addr());
         {
@@ -279,6 +289,8 @@ fn run_resolved(cli: Cli, remote: Option<Arc<remote::Remote>>) -> anyhow::Result
                 fingerprint: None,
                 user: None,
                 provider: None,
+                browser: false,
+                device: false,
                 key,
                 index: None,
             };

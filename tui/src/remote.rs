@@ -5,7 +5,7 @@
 //! reviewer said yes to it) or given with `--fingerprint`, and kept in `known_gateways` in the reviewer's
 //! config directory; the handshake happens before any credential is sent, and a different certificate is
 //! refused. The login is the browser's: password, then the TOTP or a recovery code when the account has
-//! one. What the gateway sends is copied into a local mirror (a recordings database in the reviewer's cache
+//! one; or a sign-in in the browser itself, or at an identity provider (`remote::sign_in`). What the gateway sends is copied into a local mirror (a recordings database in the reviewer's cache
 //! directory, chunks and ledger entries as stored) which everything else reads as a local file: chain, seal
 //! and ledger are verified here, against the recording key fetched over the pinned connection (or `--key`),
 //! never taken on the gateway's word.
@@ -20,10 +20,11 @@ use std::time::Duration;
 
 use anyhow::{Context, bail};
 use sallyport_recordings::remote::{
-    LedgerPart, Mirror, ReviewError, ReviewKey, ReviewLoginRequest, ReviewLoginResponse,
-    ReviewSessions, SessionPart,
+    LedgerPart, Mirror, ReviewError, ReviewKey, ReviewSessions, SessionPart,
 };
 use sallyport_tls_pin::{PinVerifier, normalize};
+
+mod sign_in;
 
 /// Largest answer read from the gateway (a chunk part is at most 8 MiB of chunks, twice that in hex).
 const MAX_ANSWER: u64 = 64 * 1024 * 1024;
@@ -163,8 +164,13 @@ pub struct Options {
     pub fingerprint: Option<String>,
     /// `--user`, when given.
     pub user: Option<String>,
-    /// `--provider`: sign in at the gateway's identity provider by the device flow.
+    /// `--provider`: sign in at the gateway's identity provider (in the browser when one can be
+    /// opened here, else by the device flow).
     pub provider: Option<String>,
+    /// `--browser`: sign in in the browser, any way the portal's login page offers.
+    pub browser: bool,
+    /// `--device`: with a provider, the device flow even where a browser could be opened.
+    pub device: bool,
 }
 
 /// A logged-in connection to a gateway's review API.
@@ -231,101 +237,6 @@ fn answer<T: serde::de::DeserializeOwned>(
     }
 }
 
-/// Logs in with the portal password: the username given or asked, the password from [`PASSWORD_ENV`] or
-/// asked without echo, then the second factor when the account has one.
-fn password_login(
-    agent: &ureq::Agent,
-    addr: &GatewayAddr,
-    user: Option<&str>,
-) -> anyhow::Result<ReviewLoginResponse> {
-    let username = match user {
-        Some(user) => user.to_owned(),
-        None => ask_line(&format!("username on {}: ", addr.name()))?,
-    };
-    let password = match std::env::var(PASSWORD_ENV) {
-        Ok(password) if !password.is_empty() => password,
-        _ => rpassword::prompt_password(format!("password for {username}: "))
-            .context("reading the password")?,
-    };
-    let login = |code: Option<String>| -> anyhow::Result<ReviewLoginResponse> {
-        let body = serde_json::to_string(&ReviewLoginRequest {
-            username: username.clone(),
-            password: password.clone(),
-            code,
-        })?;
-        answer(
-            agent
-                .post(&format!("{}/api/review/login", addr.base()))
-                .set("Content-Type", "application/json")
-                .send_string(&body),
-            "the login",
-        )
-    };
-    match login(None) {
-        Err(e)
-            if e.downcast_ref::<Refused>()
-                .is_some_and(|r| r.kind == "code_required") =>
-        {
-            let code = ask_line("code from your authenticator app (or a recovery code): ")?;
-            login(Some(code))
-        }
-        other => other,
-    }
-}
-
-/// Signs in at the gateway's identity provider by the device flow: the gateway starts it, the user
-/// confirms the code at the provider's page, and the gateway's answer to the polls is the review token.
-fn device_sign_in(
-    agent: &ureq::Agent,
-    addr: &GatewayAddr,
-    provider: &str,
-) -> anyhow::Result<ReviewLoginResponse> {
-    // The messages of the portal's `sallyport_core::sso`, as JSON (the reviewer does not depend on the
-    // gateway's core).
-    let start = serde_json::json!({ "provider": provider, "purpose": "review" }).to_string();
-    let started: serde_json::Value = answer(
-        agent
-            .post(&format!("{}/api/sso/device", addr.base()))
-            .set("Content-Type", "application/json")
-            .send_string(&start),
-        "the sign-in",
-    )?;
-    let field = |name: &str| started.get(name).and_then(|v| v.as_str());
-    let (Some(device_id), Some(uri), Some(code)) = (
-        field("device_id"),
-        field("verification_uri"),
-        field("user_code"),
-    ) else {
-        bail!("the gateway's answer to the sign-in is not what was expected");
-    };
-    eprintln!("To sign in with {provider}, open\n  {uri}\nand confirm the code  {code}");
-    if let Some(complete) = field("verification_uri_complete") {
-        eprintln!("(or open {complete}, which has the code in it)");
-    }
-    let expires_in_secs = started
-        .get("expires_in_secs")
-        .and_then(|v| v.as_u64())
-        .unwrap_or(600);
-    let poll = serde_json::json!({ "device_id": device_id }).to_string();
-    // Each poll waits up to 20 s at the gateway; the code's lifetime bounds the loop.
-    let deadline = std::time::Instant::now() + Duration::from_secs(expires_in_secs + 30);
-    while std::time::Instant::now() < deadline {
-        let answered: serde_json::Value = answer(
-            agent
-                .post(&format!("{}/api/sso/device/poll", addr.base()))
-                .set("Content-Type", "application/json")
-                .send_string(&poll),
-            "the sign-in",
-        )?;
-        if answered.get("status").and_then(|s| s.as_str()) == Some("pending") {
-            continue;
-        }
-        return serde_json::from_value(answered)
-            .context("the gateway's answer to the sign-in is not what was expected");
-    }
-    bail!("the code was not confirmed in time; sign in again")
-}
-
 /// The gateway refused a request; `kind` is its stable name (`bad_credentials`, `not_reviewer`, …).
 #[derive(Debug)]
 pub struct Refused {
@@ -360,7 +271,7 @@ fn agent(verifier: Arc<PinVerifier>) -> anyhow::Result<ureq::Agent> {
 
 impl Remote {
     /// Reaches the gateway, checks (or pins, after asking) its certificate, and logs in: with the portal
-    /// password ([`password_login`]), or at the gateway's identity provider (`--provider`, [`device_sign_in`]).
+    /// password, in the browser, or at the gateway's identity provider ([`sign_in::sign_in`]).
     pub fn connect(options: &Options) -> anyhow::Result<Remote> {
         let addr = GatewayAddr::parse(&options.url)?;
         let given = options
@@ -414,10 +325,7 @@ impl Remote {
             }
             remember_pin(&addr, &seen)?;
         }
-        let response = match &options.provider {
-            Some(provider) => device_sign_in(&agent, &addr, provider)?,
-            None => password_login(&agent, &addr, options.user.as_deref())?,
-        };
+        let response = sign_in::sign_in(&agent, &addr, options)?;
         Ok(Remote {
             agent,
             addr,

@@ -1,8 +1,14 @@
-//! `sallyport login`: pins the gateway's certificate on first use, asks for the portal credentials (and
-//! the TOTP code when the account has one) or, with `--provider`, signs in at the gateway's identity
-//! provider by the device flow (RFC 8628: the user confirms a code at the provider's page), and stores
-//! the client certificate the gateway issues for a fresh Ed25519 key. Nothing secret is sent before the
-//! gateway is trusted.
+//! `sallyport login`: pins the gateway's certificate on first use, then signs in one of three ways and
+//! stores the client certificate the gateway issues for a fresh Ed25519 key:
+//!
+//! - the portal password (and the TOTP code when the account has one);
+//! - `--browser`, or `--provider NAME` where a browser can be opened: the browser sign-in (RFC 8252,
+//!   `sallyport_loopback`), in which the browser signs in at the portal any way its login page offers
+//!   (the provider, a passkey, a password and its second factor) and comes back to a loopback port;
+//! - `--provider NAME` without a browser (or with `--device`): the device flow (RFC 8628), where the
+//!   user confirms a code at the provider's page, in any browser on any machine.
+//!
+//! Nothing secret is sent before the gateway is trusted.
 
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
@@ -15,7 +21,10 @@ use hyper_util::rt::TokioIo;
 use rcgen::{KeyPair, PKCS_ED25519};
 use rustls::pki_types::ServerName;
 use sallyport_core::quic::{CliError, CliLoginRequest, CliLoginResponse};
-use sallyport_core::sso::{DevicePollRequest, DevicePurpose, DeviceStartRequest, DeviceStarted};
+use sallyport_core::sso::{
+    BrowserExchangeRequest, DevicePollRequest, DevicePurpose, DeviceStartRequest, DeviceStarted,
+};
+use sallyport_loopback::LoopbackSignIn;
 
 use crate::{profile, prompt};
 use sallyport_tls_pin::{self as pin, PinVerifier};
@@ -30,9 +39,16 @@ pub struct LoginOptions {
     pub fingerprint: Option<String>,
     /// Forget the pinned fingerprint and pin anew.
     pub repin: bool,
-    /// Sign in at this identity provider of the gateway (the device flow) instead of a password.
+    /// Sign in at this identity provider of the gateway instead of a password.
     pub provider: Option<String>,
+    /// Sign in in the browser (any of the portal's sign-ins), coming back to a loopback port.
+    pub browser: bool,
+    /// With a provider: the device flow even where a browser could be opened.
+    pub device: bool,
 }
+
+/// How long the browser sign-in waits for the browser to come back.
+const BROWSER_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// One HTTPS connection to the portal.
 struct Https {
@@ -141,7 +157,7 @@ pub async fn run(options: LoginOptions) -> Result<()> {
     let expected = given.clone().or(pinned.clone());
     eprintln!("Connecting to {gateway} ...");
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let verifier = PinVerifier::new(expected.clone(), provider);
+    let verifier = PinVerifier::new(expected.clone(), provider.clone());
     let mut https = match Https::connect(&host, port, verifier.clone()).await {
         Ok(https) => https,
         Err(error)
@@ -170,9 +186,25 @@ pub async fn run(options: LoginOptions) -> Result<()> {
         }
     }
     let key = KeyPair::generate_for(&PKCS_ED25519).context("making a key pair")?;
-    let issued = match &options.provider {
-        Some(provider) => device_sign_in(&mut https, provider, &key).await?,
-        None => password_login(&mut https, options.username, &key).await?,
+    let browser_first = options.browser || (options.provider.is_some() && !options.device);
+    let by_browser = if browser_first {
+        let pinned = PinVerifier::new(Some(fingerprint.clone()), provider.clone());
+        let again = || Https::connect(&host, port, pinned.clone());
+        browser_sign_in(
+            &gateway,
+            options.provider.as_deref(),
+            &key,
+            options.browser,
+            again,
+        )
+        .await?
+    } else {
+        None
+    };
+    let issued = match (by_browser, &options.provider) {
+        (Some(issued), _) => issued,
+        (None, Some(provider)) => device_sign_in(&mut https, provider, &key).await?,
+        (None, None) => password_login(&mut https, options.username, &key).await?,
     };
     profile::ensure_dir(&dir)?;
     profile::write_private(&profile::key_path(&dir), key.serialize_pem().as_bytes())?;
@@ -203,6 +235,59 @@ fn refusal(status: u16, body: &[u8]) -> CliError {
             String::from_utf8_lossy(body)
         ),
     })
+}
+
+/// Signs in in the browser: opens the gateway's `/login/cli` for a loopback port of this program, waits
+/// for the browser to come back with the code, and trades it (on a new connection `connect` makes,
+/// pinned to the same certificate, since the first one idled out meanwhile) for the certificate.
+/// `None` when no browser could be opened and the caller may sign in another way; with `must`, the
+/// page is printed to be opened by hand instead.
+async fn browser_sign_in<F, C>(
+    gateway: &str,
+    provider: Option<&str>,
+    key: &KeyPair,
+    must: bool,
+    connect: C,
+) -> Result<Option<CliLoginResponse>>
+where
+    C: FnOnce() -> F,
+    F: std::future::Future<Output = Result<Https>>,
+{
+    let sign_in = LoopbackSignIn::bind().context("listening on a loopback port for the browser")?;
+    let base = url::Url::parse(gateway).context("the gateway's address")?;
+    let url = sign_in.authorize_url(&base, "cli", provider)?;
+    match sallyport_loopback::open_browser(&url) {
+        Ok(()) => {
+            eprintln!("Your browser was opened to sign in. If it did not open, open\n  {url}")
+        }
+        Err(_) if must => {
+            eprintln!("Open this page in a browser on this computer to sign in:\n  {url}")
+        }
+        Err(error) => {
+            eprintln!("No browser could be opened ({error}); signing in with a code instead.");
+            return Ok(None);
+        }
+    }
+    eprintln!(
+        "Waiting for the browser (up to {} minutes) ...",
+        BROWSER_WAIT.as_secs() / 60
+    );
+    let callback = tokio::task::spawn_blocking(move || sign_in.wait(BROWSER_WAIT))
+        .await
+        .context("the browser sign-in stopped")??;
+    let request = BrowserExchangeRequest {
+        code: callback.code,
+        verifier: callback.verifier,
+        public_key: Some(hex::encode(key.public_key_raw())),
+    };
+    let mut https = connect().await?;
+    let (status, body) = https.post_json("/api/cli/exchange", &request).await?;
+    if status != 200 {
+        bail!("sign-in refused: {}", refusal(status, &body).message);
+    }
+    serde_json::from_slice(&body)
+        .map(Some)
+        .context("the gateway's answer is not understood")
 }
 
 /// Signs in at the gateway's identity provider by the device flow: the gateway starts it, the user

@@ -27,8 +27,8 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Command {
     /// Log in to a gateway: pins its certificate on first use, asks for your portal password (and
-    /// authenticator code) or signs you in at an identity provider (--provider), and stores a
-    /// short-lived client certificate (0600).
+    /// authenticator code) or signs you in at an identity provider (--provider) or in your browser
+    /// (--browser), and stores a short-lived client certificate (0600).
     Login {
         /// The gateway, e.g. https://bastion.example.com
         gateway: String,
@@ -41,10 +41,18 @@ enum Command {
         /// Forget the pinned fingerprint of this gateway and pin anew.
         #[arg(long)]
         repin: bool,
-        /// Sign in with this identity provider of the gateway instead of a portal password: you
-        /// confirm a code at the provider's page, in any browser.
+        /// Sign in with this identity provider of the gateway instead of a portal password: in
+        /// your browser when one can be opened here, otherwise by confirming a code at the
+        /// provider's page, in any browser.
         #[arg(long, conflicts_with = "username")]
         provider: Option<String>,
+        /// Sign in in your browser, any way the portal's login page offers (a provider, a passkey,
+        /// a password and its second factor).
+        #[arg(long, conflicts_with = "username")]
+        browser: bool,
+        /// With --provider: confirm a code at the provider's page instead of opening a browser here.
+        #[arg(long, requires = "provider", conflicts_with = "browser")]
+        device: bool,
     },
     /// Log out: the gateway revokes the certificate and the local key and certificate are deleted.
     Logout,
@@ -124,6 +132,8 @@ async fn run(command: Command) -> Result<i32> {
             fingerprint,
             repin,
             provider,
+            browser,
+            device,
         } => {
             login::run(login::LoginOptions {
                 gateway,
@@ -131,6 +141,8 @@ async fn run(command: Command) -> Result<i32> {
                 fingerprint,
                 repin,
                 provider,
+                browser,
+                device,
             })
             .await?;
             Ok(0)

@@ -1,11 +1,14 @@
-//! The device sign-in's messages (RFC 8628 through the gateway), shared by the portal, the `sallyport`
-//! CLI and `sallyport-review`: the program asks the gateway to start a sign-in at a provider, shows the
-//! user where to confirm it, and polls the gateway until the gateway's own check of the provider's
-//! tokens let the account in (or said why not).
+//! The programs' sign-in messages, shared by the portal, the `sallyport` CLI and `sallyport-review`:
+//! the device sign-in (RFC 8628 through the gateway: the program asks the gateway to start a sign-in at
+//! a provider, shows the user where to confirm it, and polls the gateway until the gateway's own check
+//! of the provider's tokens let the account in, or said why not), and the browser sign-in's exchange
+//! (RFC 8252: the one-time code the browser brought back to the program's loopback port, traded with
+//! its verifier).
 
 use serde::{Deserialize, Serialize};
 
-/// What a device sign-in is for: the CLI's client certificate, or the reviewer's token.
+/// What a program's sign-in (device or browser) is for: the CLI's client certificate, or the reviewer's
+/// token.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum DevicePurpose {
@@ -57,4 +60,25 @@ pub struct DevicePollRequest {
 pub struct DevicePending {
     /// Always `pending`.
     pub status: String,
+}
+
+/// `POST /api/cli/exchange`: the browser sign-in's one-time code (from the loopback callback) traded
+/// for what the sign-in was for. The answer is the purpose's login response, or a `CliError`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BrowserExchangeRequest {
+    /// The code the gateway sent the browser back with.
+    pub code: String,
+    /// The verifier whose SHA-256 (hex) the sign-in started with.
+    pub verifier: String,
+    /// For a CLI sign-in: the Ed25519 public key (32 bytes, hex) to certify.
+    #[serde(default)]
+    pub public_key: Option<String>,
+}
+
+impl std::fmt::Debug for BrowserExchangeRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("BrowserExchangeRequest")
+            .field("public_key", &self.public_key)
+            .finish_non_exhaustive()
+    }
 }

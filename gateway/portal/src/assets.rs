@@ -34,6 +34,7 @@ const ASSETS: &[(&str, &str, &[u8])] = &[
     ),
     ("desktop.js", "text/javascript", web!("src/desktop.js")),
     ("watch.js", "text/javascript", web!("src/watch.js")),
+    ("passkeys.js", "text/javascript", web!("src/passkeys.js")),
     (
         "local-time.js",
         "text/javascript",

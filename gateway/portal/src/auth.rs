@@ -196,14 +196,13 @@ impl FromRequestParts<Arc<Portal>> for CurrentUser {
         if stored.must_change_password && path != "/password" && path != "/logout" {
             return Err(Redirect::to("/password").into_response());
         }
-        // Roles that must use MFA reach nothing but enrollment (and logout) until they have it.
-        if !matches!(path, "/password" | "/logout" | "/account/mfa") {
-            let state = portal.broker.state();
-            let required = state
-                .mfa_required_roles()
-                .map(|roles| roles.contains(&stored.role))
+        // Users whose role needs a second factor or a passkey they have not set up reach nothing but
+        // the security page (and logout) until they have.
+        if !matches!(path, "/password" | "/logout") && !path.starts_with("/account/") {
+            let missing = crate::mfa::SecondFactors::of(portal, stored.id, stored.role)
+                .map(|factors| factors.missing().is_some())
                 .unwrap_or(true);
-            if required && !matches!(state.totp(stored.id), Ok(Some(_))) {
+            if missing {
                 return Err(Redirect::to("/account/mfa").into_response());
             }
         }

@@ -213,9 +213,17 @@ async fn verify_credentials(
             "your password is a one-time password: log in once in the browser and choose a new one",
         ));
     }
-    let state = portal.broker.state();
-    let method = match state.totp(user.id) {
-        Ok(Some(_)) => match code.map(str::trim) {
+    let factors = crate::mfa::SecondFactors::of(portal, user.id, user.role)
+        .map_err(|error| ApiError::from(Refusal::state(error, LOGIN_UNCHECKED)))?;
+    if factors.missing().is_some() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "mfa_enrollment_required",
+            "your role must use two-factor authentication or a passkey: set it up in the browser first",
+        ));
+    }
+    let method = if factors.totp() {
+        match code.map(str::trim) {
             None | Some("") => {
                 return Err(ApiError::new(
                     StatusCode::UNAUTHORIZED,
@@ -235,22 +243,17 @@ async fn verify_credentials(
                     ));
                 }
             },
-        },
-        Ok(None) => {
-            let required = state
-                .mfa_required_roles()
-                .map(|roles| roles.contains(&user.role))
-                .unwrap_or(true);
-            if required {
-                return Err(ApiError::new(
-                    StatusCode::FORBIDDEN,
-                    "mfa_enrollment_required",
-                    "your role must use two-factor authentication: set it up in the browser first",
-                ));
-            }
-            "password"
         }
-        Err(error) => return Err(Refusal::state(error, LOGIN_UNCHECKED).into()),
+    } else if factors.passkey() {
+        // A password alone must not stand in for a passkey the program cannot ask for.
+        audit("login_refused");
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "passkey_required",
+            "your account's second factor is a passkey, which only the browser can use: sign in with --provider, or add an authenticator app on the security page",
+        ));
+    } else {
+        "password"
     };
     Ok((user, method))
 }

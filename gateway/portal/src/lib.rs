@@ -13,13 +13,16 @@ mod admin;
 mod api_error;
 mod assets;
 mod auth;
+mod ceremonies;
 mod cli_api;
+mod cli_browser;
 mod connect_ip;
 mod edge;
 mod html;
 mod mfa;
 mod origin;
 mod pages;
+mod passkeys;
 mod refusal;
 mod review_api;
 mod routes;
@@ -113,6 +116,10 @@ pub struct Portal {
     user_ca: Option<Arc<UserCa>>,
     /// The identity providers and their sign-ins in progress.
     sso: sso::Sso,
+    /// The passkeys' relying party and the ceremonies in progress.
+    passkeys: passkeys::Passkeys,
+    /// The programs' browser sign-ins in progress.
+    browser_sign_ins: cli_browser::BrowserSignIns,
 }
 
 impl Portal {
@@ -138,6 +145,8 @@ impl Portal {
             started: Instant::now(),
             mfa: mfa::MfaState::default(),
             sso: sso::Sso::new(&config.identity_providers),
+            passkeys: passkeys::Passkeys::new(config.public_url.as_ref()),
+            browser_sign_ins: cli_browser::BrowserSignIns::default(),
             config,
             edge,
             user_ca,

@@ -1,8 +1,10 @@
-//! Multi-factor login: the second step after a correct password for users with TOTP, enrollment with a
-//! QR code and recovery codes, and the per-role requirement that sends users to enroll.
+//! Multi-factor login: the second step after a first factor (a password, an identity provider) for
+//! users with TOTP or passkeys, TOTP enrollment with a QR code and recovery codes, and the per-role
+//! requirements ([`SecondFactors`]) that send users to enroll and that can demand a passkey.
 //!
 //! Between the two steps the browser holds only a short-lived, single-purpose cookie; the login session
-//! exists only once both factors passed. Wrong codes count as failed logins for the throttle.
+//! exists only once both factors passed. Wrong codes and refused passkeys count as failed logins for the
+//! throttle. The passkey ceremony itself is `crate::passkeys::sign_in`'s.
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
@@ -15,8 +17,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, PreEscaped, html};
 use sallyport_core::mfa;
-use sallyport_core::policy::Authenticated;
-use sallyport_state::{AuditEvent, UserRecord};
+use sallyport_core::policy::{Authenticated, Role};
+use sallyport_state::{AuditEvent, StateError, UserRecord};
 use serde::Deserialize;
 use tracing::warn;
 
@@ -35,13 +37,71 @@ const PENDING_ATTEMPTS: u8 = 5;
 /// Bound on pending logins and enrollments kept at once.
 const MAX_PENDING: usize = 10_000;
 
-struct Pending {
-    user: Authenticated,
+/// A login between its first factor and its second.
+pub(crate) struct Pending {
+    pub(crate) user: Authenticated,
     /// How the first step signed in, in the audit's words (`password`, `provider NAME subject SUB`).
     first_factor: String,
     must_change_password: bool,
+    /// Which second factors complete this login.
+    pub(crate) factors: SecondFactors,
+    /// The passkey challenge this login was given, until it is answered.
+    pub(crate) passkey_challenge: Option<webauthn_rs::prelude::PasskeyAuthentication>,
     created: Instant,
     attempts: u8,
+}
+
+/// What a user's sign-in needs after its first factor, from what they enrolled and what their role
+/// requires: the one answer the browser's login, the programs' login and every page's check use.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct SecondFactors {
+    totp: bool,
+    passkeys: bool,
+    mfa_required: bool,
+    passkey_required: bool,
+}
+
+impl SecondFactors {
+    /// The factors of user `user_id`, whose role is `role`. A passkey counts, and can be required, only
+    /// while the portal can use passkeys at all (a public_url with a DNS name): otherwise nobody could
+    /// sign in with one.
+    pub(crate) fn of(portal: &Portal, user_id: i64, role: Role) -> Result<Self, StateError> {
+        let state = portal.broker.state();
+        let available = portal.passkeys.available();
+        Ok(SecondFactors {
+            totp: state.totp(user_id)?.is_some(),
+            passkeys: available && !state.passkeys(user_id)?.is_empty(),
+            mfa_required: state.mfa_required_roles()?.contains(&role),
+            passkey_required: available && state.passkey_required_roles()?.contains(&role),
+        })
+    }
+
+    /// A TOTP or recovery code completes the sign-in: the user has TOTP, and their role does not
+    /// demand a passkey they have (one who has none yet signs in with TOTP to add one).
+    pub(crate) fn totp(&self) -> bool {
+        self.totp && !(self.passkey_required && self.passkeys)
+    }
+
+    /// One of the user's passkeys completes the sign-in.
+    pub(crate) fn passkey(&self) -> bool {
+        self.passkeys
+    }
+
+    /// Whether the first factor alone is not enough.
+    pub(crate) fn needed(&self) -> bool {
+        self.totp() || self.passkey()
+    }
+
+    /// What the user must set up before anything else, in words, if anything.
+    pub(crate) fn missing(&self) -> Option<&'static str> {
+        if self.passkey_required && !self.passkeys {
+            Some("Your role must sign in with a passkey: add one here before you go on.")
+        } else if self.mfa_required && !self.totp && !self.passkeys {
+            Some("Your role must use two-factor authentication: set it up here before you go on.")
+        } else {
+            None
+        }
+    }
 }
 
 /// Logins waiting for their second factor, and enrollments waiting for their first code.
@@ -70,7 +130,14 @@ fn random<const N: usize>() -> Option<[u8; N]> {
     Some(bytes)
 }
 
-fn audit(portal: &Portal, kind: &str, username: &str, client: SocketAddr, detail: Option<String>) {
+/// Audits `kind` by `username` from `client`.
+pub(crate) fn audit(
+    portal: &Portal,
+    kind: &str,
+    username: &str,
+    client: SocketAddr,
+    detail: Option<String>,
+) {
     portal.broker.audit(AuditEvent {
         kind: kind.into(),
         actor: Some(username.to_owned()),
@@ -92,29 +159,63 @@ fn too_many(what: &str) -> PageError {
     )
 }
 
-/// Starts the login session (both factors done) and sends the user on.
-fn start_session(
+/// A login session just made: the cookies to set and the page to go to.
+pub(crate) struct Opened {
+    cookies: Vec<String>,
+    next: &'static str,
+}
+
+impl Opened {
+    /// The answer of a form: a redirect.
+    pub(crate) fn redirect(self) -> Response {
+        self.with(Redirect::to(self.next).into_response())
+    }
+
+    /// The answer of a script (the passkey ceremonies): `{"next": PAGE}`.
+    pub(crate) fn json(self) -> Response {
+        self.with(axum::Json(serde_json::json!({ "next": self.next })).into_response())
+    }
+
+    fn with(&self, mut response: Response) -> Response {
+        for cookie in &self.cookies {
+            if let Ok(value) = cookie.parse() {
+                response.headers_mut().append(header::SET_COOKIE, value);
+            }
+        }
+        response
+    }
+}
+
+/// Why no login session was made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum NotOpened {
+    /// No login waits for its second factor in this browser (it expired, or a race completed it).
+    Gone,
+    /// The system gave no randomness for the session's token.
+    NoRandomness,
+}
+
+/// Starts the login session (both factors done), audited as `detail`.
+pub(crate) fn open_session(
     portal: &Portal,
     user: Authenticated,
     must_change_password: bool,
     client: SocketAddr,
-    detail: Option<String>,
-) -> Response {
+    detail: String,
+) -> Result<Opened, NotOpened> {
     let username = user.username().to_owned();
     let Ok(token) = portal.logins.create(user) else {
-        return internal(NO_RANDOMNESS);
+        return Err(NotOpened::NoRandomness);
     };
-    audit(portal, "login", &username, client, detail);
-    let next = if must_change_password {
-        "/password"
-    } else {
-        "/targets"
-    };
-    (
-        [(header::SET_COOKIE, session_cookie(&token))],
-        Redirect::to(next),
-    )
-        .into_response()
+    audit(portal, "login", &username, client, Some(detail));
+    Ok(Opened {
+        cookies: vec![session_cookie(&token)],
+        next: if must_change_password {
+            "/password"
+        } else {
+            "/targets"
+        },
+    })
 }
 
 /// Called when a first factor passed (a password, an identity provider's sign-in), `first_factor` saying
@@ -127,69 +228,122 @@ pub fn first_factor_accepted(
     first_factor: &str,
 ) -> Response {
     let authenticated = user.authenticated();
-    match portal.broker.state().totp(user.id) {
-        Ok(None) => start_session(
+    let factors = match SecondFactors::of(portal, user.id, user.role) {
+        Ok(factors) => factors,
+        Err(error) => {
+            warn!(%error, "could not read the user's MFA state");
+            return internal("the login could not be checked; try again");
+        }
+    };
+    if !factors.needed() {
+        return open_session(
             portal,
             authenticated,
             user.must_change_password,
             client,
-            Some(format!("signed in with {first_factor}")),
-        ),
-        Ok(Some(_)) => {
-            let Some(bytes) = random::<32>() else {
-                return internal(NO_RANDOMNESS);
-            };
-            let token = hex::encode(bytes);
-            let mut pending = lock(&portal.mfa.pending);
-            pending.retain(|_, p| p.created.elapsed() < PENDING_TTL);
-            if pending.len() >= MAX_PENDING {
-                return too_many("logins").into_response();
-            }
-            pending.insert(
-                key(&token),
-                Pending {
-                    user: authenticated,
-                    first_factor: first_factor.to_owned(),
-                    must_change_password: user.must_change_password,
-                    created: Instant::now(),
-                    attempts: 0,
-                },
-            );
-            drop(pending);
-            audit(
-                portal,
-                "login_password_ok",
-                &user.username,
-                client,
-                Some(format!(
-                    "{first_factor} accepted; waiting for the second factor"
-                )),
-            );
-            let cookie = format!(
-                "{PENDING_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-                PENDING_TTL.as_secs()
-            );
-            ([(header::SET_COOKIE, cookie)], Redirect::to("/login/mfa")).into_response()
-        }
-        Err(error) => {
-            warn!(%error, "could not read the user's MFA state");
-            internal("the login could not be checked; try again")
-        }
+            format!("signed in with {first_factor}"),
+        )
+        .map_or_else(|_| internal(NO_RANDOMNESS), Opened::redirect);
     }
+    let Some(bytes) = random::<32>() else {
+        return internal(NO_RANDOMNESS);
+    };
+    let token = hex::encode(bytes);
+    let mut pending = lock(&portal.mfa.pending);
+    pending.retain(|_, p| p.created.elapsed() < PENDING_TTL);
+    if pending.len() >= MAX_PENDING {
+        return too_many("logins").into_response();
+    }
+    pending.insert(
+        key(&token),
+        Pending {
+            user: authenticated,
+            first_factor: first_factor.to_owned(),
+            must_change_password: user.must_change_password,
+            factors,
+            passkey_challenge: None,
+            created: Instant::now(),
+            attempts: 0,
+        },
+    );
+    drop(pending);
+    audit(
+        portal,
+        "login_password_ok",
+        &user.username,
+        client,
+        Some(format!(
+            "{first_factor} accepted; waiting for the second factor"
+        )),
+    );
+    let cookie = format!(
+        "{PENDING_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
+        PENDING_TTL.as_secs()
+    );
+    ([(header::SET_COOKIE, cookie)], Redirect::to("/login/mfa")).into_response()
 }
 
-fn code_page(problem: Option<&str>) -> Markup {
+/// The pending login the request's cookie names, while it may still try, for `f` to read or change;
+/// an answer (a code, a passkey's signature) counts as one try.
+pub(crate) fn with_pending<R>(
+    portal: &Portal,
+    headers: &HeaderMap,
+    answer: bool,
+    f: impl FnOnce(&mut Pending) -> R,
+) -> Option<R> {
+    let token = cookie(headers, PENDING_COOKIE)?;
+    let mut pending = lock(&portal.mfa.pending);
+    let entry = pending.get_mut(&key(&token))?;
+    if entry.created.elapsed() >= PENDING_TTL || entry.attempts >= PENDING_ATTEMPTS {
+        pending.remove(&key(&token));
+        return None;
+    }
+    entry.attempts += u8::from(answer);
+    Some(f(entry))
+}
+
+/// Ends the pending login with its second factor `second` (in the audit's words): the session starts
+/// and the pending cookie goes.
+pub(crate) fn complete(
+    portal: &Portal,
+    headers: &HeaderMap,
+    client: SocketAddr,
+    second: &str,
+) -> Result<Opened, NotOpened> {
+    let entry = cookie(headers, PENDING_COOKIE)
+        .and_then(|token| lock(&portal.mfa.pending).remove(&key(&token)))
+        .ok_or(NotOpened::Gone)?;
+    let mut opened = open_session(
+        portal,
+        entry.user,
+        entry.must_change_password,
+        client,
+        format!("signed in with {}, then {second}", entry.first_factor),
+    )?;
+    opened.cookies.push(format!(
+        "{PENDING_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"
+    ));
+    Ok(opened)
+}
+
+/// The second step's page: a passkey button, the code form, or both, as the login's factors allow.
+fn code_page(factors: SecondFactors, problem: Option<&str>) -> Markup {
     page(
         "Second factor",
         None,
         html! {
-            h1 { "Enter your code" }
+            h1 { "Second factor" }
             @if let Some(problem) = problem { (error(problem)) }
-            form.card method="post" action="/login/mfa" {
-                (field("The 6-digit code from your authenticator app, or a recovery code", html! {
-                    input name="code" id="mfa-code" autocomplete="one-time-code" inputmode="text" required autofocus;
-                }))
-                button type="submit" id="verify-code" { "Continue" }
+            @if factors.passkey() {
+                (crate::passkeys::sign_in::second_factor_button())
+            }
+            @if factors.totp() {
+                form.card method="post" action="/login/mfa" {
+                    (field("The 6-digit code from your authenticator app, or a recovery code", html! {
+                        input name="code" id="mfa-code" autocomplete="one-time-code" inputmode="text" required autofocus[!factors.passkey()];
+                    }))
+                    button type="submit" id="verify-code" { "Continue" }
+                }
             }
         },
     )
@@ -219,8 +373,11 @@ pub(crate) fn check_second_factor(
 }
 
 /// `GET /login/mfa`.
-pub async fn code_form() -> Markup {
-    code_page(None)
+pub async fn code_form(State(portal): State<Arc<Portal>>, headers: HeaderMap) -> Response {
+    match with_pending(&portal, &headers, false, |entry| entry.factors) {
+        Some(factors) => code_page(factors, None).into_response(),
+        None => Redirect::to("/login").into_response(),
+    }
 }
 
 /// The code form.
@@ -236,66 +393,57 @@ pub async fn verify_code(
     headers: HeaderMap,
     Form(form): Form<CodeForm>,
 ) -> Response {
-    let expired = || (StatusCode::UNAUTHORIZED, Redirect::to("/login")).into_response();
-    let Some(token) = cookie(&headers, PENDING_COOKIE) else {
-        return expired();
+    let Some((user, factors)) = with_pending(&portal, &headers, true, |entry| {
+        (entry.user.clone(), entry.factors)
+    }) else {
+        return (StatusCode::UNAUTHORIZED, Redirect::to("/login")).into_response();
     };
-    let (user, first_factor, must_change) = {
-        let mut pending = lock(&portal.mfa.pending);
-        let Some(entry) = pending.get_mut(&key(&token)) else {
-            return expired();
+    let accepted = factors
+        .totp()
+        .then(|| check_second_factor(&portal, user.user_id(), &form.code))
+        .flatten();
+    let Some(method) = accepted else {
+        let problem = if factors.totp() {
+            "That code is not valid."
+        } else {
+            "Your role must sign in with a passkey."
         };
-        if entry.created.elapsed() >= PENDING_TTL || entry.attempts >= PENDING_ATTEMPTS {
-            pending.remove(&key(&token));
-            return expired();
-        }
-        entry.attempts += 1;
-        (
-            entry.user.clone(),
-            entry.first_factor.clone(),
-            entry.must_change_password,
-        )
+        audit(&portal, "mfa_failed", user.username(), client, None);
+        portal.record_login_failure(client, user.username());
+        return (StatusCode::UNAUTHORIZED, code_page(factors, Some(problem))).into_response();
     };
-    let accepted = check_second_factor(&portal, user.user_id(), &form.code);
-    match accepted {
-        Some(method) => {
-            lock(&portal.mfa.pending).remove(&key(&token));
-            if method == "recovery code" {
-                audit(&portal, "recovery_code_used", user.username(), client, None);
-            }
-            let mut response = start_session(
-                &portal,
-                user,
-                must_change,
-                client,
-                Some(format!("signed in with {first_factor}, then {method}")),
-            );
-            if let Ok(expire) =
-                format!("{PENDING_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
-                    .parse()
-            {
-                response.headers_mut().append(header::SET_COOKIE, expire);
-            }
-            response
-        }
-        None => {
-            audit(&portal, "mfa_failed", user.username(), client, None);
-            portal.record_login_failure(client, user.username());
-            (
-                StatusCode::UNAUTHORIZED,
-                code_page(Some("That code is not valid.")),
-            )
-                .into_response()
-        }
+    if method == "recovery code" {
+        audit(&portal, "recovery_code_used", user.username(), client, None);
+    }
+    match complete(&portal, &headers, client, method) {
+        Ok(opened) => opened.redirect(),
+        Err(NotOpened::NoRandomness) => internal(NO_RANDOMNESS),
+        Err(NotOpened::Gone) => (StatusCode::UNAUTHORIZED, Redirect::to("/login")).into_response(),
     }
 }
 
-/// The two-factor page of `user`, around `body`.
-fn account(user: &CurrentUser, body: Markup) -> Markup {
-    page("Two-factor authentication", Some(&user.user), body)
+/// The security page of `user`: what their role still needs, the authenticator app's part (`totp`),
+/// and their passkeys.
+fn account(portal: &Portal, user: &CurrentUser, totp: Markup) -> Result<Markup, PageError> {
+    let factors =
+        SecondFactors::of(portal, user.user.user_id(), user.user.role()).shown_to(user)?;
+    let passkeys = crate::passkeys::account::section(portal, user)?;
+    Ok(page(
+        "Security",
+        Some(&user.user),
+        html! {
+            h1 { "Security" }
+            @if let Some(missing) = factors.missing() { p.notice id="security-required" { (missing) } }
+            section aria-labelledby="totp-heading" {
+                h2 id="totp-heading" { "Authenticator app" }
+                (totp)
+            }
+            (passkeys)
+        },
+    ))
 }
 
-/// `GET /account/mfa`: enrollment (QR code and secret) or the current state.
+/// `GET /account/mfa`: the security page, with TOTP enrollment (QR code and secret) or its state.
 pub async fn account_page(
     State(portal): State<Arc<Portal>>,
     user: CurrentUser,
@@ -307,15 +455,15 @@ pub async fn account_page(
         .shown_to(&user)?
         .is_some();
     if enrolled {
-        return Ok(account(
+        return account(
+            &portal,
             &user,
             html! {
-                h1 { "Two-factor authentication" }
                 p id="mfa-status" {
                     "Your account uses an authenticator app. If you lose it, use a recovery code or ask an administrator to reset your MFA."
                 }
             },
-        ));
+        );
     }
     let failed = |what: &str| PageError::internal(what).shown_to(&user);
     let secret = random::<{ mfa::SECRET_LEN }>().ok_or_else(|| failed(NO_RANDOMNESS))?;
@@ -337,10 +485,10 @@ pub async fn account_page(
     // The SVG is the QR code crate's drawing of our own URL (no user text reaches it unescaped: the
     // username in the URL is percent-encoded), without its XML declaration.
     let svg = qr.split_once("?>").map_or(qr.as_str(), |(_, svg)| svg);
-    Ok(account(
+    account(
+        &portal,
         &user,
         html! {
-            h1 { "Set up two-factor authentication" }
             p { "Scan this code with an authenticator app (or type the secret), then enter the 6-digit code it shows." }
             div id="qr" role="img" aria-label="QR code of the enrollment link" { (PreEscaped(svg)) }
             p { "Secret: " code id="totp-secret" { (mfa::secret_base32(&secret)) } }
@@ -351,7 +499,7 @@ pub async fn account_page(
                 button type="submit" id="enable-mfa" { "Turn on" }
             }
         },
-    ))
+    )
 }
 
 /// `POST /account/mfa`: confirms enrollment with a first code and shows the recovery codes once.
@@ -396,8 +544,9 @@ pub async fn enroll(
     }
     lock(&portal.mfa.enrollments).remove(&user.user.user_id());
     audit(&portal, "mfa_enrolled", user.user.username(), client, None);
-    Ok(account(
-        &user,
+    Ok(page(
+        "Security",
+        Some(&user.user),
         html! {
             h1 { "Two-factor authentication is on" }
             p { "Keep these recovery codes somewhere safe. Each works once, instead of a code, if you lose your authenticator. They are shown only now." }

@@ -18,7 +18,8 @@ use crate::Portal;
 use crate::api_error::ApiError;
 use crate::auth::{foreign_origin, same_origin, session_token};
 
-/// Routes that programs call (the CLI's login, the reviewer's login and logout), where a missing Origin
+/// Routes that programs call (the CLI's login and its browser sign-in's exchange, the reviewer's login
+/// and logout, the device sign-in), where a missing Origin
 /// is allowed: their credential is one no other site can make a browser send. A login must be
 /// `application/json` (which a page on another site cannot send without a CORS preflight this portal
 /// never answers) and carries the password itself, not a cookie; the review logout needs the reviewer's
@@ -26,6 +27,7 @@ use crate::auth::{foreign_origin, same_origin, session_token};
 /// still be this portal's.
 pub(crate) const PROGRAM_ROUTES: &[&str] = &[
     "/api/cli/login",
+    "/api/cli/exchange",
     "/api/review/login",
     "/api/review/logout",
     "/api/sso/device",

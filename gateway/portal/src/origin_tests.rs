@@ -236,6 +236,11 @@ async fn programs_need_no_origin_but_browsers_need_theirs() {
     let expected = [
         ("/api/cli/login", StatusCode::NOT_FOUND, "cli_disabled"),
         (
+            "/api/cli/exchange",
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "bad_request",
+        ),
+        (
             "/api/review/login",
             StatusCode::UNSUPPORTED_MEDIA_TYPE,
             "bad_request",

@@ -78,6 +78,7 @@ fn login_page(portal: &Portal, problem: Option<&str>) -> Markup {
                 }))
                 button type="submit" id="login" { "Log in" }
             }
+            (crate::passkeys::sign_in::login_button(portal))
             (crate::sso::browser::buttons(portal))
         },
     )

@@ -9,6 +9,8 @@
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
+use axum::http::HeaderMap;
+use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
 use sallyport_relay::target_list::{TargetEntry, recently_used, search, target_list};
 use serde::Deserialize;
@@ -33,8 +35,13 @@ pub struct TargetQuery {
 pub async fn targets(
     State(portal): State<Arc<Portal>>,
     Query(query): Query<TargetQuery>,
+    headers: HeaderMap,
     user: CurrentUser,
-) -> Result<Markup, PageError> {
+) -> Result<Response, PageError> {
+    // Every sign-in lands here: one made for a program's browser sign-in goes back to its question.
+    if let Some(resume) = crate::cli_browser::resume_target(&portal, &headers) {
+        return Ok(resume.into_response());
+    }
     let entries = target_list(portal.broker.state(), &user.user).shown_to(&user)?;
     let query = query.q.trim();
     Ok(Layout {
@@ -43,7 +50,8 @@ pub async fn targets(
         assets: &[Asset::Script("local-time.js")],
         ws_path: None,
     }
-    .render(body(&entries, query)))
+    .render(body(&entries, query))
+    .into_response())
 }
 
 /// The page's main part for `entries` (by name) and the search `query`.

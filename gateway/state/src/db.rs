@@ -129,6 +129,21 @@ const MIGRATIONS: &[&str] = &[
     ALTER TABLE users ADD COLUMN subject TEXT;
     CREATE UNIQUE INDEX users_provider_subject ON users(provider, subject);
 "#,
+    // Passkeys (WebAuthn credentials): the library's serialized credential, kept opaque here, and
+    // each user's random WebAuthn user handle (a passkey names its account by it, not by the row id).
+    r#"
+    ALTER TABLE users ADD COLUMN passkey_handle BLOB;
+    CREATE TABLE passkeys (
+        id INTEGER PRIMARY KEY,
+        user_id INTEGER NOT NULL REFERENCES users(id) ON DELETE CASCADE,
+        name TEXT NOT NULL,
+        credential_id BLOB NOT NULL UNIQUE,
+        credential TEXT NOT NULL,
+        created_ms INTEGER NOT NULL,
+        last_used_ms INTEGER,
+        UNIQUE (user_id, name)
+    );
+"#,
 ];
 
 /// A handle to the state database, cheap to clone and shareable between threads.

@@ -1,4 +1,4 @@
-//! Sallyport's state database: users (local, and those an identity provider owns), targets, networks, pinned host keys, the CLI's client
+//! Sallyport's state database: users (local, and those an identity provider owns), their TOTP and passkeys, targets, networks, pinned host keys, the CLI's client
 //! certificates, each user's last use of each target, and audit events.
 //!
 //! One SQLite file (WAL) on the data partition, schema migrated by `PRAGMA user_version`. The API is
@@ -12,6 +12,7 @@ mod authenticated;
 mod client_certs;
 mod db;
 mod mfa;
+mod passkeys;
 mod password_work;
 mod provider_users;
 mod target_use;
@@ -22,6 +23,7 @@ pub use audit::{AuditEvent, AuditFilter, AuditRecord};
 pub use client_certs::ClientCertRecord;
 pub use db::{HostKeyPin, NetworkRecord, StateDb, StateError, TargetRecord, TargetSpec};
 pub use mfa::TotpState;
+pub use passkeys::{PASSKEY_HANDLE_LEN, PasskeyRecord};
 pub use password_work::{
     BUSY_RETRY_AFTER_SECONDS, BUSY_WORDS, PasswordWorkFigures, password_work_figures,
 };

@@ -1,5 +1,5 @@
 //! Stored MFA state: each user's TOTP secret, the last accepted step (replay protection), hashed
-//! recovery codes, and which roles must use MFA.
+//! recovery codes, and which roles must use a second factor or a passkey.
 
 use rusqlite::{OptionalExtension, params};
 use sallyport_core::policy::Role;
@@ -119,15 +119,32 @@ impl StateDb {
         Ok(true)
     }
 
-    /// Roles whose users must enroll TOTP.
+    /// Roles whose users must use a second factor (TOTP or a passkey).
     pub fn mfa_required_roles(&self) -> Result<Vec<Role>, StateError> {
+        self.roles_setting("mfa_required_roles")
+    }
+
+    /// Sets the roles whose users must use a second factor.
+    pub fn set_mfa_required_roles(&self, roles: &[Role]) -> Result<(), StateError> {
+        self.set_roles_setting("mfa_required_roles", roles)
+    }
+
+    /// Roles whose users must sign in with a passkey (TOTP is not enough for them).
+    pub fn passkey_required_roles(&self) -> Result<Vec<Role>, StateError> {
+        self.roles_setting("passkey_required_roles")
+    }
+
+    /// Sets the roles whose users must sign in with a passkey.
+    pub fn set_passkey_required_roles(&self, roles: &[Role]) -> Result<(), StateError> {
+        self.set_roles_setting("passkey_required_roles", roles)
+    }
+
+    fn roles_setting(&self, key: &str) -> Result<Vec<Role>, StateError> {
         let value: Option<String> = self
             .lock()
-            .query_row(
-                "SELECT value FROM settings WHERE key = 'mfa_required_roles'",
-                [],
-                |r| r.get(0),
-            )
+            .query_row("SELECT value FROM settings WHERE key = ?1", [key], |r| {
+                r.get(0)
+            })
             .optional()?;
         Ok(value
             .unwrap_or_default()
@@ -136,16 +153,15 @@ impl StateDb {
             .collect())
     }
 
-    /// Sets the roles whose users must enroll TOTP.
-    pub fn set_mfa_required_roles(&self, roles: &[Role]) -> Result<(), StateError> {
+    fn set_roles_setting(&self, key: &str, roles: &[Role]) -> Result<(), StateError> {
         let value = roles
             .iter()
             .map(|r| r.as_str())
             .collect::<Vec<_>>()
             .join(",");
         self.lock().execute(
-            "INSERT INTO settings (key, value) VALUES ('mfa_required_roles', ?1) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
-            [value],
+            "INSERT INTO settings (key, value) VALUES (?1, ?2) ON CONFLICT(key) DO UPDATE SET value = excluded.value",
+            [key, value.as_str()],
         )?;
         Ok(())
     }
@@ -200,6 +216,14 @@ mod tests {
         assert_eq!(
             db.mfa_required_roles().unwrap(),
             vec![Role::Admin, Role::User]
+        );
+        assert!(db.passkey_required_roles().unwrap().is_empty());
+        db.set_passkey_required_roles(&[Role::Admin]).unwrap();
+        assert_eq!(db.passkey_required_roles().unwrap(), vec![Role::Admin]);
+        assert_eq!(
+            db.mfa_required_roles().unwrap(),
+            vec![Role::Admin, Role::User],
+            "the two settings are separate"
         );
     }
 }

@@ -301,6 +301,39 @@ pub mod steps {
         Ok(value.unwrap_or_default())
     }
 
+    /// The path of the page the browser is on.
+    pub async fn path(driver: &Client) -> Result<String> {
+        Ok(driver.current_url().await?.path().to_owned())
+    }
+
+    /// Waits up to 10 s until the browser is on the page `wanted` (a path).
+    pub async fn wait_path(driver: &Client, wanted: &str) -> Result<()> {
+        for _ in 0..100 {
+            if path(driver).await? == wanted {
+                return Ok(());
+            }
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        bail!(
+            "the browser is on {} instead of {wanted}",
+            path(driver).await?
+        )
+    }
+
+    /// Logs in at the portal `base` (no trailing slash) with a password; where it lands is the caller's
+    /// to check.
+    pub async fn password_login(
+        driver: &Client,
+        base: &str,
+        username: &str,
+        password: &str,
+    ) -> Result<()> {
+        driver.goto(&format!("{base}/login")).await?;
+        fill(driver, "#username", username).await?;
+        fill(driver, "#password", password).await?;
+        click(driver, "#login").await
+    }
+
     /// The admin's first login at the portal `url`: the one-time password, replaced by `new_password`.
     /// Returns once the target list (where the password form leads) is shown, so that the form's
     /// redirect cannot overtake the next navigation (seen in a loaded CI run).

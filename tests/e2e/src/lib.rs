@@ -43,6 +43,7 @@ pub mod rdp;
 pub mod sshd;
 pub mod tmux;
 pub mod tunnel;
+pub mod webauthn;
 
 pub use browser::Browser;
 pub use common::{free_port, require_root, wait_until, wait_until_async};

@@ -90,6 +90,16 @@ pub async fn first_login(
     Ok(client)
 }
 
+/// The audit log's rows of `kind` (newest first), as the admin page shows them to `admin`.
+pub async fn audit_rows(admin: &Client, kind: &str) -> Result<Vec<String>> {
+    let page = admin.get("/admin/audit").await?.text();
+    Ok(page
+        .split("<tr")
+        .filter(|row| row.contains(&format!(r#"data-kind="{kind}""#)))
+        .map(str::to_owned)
+        .collect())
+}
+
 /// Adds a policy through the admin pages.
 pub async fn add_policy(admin: &Client, name: &str, subjects: &str, targets: &str) -> Result<()> {
     let origin = admin.origin();

@@ -1,4 +1,5 @@
-//! The MFA requirement page: which roles must use two-factor authentication.
+//! The MFA requirement page: which roles must use a second factor (an authenticator app or a passkey),
+//! and which must sign in with a passkey.
 
 use std::sync::Arc;
 
@@ -13,32 +14,45 @@ use crate::Portal;
 use crate::access::AdminUser;
 use crate::html::{PageError, ShownTo, admin_page};
 
-/// `GET /admin/mfa`: which roles must use two-factor authentication.
+const ROLES: [Role; 3] = [Role::Admin, Role::Auditor, Role::User];
+
+/// One fieldset of a checkbox per role, named `prefix` + role, the `checked` roles ticked.
+fn role_boxes(legend: &str, prefix: &str, checked: &[Role]) -> Markup {
+    html! {
+        fieldset {
+            legend { (legend) }
+            @for role in ROLES {
+                label.check {
+                    input type="checkbox" name={ (prefix) (role.as_str()) } value="on"
+                        id={ "require-" (prefix) (role.as_str()) } checked[checked.contains(&role)];
+                    " " (role.as_str())
+                }
+            }
+        }
+    }
+}
+
+/// `GET /admin/mfa`: which roles must use two-factor authentication, and which a passkey.
 pub(super) async fn settings(
     State(portal): State<Arc<Portal>>,
     AdminUser(admin): AdminUser,
 ) -> Result<Markup, PageError> {
-    let required = portal
-        .broker
-        .state()
-        .mfa_required_roles()
-        .shown_to(&admin)?;
+    let state = portal.broker.state();
+    let required = state.mfa_required_roles().shown_to(&admin)?;
+    let passkey = state.passkey_required_roles().shown_to(&admin)?;
     Ok(admin_page(
         "Two-factor authentication",
         &admin,
         &[],
         html! {
-            p { "Users of the checked roles must set up an authenticator app before they can do anything else." }
+            p { "Users of the checked roles must set up a second factor before they can do anything else: an authenticator app or a passkey." }
             form.card method="post" action="/admin/mfa" {
-                fieldset {
-                    legend { "Roles that must use two-factor authentication" }
-                    @for role in [Role::Admin, Role::Auditor, Role::User] {
-                        label.check {
-                            input type="checkbox" name=(role.as_str()) value="on" id={ "require-" (role.as_str()) }
-                                checked[required.contains(&role)];
-                            " " (role.as_str())
-                        }
-                    }
+                (role_boxes("Roles that must use two-factor authentication", "", &required))
+                @if portal.passkeys.available() {
+                    p { "A role that must use a passkey signs in with one (without a password, or after it); an authenticator app is not enough for it. Programs that cannot use a passkey (the CLI's password login, the reviewer's) are refused for it: its users sign in there with an identity provider." }
+                    (role_boxes("Roles that must sign in with a passkey", "passkey-", &passkey))
+                } @else {
+                    p id="passkeys-off" { "Passkeys are off, so no role can be made to use one: they need the portal's public_url (its DNS name) in the configuration." }
                 }
                 button type="submit" id="save-mfa" { "Save" }
             }
@@ -46,7 +60,7 @@ pub(super) async fn settings(
     ))
 }
 
-/// The MFA settings form: a checkbox per role.
+/// The MFA settings form: a checkbox per role and requirement.
 #[derive(Deserialize, Default)]
 pub(super) struct MfaForm {
     #[serde(default)]
@@ -55,29 +69,45 @@ pub(super) struct MfaForm {
     auditor: Option<String>,
     #[serde(default)]
     user: Option<String>,
+    #[serde(default, rename = "passkey-admin")]
+    passkey_admin: Option<String>,
+    #[serde(default, rename = "passkey-auditor")]
+    passkey_auditor: Option<String>,
+    #[serde(default, rename = "passkey-user")]
+    passkey_user: Option<String>,
 }
 
-/// `POST /admin/mfa`.
-pub(super) async fn save(change: AdminChange, Form(form): Form<MfaForm>) -> Answer {
-    let roles: Vec<Role> = [
-        (Role::Admin, &form.admin),
-        (Role::Auditor, &form.auditor),
-        (Role::User, &form.user),
-    ]
-    .into_iter()
-    .filter(|(_, on)| on.is_some())
-    .map(|(role, _)| role)
-    .collect();
-    change.check(change.portal.broker.state().set_mfa_required_roles(&roles))?;
+/// The roles whose box is ticked, and their names for the audit.
+fn ticked(boxes: [&Option<String>; 3]) -> (Vec<Role>, String) {
+    let roles: Vec<Role> = ROLES
+        .into_iter()
+        .zip(boxes)
+        .filter(|(_, on)| on.is_some())
+        .map(|(role, _)| role)
+        .collect();
     let names = roles
         .iter()
         .map(|r| r.as_str())
         .collect::<Vec<_>>()
         .join(",");
+    (roles, names)
+}
+
+/// `POST /admin/mfa`.
+pub(super) async fn save(change: AdminChange, Form(form): Form<MfaForm>) -> Answer {
+    let (required, required_names) = ticked([&form.admin, &form.auditor, &form.user]);
+    let (passkey, passkey_names) = ticked([
+        &form.passkey_admin,
+        &form.passkey_auditor,
+        &form.passkey_user,
+    ]);
+    let state = change.portal.broker.state();
+    change.check(state.set_mfa_required_roles(&required))?;
+    change.check(state.set_passkey_required_roles(&passkey))?;
     change.done(
         "mfa_requirement_changed",
         None,
-        format!("required for: {names}"),
+        format!("required for: {required_names}; passkey required for: {passkey_names}"),
         "/admin/mfa",
     )
 }

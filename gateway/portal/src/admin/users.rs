@@ -302,7 +302,9 @@ pub(super) async fn action(
         ),
         "enable" => (state.set_disabled(id, false), None),
         "reset-mfa" => (
-            state.reset_totp(id),
+            state
+                .reset_totp(id)
+                .and_then(|()| state.reset_passkeys(id).map(drop)),
             Some("your two-factor authentication was reset by an administrator"),
         ),
         "delete" => (

@@ -26,7 +26,28 @@ const SPEC: &[(&str, &str, [u16; 5])] = &[
     ("POST", "/login", [422, 422, 422, 422, 422]),
     ("GET", "/assets/terminal.js", [200, 200, 200, 200, 200]),
     ("GET", "/assets/../state.db", [404, 404, 404, 404, 404]),
-    ("GET", "/login/mfa", [200, 200, 200, 200, 200]),
+    // Without a login waiting for its second factor, the second step's page sends to the login page.
+    ("GET", "/login/mfa", [303, 303, 303, 303, 303]),
+    // Passkeys: this gateway has no public_url, so they are off (404); the answers are JSON only.
+    (
+        "POST",
+        "/login/mfa/passkey/options",
+        [404, 404, 404, 404, 404],
+    ),
+    ("POST", "/login/mfa/passkey", [415, 415, 415, 415, 415]),
+    ("POST", "/login/passkey/options", [404, 404, 404, 404, 404]),
+    ("POST", "/login/passkey", [415, 415, 415, 415, 415]),
+    (
+        "POST",
+        "/account/passkeys/options",
+        [303, 415, 415, 415, 415],
+    ),
+    ("POST", "/account/passkeys", [303, 415, 415, 415, 415]),
+    (
+        "POST",
+        "/account/passkeys/999999/remove",
+        [303, 404, 404, 404, 404],
+    ),
     // The review API takes only its own bearer token, never the browser's cookie; its login takes JSON only.
     ("POST", "/api/review/login", [415, 415, 415, 415, 415]),
     ("POST", "/api/review/logout", [401, 401, 401, 401, 401]),

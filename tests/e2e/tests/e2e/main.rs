@@ -22,6 +22,7 @@ mod hostile_targets;
 mod keyboard_admin;
 mod login_throttle;
 mod mfa_browser;
+mod passkeys;
 mod policy_editor;
 mod rdp_client;
 mod refusals;

@@ -2,12 +2,12 @@
 //! first code, recovery codes shown once, the second login step (a fresh code works, a replayed or wrong
 //! one does not, a recovery code works once), the per-role requirement, and an admin's reset.
 
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use std::time::{SystemTime, UNIX_EPOCH};
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use fantoccini::{Client as Driver, Locator};
 use sallyport_core::mfa;
-use sallyport_e2e::browser::steps::{click, fill, text};
+use sallyport_e2e::browser::steps::{click, fill, password_login as login, text, wait_path};
 use sallyport_e2e::portal::{create_user, first_login, login_admin};
 use sallyport_e2e::{
     Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
@@ -18,31 +18,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-async fn path(driver: &Driver) -> Result<String> {
-    Ok(driver.current_url().await?.path().to_owned())
-}
-
-/// Waits until the browser is on `wanted`.
-async fn wait_path(driver: &Driver, wanted: &str) -> Result<()> {
-    for _ in 0..100 {
-        if path(driver).await? == wanted {
-            return Ok(());
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    bail!(
-        "the browser is on {} instead of {wanted}",
-        path(driver).await?
-    )
-}
-
-async fn login(driver: &Driver, base: &str, username: &str, password: &str) -> Result<()> {
-    driver.goto(&format!("{base}/login")).await?;
-    fill(driver, "#username", username).await?;
-    fill(driver, "#password", password).await?;
-    click(driver, "#login").await
 }
 
 async fn logout(driver: &Driver) -> Result<()> {

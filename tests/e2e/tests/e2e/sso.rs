@@ -15,7 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
 use sallyport_e2e::idp::{IDP_NAME, IdpAccount, Tamper, TestIdp};
-use sallyport_e2e::portal::{Terminal, add_policy, login_admin, target_id};
+use sallyport_e2e::portal::{Terminal, add_policy, audit_rows, login_admin, target_id};
 use sallyport_e2e::{
     Browser, Client, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user,
     free_port, require_root,
@@ -94,16 +94,6 @@ async fn setup(name: &str) -> Result<Setup> {
         gateway,
         admin,
     })
-}
-
-/// The audit log's rows of `kind` (newest first), as the admin page shows them.
-async fn audit_rows(admin: &Client, kind: &str) -> Result<Vec<String>> {
-    let page = admin.get("/admin/audit").await?.text();
-    Ok(page
-        .split("<tr")
-        .filter(|row| row.contains(&format!(r#"data-kind="{kind}""#)))
-        .map(str::to_owned)
-        .collect())
 }
 
 /// How many accounts the users page lists.
