@@ -11,7 +11,8 @@
 //!   ([`resume_target`]).
 //! - `GET /login/cli/confirm`, `POST /login/cli/confirm`: "Sign the program in as USER?"; yes makes the
 //!   code (60 s, once) and sends the browser to `http://127.0.0.1:PORT/callback`; no sends it there
-//!   with `error=denied`. Only 127.0.0.1 is ever a destination.
+//!   with `error=denied`. Only 127.0.0.1 is ever a destination; it is a page that moves on by itself
+//!   (`moving_on`), since the pages' `form-action 'self'` stops a form's redirect to another origin.
 //! - `POST /api/cli/exchange` ([`BrowserExchangeRequest`], a JSON program route): the code and the
 //!   verifier whose SHA-256 the request named; a wrong verifier burns the code.
 
@@ -33,7 +34,7 @@ use crate::api_error::ApiError;
 use crate::auth::{CurrentUser, cookie, token_key};
 use crate::ceremonies::Ceremonies;
 use crate::cli_api::login_request;
-use crate::html::{PageError, page};
+use crate::html::{PageError, moving_on, page};
 use crate::mfa::audit;
 
 /// The cookie that carries a program's request through the browser's sign-in.
@@ -231,7 +232,8 @@ pub async fn confirm(
             Some(request.what().into()),
         );
         let back = request.callback("error=denied");
-        return Ok(([(header::SET_COOKIE, expire)], Redirect::to(&back)).into_response());
+        let answer = ([(header::SET_COOKIE, expire)], Redirect::to(&back)).into_response();
+        return Ok(moving_on(answer, "Back to the program"));
     }
     let code = random_token()
         .ok_or_else(|| PageError::internal(crate::pages::NO_RANDOMNESS).shown_to(&user))?;
@@ -263,7 +265,8 @@ pub async fn confirm(
         )),
     );
     let back = request.callback(&format!("code={code}"));
-    Ok(([(header::SET_COOKIE, expire)], Redirect::to(&back)).into_response())
+    let answer = ([(header::SET_COOKIE, expire)], Redirect::to(&back)).into_response();
+    Ok(moving_on(answer, "Back to the program"))
 }
 
 /// The throttle's name for code exchanges from one source.

@@ -313,3 +313,15 @@ impl Drop for TestIdp {
         }
     }
 }
+
+/// Signs `login` in on the provider's own login page, where the browser `driver` is.
+pub async fn sign_in_at_provider_page(
+    driver: &fantoccini::Client,
+    login: &str,
+    password: &str,
+) -> Result<()> {
+    use crate::browser::steps::{click, fill};
+    fill(driver, "#idp-login", login).await?;
+    fill(driver, "#idp-password", password).await?;
+    click(driver, "#idp-submit").await
+}

@@ -209,8 +209,9 @@ pub fn spawn_forward_to(ns: Arc<NsSockets>, target: SocketAddr) -> Result<Accept
     })
 }
 
-/// An HTTP `CONNECT` proxy listening on `127.0.0.1:port` inside the namespace of `ns`, tunnelling
-/// to loopback ports of the root namespace only; anything else is answered with 403.
+/// An HTTP proxy listening on `127.0.0.1:port` inside the namespace of `ns`, to loopback ports of the
+/// root namespace only: `CONNECT` tunnels (HTTPS), and plain `http://127.0.0.1:PORT/…` requests (a
+/// program's loopback callback, RFC 8252), passed on in origin form; anything else is answered with 403.
 pub fn spawn_connect_proxy(ns: &NsSockets, port: u16) -> Result<Acceptor> {
     let listener = ns.listen(SocketAddr::from((Ipv4Addr::LOCALHOST, port)))?;
     spawn_accept_loop(listener, |client| {
@@ -218,6 +219,46 @@ pub fn spawn_connect_proxy(ns: &NsSockets, port: u16) -> Result<Acceptor> {
             let _ = serve_connect(client);
         });
     })
+}
+
+/// A plain-HTTP request in absolute form (`GET http://127.0.0.1:PORT/path HTTP/1.1`) to a loopback
+/// port: sent there in origin form (`GET /path HTTP/1.1`) with the rest of its head, then piped.
+fn forward_plain(mut client: TcpStream, head: &str, rest: &[u8]) -> Result<()> {
+    let (request_line, headers) = head.split_once("\r\n").unwrap_or((head, ""));
+    let mut words = request_line.split_whitespace();
+    let (method, target, version) = (
+        words.next().unwrap_or(""),
+        words.next().unwrap_or(""),
+        words.next().unwrap_or("HTTP/1.1"),
+    );
+    let destination = target
+        .strip_prefix("http://")
+        .and_then(|rest| {
+            rest.split_once('/')
+                .map(|(authority, path)| (authority, format!("/{path}")))
+        })
+        .and_then(|(authority, path)| {
+            let (host, port) = authority.rsplit_once(':')?;
+            matches!(host, "127.0.0.1" | "localhost")
+                .then_some(())
+                .and_then(|()| port.parse::<u16>().ok())
+                .map(|port| (port, path))
+        });
+    let Some((port, path)) = destination else {
+        client.write_all(
+            b"HTTP/1.1 403 Forbidden\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return Ok(());
+    };
+    let mut upstream = TcpStream::connect_timeout(
+        &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
+        Duration::from_secs(5),
+    )?;
+    upstream.write_all(format!("{method} {path} {version}\r\n{headers}").as_bytes())?;
+    upstream.write_all(rest)?;
+    client.set_read_timeout(None)?;
+    pipe(client, upstream);
+    Ok(())
 }
 
 fn serve_connect(mut client: TcpStream) -> Result<()> {
@@ -240,6 +281,9 @@ fn serve_connect(mut client: TcpStream) -> Result<()> {
     let head = String::from_utf8_lossy(&buf[..head_end]).into_owned();
     let mut words = head.split_whitespace();
     let (method, target) = (words.next().unwrap_or(""), words.next().unwrap_or(""));
+    if method != "CONNECT" {
+        return forward_plain(client, &head, &buf[head_end..]);
+    }
     let port = target
         .rsplit_once(':')
         .filter(|(host, _)| matches!(*host, "127.0.0.1" | "localhost" | "[::1]"))

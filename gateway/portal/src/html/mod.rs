@@ -7,8 +7,10 @@
 
 pub(crate) mod components;
 mod layout;
+mod moving_on;
 mod page_error;
 pub(crate) mod time;
 
 pub(crate) use layout::{Asset, Layout, admin_page, page, reviewer_page};
+pub(crate) use moving_on::moving_on;
 pub(crate) use page_error::{PageError, ShownTo};

@@ -26,7 +26,7 @@ use super::{PendingLogin, audit, first_factor, key};
 use crate::Portal;
 use crate::auth::cookie;
 use crate::html::components::error;
-use crate::html::{PageError, page};
+use crate::html::{PageError, moving_on, page};
 use crate::pages::{NO_RANDOMNESS, capitalized_sentence};
 
 /// The cookie that ties a provider sign-in to the browser that started it.
@@ -262,46 +262,13 @@ pub async fn callback(
     portal.login_succeeded(client.ip(), &throttled);
     let how = first_factor(&name, &identity);
     let response = crate::mfa::first_factor_accepted(&portal, user, client, &how);
-    let mut response = continue_page(response);
+    // The `Strict` cookies this answer sets ride along on the next request only when it starts from
+    // this portal's own page.
+    let mut response = moving_on(response, "Signed in");
     if let Ok(expire) =
         format!("{BINDING_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0").parse()
     {
         response.headers_mut().append(header::SET_COOKIE, expire);
     }
     response
-}
-
-/// A redirect answering the callback, turned into a page that moves on by itself (`Refresh`): the `Strict`
-/// cookies it sets then ride along, since the next request starts from this portal's own page.
-fn continue_page(response: Response) -> Response {
-    let Some(location) = response
-        .headers()
-        .get(header::LOCATION)
-        .and_then(|v| v.to_str().ok())
-        .map(str::to_owned)
-    else {
-        return response;
-    };
-    let (mut parts, _) = response.into_parts();
-    parts.status = StatusCode::OK;
-    parts.headers.remove(header::LOCATION);
-    if let Ok(refresh) = format!("0;url={location}").parse() {
-        parts.headers.insert(header::REFRESH, refresh);
-    }
-    parts.headers.remove(header::CONTENT_TYPE);
-    parts.headers.remove(header::CONTENT_LENGTH);
-    let body = page(
-        "Signed in",
-        None,
-        html! {
-            h1 { "Signed in" }
-            p { a #continue href=(location) { "Continue" } }
-        },
-    );
-    let body = body.into_response();
-    let (body_parts, body) = body.into_parts();
-    for (name, value) in &body_parts.headers {
-        parts.headers.insert(name.clone(), value.clone());
-    }
-    Response::from_parts(parts, body)
 }

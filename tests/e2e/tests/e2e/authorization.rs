@@ -74,6 +74,11 @@ const SPEC: &[(&str, &str, [u16; 5])] = &[
     ("WS", "/ws/desktop/999999", [303, 404, 404, 404, 404]),
     // The CLI's login, like the review API's, takes JSON only (and no cookie).
     ("POST", "/api/cli/login", [415, 415, 415, 415, 415]),
+    // The programs' browser sign-in: without the program's request (400), and the exchange is JSON only.
+    ("GET", "/login/cli", [400, 400, 400, 400, 400]),
+    ("GET", "/login/cli/confirm", [400, 400, 400, 400, 400]),
+    ("POST", "/login/cli/confirm", [303, 422, 422, 422, 422]),
+    ("POST", "/api/cli/exchange", [415, 415, 415, 415, 415]),
     // Single sign-on: this gateway has no provider, so the paths name none; the device routes are JSON only.
     ("GET", "/login/sso/NoSuchIdP", [404, 404, 404, 404, 404]),
     (

@@ -24,6 +24,7 @@ mod login_throttle;
 mod mfa_browser;
 mod passkeys;
 mod policy_editor;
+mod program_browser;
 mod rdp_client;
 mod refusals;
 mod review_desktop;

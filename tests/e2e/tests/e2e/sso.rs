@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 use sallyport_e2e::browser::steps::{click, fill, wait_text};
-use sallyport_e2e::idp::{IDP_NAME, IdpAccount, Tamper, TestIdp};
+use sallyport_e2e::idp::{IDP_NAME, IdpAccount, Tamper, TestIdp, sign_in_at_provider_page};
 use sallyport_e2e::portal::{Terminal, add_policy, audit_rows, login_admin, target_id};
 use sallyport_e2e::{
     Browser, Client, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user,
@@ -58,15 +58,15 @@ fn accounts(dave_groups: Vec<&'static str>, dave_disabled: bool) -> Vec<IdpAccou
 
 /// A target network with sshd, a provider, and a gateway that trusts it and maps its group
 /// `engineers` to the Sallyport group `eng`, which a policy lets reach target `alpha`.
-struct Setup {
+pub(crate) struct Setup {
     _sshd: Sshd,
-    net: TargetNet,
-    idp: TestIdp,
-    gateway: Gateway,
-    admin: Client,
+    pub(crate) net: TargetNet,
+    pub(crate) idp: TestIdp,
+    pub(crate) gateway: Gateway,
+    pub(crate) admin: Client,
 }
 
-async fn setup(name: &str) -> Result<Setup> {
+pub(crate) async fn setup(name: &str) -> Result<Setup> {
     require_root()?;
     let net = TargetNet::create(name)?;
     let sshd = Sshd::start(&net, SshdOptions::default())?;
@@ -190,9 +190,7 @@ async fn drive_browser(
     let base = setup.gateway.url();
     driver.goto(&format!("{base}login")).await?;
     click(driver, &format!("#sso-{IDP_NAME}")).await?;
-    fill(driver, "#idp-login", "dave").await?;
-    fill(driver, "#idp-password", "dave-idp-password").await?;
-    click(driver, "#idp-submit").await?;
+    sign_in_at_provider_page(driver, "dave", "dave-idp-password").await?;
     // Back in Sallyport, signed in: the target list with the target the group's policy gives.
     wait_text(driver, "body", Duration::from_secs(20), |t| {
         t.contains("alpha")
@@ -234,9 +232,7 @@ async fn drive_browser(
     driver.delete_all_cookies().await?;
     driver.goto(&format!("{base}login")).await?;
     click(driver, &format!("#sso-{IDP_NAME}")).await?;
-    fill(driver, "#idp-login", "erin").await?;
-    fill(driver, "#idp-password", "erin-idp-password").await?;
-    click(driver, "#idp-submit").await?;
+    sign_in_at_provider_page(driver, "erin", "erin-idp-password").await?;
     wait_text(driver, "#error", Duration::from_secs(20), |t| {
         t.contains("None of your groups at the identity provider (sales) gives access here")
     })
@@ -464,7 +460,13 @@ async fn the_cli_signs_in_by_the_device_flow_and_opens_a_terminal() -> Result<()
     let setup = setup("sso4").await?;
     let user = ensure_test_user()?;
     let cli = sallyport_e2e::cli::Cli::new(&setup.gateway)?;
-    let mut login = cli.spawn(&["login", &cli.gateway_url, "--provider", IDP_NAME])?;
+    let mut login = cli.spawn(&[
+        "login",
+        &cli.gateway_url,
+        "--provider",
+        IDP_NAME,
+        "--device",
+    ])?;
     login.exp_string("Trust this gateway")?;
     login.send_line("yes")?;
     login.exp_string("and confirm the code  ")?;
@@ -529,9 +531,7 @@ async fn confirm_device_code(
     let result = async {
         driver.goto(complete).await?;
         click(driver, "button[autofocus]").await?;
-        fill(driver, "#idp-login", login).await?;
-        fill(driver, "#idp-password", password).await?;
-        click(driver, "#idp-submit").await?;
+        sign_in_at_provider_page(driver, login, password).await?;
         wait_text(driver, "body", Duration::from_secs(20), |t| {
             t.contains("Sign-in Success")
         })
@@ -561,7 +561,7 @@ async fn the_reviewer_signs_in_by_the_device_flow() -> Result<()> {
     let url = format!("https://127.0.0.1:{}", setup.gateway.port());
     let mut review = std::process::Command::new(sallyport_e2e::tmux::review_bin()?)
         .args(["--verify", "--gateway", &url, "--fingerprint", &fingerprint])
-        .args(["--provider", IDP_NAME])
+        .args(["--provider", IDP_NAME, "--device"])
         .env("XDG_CONFIG_HOME", home.path().join("config"))
         .env("XDG_CACHE_HOME", home.path().join("cache"))
         .stdin(std::process::Stdio::null())
