@@ -250,7 +250,7 @@ async fn verify_credentials(
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "passkey_required",
-            "your account's second factor is a passkey, which only the browser can use: sign in with --provider, or add an authenticator app on the security page",
+            "your account's second factor is a passkey, which a password login here cannot ask for: sign in with --browser (the portal's login page, passkeys included), or add an authenticator app on the security page",
         ));
     } else {
         "password"
