@@ -47,9 +47,6 @@ pub struct LoginOptions {
     pub device: bool,
 }
 
-/// How long the browser sign-in waits for the browser to come back.
-const BROWSER_WAIT: std::time::Duration = std::time::Duration::from_secs(600);
-
 /// One HTTPS connection to the portal.
 struct Https {
     sender: SendRequest<Full<Bytes>>,
@@ -256,25 +253,13 @@ where
     let sign_in = LoopbackSignIn::bind().context("listening on a loopback port for the browser")?;
     let base = url::Url::parse(gateway).context("the gateway's address")?;
     let url = sign_in.authorize_url(&base, "cli", provider)?;
-    match sallyport_loopback::open_browser(&url) {
-        Ok(()) => {
-            eprintln!("Your browser was opened to sign in. If it did not open, open\n  {url}")
-        }
-        Err(_) if must => {
-            eprintln!("Open this page in a browser on this computer to sign in:\n  {url}")
-        }
-        Err(error) => {
-            eprintln!("No browser could be opened ({error}); signing in with a code instead.");
-            return Ok(None);
-        }
+    if !sallyport_loopback::offer(&url, must) {
+        return Ok(None);
     }
-    eprintln!(
-        "Waiting for the browser (up to {} minutes) ...",
-        BROWSER_WAIT.as_secs() / 60
-    );
-    let callback = tokio::task::spawn_blocking(move || sign_in.wait(BROWSER_WAIT))
-        .await
-        .context("the browser sign-in stopped")??;
+    let callback =
+        tokio::task::spawn_blocking(move || sign_in.wait(sallyport_loopback::BROWSER_WAIT))
+            .await
+            .context("the browser sign-in stopped")??;
     let request = BrowserExchangeRequest {
         code: callback.code,
         verifier: callback.verifier,

@@ -17,6 +17,10 @@ use std::time::{Duration, Instant};
 
 use sha2::{Digest, Sha256};
 
+/// How long a program waits for the browser to come back (a person signing in, perhaps at a provider
+/// with a second factor of its own).
+pub const BROWSER_WAIT: Duration = Duration::from_secs(600);
+
 /// What the gateway's sign-in gave back.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Callback {
@@ -244,6 +248,30 @@ pub fn open_browser(url: &url::Url) -> io::Result<()> {
             program.to_string_lossy()
         )))
     }
+}
+
+/// Opens `url` in the browser and tells the user on standard error, the page included (for when no
+/// window appeared). Where no browser can be opened: with `must`, asks for the page to be opened by
+/// hand; otherwise says the program signs in with a code instead and returns false. True means: wait
+/// (up to [`BROWSER_WAIT`]).
+pub fn offer(url: &url::Url, must: bool) -> bool {
+    match open_browser(url) {
+        Ok(()) => {
+            eprintln!("Your browser was opened to sign in. If it did not open, open\n  {url}")
+        }
+        Err(_) if must => {
+            eprintln!("Open this page in a browser on this computer to sign in:\n  {url}");
+        }
+        Err(error) => {
+            eprintln!("No browser could be opened ({error}); signing in with a code instead.");
+            return false;
+        }
+    }
+    eprintln!(
+        "Waiting for the browser (up to {} minutes) ...",
+        BROWSER_WAIT.as_secs().div_ceil(60)
+    );
+    true
 }
 
 #[cfg(test)]

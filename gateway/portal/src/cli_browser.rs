@@ -109,6 +109,14 @@ impl Default for BrowserSignIns {
     }
 }
 
+/// The refusal when too many programs' sign-ins are in progress at once.
+fn too_many() -> PageError {
+    PageError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "too many sign-ins in progress; try again shortly",
+    )
+}
+
 fn random_token() -> Option<String> {
     let mut bytes = [0u8; 32];
     getrandom::fill(&mut bytes).ok()?;
@@ -143,10 +151,7 @@ pub async fn start(
         .requests
         .insert(token_key(&token), request)
     {
-        return Err(PageError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many sign-ins in progress; try again shortly",
-        ));
+        return Err(too_many());
     }
     let cookie = format!(
         "{REQUEST_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
@@ -247,11 +252,7 @@ pub async fn confirm(
         .codes
         .insert(token_key(&code), confirmed)
     {
-        return Err(PageError::new(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "too many sign-ins in progress; try again shortly",
-        )
-        .shown_to(&user));
+        return Err(too_many().shown_to(&user));
     }
     audit(
         &portal,
@@ -287,13 +288,12 @@ pub async fn exchange(
     }
     let request: BrowserExchangeRequest = login_request(&headers, &body)?;
     let refuse = |actor: Option<&str>, reason: &str| {
-        portal.broker.audit(sallyport_state::AuditEvent {
-            kind: "program_sign_in_refused".into(),
-            actor: actor.map(str::to_owned),
-            client_addr: Some(client.to_string()),
-            detail: Some(reason.to_owned()),
-            ..Default::default()
-        });
+        portal.audit_from(
+            "program_sign_in_refused",
+            actor,
+            client,
+            Some(reason.to_owned()),
+        );
         portal.record_login_failure(client, &throttled);
         ApiError::new(StatusCode::UNAUTHORIZED, "sign_in_refused", reason)
     };

@@ -246,6 +246,24 @@ impl Portal {
         }
     }
 
+    /// Audits the sign-in event `kind` (a login, a refusal, a factor's change) by `actor`, when known,
+    /// from `client`: the one shape of the sign-in code's audit events.
+    pub(crate) fn audit_from(
+        &self,
+        kind: &str,
+        actor: Option<&str>,
+        client: std::net::SocketAddr,
+        detail: Option<String>,
+    ) {
+        self.broker.audit(sallyport_state::AuditEvent {
+            kind: kind.into(),
+            actor: actor.map(str::to_owned),
+            client_addr: Some(client.to_string()),
+            detail,
+            ..sallyport_state::AuditEvent::default()
+        });
+    }
+
     /// Forgets a source's and username's failures after a complete login.
     pub(crate) fn login_succeeded(&self, source: std::net::IpAddr, username: &str) {
         let now = self.started.elapsed();

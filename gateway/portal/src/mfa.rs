@@ -18,7 +18,7 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, PreEscaped, html};
 use sallyport_core::mfa;
 use sallyport_core::policy::{Authenticated, Role};
-use sallyport_state::{AuditEvent, StateError, UserRecord};
+use sallyport_state::{StateError, UserRecord};
 use serde::Deserialize;
 use tracing::warn;
 
@@ -138,13 +138,7 @@ pub(crate) fn audit(
     client: SocketAddr,
     detail: Option<String>,
 ) {
-    portal.broker.audit(AuditEvent {
-        kind: kind.into(),
-        actor: Some(username.to_owned()),
-        client_addr: Some(client.to_string()),
-        detail,
-        ..AuditEvent::default()
-    });
+    portal.audit_from(kind, Some(username), client, detail);
 }
 
 fn internal(message: &str) -> Response {

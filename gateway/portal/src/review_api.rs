@@ -43,13 +43,7 @@ use crate::cli_api::{Credentials, check_credentials, login_request};
 const VIA: &str = "sallyport-review";
 
 fn audit(portal: &Portal, kind: &str, actor: &str, client: SocketAddr, detail: String) {
-    portal.broker.audit(AuditEvent {
-        kind: kind.into(),
-        actor: Some(actor.to_owned()),
-        client_addr: Some(client.to_string()),
-        detail: Some(detail),
-        ..AuditEvent::default()
-    });
+    portal.audit_from(kind, Some(actor), client, Some(detail));
 }
 
 impl Credentials for ReviewLoginRequest {

@@ -320,6 +320,12 @@ pub mod steps {
         )
     }
 
+    /// Logs out with the header's button and waits for the login page.
+    pub async fn logout(driver: &Client) -> Result<()> {
+        click(driver, "#logout").await?;
+        wait_path(driver, "/login").await
+    }
+
     /// Logs in at the portal `base` (no trailing slash) with a password; where it lands is the caller's
     /// to check.
     pub async fn password_login(

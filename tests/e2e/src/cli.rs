@@ -142,13 +142,37 @@ impl Cli {
         session.send_line(username)?;
         session.exp_string("Password: ")?;
         session.send_line(password)?;
-        let rest = session.exp_eof()?;
-        let status = session.process().wait()?;
-        if exit_code(status) != Some(0) {
-            bail!("sallyport login failed ({status:?}): {rest}");
-        }
+        let rest = finished(session, "sallyport login")?;
         Ok(format!("{shown}{rest}"))
     }
+
+    /// `sallyport ssh DESTINATION` with the target's `password`: a command that echoes `word`, then
+    /// `exit CODE`, which must be the CLI's exit code. Blocking.
+    pub fn ssh_echo(&self, destination: &str, password: &str, word: &str, code: i32) -> Result<()> {
+        let mut ssh = self.spawn(&["ssh", destination])?;
+        ssh.exp_string("password: ")?;
+        ssh.send_line(password)?;
+        ssh.send_line(&format!("echo {word}-$((40+2))"))?;
+        ssh.exp_string(&format!("{word}-42"))?;
+        ssh.send_line(&format!("exit {code}"))?;
+        ssh.exp_eof()?;
+        let status = ssh.process().wait()?;
+        if exit_code(status) != Some(code) {
+            bail!("sallyport ssh ended with {status:?}, not exit code {code}");
+        }
+        Ok(())
+    }
+}
+
+/// Waits for the CLI on its terminal to end; everything it printed since the last expectation, or
+/// why `what` failed. Blocking.
+pub fn finished(mut session: PtySession, what: &str) -> Result<String> {
+    let rest = session.exp_eof()?;
+    let status = session.process().wait()?;
+    if exit_code(status) != Some(0) {
+        bail!("{what} failed ({status:?}): {rest}");
+    }
+    Ok(rest)
 }
 
 /// The exit code of a finished process, `None` if a signal ended it.

@@ -11,9 +11,6 @@ use sallyport_recordings::remote::{ReviewLoginRequest, ReviewLoginResponse};
 
 use super::{GatewayAddr, Options, PASSWORD_ENV, Refused, answer, ask_line};
 
-/// How long the browser sign-in waits for the browser to come back.
-const BROWSER_WAIT: Duration = Duration::from_secs(600);
-
 /// Signs in the way `options` asks: `--browser`, or `--provider` in the browser where one can be
 /// opened (else, or with `--device`, by the device flow), or the password.
 pub(super) fn sign_in(
@@ -47,23 +44,10 @@ fn browser_sign_in(
     let sign_in = LoopbackSignIn::bind().context("listening on a loopback port for the browser")?;
     let base = url::Url::parse(&addr.base()).context("the gateway's address")?;
     let url = sign_in.authorize_url(&base, "review", provider)?;
-    match sallyport_loopback::open_browser(&url) {
-        Ok(()) => {
-            eprintln!("Your browser was opened to sign in. If it did not open, open\n  {url}")
-        }
-        Err(_) if must => {
-            eprintln!("Open this page in a browser on this computer to sign in:\n  {url}")
-        }
-        Err(error) => {
-            eprintln!("No browser could be opened ({error}); signing in with a code instead.");
-            return Ok(None);
-        }
+    if !sallyport_loopback::offer(&url, must) {
+        return Ok(None);
     }
-    eprintln!(
-        "Waiting for the browser (up to {} minutes) ...",
-        BROWSER_WAIT.as_secs() / 60
-    );
-    let callback = sign_in.wait(BROWSER_WAIT)?;
+    let callback = sign_in.wait(sallyport_loopback::BROWSER_WAIT)?;
     let exchange =
         serde_json::json!({ "code": callback.code, "verifier": callback.verifier }).to_string();
     answer(

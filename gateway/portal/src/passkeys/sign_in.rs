@@ -14,7 +14,7 @@ use axum::extract::{ConnectInfo, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use maud::{Markup, html};
-use sallyport_state::{AuditEvent, PasskeyRecord};
+use sallyport_state::PasskeyRecord;
 use webauthn_rs::prelude::{AuthenticationResult, Passkey, PublicKeyCredential, WebauthnResult};
 
 use super::credential;
@@ -61,16 +61,6 @@ fn throttle_name(client: SocketAddr) -> String {
 
 fn refused(status: StatusCode, message: impl Into<String>) -> ApiError {
     ApiError::new(status, "passkey_refused", message)
-}
-
-fn audit(portal: &Portal, kind: &str, actor: Option<&str>, client: SocketAddr, detail: String) {
-    portal.broker.audit(AuditEvent {
-        kind: kind.into(),
-        actor: actor.map(str::to_owned),
-        client_addr: Some(client.to_string()),
-        detail: Some(detail),
-        ..AuditEvent::default()
-    });
 }
 
 /// Checks an answer against the stored passkey `record` with `check` (the library's finish), and
@@ -159,7 +149,7 @@ pub async fn finish(
         return Err(ApiError::throttled(wait));
     }
     let refuse = |actor: Option<&str>, reason: String| {
-        audit(&portal, "passkey_refused", actor, client, reason.clone());
+        portal.audit_from("passkey_refused", actor, client, Some(reason.clone()));
         portal.record_login_failure(client, &throttled);
         refused(StatusCode::UNAUTHORIZED, reason)
     };
@@ -299,13 +289,7 @@ pub async fn second_factor(
     .ok_or_else(no_pending_login)?;
     let username = user.username();
     let refuse = |reason: String| {
-        audit(
-            &portal,
-            "mfa_failed",
-            Some(username),
-            client,
-            reason.clone(),
-        );
+        portal.audit_from("mfa_failed", Some(username), client, Some(reason.clone()));
         portal.record_login_failure(client, username);
         refused(StatusCode::UNAUTHORIZED, reason)
     };

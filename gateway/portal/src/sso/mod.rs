@@ -19,7 +19,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use sallyport_sso::{Identity, Provider, ProviderConfig, SignIn, map_identity};
-use sallyport_state::{AuditEvent, MappedAccount, ProviderSignInOutcome, StateError, UserRecord};
+use sallyport_state::{MappedAccount, ProviderSignInOutcome, StateError, UserRecord};
 use tracing::warn;
 
 use crate::Portal;
@@ -121,13 +121,7 @@ pub(crate) fn audit(
     client: SocketAddr,
     detail: String,
 ) {
-    portal.broker.audit(AuditEvent {
-        kind: kind.into(),
-        actor: actor.map(str::to_owned),
-        client_addr: Some(client.to_string()),
-        detail: Some(detail),
-        ..AuditEvent::default()
-    });
+    portal.audit_from(kind, actor, client, Some(detail));
 }
 
 /// How a provider sign-in is named in the audit: `provider NAME subject SUB`.

@@ -7,7 +7,9 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use anyhow::{Context, Result};
 use fantoccini::{Client as Driver, Locator};
 use sallyport_core::mfa;
-use sallyport_e2e::browser::steps::{click, fill, password_login as login, text, wait_path};
+use sallyport_e2e::browser::steps::{
+    click, fill, logout, password_login as login, text, wait_path,
+};
 use sallyport_e2e::portal::{create_user, first_login, login_admin};
 use sallyport_e2e::{
     Browser, Gateway, GatewayOptions, Sshd, SshdOptions, TargetNet, ensure_test_user, require_root,
@@ -18,11 +20,6 @@ fn now() -> u64 {
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_secs())
         .unwrap_or(0)
-}
-
-async fn logout(driver: &Driver) -> Result<()> {
-    click(driver, "#logout").await?;
-    wait_path(driver, "/login").await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -18,7 +18,7 @@ use std::time::Duration;
 use anyhow::{Context, Result, bail};
 use fantoccini::{Client as Driver, Locator};
 use sallyport_e2e::browser::steps::{
-    click, fill, password_login, path, text, wait_path, wait_text,
+    click, fill, logout, password_login, path, text, wait_path, wait_text,
 };
 use sallyport_e2e::portal::{audit_rows, create_user, first_login, login_admin};
 use sallyport_e2e::webauthn::{Claims, VirtualAuthenticator, craft_assertion};
@@ -80,11 +80,6 @@ async fn passkeys_register_sign_in_and_refuse_clones_and_foreign_origins() -> Re
         .await
 }
 
-async fn logout(driver: &Driver) -> Result<()> {
-    click(driver, "#logout").await?;
-    wait_path(driver, "/login").await
-}
-
 /// Names the passkeys the security page lists (empty while the page is being replaced).
 async fn listed_passkeys(driver: &Driver) -> Vec<String> {
     let read = async {
@@ -127,6 +122,14 @@ async fn add_passkey(driver: &Driver, base: &str, name: &str, then: &[&str]) -> 
 
 /// Asks the portal for a password-less challenge as `client` (which keeps the ceremony's cookie).
 async fn passkey_challenge(client: &Client) -> Result<String> {
+    match passkey_options(client).await? {
+        Ok(challenge) => Ok(challenge),
+        Err(refusal) => bail!("no challenge: {} {}", refusal.status, refusal.text()),
+    }
+}
+
+/// The challenge `client` is given, or the portal's refusal to give one.
+async fn passkey_options(client: &Client) -> Result<std::result::Result<String, Response>> {
     let origin = client.origin();
     let answer = client
         .request(
@@ -137,12 +140,12 @@ async fn passkey_challenge(client: &Client) -> Result<String> {
         )
         .await?;
     if answer.status != 200 {
-        bail!("no challenge: {} {}", answer.status, answer.text());
+        return Ok(Err(answer));
     }
     let options: serde_json::Value = serde_json::from_str(&answer.text())?;
     options["publicKey"]["challenge"]
         .as_str()
-        .map(str::to_owned)
+        .map(|challenge| Ok(challenge.to_owned()))
         .with_context(|| format!("no challenge in {options}"))
 }
 
@@ -369,24 +372,14 @@ async fn scenario(
     let mut waited = None;
     for attempt in 0..SOURCE_MAX_FAILURES {
         let client = gateway.client()?;
-        let origin = client.origin();
-        let options = client
-            .request(
-                "POST",
-                "/login/passkey/options",
-                &[("Origin", &origin)],
-                Some(b""),
-            )
-            .await?;
-        if options.status == 429 {
-            waited = Some(attempt);
-            break;
-        }
-        let challenge =
-            serde_json::from_str::<serde_json::Value>(&options.text())?["publicKey"]["challenge"]
-                .as_str()
-                .map(str::to_owned)
-                .with_context(|| format!("no challenge: {}", options.text()))?;
+        let challenge = match passkey_options(&client).await? {
+            Ok(challenge) => challenge,
+            Err(refusal) if refusal.status == 429 => {
+                waited = Some(attempt);
+                break;
+            }
+            Err(refusal) => bail!("{} {}", refusal.status, refusal.text()),
+        };
         let wrong_origin = craft_assertion(
             &laptop,
             &Claims {

@@ -101,13 +101,8 @@ async fn the_cli_signs_in_in_the_browser_and_opens_a_terminal() -> Result<()> {
         sign_in_at_provider_page(&driver, "dave", "dave-idp-password").await
     })
     .await?;
-    let printed = tokio::task::spawn_blocking(move || -> Result<String> {
-        let rest = login.exp_eof()?;
-        let status = login.process().wait()?;
-        if sallyport_e2e::cli::exit_code(status) != Some(0) {
-            bail!("sallyport login --provider (browser) failed ({status:?}): {rest}");
-        }
-        Ok(rest)
+    let printed = tokio::task::spawn_blocking(move || {
+        sallyport_e2e::cli::finished(login, "sallyport login --provider (browser)")
     })
     .await??;
     assert!(
@@ -131,20 +126,8 @@ async fn the_cli_signs_in_in_the_browser_and_opens_a_terminal() -> Result<()> {
 
     // The certificate opens a recorded terminal like a password login's.
     let destination = format!("{}@alpha", user.name);
-    let password = user.password.clone();
-    tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut ssh = cli.spawn(&["ssh", &destination])?;
-        ssh.exp_string("password: ")?;
-        ssh.send_line(&password)?;
-        ssh.send_line("echo browser-$((40+2))")?;
-        ssh.exp_string("browser-42")?;
-        ssh.send_line("exit 4")?;
-        ssh.exp_eof()?;
-        let status = ssh.process().wait()?;
-        assert_eq!(sallyport_e2e::cli::exit_code(status), Some(4));
-        Ok(())
-    })
-    .await??;
+    tokio::task::spawn_blocking(move || cli.ssh_echo(&destination, &user.password, "browser", 4))
+        .await??;
 
     // A code is traded once, and only with the verifier: a made-up one and a reused one are refused.
     let client = setup.gateway.client()?;

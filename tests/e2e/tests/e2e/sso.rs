@@ -477,13 +477,8 @@ async fn the_cli_signs_in_by_the_device_flow_and_opens_a_terminal() -> Result<()
         bail!("the CLI shows {complete:?}, not a page of the provider");
     }
     confirm_device_code(&setup, &complete, "dave", "dave-idp-password", "sso_device").await?;
-    let printed = tokio::task::spawn_blocking(move || -> Result<String> {
-        let rest = login.exp_eof()?;
-        let status = login.process().wait()?;
-        if sallyport_e2e::cli::exit_code(status) != Some(0) {
-            bail!("sallyport login --provider failed ({status:?}): {rest}");
-        }
-        Ok(rest)
+    let printed = tokio::task::spawn_blocking(move || {
+        sallyport_e2e::cli::finished(login, "sallyport login --provider --device")
     })
     .await??;
     assert!(
@@ -500,20 +495,8 @@ async fn the_cli_signs_in_by_the_device_flow_and_opens_a_terminal() -> Result<()
 
     // The certificate opens a recorded terminal like a password login's.
     let destination = format!("{}@alpha", user.name);
-    let password = user.password.clone();
-    tokio::task::spawn_blocking(move || -> Result<()> {
-        let mut ssh = cli.spawn(&["ssh", &destination])?;
-        ssh.exp_string("password: ")?;
-        ssh.send_line(&password)?;
-        ssh.send_line("echo device-$((40+2))")?;
-        ssh.exp_string("device-42")?;
-        ssh.send_line("exit 3")?;
-        ssh.exp_eof()?;
-        let status = ssh.process().wait()?;
-        assert_eq!(sallyport_e2e::cli::exit_code(status), Some(3));
-        Ok(())
-    })
-    .await??;
+    tokio::task::spawn_blocking(move || cli.ssh_echo(&destination, &user.password, "device", 3))
+        .await??;
     Ok(())
 }
 
