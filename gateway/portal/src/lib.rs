@@ -26,6 +26,7 @@ mod passkeys;
 mod refusal;
 mod review_api;
 mod routes;
+mod second_factors;
 mod server;
 mod sso;
 mod target_list;

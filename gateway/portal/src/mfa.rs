@@ -1,6 +1,6 @@
 //! Multi-factor login: the second step after a first factor (a password, an identity provider) for
 //! users with TOTP or passkeys, TOTP enrollment with a QR code and recovery codes, and the per-role
-//! requirements ([`SecondFactors`]) that send users to enroll and that can demand a passkey.
+//! requirements (`crate::second_factors`) that send users to enroll and that can demand a passkey.
 //!
 //! Between the two steps the browser holds only a short-lived, single-purpose cookie; the login session
 //! exists only once both factors passed. Wrong codes and refused passkeys count as failed logins for the
@@ -17,8 +17,8 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::{Markup, PreEscaped, html};
 use sallyport_core::mfa;
-use sallyport_core::policy::{Authenticated, Role};
-use sallyport_state::{StateError, UserRecord};
+use sallyport_core::policy::Authenticated;
+use sallyport_state::UserRecord;
 use serde::Deserialize;
 use tracing::warn;
 
@@ -27,6 +27,7 @@ use crate::auth::{CurrentUser, cookie, session_cookie, token_key as key};
 use crate::html::components::{error, field};
 use crate::html::{PageError, ShownTo, page};
 use crate::pages::NO_RANDOMNESS;
+pub(crate) use crate::second_factors::SecondFactors;
 
 /// The cookie that carries a login between its password and its code.
 const PENDING_COOKIE: &str = "__Host-sallyport-mfa";
@@ -49,59 +50,6 @@ pub(crate) struct Pending {
     pub(crate) passkey_challenge: Option<webauthn_rs::prelude::PasskeyAuthentication>,
     created: Instant,
     attempts: u8,
-}
-
-/// What a user's sign-in needs after its first factor, from what they enrolled and what their role
-/// requires: the one answer the browser's login, the programs' login and every page's check use.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct SecondFactors {
-    totp: bool,
-    passkeys: bool,
-    mfa_required: bool,
-    passkey_required: bool,
-}
-
-impl SecondFactors {
-    /// The factors of user `user_id`, whose role is `role`. A passkey counts, and can be required, only
-    /// while the portal can use passkeys at all (a public_url with a DNS name): otherwise nobody could
-    /// sign in with one.
-    pub(crate) fn of(portal: &Portal, user_id: i64, role: Role) -> Result<Self, StateError> {
-        let state = portal.broker.state();
-        let available = portal.passkeys.available();
-        Ok(SecondFactors {
-            totp: state.totp(user_id)?.is_some(),
-            passkeys: available && !state.passkeys(user_id)?.is_empty(),
-            mfa_required: state.mfa_required_roles()?.contains(&role),
-            passkey_required: available && state.passkey_required_roles()?.contains(&role),
-        })
-    }
-
-    /// A TOTP or recovery code completes the sign-in: the user has TOTP, and their role does not
-    /// demand a passkey they have (one who has none yet signs in with TOTP to add one).
-    pub(crate) fn totp(&self) -> bool {
-        self.totp && !(self.passkey_required && self.passkeys)
-    }
-
-    /// One of the user's passkeys completes the sign-in.
-    pub(crate) fn passkey(&self) -> bool {
-        self.passkeys
-    }
-
-    /// Whether the first factor alone is not enough.
-    pub(crate) fn needed(&self) -> bool {
-        self.totp() || self.passkey()
-    }
-
-    /// What the user must set up before anything else, in words, if anything.
-    pub(crate) fn missing(&self) -> Option<&'static str> {
-        if self.passkey_required && !self.passkeys {
-            Some("Your role must sign in with a passkey: add one here before you go on.")
-        } else if self.mfa_required && !self.totp && !self.passkeys {
-            Some("Your role must use two-factor authentication: set it up here before you go on.")
-        } else {
-            None
-        }
-    }
 }
 
 /// Logins waiting for their second factor, and enrollments waiting for their first code.

@@ -250,10 +250,15 @@ fn forward_plain(mut client: TcpStream, head: &str, rest: &[u8]) -> Result<()> {
         )?;
         return Ok(());
     };
-    let mut upstream = TcpStream::connect_timeout(
+    let Ok(mut upstream) = TcpStream::connect_timeout(
         &SocketAddr::from((Ipv4Addr::LOCALHOST, port)),
         Duration::from_secs(5),
-    )?;
+    ) else {
+        client.write_all(
+            b"HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
+        )?;
+        return Ok(());
+    };
     upstream.write_all(format!("{method} {path} {version}\r\n{headers}").as_bytes())?;
     upstream.write_all(rest)?;
     client.set_read_timeout(None)?;

@@ -471,11 +471,35 @@ fn browser_proxy_tunnels_only_to_loopback() -> Result<()> {
         }
         Ok((String::from_utf8_lossy(&head).into_owned(), s))
     };
-    // Not loopback, or not CONNECT: refused without dialling anything.
+    // Not loopback, or not a proxy request: refused without dialling anything.
     let (head, _) = ask("CONNECT 192.0.2.1:443 HTTP/1.1\r\nHost: 192.0.2.1:443\r\n\r\n")?;
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
-    let (head, _) = ask("GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")?;
+    let (head, _) = ask("GET http://192.0.2.1:80/ HTTP/1.1\r\nHost: 192.0.2.1\r\n\r\n")?;
     assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    let (head, _) = ask("GET /callback HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")?;
+    assert!(head.starts_with("HTTP/1.1 403"), "{head}");
+    // Plain HTTP to a loopback port (a program's callback): passed on in origin form, or 502 when
+    // nothing listens there.
+    let (head, _) = ask("GET http://127.0.0.1:1/ HTTP/1.1\r\nHost: 127.0.0.1:1\r\n\r\n")?;
+    assert!(head.starts_with("HTTP/1.1 502"), "{head}");
+    let callback = std::net::TcpListener::bind("127.0.0.1:0")?;
+    let callback_port = callback.local_addr()?.port();
+    let program = std::thread::spawn(move || -> Result<String> {
+        let (mut conn, _) = callback.accept()?;
+        conn.set_read_timeout(Some(Duration::from_secs(10)))?;
+        let mut line = String::new();
+        std::io::BufRead::read_line(&mut std::io::BufReader::new(conn.try_clone()?), &mut line)?;
+        conn.write_all(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")?;
+        Ok(line)
+    });
+    let (head, _) = ask(&format!(
+        "GET http://127.0.0.1:{callback_port}/callback?code=c HTTP/1.1\r\nHost: 127.0.0.1:{callback_port}\r\n\r\n"
+    ))?;
+    assert!(head.starts_with("HTTP/1.1 200"), "{head}");
+    let line = program
+        .join()
+        .map_err(|_| anyhow::anyhow!("the program thread panicked"))??;
+    assert_eq!(line, "GET /callback?code=c HTTP/1.1\r\n");
 
     // A loopback port of the root namespace: the tunnel carries bytes both ways.
     let target = std::net::TcpListener::bind("127.0.0.1:0")?;

@@ -11,7 +11,9 @@
 //!   (after the same answer was first accepted), and a cloned authenticator (the same key with its
 //!   signature counter set back);
 //! - the per-role requirement: a user of a role that must use a passkey reaches only the security page;
-//! - the refusals count for the login throttle: past the limit the source must wait (429).
+//! - the refusals count for the login throttle: past the limit the source must wait (429);
+//! - an account of the identity provider (`sso`'s) adds a passkey, which then is its second factor
+//!   after the provider's sign-in, and never signs it in without the provider.
 
 use std::time::Duration;
 
@@ -395,5 +397,59 @@ async fn scenario(
         waited.is_some(),
         "{SOURCE_MAX_FAILURES} more refused passkeys did not make the source wait"
     );
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_provider_account_uses_its_passkey_as_the_second_factor_only() -> Result<()> {
+    let setup = crate::sso::setup_named("pk2", "localhost").await?;
+    let browser = Browser::start().await?;
+    let result = provider_scenario(browser.client(), &setup).await;
+    browser
+        .finish(
+            result,
+            std::path::Path::new(env!("CARGO_TARGET_TMPDIR")),
+            "passkeys_provider",
+            || format!("gateway stderr:\n{}", setup.gateway.stderr()),
+        )
+        .await
+}
+
+/// Signs dave in at the provider from the portal's login page; the provider forgets its own session
+/// first, so that its login page is shown every time.
+async fn provider_sign_in(driver: &Driver, setup: &crate::sso::Setup, base: &str) -> Result<()> {
+    driver.goto(&setup.idp.issuer()).await?;
+    driver.delete_all_cookies().await?;
+    driver.goto(&format!("{base}/login")).await?;
+    click(driver, &format!("#sso-{}", sallyport_e2e::idp::IDP_NAME)).await?;
+    sallyport_e2e::idp::sign_in_at_provider_page(driver, "dave", "dave-idp-password").await
+}
+
+async fn provider_scenario(driver: &Driver, setup: &crate::sso::Setup) -> Result<()> {
+    let base = format!("https://localhost:{}", setup.gateway.port());
+    VirtualAuthenticator::add(driver).await?;
+    provider_sign_in(driver, setup, &base).await?;
+    wait_path(driver, "/targets").await?;
+    add_passkey(driver, &base, "dave-key", &["dave-key"]).await?;
+    logout(driver).await?;
+
+    // The provider's sign-in is now followed by the passkey.
+    provider_sign_in(driver, setup, &base).await?;
+    wait_path(driver, "/login/mfa").await?;
+    click(driver, "#passkey-second-factor").await?;
+    wait_path(driver, "/targets").await?;
+    logout(driver).await?;
+    let logins = audit_rows(&setup.admin, "login").await?;
+    assert!(
+        logins
+            .iter()
+            .any(|r| r
+                .contains("signed in with provider TestIdP subject dave, then passkey dave-key")),
+        "{logins:?}"
+    );
+
+    // Without the provider, the passkey alone does not let the account in.
+    let error = refused_passkey_sign_in(driver, &base).await?;
+    assert!(error.contains("identity provider"), "{error}");
     Ok(())
 }

@@ -67,11 +67,17 @@ pub(crate) struct Setup {
 }
 
 pub(crate) async fn setup(name: &str) -> Result<Setup> {
+    setup_named(name, "127.0.0.1").await
+}
+
+/// [`setup`] with the portal's public_url on `host` (the gateway still listens on 127.0.0.1): a DNS
+/// name such as `localhost` where passkeys must work.
+pub(crate) async fn setup_named(name: &str, host: &str) -> Result<Setup> {
     require_root()?;
     let net = TargetNet::create(name)?;
     let sshd = Sshd::start(&net, SshdOptions::default())?;
     let port = free_port()?;
-    let url = format!("https://127.0.0.1:{port}");
+    let url = format!("https://{host}:{port}");
     let idp = TestIdp::start(&url, &accounts(vec!["engineers"], false)).await?;
     let opts = GatewayOptions::for_net(&net)
         .listen(std::net::SocketAddr::from(([127, 0, 0, 1], port)))
