@@ -100,9 +100,10 @@ pub fn run(args: &[String]) -> anyhow::Result<()> {
     std::fs::write(
         &config,
         format!(
-            "# Written by `cargo xtask demo`.\nstate_dir = \"{state}\"\n[portal]\nlisten = \"{listen}\"\n[log]\njournald = false\n\n{targets}",
+            "# Written by `cargo xtask demo`.\nstate_dir = \"{state}\"\n[portal]\nlisten = \"{listen}\"\n{public_url}[log]\njournald = false\n\n{targets}",
             state = state_dir.display(),
             listen = options.listen,
+            public_url = demo_public_url(&options.listen),
             targets = demo.targets_toml(),
         ),
     )?;
@@ -234,6 +235,18 @@ impl Tools {
 
 /// What a newcomer needs after the URL: the targets and their login, then the reviewer (`review`: how it
 /// reaches the recordings, and its arguments) and the CLI.
+/// The demo portal's `public_url` line: `https://localhost:PORT/` for a loopback listener, so that
+/// passkeys (which need a name, not an address) work in the demo; none for one other machines reach,
+/// whose name the demo cannot know (passkeys are off there, and the security page says so).
+fn demo_public_url(listen: &str) -> String {
+    match listen.parse::<std::net::SocketAddr>() {
+        Ok(addr) if addr.ip().is_loopback() => {
+            format!("public_url = \"https://localhost:{}/\"\n", addr.port())
+        }
+        _ => String::new(),
+    }
+}
+
 pub fn print_next_steps(demo: &Demo, url: &str, fingerprint: &str, review: (&str, &str)) {
     let bin = target_dir().join("debug");
     print_targets(demo);

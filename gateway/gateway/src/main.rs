@@ -181,6 +181,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     portal_config.cli_certificate_lifetime =
         Duration::from_secs(config.quic.certificate_hours * 3600);
     portal_config.identity_providers = config.identity_providers()?;
+    let public_url = portal_config.public_url.clone();
     let portal = Portal::with_edge(
         broker,
         portal_config,
@@ -188,13 +189,20 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         quic.as_ref().map(|(_, ca)| ca.clone()),
     );
 
-    let url_host = if local.ip().is_unspecified() {
-        "localhost".to_owned()
-    } else {
-        url_host(local.ip())
-    };
     info!(listen = %local, fingerprint = %tls.fingerprint, generated = tls.generated, "portal listening");
-    println!("url: https://{url_host}:{}/", local.port());
+    // The address users open: the configured public_url (providers and passkeys are bound to it), else
+    // the listener's own.
+    match &public_url {
+        Some(url) => println!("url: {url}"),
+        None => {
+            let url_host = if local.ip().is_unspecified() {
+                "localhost".to_owned()
+            } else {
+                url_host(local.ip())
+            };
+            println!("url: https://{url_host}:{}/", local.port());
+        }
+    }
     println!("fingerprint: {}", tls.fingerprint);
     use std::io::Write;
     let _ = std::io::stdout().flush();
