@@ -46,6 +46,9 @@ const TEST_PACKAGES: &[(&str, &str)] = &[
     ("freerdp2-shadow-x11", "/usr/bin/freerdp-shadow-cli"),
     ("xvfb", "/usr/bin/Xvfb"),
     ("winpr-utils", "/usr/bin/winpr-hash"),
+    // Fleet mode's state database: a private cluster per test (`tests/e2e/src/postgres.rs`).
+    ("postgresql", "/usr/lib/postgresql/15/bin/initdb"),
+    ("postgresql-client", "/usr/bin/psql"),
 ];
 
 /// What bpf-linker is built against: LLVM of the same major version as the nightly rustc's own LLVM.

@@ -235,6 +235,18 @@ pub fn quic_answered(mut python3: Command, to: SocketAddr) -> Result<bool> {
     Ok(String::from_utf8_lossy(&out.stdout).trim() == "vn")
 }
 
+/// Whether process `pid` runs (exists and is not a zombie waiting for a parent that does not reap it,
+/// as a daemon's process is in a container whose first process reaps nothing).
+pub fn is_running(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|stat| {
+            let state = stat.rsplit_once(") ")?.1.chars().next()?;
+            Some(state != 'Z' && state != 'X')
+        })
+        .unwrap_or(false)
+}
+
 /// CPU seconds (user + system) from a `/proc/.../stat` file's text.
 fn stat_cpu_seconds(stat: &str) -> Result<f64> {
     let rest = stat

@@ -39,6 +39,7 @@ pub mod idp;
 pub mod netns;
 pub mod paced_rdp;
 pub mod portal;
+pub mod postgres;
 pub mod rdp;
 pub mod sshd;
 pub mod tmux;

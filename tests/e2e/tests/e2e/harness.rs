@@ -618,3 +618,36 @@ async fn gateway_harness_drives_a_stand_in_binary() -> Result<()> {
     assert!(gw.is_running());
     Ok(())
 }
+
+/// The private PostgreSQL server (fleet mode's peer) starts as its own cluster, answers SQL over
+/// loopback, keeps what it is given, and is gone (process and directory) when dropped.
+#[test]
+fn a_private_postgresql_cluster_answers_and_is_removed() -> Result<()> {
+    let postgres = sallyport_e2e::postgres::Postgres::start()?;
+    assert_eq!(postgres.psql("postgres", "SELECT 6 * 7")?.trim(), "42");
+    postgres.psql("postgres", "CREATE DATABASE sallyport")?;
+    postgres.psql(
+        "sallyport",
+        "CREATE TABLE t (v text); INSERT INTO t VALUES ('kept')",
+    )?;
+    assert_eq!(
+        postgres.psql("sallyport", "SELECT v FROM t")?.trim(),
+        "kept"
+    );
+    assert!(
+        postgres
+            .socket_dir()
+            .join(format!(".s.PGSQL.{}", postgres.port()))
+            .exists(),
+        "no Unix socket of its own"
+    );
+    let pid = postgres.pid().context("no postmaster PID")?;
+    let data = postgres.socket_dir().with_file_name("data");
+    drop(postgres);
+    assert!(
+        !sallyport_e2e::common::is_running(pid),
+        "the postmaster {pid} outlived the harness"
+    );
+    assert!(!data.exists(), "the cluster's directory was left behind");
+    Ok(())
+}
