@@ -126,12 +126,40 @@ pub fn session_token(headers: &HeaderMap) -> Option<String> {
 
 /// The `Set-Cookie` value for a new session.
 pub fn session_cookie(token: &str) -> String {
-    format!("{COOKIE_NAME}={token}; Path=/; Secure; HttpOnly; SameSite=Strict")
+    host_cookie(COOKIE_NAME, token, "Strict", None)
 }
 
 /// The `Set-Cookie` value that deletes the session cookie.
 pub fn expired_cookie() -> String {
-    format!("{COOKIE_NAME}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0")
+    expire_cookie(COOKIE_NAME, "Strict")
+}
+
+/// The `Set-Cookie` value of one of the portal's `__Host-` cookies: `Secure`, `HttpOnly`, on every path,
+/// `SameSite=same_site`, for `max_age` (the browser's session when `None`).
+pub(crate) fn host_cookie(
+    name: &str,
+    value: &str,
+    same_site: &str,
+    max_age: Option<Duration>,
+) -> String {
+    let mut cookie = format!("{name}={value}; Path=/; Secure; HttpOnly; SameSite={same_site}");
+    if let Some(max_age) = max_age {
+        cookie.push_str(&format!("; Max-Age={}", max_age.as_secs()));
+    }
+    cookie
+}
+
+/// The `Set-Cookie` value that deletes the `__Host-` cookie `name`.
+pub(crate) fn expire_cookie(name: &str, same_site: &str) -> String {
+    host_cookie(name, "", same_site, Some(Duration::ZERO))
+}
+
+/// A random token (32 bytes, hex) that names a sign-in step in a cookie or a URL; `None` without
+/// randomness.
+pub(crate) fn random_token() -> Option<String> {
+    let mut bytes = [0u8; 32];
+    getrandom::fill(&mut bytes).ok()?;
+    Some(hex::encode(bytes))
 }
 
 /// True when the request's Origin is this portal (`https://` + the Host it was sent to). Browsers send

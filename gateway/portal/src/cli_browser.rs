@@ -31,7 +31,7 @@ use serde::Deserialize;
 
 use crate::Portal;
 use crate::api_error::ApiError;
-use crate::auth::{CurrentUser, cookie, token_key};
+use crate::auth::{CurrentUser, cookie, expire_cookie, host_cookie, random_token, token_key};
 use crate::ceremonies::Ceremonies;
 use crate::cli_api::login_request;
 use crate::html::{PageError, moving_on, page};
@@ -117,12 +117,6 @@ fn too_many() -> PageError {
     )
 }
 
-fn random_token() -> Option<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).ok()?;
-    Some(hex::encode(bytes))
-}
-
 /// The program's request this browser carries, if it is still live.
 fn live_request(portal: &Portal, headers: &HeaderMap) -> Option<ProgramRequest> {
     let token = cookie(headers, REQUEST_COOKIE)?;
@@ -153,10 +147,7 @@ pub async fn start(
     {
         return Err(too_many());
     }
-    let cookie = format!(
-        "{REQUEST_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-        REQUEST_TTL.as_secs()
-    );
+    let cookie = host_cookie(REQUEST_COOKIE, &token, "Strict", Some(REQUEST_TTL));
     Ok((
         [(header::SET_COOKIE, cookie)],
         Redirect::to("/login/cli/confirm"),
@@ -226,7 +217,7 @@ pub async fn confirm(
             )
             .shown_to(&user)
         })?;
-    let expire = format!("{REQUEST_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0");
+    let expire = expire_cookie(REQUEST_COOKIE, "Strict");
     let username = user.user.username();
     if answer.answer != "yes" {
         audit(

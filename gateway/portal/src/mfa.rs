@@ -23,7 +23,9 @@ use serde::Deserialize;
 use tracing::warn;
 
 use crate::Portal;
-use crate::auth::{CurrentUser, cookie, session_cookie, token_key as key};
+use crate::auth::{
+    CurrentUser, cookie, expire_cookie, host_cookie, random_token, session_cookie, token_key as key,
+};
 use crate::html::components::{error, field};
 use crate::html::{PageError, ShownTo, page};
 use crate::pages::NO_RANDOMNESS;
@@ -187,10 +189,9 @@ pub fn first_factor_accepted(
         )
         .map_or_else(|_| internal(NO_RANDOMNESS), Opened::redirect);
     }
-    let Some(bytes) = random::<32>() else {
+    let Some(token) = random_token() else {
         return internal(NO_RANDOMNESS);
     };
-    let token = hex::encode(bytes);
     let mut pending = lock(&portal.mfa.pending);
     pending.retain(|_, p| p.created.elapsed() < PENDING_TTL);
     if pending.len() >= MAX_PENDING {
@@ -218,10 +219,7 @@ pub fn first_factor_accepted(
             "{first_factor} accepted; waiting for the second factor"
         )),
     );
-    let cookie = format!(
-        "{PENDING_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-        PENDING_TTL.as_secs()
-    );
+    let cookie = host_cookie(PENDING_COOKIE, &token, "Strict", Some(PENDING_TTL));
     ([(header::SET_COOKIE, cookie)], Redirect::to("/login/mfa")).into_response()
 }
 
@@ -262,9 +260,7 @@ pub(crate) fn complete(
         client,
         format!("signed in with {}, then {second}", entry.first_factor),
     )?;
-    opened.cookies.push(format!(
-        "{PENDING_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0"
-    ));
+    opened.cookies.push(expire_cookie(PENDING_COOKIE, "Strict"));
     Ok(opened)
 }
 

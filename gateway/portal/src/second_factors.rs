@@ -26,7 +26,7 @@ impl SecondFactors {
         let available = portal.passkeys.available();
         Ok(SecondFactors {
             totp: state.totp(user_id)?.is_some(),
-            passkeys: available && !state.passkeys(user_id)?.is_empty(),
+            passkeys: available && state.has_passkeys(user_id)?,
             mfa_required: state.mfa_required_roles()?.contains(&role),
             passkey_required: available && state.passkey_required_roles()?.contains(&role),
         })

@@ -128,6 +128,15 @@ impl StateDb {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// Whether the user has a passkey (asked at every page, so without reading the credentials).
+    pub fn has_passkeys(&self, user_id: i64) -> Result<bool, StateError> {
+        Ok(self.lock().query_row(
+            "SELECT EXISTS (SELECT 1 FROM passkeys WHERE user_id = ?1)",
+            [user_id],
+            |r| r.get(0),
+        )?)
+    }
+
     /// The passkey with `credential_id`, whoever owns it.
     pub fn passkey_by_credential_id(
         &self,
@@ -220,6 +229,7 @@ mod tests {
             .map(|p| p.name)
             .collect();
         assert_eq!(names, ["laptop", "key"]);
+        assert!(db.has_passkeys(erin.id).unwrap());
 
         db.passkey_used(laptop.id, "{\"counter\":2}", 20).unwrap();
         let found = db.passkey_by_credential_id(b"cred-1").unwrap().unwrap();
@@ -234,6 +244,7 @@ mod tests {
         );
         assert_eq!(db.passkey_by_credential_id(b"cred-1").unwrap(), None);
         assert_eq!(db.reset_passkeys(erin.id).unwrap(), 1);
+        assert!(!db.has_passkeys(erin.id).unwrap());
         db.delete_user(finn.id).unwrap();
         assert_eq!(db.passkey_by_credential_id(b"cred-4").unwrap(), None);
     }

@@ -352,6 +352,22 @@ impl Client {
             .await
     }
 
+    /// POSTs `body` as `application/json`, with `origin` as the Origin header when given (a page's
+    /// script sends one; a program does not).
+    pub async fn post_json(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        origin: Option<&str>,
+    ) -> Result<Response> {
+        let mut headers = vec![("Content-Type", "application/json")];
+        if let Some(origin) = origin {
+            headers.push(("Origin", origin));
+        }
+        self.request("POST", path, &headers, Some(body.to_string().as_bytes()))
+            .await
+    }
+
     /// Any request. `Host`, `Connection: close`, `Content-Length` and (unless given in `headers`)
     /// `Cookie` from the jar are added; `Set-Cookie` of the response updates the jar.
     pub async fn request(

@@ -20,7 +20,7 @@ use webauthn_rs::prelude::{AuthenticationResult, Passkey, PublicKeyCredential, W
 use super::credential;
 use crate::Portal;
 use crate::api_error::ApiError;
-use crate::auth::{cookie, token_key};
+use crate::auth::{cookie, expire_cookie, host_cookie, random_token, token_key};
 use crate::html::Asset;
 use crate::mfa;
 
@@ -116,24 +116,19 @@ pub async fn options(
         .map_err(|error| refused(StatusCode::INTERNAL_SERVER_ERROR, error.to_string()))?;
     // A button press, not the browser's autofill prompt that the library's default asks for.
     challenge.mediation = None;
-    let mut token = [0u8; 32];
-    getrandom::fill(&mut token).map_err(|_| {
+    let token = random_token().ok_or_else(|| {
         refused(
             StatusCode::INTERNAL_SERVER_ERROR,
             crate::pages::NO_RANDOMNESS,
         )
     })?;
-    let token = hex::encode(token);
     if !portal.passkeys.sign_ins.insert(token_key(&token), ceremony) {
         return Err(refused(
             StatusCode::SERVICE_UNAVAILABLE,
             "too many passkey sign-ins in progress; try again shortly",
         ));
     }
-    let cookie = format!(
-        "{CEREMONY_COOKIE}={token}; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age={}",
-        super::CEREMONY_TTL.as_secs()
-    );
+    let cookie = host_cookie(CEREMONY_COOKIE, &token, "Strict", Some(super::CEREMONY_TTL));
     Ok(([(header::SET_COOKIE, cookie)], Json(challenge)).into_response())
 }
 
@@ -221,9 +216,7 @@ pub async fn finish(
         )
     })?;
     let mut response = opened.json();
-    if let Ok(expire) =
-        format!("{CEREMONY_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Strict; Max-Age=0").parse()
-    {
+    if let Ok(expire) = expire_cookie(CEREMONY_COOKIE, "Strict").parse() {
         response.headers_mut().append(header::SET_COOKIE, expire);
     }
     Ok(response)

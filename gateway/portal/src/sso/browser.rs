@@ -24,7 +24,7 @@ use tracing::warn;
 
 use super::{PendingLogin, audit, first_factor, key};
 use crate::Portal;
-use crate::auth::cookie;
+use crate::auth::{cookie, expire_cookie, host_cookie, random_token};
 use crate::html::components::error;
 use crate::html::{PageError, moving_on, page};
 use crate::pages::{NO_RANDOMNESS, capitalized_sentence};
@@ -39,12 +39,6 @@ pub(crate) fn buttons(portal: &Portal) -> Markup {
             a.button.sso id={ "sso-" (name) } href={ "/login/sso/" (name) } { "Sign in with " (name) }
         }
     }
-}
-
-fn random_hex() -> Option<String> {
-    let mut bytes = [0u8; 32];
-    getrandom::fill(&mut bytes).ok()?;
-    Some(hex::encode(bytes))
 }
 
 /// Where the provider sends the browser back for this provider.
@@ -114,7 +108,7 @@ pub async fn start(
             );
         }
     };
-    let Some(binding) = random_hex() else {
+    let Some(binding) = random_token() else {
         return PageError::internal(NO_RANDOMNESS).into_response();
     };
     let state = login.state().to_owned();
@@ -131,10 +125,7 @@ pub async fn start(
         )
         .into_response();
     }
-    let cookie = format!(
-        "{BINDING_COOKIE}={binding}; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age={}",
-        super::PENDING_TTL.as_secs()
-    );
+    let cookie = host_cookie(BINDING_COOKIE, &binding, "Lax", Some(super::PENDING_TTL));
     ([(header::SET_COOKIE, cookie)], Redirect::to(url.as_str())).into_response()
 }
 
@@ -265,9 +256,7 @@ pub async fn callback(
     // The `Strict` cookies this answer sets ride along on the next request only when it starts from
     // this portal's own page.
     let mut response = moving_on(response, "Signed in");
-    if let Ok(expire) =
-        format!("{BINDING_COOKIE}=; Path=/; Secure; HttpOnly; SameSite=Lax; Max-Age=0").parse()
-    {
+    if let Ok(expire) = expire_cookie(BINDING_COOKIE, "Lax").parse() {
         response.headers_mut().append(header::SET_COOKIE, expire);
     }
     response

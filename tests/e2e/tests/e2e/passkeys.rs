@@ -153,14 +153,8 @@ async fn passkey_options(client: &Client) -> Result<std::result::Result<String, 
 
 /// Sends `assertion` as `client`'s answer to its challenge.
 async fn post_assertion(client: &Client, assertion: &serde_json::Value) -> Result<Response> {
-    let origin = client.origin();
     client
-        .request(
-            "POST",
-            "/login/passkey",
-            &[("Origin", &origin), ("Content-Type", "application/json")],
-            Some(assertion.to_string().as_bytes()),
-        )
+        .post_json("/login/passkey", assertion, Some(&client.origin()))
         .await
 }
 
@@ -245,20 +239,14 @@ async fn scenario(
     assert_eq!(audit_rows(admin, "passkey_removed").await?.len(), 1);
 
     // A password alone must not stand in for the passkey at the CLI's login.
-    let cli = gateway.client()?;
     let body = json!({
         "username": "erin",
         "password": ERIN_PASSWORD,
         "public_key": "00".repeat(32),
-    })
-    .to_string();
-    let answer = cli
-        .request(
-            "POST",
-            "/api/cli/login",
-            &[("Content-Type", "application/json")],
-            Some(body.as_bytes()),
-        )
+    });
+    let answer = gateway
+        .client()?
+        .post_json("/api/cli/login", &body, None)
         .await?;
     assert_eq!(answer.status, 403, "{}", answer.text());
     assert!(

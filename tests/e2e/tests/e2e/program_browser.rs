@@ -135,16 +135,8 @@ async fn the_cli_signs_in_in_the_browser_and_opens_a_terminal() -> Result<()> {
         "code": "00".repeat(32),
         "verifier": "not-the-program's",
         "public_key": "11".repeat(32),
-    })
-    .to_string();
-    let refused = client
-        .request(
-            "POST",
-            "/api/cli/exchange",
-            &[("Content-Type", "application/json")],
-            Some(body.as_bytes()),
-        )
-        .await?;
+    });
+    let refused = client.post_json("/api/cli/exchange", &body, None).await?;
     assert_eq!(refused.status, 401, "{}", refused.text());
     assert!(
         refused.text().contains("unknown, used or expired"),
