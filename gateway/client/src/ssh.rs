@@ -111,7 +111,7 @@ pub async fn run(options: SshOptions) -> Result<i32> {
         })
         .await?;
     let (cols, rows) = size();
-    send_control(
+    let sent = send_control(
         &mut send,
         &ClientControl::Connect {
             username,
@@ -122,9 +122,11 @@ pub async fn run(options: SshOptions) -> Result<i32> {
             rows,
         },
     )
-    .await?;
-    // Wait for the gateway's verdict before touching the terminal.
+    .await;
+    // Wait for the gateway's verdict before touching the terminal. The gateway may refuse on the preamble alone and
+    // stop reading before the connect request arrives: then its verdict, not the failed write, is what to report.
     reader.wait_connected(&target).await?;
+    sent?;
     let status = relay(&gateway, &mut send, &mut reader).await;
     gateway.close().await;
     status
